@@ -1,0 +1,22 @@
+//! kvmtop's kernel programs. Each signal family has its own module; this file only declares them.
+//!
+//! Rules every program here follows, because they run on every event of the host:
+//! decide first whether the event concerns a VMM, keep running totals in per-CPU maps, and never
+//! send anything to userspace per event.
+#![no_std]
+#![no_main]
+
+mod signals;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: BPF programs cannot panic at run time; the verifier rejects any path that would
+    // reach here, so this is never executed.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+// bpf_probe_read and raw/classic tracepoints need a GPL-compatible licence.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,2 @@
+//! One module per signal family.
+pub mod exits;
