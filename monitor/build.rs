@@ -5,7 +5,11 @@ use anyhow::Context as _;
 fn main() -> anyhow::Result<()> {
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../monitor-ebpf");
     aya_build::build_ebpf(
-        [aya_build::Package { name: "monitor-ebpf", root_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: "monitor-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
     .context(

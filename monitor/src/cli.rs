@@ -1,7 +1,132 @@
-pub fn main() -> std::process::ExitCode {
-    let obj = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
-    let mut ebpf = aya::Ebpf::load(obj).unwrap();
-    for (name, _) in ebpf.programs() { println!("{name}"); }
-    let _ = &mut ebpf;
-    std::process::ExitCode::SUCCESS
+//! Command-line interface. `main.rs` calls [`main`]; each subcommand lives in `crate::app`.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{app, host::tracefs::TraceFs, session::Config};
+
+/// The default address of `kvmtop serve`: loopback only, so metrics are not exposed to the
+/// network unless asked for.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9941";
+
+/// Live per-VM and per-vCPU performance of a KVM host, from eBPF.
+///
+/// Without a subcommand, kvmtop shows a live table of the VMs on this host. It needs root, or the
+/// capabilities CAP_BPF and CAP_PERFMON.
+#[derive(Debug, Parser)]
+#[command(name = "kvmtop", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Refresh interval of the live views, in seconds.
+    #[arg(long, global = true, default_value = "1", value_parser = parse_seconds)]
+    pub interval: Duration,
+
+    /// Root of the procfs to read processes from.
+    #[arg(long, global = true, default_value = "/proc", value_name = "DIR")]
+    pub proc: PathBuf,
+
+    /// Where tracefs is mounted (tracepoint formats are read from DIR/events).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/sys/kernel/tracing",
+        value_name = "DIR"
+    )]
+    pub tracefs: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Live table of VMs (the default).
+    Top,
+    /// Sample for a while, then print one snapshot and exit.
+    Snapshot {
+        /// Length of the sampling window, in seconds.
+        #[arg(long, default_value = "5", value_parser = parse_seconds)]
+        duration: Duration,
+        /// Output format. The JSON is described by monitor/schema/snapshot.schema.json.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    Serve {
+        /// Address to listen on. Use 0.0.0.0:9941 to expose the metrics beyond this host.
+        #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.05..=86_400.0).contains(&seconds) {
+        return Err(format!("'{text}' is out of range (0.05 to 86400 seconds)"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    let config = Config {
+        proc_root: cli.host.proc.clone(),
+        tracefs: TraceFs::new(&cli.host.tracefs),
+    };
+    let result = match cli.command.unwrap_or(Command::Top) {
+        Command::Top => app::top(&config, cli.host.interval),
+        Command::Snapshot { duration, format } => app::snapshot(&config, duration, format),
+        Command::Serve { listen } => app::serve(&config, listen, cli.host.interval),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kvmtop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        assert!(parse_seconds("abc").unwrap_err().contains("'abc'"));
+        assert!(parse_seconds("0").is_err());
+        assert_eq!(parse_seconds("1.5").unwrap(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn serve_defaults_to_loopback() {
+        let cli = Cli::parse_from(["kvmtop", "serve"]);
+        let Some(Command::Serve { listen }) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(listen.ip().is_loopback());
+    }
 }

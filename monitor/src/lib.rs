@@ -1,1 +1,18 @@
+//! kvmtop: live per-VM and per-vCPU performance of a KVM host, from eBPF.
+//!
+//! Layout: [`discovery`] finds VMs in procfs; [`bpf`] loads the kernel programs; [`signals`] has
+//! one module per signal family turning kernel maps into domain values; [`session`] samples both;
+//! [`window`] turns two samples into a [`model::Snapshot`]; [`output`] and [`tui`] present it.
+
+pub mod app;
+pub mod bpf;
 pub mod cli;
+pub mod discovery;
+pub mod host;
+pub mod model;
+pub mod output;
+pub mod privileges;
+pub mod session;
+pub mod signals;
+pub mod tui;
+pub mod window;

@@ -1,0 +1,85 @@
+//! The three ways to run kvmtop. Each opens a [`Session`], samples it, and hands snapshots to a
+//! presenter; collection never waits on presentation.
+
+use std::{net::SocketAddr, sync::mpsc, thread, time::Duration};
+
+use crate::{
+    cli::Format,
+    model::Snapshot,
+    output,
+    session::{Config, Session},
+    tui, window,
+};
+
+/// How often `snapshot` rescans for VMs within its window.
+const RESCAN_PERIOD: Duration = Duration::from_millis(250);
+
+/// `kvmtop snapshot`: one window, printed once.
+pub fn snapshot(config: &Config, duration: Duration, format: Format) -> anyhow::Result<()> {
+    let mut session = Session::open(config)?;
+    let first = session.sample();
+    // Tests and scripts wait for this line to know the window has started.
+    eprintln!("kvmtop: sampling for {:.1} s", duration.as_secs_f64());
+    // Keep discovery watching while the guests run, so vCPU threads are mapped even when the
+    // guests are paused at both ends of the window.
+    let deadline = first.at + duration;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        thread::sleep(left.min(RESCAN_PERIOD));
+        session.rescan();
+    }
+    let last = session.sample();
+    let snapshot = window::snapshot(&first, &last, session.exit_counters().sources());
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Json => output::json::write(&mut stdout, &snapshot)?,
+        Format::Text => output::text::write(&mut stdout, &snapshot)?,
+    }
+    Ok(())
+}
+
+/// `kvmtop` / `kvmtop top`: the live table.
+pub fn top(config: &Config, interval: Duration) -> anyhow::Result<()> {
+    let session = Session::open(config)?;
+    let (tx, rx) = mpsc::sync_channel(2);
+    spawn_sampler(session, interval, move |snapshot| tx.send(snapshot).is_ok());
+    tui::run(&rx, interval)
+}
+
+/// `kvmtop serve`: Prometheus metrics over HTTP.
+pub fn serve(config: &Config, listen: SocketAddr, interval: Duration) -> anyhow::Result<()> {
+    let session = Session::open(config)?;
+    let (tx, rx) = tokio::sync::watch::channel(None::<Snapshot>);
+    spawn_sampler(session, interval, move |snapshot| {
+        tx.send(Some(snapshot)).is_ok()
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(output::serve::run(listen, rx))
+}
+
+/// Samples every `interval` on its own thread and publishes a snapshot of each interval until
+/// `publish` returns false (the presenter has gone).
+fn spawn_sampler(
+    mut session: Session,
+    interval: Duration,
+    mut publish: impl FnMut(Snapshot) -> bool + Send + 'static,
+) {
+    thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || {
+            let mut previous = session.sample();
+            loop {
+                thread::sleep(interval.saturating_sub(previous.at.elapsed()));
+                let current = session.sample();
+                let snapshot =
+                    window::snapshot(&previous, &current, session.exit_counters().sources());
+                if !publish(snapshot) {
+                    break;
+                }
+                previous = current;
+            }
+        })
+        .expect("spawning the sampler thread");
+}

@@ -1,0 +1,85 @@
+//! Loading the kernel programs and attaching them, one signal at a time.
+//!
+//! Loading is all-or-nothing (it fails only for reasons that stop every signal: no privileges,
+//! no BPF support); attaching is per program, so a tracepoint missing on this kernel turns into an
+//! "unavailable: why" for the signals that need it while the others keep working.
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Map, MapData},
+    programs::{RawTracePoint, TracePoint},
+};
+
+use crate::privileges;
+
+/// The object built from `monitor-ebpf` by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// The loaded kernel programs and their maps.
+pub struct Kernel {
+    ebpf: Ebpf,
+}
+
+impl Kernel {
+    /// Loads the object. `configure` lets each signal family set its globals (record layouts)
+    /// and map sizes before the kernel sees them.
+    pub fn load<'a>(configure: impl FnOnce(&mut EbpfLoader<'a>)) -> anyhow::Result<Self> {
+        let mut loader = EbpfLoader::new();
+        configure(&mut loader);
+        let ebpf = loader.load(OBJECT).map_err(|e| {
+            let hint = privileges::hint_for_load_error(&e.to_string());
+            anyhow::anyhow!("cannot load kvmtop's eBPF programs: {e}{hint}")
+        })?;
+        Ok(Self { ebpf })
+    }
+
+    /// Loads and attaches a classic tracepoint program. The error says why, for the user.
+    pub fn attach_tracepoint(
+        &mut self,
+        program: &str,
+        system: &str,
+        event: &str,
+    ) -> Result<(), String> {
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("program {program}: {e}"))?;
+        prog.load()
+            .map_err(|e| format!("the kernel rejected program {program}: {e}"))?;
+        prog.attach(system, event)
+            .map(drop)
+            .map_err(|e| format!("cannot attach to tracepoint {system}:{event}: {e}"))
+    }
+
+    /// Loads (never attaches) a raw tracepoint harness program so tests can drive the kernel-side
+    /// logic with `BPF_PROG_TEST_RUN`.
+    pub fn load_harness(&mut self, program: &str) -> anyhow::Result<&RawTracePoint> {
+        let prog: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(program)
+            .with_context(|| format!("program {program} missing from the object"))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load().with_context(|| format!("loading {program}"))?;
+        }
+        Ok(prog)
+    }
+
+    /// Takes ownership of a map, typed.
+    pub fn take_map<T>(&mut self, name: &str) -> anyhow::Result<T>
+    where
+        T: TryFrom<Map, Error = aya::maps::MapError>,
+    {
+        let map = self
+            .ebpf
+            .take_map(name)
+            .with_context(|| format!("map {name} missing from the object"))?;
+        T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+    }
+}
+
+/// Per-CPU map data handle, re-exported so signal modules name one type.
+pub type Data = MapData;

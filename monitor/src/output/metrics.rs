@@ -1,0 +1,141 @@
+//! Prometheus metrics for a snapshot.
+//!
+//! Counters carry the kernel's running totals since kvmtop started watching each VM; Prometheus
+//! computes rates with `rate()`. Label sets are bounded: per VM, per vCPU, per exit reason (the
+//! reason tables are finite; unknown codes are rare by definition).
+
+use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::model::Snapshot;
+
+/// Renders `snapshot` in the Prometheus text exposition format.
+pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
+    let registry = Registry::new();
+    let exits = IntCounterVec::new(
+        Opts::new(
+            "kvmtop_vm_exits_total",
+            "VM exits handled, by VM, vCPU, kernel source (kvm_exit: hardware exits; userspace: \
+             returns of KVM_RUN to the VMM), ISA (vmx/svm, empty for userspace) and reason.",
+        ),
+        &["vm", "pid", "vcpu", "source", "isa", "reason"],
+    )?;
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "kvmtop_vm_info",
+            "Always 1: one series per VM with its identity as labels.",
+        ),
+        &["vm", "pid", "uuid", "vmm"],
+    )?;
+    let vcpus = IntGaugeVec::new(
+        Opts::new("kvmtop_vm_vcpus", "Number of vCPUs of the VM."),
+        &["vm", "pid"],
+    )?;
+    let source_up = IntGaugeVec::new(
+        Opts::new(
+            "kvmtop_exit_source_up",
+            "1 when the exit source's tracepoint is attached, 0 when it is unavailable on this host.",
+        ),
+        &["source"],
+    )?;
+    let dropped = IntCounterVec::new(
+        Opts::new(
+            "kvmtop_exit_events_dropped_total",
+            "Exits not counted because the kernel map was full.",
+        ),
+        &[],
+    )?;
+    for (source, state) in &snapshot.exits.sources {
+        let up = !matches!(state, crate::signals::SourceState::Unavailable(_));
+        source_up.with_label_values(&[*source]).set(i64::from(up));
+    }
+    dropped
+        .with_label_values::<&str>(&[])
+        .inc_by(snapshot.exits.dropped);
+    for vm in &snapshot.vms {
+        let pid = vm.pid.to_string();
+        info.with_label_values(&[&vm.name, &pid, vm.uuid.as_deref().unwrap_or(""), &vm.vmm])
+            .set(1);
+        let indexed = vm.vcpus.iter().filter(|v| v.index.is_some()).count();
+        vcpus
+            .with_label_values(&[&vm.name, &pid])
+            .set(i64::try_from(indexed).unwrap_or(i64::MAX));
+        for vcpu in &vm.vcpus {
+            let label = match (vcpu.index, vcpu.tid) {
+                (Some(index), _) => index.to_string(),
+                (None, Some(tid)) => format!("tid{tid}"),
+                (None, None) => "unknown".to_owned(),
+            };
+            for reason in &vcpu.exits.by_reason {
+                let isa = reason.isa.map_or("", |i| i.as_str());
+                exits
+                    .with_label_values(&[
+                        &vm.name,
+                        &pid,
+                        &label,
+                        reason.source.as_str(),
+                        isa,
+                        &reason.reason,
+                    ])
+                    .inc_by(reason.cumulative);
+            }
+        }
+    }
+    for collector in [
+        Box::new(exits) as Box<dyn prometheus::core::Collector>,
+        Box::new(info),
+        Box::new(vcpus),
+        Box::new(source_up),
+        Box::new(dropped),
+    ] {
+        registry.register(collector)?;
+    }
+    let mut text = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut text)?;
+    Ok(String::from_utf8(text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture;
+
+    #[test]
+    fn exit_counters_carry_every_label() {
+        let text = render(&fixture::snapshot()).unwrap();
+        assert!(
+            text.contains("# TYPE kvmtop_vm_exits_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kvmtop_vm_exits_total{isa=\"vmx\",pid=\"4242\",reason=\"IO_INSTRUCTION\",source=\"kvm_exit\",vcpu=\"0\",vm=\"web-1\"} 2000000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kvmtop_vm_exits_total{isa=\"\",pid=\"4242\",reason=\"IO\",source=\"userspace\",vcpu=\"0\",vm=\"web-1\"} 1980000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vm_vcpus{pid=\"4242\",vm=\"web-1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_exit_source_up{source=\"kvm_exit\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hostile_names_are_escaped() {
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms[0].name = "evil\"} 1\nfake_metric 2".into();
+        let text = render(&snapshot).unwrap();
+        assert!(
+            !text.lines().any(|l| l.starts_with("fake_metric")),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! Presenters that are not interactive: JSON, text, and the Prometheus endpoint.
+pub mod json;
+pub mod metrics;
+pub mod serve;
+pub mod text;

@@ -1,0 +1,74 @@
+//! The live table (`kvmtop`). State lives in [`state`], drawing in [`draw`]; this module owns the
+//! terminal and the event loop.
+//!
+//! The terminal is restored on every way out: `q`, Esc, Ctrl-C (a key event in raw mode),
+//! SIGTERM/SIGHUP, an error, or a panic (ratatui's init installs a restoring panic hook).
+
+pub mod draw;
+pub mod state;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, TryRecvError},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+use crate::model::Snapshot;
+use state::App;
+
+/// Runs until the user quits or the sampler stops.
+pub fn run(snapshots: &Receiver<Snapshot>, interval: Duration) -> anyhow::Result<()> {
+    let terminated = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&terminated))
+            .context("installing signal handlers")?;
+    }
+    let mut terminal =
+        ratatui::try_init().context("cannot set up the terminal (is stdout a TTY?)")?;
+    let result = event_loop(&mut terminal, snapshots, interval, &terminated);
+    ratatui::restore();
+    result
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    snapshots: &Receiver<Snapshot>,
+    interval: Duration,
+    terminated: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut app = App::new(interval);
+    loop {
+        match snapshots.try_recv() {
+            Ok(snapshot) => app.update(snapshot),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => anyhow::bail!("the sampler stopped unexpectedly"),
+        }
+        terminal.draw(|frame| draw::draw(frame, &app))?;
+        if terminated.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Short poll so new snapshots show promptly without busy-waiting.
+        if event::poll(Duration::from_millis(100))? {
+            if let Event::Key(key) = event::read()? {
+                if key.kind != KeyEventKind::Press {
+                    continue;
+                }
+                let ctrl_c =
+                    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+                match key.code {
+                    KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                    _ if ctrl_c => return Ok(()),
+                    KeyCode::Down | KeyCode::Char('j') => app.select_next(),
+                    KeyCode::Up | KeyCode::Char('k') => app.select_previous(),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! What the live table shows, separate from how it is drawn.
+
+use std::time::Duration;
+
+use crate::model::Snapshot;
+
+pub struct App {
+    pub interval: Duration,
+    pub snapshot: Option<Snapshot>,
+    /// Selected VM, by pid, so the selection follows the VM when the list reorders.
+    pub selected_pid: Option<u32>,
+}
+
+impl App {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            snapshot: None,
+            selected_pid: None,
+        }
+    }
+
+    pub fn update(&mut self, mut snapshot: Snapshot) {
+        // Busiest VMs first; ties by name so rows do not jump around.
+        snapshot.vms.sort_by(|a, b| {
+            let busy = |vm: &crate::model::Vm| vm.exits.total + vm.exits.userspace_total;
+            busy(b).cmp(&busy(a)).then_with(|| a.name.cmp(&b.name))
+        });
+        if self
+            .selected_pid
+            .is_none_or(|pid| snapshot.vms.iter().all(|vm| vm.pid != pid))
+        {
+            self.selected_pid = snapshot.vms.first().map(|vm| vm.pid);
+        }
+        self.snapshot = Some(snapshot);
+    }
+
+    /// Row index of the selected VM.
+    pub fn selected_row(&self) -> Option<usize> {
+        let pid = self.selected_pid?;
+        self.snapshot
+            .as_ref()?
+            .vms
+            .iter()
+            .position(|vm| vm.pid == pid)
+    }
+
+    pub fn select_next(&mut self) {
+        self.move_selection(1);
+    }
+
+    pub fn select_previous(&mut self) {
+        self.move_selection(-1);
+    }
+
+    fn move_selection(&mut self, step: isize) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        if snapshot.vms.is_empty() {
+            return;
+        }
+        let row = self.selected_row().unwrap_or(0);
+        let last = snapshot.vms.len() - 1;
+        let next = row.saturating_add_signed(step).min(last);
+        self.selected_pid = Some(snapshot.vms[next].pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture;
+
+    #[test]
+    fn busiest_first_and_selection_follows_the_vm() {
+        let mut app = App::new(Duration::from_secs(1));
+        app.update(fixture::snapshot());
+        assert_eq!(app.selected_pid, Some(4242));
+        app.select_next();
+        assert_eq!(app.selected_pid, Some(5000));
+        app.select_next();
+        assert_eq!(app.selected_pid, Some(5000), "stays on the last row");
+        // The selected VM keeps its selection when rows reorder.
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms.reverse();
+        app.update(snapshot);
+        assert_eq!(app.selected_row(), Some(1));
+        app.select_previous();
+        assert_eq!(app.selected_pid, Some(4242));
+    }
+
+    #[test]
+    fn selection_resets_when_the_vm_exits() {
+        let mut app = App::new(Duration::from_secs(1));
+        app.update(fixture::snapshot());
+        app.select_next();
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms.retain(|vm| vm.pid != 5000);
+        app.update(snapshot);
+        assert_eq!(app.selected_pid, Some(4242));
+    }
+}

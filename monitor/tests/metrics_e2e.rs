@@ -1,0 +1,225 @@
+//! `kvmtop serve`: the exposition passes `promtool check metrics`, and a real Prometheus server
+//! scraping it on loopback returns the exit series of a running guest.
+
+mod support;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use guests::{Guest, GuestKind, GuestSpec};
+use support::Observed;
+
+const VM_NAME: &str = "kvmtop-e2e-metrics";
+
+#[test]
+fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
+    const TEST: &str = "metrics_pass_promtool_and_prometheus_scrapes_the_exit_series";
+    if let Some(reason) = support::missing_prerequisite(true, &["promtool", "prometheus"]) {
+        return support::skip(TEST, &reason);
+    }
+    let guest = Guest::start(
+        &GuestSpec::new(GuestKind::PortIo)
+            .name(VM_NAME)
+            .debug_threads(true),
+    )
+    .expect("starting the port-I/O guest");
+    guest
+        .wait_for_vcpus(Duration::from_secs(30))
+        .expect("vCPUs");
+
+    let mut command = support::kvmtop();
+    command.args(["serve", "--listen", "127.0.0.1:0", "--interval", "0.5"]);
+    let mut kvmtop = Observed::spawn(command);
+    let line = kvmtop.wait_for("serving metrics at", Duration::from_secs(60));
+    let address: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+
+    // Wait until the guest's exits show up, then lint the whole exposition.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exposition = loop {
+        let (status, body) = http_get(address, "/metrics");
+        if status == 200 && body.contains(VM_NAME) && body.contains("kvmtop_vm_exits_total{") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit series for {VM_NAME}; last body:\n{body}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let lint = promtool.wait_with_output().unwrap();
+    assert!(
+        lint.status.success() && lint.stdout.is_empty() && lint.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    // Anything but GET /metrics is refused.
+    assert_eq!(http_get(address, "/").0, 404);
+    assert_eq!(http_get(address, "/metrics/../../etc/passwd").0, 404);
+
+    // A real Prometheus scraping kvmtop.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kvmtop\n    static_configs:\n      - targets: ['{address}']\n"
+        ),
+    )
+    .unwrap();
+    let web = free_loopback_address();
+    let mut prometheus_command = Command::new("prometheus");
+    prometheus_command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"));
+    let _prometheus = Observed::spawn(prometheus_command);
+
+    let query = format!(
+        "/api/v1/query?query=kvmtop_vm_exits_total%7Bvm%3D%22{VM_NAME}%22%2Csource%3D%22userspace%22%2Creason%3D%22IO%22%7D"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(web, &query);
+        if status == 200 {
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if let Some(series) = answer["data"]["result"]
+                .as_array()
+                .filter(|r| !r.is_empty())
+            {
+                let value: f64 = series[0]["value"][1].as_str().unwrap().parse().unwrap();
+                assert!(value > 0.0, "IO exits counter should be positive: {body}");
+                assert_eq!(series[0]["metric"]["pid"], guest.pid().to_string());
+                assert_eq!(series[0]["metric"]["vcpu"], "0");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never returned the series; last: {status} {body}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    // rate() over 15 s needs a few scrapes.
+    thread::sleep(Duration::from_secs(4));
+    let kvm_exit_silent = !http_get(address, "/metrics")
+        .1
+        .lines()
+        .any(|l| l.starts_with("kvmtop_vm_exits_total{") && l.contains("source=\"kvm_exit\""));
+    check_dashboards(web, kvm_exit_silent);
+}
+
+/// Evaluates every panel query of the Grafana dashboards on the live Prometheus: each must parse
+/// and run, and each must return data except those about hardware exits on a host where
+/// kvm:kvm_exit is silent.
+fn check_dashboards(prometheus: SocketAddr, kvm_exit_silent: bool) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap();
+                let promql = expr
+                    .replace("$__rate_interval", "15s")
+                    .replace("$instance", ".*")
+                    .replace("$vm", ".*");
+                let url = format!("/api/v1/query?query={}", percent_encode(&promql));
+                let (status, body) = http_get(prometheus, &url);
+                assert_eq!(
+                    status,
+                    200,
+                    "{}: panel {:?}: {promql}: {body}",
+                    path.display(),
+                    panel["title"]
+                );
+                let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let empty = answer["data"]["result"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty);
+                let may_be_empty = (kvm_exit_silent && expr.contains("source=\"kvm_exit\""))
+                    || expr.contains("dropped");
+                assert!(
+                    !empty || may_be_empty,
+                    "{}: panel {:?} returned no data: {promql}",
+                    path.display(),
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} dashboard queries found");
+    eprintln!("evaluated {checked} dashboard queries on Prometheus");
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Minimal HTTP/1.0 GET, so the test depends on no HTTP client library.
+fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn free_loopback_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

@@ -1,0 +1,224 @@
+//! Shared by the integration tests: skipping with a reason, running kvmtop and the independent
+//! observers (bpftrace), and waiting for their readiness lines.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Child, ChildStderr, ChildStdout, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Records a skipped test: prints the reason and appends it to `$KVMTOP_SKIP_LOG`, which
+/// `cargo xtask test` counts and lists, so a skip is never mistaken for a pass.
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIP {test}: {reason}");
+    if let Some(path) = std::env::var_os("KVMTOP_SKIP_LOG") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("opening the skip log");
+        writeln!(file, "{test}\t{reason}").expect("writing the skip log");
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Why a test needing root, eBPF and (optionally) real KVM guests cannot run here, if it cannot.
+pub fn missing_prerequisite(needs_guests: bool, tools: &[&str]) -> Option<String> {
+    if !is_root() {
+        return Some("needs root (loads eBPF programs)".into());
+    }
+    if needs_guests && let Err(reason) = guests::preflight() {
+        return Some(reason);
+    }
+    tools
+        .iter()
+        .find(|tool| which(tool).is_none())
+        .map(|tool| format!("{tool} is not installed (cargo xtask setup installs it)"))
+}
+
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|dir| std::path::Path::new(dir).join(tool))
+        .find(|p| p.is_file())
+}
+
+pub fn kvmtop() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kvmtop"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// A child process whose stdout and stderr lines arrive on channels, so tests can wait for a
+/// readiness line with a timeout. Killed on drop.
+pub struct Observed {
+    pub child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    pub stdout_lines: Vec<String>,
+    pub stderr_lines: Vec<String>,
+}
+
+impl Observed {
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+        let stdout = lines(child.stdout.take().expect("piped"));
+        let stderr = lines(child.stderr.take().expect("piped"));
+        Self {
+            child,
+            stdout,
+            stderr,
+            stdout_lines: Vec::new(),
+            stderr_lines: Vec::new(),
+        }
+    }
+
+    /// Waits until a line of stdout or stderr contains `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain();
+            if let Some(line) = self
+                .stdout_lines
+                .iter()
+                .chain(&self.stderr_lines)
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain_for(Duration::from_millis(200));
+                panic!(
+                    "process exited ({status}) before printing {needle:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout_lines.join("\n"),
+                    self.stderr_lines.join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line containing {needle:?} within {timeout:?}\nstderr so far:\n{}",
+                self.stderr_lines.join("\n")
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGINT and collects the rest of the output.
+    pub fn interrupt_and_wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGINT) };
+        self.wait(timeout)
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain();
+            if let Some(status) = self.child.try_wait().expect("waiting for child") {
+                self.drain_for(Duration::from_millis(300));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stdout_text(&self) -> String {
+        self.stdout_lines.join("\n")
+    }
+
+    fn drain(&mut self) {
+        self.stdout_lines.extend(self.stdout.try_iter());
+        self.stderr_lines.extend(self.stderr.try_iter());
+    }
+
+    fn drain_for(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        while Instant::now() < deadline {
+            self.drain();
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// bpftrace counting `kvm:kvm_userspace_exit` per (pid, tid, reason, errno) for the given pids.
+pub fn bpftrace_userspace_exits(pids: &[u32]) -> Observed {
+    let filter = pids
+        .iter()
+        .map(|p| format!("pid == {p}"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let program = format!(
+        "tracepoint:kvm:kvm_userspace_exit /{filter}/ {{ @exits[pid, tid, args->reason, args->errno] = count(); }}"
+    );
+    let mut command = Command::new("bpftrace");
+    command.arg("-e").arg(program);
+    let mut observed = Observed::spawn(command);
+    observed.wait_for("Attaching", Duration::from_secs(60));
+    // "Attaching N probes..." is printed before attachment completes.
+    thread::sleep(Duration::from_millis(500));
+    observed
+}
+
+/// Parses bpftrace map output lines `@name[a, b, c]: N` into (keys, N).
+pub fn parse_bpftrace_map(output: &str, name: &str) -> Vec<(Vec<i64>, u64)> {
+    let prefix = format!("@{name}[");
+    output
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix(&prefix)?;
+            let (keys, value) = rest.split_once("]: ")?;
+            let keys = keys
+                .split(',')
+                .map(|k| k.trim().parse().ok())
+                .collect::<Option<Vec<i64>>>()?;
+            Some((keys, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Reads a whole stream to a string (for stdout of short-lived commands).
+pub fn read_all(mut stream: impl std::io::Read) -> String {
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+pub type _Unused = (ChildStdout, ChildStderr);
