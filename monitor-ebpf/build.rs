@@ -5,5 +5,8 @@ fn main() {
     let bpf_linker = which("bpf-linker").expect(
         "bpf-linker not found on PATH: run `cargo xtask setup` (it installs bpf-linker into ~/.cargo/bin)",
     );
-    println!("cargo:rerun-if-changed={}", bpf_linker.to_str().expect("bpf-linker path is UTF-8"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_linker.to_str().expect("bpf-linker path is UTF-8")
+    );
 }

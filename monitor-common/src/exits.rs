@@ -105,7 +105,10 @@ impl KvmExitLayout {
 }
 
 impl UserspaceExitLayout {
-    pub const DEFAULT: Self = Self { reason_offset: 8, errno_offset: 12 };
+    pub const DEFAULT: Self = Self {
+        reason_offset: 8,
+        errno_offset: 12,
+    };
 }
 
 const _: () = assert!(core::mem::size_of::<ExitKey>() == 32);

@@ -55,7 +55,9 @@ pub fn kvm_exit(ctx: TracePointContext) -> u32 {
 pub fn kvm_userspace_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: as in `kvm_exit`.
     let layout = unsafe { core::ptr::read_volatile(&raw const USERSPACE_EXIT_LAYOUT) };
-    let Some(reason) = read_field::<u32>(&ctx, layout.reason_offset) else { return 0 };
+    let Some(reason) = read_field::<u32>(&ctx, layout.reason_offset) else {
+        return 0;
+    };
     let errno = read_field::<i32>(&ctx, layout.errno_offset).unwrap_or(0);
     let (tgid, tid) = current_tgid_tid();
     record_userspace_exit(tgid, tid, reason, errno);
