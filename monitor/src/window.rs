@@ -139,7 +139,12 @@ fn vm(
         uuid: vmm.uuid.clone(),
         vmm: match &vmm.kind {
             VmmKind::Qemu => "qemu".to_owned(),
-            VmmKind::Other { exe } => exe.clone(),
+            VmmKind::Other { exe } => exe
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(exe)
+                .to_owned(),
         },
         vcpus,
         exits: exits(deltas, seconds, sources),

@@ -193,3 +193,65 @@ fn validate_against_schema(snapshot: &Value) {
         "snapshot does not match its schema: {errors:#?}"
     );
 }
+
+#[test]
+fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
+    const TEST: &str = "a_non_qemu_vmm_is_found_with_its_vcpu_threads";
+    if let Some(reason) = support::missing_prerequisite(false, &["bpftrace"])
+        .or_else(|| guests::preflight_kind(GuestKind::MiniVmm).err())
+    {
+        return support::skip(TEST, &reason);
+    }
+    let vmm = Guest::start(&GuestSpec::new(GuestKind::MiniVmm).name("mini").vcpus(2))
+        .expect("starting the mini VMM");
+    let vcpus = vmm
+        .wait_for_vcpus(Duration::from_secs(60))
+        .expect("mini VMM vCPUs");
+    vmm.freeze().unwrap();
+    let mut bpftrace = support::bpftrace_userspace_exits(&[vmm.pid()]);
+    let mut command = support::kvmtop();
+    command.args(["snapshot", "--duration", "4", "--format", "json"]);
+    let mut kvmtop = Observed::spawn(command);
+    kvmtop.wait_for("sampling for", Duration::from_secs(60));
+    vmm.thaw().unwrap();
+    thread::sleep(Duration::from_secs(2));
+    vmm.freeze().unwrap();
+    assert!(
+        kvmtop.wait(Duration::from_secs(30)).success(),
+        "{}",
+        kvmtop.stderr_lines.join("\n")
+    );
+    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    let expected: u64 = support::parse_bpftrace_map(&bpftrace.stdout_text(), "exits")
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+
+    let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).unwrap();
+    validate_against_schema(&snapshot);
+    let vm = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == vmm.pid())
+        .unwrap_or_else(|| panic!("mini VMM missing from {snapshot:#}"));
+    assert_eq!(vm["vmm"], "minivmm");
+    let listed: Vec<(Option<u64>, Option<u64>)> = vm["vcpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["index"].as_u64(), v["tid"].as_u64()))
+        .collect();
+    for guests::VcpuThread { index, tid } in &vcpus {
+        assert!(
+            listed.contains(&(Some(u64::from(*index)), Some(u64::from(*tid)))),
+            "vCPU {index} on thread {tid} not in {listed:?}"
+        );
+    }
+    assert_within(
+        "mini",
+        "userspace exits",
+        vm["exits"]["userspace_total"].as_u64().unwrap(),
+        expected,
+    );
+}
