@@ -1,0 +1,323 @@
+//! Finds the KVM virtual machines on the host: every process holding an `anon_inode:kvm-vm`
+//! file descriptor, whatever the VMM (QEMU, Firecracker, Cloud Hypervisor, a small
+//! `kvm-ioctls` program), with its vCPUs and the thread running each.
+//!
+//! [`Discovery`] is stateful: it reports VMMs that appeared and exited since the last scan,
+//! remembers vCPU→thread evidence that is only sometimes visible, and avoids re-reading the
+//! file descriptors of every other process on every scan. A process is identified by its pid
+//! *and* start time, so a reused pid is a new process. Processes vanish at any moment; that
+//! is never an error, only absence.
+
+mod inspect;
+mod proc_parse;
+mod procfs;
+pub mod qemu;
+#[cfg(test)]
+mod tests;
+mod threads;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use procfs::MAX_FDS;
+pub use procfs::{ProcError, ProcRoot};
+pub use qemu::QemuCommandLine;
+use threads::VcpuMemory;
+pub use threads::{ThreadRole, TidSource, VmmThread};
+
+/// A process for its whole life: the pid plus its start time (clock ticks after boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct VmmId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmmKind {
+    Qemu,
+    /// Any other VMM; `exe` is `/proc/PID/exe`, else `argv[0]`, else the comm.
+    Other {
+        exe: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vcpu {
+    /// KVM's vcpu id, as in `anon_inode:kvm-vcpu:N` and in KVM tracepoints. For QEMU on x86
+    /// this is the APIC id, equal to QEMU's CPU index unless a topology level count is not a
+    /// power of two.
+    pub index: u32,
+    /// The thread running this vCPU, when known.
+    pub tid: Option<u32>,
+    pub tid_source: Option<TidSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vmm {
+    pub id: VmmId,
+    pub kind: VmmKind,
+    /// QEMU's `-name` (the libvirt domain name under libvirt), else `<comm>-<pid>`.
+    pub name: String,
+    /// QEMU's `-uuid`, lowercase; `None` when absent or malformed.
+    pub uuid: Option<String>,
+    pub comm: String,
+    pub qemu: Option<QemuCommandLine>,
+    /// Sorted by index; one per `kvm-vcpu` fd.
+    pub vcpus: Vec<Vcpu>,
+    /// Every thread of the process, sorted by tid.
+    pub threads: Vec<VmmThread>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanResult {
+    /// Sorted by pid.
+    pub vmms: Vec<Vmm>,
+    pub appeared: Vec<VmmId>,
+    pub exited: Vec<VmmId>,
+    /// What could not be read or understood this scan, for the log. Vanished processes are
+    /// not problems.
+    pub problems: Vec<String>,
+}
+
+/// A process found not to be a VMM.
+#[derive(Debug, Clone)]
+struct NotVmm {
+    comm: String,
+    since: Instant,
+    scans: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    vmm: Vmm,
+    memory: VcpuMemory,
+}
+
+/// What one scan has seen so far.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Known VMMs still running.
+    alive: HashSet<VmmId>,
+    /// Other processes still running.
+    others: HashSet<VmmId>,
+    /// Permission problems are summarised: without privileges there is one per process.
+    denied: Vec<String>,
+    appeared: Vec<VmmId>,
+    problems: Vec<String>,
+}
+
+/// Hints kept for a pid not (yet) known as a VMM, until the next scan.
+const MAX_PENDING_HINTS: usize = 4096;
+
+#[derive(Debug)]
+pub struct Discovery {
+    proc: ProcRoot,
+    known: HashMap<VmmId, Known>,
+    not_vmm: HashMap<VmmId, NotVmm>,
+    pending_hints: Vec<(u32, u32, u32)>,
+    scans: u64,
+    /// A process that is not a VMM is checked again on every scan while it is this young
+    /// (a VMM creates its VM shortly after exec, which changes the comm and restarts this)…
+    young_for: Duration,
+    young_scans: u64,
+    /// …and after that once every this many scans, spread over pids.
+    recheck_every: u64,
+}
+
+impl Discovery {
+    #[must_use]
+    pub fn new(proc: ProcRoot) -> Self {
+        Self {
+            proc,
+            known: HashMap::new(),
+            not_vmm: HashMap::new(),
+            pending_hints: Vec::new(),
+            scans: 0,
+            young_for: Duration::from_secs(5),
+            young_scans: 3,
+            recheck_every: 10,
+        }
+    }
+
+    #[must_use]
+    pub fn proc_root(&self) -> &Path {
+        self.proc.path()
+    }
+
+    /// Records that thread `tid` of process `pid` was seen running vCPU `vcpu_index` (KVM's
+    /// vcpu id), e.g. by the eBPF programs. Checked against the process's threads and vCPUs
+    /// at the next scan.
+    pub fn note_vcpu_thread(&mut self, pid: u32, tid: u32, vcpu_index: u32) {
+        if let Some(known) = self.known.values_mut().find(|k| k.vmm.id.pid == pid) {
+            known.memory.record(vcpu_index, tid, TidSource::Hint);
+        } else if self.pending_hints.len() < MAX_PENDING_HINTS {
+            self.pending_hints.push((pid, tid, vcpu_index));
+        }
+    }
+
+    fn due_for_check(&mut self, id: VmmId, comm: &str) -> bool {
+        let Some(entry) = self.not_vmm.get_mut(&id) else {
+            return true;
+        };
+        if entry.comm != comm {
+            // exec: a new program that may well be a VMM.
+            *entry = NotVmm {
+                comm: comm.to_owned(),
+                since: Instant::now(),
+                scans: 0,
+            };
+            return true;
+        }
+        entry.scans += 1;
+        entry.scans < self.young_scans
+            || entry.since.elapsed() < self.young_for
+            || (self.scans + u64::from(id.pid)).is_multiple_of(self.recheck_every)
+    }
+
+    fn note_not_vmm(&mut self, id: VmmId, comm: &str) {
+        self.not_vmm.entry(id).or_insert_with(|| NotVmm {
+            comm: comm.to_owned(),
+            since: Instant::now(),
+            scans: 0,
+        });
+    }
+
+    /// One pass over the procfs root.
+    pub fn scan(&mut self) -> ScanResult {
+        self.scans += 1;
+        let mut problems = Vec::new();
+        let pids = match self.proc.pids() {
+            Ok(pids) => pids,
+            Err(e) => {
+                problems.push(format!("listing processes: {e}"));
+                return ScanResult {
+                    vmms: self.sorted_vmms(),
+                    problems,
+                    ..ScanResult::default()
+                };
+            }
+        };
+        let mut pass = Pass {
+            problems,
+            ..Pass::default()
+        };
+        for pid in pids {
+            self.scan_pid(pid, &mut pass);
+        }
+        let Pass {
+            alive,
+            others,
+            mut denied,
+            mut appeared,
+            mut problems,
+        } = pass;
+        let mut exited: Vec<VmmId> = self
+            .known
+            .keys()
+            .filter(|id| !alive.contains(id))
+            .copied()
+            .collect();
+        exited.sort_unstable();
+        for id in &exited {
+            self.known.remove(id);
+        }
+        self.not_vmm.retain(|id, _| others.contains(id));
+        if !denied.is_empty() {
+            let n = denied.len();
+            denied.truncate(3);
+            problems.push(format!(
+                "{n} processes could not be inspected (permission denied; pid {}{}): \
+                 VMs they run are not shown; run as root to see every VM",
+                denied.join(", "),
+                if n > 3 { ", …" } else { "" }
+            ));
+        }
+        self.pending_hints.clear();
+        appeared.sort_unstable();
+        ScanResult {
+            vmms: self.sorted_vmms(),
+            appeared,
+            exited,
+            problems,
+        }
+    }
+
+    fn scan_pid(&mut self, pid: u32, pass: &mut Pass) {
+        let stat = match self.proc.stat(pid) {
+            Ok(stat) => stat,
+            Err(ProcError::Gone) => return,
+            Err(e) => return pass.problems.push(format!("pid {pid}: {e}")),
+        };
+        if stat.is_kernel_thread() {
+            return;
+        }
+        let id = VmmId {
+            pid,
+            start_time: stat.start_time,
+        };
+        let known = self.known.contains_key(&id);
+        if !known && !self.due_for_check(id, &stat.comm) {
+            pass.others.insert(id);
+            return;
+        }
+        let fds = match self.proc.kvm_fds(pid) {
+            Ok(fds) => fds,
+            Err(ProcError::Gone) => return,
+            Err(e) => {
+                if known {
+                    // Keep a known VMM as it was rather than report a false exit.
+                    pass.alive.insert(id);
+                } else {
+                    self.note_not_vmm(id, &stat.comm);
+                    pass.others.insert(id);
+                }
+                if e.is_permission_denied() {
+                    pass.denied.push(format!("{pid} ({})", stat.comm));
+                } else {
+                    pass.problems
+                        .push(format!("pid {pid} ({}): {e}", stat.comm));
+                }
+                return;
+            }
+        };
+        if fds.truncated {
+            pass.problems.push(format!(
+                "pid {pid} ({}): more than {MAX_FDS} open files; only the first were checked",
+                stat.comm
+            ));
+        }
+        if fds.vms == 0 {
+            // Not a VMM, or one that closed its VM (then reported as exited).
+            self.note_not_vmm(id, &stat.comm);
+            pass.others.insert(id);
+            return;
+        }
+        self.not_vmm.remove(&id);
+        if !known {
+            let Some(vmm) = self.identify(id, &stat, &mut pass.problems) else {
+                return;
+            };
+            let memory = VcpuMemory::default();
+            self.known.insert(id, Known { vmm, memory });
+        }
+        if self.refresh(id, &stat, &fds, &mut pass.problems) {
+            pass.alive.insert(id);
+            if !known {
+                pass.appeared.push(id);
+            }
+        } else if !known {
+            // Gone between identification and refresh: it never really appeared.
+            self.known.remove(&id);
+        }
+    }
+
+    fn sorted_vmms(&self) -> Vec<Vmm> {
+        let mut vmms: Vec<Vmm> = self.known.values().map(|k| k.vmm.clone()).collect();
+        vmms.sort_by_key(|v| v.id);
+        vmms
+    }
+}

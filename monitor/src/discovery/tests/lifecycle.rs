@@ -1,0 +1,185 @@
+//! VMMs appearing and exiting, pid reuse, vanishing processes, garbage, the live `/proc`.
+
+use super::*;
+
+#[test]
+fn appearing_exiting_and_vanishing() {
+    let proc = FakeProc::new();
+    let mut discovery = proc.discovery();
+    assert_eq!(discovery.scan(), ScanResult::default());
+
+    let p = proc.process(3000, "qemu-system-x86", 100);
+    p.cmdline(&["qemu-system-x86_64"])
+        .thread(3000, "qemu-system-x86", PF_MAIN, PPOLL);
+    qemu_fds(&p);
+    let first = p.id();
+    let scan = discovery.scan();
+    assert_eq!(
+        (scan.appeared.as_slice(), scan.exited.as_slice()),
+        ([first].as_slice(), [].as_slice())
+    );
+
+    // Exits, and the pid is reused by a new VMM: the old one exited, the new one appeared.
+    proc.remove(3000);
+    let p = proc.process(3000, "qemu-system-x86", 200);
+    p.cmdline(&["qemu-system-x86_64"])
+        .thread(3000, "qemu-system-x86", PF_MAIN, PPOLL);
+    qemu_fds(&p);
+    let scan = discovery.scan();
+    assert_eq!(scan.exited, [first]);
+    assert_eq!(scan.appeared, [p.id()]);
+    assert_eq!(scan.vmms[0].id.start_time, 200);
+
+    // Vanishes between the listing and the reads: only a stat left, then only a directory.
+    fs::remove_dir_all(p.dir.join("fd")).unwrap();
+    let scan = discovery.scan();
+    assert_eq!((scan.exited, scan.problems), (vec![p.id()], vec![]));
+    fs::remove_file(p.dir.join("stat")).unwrap();
+    assert_eq!(discovery.scan(), ScanResult::default());
+
+    // A VMM whose threads are already gone when first read never appears.
+    let q = proc.process(3100, "qemu-system-x86", 300);
+    q.cmdline(&["qemu-system-x86_64"]);
+    qemu_fds(&q);
+    fs::remove_dir_all(q.dir.join("task")).unwrap();
+    assert_eq!(discovery.scan(), ScanResult::default());
+
+    // A zombie: stat still there, fds and cmdline empty.
+    let z = proc.process(3200, "qemu-system-x86", 400);
+    z.cmdline(&[]);
+    assert_eq!(discovery.scan(), ScanResult::default());
+}
+
+#[test]
+fn processes_that_are_not_vmms() {
+    let proc = FakeProc::new();
+    proc.process(1, "systemd", 1)
+        .fd(0, "/dev/null")
+        .fd(1, "socket:[1234]");
+    // Probing KVM (`qemu -accel help`, libvirt's capability probe) is not running a VM.
+    proc.process(40, "qemu-system-x86", 5).fd(3, "/dev/kvm");
+    // A kernel thread is skipped without reading its fds.
+    let kthread = proc.process(2, "kthreadd", 1);
+    write(
+        &kthread.dir.join("stat"),
+        stat_line(2, "kthreadd", 0x0020_8040, 1),
+    );
+    fs::remove_dir_all(kthread.dir.join("fd")).unwrap();
+    // Files that are not pids are ignored.
+    write(&proc.dir.path().join("uptime"), "1.0 1.0\n");
+    fs::create_dir_all(proc.dir.path().join("self")).unwrap();
+    let scan = proc.discovery().scan();
+    assert_eq!(scan, ScanResult::default());
+}
+
+#[test]
+fn garbage_in_procfs_is_a_problem_not_a_panic() {
+    let proc = FakeProc::new();
+    let good = proc.process(10, "qemu-system-x86", 9);
+    good.cmdline(&["qemu-system-x86_64", "-name", "ok"]);
+    qemu_fds(&good);
+    good.thread(10, "qemu-system-x86", PF_MAIN, "garbage")
+        .thread(11, "CPU 0/KVM", PF_VCPU_THREAD, "16 0xzz 0xae80")
+        .thread(12, "x", PF_MAIN, "\u{0}\u{1}");
+    // A thread whose stat is garbage still counts, by its comm file.
+    write(&good.dir.join("task/12/stat"), "12 no parens");
+    let bad = proc.process(20, "x", 1);
+    write(&bad.dir.join("stat"), b"20 (\xff) Z");
+    let odd = proc.process(30, "x", 1);
+    write(
+        &odd.dir.join("stat"),
+        stat_line(30, "a) (b) S 1", PF_MAIN, 77),
+    );
+    let empty = proc.process(40, "x", 1);
+    write(&empty.dir.join("stat"), "");
+    // A link that is KVM-like but not KVM.
+    let fake = proc.process(50, "x", 1);
+    fake.fd(3, "anon_inode:kvm-vcpu:")
+        .fd(4, "anon_inode:kvm-vmx");
+
+    let scan = proc.discovery().scan();
+    assert_eq!(scan.problems.len(), 2, "{:?}", scan.problems);
+    assert!(
+        scan.problems[0].contains("/task/12/stat"),
+        "{}",
+        scan.problems[0]
+    );
+    assert!(
+        scan.problems[1].contains("/20/stat"),
+        "{}",
+        scan.problems[1]
+    );
+    assert_eq!(scan.vmms.len(), 1);
+    let vmm = &scan.vmms[0];
+    assert_eq!(vmm.name, "ok");
+    assert_eq!(vmm.vcpus[0].tid, Some(11));
+    assert_eq!(vmm.threads.len(), 3);
+}
+
+#[test]
+fn processes_found_not_to_be_vmms_are_rechecked_sparingly() {
+    let proc = FakeProc::new();
+    let p = proc.process(60, "bash", 1);
+    p.cmdline(&["bash"]).thread(60, "bash", PF_MAIN, FUTEX);
+    let mut discovery = proc.discovery();
+    discovery.young_for = Duration::ZERO;
+    discovery.young_scans = 0;
+    discovery.recheck_every = 1000;
+    assert!(discovery.scan().vmms.is_empty());
+
+    // It creates a VM later without exec: not seen until the periodic recheck…
+    p.fd(3, "anon_inode:kvm-vm");
+    assert!(discovery.scan().vmms.is_empty());
+    // …but an exec (new comm) is checked at once.
+    write(
+        &p.dir.join("stat"),
+        stat_line(60, "qemu-system-x86", PF_MAIN, 1),
+    );
+    assert_eq!(discovery.scan().appeared, [p.id()]);
+
+    let q = proc.process(61, "python3", 1);
+    q.cmdline(&["python3"])
+        .thread(61, "python3", PF_MAIN, FUTEX);
+    discovery.recheck_every = 2;
+    assert!(discovery.scan().appeared.is_empty());
+    q.fd(3, "anon_inode:kvm-vm");
+    let found = (0..2).any(|_| !discovery.scan().appeared.is_empty());
+    assert!(found, "the periodic recheck finds it");
+}
+
+#[test]
+fn missing_proc_root_is_a_problem() {
+    let mut discovery = Discovery::new(ProcRoot::new("/nonexistent/kvmtop-proc"));
+    let scan = discovery.scan();
+    assert!(scan.vmms.is_empty());
+    assert_eq!(scan.problems.len(), 1);
+    assert!(
+        scan.problems[0].contains("/nonexistent/kvmtop-proc"),
+        "{}",
+        scan.problems[0]
+    );
+}
+
+/// The real `/proc` of this host, which may or may not run VMs.
+#[test]
+fn live_proc_scan() {
+    let mut discovery = Discovery::new(ProcRoot::default());
+    assert_eq!(discovery.proc_root(), Path::new("/proc"));
+    for _ in 0..2 {
+        let scan = discovery.scan();
+        // Even root can be denied another process's fds (a sandbox's init, an LSM); that is
+        // reported as one summary, and nothing else may go wrong.
+        let (denied, unexpected): (Vec<_>, Vec<_>) = scan
+            .problems
+            .iter()
+            .partition(|p| p.contains("(permission denied;"));
+        assert!(unexpected.is_empty(), "{unexpected:?}");
+        assert!(denied.len() <= 1, "{denied:?}");
+        for vmm in &scan.vmms {
+            assert!(!vmm.name.is_empty());
+            assert!(vmm.vcpus.windows(2).all(|w| w[0].index < w[1].index));
+            assert!(vmm.threads.iter().any(|t| t.role == ThreadRole::Main));
+        }
+        assert!(scan.vmms.windows(2).all(|w| w[0].id.pid < w[1].id.pid));
+    }
+}
