@@ -28,7 +28,7 @@ pub const GLOBAL_USERSPACE_EXIT_LAYOUT: &str = "USERSPACE_EXIT_LAYOUT";
 pub enum ExitSource {
     /// `kvm:kvm_exit`: every hardware VM exit (VMX or SVM).
     KvmExit = 1,
-    /// `kvm:kvm_userspace_exit`: KVM_RUN returned to the VMM process (I/O, MMIO, HLT, …).
+    /// `kvm:kvm_userspace_exit`: `KVM_RUN` returned to the VMM process (I/O, MMIO, HLT, …).
     Userspace = 2,
 }
 
@@ -45,9 +45,9 @@ pub enum Isa {
 /// Key of `EXIT_COUNTS`.
 ///
 /// `reason` holds the raw value from the kernel: for VMX the full 32-bit exit reason (basic reason
-/// in the low 16 bits, flags such as FAILED_VMENTRY above); for SVM the exit code (u64 on newer
+/// in the low 16 bits, flags such as `FAILED_VMENTRY` above); for SVM the exit code (u64 on newer
 /// kernels); for userspace exits the `KVM_EXIT_*` number, or [`USERSPACE_ERRNO_FLAG`] | -errno when
-/// KVM_RUN returned an error. Userspace decodes it; the kernel side never interprets it.
+/// `KVM_RUN` returned an error. Userspace decodes it; the kernel side never interprets it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ExitKey {
@@ -68,7 +68,7 @@ pub struct ExitKey {
 
 /// `ExitKey::vcpu_id` when the tracepoint record does not say which vCPU it was.
 pub const VCPU_ID_UNKNOWN: u32 = u32::MAX;
-/// Set in `ExitKey::reason` of a userspace exit whose KVM_RUN returned `-errno`.
+/// Set in `ExitKey::reason` of a userspace exit whose `KVM_RUN` returned `-errno`.
 pub const USERSPACE_ERRNO_FLAG: u64 = 1 << 32;
 
 /// Where the fields the exit program needs sit in a `kvm:kvm_exit` record on this kernel.

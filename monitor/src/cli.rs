@@ -13,7 +13,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9941";
 /// Live per-VM and per-vCPU performance of a KVM host, from eBPF.
 ///
 /// Without a subcommand, kvmtop shows a live table of the VMs on this host. It needs root, or the
-/// capabilities CAP_BPF and CAP_PERFMON.
+/// capabilities `CAP_BPF` and `CAP_PERFMON`.
 #[derive(Debug, Parser)]
 #[command(name = "kvmtop", version, about, long_about)]
 pub struct Cli {
@@ -57,7 +57,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve Prometheus metrics at <http://ADDR/metrics>.
     Serve {
         /// Address to listen on. Use 0.0.0.0:9941 to expose the metrics beyond this host.
         #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
@@ -81,6 +81,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+#[must_use]
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)

@@ -63,7 +63,7 @@ pub struct Vm {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Vcpu {
-    /// vCPU index; null for a thread seen entering KVM_RUN whose index is not known yet.
+    /// vCPU index; null for a thread seen entering `KVM_RUN` whose index is not known yet.
     pub index: Option<u32>,
     /// Thread running the vCPU; null while it is not known.
     pub tid: Option<u32>,
@@ -75,7 +75,7 @@ pub struct Vcpu {
 pub struct Exits {
     /// State of each exit source for this VM in the window.
     pub sources: BTreeMap<&'static str, SourceState>,
-    /// Hardware exits in the window (kvm_exit).
+    /// Hardware exits in the window (`kvm_exit`).
     pub total: u64,
     /// Returns to the VMM in the window (userspace exits).
     pub userspace_total: u64,
@@ -100,6 +100,7 @@ pub struct ReasonCount {
 
 impl Exits {
     /// Hardware exits per second, or userspace exits when the host has no hardware exit events.
+    #[must_use]
     pub fn rate_of(&self, source: ExitSource) -> f64 {
         // fold from +0.0: an empty f64 sum() is -0.0, which would print as "-0".
         self.by_reason
@@ -151,6 +152,7 @@ pub mod fixture {
         }
     }
 
+    #[must_use]
     pub fn snapshot() -> Snapshot {
         let vcpu0 = vec![
             reason(
@@ -172,7 +174,7 @@ pub mod fixture {
         let vcpu1 = vec![reason(ExitSource::KvmExit, Some(Isa::Vmx), 12, "HLT", 40)];
         let mut all = vcpu0.clone();
         all.extend(vcpu1.clone());
-        all.sort_by(|a, b| b.count.cmp(&a.count));
+        all.sort_by_key(|r| std::cmp::Reverse(r.count));
         Snapshot {
             schema_version: SCHEMA_VERSION,
             kvmtop_version: "0.1.0".into(),

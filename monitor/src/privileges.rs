@@ -1,5 +1,5 @@
-//! What kvmtop needs to run: root, or CAP_BPF + CAP_PERFMON (plus reading other processes'
-//! /proc entries, which CAP_SYS_PTRACE or root gives).
+//! What kvmtop needs to run: root, or `CAP_BPF` + `CAP_PERFMON` (plus reading other processes'
+//! /proc entries, which `CAP_SYS_PTRACE` or root gives).
 
 use std::fs;
 
@@ -31,6 +31,7 @@ pub fn check() -> Result<(), String> {
 }
 
 /// A hint appended to a load error that looks like a permission problem.
+#[must_use]
 pub fn hint_for_load_error(error: &str) -> &'static str {
     if error.contains("EPERM") || error.contains("ermission") || error.contains("os error 1)") {
         " (this needs root, or CAP_BPF and CAP_PERFMON)"

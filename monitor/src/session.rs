@@ -77,6 +77,7 @@ impl Session {
         })
     }
 
+    #[must_use]
     pub fn exit_counters(&self) -> &ExitCounters {
         &self.exits
     }
@@ -87,7 +88,7 @@ impl Session {
     }
 
     /// Scans for VMs without reading counters. Calling it between samples lets discovery watch
-    /// vCPU threads while the guests run (a thread is seen inside KVM_RUN only then).
+    /// vCPU threads while the guests run (a thread is seen inside `KVM_RUN` only then).
     pub fn rescan(&mut self) {
         let scan = self.discovery.scan();
         self.track_identities(&scan.vmms);
@@ -130,9 +131,9 @@ impl Session {
     }
 
     /// Tells discovery which thread runs which vCPU, from what the kernel saw:
-    /// kvm_exit records carry the vCPU id; and when a VM has exactly one vCPU whose thread is
-    /// unknown and exactly one unassigned thread that entered KVM_RUN, that thread is it (only
-    /// vCPU threads call KVM_RUN).
+    /// `kvm_exit` records carry the vCPU id; and when a VM has exactly one vCPU whose thread is
+    /// unknown and exactly one unassigned thread that entered `KVM_RUN`, that thread is it (only
+    /// vCPU threads call `KVM_RUN`).
     fn learn_vcpu_threads(&mut self, vmms: &mut [Vmm], exits: &ExitTotals) {
         let mut learnt = Vec::new();
         for key in exits.counts.keys() {

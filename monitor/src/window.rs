@@ -15,8 +15,12 @@ use crate::{
     },
 };
 
+/// A counter's key, its increase over the window, and its running total.
+type Delta = (ExitCounterKey, u64, u64);
+
 /// Builds the snapshot of the window `[earlier, later]`. VMs are those alive at `later`; a VM
 /// that appeared during the window is counted from zero; a reused pid is a new VM.
+#[must_use]
 pub fn snapshot(
     earlier: &Sample,
     later: &Sample,
@@ -35,7 +39,7 @@ pub fn snapshot(
         .iter()
         .map(|vmm| {
             let same_vm_before = earlier_ids.get(&vmm.id.pid) == Some(&vmm.id.start_time);
-            let deltas: Vec<(ExitCounterKey, u64, u64)> = later
+            let deltas: Vec<Delta> = later
                 .exits
                 .counts
                 .iter()
@@ -79,7 +83,7 @@ pub fn snapshot(
 
 fn vm(
     vmm: &Vmm,
-    deltas: &[(ExitCounterKey, u64, u64)],
+    deltas: &[Delta],
     seconds: f64,
     sources: &BTreeMap<ExitSource, Attachment>,
 ) -> model::Vm {
@@ -89,8 +93,7 @@ fn vm(
         .filter_map(|v| Some((v.tid?, v.index)))
         .collect();
     // Threads that ran KVM_RUN, by vCPU index where known.
-    let mut per_thread: BTreeMap<(Option<u32>, u32), Vec<(ExitCounterKey, u64, u64)>> =
-        BTreeMap::new();
+    let mut per_thread: BTreeMap<(Option<u32>, u32), Vec<Delta>> = BTreeMap::new();
     for entry in deltas {
         let index = entry
             .0
@@ -152,11 +155,7 @@ fn vm(
 }
 
 /// Aggregates counter deltas by reason.
-fn exits(
-    entries: &[(ExitCounterKey, u64, u64)],
-    seconds: f64,
-    sources: &BTreeMap<ExitSource, Attachment>,
-) -> Exits {
+fn exits(entries: &[Delta], seconds: f64, sources: &BTreeMap<ExitSource, Attachment>) -> Exits {
     let mut by_reason: BTreeMap<ExitReason, (u64, u64)> = BTreeMap::new();
     for (key, delta, cumulative) in entries {
         let slot = by_reason.entry(key.reason).or_default();

@@ -1,6 +1,6 @@
-//! The kvm_exit counting logic, driven through BPF_PROG_TEST_RUN with synthetic exits.
+//! The `kvm_exit` counting logic, driven through `BPF_PROG_TEST_RUN` with synthetic exits.
 //!
-//! kvm:kvm_exit never fires on hosts whose KVM backend does not use VMX/SVM exits (this test
+//! `kvm:kvm_exit` never fires on hosts whose KVM backend does not use VMX/SVM exits (this test
 //! machine's PVM, some nested set-ups), so the real kernel code path is exercised here with
 //! synthetic arguments through a raw-tracepoint harness that shares the counting function with
 //! the tracepoint program.
@@ -16,7 +16,7 @@ use monitor_common::exits::{
     PROG_KVM_EXIT_HARNESS, PROG_USERSPACE_EXIT_HARNESS, USERSPACE_ERRNO_FLAG,
 };
 
-/// Pids far above pid_max, so no real VM can collide with them.
+/// Pids far above `pid_max`, so no real VM can collide with them.
 const SYNTHETIC_PID: u32 = 4_000_000_001;
 
 fn run(session: &mut Session, program: &str, args: &[u64]) {

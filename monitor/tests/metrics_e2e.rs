@@ -17,6 +17,10 @@ use support::Observed;
 const VM_NAME: &str = "kvmtop-e2e-metrics";
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     const TEST: &str = "metrics_pass_promtool_and_prometheus_scrapes_the_exit_series";
     if let Some(reason) = support::missing_prerequisite(true, &["promtool", "prometheus"]) {
@@ -35,7 +39,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     let mut command = support::kvmtop();
     command.args(["serve", "--listen", "127.0.0.1:0", "--interval", "0.5"]);
     let mut kvmtop = Observed::spawn(command);
-    let line = kvmtop.wait_for("serving metrics at", Duration::from_secs(60));
+    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
     let address: SocketAddr = line
         .split("http://")
         .nth(1)
@@ -69,12 +73,14 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
         .unwrap()
         .write_all(exposition.as_bytes())
         .unwrap();
-    let lint = promtool.wait_with_output().unwrap();
+    let promtool_output = promtool.wait_with_output().unwrap();
     assert!(
-        lint.status.success() && lint.stdout.is_empty() && lint.stderr.is_empty(),
+        promtool_output.status.success()
+            && promtool_output.stdout.is_empty()
+            && promtool_output.stderr.is_empty(),
         "promtool check metrics: {}{}\n{exposition}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
+        String::from_utf8_lossy(&promtool_output.stdout),
+        String::from_utf8_lossy(&promtool_output.stderr)
     );
 
     // Anything but GET /metrics is refused.
@@ -105,7 +111,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     let query = format!(
         "/api/v1/query?query=kvmtop_vm_exits_total%7Bvm%3D%22{VM_NAME}%22%2Csource%3D%22userspace%22%2Creason%3D%22IO%22%7D"
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let (status, body) = http_get(web, &query);
         if status == 200 {
@@ -138,7 +144,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
 
 /// Evaluates every panel query of the Grafana dashboards on the live Prometheus: each must parse
 /// and run, and each must return data except those about hardware exits on a host where
-/// kvm:kvm_exit is silent.
+/// `kvm:kvm_exit` is silent.
 fn check_dashboards(prometheus: SocketAddr, kvm_exit_silent: bool) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards");
     let mut checked = 0;

@@ -17,6 +17,10 @@ use support::Observed;
 const TOLERANCE: f64 = 0.02;
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 fn snapshot_lists_guests_and_agrees_with_bpftrace() {
     const TEST: &str = "snapshot_lists_guests_and_agrees_with_bpftrace";
     if let Some(reason) = support::missing_prerequisite(true, &["bpftrace"]) {
@@ -46,7 +50,7 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
     let mut command = support::kvmtop();
     command.args(["snapshot", "--duration", "5", "--format", "json"]);
     let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_secs(60));
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
 
     portio.thaw().unwrap();
     idle.thaw().unwrap();
@@ -100,7 +104,7 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
             .filter(|(k, _)| k[0] == i64::from(guest.pid()))
             .map(|(k, _)| k[1].cast_unsigned())
             .collect();
-        for guests::VcpuThread { index, tid } in vcpus.iter() {
+        for guests::VcpuThread { index, tid } in vcpus {
             assert!(
                 listed.contains(&(u64::from(*index), u64::from(*tid))),
                 "{name}: vCPU {index} on thread {tid} not in {listed:?}"
@@ -165,13 +169,18 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
     );
 }
 
-/// Names kvmtop gives a KVM_RUN that returned -errno instead of exiting.
+/// Names kvmtop gives a `KVM_RUN` that returned -errno instead of exiting.
 fn is_failed_run(reason: &str) -> bool {
     reason == "RESTART_EINTR" || reason.starts_with("ERROR_ERRNO_")
 }
 
 fn assert_within(vm: &str, what: &str, measured: u64, expected: u64) {
-    #[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counts are far below 2^52 and the tolerance is positive"
+    )]
     let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
     assert!(
         measured.abs_diff(expected) <= allowed,
@@ -205,14 +214,14 @@ fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
     let vmm = Guest::start(&GuestSpec::new(GuestKind::MiniVmm).name("mini").vcpus(2))
         .expect("starting the mini VMM");
     let vcpus = vmm
-        .wait_for_vcpus(Duration::from_secs(60))
+        .wait_for_vcpus(Duration::from_mins(1))
         .expect("mini VMM vCPUs");
     vmm.freeze().unwrap();
     let mut bpftrace = support::bpftrace_userspace_exits(&[vmm.pid()]);
     let mut command = support::kvmtop();
     command.args(["snapshot", "--duration", "4", "--format", "json"]);
     let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_secs(60));
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
     vmm.thaw().unwrap();
     thread::sleep(Duration::from_secs(2));
     vmm.freeze().unwrap();

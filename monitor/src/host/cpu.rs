@@ -5,7 +5,8 @@ use std::path::Path;
 use monitor_common::Isa;
 
 /// Reads `flags` of the first CPU in `<proc>/cpuinfo`: `vmx` (Intel) or `svm` (AMD).
-/// Used only when the kvm_exit record itself does not say which ISA produced an exit.
+/// Used only when the `kvm_exit` record itself does not say which ISA produced an exit.
+#[must_use]
 pub fn virtualization_isa(proc_root: &Path) -> Option<Isa> {
     let text = std::fs::read_to_string(proc_root.join("cpuinfo")).ok()?;
     let flags = text.lines().find(|l| l.starts_with("flags"))?;

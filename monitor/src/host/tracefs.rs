@@ -59,6 +59,7 @@ impl TraceFs {
         Self { root: root.into() }
     }
 
+    #[must_use]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -105,6 +106,7 @@ impl EventFormat {
         Self { fields }
     }
 
+    #[must_use]
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }

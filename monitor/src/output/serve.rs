@@ -49,6 +49,10 @@ pub async fn run(
     }
 }
 
+#[expect(
+    clippy::unused_async,
+    reason = "hyper's service_fn takes a function returning a future"
+)]
 async fn respond(
     request: Request<Incoming>,
     snapshots: watch::Receiver<Option<Snapshot>>,

@@ -16,13 +16,14 @@ pub enum Attachment {
 pub enum SourceState {
     /// Attached and produced events in the window.
     Live,
-    /// Attached, but no event in the window (e.g. kvm_exit on nested/PVM hosts, or an idle VM).
+    /// Attached, but no event in the window (e.g. `kvm_exit` on nested/PVM hosts, or an idle VM).
     Silent,
     /// Could not be attached; the text says why.
     Unavailable(String),
 }
 
 impl SourceState {
+    #[must_use]
     pub fn from_window(attachment: &Attachment, events: u64) -> Self {
         match attachment {
             Attachment::Unavailable(why) => Self::Unavailable(why.clone()),

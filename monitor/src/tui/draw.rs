@@ -129,6 +129,7 @@ fn top_reasons(exits: &Exits) -> String {
 }
 
 /// Compact rate: 950, 12.3k, 4.5M.
+#[must_use]
 pub fn format_rate(rate: f64) -> String {
     if rate >= 999_500.0 {
         format!("{:.1}M", rate / 1e6)

@@ -12,6 +12,7 @@ pub struct App {
 }
 
 impl App {
+    #[must_use]
     pub fn new(interval: Duration) -> Self {
         Self {
             interval,
@@ -36,6 +37,7 @@ impl App {
     }
 
     /// Row index of the selected VM.
+    #[must_use]
     pub fn selected_row(&self) -> Option<usize> {
         let pid = self.selected_pid?;
         self.snapshot

@@ -191,7 +191,7 @@ pub fn bpftrace_userspace_exits(pids: &[u32]) -> Observed {
     let mut command = Command::new("bpftrace");
     command.arg("-e").arg(program);
     let mut observed = Observed::spawn(command);
-    observed.wait_for("Attaching", Duration::from_secs(60));
+    observed.wait_for("Attaching", Duration::from_mins(1));
     // "Attaching N probes..." is printed before attachment completes.
     thread::sleep(Duration::from_millis(500));
     observed

@@ -32,7 +32,7 @@ use crate::{
 pub struct ExitCounterKey {
     pub pid: u32,
     pub tid: u32,
-    /// KVM's vCPU id, when the source records it (kvm_exit does, userspace exits do not).
+    /// KVM's vCPU id, when the source records it (`kvm_exit` does, userspace exits do not).
     pub vcpu_id: Option<u32>,
     pub reason: ExitReason,
 }
@@ -52,6 +52,7 @@ pub struct ExitsPlan {
 }
 
 impl ExitsPlan {
+    #[must_use]
     pub fn read(tracefs: &TraceFs, proc_root: &Path) -> Self {
         Self {
             kvm_exit: layout::kvm_exit(tracefs, proc_root),
@@ -109,6 +110,7 @@ impl ExitCounters {
         })
     }
 
+    #[must_use]
     pub fn sources(&self) -> &BTreeMap<ExitSource, Attachment> {
         &self.sources
     }
@@ -117,7 +119,7 @@ impl ExitCounters {
     /// removal) are skipped.
     pub fn read(&self) -> ExitTotals {
         let mut totals = ExitTotals::default();
-        for entry in self.counts.iter() {
+        for entry in &self.counts {
             let Ok((raw, per_cpu)) = entry else { continue };
             let Some(key) = decode_key(&raw) else {
                 continue;
@@ -125,11 +127,9 @@ impl ExitCounters {
             let sum: u64 = per_cpu.iter().copied().fold(0, u64::wrapping_add);
             *totals.counts.entry(key).or_default() += sum;
         }
-        totals.dropped = self
-            .drops
-            .get(&0, 0)
-            .map(|per_cpu| per_cpu.iter().copied().fold(0, u64::wrapping_add))
-            .unwrap_or(0);
+        totals.dropped = self.drops.get(&0, 0).map_or(0, |per_cpu| {
+            per_cpu.iter().copied().fold(0, u64::wrapping_add)
+        });
         totals
     }
 

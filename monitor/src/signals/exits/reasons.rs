@@ -68,13 +68,14 @@ const EINTR: u64 = 4;
 pub enum ExitSource {
     /// `kvm:kvm_exit`, every hardware exit.
     KvmExit,
-    /// `kvm:kvm_userspace_exit`, every return of KVM_RUN to the VMM.
+    /// `kvm:kvm_userspace_exit`, every return of `KVM_RUN` to the VMM.
     Userspace,
 }
 
 impl ExitSource {
     pub const ALL: [Self; 2] = [Self::KvmExit, Self::Userspace];
 
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::KvmExit => "kvm_exit",
@@ -83,6 +84,7 @@ impl ExitSource {
     }
 
     /// The kernel tracepoint behind this source.
+    #[must_use]
     pub fn tracepoint(self) -> &'static str {
         match self {
             Self::KvmExit => "kvm:kvm_exit",
@@ -100,6 +102,7 @@ pub enum Isa {
 }
 
 impl Isa {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Vmx => "vmx",
@@ -121,14 +124,15 @@ pub enum ExitReason {
     Svm { code: u64 },
     /// A hardware exit whose ISA the kernel did not say (neither VMX nor SVM).
     OtherIsa { isa: u32, code: u64 },
-    /// KVM_RUN returned to the VMM with `KVM_EXIT_<n>`.
+    /// `KVM_RUN` returned to the VMM with `KVM_EXIT_<n>`.
     Userspace { exit: u32 },
-    /// KVM_RUN returned `-errno` (e.g. EINTR when a signal was pending).
+    /// `KVM_RUN` returned `-errno` (e.g. EINTR when a signal was pending).
     UserspaceError { errno: u32 },
 }
 
 impl ExitReason {
     /// Decodes the raw `(source, isa, reason)` triple of an exit-map key.
+    #[must_use]
     pub fn decode(source: ExitSource, isa: u32, raw: u64) -> Self {
         match source {
             ExitSource::Userspace if raw & USERSPACE_ERRNO_FLAG != 0 => Self::UserspaceError {
@@ -152,6 +156,7 @@ impl ExitReason {
         }
     }
 
+    #[must_use]
     pub fn source(self) -> ExitSource {
         match self {
             Self::Vmx { .. } | Self::Svm { .. } | Self::OtherIsa { .. } => ExitSource::KvmExit,
@@ -159,6 +164,7 @@ impl ExitReason {
         }
     }
 
+    #[must_use]
     pub fn isa(self) -> Option<Isa> {
         match self {
             Self::Vmx { .. } => Some(Isa::Vmx),
@@ -169,6 +175,7 @@ impl ExitReason {
 
     /// The number users look up in the SDM/APM or `linux/kvm.h`: the VMX basic reason, the SVM
     /// exit code, the `KVM_EXIT_*` value, or the errno.
+    #[must_use]
     pub fn code(self) -> u64 {
         match self {
             Self::Vmx { basic, .. } => u64::from(basic),
@@ -208,8 +215,9 @@ impl ExitReason {
         }
     }
 
-    /// True for a KVM_RUN that returned -EINTR: the VMM was interrupted by a signal (e.g. to
+    /// True for a `KVM_RUN` that returned -EINTR: the VMM was interrupted by a signal (e.g. to
     /// pause or kick a vCPU), not a guest exit.
+    #[must_use]
     pub fn is_restart(self) -> bool {
         matches!(self, Self::UserspaceError { errno } if u64::from(errno) == EINTR)
     }
@@ -263,7 +271,7 @@ mod tests {
         assert_eq!(vmx(85).name(), "MSR_WRITE_IMM");
         assert_eq!(vmx(0x8000_0021).name(), "INVALID_STATE FAILED_VMENTRY");
         assert_eq!(vmx(0x8000_0021).code(), 33);
-        assert_eq!(vmx((1 << 27) | 12).name(), "HLT ENCLAVE");
+        assert_eq!(vmx(0x0800_000c).name(), "HLT ENCLAVE");
         assert_eq!(vmx(30).isa(), Some(Isa::Vmx));
     }
 
@@ -308,7 +316,7 @@ mod tests {
         let restart = ExitReason::decode(ExitSource::Userspace, 0, USERSPACE_ERRNO_FLAG | 4);
         assert_eq!(restart.name(), "RESTART_EINTR");
         assert!(restart.is_restart());
-        let fault = ExitReason::decode(ExitSource::Userspace, 0, USERSPACE_ERRNO_FLAG | 14);
+        let fault = ExitReason::decode(ExitSource::Userspace, 0, USERSPACE_ERRNO_FLAG | 0xe);
         assert_eq!(fault.name(), "ERROR_ERRNO_14");
         assert_eq!(fault.code(), 14);
     }
