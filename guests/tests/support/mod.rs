@@ -40,6 +40,18 @@ pub fn skip(test: &str, kind: GuestKind, needs_perf: bool) -> bool {
     match reason {
         Some(reason) => {
             eprintln!("SKIP {test}: {reason}");
+            // `cargo xtask test` counts and lists skips from this file; one write per line
+            // because tests append to it in parallel.
+            if let Some(path) = std::env::var_os("KVMTOP_SKIP_LOG") {
+                use std::io::Write as _;
+                let mut log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("opening the skip log");
+                log.write_all(format!("{test}\t{reason}\n").as_bytes())
+                    .expect("writing the skip log");
+            }
             true
         }
         None => false,
