@@ -174,7 +174,8 @@ fn sample_until_exit(kvmtop: &mut Child) -> Result<Samples> {
 /// The first and last polls that see kvmtop's final set of programs (it attaches them one by
 /// one, so earlier polls may see only some).
 fn window(polls: &[Poll]) -> Option<(usize, usize)> {
-    let last = polls.len().checked_sub(1)?;
+    // The last poll that still saw kvmtop's programs: polls taken after it exited see none.
+    let last = polls.iter().rposition(|poll| !poll.kvmtop.is_empty())?;
     let first = polls
         .iter()
         .position(|poll| poll.kvmtop == polls[last].kvmtop)?;
