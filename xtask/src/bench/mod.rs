@@ -171,14 +171,12 @@ fn sample_until_exit(kvmtop: &mut Child) -> Result<Samples> {
     Ok(samples)
 }
 
-/// The first and last polls that see kvmtop's final set of programs (it attaches them one by
-/// one, so earlier polls may see only some).
+/// The first and last polls that see kvmtop's full set of programs. It attaches them one by one
+/// at start-up and releases them one by one at exit, so polls at either end may see only some.
 fn window(polls: &[Poll]) -> Option<(usize, usize)> {
-    // The last poll that still saw kvmtop's programs: polls taken after it exited see none.
-    let last = polls.iter().rposition(|poll| !poll.kvmtop.is_empty())?;
-    let first = polls
-        .iter()
-        .position(|poll| poll.kvmtop == polls[last].kvmtop)?;
+    let full = &polls.iter().max_by_key(|poll| poll.kvmtop.len())?.kvmtop;
+    let first = polls.iter().position(|poll| &poll.kvmtop == full)?;
+    let last = polls.iter().rposition(|poll| &poll.kvmtop == full)?;
     Some((first, last))
 }
 
@@ -232,5 +230,31 @@ impl Drop for Killed {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll(ids: &[u32]) -> Poll {
+        Poll {
+            at: Instant::now(),
+            progs: BTreeMap::new(),
+            kvmtop: ids.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn window_ignores_partial_sets_at_both_ends() {
+        let polls = [
+            poll(&[1]),
+            poll(&[1, 2]),
+            poll(&[1, 2]),
+            poll(&[1, 2]),
+            poll(&[2]),
+        ];
+        assert_eq!(window(&polls), Some((1, 3)));
+        assert_eq!(window(&[]), None);
     }
 }
