@@ -102,12 +102,20 @@ impl Session {
         self.learn_vcpu_threads(&mut scan.vmms, &exits);
         // Forget the counters of processes that are gone, and of pids now held by another
         // process: a reused pid must not inherit the old VM's totals.
+        // Each pid is checked once; pids discovery just saw as VMMs are alive without a stat.
         let reused = std::mem::take(&mut self.reused_pids);
-        let proc_root = &self.proc_root;
-        let forget = |pid: u32| reused.contains(&pid) || !proc_root.join(pid.to_string()).exists();
-        if exits.counts.keys().any(|k| forget(k.pid)) {
-            self.exits.retain(|pid, _| !forget(pid));
-            exits.counts.retain(|k, _| !forget(k.pid));
+        let counted: HashSet<u32> = exits.counts.keys().map(|k| k.pid).collect();
+        let stale: HashSet<u32> = counted
+            .into_iter()
+            .filter(|pid| {
+                reused.contains(pid)
+                    || (!scan.vmms.iter().any(|v| v.id.pid == *pid)
+                        && !self.proc_root.join(pid.to_string()).exists())
+            })
+            .collect();
+        if !stale.is_empty() {
+            self.exits.retain(|pid, _| !stale.contains(&pid));
+            exits.counts.retain(|k, _| !stale.contains(&k.pid));
         }
         self.identities
             .retain(|pid, _| scan.vmms.iter().any(|v| v.id.pid == *pid));

@@ -12,9 +12,7 @@ use kvmtop::{
     session::{Config, Session},
     signals::exits::{ExitCounterKey, ExitReason},
 };
-use monitor_common::exits::{
-    PROG_KVM_EXIT_HARNESS, PROG_USERSPACE_EXIT_HARNESS, USERSPACE_ERRNO_FLAG,
-};
+use monitor_common::exits::{PROG_KVM_EXIT_HARNESS, PROG_USERSPACE_EXIT_HARNESS};
 
 /// Pids far above `pid_max`, so no real VM can collide with them.
 const SYNTHETIC_PID: u32 = 4_000_000_001;
@@ -158,5 +156,4 @@ fn synthetic_userspace_exits_and_failed_runs_are_decoded() {
         ExitReason::UserspaceError { errno: 4 }.name(),
         "RESTART_EINTR"
     );
-    let _ = USERSPACE_ERRNO_FLAG;
 }

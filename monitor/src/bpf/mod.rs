@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Map, MapData},
+    maps::Map,
     programs::{RawTracePoint, TracePoint},
 };
 
@@ -80,6 +80,3 @@ impl Kernel {
         T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
     }
 }
-
-/// Per-CPU map data handle, re-exported so signal modules name one type.
-pub type Data = MapData;

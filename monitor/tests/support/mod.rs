@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    process::{Child, ChildStderr, ChildStdout, Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -222,5 +222,3 @@ pub fn read_all(mut stream: impl std::io::Read) -> String {
     let _ = stream.read_to_string(&mut text);
     text
 }
-
-pub type _Unused = (ChildStdout, ChildStderr);

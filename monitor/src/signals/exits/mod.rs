@@ -7,11 +7,11 @@ mod layout;
 pub mod reasons;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     path::Path,
 };
 
-use aya::maps::{PerCpuArray, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use monitor_common::{
     ExitKey, KvmExitLayout, UserspaceExitLayout,
     exits::{
@@ -22,10 +22,7 @@ use monitor_common::{
 pub use reasons::{ExitReason, ExitSource, Isa};
 
 use super::Attachment;
-use crate::{
-    bpf::{Data, Kernel},
-    host::tracefs::TraceFs,
-};
+use crate::{bpf::Kernel, host::tracefs::TraceFs};
 
 /// One exit counter, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,8 +70,8 @@ impl ExitsPlan {
 
 /// The exit counters of the running kernel programs.
 pub struct ExitCounters {
-    counts: PerCpuHashMap<Data, ExitKey, u64>,
-    drops: PerCpuArray<Data, u64>,
+    counts: PerCpuHashMap<MapData, ExitKey, u64>,
+    drops: PerCpuArray<MapData, u64>,
     sources: BTreeMap<ExitSource, Attachment>,
 }
 
@@ -146,15 +143,6 @@ impl ExitCounters {
             // Already gone is fine.
             let _ = self.counts.remove(key);
         }
-    }
-
-    /// The pids present in the map.
-    pub fn pids(&self) -> HashSet<u32> {
-        self.counts
-            .keys()
-            .filter_map(Result::ok)
-            .map(|k| k.tgid)
-            .collect()
     }
 }
 
