@@ -36,6 +36,29 @@ pub struct Disk {
     pub unresolved: bool,
 }
 
+impl Disk {
+    /// A disk with QEMU's defaults (cache=writeback, aio=threads), before its drive or block
+    /// chain fills in the rest.
+    fn with_defaults(id: Option<String>, interface: String) -> Self {
+        Self {
+            id,
+            frontend: None,
+            interface,
+            bus: None,
+            node: None,
+            file: None,
+            format: None,
+            protocol: None,
+            cache: CacheMode::Writeback,
+            aio: AioMode::Threads,
+            read_only: false,
+            cdrom: false,
+            iothread: None,
+            unresolved: false,
+        }
+    }
+}
+
 /// Image format drivers; everything else in a chain is a protocol or filter layer.
 const FORMAT_DRIVERS: &[&str] = &[
     "raw",
@@ -123,20 +146,12 @@ impl QemuCommandLine {
                     .map(str::to_owned)
             });
             let mut disk = Disk {
-                id: dev.id.clone(),
                 frontend: Some(dev.driver.clone()),
-                interface: interface_of(&dev.driver),
                 bus: dev.bus.clone(),
                 node: Some(node.to_owned()),
-                file: None,
-                format: None,
-                protocol: None,
-                cache: CacheMode::Writeback,
-                aio: AioMode::Threads,
-                read_only: false,
                 cdrom: dev.driver.ends_with("-cd"),
                 iothread,
-                unresolved: false,
+                ..Disk::with_defaults(dev.id.clone(), interface_of(&dev.driver))
             };
             let write_cache = dev.props.get_bool("write-cache");
             if let Some(drive) = self.find_drive(node) {
@@ -161,20 +176,8 @@ impl QemuCommandLine {
                 continue;
             }
             let mut disk = Disk {
-                id: drive.id.clone(),
-                frontend: None,
-                interface: interface.to_owned(),
-                bus: None,
                 node: drive.id.clone(),
-                file: None,
-                format: None,
-                protocol: None,
-                cache: CacheMode::Writeback,
-                aio: AioMode::Threads,
-                read_only: false,
-                cdrom: false,
-                iothread: None,
-                unresolved: false,
+                ..Disk::with_defaults(drive.id.clone(), interface.to_owned())
             };
             fill_from_drive(&mut disk, drive, None);
             disks.push(disk);
