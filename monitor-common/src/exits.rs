@@ -104,6 +104,18 @@ impl KvmExitLayout {
     };
 }
 
+impl KvmExitLayout {
+    /// Whether the record fields sit where [`Self::DEFAULT`] says (the ISA default aside), so the
+    /// program can read them at compile-time offsets.
+    #[must_use]
+    pub const fn has_default_record(&self) -> bool {
+        self.exit_reason_offset == Self::DEFAULT.exit_reason_offset
+            && self.exit_reason_size == Self::DEFAULT.exit_reason_size
+            && self.isa_offset == Self::DEFAULT.isa_offset
+            && self.vcpu_id_offset == Self::DEFAULT.vcpu_id_offset
+    }
+}
+
 impl UserspaceExitLayout {
     pub const DEFAULT: Self = Self {
         reason_offset: 8,
