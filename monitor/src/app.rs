@@ -8,7 +8,7 @@ use crate::{
     model::Snapshot,
     output,
     session::{Config, Session},
-    tui, window,
+    tui,
 };
 
 /// How often `snapshot` rescans for VMs within its window.
@@ -28,7 +28,7 @@ pub fn snapshot(config: &Config, duration: Duration, format: Format) -> anyhow::
         session.rescan();
     }
     let last = session.sample();
-    let snapshot = window::snapshot(&first, &last, session.exit_counters().sources());
+    let snapshot = session.snapshot(&first, &last);
     let mut stdout = std::io::stdout().lock();
     match format {
         Format::Json => output::json::write(&mut stdout, &snapshot)?,
@@ -73,8 +73,7 @@ fn spawn_sampler(
             loop {
                 thread::sleep(interval.saturating_sub(previous.at.elapsed()));
                 let current = session.sample();
-                let snapshot =
-                    window::snapshot(&previous, &current, session.exit_counters().sources());
+                let snapshot = session.snapshot(&previous, &current);
                 if !publish(snapshot) {
                     break;
                 }

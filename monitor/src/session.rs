@@ -5,7 +5,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
 
@@ -15,8 +15,10 @@ use crate::{
     bpf::Kernel,
     discovery::{Discovery, ProcRoot, Vmm},
     host::tracefs::TraceFs,
+    model::{Host, Snapshot},
     privileges,
     signals::exits::{ExitCounters, ExitTotals, ExitsPlan},
+    window,
 };
 
 /// Where kvmtop reads the host from. Defaults are the live system; tests point them at fixtures.
@@ -37,6 +39,7 @@ impl Default for Config {
 
 pub struct Session {
     proc_root: PathBuf,
+    host: Host,
     kernel: Kernel,
     discovery: Discovery,
     exits: ExitCounters,
@@ -68,6 +71,7 @@ impl Session {
             ExitCounters::start(&mut kernel, exits_plan).context("starting exit counters")?;
         let discovery = Discovery::new(ProcRoot::new(&config.proc_root));
         Ok(Self {
+            host: read_host(&config.proc_root),
             proc_root: config.proc_root.clone(),
             kernel,
             discovery,
@@ -85,6 +89,12 @@ impl Session {
     /// The loaded programs, e.g. for driving the test harnesses.
     pub fn kernel_mut(&mut self) -> &mut Kernel {
         &mut self.kernel
+    }
+
+    /// The snapshot of the window between two samples of this session.
+    #[must_use]
+    pub fn snapshot(&self, earlier: &Sample, later: &Sample) -> Snapshot {
+        window::snapshot(earlier, later, self.exits.sources(), &self.host)
     }
 
     /// Scans for VMs without reading counters. Calling it between samples lets discovery watch
@@ -179,5 +189,18 @@ impl Session {
                 vcpu.tid = Some(tid);
             }
         }
+    }
+}
+
+/// Host name and kernel release, read once: they do not change while kvmtop runs.
+fn read_host(proc_root: &Path) -> Host {
+    let read = |name: &str| {
+        std::fs::read_to_string(proc_root.join("sys/kernel").join(name))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    Host {
+        hostname: read("hostname"),
+        kernel: read("osrelease"),
     }
 }

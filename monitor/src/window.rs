@@ -25,6 +25,7 @@ pub fn snapshot(
     earlier: &Sample,
     later: &Sample,
     sources: &BTreeMap<ExitSource, Attachment>,
+    host: &model::Host,
 ) -> Snapshot {
     let seconds = later.at.saturating_duration_since(earlier.at).as_secs_f64();
     let earlier_ids: HashMap<u32, u64> = earlier
@@ -67,7 +68,7 @@ pub fn snapshot(
     Snapshot {
         schema_version: model::SCHEMA_VERSION,
         kvmtop_version: env!("CARGO_PKG_VERSION").to_owned(),
-        host: host_info(),
+        host: host.clone(),
         window: model::Window {
             start_unix_seconds: earlier
                 .wall
@@ -214,17 +215,5 @@ fn rate(count: u64, seconds: f64) -> f64 {
         count as f64 / seconds
     } else {
         0.0
-    }
-}
-
-fn host_info() -> model::Host {
-    let read = |path: &str| {
-        std::fs::read_to_string(path)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    };
-    model::Host {
-        hostname: read("/proc/sys/kernel/hostname"),
-        kernel: read("/proc/sys/kernel/osrelease"),
     }
 }
