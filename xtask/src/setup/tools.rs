@@ -1,6 +1,6 @@
 //! Step 4: the programs tests, demo and bench use: QEMU for real guests, binutils to assemble
 //! them, and independent tools (bpftrace, libbpf-tools, perf, bpftool, Prometheus, stress-ng)
-//! that the tests compare kvmtop's numbers with.
+//! that the tests compare kvmtop's numbers with, and tmux to drive the live table in a terminal.
 
 use anyhow::{Result, bail};
 
@@ -60,14 +60,20 @@ const TOOLS: &[Tool] = &[
         command: "stress-ng",
         packages: &[&["stress-ng"]],
     },
+    Tool {
+        command: "tmux",
+        packages: &[&["tmux"]],
+    },
 ];
 
 /// Present and working: Ubuntu's perf/bpftool are wrappers that exist but fail when the
 /// kernel-specific package is missing, so the command has to run.
 fn works(command: &str) -> bool {
     find_program(command).is_some_and(|path| {
+        // tmux is the one tool here without --version.
+        let flag = if command == "tmux" { "-V" } else { "--version" };
         cmd(path)
-            .arg("--version")
+            .arg(flag)
             .output()
             .is_ok_and(|out| out.status.success())
     })
@@ -75,7 +81,7 @@ fn works(command: &str) -> bool {
 
 pub fn ensure(apt: &mut Apt) -> Result<()> {
     checking(
-        "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, stress-ng)",
+        "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, stress-ng, tmux)",
     );
     let missing: Vec<&Tool> = TOOLS.iter().filter(|tool| !works(tool.command)).collect();
     if missing.is_empty() {

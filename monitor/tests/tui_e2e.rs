@@ -1,0 +1,160 @@
+//! The live table in a real terminal (tmux): it shows a running guest, and every way out — `q`,
+//! Ctrl-C, SIGTERM — leaves the terminal as it found it (main screen, canonical mode, line
+//! endings), with exit status 0.
+
+mod support;
+
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use guests::{Guest, GuestKind, GuestSpec};
+
+const VM_NAME: &str = "kvmtop-e2e-tui";
+
+/// A tmux server of its own, so the test never touches a user's sessions.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start() -> Self {
+        let tmux = Self {
+            socket: format!("kvmtop-test-{}", std::process::id()),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            "env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=xterm-256color bash --norc --noprofile",
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn type_line(&self, line: &str) {
+        self.run(&["send-keys", "-t", "t", "-l", line]);
+        self.run(&["send-keys", "-t", "t", "Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn alternate_screen(&self) -> bool {
+        self.run(&["display-message", "-p", "-t", "t", "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+
+    fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_mins(1);
+        while !condition(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{}",
+                self.screen()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pid of kvmtop, the shell's child.
+    fn kvmtop_pid(&self) -> u32 {
+        let shell = self.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", shell.trim()))
+                .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("kvmtop is running")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .status();
+    }
+}
+
+#[test]
+fn live_table_shows_the_guest_and_every_exit_restores_the_terminal() {
+    const TEST: &str = "live_table_shows_the_guest_and_every_exit_restores_the_terminal";
+    if let Some(reason) = support::missing_prerequisite(true, &["tmux"]) {
+        return support::skip(TEST, &reason);
+    }
+    let guest = Guest::start(
+        &GuestSpec::new(GuestKind::PortIo)
+            .name(VM_NAME)
+            .debug_threads(true),
+    )
+    .expect("starting the port-I/O guest");
+    guest
+        .wait_for_vcpus(Duration::from_secs(30))
+        .expect("vCPUs");
+    let tmux = Tmux::start();
+    let kvmtop = env!("CARGO_BIN_EXE_kvmtop");
+
+    for (round, way_out) in ["q", "ctrl-c", "sigterm"].into_iter().enumerate() {
+        tmux.type_line(&format!("{kvmtop} --interval 0.5"));
+        tmux.wait_until("the table with the guest", |t| {
+            let screen = t.screen();
+            t.alternate_screen() && screen.contains(VM_NAME) && screen.contains("USER/s")
+        });
+        // The guest's row shows a non-zero exit rate.
+        let screen = tmux.screen();
+        let row = screen.lines().find(|l| l.contains(VM_NAME)).unwrap();
+        assert!(
+            row.contains(&guest.pid().to_string()) && row.contains("IO "),
+            "{way_out}: row for {VM_NAME} lacks its pid or IO exits: {row:?}"
+        );
+        match way_out {
+            "q" => tmux.run(&["send-keys", "-t", "t", "q"]),
+            "ctrl-c" => tmux.run(&["send-keys", "-t", "t", "C-c"]),
+            _ => {
+                let pid = tmux.kvmtop_pid();
+                // SAFETY: plain kill(2).
+                assert_eq!(unsafe { libc::kill(pid.cast_signed(), libc::SIGTERM) }, 0);
+                String::new()
+            }
+        };
+        tmux.wait_until("kvmtop to leave the alternate screen", |t| {
+            !t.alternate_screen()
+        });
+        // A computed answer proves the shell got the line back in canonical mode with working
+        // line endings (raw mode would leave Enter as a bare CR and nothing would run).
+        tmux.type_line(&format!("echo status=$? restored-$(({round} * 7 + 35))"));
+        let expected = format!("status=0 restored-{}", round * 7 + 35);
+        tmux.wait_until(&format!("'{expected}' after {way_out}"), |t| {
+            t.screen().lines().any(|l| l.trim() == expected)
+        });
+        tmux.type_line("clear");
+    }
+}
