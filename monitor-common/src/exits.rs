@@ -12,11 +12,22 @@ pub const EXIT_COUNTS_CAPACITY: u32 = 16_384;
 /// Program names, as the loader looks them up in the object.
 pub const PROG_KVM_EXIT: &str = "kvm_exit";
 pub const PROG_KVM_USERSPACE_EXIT: &str = "kvm_userspace_exit";
-/// Raw tracepoint program that runs the `kvm_exit` counting logic on synthetic arguments through
-/// `BPF_PROG_TEST_RUN`; loaded by tests, never attached.
-pub const PROG_KVM_EXIT_HARNESS: &str = "kvm_exit_harness";
-/// Same for `kvm_userspace_exit`.
-pub const PROG_USERSPACE_EXIT_HARNESS: &str = "kvm_userspace_exit_harness";
+/// Raw tracepoint program that runs the exit programs' logic (counts, latency, details) on synthetic arguments through
+/// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is one of the `HARNESS_*`
+/// operations below; the rest are listed with each.
+pub const PROG_EXITS_HARNESS: &str = "exits_harness";
+/// tgid, tid, vCPU id, ISA, raw reason, timestamp ns.
+pub const HARNESS_KVM_EXIT: u64 = 1;
+/// tgid, tid, timestamp ns.
+pub const HARNESS_KVM_ENTRY: u64 = 2;
+/// tgid, tid, reason, errno (as i64), timestamp ns.
+pub const HARNESS_USERSPACE_EXIT: u64 = 3;
+/// tgid, tid, timestamp ns.
+pub const HARNESS_KVM_RUN: u64 = 4;
+/// tgid, tid, halt ns, waited, valid.
+pub const HARNESS_WAKEUP: u64 = 5;
+/// tgid, kind, sub, value (raw, as the tracepoint gives them).
+pub const HARNESS_DETAIL: u64 = 6;
 
 /// Read-only globals holding the record layouts (see `KvmExitLayout`, `UserspaceExitLayout`).
 pub const GLOBAL_KVM_EXIT_LAYOUT: &str = "KVM_EXIT_LAYOUT";
@@ -30,6 +41,8 @@ pub enum ExitSource {
     KvmExit = 1,
     /// `kvm:kvm_userspace_exit`: `KVM_RUN` returned to the VMM process (I/O, MMIO, HLT, …).
     Userspace = 2,
+    /// `kvm:kvm_vcpu_wakeup`: a halted vCPU woke up (latency = how long it was halted).
+    Halt = 3,
 }
 
 /// Instruction-set family of a hardware exit, as the `isa` field of `kvm:kvm_exit` encodes it.

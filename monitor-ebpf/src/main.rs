@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod record;
 mod signals;
 
 #[cfg(not(test))]

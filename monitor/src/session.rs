@@ -68,7 +68,7 @@ impl Session {
         let exits_plan = ExitsPlan::read(&config.tracefs, &config.proc_root);
         let mut kernel = Kernel::load(|loader| exits_plan.configure(loader))?;
         let exits =
-            ExitCounters::start(&mut kernel, exits_plan).context("starting exit counters")?;
+            ExitCounters::start(&mut kernel, &exits_plan).context("starting exit counters")?;
         let discovery = Discovery::new(ProcRoot::new(&config.proc_root));
         Ok(Self {
             host: read_host(&config.proc_root),
@@ -124,8 +124,10 @@ impl Session {
             })
             .collect();
         if !stale.is_empty() {
-            self.exits.retain(|pid, _| !stale.contains(&pid));
+            self.exits.retain(|pid| !stale.contains(&pid));
             exits.counts.retain(|k, _| !stale.contains(&k.pid));
+            exits.latency.retain(|k, _| !stale.contains(&k.pid));
+            exits.details.retain(|k, _| !stale.contains(&k.pid));
         }
         self.identities
             .retain(|pid, _| scan.vmms.iter().any(|v| v.id.pid == *pid));

@@ -1,8 +1,11 @@
-//! The record layouts of `kvm:kvm_exit` and `kvm:kvm_userspace_exit` on this kernel.
+//! The record layouts of the exit tracepoints on this kernel, read from tracefs.
 
 use std::path::Path;
 
-use monitor_common::{FIELD_ABSENT, Isa, KvmExitLayout, UserspaceExitLayout};
+use monitor_common::{
+    DetailLayout, FIELD_ABSENT, Isa, KvmExitLayout, UserspaceExitLayout,
+    details::{DetailEvent, IoctlLayout, WakeupLayout},
+};
 
 use crate::host::{cpu, tracefs::TraceFs};
 
@@ -42,6 +45,64 @@ pub fn userspace_exit(tracefs: &TraceFs) -> Result<UserspaceExitLayout, String> 
     })
 }
 
+/// Reads a detail event's two fields; either may be absent (it then reads as 0), but not both,
+/// and a present one must be 1, 2, 4 or 8 bytes.
+pub fn detail(tracefs: &TraceFs, event: &DetailEvent) -> Result<DetailLayout, String> {
+    let [sub, value] = tracefs
+        .fields("kvm", event.event, [event.sub_field, event.value_field])
+        .map_err(|e| e.to_string())?;
+    let place = |name: &str, field: Option<crate::host::tracefs::Field>| match field {
+        None => Ok((FIELD_ABSENT, 0)),
+        Some(f) if matches!(f.size, 1 | 2 | 4 | 8) => Ok((f.offset, f.size)),
+        Some(f) => Err(format!(
+            "kvm:{} field {name} has unexpected size {}",
+            event.event, f.size
+        )),
+    };
+    let (sub_offset, sub_size) = place(event.sub_field, sub)?;
+    let (value_offset, value_size) = place(event.value_field, value)?;
+    if sub_offset == FIELD_ABSENT && value_offset == FIELD_ABSENT {
+        return Err(format!(
+            "kvm:{} has none of the fields {:?} on this kernel",
+            event.event,
+            [event.sub_field, event.value_field]
+        ));
+    }
+    Ok(DetailLayout {
+        sub_offset,
+        sub_size,
+        value_offset,
+        value_size,
+    })
+}
+
+/// Reads the `kvm_vcpu_wakeup` layout: `ns` and `waited` required, `valid` optional.
+pub fn vcpu_wakeup(tracefs: &TraceFs) -> Result<WakeupLayout, String> {
+    let [ns, waited, valid] = tracefs
+        .fields("kvm", "kvm_vcpu_wakeup", ["ns", "waited", "valid"])
+        .map_err(|e| e.to_string())?;
+    let ns = ns.ok_or("kvm:kvm_vcpu_wakeup has no ns field on this kernel")?;
+    let waited = waited.ok_or("kvm:kvm_vcpu_wakeup has no waited field on this kernel")?;
+    Ok(WakeupLayout {
+        ns_offset: ns.offset,
+        waited_offset: waited.offset,
+        valid_offset: valid.map_or(FIELD_ABSENT, |f| f.offset),
+    })
+}
+
+/// Reads where `cmd` sits in `syscalls:sys_enter_ioctl` (absent on kernels built without
+/// syscall tracepoints).
+pub fn ioctl(tracefs: &TraceFs) -> Result<IoctlLayout, String> {
+    let [cmd] = tracefs
+        .fields("syscalls", "sys_enter_ioctl", ["cmd"])
+        .map_err(|e| e.to_string())?;
+    let cmd = cmd.ok_or("syscalls:sys_enter_ioctl has no cmd field on this kernel")?;
+    Ok(IoctlLayout {
+        cmd_offset: cmd.offset,
+        cmd_size: cmd.size,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +139,54 @@ mod tests {
             err.contains("kvm:kvm_userspace_exit does not exist"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn this_kernel_matches_the_built_in_layouts() {
+        // The programs read at compile-time offsets only when these match; if this fails on a
+        // new kernel, the fallback path is taken there, correctly but more slowly.
+        let tracefs = TraceFs::default();
+        if !tracefs.root().join("events/kvm").exists() {
+            eprintln!("skipped: no kvm events in tracefs");
+            return;
+        }
+        for event in monitor_common::details::DETAIL_EVENTS {
+            assert_eq!(
+                detail(&tracefs, &event),
+                Ok(event.default),
+                "{}",
+                event.event
+            );
+        }
+        assert_eq!(vcpu_wakeup(&tracefs), Ok(WakeupLayout::DEFAULT));
+        assert_eq!(ioctl(&tracefs), Ok(IoctlLayout::DEFAULT));
+    }
+
+    #[test]
+    fn detail_fields_may_be_partly_absent() {
+        let dir = fixture(&[(
+            "kvm_hypercall",
+            "\tfield:unsigned long nr;\toffset:16;\tsize:8;\tsigned:0;\n",
+        )]);
+        let layout = detail(
+            &TraceFs::new(dir.path()),
+            &monitor_common::details::HYPERCALL,
+        );
+        assert_eq!(
+            layout,
+            Ok(DetailLayout {
+                sub_offset: FIELD_ABSENT,
+                sub_size: 0,
+                value_offset: 16,
+                value_size: 8
+            })
+        );
+        let odd = fixture(&[(
+            "kvm_pio",
+            "\tfield:unsigned int rw;\toffset:8;\tsize:3;\tsigned:0;\n",
+        )]);
+        let err = detail(&TraceFs::new(odd.path()), &monitor_common::details::PIO).unwrap_err();
+        assert!(err.contains("unexpected size 3"), "{err}");
     }
 
     #[test]

@@ -1,28 +1,33 @@
-//! VM exits per VMM process, vCPU thread, source and reason.
+//! VM exits per VMM process and vCPU thread: counts by source and reason, handling latency, and
+//! the details (ports, MSRs, guest-physical regions, …) KVM's tracepoints report.
 //!
-//! The kernel keeps running totals in a per-CPU hash map; this module sums the CPUs, decodes the
-//! raw keys into [`ExitReason`]s and removes the keys of threads that no longer exist.
+//! The kernel keeps running totals; this module sums the CPUs, decodes raw keys into domain
+//! values at the boundary, and removes the keys of processes that no longer exist.
 
+pub mod details;
+pub mod histogram;
 mod layout;
+mod probes;
 pub mod reasons;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::Path,
-};
+use std::collections::{BTreeMap, HashMap};
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use monitor_common::{
-    ExitKey, KvmExitLayout, UserspaceExitLayout,
-    exits::{
-        EXIT_COUNTS_MAP, EXIT_DROPS_MAP, GLOBAL_KVM_EXIT_LAYOUT, GLOBAL_USERSPACE_EXIT_LAYOUT,
-        PROG_KVM_EXIT, PROG_KVM_USERSPACE_EXIT, VCPU_ID_UNKNOWN,
-    },
+    DetailKey, ExitKey, LatencyHist, PendingExit,
+    details::{EXIT_DETAILS_MAP, EXIT_DETAILS_OVERFLOW_MAP},
+    exits::{EXIT_COUNTS_MAP, EXIT_DROPS_MAP, VCPU_ID_UNKNOWN},
+    latency::{EXIT_LATENCY_MAP, PENDING_EXITS_MAP, PENDING_USERSPACE_MAP},
 };
-pub use reasons::{ExitReason, ExitSource, Isa};
 
+pub use self::{
+    details::{DetailCounterKey, DetailKind},
+    histogram::{Histogram, LatencySummary},
+    probes::{ExitsPlan, Probe},
+    reasons::{ExitReason, ExitSource, Isa},
+};
 use super::Attachment;
-use crate::{bpf::Kernel, host::tracefs::TraceFs};
+use crate::bpf::Kernel;
 
 /// One exit counter, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,120 +42,140 @@ pub struct ExitCounterKey {
 /// Running totals since the programs were attached.
 #[derive(Clone, Debug, Default)]
 pub struct ExitTotals {
+    /// Exits per key. Halts are counted here too (their histograms' counts).
     pub counts: HashMap<ExitCounterKey, u64>,
-    /// Exits not counted because the map was full.
+    /// Handling latency per key (see [`ExitSource::latency_meaning`]).
+    pub latency: HashMap<ExitCounterKey, Histogram>,
+    pub details: HashMap<DetailCounterKey, u64>,
+    /// Events not counted because a map was full.
     pub dropped: u64,
 }
 
-/// What the exit programs need from this kernel, decided before loading.
-pub struct ExitsPlan {
-    kvm_exit: Result<KvmExitLayout, String>,
-    userspace: Result<UserspaceExitLayout, String>,
-}
-
-impl ExitsPlan {
-    #[must_use]
-    pub fn read(tracefs: &TraceFs, proc_root: &Path) -> Self {
-        Self {
-            kvm_exit: layout::kvm_exit(tracefs, proc_root),
-            userspace: layout::userspace_exit(tracefs),
-        }
-    }
-
-    /// Hands the record layouts to the programs.
-    pub fn configure<'a>(&'a self, loader: &mut aya::EbpfLoader<'a>) {
-        if let Ok(layout) = &self.kvm_exit {
-            loader.override_global(GLOBAL_KVM_EXIT_LAYOUT, layout, true);
-        }
-        if let Ok(layout) = &self.userspace {
-            loader.override_global(GLOBAL_USERSPACE_EXIT_LAYOUT, layout, true);
-        }
-    }
-}
-
-/// The exit counters of the running kernel programs.
+/// The exit maps of the running kernel programs.
 pub struct ExitCounters {
     counts: PerCpuHashMap<MapData, ExitKey, u64>,
     drops: PerCpuArray<MapData, u64>,
-    sources: BTreeMap<ExitSource, Attachment>,
+    latency: BpfHashMap<MapData, ExitKey, LatencyHist>,
+    pending: [BpfHashMap<MapData, u32, PendingExit>; 2],
+    details: [PerCpuHashMap<MapData, DetailKey, u64>; 2],
+    sources: BTreeMap<Probe, Attachment>,
 }
 
 impl ExitCounters {
     /// Attaches the programs whose tracepoints this kernel has and takes the maps.
-    pub fn start(kernel: &mut Kernel, plan: ExitsPlan) -> anyhow::Result<Self> {
-        let mut sources = BTreeMap::new();
-        for (source, program, ready) in [
-            (ExitSource::KvmExit, PROG_KVM_EXIT, plan.kvm_exit.map(drop)),
-            (
-                ExitSource::Userspace,
-                PROG_KVM_USERSPACE_EXIT,
-                plan.userspace.map(drop),
-            ),
-        ] {
-            let (system, event) = source.tracepoint().split_once(':').expect("system:event");
-            let state = match ready {
-                Err(why) => Attachment::Unavailable(why),
-                Ok(()) => match kernel.attach_tracepoint(program, system, event) {
-                    Ok(()) => Attachment::Attached,
-                    Err(why) => Attachment::Unavailable(why),
-                },
-            };
-            if let Attachment::Unavailable(why) = &state {
-                log::warn!("exit source {}: unavailable: {why}", source.as_str());
-            }
-            sources.insert(source, state);
-        }
+    pub fn start(kernel: &mut Kernel, plan: &ExitsPlan) -> anyhow::Result<Self> {
+        let sources = plan.attach(kernel);
         Ok(Self {
             counts: kernel.take_map(EXIT_COUNTS_MAP)?,
             drops: kernel.take_map(EXIT_DROPS_MAP)?,
+            latency: kernel.take_map(EXIT_LATENCY_MAP)?,
+            pending: [
+                kernel.take_map(PENDING_EXITS_MAP)?,
+                kernel.take_map(PENDING_USERSPACE_MAP)?,
+            ],
+            details: [
+                kernel.take_map(EXIT_DETAILS_MAP)?,
+                kernel.take_map(EXIT_DETAILS_OVERFLOW_MAP)?,
+            ],
             sources,
         })
     }
 
+    /// Whether each kernel source could be attached.
     #[must_use]
-    pub fn sources(&self) -> &BTreeMap<ExitSource, Attachment> {
+    pub fn sources(&self) -> &BTreeMap<Probe, Attachment> {
         &self.sources
     }
 
-    /// Sums every counter over the CPUs. Entries that vanish while we iterate (a concurrent
-    /// removal) are skipped.
+    /// Reads every counter, summed over the CPUs. Entries that vanish while we iterate (a
+    /// concurrent removal) are skipped.
     pub fn read(&self) -> ExitTotals {
         let mut totals = ExitTotals::default();
-        for entry in &self.counts {
-            let Ok((raw, per_cpu)) = entry else { continue };
+        for (raw, per_cpu) in self.counts.iter().filter_map(Result::ok) {
+            if let Some(key) = decode_key(&raw) {
+                *totals.counts.entry(key).or_default() += sum(per_cpu.iter());
+            }
+        }
+        for (raw, hist) in self.latency.iter().filter_map(Result::ok) {
             let Some(key) = decode_key(&raw) else {
                 continue;
             };
-            let sum: u64 = per_cpu.iter().copied().fold(0, u64::wrapping_add);
-            *totals.counts.entry(key).or_default() += sum;
+            if key.reason.source() == ExitSource::Halt {
+                totals.counts.insert(key, hist.count);
+            }
+            totals.latency.insert(key, Histogram::from(&hist));
         }
-        totals.dropped = self.drops.get(&0, 0).map_or(0, |per_cpu| {
-            per_cpu.iter().copied().fold(0, u64::wrapping_add)
-        });
+        for map in &self.details {
+            for (raw, per_cpu) in map.iter().filter_map(Result::ok) {
+                if let Some(key) = DetailCounterKey::decode(&raw) {
+                    *totals.details.entry(key).or_default() += sum(per_cpu.iter());
+                }
+            }
+        }
+        totals.dropped = self
+            .drops
+            .get(&0, 0)
+            .map_or(0, |per_cpu| sum(per_cpu.iter()));
         totals
     }
 
-    /// Removes the counters of threads for which `keep(pid, tid)` is false (exited VMs and
-    /// threads), so the map holds live state only and a reused pid starts from zero.
-    pub fn retain(&mut self, keep: impl Fn(u32, u32) -> bool) {
+    /// Removes every counter of processes for which `keep(pid)` is false (exited VMs), so the
+    /// maps hold live state only and a reused pid starts from zero.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         let stale: Vec<ExitKey> = self
             .counts
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !keep(k.tgid, k.tid))
+            .filter(|k| !keep(k.tgid))
             .collect();
         for key in &stale {
-            // Already gone is fine.
+            // Already gone is fine, here and below.
             let _ = self.counts.remove(key);
+        }
+        let stale: Vec<ExitKey> = self
+            .latency
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep(k.tgid))
+            .collect();
+        for key in &stale {
+            let _ = self.latency.remove(key);
+        }
+        for map in &mut self.pending {
+            let stale: Vec<u32> = map
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(_, p)| !keep(p.key.tgid))
+                .map(|(tid, _)| tid)
+                .collect();
+            for tid in &stale {
+                let _ = map.remove(tid);
+            }
+        }
+        for map in &mut self.details {
+            let stale: Vec<DetailKey> = map
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !keep(k.tgid))
+                .collect();
+            for key in &stale {
+                let _ = map.remove(key);
+            }
         }
     }
 }
 
+fn sum<'a>(per_cpu: impl Iterator<Item = &'a u64>) -> u64 {
+    per_cpu.copied().fold(0, u64::wrapping_add)
+}
+
 /// Raw map key → domain key. Unknown source numbers are dropped here, at the boundary.
 fn decode_key(raw: &ExitKey) -> Option<ExitCounterKey> {
+    use monitor_common::ExitSource as Raw;
     let source = match raw.source {
-        s if s == monitor_common::ExitSource::KvmExit as u32 => ExitSource::KvmExit,
-        s if s == monitor_common::ExitSource::Userspace as u32 => ExitSource::Userspace,
+        s if s == Raw::KvmExit as u32 => ExitSource::KvmExit,
+        s if s == Raw::Userspace as u32 => ExitSource::Userspace,
+        s if s == Raw::Halt as u32 => ExitSource::Halt,
         _ => return None,
     };
     Some(ExitCounterKey {

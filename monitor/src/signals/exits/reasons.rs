@@ -6,7 +6,10 @@
 
 use std::{borrow::Cow, collections::HashMap, fmt, sync::LazyLock};
 
-use monitor_common::exits::USERSPACE_ERRNO_FLAG;
+use monitor_common::{
+    exits::USERSPACE_ERRNO_FLAG,
+    latency::{HALT_BLOCKED, HALT_SPURIOUS},
+};
 use serde::Serialize;
 
 static VMX_NAMES: LazyLock<HashMap<u64, &'static str>> =
@@ -70,16 +73,19 @@ pub enum ExitSource {
     KvmExit,
     /// `kvm:kvm_userspace_exit`, every return of `KVM_RUN` to the VMM.
     Userspace,
+    /// `kvm:kvm_vcpu_wakeup`, every end of a halt KVM handled in the kernel.
+    Halt,
 }
 
 impl ExitSource {
-    pub const ALL: [Self; 2] = [Self::KvmExit, Self::Userspace];
+    pub const ALL: [Self; 3] = [Self::KvmExit, Self::Userspace, Self::Halt];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::KvmExit => "kvm_exit",
             Self::Userspace => "userspace",
+            Self::Halt => "halt",
         }
     }
 
@@ -89,6 +95,17 @@ impl ExitSource {
         match self {
             Self::KvmExit => "kvm:kvm_exit",
             Self::Userspace => "kvm:kvm_userspace_exit",
+            Self::Halt => "kvm:kvm_vcpu_wakeup",
+        }
+    }
+
+    /// What the latency of an exit of this source measures.
+    #[must_use]
+    pub fn latency_meaning(self) -> &'static str {
+        match self {
+            Self::KvmExit => "kvm_exit to the next kvm_entry on the thread",
+            Self::Userspace => "kvm_userspace_exit to the thread's next KVM_RUN (time in the VMM)",
+            Self::Halt => "halt duration reported by kvm_vcpu_wakeup",
         }
     }
 }
@@ -128,6 +145,9 @@ pub enum ExitReason {
     Userspace { exit: u32 },
     /// `KVM_RUN` returned `-errno` (e.g. EINTR when a signal was pending).
     UserspaceError { errno: u32 },
+    /// The vCPU halted and was woken, after KVM polled (`blocked` false) or after it gave up
+    /// polling and blocked; `spurious` when KVM found nothing to do on waking.
+    Halt { blocked: bool, spurious: bool },
 }
 
 impl ExitReason {
@@ -140,6 +160,10 @@ impl ExitReason {
             },
             ExitSource::Userspace => Self::Userspace {
                 exit: truncate_u32(raw),
+            },
+            ExitSource::Halt => Self::Halt {
+                blocked: raw & HALT_BLOCKED != 0,
+                spurious: raw & HALT_SPURIOUS != 0,
             },
             ExitSource::KvmExit => match isa {
                 1 => Self::Vmx {
@@ -161,6 +185,7 @@ impl ExitReason {
         match self {
             Self::Vmx { .. } | Self::Svm { .. } | Self::OtherIsa { .. } => ExitSource::KvmExit,
             Self::Userspace { .. } | Self::UserspaceError { .. } => ExitSource::Userspace,
+            Self::Halt { .. } => ExitSource::Halt,
         }
     }
 
@@ -182,6 +207,7 @@ impl ExitReason {
             Self::Svm { code } | Self::OtherIsa { code, .. } => code,
             Self::Userspace { exit } => u64::from(exit),
             Self::UserspaceError { errno } => u64::from(errno),
+            Self::Halt { blocked, spurious } => u64::from(blocked) | u64::from(spurious) << 1,
         }
     }
 
@@ -212,6 +238,12 @@ impl ExitReason {
                 .map_or_else(|| Cow::Owned(exit.to_string()), |n| Cow::Borrowed(*n)),
             Self::UserspaceError { errno: 4 } => Cow::Borrowed("RESTART_EINTR"),
             Self::UserspaceError { errno } => Cow::Owned(format!("ERROR_ERRNO_{errno}")),
+            Self::Halt { blocked, spurious } => Cow::Borrowed(match (blocked, spurious) {
+                (false, false) => "HALT_POLLED",
+                (true, false) => "HALT_BLOCKED",
+                (false, true) => "HALT_POLLED_SPURIOUS",
+                (true, true) => "HALT_BLOCKED_SPURIOUS",
+            }),
         }
     }
 
@@ -319,5 +351,15 @@ mod tests {
         let fault = ExitReason::decode(ExitSource::Userspace, 0, USERSPACE_ERRNO_FLAG | 0xe);
         assert_eq!(fault.name(), "ERROR_ERRNO_14");
         assert_eq!(fault.code(), 14);
+    }
+
+    #[test]
+    fn decodes_halt_outcomes() {
+        let halt = |raw| ExitReason::decode(ExitSource::Halt, 0, raw);
+        assert_eq!(halt(0).name(), "HALT_POLLED");
+        assert_eq!(halt(HALT_BLOCKED).name(), "HALT_BLOCKED");
+        assert_eq!(halt(HALT_SPURIOUS).name(), "HALT_POLLED_SPURIOUS");
+        assert_eq!(halt(HALT_BLOCKED).source(), ExitSource::Halt);
+        assert_eq!(halt(3).code(), 3);
     }
 }

@@ -1,0 +1,176 @@
+//! What kvmtop shows: one snapshot of every VM over a sampling window, independent of how it is
+//! presented (TUI, JSON, text, Prometheus). Serialised as-is for `kvmtop snapshot --format json`;
+//! the JSON Schema in `monitor/schema/snapshot.schema.json` describes it. Bump
+//! [`SCHEMA_VERSION`] on any incompatible change.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::signals::{
+    SourceState,
+    exits::{DetailKind, ExitSource, Histogram, Isa, LatencySummary},
+};
+
+pub const SCHEMA_VERSION: u32 = 2;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    pub schema_version: u32,
+    pub kvmtop_version: String,
+    pub host: Host,
+    pub window: Window,
+    /// Host-wide state of each exit source, and exits lost to a full map.
+    pub exits: HostExits,
+    pub vms: Vec<Vm>,
+    /// Things that went wrong while sampling but did not stop it (a VM vanishing mid-scan, an
+    /// unreadable /proc entry, …).
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Host {
+    pub hostname: String,
+    pub kernel: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Window {
+    /// Start of the window, seconds since the Unix epoch.
+    pub start_unix_seconds: f64,
+    pub duration_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostExits {
+    /// State of every kernel source of exit figures, by short name (`kvm_exit`, `kvm_entry`,
+    /// `userspace`, `kvm_run`, `halt`, `pio`, `mmio`, …).
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// The tracepoint behind each source name.
+    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    /// Exits that could not be counted because the kernel map was full.
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Vm {
+    pub pid: u32,
+    /// Process start time (clock ticks since boot): with `pid`, identifies this VM across pid reuse.
+    pub start_time: u64,
+    pub name: String,
+    pub uuid: Option<String>,
+    /// "qemu" or the executable name of another VMM.
+    pub vmm: String,
+    pub vcpus: Vec<Vcpu>,
+    pub exits: Exits,
+    /// What the VM's exits were about, per kind: the largest values and the rest.
+    pub exit_details: Vec<DetailGroup>,
+}
+
+/// One kind of exit detail of a VM over the window.
+#[derive(Clone, Debug, Serialize)]
+pub struct DetailGroup {
+    pub kind: DetailKind,
+    /// The tracepoint that reported it.
+    pub source: &'static str,
+    /// What `value` is (port, MSR, guest page, …).
+    pub value_name: &'static str,
+    pub count: u64,
+    pub rate: f64,
+    /// Largest first.
+    pub top: Vec<DetailCount>,
+    /// Events of this kind not in `top`.
+    pub other: u64,
+    /// Events since kvmtop started counting this VM (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DetailCount {
+    /// Direction, access type, fault kind or delivery mode; empty when the kind has none.
+    pub sub: String,
+    pub value: String,
+    pub count: u64,
+    pub rate: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Vcpu {
+    /// vCPU index; null for a thread seen entering `KVM_RUN` whose index is not known yet.
+    pub index: Option<u32>,
+    /// Thread running the vCPU; null while it is not known.
+    pub tid: Option<u32>,
+    pub exits: Exits,
+    /// Where the vCPU's wall time went over the window, as fractions of it.
+    pub time: VcpuTime,
+}
+
+/// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable
+/// or the vCPU's thread is not known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct VcpuTime {
+    /// Handling hardware exits (`kvm_exit` → `kvm_entry`).
+    pub handling_exits: Option<f64>,
+    /// In the VMM after a userspace exit, until the next `KVM_RUN`.
+    pub in_vmm: Option<f64>,
+    /// Halted in the kernel, waiting for an interrupt.
+    pub halted: Option<f64>,
+}
+
+/// Exit counts over the window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Exits {
+    /// State of each exit source for this VM in the window.
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// Hardware exits in the window (`kvm_exit`).
+    pub total: u64,
+    /// Returns to the VMM in the window (userspace exits).
+    pub userspace_total: u64,
+    /// Halts that ended in the window (`kvm_vcpu_wakeup`).
+    pub halts: u64,
+    /// Sorted by count, largest first.
+    pub by_reason: Vec<ReasonCount>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReasonCount {
+    pub source: ExitSource,
+    pub isa: Option<Isa>,
+    pub code: u64,
+    pub reason: String,
+    /// Events in the window.
+    pub count: u64,
+    /// Events per second over the window.
+    pub rate: f64,
+    /// Events since kvmtop started counting this VM (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative: u64,
+    /// This reason's share of its source's events in the window (0–1).
+    pub share: f64,
+    /// Handling latency over the window (see `latency_meaning`); null when the interval's
+    /// closing event is not seen (e.g. `kvm_entry` unavailable).
+    pub latency: Option<LatencySummary>,
+    /// What the latency measures, for this reason's source.
+    pub latency_meaning: &'static str,
+    /// Running latency histogram (for Prometheus histograms).
+    #[serde(skip)]
+    pub cumulative_latency: Option<Histogram>,
+}
+
+impl Exits {
+    /// Hardware exits per second, or userspace exits when the host has no hardware exit events.
+    #[must_use]
+    pub fn rate_of(&self, source: ExitSource) -> f64 {
+        // fold from +0.0: an empty f64 sum() is -0.0, which would print as "-0".
+        self.by_reason
+            .iter()
+            .filter(|r| r.source == source)
+            .map(|r| r.rate)
+            .fold(0.0, |a, b| a + b)
+    }
+}
+
+/// A fixed snapshot for presenter tests: one busy VM with two vCPUs, one idle VM.
+#[cfg(test)]
+pub mod fixture;

@@ -1,0 +1,210 @@
+//! Log2 latency histograms read from the kernel, and the percentiles users see.
+
+use monitor_common::{
+    LatencyHist,
+    latency::{HIST_BUCKETS, bucket_floor_ns},
+};
+use serde::Serialize;
+
+/// Intervals in nanoseconds, bucketed by floor(log2(ns)) (see `monitor_common::latency`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histogram {
+    pub count: u64,
+    pub sum_ns: u64,
+    /// Largest interval since counting began (the kernel keeps no per-window maximum).
+    pub max_ns: u64,
+    pub buckets: [u64; HIST_BUCKETS],
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            sum_ns: 0,
+            max_ns: 0,
+            buckets: [0; HIST_BUCKETS],
+        }
+    }
+}
+
+impl From<&LatencyHist> for Histogram {
+    fn from(raw: &LatencyHist) -> Self {
+        Self {
+            count: raw.count,
+            sum_ns: raw.sum_ns,
+            max_ns: raw.max_ns,
+            buckets: raw.buckets,
+        }
+    }
+}
+
+/// The summary shown per reason, VM and vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub total_ns: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    /// The largest interval in the window, or an upper bound of it: the top of the highest
+    /// non-empty bucket, capped by the largest interval ever seen.
+    pub max_ns: u64,
+}
+
+impl Histogram {
+    /// What was added between `earlier` and `self` (two readings of the same running totals).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut buckets = self.buckets;
+        for (now, before) in buckets.iter_mut().zip(earlier.buckets) {
+            *now = now.saturating_sub(before);
+        }
+        Self {
+            count: self.count.saturating_sub(earlier.count),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            max_ns: self.max_ns,
+            buckets,
+        }
+    }
+
+    /// Adds another histogram's intervals (e.g. the vCPUs of a VM).
+    pub fn merge(&mut self, other: &Self) {
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
+
+    /// Upper end (exclusive) of a bucket, capped by the largest interval seen.
+    fn bucket_ceiling(&self, bucket: usize) -> u64 {
+        let top = if bucket + 1 >= HIST_BUCKETS {
+            self.max_ns.max(bucket_floor_ns(bucket))
+        } else {
+            bucket_floor_ns(bucket + 1)
+        };
+        top.min(self.max_ns.max(bucket_floor_ns(bucket)))
+    }
+
+    /// The `q`-quantile (0 < q ≤ 1), interpolated linearly inside its bucket as Prometheus'
+    /// `histogram_quantile` does; `None` without intervals.
+    #[must_use]
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counts and nanoseconds far below 2^52; the result is a non-negative time"
+    )]
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (bucket, &n) in self.buckets.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if (below + n) as f64 >= rank {
+                let floor = bucket_floor_ns(bucket) as f64;
+                let ceiling = self.bucket_ceiling(bucket) as f64;
+                let within = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
+                return Some((floor + (ceiling - floor) * within).round() as u64);
+            }
+            below += n;
+        }
+        None
+    }
+
+    /// Top of the highest non-empty bucket, capped by the largest interval seen.
+    #[must_use]
+    pub fn max_bound(&self) -> Option<u64> {
+        let highest = self.buckets.iter().rposition(|&n| n > 0)?;
+        Some(self.bucket_ceiling(highest))
+    }
+
+    #[must_use]
+    pub fn summary(&self) -> Option<LatencySummary> {
+        Some(LatencySummary {
+            count: self.count,
+            total_ns: self.sum_ns,
+            mean_ns: self.sum_ns.checked_div(self.count)?,
+            p50_ns: self.quantile(0.5)?,
+            p90_ns: self.quantile(0.9)?,
+            p99_ns: self.quantile(0.99)?,
+            max_ns: self.max_bound()?,
+        })
+    }
+
+    /// Running count of intervals at or below `2^k` ns, for Prometheus' cumulative buckets.
+    #[must_use]
+    pub fn count_at_most_pow2(&self, k: usize) -> u64 {
+        // Bucket b holds [2^b, 2^(b+1)): all of it is ≤ 2^k when b + 1 ≤ k.
+        self.buckets.iter().take(k.min(HIST_BUCKETS)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::latency::bucket_of;
+
+    use super::*;
+
+    fn of(intervals: &[u64]) -> Histogram {
+        let mut h = Histogram::default();
+        for &ns in intervals {
+            h.count += 1;
+            h.sum_ns += ns;
+            h.max_ns = h.max_ns.max(ns);
+            h.buckets[bucket_of(ns)] += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn percentiles_interpolate_inside_the_bucket() {
+        // 100 intervals of 3 µs: bucket [2048, 4096) capped by the max 3000.
+        let h = of(&[3_000; 100]);
+        assert_eq!(h.quantile(0.5), Some(2_524));
+        assert_eq!(h.quantile(1.0), Some(3_000));
+        assert_eq!(h.max_bound(), Some(3_000));
+    }
+
+    #[test]
+    fn percentiles_pick_the_right_bucket() {
+        // 90 fast (1.5 µs) and 10 slow (100 µs) intervals.
+        let mut intervals = vec![1_500; 90];
+        intervals.extend([100_000; 10]);
+        let h = of(&intervals);
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((1_024..2_048).contains(&p50), "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((65_536..=100_000).contains(&p99), "{p99}");
+        let s = h.summary().unwrap();
+        assert_eq!(s.mean_ns, (90 * 1_500 + 10 * 100_000) / 100);
+    }
+
+    #[test]
+    fn window_difference_and_merge() {
+        let earlier = of(&[1_000, 2_000]);
+        let later = of(&[1_000, 2_000, 2_000, 70_000]);
+        let window = later.since(&earlier);
+        assert_eq!(window.count, 2);
+        assert_eq!(window.sum_ns, 72_000);
+        assert_eq!(window.buckets[bucket_of(2_000)], 1);
+        let mut both = window.clone();
+        both.merge(&window);
+        assert_eq!(both.count, 4);
+        assert_eq!(Histogram::default().summary(), None);
+    }
+
+    #[test]
+    fn cumulative_counts_for_prometheus() {
+        let h = of(&[500, 1_000, 5_000]);
+        assert_eq!(h.count_at_most_pow2(10), 2); // ≤ 1024 ns
+        assert_eq!(h.count_at_most_pow2(13), 3); // ≤ 8192 ns
+    }
+}
