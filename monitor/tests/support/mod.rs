@@ -187,9 +187,14 @@ pub fn bpftrace_userspace_exits(pids: &[u32]) -> Observed {
         .map(|p| format!("pid == {p}"))
         .collect::<Vec<_>>()
         .join(" || ");
-    let program = format!(
+    bpftrace(&format!(
         "tracepoint:kvm:kvm_userspace_exit /{filter}/ {{ @exits[pid, tid, args->reason, args->errno] = count(); }}"
-    );
+    ))
+}
+
+/// Runs a bpftrace program and waits until its probes are attached. Interrupt it to get the
+/// maps printed.
+pub fn bpftrace(program: &str) -> Observed {
     let mut command = Command::new("bpftrace");
     command.arg("-e").arg(program);
     let mut observed = Observed::spawn(command);
