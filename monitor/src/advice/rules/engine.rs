@@ -1,0 +1,120 @@
+//! Hysteresis across evaluations: a rule fires only after its condition has held on
+//! `fire_after` evaluations in a row, and clears only after `clear_after` evaluations in a row
+//! past its clearing threshold (the firing threshold moved by `clear_margin`), so that a value
+//! hovering around a threshold neither flickers nor lingers.
+
+use std::collections::HashMap;
+
+use super::{Evaluation, Recommendation, Target, evaluate, sort_recommendations};
+use crate::advice::config::Thresholds;
+use crate::advice::inputs::Inputs;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    rule: &'static str,
+    target: Target,
+}
+
+impl Key {
+    fn of(rec: &Recommendation) -> Self {
+        Self {
+            rule: rec.id,
+            target: rec.target.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    /// Evaluations in a row the firing condition held.
+    held: u32,
+    active: bool,
+    /// Evaluations in a row, while active, the value was past the clearing threshold.
+    cleared: u32,
+    last: Recommendation,
+}
+
+/// The stateful rules engine: call [`Engine::evaluate`] once per observation window.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    thresholds: Thresholds,
+    relaxed: Thresholds,
+    tracks: HashMap<Key, Track>,
+}
+
+impl Engine {
+    /// An engine with no history, using `thresholds` (including the hysteresis settings).
+    #[must_use]
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self {
+            relaxed: thresholds.relaxed(thresholds.clear_margin),
+            thresholds,
+            tracks: HashMap::new(),
+        }
+    }
+
+    /// The thresholds in force.
+    #[must_use]
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    /// Applies the rules to `inputs` and returns the recommendations in force after
+    /// hysteresis. The inputs out of reach are those of this evaluation.
+    pub fn evaluate(&mut self, inputs: &Inputs) -> Evaluation {
+        let strict = evaluate(inputs, &self.thresholds);
+        let relaxed = evaluate(inputs, &self.relaxed);
+        let fire_after = self.thresholds.fire_after.max(1);
+        let clear_after = self.thresholds.clear_after.max(1);
+        let mut holding: HashMap<Key, Recommendation> = relaxed
+            .recommendations
+            .into_iter()
+            .map(|r| (Key::of(&r), r))
+            .collect();
+        let mut seen = Vec::new();
+        for rec in strict.recommendations {
+            let key = Key::of(&rec);
+            let track = self.tracks.entry(key.clone()).or_insert_with(|| Track {
+                held: 0,
+                active: false,
+                cleared: 0,
+                last: rec.clone(),
+            });
+            track.held = track.held.saturating_add(1);
+            track.cleared = 0;
+            track.active |= track.held >= fire_after;
+            track.last = rec;
+            seen.push(key);
+        }
+        self.tracks.retain(|key, track| {
+            if seen.contains(key) {
+                return true;
+            }
+            if !track.active {
+                // The run of holding evaluations is broken before the rule fired.
+                return false;
+            }
+            track.held = 0;
+            if let Some(mut rec) = holding.remove(key) {
+                rec.set_holding(true);
+                track.last = rec;
+                track.cleared = 0;
+                return true;
+            }
+            track.last.set_holding(true);
+            track.cleared += 1;
+            track.cleared < clear_after
+        });
+        let mut recommendations: Vec<Recommendation> = self
+            .tracks
+            .values()
+            .filter(|t| t.active)
+            .map(|t| t.last.clone())
+            .collect();
+        sort_recommendations(&mut recommendations);
+        Evaluation {
+            recommendations,
+            unavailable: strict.unavailable,
+        }
+    }
+}
