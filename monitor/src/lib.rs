@@ -4,10 +4,12 @@
 //! one module per signal family turning kernel maps into domain values; [`session`] samples both;
 //! [`window`] turns two samples into a [`model::Snapshot`]; [`output`] and [`tui`] present it.
 
+pub mod advice;
 pub mod app;
 pub mod bpf;
 pub mod cli;
 pub mod discovery;
+pub mod format;
 pub mod host;
 pub mod model;
 pub mod output;

@@ -2,7 +2,11 @@
 
 use std::io::Write;
 
-use crate::{model::Snapshot, signals::exits::ExitSource};
+use crate::{
+    format,
+    model::{DetailGroup, Snapshot, Vm},
+    signals::{SourceState, exits::ExitSource},
+};
 
 /// How many reasons to list per VM.
 const TOP_REASONS: usize = 5;
@@ -16,8 +20,23 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         snapshot.host.kernel,
         snapshot.window.duration_seconds
     )?;
-    for (source, state) in &snapshot.exits.sources {
-        writeln!(out, "exit source {source}: {state}")?;
+    // Sources grouped by state; each unavailable one on its own line with the reason.
+    for wanted in [SourceState::Live, SourceState::Silent] {
+        let names: Vec<&str> = snapshot
+            .exits
+            .sources
+            .iter()
+            .filter(|(_, state)| **state == wanted)
+            .map(|(name, _)| *name)
+            .collect();
+        if !names.is_empty() {
+            writeln!(out, "sources {wanted}: {}", names.join(" "))?;
+        }
+    }
+    for (name, state) in &snapshot.exits.sources {
+        if let SourceState::Unavailable(_) = state {
+            writeln!(out, "source {name}: {state}")?;
+        }
     }
     if snapshot.exits.dropped > 0 {
         writeln!(
@@ -40,35 +59,112 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
             vm.vcpus.iter().filter(|v| v.index.is_some()).count(),
             vm.uuid.as_deref().unwrap_or("-")
         )?;
-        writeln!(
-            out,
-            "  exits/s: {:.0} hardware, {:.0} to userspace",
-            vm.exits.rate_of(ExitSource::KvmExit),
-            vm.exits.rate_of(ExitSource::Userspace)
-        )?;
-        for reason in vm.exits.by_reason.iter().take(TOP_REASONS) {
-            writeln!(
-                out,
-                "  {:<10} {:<24} {:>12} {:>12.1}/s",
-                reason.source.as_str(),
-                reason.reason,
-                reason.count,
-                reason.rate
-            )?;
-        }
-        for vcpu in &vm.vcpus {
-            let index = vcpu.index.map_or_else(|| "?".to_owned(), |i| i.to_string());
-            let tid = vcpu.tid.map_or_else(|| "?".to_owned(), |t| t.to_string());
-            writeln!(
-                out,
-                "  vcpu {index:<3} tid {tid:<8} {:>10.1} exits/s ({:.1} to userspace)",
-                vcpu.exits.rate_of(ExitSource::KvmExit),
-                vcpu.exits.rate_of(ExitSource::Userspace)
-            )?;
-        }
+        write_vm(out, vm)?;
     }
     for problem in &snapshot.problems {
         writeln!(out, "note: {problem}")?;
     }
     Ok(())
+}
+
+fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "  exits/s: {:.0} hardware, {:.0} to userspace, {:.0} halts",
+        vm.exits.rate_of(ExitSource::KvmExit),
+        vm.exits.rate_of(ExitSource::Userspace),
+        vm.exits.rate_of(ExitSource::Halt)
+    )?;
+    writeln!(
+        out,
+        "  {:<10} {:<24} {:>10} {:>10} {:>6} {:>8} {:>8} {:>8}",
+        "source", "reason", "count", "rate/s", "share", "p50", "p99", "max"
+    )?;
+    for reason in vm.exits.by_reason.iter().take(TOP_REASONS) {
+        let latency = |pick: fn(&crate::signals::exits::LatencySummary) -> u64| {
+            reason
+                .latency
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))
+        };
+        writeln!(
+            out,
+            "  {:<10} {:<24} {:>10} {:>10.1} {:>6} {:>8} {:>8} {:>8}",
+            reason.source.as_str(),
+            reason.reason,
+            reason.count,
+            reason.rate,
+            format::share(Some(reason.share)),
+            latency(|l| l.p50_ns),
+            latency(|l| l.p99_ns),
+            latency(|l| l.max_ns),
+        )?;
+    }
+    for group in &vm.exit_details {
+        write_details(out, group)?;
+    }
+    for vcpu in &vm.vcpus {
+        let index = vcpu.index.map_or_else(|| "?".to_owned(), |i| i.to_string());
+        let tid = vcpu.tid.map_or_else(|| "?".to_owned(), |t| t.to_string());
+        writeln!(
+            out,
+            "  vcpu {index:<3} tid {tid:<8} {:>10.1} exits/s ({:.1} to userspace); time: {} in exits, {} in the VMM, {} halted",
+            vcpu.exits.rate_of(ExitSource::KvmExit),
+            vcpu.exits.rate_of(ExitSource::Userspace),
+            format::share(vcpu.time.handling_exits),
+            format::share(vcpu.time.in_vmm),
+            format::share(vcpu.time.halted),
+        )?;
+    }
+    Ok(())
+}
+
+/// `  pio (port, kvm:kvm_pio) 99.5k/s: out 0x80 99.5k/s, in 0x71 300/s, other ×400`
+fn write_details(out: &mut impl Write, group: &DetailGroup) -> anyhow::Result<()> {
+    let mut parts: Vec<String> = group
+        .top
+        .iter()
+        .map(|d| {
+            let label = if d.sub.is_empty() {
+                d.value.clone()
+            } else {
+                format!("{} {}", d.sub, d.value)
+            };
+            format!("{} {}/s", label.trim(), format::rate(d.rate))
+        })
+        .collect();
+    if group.other > 0 {
+        parts.push(format!("other ×{}", group.other));
+    }
+    writeln!(
+        out,
+        "  {} ({}, {}) {}/s: {}",
+        group.kind.as_str(),
+        group.value_name,
+        group.source,
+        format::rate(group.rate),
+        parts.join(", ")
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::fixture;
+
+    #[test]
+    fn report_carries_latency_details_and_time_shares() {
+        let mut out = Vec::new();
+        super::write(&mut out, &fixture::snapshot()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("IO_INSTRUCTION"), "{text}");
+        assert!(text.contains("60µs"), "p99 of the fixture: {text}");
+        assert!(text.contains("pio (port, kvm:kvm_pio)"), "{text}");
+        assert!(text.contains("out 0x80 100k/s"), "{text}");
+        assert!(text.contains("sources live: kvm_exit userspace"), "{text}");
+        assert!(
+            text.contains("42% in exits, 20% in the VMM, 1% halted"),
+            "{text}"
+        );
+    }
 }

@@ -1,6 +1,9 @@
 //! The live table (`kvmtop`). State lives in [`state`], drawing in [`draw`]; this module owns the
 //! terminal and the event loop.
 //!
+//! Keys: ↑↓ select a VM, Enter opens its exits, Tab switches to its vCPUs and back, Esc goes
+//! back (and quits from the list), q quits.
+//!
 //! The terminal is restored on every way out: `q`, Esc, Ctrl-C (a key event in raw mode),
 //! SIGTERM/SIGHUP, an error, or a panic (ratatui's init installs a restoring panic hook).
 
@@ -63,8 +66,15 @@ fn event_loop(
             let ctrl_c =
                 key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
             match key.code {
-                KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                KeyCode::Char('q') => return Ok(()),
                 _ if ctrl_c => return Ok(()),
+                // Esc goes back from a VM's views, and quits from the list.
+                KeyCode::Esc if !app.back() => return Ok(()),
+                KeyCode::Backspace | KeyCode::Left => {
+                    app.back();
+                }
+                KeyCode::Enter | KeyCode::Right => app.open(),
+                KeyCode::Tab | KeyCode::Char('v') => app.toggle_vm_view(),
                 KeyCode::Down | KeyCode::Char('j') => app.select_next(),
                 KeyCode::Up | KeyCode::Char('k') => app.select_previous(),
                 _ => {}

@@ -2,13 +2,25 @@
 
 use std::time::Duration;
 
-use crate::model::Snapshot;
+use crate::model::{Snapshot, Vm};
 
 pub struct App {
     pub interval: Duration,
     pub snapshot: Option<Snapshot>,
     /// Selected VM, by pid, so the selection follows the VM when the list reorders.
     pub selected_pid: Option<u32>,
+    pub view: View,
+}
+
+/// Which screen is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Every VM, one row each.
+    Vms,
+    /// The selected VM's exits: per reason rate, share, latency, and what they were about.
+    VmExits,
+    /// The selected VM's vCPUs: exit rates and where their time went.
+    Vcpus,
 }
 
 impl App {
@@ -18,7 +30,39 @@ impl App {
             interval,
             snapshot: None,
             selected_pid: None,
+            view: View::Vms,
         }
+    }
+
+    /// The selected VM, if it is still there.
+    #[must_use]
+    pub fn selected_vm(&self) -> Option<&Vm> {
+        let pid = self.selected_pid?;
+        self.snapshot.as_ref()?.vms.iter().find(|vm| vm.pid == pid)
+    }
+
+    /// Enter: from the list into the selected VM's exits.
+    pub fn open(&mut self) {
+        if self.view == View::Vms && self.selected_vm().is_some() {
+            self.view = View::VmExits;
+        }
+    }
+
+    /// Tab: switch between a VM's exits and its vCPUs.
+    pub fn toggle_vm_view(&mut self) {
+        self.view = match self.view {
+            View::VmExits => View::Vcpus,
+            View::Vcpus => View::VmExits,
+            View::Vms if self.selected_vm().is_some() => View::Vcpus,
+            View::Vms => View::Vms,
+        };
+    }
+
+    /// Esc/Backspace: back to the list. Returns false when already there (Esc then quits).
+    pub fn back(&mut self) -> bool {
+        let moved = self.view != View::Vms;
+        self.view = View::Vms;
+        moved
     }
 
     pub fn update(&mut self, mut snapshot: Snapshot) {
@@ -31,6 +75,9 @@ impl App {
             .selected_pid
             .is_none_or(|pid| snapshot.vms.iter().all(|vm| vm.pid != pid))
         {
+            // The VM being looked at has gone: back to the list rather than show another VM
+            // under the same heading.
+            self.view = View::Vms;
             self.selected_pid = snapshot.vms.first().map(|vm| vm.pid);
         }
         self.snapshot = Some(snapshot);
@@ -99,7 +146,31 @@ mod tests {
         app.select_next();
         let mut snapshot = fixture::snapshot();
         snapshot.vms.retain(|vm| vm.pid != 5000);
+        app.open();
+        assert_eq!(app.view, View::VmExits);
         app.update(snapshot);
         assert_eq!(app.selected_pid, Some(4242));
+        assert_eq!(app.view, View::Vms, "the VM being looked at is gone");
+    }
+
+    #[test]
+    fn drill_down_and_back() {
+        let mut app = App::new(Duration::from_secs(1));
+        assert!(!app.back());
+        app.open();
+        assert_eq!(
+            app.view,
+            View::Vms,
+            "nothing to open before the first sample"
+        );
+        app.update(fixture::snapshot());
+        app.open();
+        assert_eq!(app.view, View::VmExits);
+        app.toggle_vm_view();
+        assert_eq!(app.view, View::Vcpus);
+        app.toggle_vm_view();
+        assert_eq!(app.view, View::VmExits);
+        assert!(app.back());
+        assert_eq!(app.view, View::Vms);
     }
 }

@@ -2,7 +2,13 @@
 //!
 //! Counters carry the kernel's running totals since kvmtop started watching each VM; Prometheus
 //! computes rates with `rate()`. Label sets are bounded: per VM, per vCPU, per exit reason (the
-//! reason tables are finite; unknown codes are rare by definition).
+//! reason tables are finite; unknown codes are rare by definition). Latency histograms are per
+//! VM and reason, not per vCPU, to keep the series count at VMs × reasons × 19 buckets; per-vCPU
+//! time goes in plain counters. Exit details (ports, MSRs, …) are gauges of the window's top
+//! values, whose label values change as the top changes, plus a counter per kind.
+
+mod depth;
+mod histograms;
 
 use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -60,11 +66,7 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
             .with_label_values(&[&vm.name, &pid])
             .set(i64::try_from(indexed).unwrap_or(i64::MAX));
         for vcpu in &vm.vcpus {
-            let label = match (vcpu.index, vcpu.tid) {
-                (Some(index), _) => index.to_string(),
-                (None, Some(tid)) => format!("tid{tid}"),
-                (None, None) => "unknown".to_owned(),
-            };
+            let label = vcpu_label(vcpu);
             for reason in &vcpu.exits.by_reason {
                 let isa = reason.isa.map_or("", |i| i.as_str());
                 exits
@@ -89,9 +91,21 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     ] {
         registry.register(collector)?;
     }
+    let latency = depth::register(&registry, snapshot)?;
+    let mut families = registry.gather();
+    families.push(latency);
     let mut text = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut text)?;
+    TextEncoder::new().encode(&families, &mut text)?;
     Ok(String::from_utf8(text)?)
+}
+
+/// The `vcpu` label: the index, or the thread while the index is not known.
+fn vcpu_label(vcpu: &crate::model::Vcpu) -> String {
+    match (vcpu.index, vcpu.tid) {
+        (Some(index), _) => index.to_string(),
+        (None, Some(tid)) => format!("tid{tid}"),
+        (None, None) => "unknown".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +138,47 @@ mod tests {
         );
         assert!(
             text.contains("kvmtop_exit_source_up{source=\"kvm_exit\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn latency_is_a_histogram_on_power_of_two_bounds() {
+        let text = render(&fixture::snapshot()).unwrap();
+        assert!(
+            text.contains("# TYPE kvmtop_vm_exit_latency_seconds histogram"),
+            "{text}"
+        );
+        // The fixture's IO_INSTRUCTION: 2,000,000 intervals, 9/10 in [2048, 4096) ns.
+        let series = |le: &str| {
+            format!(
+                "kvmtop_vm_exit_latency_seconds_bucket{{isa=\"vmx\",pid=\"4242\",reason=\"IO_INSTRUCTION\",source=\"kvm_exit\",vm=\"web-1\",le=\"{le}\"}}"
+            )
+        };
+        assert!(
+            text.contains(&format!("{} 0", series("0.000002048"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 1800000", series("0.000004096"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 2000000", series("+Inf"))),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vcpu_exit_time_seconds_total{pid=\"4242\",source=\"kvm_exit\",vcpu=\"0\",vm=\"web-1\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vm_exit_detail_rate{kind=\"pio\",pid=\"4242\",sub=\"out\",value=\"0x80\",vm=\"web-1\"} 99500"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kvmtop_vm_exit_detail_events_total{kind=\"pio\",pid=\"4242\",vm=\"web-1\"} 2000000"
+            ),
             "{text}"
         );
     }

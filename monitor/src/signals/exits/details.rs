@@ -61,6 +61,21 @@ impl DetailKind {
         }
     }
 
+    /// The detail kind that says what exits of this reason were about, by the reason's name
+    /// in any of the tables (VMX, SVM, userspace).
+    #[must_use]
+    pub fn for_reason(name: &str) -> Option<Self> {
+        Some(match name {
+            "IO_INSTRUCTION" | "io" | "IO" => Self::Pio,
+            "EPT_MISCONFIG" | "MMIO" => Self::Mmio,
+            "EPT_VIOLATION" | "npf" => Self::PageFault,
+            "MSR_READ" | "MSR_WRITE" | "MSR_WRITE_IMM" | "msr" => Self::Msr,
+            "VMCALL" | "vmmcall" | "HYPERCALL" => Self::Hypercall,
+            "HLT" | "hlt" | "HALT_POLLED" | "HALT_BLOCKED" => Self::HaltPoll,
+            _ => return None,
+        })
+    }
+
     fn from_raw(raw: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.raw() == raw)
     }

@@ -139,10 +139,11 @@ impl Histogram {
         })
     }
 
-    /// Running count of intervals at or below `2^k` ns, for Prometheus' cumulative buckets.
+    /// Intervals shorter than `2^k` ns: the cumulative count of a Prometheus bucket with that
+    /// bound (an interval of exactly 2^k ns falls in the next bucket, a 1-ns difference).
     #[must_use]
-    pub fn count_at_most_pow2(&self, k: usize) -> u64 {
-        // Bucket b holds [2^b, 2^(b+1)): all of it is ≤ 2^k when b + 1 ≤ k.
+    pub fn count_below_pow2(&self, k: usize) -> u64 {
+        // Bucket b holds [2^b, 2^(b+1)): all of it is below 2^k when b + 1 ≤ k.
         self.buckets.iter().take(k.min(HIST_BUCKETS)).sum()
     }
 }
@@ -204,7 +205,7 @@ mod tests {
     #[test]
     fn cumulative_counts_for_prometheus() {
         let h = of(&[500, 1_000, 5_000]);
-        assert_eq!(h.count_at_most_pow2(10), 2); // ≤ 1024 ns
-        assert_eq!(h.count_at_most_pow2(13), 3); // ≤ 8192 ns
+        assert_eq!(h.count_below_pow2(10), 2); // < 1024 ns
+        assert_eq!(h.count_below_pow2(13), 3); // < 8192 ns
     }
 }

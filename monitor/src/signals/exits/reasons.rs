@@ -103,9 +103,9 @@ impl ExitSource {
     #[must_use]
     pub fn latency_meaning(self) -> &'static str {
         match self {
-            Self::KvmExit => "kvm_exit to the next kvm_entry on the thread",
-            Self::Userspace => "kvm_userspace_exit to the thread's next KVM_RUN (time in the VMM)",
-            Self::Halt => "halt duration reported by kvm_vcpu_wakeup",
+            Self::KvmExit => "kvm_exit → next kvm_entry on the thread",
+            Self::Userspace => "userspace exit → next KVM_RUN (time in the VMM)",
+            Self::Halt => "halt duration (kvm_vcpu_wakeup)",
         }
     }
 }

@@ -1,0 +1,76 @@
+//! Exit latency as Prometheus histograms, built from the kernel's log2 histograms.
+//!
+//! The `prometheus` crate's `Histogram` observes values one by one; kvmtop already has the
+//! bucket counts, so the metric family is assembled directly. Bucket bounds are powers of two
+//! nanoseconds, the kernel's own bucket edges, so no count is re-binned or estimated: every
+//! power from 256 ns to 262 µs (where exits live), then every other power up to 4.3 s (halts,
+//! slow userspace round trips).
+
+use prometheus::proto::{
+    Bucket, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use crate::signals::exits::Histogram;
+
+/// Exponents k of the `le` bounds 2^k ns.
+pub const BUCKET_POWERS: [usize; 18] = [
+    8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22, 24, 26, 28, 30, 32,
+];
+
+/// A histogram metric family.
+pub struct Family {
+    family: MetricFamily,
+}
+
+impl Family {
+    pub fn new(name: &str, help: &str) -> Self {
+        let mut family = MetricFamily::default();
+        family.set_name(name.to_owned());
+        family.set_help(help.to_owned());
+        family.set_field_type(MetricType::HISTOGRAM);
+        Self { family }
+    }
+
+    /// Adds one series. `labels` are (name, value); values are escaped by the encoder.
+    pub fn add(&mut self, labels: &[(&str, &str)], histogram: &Histogram) {
+        let mut prom = PromHistogram::default();
+        prom.set_sample_count(histogram.count);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds as f64, as Prometheus keeps them"
+        )]
+        prom.set_sample_sum(histogram.sum_ns as f64 / 1e9);
+        prom.set_bucket(
+            BUCKET_POWERS
+                .iter()
+                .map(|&k| {
+                    let mut bucket = Bucket::default();
+                    bucket.set_cumulative_count(histogram.count_below_pow2(k));
+                    #[expect(clippy::cast_precision_loss, reason = "powers of two are exact")]
+                    bucket.set_upper_bound((1u64 << k) as f64 / 1e9);
+                    bucket
+                })
+                .collect(),
+        );
+        let mut sorted: Vec<_> = labels.to_vec();
+        sorted.sort_unstable();
+        let mut metric = Metric::from_label(
+            sorted
+                .into_iter()
+                .map(|(name, value)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(name.to_owned());
+                    pair.set_value(value.to_owned());
+                    pair
+                })
+                .collect(),
+        );
+        metric.set_histogram(prom);
+        self.family.mut_metric().push(metric);
+    }
+
+    #[must_use]
+    pub fn into_family(self) -> MetricFamily {
+        self.family
+    }
+}

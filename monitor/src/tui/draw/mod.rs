@@ -1,0 +1,187 @@
+//! Drawing. Pure: takes the state, writes to a frame. One module per view.
+
+mod exits;
+mod vcpus;
+mod vms;
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout},
+    style::Style,
+    text::{Line, Span},
+    widgets::Paragraph,
+};
+
+use super::state::{App, View};
+use crate::{model::Snapshot, signals::SourceState};
+
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    frame.render_widget(footer_line(app.view), footer);
+    let Some(snapshot) = &app.snapshot else {
+        frame.render_widget(Paragraph::new("kvmtop: taking the first sample…"), header);
+        return;
+    };
+    frame.render_widget(Paragraph::new(header_lines(snapshot)), header);
+    match (app.view, app.selected_vm()) {
+        (View::VmExits, Some(vm)) => exits::draw(frame, body, vm),
+        (View::Vcpus, Some(vm)) => vcpus::draw(frame, body, vm),
+        _ => vms::draw(frame, body, app, snapshot),
+    }
+}
+
+/// Title line, then the kernel sources grouped by state, so a silent `kvm_exit` (nested or PVM
+/// hosts) or an unavailable source is visible at a glance.
+fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
+    let mut live = Vec::new();
+    let mut silent = Vec::new();
+    let mut unavailable = Vec::new();
+    for (name, state) in &snapshot.exits.sources {
+        match state {
+            SourceState::Live => live.push(*name),
+            SourceState::Silent => silent.push(*name),
+            SourceState::Unavailable(_) => unavailable.push(*name),
+        }
+    }
+    let mut sources = vec![Span::raw("sources ")];
+    for (label, names, style) in [
+        ("live", live, Style::new().green()),
+        ("silent", silent, Style::new().yellow()),
+        ("unavailable", unavailable, Style::new().red()),
+    ] {
+        if !names.is_empty() {
+            sources.push(Span::styled(
+                format!("{label}: {}  ", names.join(" ")),
+                style,
+            ));
+        }
+    }
+    if snapshot.exits.dropped > 0 {
+        sources.push(Span::styled(
+            format!("{} events lost (map full)", snapshot.exits.dropped),
+            Style::new().red(),
+        ));
+    }
+    vec![
+        Line::from(format!(
+            "kvmtop {} — {} (Linux {}) — every {:.1} s",
+            snapshot.kvmtop_version,
+            snapshot.host.hostname,
+            snapshot.host.kernel,
+            snapshot.window.duration_seconds
+        )),
+        Line::from(sources),
+    ]
+}
+
+fn footer_line(view: View) -> Paragraph<'static> {
+    let key = |k: &'static str| Span::styled(k, Style::new().reversed());
+    let mut spans = vec![key(" q "), Span::raw(" quit  ")];
+    match view {
+        View::Vms => spans.extend([
+            key(" ↑↓ "),
+            Span::raw(" select  "),
+            key(" Enter "),
+            Span::raw(" exits  "),
+            key(" Tab "),
+            Span::raw(" vCPUs"),
+        ]),
+        View::VmExits | View::Vcpus => spans.extend([
+            key(" Esc "),
+            Span::raw(" back  "),
+            key(" Tab "),
+            Span::raw(if view == View::VmExits {
+                " vCPUs"
+            } else {
+                " exits"
+            }),
+        ]),
+    }
+    Paragraph::new(Line::from(spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ratatui::{Terminal, backend::TestBackend};
+
+    use super::*;
+    use crate::model::fixture;
+
+    pub fn render(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| draw(frame, app)).unwrap();
+        terminal.backend().to_string()
+    }
+
+    fn app() -> App {
+        let mut app = App::new(Duration::from_secs(1));
+        app.update(fixture::snapshot());
+        app
+    }
+
+    #[test]
+    fn vm_table_at_100_columns() {
+        insta::assert_snapshot!(render(&app(), 100, 12));
+    }
+
+    #[test]
+    fn exit_drill_down_at_120_columns() {
+        let mut app = app();
+        app.open();
+        insta::assert_snapshot!(render(&app, 120, 20));
+    }
+
+    #[test]
+    fn vcpu_view_at_100_columns() {
+        let mut app = app();
+        app.open();
+        app.toggle_vm_view();
+        insta::assert_snapshot!(render(&app, 100, 10));
+    }
+
+    #[test]
+    fn narrow_terminal_keeps_names_and_rates() {
+        let screen = render(&app(), 60, 10);
+        assert!(
+            screen.contains("web-1") && screen.contains("idle-db"),
+            "{screen}"
+        );
+        assert!(screen.contains("101k"), "{screen}");
+        let mut drill = app();
+        drill.open();
+        let screen = render(&drill, 60, 16);
+        assert!(screen.contains("IO_INSTRUCTION"), "{screen}");
+        assert!(screen.contains("0x80"), "{screen}");
+    }
+
+    #[test]
+    fn waiting_for_first_sample() {
+        let app = App::new(Duration::from_secs(1));
+        assert!(render(&app, 60, 5).contains("taking the first sample"));
+    }
+
+    #[test]
+    fn empty_host_says_so() {
+        let mut app = App::new(Duration::from_secs(1));
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms.clear();
+        app.update(snapshot);
+        assert!(render(&app, 80, 8).contains("no KVM virtual machines"));
+    }
+
+    #[test]
+    fn a_vm_without_exits_says_so() {
+        let mut app = app();
+        app.select_next();
+        app.open();
+        let screen = render(&app, 80, 12);
+        assert!(screen.contains("no exits in this window"), "{screen}");
+    }
+}
