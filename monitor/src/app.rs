@@ -4,10 +4,11 @@
 use std::{net::SocketAddr, sync::mpsc, thread, time::Duration};
 
 use crate::{
+    advice::{Advisor, Thresholds},
     cli::Format,
     model::Snapshot,
     output,
-    session::{Config, Session},
+    session::{Config, Sample, Session},
     tui,
 };
 
@@ -15,9 +16,17 @@ use crate::{
 const RESCAN_PERIOD: Duration = Duration::from_millis(250);
 
 /// `kvmtop snapshot`: one window, printed once.
-pub fn snapshot(config: &Config, duration: Duration, format: Format) -> anyhow::Result<()> {
+pub fn snapshot(
+    config: &Config,
+    thresholds: Thresholds,
+    duration: Duration,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut session = Session::open(config)?;
+    // One window: advice reports what holds over it, without waiting for a second window.
+    let mut advisor = Advisor::one_shot(thresholds, config.advice_roots());
     let first = session.sample();
+    advisor.start_window(&first.vmms);
     // Tests and scripts wait for this line to know the window has started.
     eprintln!("kvmtop: sampling for {:.1} s", duration.as_secs_f64());
     // Keep discovery watching while the guests run, so vCPU threads are mapped even when the
@@ -28,7 +37,7 @@ pub fn snapshot(config: &Config, duration: Duration, format: Format) -> anyhow::
         session.rescan();
     }
     let last = session.sample();
-    let snapshot = session.snapshot(&first, &last);
+    let snapshot = advised(&session, &mut advisor, &first, &last);
     let mut stdout = std::io::stdout().lock();
     match format {
         Format::Json => output::json::write(&mut stdout, &snapshot)?,
@@ -38,18 +47,27 @@ pub fn snapshot(config: &Config, duration: Duration, format: Format) -> anyhow::
 }
 
 /// `kvmtop` / `kvmtop top`: the live table.
-pub fn top(config: &Config, interval: Duration) -> anyhow::Result<()> {
+pub fn top(config: &Config, thresholds: Thresholds, interval: Duration) -> anyhow::Result<()> {
     let session = Session::open(config)?;
+    let advisor = Advisor::new(thresholds, config.advice_roots());
     let (tx, rx) = mpsc::sync_channel(2);
-    spawn_sampler(session, interval, move |snapshot| tx.send(snapshot).is_ok());
+    spawn_sampler(session, advisor, interval, move |snapshot| {
+        tx.send(snapshot).is_ok()
+    });
     tui::run(&rx, interval)
 }
 
 /// `kvmtop serve`: Prometheus metrics over HTTP.
-pub fn serve(config: &Config, listen: SocketAddr, interval: Duration) -> anyhow::Result<()> {
+pub fn serve(
+    config: &Config,
+    thresholds: Thresholds,
+    listen: SocketAddr,
+    interval: Duration,
+) -> anyhow::Result<()> {
     let session = Session::open(config)?;
+    let advisor = Advisor::new(thresholds, config.advice_roots());
     let (tx, rx) = tokio::sync::watch::channel(None::<Snapshot>);
-    spawn_sampler(session, interval, move |snapshot| {
+    spawn_sampler(session, advisor, interval, move |snapshot| {
         tx.send(Some(snapshot)).is_ok()
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -63,6 +81,7 @@ pub fn serve(config: &Config, listen: SocketAddr, interval: Duration) -> anyhow:
 /// `publish` returns false (the presenter has gone).
 fn spawn_sampler(
     mut session: Session,
+    mut advisor: Advisor,
     interval: Duration,
     mut publish: impl FnMut(Snapshot) -> bool + Send + 'static,
 ) {
@@ -70,10 +89,11 @@ fn spawn_sampler(
         .name("sampler".into())
         .spawn(move || {
             let mut previous = session.sample();
+            advisor.start_window(&previous.vmms);
             loop {
                 thread::sleep(interval.saturating_sub(previous.at.elapsed()));
                 let current = session.sample();
-                let snapshot = session.snapshot(&previous, &current);
+                let snapshot = advised(&session, &mut advisor, &previous, &current);
                 if !publish(snapshot) {
                     break;
                 }
@@ -81,4 +101,13 @@ fn spawn_sampler(
             }
         })
         .expect("spawning the sampler thread");
+}
+
+/// The snapshot of a window with the advice in force after it.
+fn advised(session: &Session, advisor: &mut Advisor, earlier: &Sample, later: &Sample) -> Snapshot {
+    let mut snapshot = session.snapshot(earlier, later);
+    let evaluation = advisor.advise(&snapshot, &later.vmms);
+    snapshot.recommendations = evaluation.recommendations;
+    snapshot.advice_inputs_missing = evaluation.unavailable;
+    snapshot
 }

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{app, host::tracefs::TraceFs, session::Config};
+use crate::{advice::Thresholds, app, host::tracefs::TraceFs, session::Config};
 
 /// The default address of `kvmtop serve`: loopback only, so metrics are not exposed to the
 /// network unless asked for.
@@ -34,6 +34,15 @@ pub struct HostArgs {
     #[arg(long, global = true, default_value = "/proc", value_name = "DIR")]
     pub proc: PathBuf,
 
+    /// Root of the sysfs to read host configuration from (THP, KSM, KVM parameters, topology).
+    #[arg(long, global = true, default_value = "/sys", value_name = "DIR")]
+    pub sys: PathBuf,
+
+    /// Thresholds of the tuning advice, as TOML. Keys not in the file keep their defaults;
+    /// `kvmtop explain --defaults` prints every key with its default and meaning.
+    #[arg(long, global = true, env = "KVMTOP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Where tracefs is mounted (tracepoint formats are read from DIR/events).
     #[arg(
         long,
@@ -56,6 +65,16 @@ pub enum Command {
         /// Output format. The JSON is described by monitor/schema/snapshot.schema.json.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Explain a tuning rule: what it checks, why, what to change, its thresholds and sources.
+    ///
+    /// Without RULE, lists the rules. Needs no privileges.
+    Explain {
+        /// Rule id, e.g. C1 or E4 (case-insensitive).
+        rule: Option<String>,
+        /// Print the thresholds file with every key, its default and its meaning, instead.
+        #[arg(long, conflicts_with = "rule")]
+        defaults: bool,
     },
     /// Serve Prometheus metrics at <http://ADDR/metrics>.
     Serve {
@@ -81,6 +100,37 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The advice thresholds: defaults, overridden by the file when one is given.
+fn thresholds(file: Option<&std::path::Path>) -> anyhow::Result<Thresholds> {
+    match file {
+        None => Ok(Thresholds::default()),
+        Some(path) => Thresholds::load(path).map_err(anyhow::Error::from),
+    }
+}
+
+/// `kvmtop explain [RULE] [--defaults]`.
+fn explain(rule: Option<&str>, defaults: bool, thresholds: &Thresholds) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if defaults {
+        write!(out, "{}", Thresholds::default_toml())?;
+        return Ok(());
+    }
+    let Some(rule) = rule else {
+        writeln!(out, "Tuning rules (kvmtop explain RULE for details):")?;
+        for info in crate::advice::catalog() {
+            writeln!(out, "  {:<4} {}", info.id, info.title)?;
+        }
+        return Ok(());
+    };
+    let Some(text) = crate::advice::explain(rule, thresholds) else {
+        let ids: Vec<&str> = crate::advice::catalog().iter().map(|r| r.id).collect();
+        anyhow::bail!("no rule '{rule}'; the rules are {}", ids.join(", "));
+    };
+    write!(out, "{text}")?;
+    Ok(())
+}
+
 #[must_use]
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -89,13 +139,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = Config {
         proc_root: cli.host.proc.clone(),
+        sys_root: cli.host.sys.clone(),
         tracefs: TraceFs::new(&cli.host.tracefs),
     };
-    let result = match cli.command.unwrap_or(Command::Top) {
-        Command::Top => app::top(&config, cli.host.interval),
-        Command::Snapshot { duration, format } => app::snapshot(&config, duration, format),
-        Command::Serve { listen } => app::serve(&config, listen, cli.host.interval),
-    };
+    let result = thresholds(cli.host.config.as_deref()).and_then(|thresholds| {
+        match cli.command.unwrap_or(Command::Top) {
+            Command::Top => app::top(&config, thresholds, cli.host.interval),
+            Command::Snapshot { duration, format } => {
+                app::snapshot(&config, thresholds, duration, format)
+            }
+            Command::Serve { listen } => app::serve(&config, thresholds, listen, cli.host.interval),
+            Command::Explain { rule, defaults } => explain(rule.as_deref(), defaults, &thresholds),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -120,6 +176,25 @@ mod tests {
         assert!(parse_seconds("abc").unwrap_err().contains("'abc'"));
         assert!(parse_seconds("0").is_err());
         assert_eq!(parse_seconds("1.5").unwrap(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn explain_knows_every_rule_and_rejects_others() {
+        let thresholds = Thresholds::default();
+        assert!(explain(Some("c1"), false, &thresholds).is_ok());
+        let err = explain(Some("Z9"), false, &thresholds)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no rule 'Z9'") && err.contains("C1"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_thresholds_file_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvmtop.toml");
+        std::fs::write(&path, "c1_wait_warm = 0.1\n").unwrap();
+        let err = format!("{:#}", thresholds(Some(&path)).unwrap_err());
+        assert!(err.contains("c1_wait_warm"), "{err}");
     }
 
     #[test]

@@ -25,13 +25,27 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Config {
     pub proc_root: PathBuf,
+    /// Root of sysfs, for the configuration facts the advice reads.
+    pub sys_root: PathBuf,
     pub tracefs: TraceFs,
+}
+
+impl Config {
+    /// Where the advice reads configuration facts from.
+    #[must_use]
+    pub fn advice_roots(&self) -> crate::advice::Roots {
+        crate::advice::Roots {
+            proc: self.proc_root.clone(),
+            sys: self.sys_root.clone(),
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
             tracefs: TraceFs::default(),
         }
     }

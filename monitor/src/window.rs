@@ -106,6 +106,9 @@ pub fn snapshot(
         exits,
         vms,
         problems: later.problems.clone(),
+        // Filled by the advisor, which keeps its own state across windows.
+        recommendations: Vec::new(),
+        advice_inputs_missing: Vec::new(),
     }
 }
 

@@ -88,6 +88,9 @@ pub struct VmObservations {
     pub exit_rates: Option<BTreeMap<String, f64>>,
     /// Port I/O exits per second by port.
     pub pio_rates: Option<BTreeMap<u16, f64>>,
+    /// All port I/O exits per second as `kvm_pio` counts them: the measure of E1 on hosts where
+    /// `kvm_exit` is silent (nested, PVM).
+    pub pio_exits_per_s: Option<f64>,
     /// MSR writes per second by MSR index.
     pub msr_write_rates: Option<BTreeMap<u32, f64>>,
     /// 99th percentile of `kvm_exit` → `kvm_entry` by reason name, ns.

@@ -6,16 +6,21 @@
 //!   discovered command line and thread affinities;
 //! - [`inputs`] bundles facts and observations; anything not collected is simply absent;
 //! - [`config`] holds every threshold, with documented defaults, loadable from TOML;
+//! - [`observe`] and [`advisor`] take observations from each snapshot and from procfs, and run
+//!   the engine window after window;
 //! - [`rules`] evaluates the rules (with hysteresis in [`rules::Engine`]) and describes them
 //!   for `kvmtop explain`.
 
+pub mod advisor;
 pub mod config;
 pub mod facts;
 pub mod inputs;
+pub mod observe;
 pub mod rules;
 #[cfg(test)]
 mod testutil;
 
+pub use advisor::Advisor;
 pub use config::{ConfigError, Thresholds};
 pub use facts::{HostFacts, Roots, VmFacts};
 pub use inputs::{

@@ -161,6 +161,8 @@ pub fn snapshot() -> Snapshot {
             },
         ],
         problems: vec![],
+        recommendations: vec![steal_advice()],
+        advice_inputs_missing: vec![],
     }
 }
 
@@ -188,4 +190,25 @@ fn port_io_details() -> DetailGroup {
         other: 400,
         cumulative: 2_000_000,
     }
+}
+
+/// C1 on vCPU 0 of web-1, as the advisor would make it.
+fn steal_advice() -> crate::advice::Recommendation {
+    use crate::advice::rules::{Comparison, Evidence, Recommendation, Severity, Target, rule};
+    Recommendation::new(
+        rule("C1").expect("C1 is in the catalogue"),
+        Severity::Critical,
+        Target::Vcpu {
+            pid: 4242,
+            index: 0,
+            tid: Some(4250),
+        },
+        Evidence::measured(
+            "run-queue wait share",
+            0.31,
+            Comparison::Above,
+            0.20,
+            Some(2.0),
+        ),
+    )
 }

@@ -26,6 +26,10 @@ pub struct Snapshot {
     /// Things that went wrong while sampling but did not stop it (a VM vanishing mid-scan, an
     /// unreadable /proc entry, …).
     pub problems: Vec<String>,
+    /// Tuning advice in force after this window, each with its evidence (see `kvmtop explain`).
+    pub recommendations: Vec<crate::advice::Recommendation>,
+    /// Rule inputs that could not be measured this window, so those rules stayed quiet.
+    pub advice_inputs_missing: Vec<crate::advice::rules::Unavailable>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -61,6 +61,7 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         )?;
         write_vm(out, vm)?;
     }
+    write_advice(out, snapshot)?;
     for problem in &snapshot.problems {
         writeln!(out, "note: {problem}")?;
     }
@@ -145,6 +146,38 @@ fn write_details(out: &mut impl Write, group: &DetailGroup) -> anyhow::Result<()
         format::rate(group.rate),
         parts.join(", ")
     )?;
+    Ok(())
+}
+
+/// Each recommendation with its evidence, the change, and where the rule comes from.
+fn write_advice(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
+    if snapshot.recommendations.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nadvice (kvmtop explain RULE for details):")?;
+    for r in &snapshot.recommendations {
+        let severity = format!("{:?}", r.severity).to_lowercase();
+        writeln!(out, "  [{severity}] {} {} — {}", r.id, r.title, r.target)?;
+        for evidence in r.evidence() {
+            writeln!(out, "      evidence: {evidence}")?;
+        }
+        for (form, text) in [
+            ("libvirt", &r.change.libvirt),
+            ("qemu", &r.change.qemu),
+            ("host", &r.change.host),
+        ] {
+            if let Some(text) = text {
+                writeln!(out, "      change ({form}): {text}")?;
+            }
+        }
+        writeln!(out, "      effect: {}", r.expected_effect)?;
+        let sources: Vec<String> = r
+            .source
+            .iter()
+            .map(|s| format!("{}, {}", s.title, s.section))
+            .collect();
+        writeln!(out, "      source: {}", sources.join("; "))?;
+    }
     Ok(())
 }
 

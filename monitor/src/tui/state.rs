@@ -21,6 +21,8 @@ pub enum View {
     VmExits,
     /// The selected VM's vCPUs: exit rates and where their time went.
     Vcpus,
+    /// Every recommendation in force, with its evidence and the change to make.
+    Advice,
 }
 
 impl App {
@@ -55,6 +57,16 @@ impl App {
             View::Vcpus => View::VmExits,
             View::Vms if self.selected_vm().is_some() => View::Vcpus,
             View::Vms => View::Vms,
+            View::Advice => View::Advice,
+        };
+    }
+
+    /// a: the recommendations, or back from them.
+    pub fn toggle_advice(&mut self) {
+        self.view = if self.view == View::Advice {
+            View::Vms
+        } else {
+            View::Advice
         };
     }
 

@@ -124,7 +124,26 @@ pub struct HostFacts {
     pub vmstat: VmStat,
 }
 
+impl VmStat {
+    /// The counters of a `/proc/vmstat` text.
+    #[must_use]
+    pub fn parse(text: &str) -> Self {
+        Self {
+            pswpin: field_value(text, "pswpin"),
+            pswpout: field_value(text, "pswpout"),
+            numa_hint_faults: field_value(text, "numa_hint_faults"),
+            numa_hint_faults_local: field_value(text, "numa_hint_faults_local"),
+        }
+    }
+}
+
 impl HostFacts {
+    /// Reads only `/proc/vmstat`, for counters sampled every window.
+    #[must_use]
+    pub fn read_vmstat(roots: &Roots) -> VmStat {
+        VmStat::parse(&read_text(&roots.proc.join("vmstat")).unwrap_or_default())
+    }
+
     /// Reads every fact under `roots`. Never fails: what cannot be read stays `None`.
     #[must_use]
     pub fn read(roots: &Roots) -> Self {
@@ -161,12 +180,7 @@ impl HostFacts {
                 hugepages_free: field_value(&meminfo, "HugePages_Free"),
                 hugepagesize: field_value(&meminfo, "Hugepagesize"),
             },
-            vmstat: VmStat {
-                pswpin: field_value(&vmstat, "pswpin"),
-                pswpout: field_value(&vmstat, "pswpout"),
-                numa_hint_faults: field_value(&vmstat, "numa_hint_faults"),
-                numa_hint_faults_local: field_value(&vmstat, "numa_hint_faults_local"),
-            },
+            vmstat: VmStat::parse(&vmstat),
         }
     }
 }

@@ -17,6 +17,7 @@ pub use host::{
     HostFacts, HwVirt, Ksm, KvmAmd, KvmIntel, KvmParams, MemInfo, Thp, Virtualization, VmStat,
 };
 pub use parse::parse_cpu_list;
+pub(crate) use parse::read_prefix;
 pub use topology::{CpuFacts, HugePagePool, NodeFacts};
 pub use vm::{DiskFacts, HelperThread, MemoryBacking, VcpuThread, VmFacts};
 

@@ -63,9 +63,16 @@ fn e1(ctx: &mut Ctx<'_>) {
     let inputs = ctx.inputs;
     let t = ctx.t;
     for vm in &inputs.vms {
-        let Some(rate) = vm.observations.exit_rate(IO) else {
-            ctx.missing("E1", "VM exit rates");
-            continue;
+        let (name, rate) = match (
+            vm.observations.exit_rate(IO),
+            vm.observations.pio_exits_per_s,
+        ) {
+            (Some(rate), _) => ("port I/O exits/s", rate),
+            (None, Some(rate)) => ("port I/O exits/s (kvm_pio)", rate),
+            (None, None) => {
+                ctx.missing("E1", "VM exit rates or kvm_pio");
+                continue;
+            }
         };
         if rate <= t.e1_io_exits_per_s {
             continue;
@@ -73,12 +80,7 @@ fn e1(ctx: &mut Ctx<'_>) {
         let ports = top(ctx, vm.observations.pio_rates.as_ref(), |p| {
             format!("port I/O exits/s to {p:#x} ({})", port_meaning(p))
         });
-        let first = ctx.measured(
-            "port I/O exits/s",
-            rate,
-            Comparison::Above,
-            t.e1_io_exits_per_s,
-        );
+        let first = ctx.measured(name, rate, Comparison::Above, t.e1_io_exits_per_s);
         ctx.push(
             Recommendation::new(&E1, Severity::Warning, vm_target(&vm.facts), first)
                 .with_all(ports),

@@ -92,11 +92,51 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
         registry.register(collector)?;
     }
     let latency = depth::register(&registry, snapshot)?;
+    registry.register(Box::new(recommendations(snapshot)?))?;
     let mut families = registry.gather();
     families.push(latency);
     let mut text = Vec::new();
     TextEncoder::new().encode(&families, &mut text)?;
     Ok(String::from_utf8(text)?)
+}
+
+/// One gauge per recommendation in force: 1 info, 2 warning, 3 critical. The evidence is in the
+/// JSON snapshot and the live view; labels stay bounded (rule × target).
+fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
+    let gauge = IntGaugeVec::new(
+        Opts::new(
+            "kvmtop_recommendation",
+            "A tuning recommendation in force (value: 1 info, 2 warning, 3 critical). \
+             `kvmtop explain RULE` describes the rule; the evidence is in the snapshot.",
+        ),
+        &["rule", "severity", "target", "vm", "pid"],
+    )?;
+    for r in &snapshot.recommendations {
+        let (vm, pid) = match &r.target {
+            crate::advice::Target::Host => (String::new(), String::new()),
+            crate::advice::Target::Vm { pid, .. }
+            | crate::advice::Target::Vcpu { pid, .. }
+            | crate::advice::Target::Drive { pid, .. }
+            | crate::advice::Target::Nic { pid, .. } => (
+                snapshot
+                    .vms
+                    .iter()
+                    .find(|v| v.pid == *pid)
+                    .map_or_else(String::new, |v| v.name.clone()),
+                pid.to_string(),
+            ),
+        };
+        let severity = format!("{:?}", r.severity).to_lowercase();
+        let level = match r.severity {
+            crate::advice::Severity::Info => 1,
+            crate::advice::Severity::Warning => 2,
+            crate::advice::Severity::Critical => 3,
+        };
+        gauge
+            .with_label_values(&[r.id, &severity, &r.target.to_string(), &vm, &pid])
+            .set(level);
+    }
+    Ok(gauge)
 }
 
 /// The `vcpu` label: the index, or the thread while the index is not known.
@@ -179,6 +219,15 @@ mod tests {
             text.contains(
                 "kvmtop_vm_exit_detail_events_total{kind=\"pio\",pid=\"4242\",vm=\"web-1\"} 2000000"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_recommendation_is_a_gauge() {
+        let text = render(&fixture::snapshot()).unwrap();
+        assert!(
+            text.contains("kvmtop_recommendation{pid=\"4242\",rule=\"C1\",severity=\"critical\",target=\"vCPU 0 of pid 4242 (tid 4250)\",vm=\"web-1\"} 3"),
             "{text}"
         );
     }

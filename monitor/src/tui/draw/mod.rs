@@ -1,5 +1,6 @@
 //! Drawing. Pure: takes the state, writes to a frame. One module per view.
 
+mod advice;
 mod exits;
 mod vcpus;
 mod vms;
@@ -31,6 +32,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     match (app.view, app.selected_vm()) {
         (View::VmExits, Some(vm)) => exits::draw(frame, body, vm),
         (View::Vcpus, Some(vm)) => vcpus::draw(frame, body, vm),
+        (View::Advice, _) => advice::draw(frame, body, snapshot),
         _ => vms::draw(frame, body, app, snapshot),
     }
 }
@@ -61,6 +63,12 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
             ));
         }
     }
+    if !snapshot.recommendations.is_empty() {
+        sources.push(Span::styled(
+            format!("advice: {} (a)  ", snapshot.recommendations.len()),
+            Style::new().yellow(),
+        ));
+    }
     if snapshot.exits.dropped > 0 {
         sources.push(Span::styled(
             format!("{} events lost (map full)", snapshot.exits.dropped),
@@ -89,8 +97,11 @@ fn footer_line(view: View) -> Paragraph<'static> {
             key(" Enter "),
             Span::raw(" exits  "),
             key(" Tab "),
-            Span::raw(" vCPUs"),
+            Span::raw(" vCPUs  "),
+            key(" a "),
+            Span::raw(" advice"),
         ]),
+        View::Advice => spans.extend([key(" Esc "), Span::raw(" back")]),
         View::VmExits | View::Vcpus => spans.extend([
             key(" Esc "),
             Span::raw(" back  "),
@@ -144,6 +155,26 @@ mod tests {
         app.open();
         app.toggle_vm_view();
         insta::assert_snapshot!(render(&app, 100, 10));
+    }
+
+    #[test]
+    fn advice_pane_shows_evidence_and_change() {
+        let mut app = app();
+        app.toggle_advice();
+        let screen = render(&app, 100, 16);
+        assert!(screen.contains("C1"), "{screen}");
+        assert!(
+            screen.contains("run-queue wait share = 0.31 (> 0.2) over 2 s"),
+            "{screen}"
+        );
+        assert!(screen.contains("vcpupin"), "{screen}");
+        // The VM row carries a marker.
+        let list = render(&app_on_list(), 100, 12);
+        assert!(list.contains("C1"), "{list}");
+    }
+
+    fn app_on_list() -> App {
+        app()
     }
 
     #[test]

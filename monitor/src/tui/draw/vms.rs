@@ -8,6 +8,7 @@ use ratatui::{
 };
 
 use crate::{
+    advice::Target,
     format,
     model::{Exits, Snapshot, Vm},
     signals::exits::ExitSource,
@@ -24,7 +25,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
         );
         return;
     }
-    let rows: Vec<Row<'_>> = snapshot.vms.iter().map(row).collect();
+    let rows: Vec<Row<'_>> = snapshot
+        .vms
+        .iter()
+        .map(|vm| row(vm, &advice_marker(snapshot, vm.pid)))
+        .collect();
     let table = Table::new(
         rows,
         [
@@ -34,6 +39,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
             Constraint::Length(8),
             Constraint::Length(8),
             Constraint::Length(7),
+            Constraint::Length(9),
             Constraint::Fill(3),
         ],
     )
@@ -45,6 +51,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
             "EXITS/s",
             "USER/s",
             "HALT/s",
+            "ADVICE",
             "TOP REASONS (events/s)",
         ])
         .style(Style::new().add_modifier(Modifier::BOLD)),
@@ -55,7 +62,26 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-fn row(vm: &Vm) -> Row<'_> {
+/// The ids of the rules in force for a VM (or its vCPUs, drives, NICs): "C1 E1".
+fn advice_marker(snapshot: &Snapshot, pid: u32) -> String {
+    let mut ids: Vec<&str> = snapshot
+        .recommendations
+        .iter()
+        .filter(|r| match &r.target {
+            Target::Host => false,
+            Target::Vm { pid: p, .. }
+            | Target::Vcpu { pid: p, .. }
+            | Target::Drive { pid: p, .. }
+            | Target::Nic { pid: p, .. } => *p == pid,
+        })
+        .map(|r| r.id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.join(" ")
+}
+
+fn row<'a>(vm: &'a Vm, advice: &str) -> Row<'a> {
     Row::new([
         Cell::from(vm.name.clone()),
         Cell::from(vm.pid.to_string()),
@@ -69,6 +95,7 @@ fn row(vm: &Vm) -> Row<'_> {
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::KvmExit))),
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::Userspace))),
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::Halt))),
+        Cell::from(advice.to_owned()),
         Cell::from(top_reasons(&vm.exits)),
     ])
 }

@@ -32,6 +32,10 @@ fn e1_port_io() {
     fires(&inputs(host(), vec![v.clone()]), "E1");
     v.observations.vcpus[1].exit_rates = rates(&[("io", 2499.0)]);
     quiet(&inputs(host(), vec![v]), "E1");
+    // Where kvm_exit is silent, kvm_pio's count is the measure.
+    let rec = fires(&with_vm(|o| o.pio_exits_per_s = Some(5001.0)), "E1");
+    assert_eq!(rec.evidence()[0].name, "port I/O exits/s (kvm_pio)");
+    quiet(&with_vm(|o| o.pio_exits_per_s = Some(5000.0)), "E1");
 }
 
 #[test]

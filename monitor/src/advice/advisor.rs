@@ -1,0 +1,194 @@
+//! The advisor: turns each snapshot into recommendations. It reads the configuration facts,
+//! keeps the per-thread and host counters it needs between windows, and runs the rules engine
+//! (with hysteresis, so advice does not flap from one window to the next).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
+
+use super::{
+    Engine, Evaluation, HostFacts, HostObservations, Inputs, Roots, Thresholds, VmFacts, VmInputs,
+    facts::VmStat,
+    observe::{self, ThreadReading},
+};
+use crate::{discovery::Vmm, model::Snapshot};
+
+/// Host CPU time from the first line of `/proc/stat`: (busy, total) in clock ticks.
+type CpuTimes = (u64, u64);
+
+/// Per (pid, tid): run-queue wait share and migrations per second over the last window.
+type ThreadRates = HashMap<(u32, u32), (Option<f64>, Option<f64>)>;
+
+pub struct Advisor {
+    engine: Engine,
+    roots: Roots,
+    threads: HashMap<(u32, u32), ThreadReading>,
+    host: Option<(Instant, VmStat, Option<CpuTimes>)>,
+}
+
+impl Advisor {
+    /// An advisor for a stream of windows: a rule fires and clears only after holding for the
+    /// configured number of windows in a row.
+    #[must_use]
+    pub fn new(thresholds: Thresholds, roots: Roots) -> Self {
+        Self {
+            engine: Engine::new(thresholds),
+            roots,
+            threads: HashMap::new(),
+            host: None,
+        }
+    }
+
+    /// An advisor for a single window (`kvmtop snapshot`): what holds over it is reported.
+    #[must_use]
+    pub fn one_shot(mut thresholds: Thresholds, roots: Roots) -> Self {
+        thresholds.fire_after = 1;
+        thresholds.clear_after = 1;
+        Self::new(thresholds, roots)
+    }
+
+    /// Takes the counter readings a window starts from.
+    pub fn start_window(&mut self, vmms: &[Vmm]) {
+        let _ = self.read_counters(vmms);
+    }
+
+    /// The recommendations in force after the window `snapshot` describes. `vmms` are the VMs
+    /// discovered at the end of the window.
+    pub fn advise(&mut self, snapshot: &Snapshot, vmms: &[Vmm]) -> Evaluation {
+        let seconds = snapshot.window.duration_seconds;
+        let (threads, host_observations) = self.read_counters(vmms);
+        let host = HostFacts::read(&self.roots);
+        let uptime = read_uptime(&self.roots);
+        let vm_inputs = vmms
+            .iter()
+            .filter_map(|vmm| {
+                let vm = snapshot.vms.iter().find(|v| v.pid == vmm.id.pid)?;
+                let per_vcpu: BTreeMap<u32, (Option<f64>, Option<f64>)> = vmm
+                    .vcpus
+                    .iter()
+                    .filter_map(|v| Some((v.index, *threads.get(&(vmm.id.pid, v.tid?))?)))
+                    .collect();
+                let uptime_seconds = uptime.map(|up| {
+                    #[expect(clippy::cast_precision_loss, reason = "clock ticks since boot")]
+                    let started = vmm.id.start_time as f64 / clock_ticks_per_second();
+                    (up - started).max(0.0)
+                });
+                Some(VmInputs {
+                    facts: VmFacts::collect(vmm, &self.roots),
+                    observations: observe::vm_observations(vm, uptime_seconds, &per_vcpu),
+                })
+            })
+            .collect();
+        let inputs = Inputs {
+            window_seconds: Some(seconds),
+            host,
+            host_observations,
+            vms: vm_inputs,
+        };
+        self.engine.evaluate(&inputs)
+    }
+
+    /// Reads every vCPU thread's run-queue wait and migrations and the host counters; returns
+    /// the rates since the previous reading.
+    fn read_counters(&mut self, vmms: &[Vmm]) -> (ThreadRates, HostObservations) {
+        let now = Instant::now();
+        let seconds = self
+            .host
+            .as_ref()
+            .map_or(0.0, |(at, _, _)| now.duration_since(*at).as_secs_f64());
+        let mut readings = HashMap::new();
+        let mut rates = HashMap::new();
+        for vmm in vmms {
+            for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
+                let key = (vmm.id.pid, tid);
+                let reading = read_thread(&self.roots, vmm.id.pid, tid);
+                rates.insert(
+                    key,
+                    observe::thread_rates(self.threads.get(&key), &reading, seconds),
+                );
+                readings.insert(key, reading);
+            }
+        }
+        // Threads that are gone are forgotten; a reused tid starts over.
+        self.threads = readings;
+        let vmstat = HostFacts::read_vmstat(&self.roots);
+        let cpu = read_cpu_times(&self.roots);
+        let mut host = HostObservations::default();
+        if let Some((_, before, cpu_before)) = &self.host {
+            host = HostObservations::from_vmstat(before, &vmstat, seconds);
+            if let (Some((busy0, total0)), Some((busy1, total1))) = (*cpu_before, cpu) {
+                #[expect(clippy::cast_precision_loss, reason = "tick deltas far below 2^52")]
+                let share = (total1 > total0)
+                    .then(|| busy1.saturating_sub(busy0) as f64 / (total1 - total0) as f64);
+                host.cpu_busy_share = share;
+            }
+        }
+        self.host = Some((now, vmstat, cpu));
+        (rates, host)
+    }
+}
+
+fn read_thread(roots: &Roots, pid: u32, tid: u32) -> ThreadReading {
+    let dir = roots.proc.join(format!("{pid}/task/{tid}"));
+    let read = |name: &str| super::facts::read_prefix(&dir.join(name), 16 * 1024);
+    ThreadReading {
+        run_delay_ns: read("schedstat").and_then(|t| t.split_whitespace().nth(1)?.parse().ok()),
+        migrations: read("sched").and_then(|t| {
+            t.lines()
+                .find(|l| l.trim_start().starts_with("se.nr_migrations"))?
+                .split(':')
+                .nth(1)?
+                .trim()
+                .parse()
+                .ok()
+        }),
+    }
+}
+
+/// (busy, total) ticks of all CPUs; idle and iowait are not busy.
+fn read_cpu_times(roots: &Roots) -> Option<CpuTimes> {
+    let text = super::facts::read_prefix(&roots.proc.join("stat"), 4096)?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((total.saturating_sub(idle), total))
+}
+
+fn read_uptime(roots: &Roots) -> Option<f64> {
+    super::facts::read_prefix(&roots.proc.join("uptime"), 256)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[expect(clippy::cast_precision_loss, reason = "a small positive number")]
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_hosts_cpu_times_and_uptime() {
+        let roots = Roots::default();
+        let (busy, total) = read_cpu_times(&roots).expect("/proc/stat");
+        assert!(busy <= total && total > 0);
+        assert!(read_uptime(&roots).unwrap() > 0.0);
+        let me = std::process::id();
+        let reading = read_thread(&roots, me, me);
+        assert!(reading.run_delay_ns.is_some(), "{reading:?}");
+        assert!(reading.migrations.is_some(), "{reading:?}");
+    }
+}

@@ -1,0 +1,200 @@
+//! Observations for the rules, taken from a snapshot (what the kernel programs measured) and
+//! from the kernel's own per-thread accounting in procfs (run-queue wait, migrations).
+
+use std::collections::BTreeMap;
+
+use super::inputs::{VcpuObservations, VmObservations};
+use crate::{
+    model::{self, DetailGroup, Exits},
+    signals::{
+        SourceState,
+        exits::{DetailKind, ExitSource},
+    },
+};
+
+/// Per-thread readings the advisor keeps between windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadReading {
+    /// Field 2 of `/proc/PID/task/TID/schedstat`: time spent waiting on a run queue, ns.
+    pub run_delay_ns: Option<u64>,
+    /// `se.nr_migrations` of `/proc/PID/task/TID/sched`.
+    pub migrations: Option<u64>,
+}
+
+/// Run-queue wait share and migrations per second of one thread over `seconds`.
+#[must_use]
+pub fn thread_rates(
+    before: Option<&ThreadReading>,
+    now: &ThreadReading,
+    seconds: f64,
+) -> (Option<f64>, Option<f64>) {
+    if seconds <= 0.0 {
+        return (None, None);
+    }
+    let Some(before) = before else {
+        return (None, None);
+    };
+    #[expect(clippy::cast_precision_loss, reason = "counter deltas far below 2^52")]
+    let delta = |a: Option<u64>, b: Option<u64>| Some(b?.checked_sub(a?)? as f64);
+    (
+        delta(before.run_delay_ns, now.run_delay_ns).map(|ns| (ns / (seconds * 1e9)).min(1.0)),
+        delta(before.migrations, now.migrations).map(|n| n / seconds),
+    )
+}
+
+/// What the snapshot says about one VM, in the rules' terms. `threads` gives, per vCPU
+/// index, its run-queue wait share and migrations per second when they could be measured.
+#[must_use]
+pub fn vm_observations(
+    vm: &model::Vm,
+    uptime_seconds: Option<f64>,
+    threads: &BTreeMap<u32, (Option<f64>, Option<f64>)>,
+) -> VmObservations {
+    let hardware_live = vm.exits.sources.get("kvm_exit") == Some(&SourceState::Live);
+    let exit_p99_ns: BTreeMap<String, f64> = vm
+        .exits
+        .by_reason
+        .iter()
+        .filter(|r| r.source == ExitSource::KvmExit)
+        .filter_map(|r| Some((r.reason.clone(), to_f64(r.latency.as_ref()?.p99_ns))))
+        .collect();
+    VmObservations {
+        uptime_seconds,
+        exit_rates: hardware_live.then(|| rates(&vm.exits, ExitSource::KvmExit)),
+        pio_rates: detail(vm, DetailKind::Pio).map(|g| {
+            values(g, |sub, value| {
+                let _ = sub;
+                u16::from_str_radix(value.trim_start_matches("0x"), 16).ok()
+            })
+        }),
+        msr_write_rates: detail(vm, DetailKind::Msr).map(|g| {
+            values(g, |sub, value| {
+                let hex = value.split_whitespace().next()?.trim_start_matches("0x");
+                (sub == "wrmsr").then(|| u32::from_str_radix(hex, 16).ok())?
+            })
+        }),
+        exit_p99_ns: hardware_live.then_some(exit_p99_ns),
+        pio_exits_per_s: detail(vm, DetailKind::Pio).map(|g| g.rate),
+        guest_ipis_per_s: detail(vm, DetailKind::ApicIpi).map(|g| g.rate),
+        vcpus: vm
+            .vcpus
+            .iter()
+            .filter_map(|v| {
+                let index = v.index?;
+                let (run_delay_share, migrations_per_s) =
+                    threads.get(&index).copied().unwrap_or((None, None));
+                Some(VcpuObservations {
+                    index,
+                    exit_rates: (v.exits.sources.get("kvm_exit") == Some(&SourceState::Live))
+                        .then(|| rates(&v.exits, ExitSource::KvmExit)),
+                    userspace_exit_rates: v
+                        .exits
+                        .sources
+                        .contains_key("userspace")
+                        .then(|| rates(&v.exits, ExitSource::Userspace)),
+                    exit_time_share: v.time.handling_exits,
+                    median_halt_ns: median_halt(&v.exits),
+                    run_delay_share,
+                    migrations_per_s,
+                    ..VcpuObservations::default()
+                })
+            })
+            .collect(),
+        ..VmObservations::default()
+    }
+}
+
+/// Rates by reason name of one source.
+fn rates(exits: &Exits, source: ExitSource) -> BTreeMap<String, f64> {
+    exits
+        .by_reason
+        .iter()
+        .filter(|r| r.source == source)
+        .map(|r| (r.reason.clone(), r.rate))
+        .collect()
+}
+
+/// The detail group of a kind; present (with zero rate) when the VM had none of them but the
+/// source ran, so "no MSR writes" is told apart from "not measured".
+fn detail(vm: &model::Vm, kind: DetailKind) -> Option<&DetailGroup> {
+    vm.exit_details.iter().find(|g| g.kind == kind)
+}
+
+fn values<K: Ord>(
+    group: &DetailGroup,
+    parse: impl Fn(&str, &str) -> Option<K>,
+) -> BTreeMap<K, f64> {
+    let mut out = BTreeMap::new();
+    for d in &group.top {
+        if let Some(key) = parse(&d.sub, &d.value) {
+            *out.entry(key).or_insert(0.0) += d.rate;
+        }
+    }
+    out
+}
+
+/// Median halt of the vCPU's commonest halt outcome, ns.
+fn median_halt(exits: &Exits) -> Option<f64> {
+    exits
+        .by_reason
+        .iter()
+        .filter(|r| r.source == ExitSource::Halt)
+        .max_by_key(|r| r.count)
+        .and_then(|r| Some(to_f64(r.latency.as_ref()?.p50_ns)))
+}
+
+#[expect(clippy::cast_precision_loss, reason = "nanoseconds far below 2^52")]
+fn to_f64(ns: u64) -> f64 {
+    ns as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture;
+
+    #[test]
+    #[expect(clippy::float_cmp, reason = "the figures are copied, not computed")]
+    fn snapshot_figures_become_rule_inputs() {
+        let snapshot = fixture::snapshot();
+        let threads = [(0, (Some(0.25), Some(12.0)))].into();
+        let obs = vm_observations(&snapshot.vms[0], Some(3600.0), &threads);
+        let exits = obs
+            .exit_rates
+            .as_ref()
+            .expect("kvm_exit is live in the fixture");
+        assert_eq!(exits["IO_INSTRUCTION"], 100_000.0);
+        assert_eq!(obs.pio_rates.as_ref().unwrap()[&0x80], 99_500.0);
+        assert_eq!(
+            obs.exit_p99_ns.as_ref().unwrap()["IO_INSTRUCTION"],
+            60_000.0
+        );
+        let vcpu0 = obs.vcpu(0).unwrap();
+        assert_eq!(vcpu0.run_delay_share, Some(0.25));
+        assert_eq!(vcpu0.migrations_per_s, Some(12.0));
+        assert_eq!(vcpu0.exit_time_share, Some(0.42));
+        assert_eq!(vcpu0.userspace_exit_rates.as_ref().unwrap()["IO"], 99_000.0);
+        assert_eq!(obs.vcpu(1).unwrap().run_delay_share, None);
+        // The fixture has no MSR details: not measured, not zero.
+        assert!(obs.msr_write_rates.is_none());
+    }
+
+    #[test]
+    fn thread_rates_need_two_readings() {
+        let now = ThreadReading {
+            run_delay_ns: Some(2_000_000_000),
+            migrations: Some(30),
+        };
+        assert_eq!(thread_rates(None, &now, 2.0), (None, None));
+        let before = ThreadReading {
+            run_delay_ns: Some(1_000_000_000),
+            migrations: Some(10),
+        };
+        assert_eq!(
+            thread_rates(Some(&before), &now, 2.0),
+            (Some(0.5), Some(10.0))
+        );
+        // A counter that went backwards (pid reuse) stays unknown.
+        assert_eq!(thread_rates(Some(&now), &before, 2.0), (None, None));
+    }
+}
