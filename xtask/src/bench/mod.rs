@@ -1,12 +1,16 @@
-//! `cargo xtask bench`: kvmtop's per-event cost next to an equivalent bpftrace program, both
-//! attached at the same time to the same busy guest, plus the agent's CPU time and memory.
+//! `cargo xtask bench`: kvmtop's per-event cost next to equivalent bpftrace programs, both
+//! attached at the same time to the same busy guest, kvmtop's `kvm_exit`/`kvm_entry` logic through
+//! `BPF_PROG_TEST_RUN`, and the agent's CPU time and memory.
 
 mod agent;
+mod harness;
+mod peers;
 mod progs;
 mod report;
+mod table;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     fs::File,
     path::Path,
     process::Child,
@@ -22,9 +26,6 @@ use crate::{
     vm,
 };
 
-/// Counts the same events kvmtop's exit programs count, keyed the same way.
-const BPFTRACE_PROGRAM: &str = "tracepoint:kvm:kvm_userspace_exit { @[pid, tid, args->reason] = count(); } \
-     tracepoint:kvm:kvm_exit { @[pid, tid, args->exit_reason] = count(); }";
 const POLL: Duration = Duration::from_millis(200);
 
 pub fn run(seconds: u64) -> Result<()> {
@@ -35,41 +36,69 @@ pub fn run(seconds: u64) -> Result<()> {
         );
     }
     setup::ensure(Purpose::Test)?;
-    let phase = Phase::start("build kvmtop");
+    let target_dir = util::target_dir()?;
+    let phase = Phase::start("build kvmtop and the test-run harness runner");
     let built = util::build_kvmtop(true);
+    let runner = built.as_ref().ok().map(|_| harness::build(&target_dir));
     phase.finish(built.is_ok());
     let binary = built?;
-    let out_dir = util::target_dir()?.join("bench");
+    let out_dir = target_dir.join("bench");
     std::fs::create_dir_all(&out_dir)?;
 
     interrupt::install();
+    let _stats = StatsEnabled::turn_on()?;
     let phase = Phase::start(&format!("benchmark ({seconds}s window)"));
+    let before = load_average();
     let result = measure(&binary, &out_dir, seconds);
     phase.finish(result.is_ok());
-    let report = result?;
-    report::print(&report);
+    let (window, usage, lifetime) = result?;
+    let phase = Phase::start("kvm_exit/kvm_entry logic through BPF_PROG_TEST_RUN");
+    let test_run = match runner {
+        Some(Ok(runner)) => harness::run(&runner),
+        Some(Err(err)) => harness::TestRun::unavailable(format!("building the runner: {err:#}")),
+        None => harness::TestRun::unavailable("not built".to_owned()),
+    };
+    phase.finish(test_run.unavailable.is_none());
+    let mut report = report::build(&window.borrow(), test_run, usage, lifetime);
+    report.load_average = [before, load_average()];
+    table::print(&report);
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
 }
 
-fn measure(binary: &Path, out_dir: &Path, seconds: u64) -> Result<report::Report> {
+/// The two polls bounding the window, and what each process held.
+struct Sampled {
+    start: BTreeMap<u32, progs::Prog>,
+    end: BTreeMap<u32, progs::Prog>,
+    kvmtop: progs::Held,
+    bpftrace: BTreeMap<u32, String>,
+    unavailable: BTreeMap<&'static str, String>,
+    length: Duration,
+}
+
+impl Sampled {
+    fn borrow(&self) -> report::Window<'_> {
+        report::Window {
+            start: &self.start,
+            end: &self.end,
+            kvmtop: &self.kvmtop,
+            bpftrace: &self.bpftrace,
+            unavailable: &self.unavailable,
+            length: self.length,
+        }
+    }
+}
+
+fn measure(
+    binary: &Path,
+    out_dir: &Path,
+    seconds: u64,
+) -> Result<(Sampled, agent::Usage, Duration)> {
     println!("starting a port-I/O guest (a steady stream of exits)…");
     let _guest = vm::start(guests::GuestKind::PortIo, "bench-portio", true)?;
-    let _stats = StatsEnabled::turn_on()?;
-
-    let mut bpftrace = cmd("bpftrace");
-    bpftrace
-        .args(["-e", BPFTRACE_PROGRAM])
-        .stdout(File::create(out_dir.join("bpftrace.out"))?);
-    util::echo(&bpftrace);
-    println!(
-        "  (bpftrace may say it cannot raise RLIMIT_MEMLOCK: harmless, kernels since 5.11 do not need it)"
-    );
-    let mut bpftrace = Killed(bpftrace.spawn().context("starting bpftrace")?);
-    let bpftrace_pid = bpftrace.0.id();
-    let bpftrace_ids = wait_for_programs(bpftrace_pid, 2, &mut bpftrace.0)?;
+    let bpftrace = peers::start(out_dir)?;
 
     let mut snapshot = cmd(binary);
     snapshot
@@ -84,53 +113,50 @@ fn measure(binary: &Path, out_dir: &Path, seconds: u64) -> Result<report::Report
     util::echo(&snapshot);
     let started = Instant::now();
     let mut kvmtop = Killed(snapshot.spawn().context("starting kvmtop")?);
-    let samples = sample_until_exit(&mut kvmtop.0)?;
+    let mut samples = sample_until_exit(&mut kvmtop.0)?;
     let status = kvmtop.0.wait()?;
     if !status.success() {
         bail!("kvmtop snapshot exited with {status}");
     }
-    drop(bpftrace);
-
     let (first, last) = window(&samples.polls).context(
         "kvmtop's programs were never seen loaded; did it attach anything? (see its output above)",
     )?;
-    let kvmtop_ids = &samples.polls[last].kvmtop;
-    Ok(report::build(
-        &report::Window {
-            start: &samples.polls[first].progs,
-            end: &samples.polls[last].progs,
-            kvmtop: kvmtop_ids,
-            bpftrace: &bpftrace_ids,
-            length: samples.polls[last].at - samples.polls[first].at,
-        },
-        samples.usage,
-        samples.last_usage_at.saturating_duration_since(started),
-    ))
+    if first == last {
+        bail!("kvmtop's programs were all loaded for a single poll only: use a longer window");
+    }
+    // `last` first: removing it leaves the earlier index `first` in place.
+    let end = samples.polls.swap_remove(last);
+    let start = samples.polls.swap_remove(first);
+    let span = Sampled {
+        length: end.at - start.at,
+        start: start.progs,
+        end: end.progs,
+        kvmtop: end.kvmtop,
+        bpftrace: bpftrace.tracepoints.clone(),
+        unavailable: bpftrace.unavailable.clone(),
+    };
+    drop(bpftrace);
+    let lifetime = samples.last_usage_at.saturating_duration_since(started);
+    Ok((span, samples.usage, lifetime))
 }
 
-/// Waits until `pid` holds at least `count` programs; returns their ids.
-fn wait_for_programs(pid: u32, count: usize, child: &mut Child) -> Result<BTreeSet<u32>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        interrupt::bail_if_interrupted()?;
-        if let Some(status) = child.try_wait()? {
-            bail!("bpftrace exited early with {status} (see its messages above)");
-        }
-        let ids = progs::owned_by(pid, &progs::sample()?);
-        if ids.len() >= count {
-            return Ok(ids);
-        }
-        if Instant::now() > deadline {
-            bail!("bpftrace did not attach its programs within 30 s");
-        }
-        std::thread::sleep(POLL);
-    }
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
 }
 
 struct Poll {
     at: Instant,
     progs: BTreeMap<u32, progs::Prog>,
-    kvmtop: BTreeSet<u32>,
+    kvmtop: progs::Held,
 }
 
 struct Samples {
@@ -154,16 +180,16 @@ fn sample_until_exit(kvmtop: &mut Child) -> Result<Samples> {
             bail!("interrupted");
         }
         let progs = progs::sample()?;
-        let owned = progs::owned_by(pid, &progs);
+        let held = progs::held_by(pid, &progs);
         if let Some(usage) = agent::read(pid) {
             samples.usage = usage;
             samples.last_usage_at = Instant::now();
         }
-        if !owned.is_empty() {
+        if !held.ids.is_empty() {
             samples.polls.push(Poll {
                 at: Instant::now(),
                 progs,
-                kvmtop: owned,
+                kvmtop: held,
             });
         }
         std::thread::sleep(POLL);
@@ -174,9 +200,13 @@ fn sample_until_exit(kvmtop: &mut Child) -> Result<Samples> {
 /// The first and last polls that see kvmtop's full set of programs. It attaches them one by one
 /// at start-up and releases them one by one at exit, so polls at either end may see only some.
 fn window(polls: &[Poll]) -> Option<(usize, usize)> {
-    let full = &polls.iter().max_by_key(|poll| poll.kvmtop.len())?.kvmtop;
-    let first = polls.iter().position(|poll| &poll.kvmtop == full)?;
-    let last = polls.iter().rposition(|poll| &poll.kvmtop == full)?;
+    let full = &polls
+        .iter()
+        .max_by_key(|poll| poll.kvmtop.ids.len())?
+        .kvmtop
+        .ids;
+    let first = polls.iter().position(|poll| &poll.kvmtop.ids == full)?;
+    let last = polls.iter().rposition(|poll| &poll.kvmtop.ids == full)?;
     Some((first, last))
 }
 
@@ -241,7 +271,10 @@ mod tests {
         Poll {
             at: Instant::now(),
             progs: BTreeMap::new(),
-            kvmtop: ids.iter().copied().collect(),
+            kvmtop: progs::Held {
+                ids: ids.iter().copied().collect(),
+                tracepoints: BTreeMap::new(),
+            },
         }
     }
 

@@ -1,4 +1,5 @@
-//! eBPF program statistics from `bpftool prog show --json`, and which process owns a program.
+//! eBPF program statistics from `bpftool prog show --json`, which programs a process holds, and
+//! which tracepoint each of them is attached to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,29 +35,80 @@ pub fn sample() -> Result<BTreeMap<u32, Prog>> {
     Ok(progs.into_iter().map(|prog| (prog.id, prog)).collect())
 }
 
-/// The ids of the programs `pid` holds open. Read from /proc/PID/fdinfo (a program or link fd
-/// there shows `prog_id:`), since not every bpftool build reports owning pids; bpftool's `pids`
-/// are added when it does.
-pub fn owned_by(pid: u32, progs: &BTreeMap<u32, Prog>) -> BTreeSet<u32> {
-    let mut ids: BTreeSet<u32> = progs
-        .values()
-        .filter(|prog| prog.pids.iter().any(|owner| owner.pid == pid))
-        .map(|prog| prog.id)
-        .collect();
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return ids;
+/// The programs a process holds, and the tracepoint each attached one fires on.
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    pub ids: BTreeSet<u32>,
+    /// Program id → tracepoint event name (`kvm_exit`, `sys_enter_ioctl`).
+    pub tracepoints: BTreeMap<u32, String>,
+}
+
+/// What `pid` holds, from /proc/PID/fdinfo: a program or link fd shows `prog_id:`, and a perf
+/// link also names its tracepoint (`tp_name:`). Not every bpftool build reports owning pids, so
+/// bpftool's `pids` only add to this.
+pub fn held_by(pid: u32, progs: &BTreeMap<u32, Prog>) -> Held {
+    let mut held = Held {
+        ids: progs
+            .values()
+            .filter(|prog| prog.pids.iter().any(|owner| owner.pid == pid))
+            .map(|prog| prog.id)
+            .collect(),
+        tracepoints: BTreeMap::new(),
     };
-    for entry in entries.flatten() {
-        let Ok(info) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        ids.extend(info.lines().filter_map(|line| {
-            line.strip_prefix("prog_id:")
-                .and_then(|id| id.trim().parse::<u32>().ok())
-        }));
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) {
+        for entry in entries.flatten() {
+            let Ok(info) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let (id, tracepoint) = parse_fdinfo(&info);
+            if let Some(id) = id {
+                held.ids.insert(id);
+                if let Some(tracepoint) = tracepoint {
+                    held.tracepoints.insert(id, tracepoint);
+                }
+            }
+        }
     }
-    ids.retain(|id| progs.contains_key(id));
-    ids
+    held.ids.retain(|id| progs.contains_key(id));
+    held
+}
+
+/// The program id and, for a tracepoint perf link, the tracepoint in one fdinfo file.
+fn parse_fdinfo(info: &str) -> (Option<u32>, Option<String>) {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| Some(line.strip_prefix(name)?.trim().to_owned()))
+    };
+    let id = field("prog_id:").and_then(|id| id.parse().ok());
+    let tracepoint =
+        field("tp_name:").filter(|_| field("event_type:").is_none_or(|kind| kind == "tracepoint"));
+    (id, tracepoint.filter(|name| !name.is_empty()))
+}
+
+#[derive(Deserialize)]
+struct PerfEntry {
+    pid: u32,
+    prog_id: u32,
+    fd_type: String,
+    #[serde(default)]
+    tracepoint: String,
+}
+
+/// Program id → tracepoint for programs `pid` attached through a perf event fd (the older way,
+/// which bpftrace uses; such fds do not name their program in fdinfo).
+pub fn perf_tracepoints(pid: u32) -> Result<BTreeMap<u32, String>> {
+    let json = output(cmd("bpftool").args(["perf", "show", "--json"]))?;
+    parse_perf(&json, pid)
+}
+
+fn parse_perf(json: &str, pid: u32) -> Result<BTreeMap<u32, String>> {
+    let entries: Vec<PerfEntry> =
+        serde_json::from_str(json).context("parsing `bpftool perf show` JSON")?;
+    Ok(entries
+        .into_iter()
+        .filter(|entry| entry.pid == pid && entry.fd_type == "tracepoint")
+        .map(|entry| (entry.prog_id, entry.tracepoint))
+        .collect())
 }
 
 /// Kernel program names are cut to 15 bytes while bpftool may show the full name from BTF,
@@ -80,5 +132,39 @@ mod tests {
         assert_eq!(progs[1].run_time_ns, 0);
         assert!(same_name("kvm_userspace_exit", &progs[0].name));
         assert!(!same_name("kvm_exit", &progs[0].name));
+    }
+
+    #[test]
+    fn reads_tracepoints_from_link_fdinfo() {
+        let link = "pos:\t0\nflags:\t02000000\nmnt_id:\t17\nino:\t18\nlink_type:\tperf\n\
+                    link_id:\t609\nprog_tag:\t1c95b67e0600b5ea\nprog_id:\t1248\n\
+                    tp_name:\tkvm_userspace_exit\nevent_type:\ttracepoint\ncookie:\t0\n";
+        assert_eq!(
+            parse_fdinfo(link),
+            (Some(1248), Some("kvm_userspace_exit".to_owned()))
+        );
+        let prog = "pos:\t0\nprog_type:\t5\nprog_id:\t1247\nrun_time_ns:\t0\nrun_cnt:\t0\n";
+        assert_eq!(parse_fdinfo(prog), (Some(1247), None));
+        let kprobe = "link_type:\tperf\nprog_id:\t7\ntp_name:\tx\nevent_type:\tkprobe\n";
+        assert_eq!(parse_fdinfo(kprobe), (Some(7), None));
+        assert_eq!(parse_fdinfo("pos:\t0\nflags:\t01\n"), (None, None));
+    }
+
+    #[test]
+    fn maps_perf_entries_of_one_process() {
+        let json = r#"[{"pid":11573,"fd":18,"prog_id":1217,"fd_type":"tracepoint",
+            "tracepoint":"kvm_exit"},{"pid":11573,"fd":24,"prog_id":1220,"fd_type":"tracepoint",
+            "tracepoint":"sys_enter_ioctl"},{"pid":11573,"fd":26,"prog_id":1230,
+            "fd_type":"kprobe","func":"vfs_read","offset":0},{"pid":99,"fd":3,"prog_id":5,
+            "fd_type":"tracepoint","tracepoint":"kvm_pio"}]"#;
+        let map = parse_perf(json, 11573).unwrap();
+        assert_eq!(
+            map.into_iter().collect::<Vec<_>>(),
+            [
+                (1217, "kvm_exit".to_owned()),
+                (1220, "sys_enter_ioctl".to_owned())
+            ]
+        );
+        assert!(parse_perf("[]", 1).unwrap().is_empty());
     }
 }

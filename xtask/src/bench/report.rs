@@ -9,39 +9,76 @@ use serde::Serialize;
 
 use super::{
     agent::Usage,
-    progs::{Prog, same_name},
+    harness::TestRun,
+    peers::PEERS,
+    progs::{Held, Prog, same_name},
 };
 
-/// The probes both kvmtop and the bpftrace program attach, compared pairwise.
-pub const COMPARED: [&str; 2] = ["kvm_exit", "kvm_userspace_exit"];
+const NO_EVENTS: &str = "no events on this host";
+/// What the numbers do not show.
+const CAVEATS: [&str; 2] = [
+    "bpftrace attaches first, and a tracepoint runs its programs in attach order: on each shared \
+     tracepoint bpftrace's program runs just before kvmtop's, which may find the record and the \
+     task's data already in cache.",
+    "ns/event is the kernel's run_time_ns / run_cnt for each program alone; the tracepoint's own \
+     dispatch cost, paid once for both, is in neither.",
+];
 
 #[derive(Serialize)]
 pub struct Report {
     pub window_seconds: f64,
+    /// `/proc/loadavg` (1, 5, 15 min) before and after: other work on the host adds noise.
+    pub load_average: [String; 2],
+    pub cpus: usize,
+    /// kvmtop's programs with a bpftrace counterpart first, then its others.
     pub programs: Vec<Row>,
+    pub caveats: [&'static str; 2],
+    pub test_run: TestRun,
     pub agent: Agent,
 }
 
 #[derive(Serialize)]
 pub struct Row {
-    pub program: String,
-    pub kvmtop: Cost,
-    /// Absent for kvmtop programs the bpftrace program has no counterpart for.
-    pub bpftrace: Option<Cost>,
+    /// The tracepoint's event name.
+    pub tracepoint: String,
+    pub kvmtop: Side,
+    /// Absent for kvmtop programs without a bpftrace counterpart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpftrace: Option<Side>,
     /// kvmtop's ns/event divided by bpftrace's; absent unless both saw events.
     pub ratio: Option<f64>,
 }
 
 #[derive(Serialize)]
-pub struct Cost {
-    pub events: u64,
-    pub ns_per_event: Option<f64>,
-    /// Set when the program never ran, e.g. `kvm_exit` on nested/PVM hosts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<&'static str>,
+pub struct Side {
+    /// kvmtop: the program's name; bpftrace: the exact one-liner.
+    pub program: String,
+    #[serde(flatten)]
+    pub measured: Measured,
 }
 
-const SILENT: &str = "no events (silent on this host)";
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Measured {
+    Cost {
+        events: u64,
+        ns_per_event: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'static str>,
+    },
+    Unavailable {
+        unavailable: String,
+    },
+}
+
+impl Measured {
+    fn ns_per_event(&self) -> Option<f64> {
+        match self {
+            Self::Cost { ns_per_event, .. } => *ns_per_event,
+            Self::Unavailable { .. } => None,
+        }
+    }
+}
 
 #[derive(Serialize)]
 pub struct Agent {
@@ -51,80 +88,125 @@ pub struct Agent {
     pub peak_rss_kib: u64,
 }
 
-/// A program's cost between two samples.
-fn cost(id: u32, start: &BTreeMap<u32, Prog>, end: &BTreeMap<u32, Prog>) -> Cost {
-    let (Some(a), Some(b)) = (start.get(&id), end.get(&id)) else {
-        return Cost {
-            events: 0,
-            ns_per_event: None,
-            note: Some(SILENT),
-        };
-    };
-    let events = b.run_cnt.saturating_sub(a.run_cnt);
-    let ns = b.run_time_ns.saturating_sub(a.run_time_ns);
-    #[allow(clippy::cast_precision_loss)] // Counters far below 2^52 over a benchmark.
-    let ns_per_event = (events > 0).then(|| ns as f64 / events as f64);
-    Cost {
-        events,
-        ns_per_event,
-        note: (events == 0).then_some(SILENT),
-    }
-}
-
 pub struct Window<'a> {
     pub start: &'a BTreeMap<u32, Prog>,
     pub end: &'a BTreeMap<u32, Prog>,
-    pub kvmtop: &'a BTreeSet<u32>,
-    pub bpftrace: &'a BTreeSet<u32>,
+    pub kvmtop: &'a Held,
+    /// bpftrace's program id → tracepoint.
+    pub bpftrace: &'a BTreeMap<u32, String>,
+    /// Tracepoint → why its bpftrace program is not measured.
+    pub unavailable: &'a BTreeMap<&'static str, String>,
     pub length: Duration,
 }
 
-pub fn build(window: &Window<'_>, usage: Usage, agent_lifetime: Duration) -> Report {
-    let mut programs = Vec::new();
-    // Compared probes first, then any other program kvmtop loaded, for its share of the cost.
-    let mut kvmtop_ids: Vec<u32> = window.kvmtop.iter().copied().collect();
-    kvmtop_ids.sort_by_key(|id| {
-        let name = window.end.get(id).map_or("", |prog| prog.name.as_str());
-        (
-            !COMPARED.iter().any(|probe| same_name(probe, name)),
-            name.to_owned(),
-        )
-    });
-    for id in kvmtop_ids {
-        let name = window
-            .end
-            .get(&id)
-            .map_or_else(String::new, |prog| prog.name.clone());
-        let compared = COMPARED.iter().find(|probe| same_name(probe, &name));
-        let twin = compared.and_then(|probe| {
-            window.bpftrace.iter().copied().find(|other| {
-                window
-                    .end
-                    .get(other)
-                    .is_some_and(|prog| same_name(probe, &prog.name))
+impl Window<'_> {
+    /// A program's cost between the two samples.
+    fn cost(&self, id: u32) -> Measured {
+        let (Some(a), Some(b)) = (self.start.get(&id), self.end.get(&id)) else {
+            return Measured::Unavailable {
+                unavailable: "not loaded for the whole window".to_owned(),
+            };
+        };
+        let events = b.run_cnt.saturating_sub(a.run_cnt);
+        let ns = b.run_time_ns.saturating_sub(a.run_time_ns);
+        #[allow(clippy::cast_precision_loss)] // Counters far below 2^52 over a benchmark.
+        let ns_per_event = (events > 0).then(|| ns as f64 / events as f64);
+        Measured::Cost {
+            events,
+            ns_per_event,
+            note: (events == 0).then_some(NO_EVENTS),
+        }
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.end.get(&id).map_or("", |prog| prog.name.as_str())
+    }
+
+    /// kvmtop's program on `event`: by its attachment, else by its name.
+    fn kvmtop_program(&self, event: &str, program: &str) -> Option<u32> {
+        let ids = &self.kvmtop.ids;
+        ids.iter()
+            .copied()
+            .find(|id| {
+                self.kvmtop
+                    .tracepoints
+                    .get(id)
+                    .is_some_and(|tp| tp == event)
             })
-        });
-        let kvmtop = cost(id, window.start, window.end);
-        let bpftrace = twin.map(|twin| cost(twin, window.start, window.end));
+            .or_else(|| {
+                ids.iter()
+                    .copied()
+                    .find(|id| same_name(program, self.name(*id)))
+            })
+    }
+}
+
+pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Duration) -> Report {
+    let mut programs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for peer in &PEERS {
+        let kvmtop = window.kvmtop_program(peer.event, peer.kvmtop);
+        seen.extend(kvmtop);
+        let kvmtop = Side {
+            program: peer.kvmtop.to_owned(),
+            measured: kvmtop.map_or_else(
+                || Measured::Unavailable {
+                    unavailable: "not attached by kvmtop".to_owned(),
+                },
+                |id| window.cost(id),
+            ),
+        };
+        let twin = window.bpftrace.iter().find(|(_, tp)| *tp == peer.event);
+        let measured = match (window.unavailable.get(peer.event), twin) {
+            (Some(why), _) => Measured::Unavailable {
+                unavailable: why.clone(),
+            },
+            (None, Some((id, _))) => window.cost(*id),
+            (None, None) => Measured::Unavailable {
+                unavailable: "not attached by bpftrace".to_owned(),
+            },
+        };
+        let bpftrace = Side {
+            program: peer.one_liner(),
+            measured,
+        };
         let ratio = match (
-            &kvmtop.ns_per_event,
-            bpftrace.as_ref().and_then(|b| b.ns_per_event),
+            kvmtop.measured.ns_per_event(),
+            bpftrace.measured.ns_per_event(),
         ) {
             (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
             _ => None,
         };
-        let program = compared.map_or(name, |probe| (*probe).to_owned());
         programs.push(Row {
-            program,
+            tracepoint: peer.event.to_owned(),
             kvmtop,
-            bpftrace,
+            bpftrace: Some(bpftrace),
             ratio,
         });
     }
-    let lifetime_ms = agent_lifetime.as_secs_f64() * 1000.0;
+    // kvmtop's other programs, for their share of the cost.
+    let mut others: Vec<u32> = window.kvmtop.ids.difference(&seen).copied().collect();
+    others.sort_by_key(|id| window.name(*id).to_owned());
+    for id in others {
+        let name = window.name(id).to_owned();
+        programs.push(Row {
+            tracepoint: window.kvmtop.tracepoints.get(&id).unwrap_or(&name).clone(),
+            kvmtop: Side {
+                program: name,
+                measured: window.cost(id),
+            },
+            bpftrace: None,
+            ratio: None,
+        });
+    }
+    let lifetime_ms = lifetime.as_secs_f64() * 1000.0;
     Report {
         window_seconds: window.length.as_secs_f64(),
+        load_average: [String::new(), String::new()],
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
         programs,
+        caveats: CAVEATS,
+        test_run,
         agent: Agent {
             cpu_ms: usage.cpu_ms,
             cpu_percent_of_one_cpu: if lifetime_ms > 0.0 {
@@ -132,53 +214,83 @@ pub fn build(window: &Window<'_>, usage: Usage, agent_lifetime: Duration) -> Rep
             } else {
                 0.0
             },
-            lifetime_seconds: agent_lifetime.as_secs_f64(),
+            lifetime_seconds: lifetime.as_secs_f64(),
             peak_rss_kib: usage.peak_rss_kib,
         },
     }
 }
 
-fn describe(cost: Option<&Cost>) -> (String, String) {
-    match cost {
-        None => ("-".to_owned(), "not attached".to_owned()),
-        Some(Cost { events: 0, .. }) => ("0".to_owned(), SILENT.to_owned()),
-        Some(Cost {
-            events,
-            ns_per_event,
-            ..
-        }) => (
-            events.to_string(),
-            ns_per_event.map_or_else(|| "-".to_owned(), |ns| format!("{ns:.1}")),
-        ),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub fn print(report: &Report) {
-    println!(
-        "\nper-event cost over the same {:.1}s window (bpftool run_time_ns / run_cnt):",
-        report.window_seconds
-    );
-    println!(
-        "  {:<20} {:>10} {:>32} {:>10} {:>32} {:>8}",
-        "program", "kvmtop ev", "kvmtop ns/event", "bpftr. ev", "bpftrace ns/event", "ratio"
-    );
-    for row in &report.programs {
-        let (our_events, our_ns) = describe(Some(&row.kvmtop));
-        let (their_events, their_ns) = describe(row.bpftrace.as_ref());
-        let ratio = row
-            .ratio
-            .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}"));
-        println!(
-            "  {:<20} {our_events:>10} {our_ns:>32} {their_events:>10} {their_ns:>32} {ratio:>8}",
-            row.program
+    fn prog(id: u32, name: &str, run_cnt: u64, run_time_ns: u64) -> (u32, Prog) {
+        let json = format!(
+            r#"{{"id":{id},"name":"{name}","run_cnt":{run_cnt},"run_time_ns":{run_time_ns}}}"#
         );
+        (id, serde_json::from_str(&json).unwrap())
     }
-    let agent = &report.agent;
-    #[allow(clippy::cast_precision_loss)]
-    let rss_mib = agent.peak_rss_kib as f64 / 1024.0;
-    println!(
-        "kvmtop agent: {:.0} ms CPU over {:.1}s ({:.2}% of one CPU), peak RSS {rss_mib:.1} MiB",
-        agent.cpu_ms, agent.lifetime_seconds, agent.cpu_percent_of_one_cpu
-    );
-    println!("ratio = kvmtop ns/event ÷ bpftrace ns/event (below 1: kvmtop is cheaper)");
+
+    #[test]
+    fn pairs_programs_by_tracepoint() {
+        let start = BTreeMap::from([
+            prog(1, "kvm_run", 0, 0),
+            prog(2, "kvm_exit", 0, 0),
+            prog(3, "kvm_msr", 0, 0),
+            prog(10, "sys_enter_ioctl", 0, 0),
+            prog(11, "kvm_exit", 0, 0),
+        ]);
+        let end = BTreeMap::from([
+            prog(1, "kvm_run", 100, 5_000),
+            prog(2, "kvm_exit", 0, 0),
+            prog(3, "kvm_msr", 0, 0),
+            prog(10, "sys_enter_ioctl", 100, 10_000),
+            prog(11, "kvm_exit", 0, 0),
+        ]);
+        let kvmtop = Held {
+            ids: BTreeSet::from([1, 2, 3]),
+            tracepoints: BTreeMap::from([(1, "sys_enter_ioctl".to_owned())]),
+        };
+        let bpftrace = BTreeMap::from([
+            (10, "sys_enter_ioctl".to_owned()),
+            (11, "kvm_exit".to_owned()),
+        ]);
+        let unavailable =
+            BTreeMap::from([("kvm_pio", "tracepoint kvm:kvm_pio missing".to_owned())]);
+        let window = Window {
+            start: &start,
+            end: &end,
+            kvmtop: &kvmtop,
+            bpftrace: &bpftrace,
+            unavailable: &unavailable,
+            length: Duration::from_secs(1),
+        };
+        let report = build(
+            &window,
+            TestRun::unavailable(String::new()),
+            Usage::default(),
+            Duration::ZERO,
+        );
+        let row = |tp: &str| {
+            report
+                .programs
+                .iter()
+                .find(|row| row.tracepoint == tp)
+                .unwrap()
+        };
+        let ioctl = row("sys_enter_ioctl");
+        assert_eq!(ioctl.kvmtop.program, "kvm_run");
+        assert_eq!(ioctl.ratio, Some(0.5));
+        let exit = serde_json::to_value(&row("kvm_exit").kvmtop).unwrap();
+        assert_eq!(exit["note"], NO_EVENTS);
+        assert_eq!(exit["ns_per_event"], serde_json::Value::Null);
+        let pio = serde_json::to_value(row("kvm_pio")).unwrap();
+        assert_eq!(pio["kvmtop"]["unavailable"], "not attached by kvmtop");
+        assert_eq!(
+            pio["bpftrace"]["unavailable"],
+            "tracepoint kvm:kvm_pio missing"
+        );
+        assert!(row("kvm_msr").bpftrace.is_none());
+        assert_eq!(report.programs.len(), PEERS.len() + 1);
+    }
 }
