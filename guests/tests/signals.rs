@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use guests::{DiskAio, DiskCache, DiskInterface, DiskOptions, Guest, GuestKind, GuestSpec};
-use support::{Target, event, filtered, rates};
+use support::{Target, event, filtered, rates, rates_reaching};
 
 const WINDOW: Duration = Duration::from_secs(2);
 
@@ -32,13 +32,14 @@ fn port_io_exits_to_userspace_from_its_vcpu_thread() {
     assert_eq!(support::thread_name(guest.pid(), tid), "CPU 0/KVM");
 
     // Counted on the vCPU thread alone: this also checks that the thread id is right.
-    let r = rates(
+    let r = rates_reaching(
         Target::Thread(tid),
         &[
             filtered("kvm:kvm_userspace_exit", "reason == 2"),
             event("kvm:kvm_userspace_exit"),
         ],
         WINDOW,
+        20_000.0,
     );
     let (io, all) = (r[0], r[1]);
     eprintln!("PortIo: {io:.0} IO exits/s ({all:.0} userspace exits/s in all) on tid {tid}");
@@ -238,10 +239,11 @@ fn mini_vmm_looks_like_a_vmm_and_exits_on_every_vcpu() {
 
     let mut total = 0.0;
     for vcpu in &vcpus {
-        let io = rates(
+        let io = rates_reaching(
             Target::Thread(vcpu.tid),
             &[filtered("kvm:kvm_userspace_exit", "reason == 2")],
             WINDOW,
+            5_000.0,
         )[0];
         eprintln!(
             "MiniVmm: vcpu{} (tid {}): {io:.0} IO exits/s",

@@ -127,6 +127,28 @@ pub fn rates(target: Target, events: &[Event<'_>], window: Duration) -> Vec<f64>
         .collect()
 }
 
+/// Like [`rates`], retried up to three windows until the first event reaches `min` per second:
+/// on a loaded host (other test binaries' guests and stress-ng on two CPUs) a guest thread can be
+/// starved for a whole window. Returns the window with the highest first rate.
+pub fn rates_reaching(
+    target: Target,
+    events: &[Event<'_>],
+    window: Duration,
+    min: f64,
+) -> Vec<f64> {
+    let mut best = rates(target, events, window);
+    for _ in 1..3 {
+        if best[0] >= min {
+            break;
+        }
+        let again = rates(target, events, window);
+        if again[0] > best[0] {
+            best = again;
+        }
+    }
+    best
+}
+
 /// The one-letter state of a process or thread (`R`, `S`, `T`, `Z`, …), `None` if it is gone.
 pub fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
