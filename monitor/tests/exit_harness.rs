@@ -423,6 +423,10 @@ fn details_beyond_the_map_capacity_are_kept_as_other() {
     assert_eq!(total, capacity + 10);
     let other: Vec<_> = details.iter().filter(|(k, _)| k.value.is_none()).collect();
     assert_eq!(other.len(), 1, "one (VM, kind) overflow counter");
-    assert_eq!(other[0].1, 10);
+    // Real guests running meanwhile hold some of the map too (the programs are attached), so
+    // at least 10 values, and exactly those that found no room, are "other".
+    let named = details.iter().filter(|(k, _)| k.value.is_some()).count() as u64;
+    assert!(other[0].1 >= 10, "{}", other[0].1);
+    assert_eq!(other[0].1, capacity + 10 - named);
     assert_eq!(h.session.exit_counters().read().dropped, 0);
 }
