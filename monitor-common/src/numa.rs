@@ -1,0 +1,57 @@
+//! NUMA hinting faults of VMM threads: whether the memory a thread touched sat on its CPU's node,
+//! and how many pages automatic NUMA balancing moved, counted in the kernel per (VMM, CPU node,
+//! memory node) from `task_numa_fault()`.
+//!
+//! No tracepoint reports these faults, so the program hooks the function itself: fentry where
+//! BPF trampolines work (no kprobe support needed, cheaper), a kprobe otherwise.
+
+/// Per-CPU hash map: [`NumaFaultKey`] → [`NumaFaultStat`].
+pub const NUMA_FAULTS_MAP: &str = "NUMA_FAULTS";
+/// VMs × CPU nodes × memory nodes.
+pub const NUMA_FAULTS_CAPACITY: u32 = 4_096;
+
+/// The kernel function hooked, and its two programs.
+pub const NUMA_FAULT_FUNCTION: &str = "task_numa_fault";
+pub const PROG_NUMA_FAULT_FENTRY: &str = "vmnuma_fentry";
+pub const PROG_NUMA_FAULT_KPROBE: &str = "vmnuma_kprobe";
+
+/// `task_numa_fault(last_cpupid, mem_node, pages, flags)` flag bits
+/// (`include/linux/sched/numa_balancing.h`, unchanged since 3.13).
+pub const TNF_MIGRATED: u64 = 0x01;
+/// The memory was on the faulting CPU's node when the fault was taken (before any migration):
+/// the kernel's own definition of a local fault (`numa_faults_locality`).
+pub const TNF_FAULT_LOCAL: u64 = 0x08;
+pub const TNF_MIGRATE_FAIL: u64 = 0x10;
+
+/// Key of `NUMA_FAULTS`. `mem_node` is where the memory is after the fault (the target node when
+/// it was migrated); `cpu_node` is the faulting CPU's node, [`crate::sched::PLACE_UNKNOWN`]
+/// when userspace did not describe that CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NumaFaultKey {
+    pub tgid: u32,
+    pub cpu_node: u32,
+    pub mem_node: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NumaFaultStat {
+    pub faults: u64,
+    pub pages: u64,
+    /// Pages of faults flagged [`TNF_FAULT_LOCAL`].
+    pub local_pages: u64,
+    pub migrated_pages: u64,
+    pub migrate_failed_pages: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<NumaFaultKey>() == 16);
+const _: () = assert!(core::mem::size_of::<NumaFaultStat>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)], integers only, no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::NumaFaultKey {}
+    unsafe impl aya::Pod for super::NumaFaultStat {}
+}

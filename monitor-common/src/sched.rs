@@ -1,0 +1,307 @@
+//! Scheduling of VMM threads: run-queue wait (steal), on-CPU time, context switches, migrations
+//! by topology class, and which tasks held the CPU while a VMM thread waited.
+//!
+//! `sched_switch` and `sched_wakeup` fire for every task on the host, so the programs decide in
+//! their first instructions whether a thread is watched: [`SCHED_WATCH_MAP`] is an array of u64
+//! words, bit `tid % 64` of word `tid / 64` set for every watched thread. Array lookups are
+//! inlined by the verifier (a bounds check and an add), so an unwatched event costs two loads
+//! from the record and one or two of these tests. Userspace keeps the bitmap in step with
+//! discovery and creates one [`ThreadSched`] entry per watched thread; the programs never insert
+//! into [`SCHED_THREADS_MAP`], so its size is what userspace decides.
+
+use crate::latency::LatencyHist;
+
+/// Array of u64 words: the watched-thread bitmap.
+pub const SCHED_WATCH_MAP: &str = "SCHED_WATCH";
+/// Words in the bitmap: `PID_MAX_LIMIT` (4 Mi tids, the most any kernel allows) / 64, so every
+/// tid fits whatever `kernel.pid_max` is set to (512 KiB).
+pub const WATCH_WORDS: u32 = 65_536;
+/// Hash map: tid → [`ThreadSched`]. Entries are created and removed by userspace only.
+pub const SCHED_THREADS_MAP: &str = "SCHED_THREADS";
+pub const SCHED_THREADS_CAPACITY: u32 = 8_192;
+/// Hash map: [`ThreadCpuKey`] → on-CPU ns of that thread on that CPU (the dominant pCPU).
+/// Not per-CPU: a thread's switches are serialised by the scheduler, so plain adds are exact.
+pub const SCHED_CPU_TIME_MAP: &str = "SCHED_CPU_TIME";
+pub const SCHED_CPU_TIME_CAPACITY: u32 = 32_768;
+/// Per-CPU hash map: [`ContenderKey`] → [`ContenderStat`].
+pub const SCHED_CONTENDERS_MAP: &str = "SCHED_CONTENDERS";
+pub const SCHED_CONTENDERS_CAPACITY: u32 = 8_192;
+/// Per-CPU hash map: [`ContenderKey`] with `contender` = [`CONTENDER_OTHER`] → waits that found
+/// `SCHED_CONTENDERS` full, so a VM's totals stay exact however many tasks compete with it.
+pub const SCHED_CONTENDERS_OVERFLOW_MAP: &str = "SCHED_CONTENDERS_OVERFLOW";
+pub const SCHED_CONTENDERS_OVERFLOW_CAPACITY: u32 = 1_024;
+pub const CONTENDER_OTHER: u32 = u32::MAX;
+/// Per-CPU array, one u64: events lost to a full map (CPU time, contenders, NUMA faults).
+pub const SCHED_DROPS_MAP: &str = "SCHED_DROPS";
+/// Per-CPU array indexed by [`WatchedEvent`]: events each program handled for a watched thread.
+///
+/// `bpftool prog show` (with `kernel.bpf_stats_enabled=1`) gives each program's `run_cnt` and
+/// `run_time_ns` over all events; with this count of the watched ones, a benchmark that runs
+/// twice with different watched shares (e.g. idle guests, then busy ones) can solve for the cost
+/// of an unwatched event (the filter alone) and of a watched one (the accounting) separately.
+pub const SCHED_WATCHED_EVENTS_MAP: &str = "SCHED_WATCHED_EVENTS";
+/// Array: CPU id → [`CpuPlace`], filled by userspace from the host topology.
+pub const CPU_PLACES_MAP: &str = "CPU_PLACES";
+/// CPUs described in `CPU_PLACES` (the largest `NR_CPUS` of common distribution kernels); a CPU
+/// above is classified as unknown.
+pub const MAX_CPUS: u32 = 8_192;
+
+/// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
+pub const PROG_SCHED_SWITCH: &str = "vmsched_switch";
+pub const PROG_SCHED_WAKEUP: &str = "vmsched_wakeup";
+pub const PROG_SCHED_MIGRATE: &str = "vmsched_migrate";
+/// Raw tracepoint program that runs the scheduling and NUMA logic on synthetic arguments through
+/// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
+pub const PROG_SCHED_HARNESS: &str = "sched_harness";
+/// cpu, prev tid, prev state, next tid, tgid of prev (the current task), timestamp ns.
+pub const HARNESS_SWITCH: u64 = 1;
+/// tid, target cpu, timestamp ns.
+pub const HARNESS_WAKEUP: u64 = 2;
+/// tid, orig cpu, dest cpu.
+pub const HARNESS_MIGRATE: u64 = 3;
+/// tgid, tid, cpu, memory node, pages, flags (as `task_numa_fault` gets them).
+pub const HARNESS_NUMA_FAULT: u64 = 4;
+
+/// Which program handled a watched event: the index into [`SCHED_WATCHED_EVENTS_MAP`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchedEvent {
+    Switch = 0,
+    Wakeup = 1,
+    Migrate = 2,
+    NumaFault = 3,
+}
+pub const WATCHED_EVENT_KINDS: u32 = 4;
+
+/// `prev_state` bits that mean the task blocked (S, D, T, t, X, Z, P, I). A preempted task is
+/// reported as 0 or, since 4.14, as `TASK_REPORT_MAX` (0x100): both leave these bits clear.
+pub const TASK_BLOCKED_MASK: u64 = 0xFF;
+
+/// Read-only globals holding the record layouts.
+pub const GLOBAL_SWITCH_LAYOUT: &str = "SWITCH_LAYOUT";
+pub const GLOBAL_SCHED_WAKEUP_LAYOUT: &str = "SCHED_WAKEUP_LAYOUT";
+pub const GLOBAL_MIGRATE_LAYOUT: &str = "MIGRATE_LAYOUT";
+
+/// Where `sched:sched_switch` keeps the fields the program reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchLayout {
+    pub prev_pid_offset: u32,
+    pub prev_state_offset: u32,
+    /// `long`: 8 on 64-bit kernels, 4 on 32-bit ones.
+    pub prev_state_size: u32,
+    pub next_pid_offset: u32,
+}
+
+impl SwitchLayout {
+    /// Linux 4.x–6.18 on x86-64; userspace overrides it with what tracefs says.
+    pub const DEFAULT: Self = Self {
+        prev_pid_offset: 24,
+        prev_state_offset: 32,
+        prev_state_size: 8,
+        next_pid_offset: 56,
+    };
+}
+
+/// Where `sched:sched_wakeup` keeps `pid` and `target_cpu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedWakeupLayout {
+    pub pid_offset: u32,
+    pub target_cpu_offset: u32,
+}
+
+impl SchedWakeupLayout {
+    pub const DEFAULT: Self = Self {
+        pid_offset: 24,
+        target_cpu_offset: 32,
+    };
+}
+
+/// Where `sched:sched_migrate_task` keeps `pid`, `orig_cpu` and `dest_cpu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateLayout {
+    pub pid_offset: u32,
+    pub orig_cpu_offset: u32,
+    pub dest_cpu_offset: u32,
+}
+
+impl MigrateLayout {
+    /// Linux 6.x, where `comm` became a `__data_loc` string; before, it was `char[16]` and the
+    /// fields sat 12 bytes further.
+    pub const DEFAULT: Self = Self {
+        pid_offset: 12,
+        orig_cpu_offset: 20,
+        dest_cpu_offset: 24,
+    };
+}
+
+/// The running state and totals of one watched thread (value of `SCHED_THREADS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSched {
+    /// The VMM process, written by userspace: the key contenders are counted under.
+    pub tgid: u32,
+    /// The CPU it last ran on, was queued on or was moved to; [`CPU_UNKNOWN`] until seen.
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()` when it was switched in; 0 while it is not on a CPU.
+    pub run_start_ns: u64,
+    /// When it became runnable (woken, or preempted); 0 while it is not waiting for a CPU.
+    /// Both are set, to the same time, for a thread that was runnable when watching began:
+    /// running or waiting, the next switch tells, and either interval counts from then.
+    pub queue_start_ns: u64,
+    /// On-CPU time of the intervals that ended.
+    pub run_ns: u64,
+    /// Switches out while blocking (sleep, I/O, stop): `nvcsw`.
+    pub voluntary: u64,
+    /// Switches out while still runnable (preempted, yielded): `nivcsw`.
+    pub involuntary: u64,
+    /// Migrations by [`MigrationClass`] index.
+    pub migrations: [u64; MIGRATION_CLASSES],
+    /// Run-queue waits that ended, in ns.
+    pub wait: LatencyHist,
+}
+
+pub const CPU_UNKNOWN: u32 = u32::MAX;
+
+impl ThreadSched {
+    /// A freshly watched thread of `tgid`.
+    #[must_use]
+    pub const fn new(tgid: u32) -> Self {
+        Self {
+            tgid,
+            cpu: CPU_UNKNOWN,
+            run_start_ns: 0,
+            queue_start_ns: 0,
+            run_ns: 0,
+            voluntary: 0,
+            involuntary: 0,
+            migrations: [0; MIGRATION_CLASSES],
+            wait: LatencyHist::ZERO,
+        }
+    }
+
+    /// A thread of `tgid` seen runnable at `now_ns` (on a CPU or waiting for one) as watching
+    /// begins, so that a busy thread's first interval is not lost.
+    #[must_use]
+    pub const fn runnable(tgid: u32, now_ns: u64) -> Self {
+        let mut fresh = Self::new(tgid);
+        fresh.run_start_ns = now_ns;
+        fresh.queue_start_ns = now_ns;
+        fresh
+    }
+}
+
+/// Key of `SCHED_CPU_TIME`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ThreadCpuKey {
+    pub tid: u32,
+    pub cpu: u32,
+}
+
+/// Key of `SCHED_CONTENDERS`: a VMM process and the process of the task that held the CPU until
+/// one of the VMM's threads got it after waiting. 0 is the idle task (the CPU was free: the wait
+/// was wake-up latency only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ContenderKey {
+    pub tgid: u32,
+    pub contender: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContenderStat {
+    pub waits: u64,
+    pub wait_ns: u64,
+}
+
+/// What userspace knows about one CPU, as the programs need it to classify a migration. Ids are
+/// host-wide indexes (a core is its SMT sibling set); [`PLACE_UNKNOWN`] where sysfs is silent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuPlace {
+    pub core: u32,
+    pub llc: u32,
+    pub node: u32,
+    /// 1 once userspace has written this CPU; 0 (the array's initial value) means unknown.
+    pub known: u32,
+}
+
+pub const PLACE_UNKNOWN: u32 = u32::MAX;
+
+impl CpuPlace {
+    pub const UNKNOWN: Self = Self {
+        core: PLACE_UNKNOWN,
+        llc: PLACE_UNKNOWN,
+        node: PLACE_UNKNOWN,
+        known: 0,
+    };
+}
+
+/// What a migration crossed, as an index into [`ThreadSched::migrations`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrationClass {
+    /// To an SMT sibling of the same core.
+    SameCore = 0,
+    /// To another core under the same last-level cache.
+    SameLlc = 1,
+    /// To another LLC on the same NUMA node.
+    CrossLlc = 2,
+    /// To another NUMA node.
+    CrossNode = 3,
+    /// A CPU whose node or cache userspace could not tell.
+    Unknown = 4,
+}
+pub const MIGRATION_CLASSES: usize = 5;
+
+/// Classifies a move between two CPUs. The node is compared before the LLC because sub-NUMA
+/// clustering splits one L3 across nodes, and remote memory is the dearer loss. Runs in the
+/// kernel programs; userspace tests run it on fixture topologies.
+#[inline(always)]
+#[must_use]
+#[expect(clippy::inline_always, reason = "on the kernel hot path")]
+pub const fn classify_migration(from: &CpuPlace, to: &CpuPlace) -> MigrationClass {
+    if from.known == 0 || to.known == 0 || from.node == PLACE_UNKNOWN || to.node == PLACE_UNKNOWN {
+        return MigrationClass::Unknown;
+    }
+    if from.node != to.node {
+        return MigrationClass::CrossNode;
+    }
+    if from.llc == PLACE_UNKNOWN || to.llc == PLACE_UNKNOWN {
+        return MigrationClass::Unknown;
+    }
+    if from.llc != to.llc {
+        return MigrationClass::CrossLlc;
+    }
+    if from.core != PLACE_UNKNOWN && from.core == to.core {
+        MigrationClass::SameCore
+    } else {
+        MigrationClass::SameLlc
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<ThreadSched>() == 8 * (6 + MIGRATION_CLASSES) + 344);
+const _: () = assert!(core::mem::size_of::<ThreadCpuKey>() == 8);
+const _: () = assert!(core::mem::size_of::<ContenderKey>() == 8);
+const _: () = assert!(core::mem::size_of::<ContenderStat>() == 16);
+const _: () = assert!(core::mem::size_of::<CpuPlace>() == 16);
+const _: () = assert!(core::mem::size_of::<SwitchLayout>() == 16);
+const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 8);
+const _: () = assert!(core::mem::size_of::<MigrateLayout>() == 12);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)], integers only, no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::ThreadSched {}
+    unsafe impl aya::Pod for super::ThreadCpuKey {}
+    unsafe impl aya::Pod for super::ContenderKey {}
+    unsafe impl aya::Pod for super::ContenderStat {}
+    unsafe impl aya::Pod for super::CpuPlace {}
+    unsafe impl aya::Pod for super::SwitchLayout {}
+    unsafe impl aya::Pod for super::SchedWakeupLayout {}
+    unsafe impl aya::Pod for super::MigrateLayout {}
+}

@@ -1,0 +1,213 @@
+//! Scheduling and NUMA figures over a window: per vCPU, per VM, per VMM thread class, and the
+//! host-wide state of their kernel sources.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::signals::{
+    SourceState,
+    exits::{Histogram, LatencySummary},
+    sched::ThreadClass,
+};
+
+/// Host-wide state of the scheduling and NUMA sources.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostSched {
+    /// `sched_switch`, `sched_wakeup`, `sched_migrate_task`, `numa_fault`.
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// Where each source is hooked (`sched:sched_switch`, `fentry:task_numa_fault`, …).
+    pub hooks: BTreeMap<&'static str, &'static str>,
+    /// VMM threads the programs watch.
+    pub watched_threads: usize,
+    /// Events not counted because a kernel map was full.
+    pub dropped: u64,
+}
+
+/// Scheduling figures of one thread, or of a group of threads added up, over the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SchedFigures {
+    pub threads: u32,
+    /// Run-queue wait (runnable, not running) as a share of the threads' wall time: the steal
+    /// a guest sees on a vCPU. 0-1, the mean over the threads; null without `sched_switch` and
+    /// `sched_wakeup`.
+    pub steal: Option<f64>,
+    /// On-CPU time as a share of the threads' wall time, the mean over the threads; null
+    /// without `sched_switch`.
+    pub on_cpu: Option<f64>,
+    pub wait_ns: u64,
+    pub run_ns: u64,
+    /// The waits that ended in the window.
+    pub wait: Option<LatencySummary>,
+    /// Their log2 histogram: the non-empty buckets `[floor_ns, 2 × floor_ns)`.
+    pub wait_buckets: Vec<WaitBucket>,
+    /// Switches out while blocking (sleep, I/O).
+    pub voluntary_switches: u64,
+    /// Switches out while runnable (preempted).
+    pub involuntary_switches: u64,
+    /// Null without `sched_migrate_task`.
+    pub migrations: Option<Migrations>,
+    /// Running totals, for Prometheus counters.
+    #[serde(skip)]
+    pub cumulative: SchedCumulative,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct WaitBucket {
+    pub floor_ns: u64,
+    pub count: u64,
+}
+
+/// Migrations over the window, by what they crossed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Migrations {
+    pub count: u64,
+    pub rate: f64,
+    /// `same_core` (SMT sibling), `same_llc`, `cross_llc`, `cross_node`, `unknown`.
+    pub by_class: BTreeMap<&'static str, MigrationCount>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MigrationCount {
+    pub count: u64,
+    pub rate: f64,
+}
+
+/// Running totals since kvmtop started watching the threads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchedCumulative {
+    pub wait_ns: u64,
+    pub run_ns: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub migrations: BTreeMap<&'static str, u64>,
+    pub wait: Histogram,
+}
+
+/// A vCPU's scheduling figures and where it ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VcpuSched {
+    #[serde(flatten)]
+    pub figures: SchedFigures,
+    pub placement: Placement,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Placement {
+    /// The host CPU the thread runs on, waits on or last ran on, and that CPU's NUMA node.
+    pub cpu: Option<u32>,
+    pub node: Option<u32>,
+    /// The host CPU it ran on longest in the window, the share of its on-CPU time spent there,
+    /// and that CPU's node.
+    pub dominant_cpu: Option<u32>,
+    pub dominant_cpu_share: Option<f64>,
+    pub dominant_node: Option<u32>,
+    /// The share of the VM's resident memory on other nodes than this vCPU's (its dominant
+    /// CPU's node, else its current one): 0 when everything is local.
+    pub remote_memory_share: Option<f64>,
+}
+
+/// A VM's scheduling figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VmSched {
+    /// The vCPU threads together.
+    pub vcpus: SchedFigures,
+    /// Each thread class of the VMM present, in a fixed order (vcpu, main, iothread, worker,
+    /// vhost, other).
+    pub classes: Vec<ClassSched>,
+    /// Who held the CPU when the VM's threads got it after waiting, most wait first.
+    pub contenders: Vec<ContenderFigures>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassSched {
+    pub class: ThreadClass,
+    #[serde(flatten)]
+    pub figures: SchedFigures,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ContenderFigures {
+    /// The process; null for the idle task and for "other".
+    pub pid: Option<u32>,
+    pub name: String,
+    pub kind: ContenderKind,
+    /// Waits it ended, and their total.
+    pub waits: u64,
+    pub wait_ns: u64,
+    /// Its share of the VM's run-queue wait that ended in the window.
+    pub share: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContenderKind {
+    /// Another thread of the same VM.
+    SameVm,
+    /// Another VM.
+    Vm,
+    /// Any other process on the host (kernel threads included).
+    Host,
+    /// The CPU was idle: the wait was wake-up latency.
+    Idle,
+    /// The contenders beyond the ones listed.
+    Other,
+}
+
+/// A VM's NUMA figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VmNuma {
+    /// Null when it could not be read yet.
+    pub memory: Option<MemoryFigures>,
+    /// Null when `task_numa_fault` cannot be hooked on this kernel.
+    pub faults: Option<NumaFaultFigures>,
+    /// The mean over the vCPUs of their `remote_memory_share`.
+    pub vcpu_memory_mismatch: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemoryFigures {
+    /// Bytes mapped by the VMM process, all nodes (from `numa_maps`).
+    pub resident_bytes: u64,
+    pub by_node: Vec<NodeMemory>,
+    /// Anonymous memory, the part of it in transparent huge pages, and hugetlbfs memory.
+    pub anon_bytes: u64,
+    pub thp_bytes: u64,
+    pub hugetlb_bytes: u64,
+    /// The guest's RAM as configured (QEMU `-m`), when known.
+    pub guest_memory_bytes: Option<u64>,
+    /// (THP + hugetlbfs) / guest RAM or, when that is unknown, / (anonymous + hugetlbfs).
+    pub huge_page_coverage: Option<f64>,
+    /// How old the reading is: placement is read at most every 30 s.
+    pub age_seconds: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct NodeMemory {
+    pub node: u32,
+    pub bytes: u64,
+    pub share: f64,
+}
+
+/// NUMA hinting faults of the VM's threads over the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NumaFaultFigures {
+    pub faults: u64,
+    pub pages: u64,
+    /// Pages whose memory was on the faulting CPU's node (the kernel's `TNF_FAULT_LOCAL`).
+    pub local_pages: u64,
+    pub remote_pages: u64,
+    pub migrated_pages: u64,
+    pub migrate_failed_pages: u64,
+    /// By (faulting CPU's node, memory node after the fault).
+    pub by_node: Vec<NodeFaults>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeFaults {
+    pub cpu_node: Option<u32>,
+    pub memory_node: u32,
+    pub faults: u64,
+    pub pages: u64,
+    pub local_pages: u64,
+}

@@ -1,0 +1,128 @@
+//! The record layouts of the scheduler tracepoints on this kernel, read from tracefs.
+
+use monitor_common::sched::{MigrateLayout, SchedWakeupLayout, SwitchLayout};
+
+use crate::host::tracefs::{Field, TraceFs};
+
+fn required(field: Option<Field>, event: &str, name: &str) -> Result<Field, String> {
+    field.ok_or_else(|| format!("sched:{event} has no {name} field on this kernel"))
+}
+
+/// A pid or CPU field: an `int` everywhere so far; anything else is a layout we do not know.
+fn int(field: Option<Field>, event: &str, name: &str) -> Result<u32, String> {
+    let field = required(field, event, name)?;
+    if field.size == 4 {
+        Ok(field.offset)
+    } else {
+        Err(format!(
+            "sched:{event} field {name} has unexpected size {}",
+            field.size
+        ))
+    }
+}
+
+pub fn switch(tracefs: &TraceFs) -> Result<SwitchLayout, String> {
+    const EVENT: &str = "sched_switch";
+    let [prev_pid, prev_state, next_pid] = tracefs
+        .fields("sched", EVENT, ["prev_pid", "prev_state", "next_pid"])
+        .map_err(|e| e.to_string())?;
+    let state = required(prev_state, EVENT, "prev_state")?;
+    if !matches!(state.size, 4 | 8) {
+        return Err(format!(
+            "sched:{EVENT} field prev_state has unexpected size {}",
+            state.size
+        ));
+    }
+    Ok(SwitchLayout {
+        prev_pid_offset: int(prev_pid, EVENT, "prev_pid")?,
+        prev_state_offset: state.offset,
+        prev_state_size: state.size,
+        next_pid_offset: int(next_pid, EVENT, "next_pid")?,
+    })
+}
+
+pub fn wakeup(tracefs: &TraceFs) -> Result<SchedWakeupLayout, String> {
+    const EVENT: &str = "sched_wakeup";
+    let [pid, target_cpu] = tracefs
+        .fields("sched", EVENT, ["pid", "target_cpu"])
+        .map_err(|e| e.to_string())?;
+    Ok(SchedWakeupLayout {
+        pid_offset: int(pid, EVENT, "pid")?,
+        target_cpu_offset: int(target_cpu, EVENT, "target_cpu")?,
+    })
+}
+
+pub fn migrate(tracefs: &TraceFs) -> Result<MigrateLayout, String> {
+    const EVENT: &str = "sched_migrate_task";
+    let [pid, orig, dest] = tracefs
+        .fields("sched", EVENT, ["pid", "orig_cpu", "dest_cpu"])
+        .map_err(|e| e.to_string())?;
+    Ok(MigrateLayout {
+        pid_offset: int(pid, EVENT, "pid")?,
+        orig_cpu_offset: int(orig, EVENT, "orig_cpu")?,
+        dest_cpu_offset: int(dest, EVENT, "dest_cpu")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(event: &str, format: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events/sched").join(event);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("format"), format).unwrap();
+        dir
+    }
+
+    #[test]
+    fn reads_the_pre_6_x_migrate_layout() {
+        // Linux 5.15: `comm` was a char[16], so every field sat 12 bytes further.
+        let dir = fixture(
+            "sched_migrate_task",
+            "\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+             \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+             \tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;\n\
+             \tfield:int orig_cpu;\toffset:32;\tsize:4;\tsigned:1;\n\
+             \tfield:int dest_cpu;\toffset:36;\tsize:4;\tsigned:1;\n",
+        );
+        let layout = migrate(&TraceFs::new(dir.path())).unwrap();
+        assert_eq!(
+            layout,
+            MigrateLayout {
+                pid_offset: 24,
+                orig_cpu_offset: 32,
+                dest_cpu_offset: 36
+            }
+        );
+        assert_ne!(layout, MigrateLayout::DEFAULT);
+    }
+
+    #[test]
+    fn missing_events_and_fields_say_which() {
+        let dir = fixture(
+            "sched_switch",
+            "\tfield:pid_t prev_pid;\toffset:24;\tsize:4;\tsigned:1;\n",
+        );
+        let tracefs = TraceFs::new(dir.path());
+        let err = switch(&tracefs).unwrap_err();
+        assert!(err.contains("prev_state"), "{err}");
+        let err = wakeup(&tracefs).unwrap_err();
+        assert!(err.contains("sched:sched_wakeup does not exist"), "{err}");
+    }
+
+    #[test]
+    fn this_kernel_matches_the_built_in_layouts() {
+        // The programs read at compile-time offsets only when these match; if this fails on a
+        // new kernel, the fallback path is taken there, correctly but more slowly.
+        let tracefs = TraceFs::default();
+        if !tracefs.root().join("events/sched").exists() {
+            eprintln!("skipped: no sched events in tracefs");
+            return;
+        }
+        assert_eq!(switch(&tracefs), Ok(SwitchLayout::DEFAULT));
+        assert_eq!(wakeup(&tracefs), Ok(SchedWakeupLayout::DEFAULT));
+        assert_eq!(migrate(&tracefs), Ok(MigrateLayout::DEFAULT));
+    }
+}

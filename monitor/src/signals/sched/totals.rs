@@ -1,0 +1,178 @@
+//! Running scheduling totals of watched threads, decoded from the kernel's entries.
+
+use monitor_common::sched::{CPU_UNKNOWN, MIGRATION_CLASSES, ThreadSched};
+
+use super::{places::decode_class, watch::ThreadClass};
+use crate::{host::topology::MigrationClass, signals::exits::Histogram};
+
+/// Migrations by what they crossed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MigrationCounts([u64; MIGRATION_CLASSES]);
+
+impl MigrationCounts {
+    /// The classes a migration can have (a move to the same CPU is not a migration).
+    pub const CLASSES: [MigrationClass; MIGRATION_CLASSES] = [
+        MigrationClass::SameCore,
+        MigrationClass::SameLlc,
+        MigrationClass::CrossLlc,
+        MigrationClass::CrossNode,
+        MigrationClass::Unknown,
+    ];
+
+    #[must_use]
+    pub fn from_raw(raw: &[u64; MIGRATION_CLASSES]) -> Self {
+        let mut counts = [0; MIGRATION_CLASSES];
+        for (index, &n) in raw.iter().enumerate() {
+            if let Some(slot) = Self::slot(decode_class(index)) {
+                counts[slot] += n;
+            }
+        }
+        Self(counts)
+    }
+
+    fn slot(class: MigrationClass) -> Option<usize> {
+        Self::CLASSES.iter().position(|c| *c == class)
+    }
+
+    #[must_use]
+    pub fn get(&self, class: MigrationClass) -> u64 {
+        Self::slot(class).map_or(0, |slot| self.0[slot])
+    }
+
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Each class with its count, in [`Self::CLASSES`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (MigrationClass, u64)> + '_ {
+        Self::CLASSES.into_iter().zip(self.0)
+    }
+
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut counts = self.0;
+        for (now, before) in counts.iter_mut().zip(earlier.0) {
+            *now = now.saturating_sub(before);
+        }
+        Self(counts)
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// One watched thread's running totals. Times include the interval in progress when read, so
+/// that a thread waiting (or running) across a whole window shows it in that window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadTotals {
+    pub tid: u32,
+    /// The VMM process.
+    pub pid: u32,
+    pub class: ThreadClass,
+    /// The CPU it runs on, waits on or last ran on.
+    pub cpu: Option<u32>,
+    pub running: bool,
+    pub waiting: bool,
+    pub run_ns: u64,
+    /// Run-queue wait: the completed waits of `wait` and the one in progress.
+    pub wait_ns: u64,
+    /// Completed run-queue waits.
+    pub wait: Histogram,
+    pub voluntary: u64,
+    pub involuntary: u64,
+    pub migrations: MigrationCounts,
+}
+
+impl ThreadTotals {
+    /// Decodes a kernel entry read at `now_ns` (`CLOCK_MONOTONIC`, the clock of
+    /// `bpf_ktime_get_ns`).
+    #[must_use]
+    pub fn decode(tid: u32, class: ThreadClass, raw: &ThreadSched, now_ns: u64) -> Self {
+        // Both starts set: runnable when watching began, not known yet whether on a CPU.
+        let known = raw.run_start_ns == 0 || raw.queue_start_ns == 0;
+        let open = |start: u64| {
+            if start == 0 || !known {
+                0
+            } else {
+                now_ns.saturating_sub(start)
+            }
+        };
+        Self {
+            tid,
+            pid: raw.tgid,
+            class,
+            cpu: (raw.cpu != CPU_UNKNOWN).then_some(raw.cpu),
+            running: known && raw.run_start_ns != 0,
+            waiting: known && raw.queue_start_ns != 0,
+            run_ns: raw.run_ns + open(raw.run_start_ns),
+            wait_ns: raw.wait.sum_ns + open(raw.queue_start_ns),
+            wait: Histogram::from(&raw.wait),
+            voluntary: raw.voluntary,
+            involuntary: raw.involuntary,
+            migrations: MigrationCounts::from_raw(&raw.migrations),
+        }
+    }
+
+    /// What happened between `earlier` and `self` (two readings of the same thread).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            run_ns: self.run_ns.saturating_sub(earlier.run_ns),
+            wait_ns: self.wait_ns.saturating_sub(earlier.wait_ns),
+            wait: self.wait.since(&earlier.wait),
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+            migrations: self.migrations.since(&earlier.migrations),
+            ..self.clone()
+        }
+    }
+}
+
+/// The monotonic clock the kernel programs timestamp with.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; CLOCK_MONOTONIC
+    // always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{LatencyHist, sched::MigrationClass as Raw};
+
+    use super::*;
+
+    #[test]
+    fn intervals_in_progress_count_up_to_now() {
+        let mut raw = ThreadSched::new(10);
+        raw.run_ns = 1_000;
+        raw.run_start_ns = 5_000;
+        raw.wait = LatencyHist {
+            count: 1,
+            sum_ns: 300,
+            ..LatencyHist::ZERO
+        };
+        raw.migrations[Raw::CrossNode as usize] = 2;
+        let t = ThreadTotals::decode(11, ThreadClass::Vcpu, &raw, 5_500);
+        assert_eq!((t.run_ns, t.wait_ns, t.cpu), (1_500, 300, None));
+        assert!(t.running && !t.waiting);
+        assert_eq!(t.migrations.get(MigrationClass::CrossNode), 2);
+        raw.run_start_ns = 0;
+        raw.queue_start_ns = 5_200;
+        raw.cpu = 3;
+        let later = ThreadTotals::decode(11, ThreadClass::Vcpu, &raw, 6_000);
+        assert_eq!((later.wait_ns, later.cpu), (1_100, Some(3)));
+        let window = later.since(&t);
+        assert_eq!((window.run_ns, window.wait_ns), (0, 800));
+        assert_eq!(window.migrations.total(), 0);
+    }
+}

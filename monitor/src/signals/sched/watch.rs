@@ -1,0 +1,278 @@
+//! Which threads the scheduler programs watch, and what each is to its VM.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    hash::BuildHasher,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use crate::discovery::{ThreadRole, Vmm};
+
+/// What a VMM thread does, as its figures are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadClass {
+    /// Runs a vCPU (`KVM_RUN`).
+    Vcpu,
+    /// The process's first thread: QEMU's main loop, which emulates devices without an iothread.
+    Main,
+    /// A QEMU `-object iothread` (`IO iothread0`, `IO mon_iothread`).
+    #[serde(rename = "iothread")]
+    IoThread,
+    /// QEMU's thread pool (`worker`): `aio=threads` disk I/O and other blocking work.
+    Worker,
+    /// A vhost worker (`vhost-<pid>`): virtio rings served in the kernel.
+    Vhost,
+    Other,
+}
+
+impl ThreadClass {
+    pub const ALL: [Self; 6] = [
+        Self::Vcpu,
+        Self::Main,
+        Self::IoThread,
+        Self::Worker,
+        Self::Vhost,
+        Self::Other,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vcpu => "vcpu",
+            Self::Main => "main",
+            Self::IoThread => "iothread",
+            Self::Worker => "worker",
+            Self::Vhost => "vhost",
+            Self::Other => "other",
+        }
+    }
+
+    /// The class of a thread discovery has classified.
+    #[must_use]
+    pub fn of(role: &ThreadRole) -> Self {
+        match role {
+            ThreadRole::Vcpu(_) => Self::Vcpu,
+            ThreadRole::Main => Self::Main,
+            ThreadRole::IoThread(_) => Self::IoThread,
+            ThreadRole::KernelWorker(comm) if comm.starts_with("vhost-") => Self::Vhost,
+            ThreadRole::Other(comm) if comm == "worker" => Self::Worker,
+            ThreadRole::KernelWorker(_) | ThreadRole::Other(_) => Self::Other,
+        }
+    }
+}
+
+/// One thread to watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchedThread {
+    pub tid: u32,
+    /// The VMM process it works for.
+    pub pid: u32,
+    /// That process's start time: with `pid`, the VM's identity, so that the threads of a new
+    /// process on a reused pid start from zero.
+    pub vm_start: u64,
+    pub class: ThreadClass,
+}
+
+/// Every thread of every VM: the process's own threads and the vhost kernel threads that serve
+/// it from outside the process (`vhost` maps a VMM pid to them).
+#[must_use]
+pub fn threads_of<S: BuildHasher>(
+    vmms: &[Vmm],
+    vhost: &HashMap<u32, Vec<u32>, S>,
+) -> Vec<WatchedThread> {
+    let mut threads = Vec::new();
+    for vmm in vmms {
+        let watched = |tid, class| WatchedThread {
+            tid,
+            pid: vmm.id.pid,
+            vm_start: vmm.id.start_time,
+            class,
+        };
+        // A vCPU thread learnt from the kernel after discovery classified the threads.
+        let vcpu_tids: HashSet<u32> = vmm.vcpus.iter().filter_map(|v| v.tid).collect();
+        threads.extend(vmm.threads.iter().map(|t| {
+            let class = if vcpu_tids.contains(&t.tid) {
+                ThreadClass::Vcpu
+            } else {
+                ThreadClass::of(&t.role)
+            };
+            watched(t.tid, class)
+        }));
+        // vCPU threads discovery learnt from the kernel but not from the thread list.
+        for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
+            if !vmm.threads.iter().any(|t| t.tid == tid) {
+                threads.push(watched(tid, ThreadClass::Vcpu));
+            }
+        }
+        for &tid in vhost.get(&vmm.id.pid).into_iter().flatten() {
+            threads.push(watched(tid, ThreadClass::Vhost));
+        }
+    }
+    threads
+}
+
+/// Whether a thread is runnable now (state `R`: on a CPU or waiting for one), from
+/// `/proc/PID/task/TID/stat`; false when it cannot be read.
+#[must_use]
+pub fn is_runnable(proc_root: &Path, thread: &WatchedThread) -> bool {
+    let stat = proc_root
+        .join(thread.pid.to_string())
+        .join("task")
+        .join(thread.tid.to_string())
+        .join("stat");
+    // The state follows the parenthesised comm, which may itself contain ") ".
+    fs::read_to_string(stat).is_ok_and(|text| {
+        text.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('R'))
+    })
+}
+
+/// How often `/proc` is scanned for vhost kernel threads: it reads one small file per process.
+const VHOST_SCAN_PERIOD: Duration = Duration::from_secs(10);
+
+/// Finds the vhost kernel threads of VMs. Before Linux 6.4 a vhost worker is a kernel thread of
+/// its own, named `vhost-<owner pid>`, outside the VMM process; since, it is a thread of the
+/// VMM and discovery lists it. A top-level `/proc` entry with such a name is the former kind.
+#[derive(Debug, Default)]
+pub struct VhostScan {
+    last: Option<Instant>,
+    found: HashMap<u32, Vec<u32>>,
+}
+
+impl VhostScan {
+    /// The vhost kernel threads of `vmm_pids`, rescanning when the last scan is old or a VM
+    /// appeared since.
+    pub fn threads(
+        &mut self,
+        proc_root: &Path,
+        vmm_pids: &HashSet<u32>,
+    ) -> &HashMap<u32, Vec<u32>> {
+        let stale = self.last.is_none_or(|at| at.elapsed() >= VHOST_SCAN_PERIOD);
+        let new_vm = vmm_pids.iter().any(|pid| !self.found.contains_key(pid));
+        if stale || new_vm {
+            self.found = scan(proc_root, vmm_pids);
+            self.last = Some(Instant::now());
+        }
+        &self.found
+    }
+}
+
+fn scan(proc_root: &Path, vmm_pids: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
+    // Every VM gets an entry, empty or not, so that a VM without vhost does not trigger a
+    // rescan on every sample.
+    let mut found: HashMap<u32, Vec<u32>> = vmm_pids.iter().map(|&p| (p, Vec::new())).collect();
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(comm) = fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        let owner = comm
+            .trim_end()
+            .strip_prefix("vhost-")
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(list) = owner.and_then(|pid| found.get_mut(&pid)) {
+            list.push(tid);
+        }
+    }
+    for list in found.values_mut() {
+        list.sort_unstable();
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{VmmId, VmmKind, VmmThread};
+
+    fn vmm(pid: u32, threads: &[(u32, ThreadRole)]) -> Vmm {
+        Vmm {
+            id: VmmId { pid, start_time: 7 },
+            kind: VmmKind::Qemu,
+            name: format!("vm{pid}"),
+            uuid: None,
+            comm: "qemu-system-x86".into(),
+            qemu: None,
+            vcpus: vec![],
+            threads: threads
+                .iter()
+                .map(|(tid, role)| VmmThread {
+                    tid: *tid,
+                    comm: String::new(),
+                    role: role.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn qemu_threads_fall_into_classes() {
+        use ThreadClass::{IoThread, Main, Other, Vcpu, Vhost, Worker};
+        let vm = vmm(
+            100,
+            &[
+                (100, ThreadRole::Main),
+                (101, ThreadRole::Other("call_rcu".into())),
+                (102, ThreadRole::Vcpu(0)),
+                (103, ThreadRole::IoThread("iothread0".into())),
+                (104, ThreadRole::Other("worker".into())),
+                (105, ThreadRole::KernelWorker("vhost-100".into())),
+                (106, ThreadRole::KernelWorker("kvm-nx-lpage-re".into())),
+            ],
+        );
+        let vhost = HashMap::from([(100, vec![900])]);
+        let classes: Vec<(u32, ThreadClass)> = threads_of(&[vm], &vhost)
+            .iter()
+            .map(|t| (t.tid, t.class))
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                (100, Main),
+                (101, Other),
+                (102, Vcpu),
+                (103, IoThread),
+                (104, Worker),
+                (105, Vhost),
+                (106, Other),
+                (900, Vhost)
+            ]
+        );
+    }
+
+    #[test]
+    fn vhost_kernel_threads_are_found_by_name() {
+        let proc = tempfile::tempdir().unwrap();
+        for (pid, comm) in [
+            (1, "systemd"),
+            (50, "vhost-100"),
+            (51, "vhost-100"),
+            (52, "vhost-200"),
+            (53, "vhost-abc"),
+        ] {
+            let dir = proc.path().join(pid.to_string());
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+        }
+        fs::create_dir_all(proc.path().join("self")).unwrap();
+        let mut scan = VhostScan::default();
+        let found = scan.threads(proc.path(), &HashSet::from([100, 300]));
+        assert_eq!(found.get(&100), Some(&vec![50, 51]));
+        assert_eq!(found.get(&300), Some(&vec![]));
+        assert_eq!(found.get(&200), None, "not a VM");
+    }
+}

@@ -1,0 +1,293 @@
+//! Two readings → the scheduling figures of a window: per vCPU (with its placement), per VM,
+//! per thread class, and who the VM's threads waited behind.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
+
+use monitor_common::latency::bucket_floor_ns;
+
+use super::{Hooks, SchedProbe, SchedTotals, ThreadClass, ThreadTotals, contenders};
+use crate::{
+    discovery::Vmm,
+    host::topology::{MigrationClass, Topology},
+    model::{
+        self,
+        sched::{
+            ClassSched, HostSched, MigrationCount, Migrations, Placement, SchedCumulative,
+            SchedFigures, VcpuSched, VmSched, WaitBucket,
+        },
+    },
+    signals::{Attachment, SourceState, exits::Histogram, numa::memory::MemoryPlacement},
+};
+
+/// What one sample holds for these figures.
+#[derive(Clone, Copy)]
+pub struct Reading<'a> {
+    pub vmms: &'a [Vmm],
+    pub totals: &'a SchedTotals,
+    pub memory: &'a HashMap<u32, MemoryPlacement>,
+}
+
+/// The session state the figures need besides the two readings.
+pub struct Context<'a> {
+    pub sources: &'a BTreeMap<SchedProbe, Attachment>,
+    pub hooks: &'a Hooks,
+    pub topology: Option<&'a Topology>,
+    /// To name contending processes.
+    pub proc_root: &'a Path,
+}
+
+/// One thread over the window, with its running totals.
+struct ThreadWindow<'a> {
+    window: ThreadTotals,
+    running: &'a ThreadTotals,
+}
+
+/// Which figures the attached sources make meaningful.
+#[derive(Clone, Copy)]
+struct Available {
+    switch: bool,
+    wait: bool,
+    migrate: bool,
+}
+
+/// Fills the scheduling and NUMA parts of `snapshot` (built by [`crate::window::snapshot`] from
+/// the same two samples).
+pub fn fill(snapshot: &mut model::Snapshot, earlier: Reading, later: Reading, ctx: &Context) {
+    let seconds = snapshot.window.duration_seconds;
+    let attached = |p| matches!(ctx.sources.get(&p), Some(Attachment::Attached));
+    let available = Available {
+        switch: attached(SchedProbe::Switch),
+        wait: attached(SchedProbe::Switch) && attached(SchedProbe::Wakeup),
+        migrate: attached(SchedProbe::Migrate),
+    };
+    let earlier_ids: HashMap<u32, u64> = earlier
+        .vmms
+        .iter()
+        .map(|v| (v.id.pid, v.id.start_time))
+        .collect();
+    for vm in &mut snapshot.vms {
+        let same_vm = earlier_ids.get(&vm.pid) == Some(&vm.start_time);
+        let before = same_vm.then_some(earlier.totals);
+        let threads = thread_windows(later.totals, before, vm.pid);
+        for vcpu in &mut vm.vcpus {
+            let Some(thread) = vcpu
+                .tid
+                .and_then(|tid| threads.iter().find(|t| t.window.tid == tid))
+            else {
+                continue;
+            };
+            vcpu.sched = Some(VcpuSched {
+                figures: figures(&[thread], seconds, available),
+                placement: placement(thread, later.totals, before, ctx.topology),
+            });
+        }
+        let of_class = |class| -> Vec<&ThreadWindow> {
+            threads.iter().filter(|t| t.window.class == class).collect()
+        };
+        vm.sched = VmSched {
+            vcpus: figures(&of_class(ThreadClass::Vcpu), seconds, available),
+            classes: ThreadClass::ALL
+                .into_iter()
+                .filter_map(|class| {
+                    let members = of_class(class);
+                    (!members.is_empty()).then(|| ClassSched {
+                        class,
+                        figures: figures(&members, seconds, available),
+                    })
+                })
+                .collect(),
+            contenders: contenders::window(vm, later.vmms, later.totals, before, ctx.proc_root),
+        };
+        let vmm = later.vmms.iter().find(|v| v.id.pid == vm.pid);
+        crate::signals::numa::figures::fill_vm(
+            vm,
+            vmm,
+            later.memory,
+            (later.totals, before),
+            attached(SchedProbe::NumaFault),
+        );
+    }
+    snapshot.sched = host(later.totals, earlier.totals, ctx);
+}
+
+fn thread_windows<'a>(
+    now: &'a SchedTotals,
+    before: Option<&SchedTotals>,
+    pid: u32,
+) -> Vec<ThreadWindow<'a>> {
+    let mut threads: Vec<ThreadWindow> = now
+        .threads
+        .values()
+        .filter(|t| t.pid == pid)
+        .map(|running| {
+            let earlier = before
+                .and_then(|b| b.threads.get(&running.tid))
+                .filter(|e| e.pid == pid);
+            ThreadWindow {
+                window: earlier.map_or_else(|| running.clone(), |e| running.since(e)),
+                running,
+            }
+        })
+        .collect();
+    threads.sort_by_key(|t| t.window.tid);
+    threads
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "nanoseconds and counts in a window, far below 2^52"
+)]
+fn figures(threads: &[&ThreadWindow], seconds: f64, available: Available) -> SchedFigures {
+    let n = u32::try_from(threads.len()).unwrap_or(u32::MAX);
+    let mut wait = Histogram::default();
+    let mut out = SchedFigures {
+        threads: n,
+        ..SchedFigures::default()
+    };
+    let mut migrations = super::MigrationCounts::default();
+    let mut cumulative = SchedCumulative::default();
+    let mut running_migrations = super::MigrationCounts::default();
+    for t in threads {
+        out.wait_ns += t.window.wait_ns;
+        out.run_ns += t.window.run_ns;
+        out.voluntary_switches += t.window.voluntary;
+        out.involuntary_switches += t.window.involuntary;
+        wait.merge(&t.window.wait);
+        migrations.merge(&t.window.migrations);
+        cumulative.wait_ns += t.running.wait_ns;
+        cumulative.run_ns += t.running.run_ns;
+        cumulative.voluntary_switches += t.running.voluntary;
+        cumulative.involuntary_switches += t.running.involuntary;
+        cumulative.wait.merge(&t.running.wait);
+        running_migrations.merge(&t.running.migrations);
+    }
+    let wall_ns = seconds * 1e9 * f64::from(n);
+    let share =
+        |ns: u64, ok: bool| (ok && wall_ns > 0.0).then(|| (ns as f64 / wall_ns).clamp(0.0, 1.0));
+    out.steal = share(out.wait_ns, available.wait);
+    out.on_cpu = share(out.run_ns, available.switch);
+    out.wait = wait.summary();
+    out.wait_buckets = wait
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(bucket, &count)| WaitBucket {
+            floor_ns: bucket_floor_ns(bucket),
+            count,
+        })
+        .collect();
+    out.migrations = available.migrate.then(|| Migrations {
+        count: migrations.total(),
+        rate: rate(migrations.total(), seconds),
+        by_class: migrations
+            .iter()
+            .map(|(class, count)| {
+                let rate = rate(count, seconds);
+                (class_name(class), MigrationCount { count, rate })
+            })
+            .collect(),
+    });
+    cumulative.migrations = running_migrations
+        .iter()
+        .map(|(class, n)| (class_name(class), n))
+        .collect();
+    out.cumulative = cumulative;
+    out
+}
+
+/// Where a vCPU thread runs, and where it ran most in the window.
+fn placement(
+    thread: &ThreadWindow,
+    now: &SchedTotals,
+    before: Option<&SchedTotals>,
+    topology: Option<&Topology>,
+) -> Placement {
+    let tid = thread.window.tid;
+    let earlier = before.and_then(|b| b.cpu_time.get(&tid));
+    let mut per_cpu: BTreeMap<u32, u64> = now
+        .cpu_time
+        .get(&tid)
+        .into_iter()
+        .flatten()
+        .map(|(&cpu, &ns)| {
+            let was = earlier.and_then(|e| e.get(&cpu)).copied().unwrap_or(0);
+            (cpu, ns.saturating_sub(was))
+        })
+        .collect();
+    // The kernel files an on-CPU interval under its CPU when it ends; the part of the window's
+    // run time not filed yet is the interval in progress, on the current CPU.
+    let filed: u64 = per_cpu.values().sum();
+    if let (Some(cpu), true) = (thread.running.cpu, thread.window.run_ns > filed) {
+        *per_cpu.entry(cpu).or_default() += thread.window.run_ns - filed;
+    }
+    let total: u64 = per_cpu.values().sum();
+    let dominant = per_cpu
+        .iter()
+        .filter(|(_, ns)| **ns > 0)
+        .max_by_key(|(cpu, ns)| (**ns, std::cmp::Reverse(**cpu)))
+        .map(|(cpu, ns)| (*cpu, *ns));
+    let node_of = |cpu: Option<u32>| topology.and_then(|t| t.node_of(cpu?));
+    #[expect(clippy::cast_precision_loss, reason = "nanoseconds, far below 2^52")]
+    let dominant_cpu_share = dominant.map(|(_, ns)| ns as f64 / total as f64);
+    Placement {
+        cpu: thread.running.cpu,
+        node: node_of(thread.running.cpu),
+        dominant_cpu: dominant.map(|(cpu, _)| cpu),
+        dominant_cpu_share,
+        dominant_node: node_of(dominant.map(|(cpu, _)| cpu)),
+        remote_memory_share: None,
+    }
+}
+
+fn host(now: &SchedTotals, earlier: &SchedTotals, ctx: &Context) -> HostSched {
+    HostSched {
+        sources: ctx
+            .sources
+            .iter()
+            .map(|(probe, attachment)| {
+                let events = now
+                    .watched_events
+                    .get(probe)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(earlier.watched_events.get(probe).copied().unwrap_or(0));
+                (probe.name(), SourceState::from_window(attachment, events))
+            })
+            .collect(),
+        hooks: ctx
+            .hooks
+            .iter()
+            .map(|(p, hook)| (p.name(), *hook))
+            .collect(),
+        watched_threads: now.threads.len(),
+        dropped: now.dropped,
+    }
+}
+
+#[must_use]
+pub fn class_name(class: MigrationClass) -> &'static str {
+    match class {
+        MigrationClass::SameCpu => "same_cpu",
+        MigrationClass::SameCore => "same_core",
+        MigrationClass::SameLlc => "same_llc",
+        MigrationClass::CrossLlc => "cross_llc",
+        MigrationClass::CrossNode => "cross_node",
+        MigrationClass::Unknown => "unknown",
+    }
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "event counts stay far below 2^52"
+)]
+fn rate(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}

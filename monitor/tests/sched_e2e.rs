@@ -1,0 +1,317 @@
+//! End to end with real QEMU/KVM guests: kvmtop's run-queue wait per vCPU agrees with the
+//! kernel's own accounting (`/proc/PID/task/TID/schedstat`) and with libbpf-tools' `runqlat`,
+//! and its migration counts agree with bpftrace and are classified for this host's topology.
+//!
+//! Windows are made exact by freezing the guests (SIGSTOP) outside them. A stopped thread is not
+//! runnable, so it accrues no run-queue wait: once every thread of a guest has stopped, nothing
+//! changes until it is thawed. Every observer starts and ends while the guests are fully
+//! stopped, so all see the same waits: the one after SIGCONT woke the threads, every
+//! preemption while they ran, and the last wait before SIGSTOP was handled.
+
+mod sched_support;
+mod support;
+
+use std::{
+    collections::HashMap,
+    fs,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use guests::{Guest, VcpuThread};
+use kvmtop::host::topology::Topology;
+use sched_support::{
+    KernelAccounting, assert_same_distribution, assert_within, finish_kvmtop, freeze,
+    kvmtop_window, median_slot, median_slot_range, parse_runqlat, start_portio, vcpu_sched, vm,
+};
+use support::Observed;
+
+/// kvmtop vs schedstat for the run-queue wait.
+const WAIT_TOLERANCE: f64 = 0.05;
+/// kvmtop vs bpftrace for migrations.
+const MIGRATION_TOLERANCE: f64 = 0.02;
+/// kvmtop vs the kernel's context-switch counts.
+const SWITCH_TOLERANCE: f64 = 0.02;
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
+fn run_queue_wait_matches_schedstat_and_runqlat() {
+    const TEST: &str = "run_queue_wait_matches_schedstat_and_runqlat";
+    if let Some(reason) = support::missing_prerequisite(true, &["runqlat", "stress-ng", "stdbuf"]) {
+        return support::skip(TEST, &reason);
+    }
+    let (a, a_vcpus) = start_portio("kvmtop-sched-a");
+    let (b, b_vcpus) = start_portio("kvmtop-sched-b");
+    // Two busy vCPUs and two busy stress-ng workers on two CPUs: everyone waits.
+    let mut stress = Command::new("stress-ng");
+    stress.args(["--cpu", "2", "--timeout", "300"]);
+    let stress = Observed::spawn(stress);
+    freeze(&a);
+    freeze(&b);
+
+    let runqlat = |guest: &Guest| {
+        // Line-buffered, or its readiness line sits in a pipe buffer until it exits.
+        let mut command = Command::new("stdbuf");
+        command.arg("-oL").arg(support::which("runqlat").unwrap());
+        command.args(["-L", "-p", &guest.pid().to_string()]);
+        let mut observed = Observed::spawn(command);
+        observed.wait_for("Tracing run queue latency", Duration::from_mins(1));
+        observed
+    };
+    let mut runqlats = [runqlat(&a), runqlat(&b)];
+    let vcpus: Vec<(&Guest, VcpuThread)> = a_vcpus
+        .iter()
+        .map(|v| (&a, *v))
+        .chain(b_vcpus.iter().map(|v| (&b, *v)))
+        .collect();
+    let before: Vec<KernelAccounting> = vcpus
+        .iter()
+        .map(|(g, v)| KernelAccounting::read(g.pid(), v.tid))
+        .collect();
+    let kvmtop = kvmtop_window(7);
+    a.thaw().unwrap();
+    b.thaw().unwrap();
+    thread::sleep(Duration::from_secs(3));
+    freeze(&a);
+    freeze(&b);
+    let after: Vec<KernelAccounting> = vcpus
+        .iter()
+        .map(|(g, v)| KernelAccounting::read(g.pid(), v.tid))
+        .collect();
+    let snapshot = finish_kvmtop(kvmtop);
+    let mut reference = HashMap::new();
+    for runqlat in &mut runqlats {
+        runqlat.interrupt_and_wait(Duration::from_secs(30));
+        reference.extend(parse_runqlat(&runqlat.stdout_text()));
+    }
+    drop(stress);
+
+    for (i, (guest, vcpu)) in vcpus.iter().enumerate() {
+        let sched = vcpu_sched(vm(&snapshot, guest.pid()), vcpu.tid);
+        let what = format!("vCPU thread {} of VM {}", vcpu.tid, guest.pid());
+        let kernel = after[i].since(&before[i]);
+        assert!(
+            kernel.wait_ns > 100_000_000,
+            "{what}: the contention barely made it wait ({kernel:?})"
+        );
+        let ours = |field: &str| sched[field].as_u64().unwrap();
+        assert_within(
+            &format!("{what}: run-queue wait ns vs schedstat"),
+            ours("wait_ns"),
+            kernel.wait_ns,
+            WAIT_TOLERANCE,
+        );
+        assert_within(
+            &format!("{what}: on-CPU ns vs schedstat"),
+            ours("run_ns"),
+            kernel.run_ns,
+            WAIT_TOLERANCE,
+        );
+        assert_within(
+            &format!("{what}: involuntary switches vs status"),
+            ours("involuntary_switches"),
+            kernel.involuntary,
+            SWITCH_TOLERANCE,
+        );
+        assert_within(
+            &format!("{what}: voluntary switches vs status"),
+            ours("voluntary_switches"),
+            kernel.voluntary,
+            SWITCH_TOLERANCE,
+        );
+        let runqlat = reference
+            .get(&vcpu.tid)
+            .unwrap_or_else(|| panic!("{what}: runqlat has no histogram: {reference:?}"));
+        let runqlat_total: u64 = runqlat.iter().sum();
+        let buckets = sched["wait_buckets"].as_array().unwrap();
+        let total: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert_eq!(total, sched["wait"]["count"].as_u64().unwrap());
+        assert_within(
+            &format!("{what}: waits vs runqlat"),
+            total,
+            runqlat_total,
+            0.0,
+        );
+        assert_same_distribution(&what, buckets, runqlat, 2);
+        let (ours, theirs) = (
+            median_slot_range(buckets),
+            median_slot(runqlat, runqlat_total),
+        );
+        eprintln!(
+            "{what}: median usec slot kvmtop {} (at most {}), runqlat {theirs}",
+            ours.start(),
+            ours.end()
+        );
+        // kvmtop's median bucket, on runqlat's slots, is the slot covering 95 % of it; it can
+        // differ only through waits in the other 5 %, which the distribution check bounds.
+        assert!(
+            ours.contains(&theirs),
+            "{what}: median bucket; runqlat {runqlat:?}, kvmtop {buckets:?}"
+        );
+        let steal = sched["steal"].as_f64().unwrap();
+        assert!(steal > 0.02 && steal < 1.0, "{what}: steal {steal}");
+    }
+
+    // Who the VMs waited behind: stress-ng and the other VM among the contenders.
+    let vm_a = vm(&snapshot, a.pid());
+    let contenders = vm_a["sched"]["contenders"].as_array().unwrap();
+    let kinds: Vec<&str> = contenders
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    // stress-ng's workers are processes of their own, named stress-ng-cpu.
+    assert!(
+        contenders
+            .iter()
+            .any(|c| c["name"].as_str().unwrap().starts_with("stress-ng")),
+        "{contenders:#?}"
+    );
+    assert!(kinds.contains(&"vm"), "{contenders:#?}");
+    let classes: Vec<&str> = vm_a["sched"]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(&classes[..2], ["vcpu", "main"], "{classes:?}");
+    // One node here: all memory on node 0, no vCPU away from it.
+    let memory = &vm_a["numa"]["memory"];
+    assert_eq!(memory["by_node"][0]["node"], 0, "{memory:#}");
+    assert_eq!(vm_a["numa"]["vcpu_memory_mismatch"], 0.0);
+    for source in ["sched_switch", "sched_wakeup"] {
+        assert_eq!(snapshot["sched"]["sources"][source], "live");
+    }
+}
+
+#[test]
+fn migrations_match_bpftrace_and_are_classified_for_this_host() {
+    const TEST: &str = "migrations_match_bpftrace_and_are_classified_for_this_host";
+    if let Some(reason) = support::missing_prerequisite(true, &["bpftrace", "taskset"]) {
+        return support::skip(TEST, &reason);
+    }
+    let topology = Topology::read(std::path::Path::new("/sys")).expect("host topology");
+    let online: Vec<u32> = topology.online().iter().copied().collect();
+    let [first, second, ..] = online[..] else {
+        return support::skip(TEST, "needs two online CPUs");
+    };
+    let expected_class =
+        kvmtop::signals::sched::window::class_name(topology.classify_migration(first, second));
+    let (guest, vcpus) = start_portio("kvmtop-sched-migrate");
+    let tid = vcpus[0].tid;
+    freeze(&guest);
+    let mut bpftrace = support::bpftrace(&format!(
+        "tracepoint:sched:sched_migrate_task /args->pid == {tid}/ {{ @moves = count(); }}"
+    ));
+    let kvmtop = kvmtop_window(7);
+    guest.thaw().unwrap();
+    // Move the busy vCPU thread back and forth between two CPUs.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut moves = 0u32;
+    while Instant::now() < deadline {
+        let cpu = if moves.is_multiple_of(2) {
+            second
+        } else {
+            first
+        };
+        let status = Command::new("taskset")
+            .args(["-p", "-c", &cpu.to_string(), &tid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running taskset");
+        assert!(status.success(), "taskset failed");
+        moves += 1;
+        thread::sleep(Duration::from_millis(10));
+    }
+    freeze(&guest);
+    let snapshot = finish_kvmtop(kvmtop);
+    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    let cpus = format!("{first},{second}");
+    let _ = Command::new("taskset")
+        .args(["-p", "-c", &cpus, &tid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status();
+
+    let reference = bpftrace
+        .stdout_text()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("@moves: ")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(
+        reference >= u64::from(moves) / 2,
+        "{moves} affinity changes, bpftrace saw {reference} migrations"
+    );
+    let sched = vcpu_sched(vm(&snapshot, guest.pid()), tid);
+    let migrations = &sched["migrations"];
+    let count = migrations["count"].as_u64().unwrap();
+    assert_within("migrations", count, reference, MIGRATION_TOLERANCE);
+    // Every move was between the same two CPUs, so all have this host's class for them.
+    assert_eq!(
+        migrations["by_class"][expected_class]["count"].as_u64(),
+        Some(count),
+        "expected every migration to be {expected_class}: {migrations:#}"
+    );
+    eprintln!("migrations between CPUs {first} and {second}: {expected_class}");
+    let placement = &sched["placement"];
+    let cpu = placement["cpu"].as_u64().unwrap();
+    assert!(
+        cpu == u64::from(first) || cpu == u64::from(second),
+        "{placement:#}"
+    );
+}
+
+#[test]
+fn a_missing_scheduler_tracepoint_costs_only_its_figures() {
+    const TEST: &str = "a_missing_scheduler_tracepoint_costs_only_its_figures";
+    if let Some(reason) = support::missing_prerequisite(true, &[]) {
+        return support::skip(TEST, &reason);
+    }
+    let events = std::path::Path::new("/sys/kernel/tracing/events/sched");
+    if !events.join("sched_switch/format").exists() {
+        return support::skip(TEST, "tracefs is not mounted");
+    }
+    // A tracefs view of this kernel without sched:sched_migrate_task.
+    let tracefs = tempfile::tempdir().unwrap();
+    for event in ["sched_switch", "sched_wakeup"] {
+        let dir = tracefs.path().join("events/sched").join(event);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(events.join(event).join("format"), dir.join("format")).unwrap();
+    }
+    let (guest, vcpus) = start_portio("kvmtop-sched-degraded");
+    let mut command = support::kvmtop();
+    command
+        .args([
+            "snapshot",
+            "--duration",
+            "1",
+            "--format",
+            "json",
+            "--tracefs",
+        ])
+        .arg(tracefs.path());
+    let mut kvmtop = Observed::spawn(command);
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let snapshot = finish_kvmtop(kvmtop);
+
+    let sources = &snapshot["sched"]["sources"];
+    let migrate = sources["sched_migrate_task"].as_str().unwrap();
+    assert!(
+        migrate.starts_with("unavailable: ") && migrate.contains("sched:sched_migrate_task"),
+        "{sources:#}"
+    );
+    assert_eq!(sources["sched_switch"], "live", "{sources:#}");
+    let sched = vcpu_sched(vm(&snapshot, guest.pid()), vcpus[0].tid);
+    assert!(sched["migrations"].is_null(), "{sched:#}");
+    let on_cpu = sched["on_cpu"].as_f64().expect("on-CPU share");
+    assert!(on_cpu > 0.1, "a busy vCPU runs: {sched:#}");
+    assert!(sched["steal"].is_number(), "{sched:#}");
+}

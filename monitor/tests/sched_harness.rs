@@ -1,0 +1,285 @@
+//! The scheduler and NUMA programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with
+//! synthetic event sequences and exact timestamps: run-queue waits land in exact log2 buckets
+//! with exact totals, switches and migrations are classified, contenders are attributed, and
+//! NUMA faults are split local/remote on fixture multi-node topologies this host does not have.
+
+mod sched_support;
+mod support;
+
+use kvmtop::{
+    host::topology::MigrationClass,
+    signals::{
+        numa::{NumaFaultCounts, NumaFaultId},
+        sched::{Contender, ContenderTotals, SchedProbe, ThreadClass, WatchedThread},
+    },
+};
+use monitor_common::{
+    latency::{HIST_BUCKETS, bucket_of},
+    numa::{TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL, TNF_MIGRATED},
+    sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP},
+};
+use sched_support::harness::{Harness, OTHER_PID, OTHER_TID, PREEMPTED, SLEEPING};
+
+#[test]
+fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
+    const TEST: &str = "waits_after_wakeups_and_preemptions_land_in_exact_buckets";
+    let Some(mut h) = Harness::open(TEST, 0) else {
+        return;
+    };
+    let me_pid = u64::from(h.pid);
+    let other = (OTHER_TID, OTHER_PID);
+    let ms = 1_000_000;
+    // Woken, waits 3 µs behind another process.
+    h.wakeup(0, ms);
+    h.switch_in(0, other, ms + 3_000);
+    // Runs 100 µs, is preempted, waits 50 µs.
+    h.switch_out(0, PREEMPTED, ms + 103_000);
+    h.switch_in(0, other, ms + 153_000);
+    // Runs 47 µs, sleeps.
+    h.switch_out(0, SLEEPING, ms + 200_000);
+    // Woken onto an idle CPU: 500 ns of wake-up latency.
+    h.wakeup(1, 2 * ms);
+    h.switch_in(1, (0, 0), 2 * ms + 500);
+    // A wakeup while it runs enqueues nothing.
+    h.wakeup(1, 2 * ms + 1_000);
+    // Preempted after 9.5 µs; gets the CPU back 100 ns later from a thread of its own VM.
+    h.switch_out(1, PREEMPTED, 2 * ms + 10_000);
+    h.switch_in(1, (OTHER_TID + 1, me_pid), 2 * ms + 10_100);
+    // Runs 10 µs, sleeps: nothing is left open.
+    h.switch_out(1, SLEEPING, 2 * ms + 20_100);
+
+    let t = h.thread();
+    let waits = [3_000, 50_000, 500, 100];
+    let mut buckets = [0u64; HIST_BUCKETS];
+    for ns in waits {
+        buckets[bucket_of(ns)] += 1;
+    }
+    assert_eq!([11, 15, 8, 6].map(|b| buckets[b]), [1, 1, 1, 1]);
+    assert_eq!(t.wait.buckets, buckets, "{t:?}");
+    assert_eq!(t.wait.count, 4);
+    assert_eq!(t.wait.sum_ns, 53_600);
+    assert_eq!(t.wait.max_ns, 50_000);
+    assert_eq!(t.wait_ns, 53_600, "no wait in progress");
+    assert_eq!(t.run_ns, 100_000 + 47_000 + 9_500 + 10_000);
+    assert_eq!((t.voluntary, t.involuntary), (2, 2));
+    assert_eq!(t.cpu, Some(1));
+    assert!(!t.running && !t.waiting);
+    let summary = t.wait.summary().unwrap();
+    assert_eq!(summary.count, 4);
+
+    // The CPU each interval ran on.
+    let totals = h.session.sched_counters().read();
+    let per_cpu: Vec<(u32, u64)> = totals.cpu_time[&h.tid]
+        .iter()
+        .map(|(c, n)| (*c, *n))
+        .collect();
+    assert_eq!(per_cpu, [(0, 147_000), (1, 19_500)]);
+
+    // Who held the CPU at the end of each wait.
+    let key = |waits, wait_ns| ContenderTotals { waits, wait_ns };
+    let other_pid = u32::try_from(OTHER_PID).unwrap();
+    assert_eq!(
+        h.contenders(),
+        [
+            (Contender::Idle, key(1, 500)),
+            (Contender::Process(h.pid), key(1, 100)),
+            (Contender::Process(other_pid), key(2, 53_000)),
+        ]
+    );
+    // Every event concerned the watched thread.
+    let events = h.session.sched_counters().watched_events();
+    assert_eq!(events[&SchedProbe::Switch], 8);
+    assert_eq!(events[&SchedProbe::Wakeup], 3);
+}
+
+#[test]
+fn intervals_in_progress_are_counted_up_to_the_reading() {
+    const TEST: &str = "intervals_in_progress_are_counted_up_to_the_reading";
+    let Some(mut h) = Harness::open(TEST, 1) else {
+        return;
+    };
+    // Timestamps on the kernel's clock: a wait that began 1 ms ago is still going on.
+    let now = kvmtop::signals::sched::totals::monotonic_ns();
+    h.wakeup(0, now - 1_000_000);
+    let t = h.thread();
+    assert!(t.waiting && t.wait.count == 0);
+    assert!(t.wait_ns >= 1_000_000 && t.wait_ns < 1_000_000_000, "{t:?}");
+    // Switched in: the wait ends, the run begins.
+    h.switch_in(0, (OTHER_TID, OTHER_PID), now - 400_000);
+    let t = h.thread();
+    assert_eq!((t.wait.count, t.wait.sum_ns), (1, 600_000));
+    assert!(t.running && t.run_ns >= 400_000, "{t:?}");
+}
+
+#[test]
+fn a_thread_runnable_when_watched_counts_from_then() {
+    const TEST: &str = "a_thread_runnable_when_watched_counts_from_then";
+    let Some(mut h) = Harness::open(TEST, 5) else {
+        return;
+    };
+    let clock = kvmtop::signals::sched::totals::monotonic_ns;
+    let watch_runnable = |h: &mut Harness, vm_start| {
+        let thread = WatchedThread {
+            tid: h.tid,
+            pid: h.pid,
+            vm_start,
+            class: ThreadClass::Vcpu,
+        };
+        let before = clock();
+        assert!(
+            h.session
+                .sched_counters_mut()
+                .watch(&[thread], |_| true)
+                .is_empty()
+        );
+        before
+    };
+    // Runnable at watch time, on a CPU as it turns out: its run counts from the watch.
+    let watched_at = watch_runnable(&mut h, 2);
+    let t = h.thread();
+    assert!(
+        !t.running && !t.waiting && t.run_ns == 0 && t.wait_ns == 0,
+        "{t:?}"
+    );
+    let out = clock() + 1_000_000;
+    h.switch_out(0, PREEMPTED, out);
+    let t = h.thread();
+    assert!(
+        t.run_ns >= 1_000_000 && t.run_ns <= out - watched_at,
+        "{t:?}"
+    );
+    assert!(t.waiting && t.involuntary == 1 && t.wait.count == 0);
+    // Runnable at watch time, waiting as it turns out: its wait counts from the watch.
+    let watched_at = watch_runnable(&mut h, 3);
+    let now = clock() + 2_000_000;
+    h.switch_in(1, (OTHER_TID, OTHER_PID), now);
+    let t = h.thread();
+    assert_eq!(t.wait.count, 1);
+    assert!(
+        t.wait.sum_ns >= 2_000_000 && t.wait.sum_ns <= now - watched_at,
+        "{t:?}"
+    );
+    assert!(t.running && t.run_ns == 0, "{t:?}");
+}
+
+#[test]
+fn unwatched_threads_and_a_reused_identity_leave_no_trace() {
+    const TEST: &str = "unwatched_threads_and_a_reused_identity_leave_no_trace";
+    let Some(mut h) = Harness::open(TEST, 2) else {
+        return;
+    };
+    // Events of a thread that is not watched.
+    h.run(&[HARNESS_WAKEUP, OTHER_TID, 0, 1_000]);
+    h.run(&[HARNESS_SWITCH, 0, 0, 0, OTHER_TID, 0, 2_000]);
+    h.run(&[HARNESS_MIGRATE, OTHER_TID, 0, 1]);
+    let totals = h.session.sched_counters().read();
+    assert_eq!(totals.threads.len(), 1, "{:?}", totals.threads.keys());
+    assert!(totals.watched_events.values().all(|n| *n == 0));
+
+    h.wakeup(0, 1_000);
+    h.switch_in(0, (OTHER_TID, OTHER_PID), 2_000);
+    h.switch_out(0, SLEEPING, 5_000);
+    assert_eq!(h.thread().run_ns, 3_000);
+    // Same tid and pid, another process start time: a reused pid starts from zero.
+    h.watch(2);
+    let t = h.thread();
+    assert_eq!((t.run_ns, t.wait.count, t.voluntary), (0, 0, 0));
+    assert!(h.session.sched_counters().read().cpu_time.is_empty());
+    // No longer watched at all: the entry goes, and so do the VM's contenders.
+    assert!(
+        h.session
+            .sched_counters_mut()
+            .watch(&[], |_| false)
+            .is_empty()
+    );
+    let totals = h.session.sched_counters().read();
+    assert!(totals.threads.is_empty() && totals.contenders.is_empty());
+}
+
+#[test]
+fn migrations_are_classified_with_the_topology_the_agent_wrote() {
+    const TEST: &str = "migrations_are_classified_with_the_topology_the_agent_wrote";
+    let Some(mut h) = Harness::open(TEST, 3) else {
+        return;
+    };
+    // Two sockets × 4 cores × 2 threads: 0 and 8 are siblings, 0-3 share an L3, 4-7 are the
+    // other node.
+    h.topology("dual-socket");
+    h.migrate(0, 8);
+    h.migrate(8, 1);
+    h.migrate(1, 2);
+    h.migrate(2, 5);
+    // Four 4-core L3 domains, nodes 0-7 and 8-15.
+    h.topology("chiplet-snc");
+    h.migrate(5, 0);
+    h.migrate(0, 4);
+    h.migrate(4, 12);
+    // A CPU beyond any topology.
+    h.migrate(12, 5_000);
+    let t = h.thread();
+    let counts: Vec<(MigrationClass, u64)> = t.migrations.iter().collect();
+    assert_eq!(
+        counts,
+        [
+            (MigrationClass::SameCore, 1),
+            (MigrationClass::SameLlc, 2),
+            (MigrationClass::CrossLlc, 2),
+            (MigrationClass::CrossNode, 2),
+            (MigrationClass::Unknown, 1),
+        ]
+    );
+    assert_eq!(t.cpu, Some(5_000), "the thread's CPU follows it");
+    let events = h.session.sched_counters().watched_events();
+    assert_eq!(events[&SchedProbe::Migrate], 8);
+}
+
+#[test]
+fn numa_faults_are_attributed_to_nodes_and_split_local_remote() {
+    const TEST: &str = "numa_faults_are_attributed_to_nodes_and_split_local_remote";
+    let Some(mut h) = Harness::open(TEST, 4) else {
+        return;
+    };
+    h.topology("dual-socket");
+    let me = h.me();
+    // CPU 1 is on node 0, CPU 5 on node 1.
+    for _ in 0..3 {
+        h.numa_fault(me, 1, 0, 1, TNF_FAULT_LOCAL);
+    }
+    // A THP's worth of remote memory, left where it is.
+    h.numa_fault(me, 5, 0, 512, 0);
+    // A remote page migrated to the faulting CPU's node: memory node is the target.
+    h.numa_fault(me, 5, 1, 1, TNF_MIGRATED);
+    // A remote page the kernel failed to move.
+    h.numa_fault(me, 1, 1, 1, TNF_MIGRATE_FAIL);
+    // Not a watched thread.
+    h.numa_fault(OTHER_TID, 1, 1, 1, 0);
+
+    let faults = h.session.sched_counters().read().numa_faults;
+    let id = |cpu_node, mem_node| NumaFaultId {
+        pid: h.pid,
+        cpu_node: Some(cpu_node),
+        mem_node,
+    };
+    let counts =
+        |faults, pages, local_pages, migrated_pages, migrate_failed_pages| NumaFaultCounts {
+            faults,
+            pages,
+            local_pages,
+            migrated_pages,
+            migrate_failed_pages,
+        };
+    assert_eq!(faults.len(), 4, "{faults:?}");
+    assert_eq!(faults[&id(0, 0)], counts(3, 3, 3, 0, 0));
+    assert_eq!(faults[&id(1, 0)], counts(1, 512, 0, 0, 0));
+    assert_eq!(faults[&id(1, 1)], counts(1, 1, 0, 1, 0));
+    assert_eq!(faults[&id(0, 1)], counts(1, 1, 0, 0, 1));
+    let all = faults
+        .values()
+        .fold(NumaFaultCounts::default(), |mut a, c| {
+            a.merge(c);
+            a
+        });
+    assert_eq!((all.local_pages, all.remote_pages()), (3, 514));
+    let events = h.session.sched_counters().watched_events();
+    assert_eq!(events[&SchedProbe::NumaFault], 6);
+}

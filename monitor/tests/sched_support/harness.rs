@@ -1,0 +1,131 @@
+//! Drives the scheduler programs' logic through `BPF_PROG_TEST_RUN` for one synthetic thread.
+
+use std::path::Path;
+
+use aya::programs::{RawTracePointRunOptions, TestRun as _};
+use kvmtop::{
+    host::topology::Topology,
+    session::{Config, Session},
+    signals::sched::{Contender, ContenderTotals, ThreadClass, ThreadTotals, WatchedThread},
+};
+use monitor_common::sched::{
+    HARNESS_MIGRATE, HARNESS_NUMA_FAULT, HARNESS_SWITCH, HARNESS_WAKEUP, PROG_SCHED_HARNESS,
+};
+
+use crate::support;
+
+/// Thread ids above any real `pid_max` of this host but inside the watched bitmap (4 Mi).
+pub const SYNTHETIC_TID: u32 = 4_100_000;
+/// `prev_state` as `sched_switch` reports it: preempted (`TASK_REPORT_MAX`), sleeping (S).
+pub const PREEMPTED: u64 = 0x100;
+pub const SLEEPING: u64 = 0x1;
+/// A task that is not watched, and its process.
+pub const OTHER_TID: u64 = 4_190_000;
+pub const OTHER_PID: u64 = 4_190_000;
+
+pub struct Harness {
+    pub session: Session,
+    pub tid: u32,
+    pub pid: u32,
+}
+
+impl Harness {
+    /// A session watching one synthetic vCPU thread, or the reason this test cannot run here.
+    pub fn open(test: &str, offset: u32) -> Option<Self> {
+        if let Some(reason) = support::missing_prerequisite(false, &[]) {
+            support::skip(test, &reason);
+            return None;
+        }
+        let session = Session::open(&Config::default()).expect("opening a session");
+        let mut h = Self {
+            session,
+            tid: SYNTHETIC_TID + offset * 10 + 1,
+            pid: SYNTHETIC_TID + offset * 10,
+        };
+        h.watch(1);
+        Some(h)
+    }
+
+    pub fn watch(&mut self, vm_start: u64) {
+        let thread = WatchedThread {
+            tid: self.tid,
+            pid: self.pid,
+            vm_start,
+            class: ThreadClass::Vcpu,
+        };
+        let problems = self
+            .session
+            .sched_counters_mut()
+            .watch(&[thread], |_| false);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    pub fn topology(&mut self, fixture: &str) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/topology")
+            .join(fixture);
+        let topology = Topology::read(&root).expect("fixture topology");
+        self.session
+            .sched_counters_mut()
+            .set_topology(&topology)
+            .expect("writing CPU places");
+    }
+
+    pub fn run(&mut self, args: &[u64]) {
+        let harness = self
+            .session
+            .kernel_mut()
+            .load_harness(PROG_SCHED_HARNESS)
+            .expect("loading harness");
+        let mut options = RawTracePointRunOptions::new();
+        options.args[..args.len()].copy_from_slice(args);
+        harness.test_run(options).expect("BPF_PROG_TEST_RUN");
+    }
+
+    pub fn me(&self) -> u64 {
+        u64::from(self.tid)
+    }
+
+    pub fn wakeup(&mut self, cpu: u64, at: u64) {
+        self.run(&[HARNESS_WAKEUP, self.me(), cpu, at]);
+    }
+
+    /// The watched thread gets `cpu` from `(prev_tid, prev_pid)`.
+    pub fn switch_in(&mut self, cpu: u64, prev: (u64, u64), at: u64) {
+        self.run(&[HARNESS_SWITCH, cpu, prev.0, 0, self.me(), prev.1, at]);
+    }
+
+    /// The watched thread leaves `cpu` in `state`.
+    pub fn switch_out(&mut self, cpu: u64, state: u64, at: u64) {
+        let pid = u64::from(self.pid);
+        self.run(&[HARNESS_SWITCH, cpu, self.me(), state, OTHER_TID, pid, at]);
+    }
+
+    pub fn migrate(&mut self, from: u64, to: u64) {
+        self.run(&[HARNESS_MIGRATE, self.me(), from, to]);
+    }
+
+    pub fn numa_fault(&mut self, tid: u64, cpu: u64, mem_node: u64, pages: u64, flags: u64) {
+        let pid = u64::from(self.pid);
+        self.run(&[HARNESS_NUMA_FAULT, pid, tid, cpu, mem_node, pages, flags]);
+    }
+
+    pub fn thread(&self) -> ThreadTotals {
+        let totals = self.session.sched_counters().read();
+        totals.threads[&self.tid].clone()
+    }
+
+    pub fn contenders(&self) -> Vec<(Contender, ContenderTotals)> {
+        let mut found: Vec<_> = self
+            .session
+            .sched_counters()
+            .read()
+            .contenders
+            .into_iter()
+            .filter(|((pid, _), _)| *pid == self.pid)
+            .map(|((_, contender), totals)| (contender, totals))
+            .collect();
+        found.sort_by_key(|(c, _)| *c);
+        found
+    }
+}
