@@ -1,0 +1,224 @@
+//! Block I/O of VMM processes: requests, bytes and log2 latency histograms per (VMM, device,
+//! operation), counted in the kernel from the block tracepoints.
+//!
+//! A request is attributed when it is created, in the submitting task's context: QEMU's main
+//! loop and iothreads (`aio=native` submits in the caller), its thread-pool workers
+//! (`aio=threads`) and `io_uring` workers (`iou-wrk-*`) are all threads of the VMM process, so
+//! the tgid names the VM. Issue and completion run wherever the block layer or the driver
+//! happens to be (kworkers, interrupts), so they find the request by (device, start sector) in
+//! [`BLOCK_PENDING_MAP`] instead.
+//!
+//! Submission is `block:block_io_start` (Linux 6.5+, fired when a bio becomes a request); older
+//! kernels have no tracepoint there, so `block_rq_insert` and `block_rq_issue` stand in for it:
+//! whichever of them first sees the request in a VMM thread attributes it, and requests issued
+//! from a kworker on those kernels are not attributed. Completion is `block:block_rq_complete`
+//! on every kernel: `block_io_done` is skipped for some requests when a queue's `iostats` is off.
+
+use crate::latency::LatencyHist;
+
+/// LRU hash map: [`RequestKey`] → [`PendingRequest`], requests of watched VMMs in flight. LRU
+/// because a request can vanish without a completion this program recognises (a front merge
+/// moves its start sector); such entries age out instead of filling the map. Two requests in
+/// flight at once for the same start sector of one device (a guest reading a block twice
+/// concurrently) share an entry: the later completion finds none and is not counted.
+pub const BLOCK_PENDING_MAP: &str = "BLOCK_PENDING";
+pub const BLOCK_PENDING_CAPACITY: u32 = 16_384;
+/// Hash map: [`BlockKey`] → [`BlockStats`]. Not per-CPU (two histograms per key would cost
+/// 700 bytes per CPU); completions of one key on different CPUs add atomically.
+pub const BLOCK_STATS_MAP: &str = "BLOCK_STATS";
+/// VMMs × devices × operations.
+pub const BLOCK_STATS_CAPACITY: u32 = 2_048;
+/// Per-CPU array with one u64 slot: requests not tracked because a map was full.
+pub const BLOCK_DROPS_MAP: &str = "BLOCK_DROPS";
+
+/// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
+pub const PROG_BLOCK_IO_START: &str = "blk_io_start";
+pub const PROG_BLOCK_RQ_INSERT: &str = "blk_rq_insert";
+pub const PROG_BLOCK_RQ_ISSUE: &str = "blk_rq_issue";
+pub const PROG_BLOCK_RQ_COMPLETE: &str = "blk_rq_complete";
+/// Raw tracepoint program running the block accounting on synthetic arguments through
+/// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
+pub const PROG_BLOCK_HARNESS: &str = "blk_harness";
+/// tgid of the submitter, dev, sector, rwbs (its first two bytes, little-endian), bytes, ns.
+/// Ignored unless the tgid is a watched VMM, as in the real program.
+pub const HARNESS_SUBMIT: u64 = 1;
+/// tgid of the current task, dev, sector, rwbs, bytes, ns, and 1 when submissions are only seen
+/// at insert/issue (kernels before 6.5).
+pub const HARNESS_ISSUE: u64 = 2;
+/// 0 (unused), dev, sector, ns.
+pub const HARNESS_COMPLETE: u64 = 3;
+
+/// Read-only globals: one [`BlockRqLayout`] per program, and the [`SubmitMode`] as u32.
+pub const GLOBAL_BLOCK_START_LAYOUT: &str = "BLOCK_START_LAYOUT";
+pub const GLOBAL_BLOCK_INSERT_LAYOUT: &str = "BLOCK_INSERT_LAYOUT";
+pub const GLOBAL_BLOCK_ISSUE_LAYOUT: &str = "BLOCK_ISSUE_LAYOUT";
+pub const GLOBAL_BLOCK_COMPLETE_LAYOUT: &str = "BLOCK_COMPLETE_LAYOUT";
+pub const GLOBAL_BLOCK_SUBMIT_MODE: &str = "BLOCK_SUBMIT_MODE";
+
+/// Where requests are attributed to the submitting process.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitMode {
+    /// `block_io_start`, in the submitter's context for every request.
+    IoStart = 1,
+    /// `block_rq_insert` or `block_rq_issue`, whichever runs in a VMM thread first.
+    InsertOrIssue = 2,
+}
+
+/// The operation of a request, from the first letters of the record's `rwbs`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockOp {
+    Read = 0,
+    Write = 1,
+    Flush = 2,
+    /// Discard and secure erase.
+    Discard = 3,
+    /// Write-zeroes, zone management and anything newer (`N` in `rwbs`).
+    Other = 4,
+}
+
+/// Classifies `rwbs` (as `blk_fill_rwbs` writes it): an optional `F` for a pre-flush, then the
+/// operation letter, then flag letters (`F` for FUA, `A`, `S`, `M`). A write with a pre-flush
+/// counts as a write, a flush as a flush.
+#[must_use]
+pub const fn op_of_rwbs(first: u8, second: u8) -> BlockOp {
+    let letter = if first == b'F' && matches!(second, b'R' | b'W' | b'D' | b'F' | b'N') {
+        second
+    } else {
+        first
+    };
+    match letter {
+        b'R' => BlockOp::Read,
+        b'W' => BlockOp::Write,
+        b'F' => BlockOp::Flush,
+        b'D' => BlockOp::Discard,
+        _ => BlockOp::Other,
+    }
+}
+
+/// A request in flight: its device (the kernel's `dev_t`, major << 20 | minor, of the whole
+/// disk) and start sector.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    pub dev: u32,
+    pub pad: u32,
+    pub sector: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingRequest {
+    /// The submitting process.
+    pub tgid: u32,
+    /// [`BlockOp`] as u32.
+    pub op: u32,
+    /// Size when issued (merges grow a request after it is created), else when created.
+    pub bytes: u64,
+    pub submit_ns: u64,
+    /// 0 until the request is issued to the driver.
+    pub issue_ns: u64,
+}
+
+/// Key of `BLOCK_STATS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub tgid: u32,
+    /// The kernel's `dev_t` (major << 20 | minor).
+    pub dev: u32,
+    /// [`BlockOp`] as u32.
+    pub op: u32,
+    pub pad: u32,
+}
+
+/// Running totals of one (VMM, device, operation), over completed requests.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockStats {
+    pub bytes: u64,
+    /// Completed requests whose issue was not seen (e.g. a flush the block layer served with its
+    /// own flush request): their whole life is in `latency`, and they are not in `queue`.
+    pub unissued: u64,
+    /// Issue → completion: time at the device (the interval `biolatency` measures). Its count
+    /// is the number of completed requests.
+    pub latency: LatencyHist,
+    /// Submission → issue: time queued in the block layer (plug, scheduler, waiting for a tag).
+    pub queue: LatencyHist,
+}
+
+impl BlockStats {
+    pub const ZERO: Self = Self {
+        bytes: 0,
+        unissued: 0,
+        latency: LatencyHist::ZERO,
+        queue: LatencyHist::ZERO,
+    };
+}
+
+/// Where the fields a block program reads sit in its record on this kernel. `bytes` and `rwbs`
+/// are [`crate::FIELD_ABSENT`] when the program does not read them (completion) or the kernel
+/// lacks them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRqLayout {
+    pub dev_offset: u32,
+    pub sector_offset: u32,
+    pub bytes_offset: u32,
+    pub rwbs_offset: u32,
+}
+
+impl BlockRqLayout {
+    /// `block_io_start`, `block_rq_insert` and `block_rq_issue` of Linux 6.x on x86-64.
+    pub const DEFAULT: Self = Self {
+        dev_offset: 8,
+        sector_offset: 16,
+        bytes_offset: 28,
+        rwbs_offset: 34,
+    };
+    /// `block_rq_complete`: only the request's identity is read.
+    pub const COMPLETE_DEFAULT: Self = Self {
+        dev_offset: 8,
+        sector_offset: 16,
+        bytes_offset: crate::FIELD_ABSENT,
+        rwbs_offset: crate::FIELD_ABSENT,
+    };
+}
+
+/// The kernel's `dev_t` as (major, minor).
+#[must_use]
+pub const fn dev_parts(dev: u32) -> (u32, u32) {
+    (dev >> 20, dev & 0xF_FFFF)
+}
+
+/// (major, minor) as the kernel's `dev_t`.
+#[must_use]
+pub const fn dev_of(major: u32, minor: u32) -> u32 {
+    (major << 20) | (minor & 0xF_FFFF)
+}
+
+const _: () = assert!(core::mem::size_of::<RequestKey>() == 16);
+const _: () = assert!(core::mem::size_of::<PendingRequest>() == 32);
+const _: () = assert!(core::mem::size_of::<BlockKey>() == 16);
+const _: () =
+    assert!(core::mem::size_of::<BlockStats>() == 16 + 2 * core::mem::size_of::<LatencyHist>());
+const _: () = assert!(core::mem::size_of::<BlockRqLayout>() == 16);
+const _: () = assert!(matches!(op_of_rwbs(b'R', b'S'), BlockOp::Read));
+const _: () = assert!(matches!(op_of_rwbs(b'F', b'W'), BlockOp::Write));
+const _: () = assert!(matches!(op_of_rwbs(b'W', b'F'), BlockOp::Write));
+const _: () = assert!(matches!(op_of_rwbs(b'F', b'F'), BlockOp::Flush));
+const _: () = assert!(matches!(op_of_rwbs(b'F', 0), BlockOp::Flush));
+const _: () = assert!(matches!(op_of_rwbs(b'D', b'E'), BlockOp::Discard));
+const _: () = assert!(matches!(op_of_rwbs(b'N', 0), BlockOp::Other));
+const _: () = assert!(dev_parts(dev_of(259, 3)).0 == 259 && dev_parts(dev_of(259, 3)).1 == 3);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)], integers only, no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::RequestKey {}
+    unsafe impl aya::Pod for super::PendingRequest {}
+    unsafe impl aya::Pod for super::BlockKey {}
+    unsafe impl aya::Pod for super::BlockStats {}
+    unsafe impl aya::Pod for super::BlockRqLayout {}
+}

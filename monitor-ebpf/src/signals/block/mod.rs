@@ -1,0 +1,8 @@
+//! Block I/O of VMM processes: each request is attributed to the submitting process when it is
+//! created, found again by (device, sector) when it is issued and completed, and its times and
+//! size are added to the histograms of its (VMM, device, operation). See
+//! `monitor_common::block` for which tracepoints play which part on which kernels.
+
+mod account;
+mod harness;
+mod programs;

@@ -1,0 +1,109 @@
+//! Block I/O in the snapshot: per VM, per host device and per operation, and the VM's drives.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::signals::{
+    SourceState,
+    exits::{Histogram, LatencySummary},
+};
+
+/// Host-wide state of the block sources.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostBlock {
+    /// State of each block source, by tracepoint name.
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// The tracepoint behind each source name.
+    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    /// Where requests are attributed to the submitting VM on this kernel.
+    pub attributed_at: &'static str,
+    /// Requests not tracked because a kernel map was full.
+    pub dropped: u64,
+}
+
+/// A VM's block I/O over the window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VmBlock {
+    /// Host block devices the VM's requests went to, or its drives sit on; busiest first.
+    pub devices: Vec<BlockDevice>,
+    /// The VM's drives (QEMU only), in command-line order.
+    pub drives: Vec<DriveInfo>,
+}
+
+/// One host device, for one VM.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockDevice {
+    /// Kernel name (`vda`, `nvme0n1`), or `MAJ:MIN` when sysfs does not know it.
+    pub device: String,
+    pub major: u32,
+    pub minor: u32,
+    /// The VM's drives on this device (their ids, or files when they have none).
+    pub drives: Vec<String>,
+    /// Completed requests in the window, all operations.
+    pub requests: u64,
+    pub iops: f64,
+    pub bytes: u64,
+    pub bytes_per_second: f64,
+    /// Requests submitted and not completed at the end of the window.
+    pub in_flight: u64,
+    /// Mean number of requests in flight over the window (queued or at the device).
+    pub avg_in_flight: f64,
+    /// Issue → completion over all operations.
+    pub latency: Option<LatencySummary>,
+    /// Per operation, in the order read, write, flush, discard, other; only those seen.
+    pub ops: Vec<BlockOpStats>,
+}
+
+/// One operation on one device, for one VM, over the window.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockOpStats {
+    /// `read`, `write`, `flush`, `discard` or `other`.
+    pub op: &'static str,
+    pub requests: u64,
+    pub iops: f64,
+    pub bytes: u64,
+    pub bytes_per_second: f64,
+    /// Issue → completion: time at the device.
+    pub latency: Option<LatencySummary>,
+    /// The latency histogram: non-empty log2 buckets.
+    pub latency_buckets: Vec<Bucket>,
+    /// Submission → issue: time queued in the host's block layer.
+    pub queue: Option<LatencySummary>,
+    /// Requests the block layer completed without issuing them itself (flushes it served with
+    /// a flush of its own): their whole life counts as latency, and they have no queue time.
+    pub unissued: u64,
+    /// Running totals (for Prometheus counters and histograms).
+    #[serde(skip)]
+    pub cumulative_bytes: u64,
+    #[serde(skip)]
+    pub cumulative_latency: Histogram,
+    #[serde(skip)]
+    pub cumulative_queue: Histogram,
+}
+
+/// One log2 bucket: intervals in `[floor_ns, 2 * floor_ns)` (bucket 0: 0–1 ns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    pub floor_ns: u64,
+    pub count: u64,
+}
+
+/// A guest drive and where its I/O goes on the host.
+#[derive(Clone, Debug, Serialize)]
+pub struct DriveInfo {
+    /// Device or drive id (libvirt's alias, e.g. `virtio-disk0`).
+    pub id: Option<String>,
+    /// `virtio`, `scsi`, `ide`, `nvme`, …
+    pub interface: String,
+    /// Image file or device node, as QEMU was given it.
+    pub file: Option<String>,
+    /// Effective `cache=` mode.
+    pub cache: &'static str,
+    /// Effective `aio=` mode.
+    pub aio: String,
+    /// The host devices (kernel names) whose requests carry the drive's I/O.
+    pub devices: Vec<String>,
+    /// Why `devices` is empty: a network protocol, a file that cannot be resolved, …
+    pub unmapped: Option<String>,
+}

@@ -1,0 +1,108 @@
+//! TLB shootdowns in the snapshot: per VM (sent, received, by reason, by thread and CPU, guest
+//! paravirtual flushes) and per host CPU.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::signals::SourceState;
+
+/// Host-wide TLB flushing over the window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostTlb {
+    /// State of each TLB source (`tlb_flush`, `pv_tlb_flush`).
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// The tracepoint behind each source name.
+    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    /// Every CPU that flushed in the window, whatever task it ran.
+    pub cpus: Vec<CpuTlb>,
+    /// VMM flushes not counted because the kernel map was full.
+    pub dropped: u64,
+}
+
+/// One host CPU over the window, all tasks.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuTlb {
+    pub cpu: u32,
+    /// Shootdowns this CPU received (`remote_shootdown`).
+    pub received: FlushCount,
+    /// Shootdowns this CPU sent (`remote_send_ipi`).
+    pub sent: FlushCount,
+    /// Flushes of every reason, task switches included.
+    pub flushes: u64,
+}
+
+/// Flushes over the window and what they covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct FlushCount {
+    pub count: u64,
+    pub rate: f64,
+    /// Pages of the ranged flushes.
+    pub pages: u64,
+    /// Flushes of a whole address space (no page count).
+    pub full_flushes: u64,
+    /// Events since kvmtop started counting (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative: u64,
+}
+
+/// A VM's TLB shootdowns over the window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VmTlb {
+    /// Shootdowns the VMM's threads sent (`remote_send_ipi`): they changed the VM process's
+    /// mappings while other CPUs were using them, and interrupted those CPUs.
+    pub sent: FlushCount,
+    /// Shootdowns received by CPUs while they ran the VMM's threads (`remote_shootdown`),
+    /// vCPU threads included: each one interrupted the guest.
+    pub received: FlushCount,
+    /// Every flush reason seen in the VMM's threads, largest first.
+    pub by_reason: Vec<TlbReasonCount>,
+    /// Received shootdowns per thread, largest first; `vcpu` is the vCPU the thread runs.
+    pub received_by_thread: Vec<ThreadShootdowns>,
+    /// Received shootdowns per host CPU.
+    pub received_by_cpu: Vec<CpuShootdowns>,
+    /// The host CPUs the VM's vCPU threads may run on (their affinity); empty while unknown.
+    pub vcpu_cpus: Vec<u32>,
+    /// Shootdowns received on those CPUs by any task (not only this VM's): the interruptions its
+    /// vCPUs can suffer from the rest of the host. Null while `vcpu_cpus` is unknown.
+    pub received_on_vcpu_cpus: Option<FlushCount>,
+    /// KVM's paravirtual TLB flushes for this guest (`kvm_pv_tlb_flush`).
+    pub pv_flushes: PvFlushes,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TlbReasonCount {
+    /// `task_switch`, `remote_shootdown`, `local_shootdown`, `local_mm_shootdown`,
+    /// `remote_send_ipi`, `remote_wrong_cpu` or `other`.
+    pub reason: &'static str,
+    /// The kernel's `enum tlb_flush_reason` value.
+    pub code: u32,
+    #[serde(flatten)]
+    pub flushes: FlushCount,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ThreadShootdowns {
+    pub tid: u32,
+    pub vcpu: Option<u32>,
+    pub count: u64,
+    pub rate: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuShootdowns {
+    pub cpu: u32,
+    pub count: u64,
+    pub rate: f64,
+}
+
+/// Paravirtual TLB flushes: instead of waiting for an IPI to reach a preempted vCPU, the guest
+/// marks it, and KVM flushes its TLB when it next runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PvFlushes {
+    /// Steal-time updates KVM checked for a pending flush.
+    pub checks: u64,
+    /// Flushes KVM performed on the guest's behalf.
+    pub flushed: u64,
+    pub flushed_rate: f64,
+}

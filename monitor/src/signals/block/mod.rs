@@ -1,0 +1,314 @@
+//! Block I/O per VM, per host device and per operation: requests, bytes, issue → completion and
+//! queue-time histograms, requests in flight, and which device each of the VM's drives sits on
+//! (with its cache and AIO modes).
+//!
+//! The kernel keeps running totals; this module decodes raw keys into domain values at the
+//! boundary, counts the requests in flight, ages out requests whose completion was never
+//! recognised, and removes the totals of processes that no longer exist.
+
+pub mod devices;
+mod probes;
+pub mod view;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use monitor_common::block::{
+    self as raw, BLOCK_DROPS_MAP, BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BlockKey, BlockStats,
+    PendingRequest, RequestKey,
+};
+use serde::Serialize;
+
+pub use self::{
+    devices::{DevId, SysBlock},
+    probes::{BlockPlan, BlockProbe, Submission},
+};
+use super::{Attachment, exits::Histogram};
+use crate::{
+    bpf::Kernel,
+    discovery::{Vmm, VmmId},
+};
+
+/// A request pending longer than this is taken as one whose completion was missed (a front
+/// merge moved its start sector) and removed, so it stops counting as in flight.
+const LOST_AFTER: Duration = Duration::from_mins(1);
+
+/// The operation of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockOp {
+    Read,
+    Write,
+    Flush,
+    /// Discard and secure erase.
+    Discard,
+    /// Write-zeroes, zone management and newer operations.
+    Other,
+}
+
+impl BlockOp {
+    #[must_use]
+    pub fn decode(raw: u32) -> Option<Self> {
+        use raw::BlockOp as Raw;
+        Some(match raw {
+            r if r == Raw::Read as u32 => Self::Read,
+            r if r == Raw::Write as u32 => Self::Write,
+            r if r == Raw::Flush as u32 => Self::Flush,
+            r if r == Raw::Discard as u32 => Self::Discard,
+            r if r == Raw::Other as u32 => Self::Other,
+            _ => return None,
+        })
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Flush => "flush",
+            Self::Discard => "discard",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One (VMM, device, operation) counter, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockCounterKey {
+    pub pid: u32,
+    pub dev: DevId,
+    pub op: BlockOp,
+}
+
+/// Completed requests of one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpTotals {
+    pub bytes: u64,
+    /// Requests completed without being issued themselves (see `BlockStats::unissued`).
+    pub unissued: u64,
+    /// Issue → completion; its count is the number of completed requests.
+    pub latency: Histogram,
+    /// Submission → issue.
+    pub queue: Histogram,
+}
+
+impl OpTotals {
+    #[must_use]
+    pub fn requests(&self) -> u64 {
+        self.latency.count
+    }
+
+    /// What was added between `earlier` and `self`.
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            unissued: self.unissued.saturating_sub(earlier.unissued),
+            latency: self.latency.since(&earlier.latency),
+            queue: self.queue.since(&earlier.queue),
+        }
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        self.bytes += other.bytes;
+        self.unissued += other.unissued;
+        self.latency.merge(&other.latency);
+        self.queue.merge(&other.queue);
+    }
+}
+
+impl From<&BlockStats> for OpTotals {
+    fn from(raw: &BlockStats) -> Self {
+        Self {
+            bytes: raw.bytes,
+            unissued: raw.unissued,
+            latency: Histogram::from(&raw.latency),
+            queue: Histogram::from(&raw.queue),
+        }
+    }
+}
+
+/// A guest drive and the host devices its requests reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriveDevices {
+    pub id: Option<String>,
+    pub interface: String,
+    pub file: Option<String>,
+    pub cache: &'static str,
+    pub aio: String,
+    /// The whole disks whose block requests carry this drive's I/O, or why they are not known.
+    pub devices: Result<BTreeSet<DevId>, String>,
+}
+
+/// Running totals since the programs were attached, and the state around them.
+#[derive(Clone, Debug)]
+pub struct BlockTotals {
+    pub stats: HashMap<BlockCounterKey, OpTotals>,
+    /// Requests in flight at the reading, per (VMM, device).
+    pub in_flight: HashMap<(u32, DevId), u64>,
+    /// Requests not tracked because a kernel map was full.
+    pub dropped: u64,
+    pub sources: BTreeMap<BlockProbe, Attachment>,
+    pub submission: Submission,
+    /// Each VMM's drives, by pid.
+    pub drives: HashMap<u32, Vec<DriveDevices>>,
+    /// Kernel names of the devices above (`vda`, `nvme0n1`).
+    pub names: HashMap<DevId, String>,
+}
+
+/// The block maps of the running kernel programs.
+pub struct BlockCounters {
+    pending: BpfHashMap<MapData, RequestKey, PendingRequest>,
+    stats: BpfHashMap<MapData, BlockKey, BlockStats>,
+    drops: PerCpuArray<MapData, u64>,
+    sources: BTreeMap<BlockProbe, Attachment>,
+    submission: Submission,
+    proc_root: PathBuf,
+    sys: SysBlock,
+    /// Drives per VMM process: its command line does not change while it lives.
+    drives: HashMap<VmmId, Vec<DriveDevices>>,
+    names: HashMap<DevId, Option<String>>,
+}
+
+impl BlockCounters {
+    /// Attaches the programs whose tracepoints this kernel has and takes the maps.
+    pub fn start(
+        kernel: &mut Kernel,
+        plan: &BlockPlan,
+        proc_root: &Path,
+        sys_root: &Path,
+    ) -> anyhow::Result<Self> {
+        let sources = plan.attach(kernel);
+        Ok(Self {
+            pending: kernel.take_map(BLOCK_PENDING_MAP)?,
+            stats: kernel.take_map(BLOCK_STATS_MAP)?,
+            drops: kernel.take_map(BLOCK_DROPS_MAP)?,
+            sources,
+            submission: plan.submission(),
+            proc_root: proc_root.to_owned(),
+            sys: SysBlock::new(sys_root),
+            drives: HashMap::new(),
+            names: HashMap::new(),
+        })
+    }
+
+    #[must_use]
+    pub fn sources(&self) -> &BTreeMap<BlockProbe, Attachment> {
+        &self.sources
+    }
+
+    /// Reads every counter and the requests in flight, and maps the drives of `vmms`.
+    pub fn read(&mut self, vmms: &[Vmm]) -> BlockTotals {
+        let mut stats = HashMap::new();
+        for (raw, value) in self.stats.iter().filter_map(Result::ok) {
+            let Some(op) = BlockOp::decode(raw.op) else {
+                continue;
+            };
+            let key = BlockCounterKey {
+                pid: raw.tgid,
+                dev: DevId::from_kernel(raw.dev),
+                op,
+            };
+            stats.insert(key, OpTotals::from(&value));
+        }
+        let in_flight = self.in_flight();
+        self.drives.retain(|id, _| vmms.iter().any(|v| v.id == *id));
+        let mut drives = HashMap::new();
+        for vmm in vmms {
+            let mapped = self.drives.entry(vmm.id).or_default();
+            // Mapped once per process; a drive that could not be resolved (its file was not
+            // there yet, say) is tried again.
+            if mapped.is_empty() || mapped.iter().any(|d| d.devices.is_err()) {
+                *mapped = devices::map_drives(&self.proc_root, &self.sys, vmm);
+            }
+            drives.insert(vmm.id.pid, mapped.clone());
+        }
+        let devices: BTreeSet<DevId> = stats
+            .keys()
+            .map(|k: &BlockCounterKey| k.dev)
+            .chain(in_flight.keys().map(|(_, dev)| *dev))
+            .chain(
+                drives
+                    .values()
+                    .flatten()
+                    .filter_map(|d: &DriveDevices| d.devices.as_ref().ok())
+                    .flatten()
+                    .copied(),
+            )
+            .collect();
+        let names = devices
+            .into_iter()
+            .filter_map(|dev| {
+                let name = self
+                    .names
+                    .entry(dev)
+                    .or_insert_with(|| self.sys.name(dev))
+                    .clone()?;
+                Some((dev, name))
+            })
+            .collect();
+        BlockTotals {
+            stats,
+            in_flight,
+            dropped: self.drops.get(&0, 0).map_or(0, |per_cpu| {
+                per_cpu.iter().copied().fold(0, u64::wrapping_add)
+            }),
+            sources: self.sources.clone(),
+            submission: self.submission,
+            drives,
+            names,
+        }
+    }
+
+    /// Counts the pending requests per (VMM, device), removing those pending for too long.
+    fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
+        let now = monotonic_ns();
+        let lost_after = u64::try_from(LOST_AFTER.as_nanos()).unwrap_or(u64::MAX);
+        let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
+        let mut lost = Vec::new();
+        for (key, pending) in self.pending.iter().filter_map(Result::ok) {
+            if now.saturating_sub(pending.submit_ns) > lost_after {
+                lost.push(key);
+            } else {
+                *in_flight
+                    .entry((pending.tgid, DevId::from_kernel(key.dev)))
+                    .or_default() += 1;
+            }
+        }
+        for key in &lost {
+            // Completed or evicted meanwhile is fine.
+            let _ = self.pending.remove(key);
+        }
+        in_flight
+    }
+
+    /// Removes the totals of processes for which `keep(pid)` is false (exited VMs).
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let stale: Vec<BlockKey> = self
+            .stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep(k.tgid))
+            .collect();
+        for key in &stale {
+            let _ = self.stats.remove(key);
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock `bpf_ktime_get_ns` reads.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}

@@ -1,0 +1,216 @@
+//! Two readings of the block totals → the block figures of a snapshot window.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use monitor_common::latency::bucket_floor_ns;
+
+use super::{BlockOp, BlockProbe, BlockTotals, DevId, OpTotals};
+use crate::{
+    discovery::Vmm,
+    model::{
+        Snapshot,
+        block::{BlockDevice, BlockOpStats, Bucket, DriveInfo, HostBlock, VmBlock},
+    },
+    session::Sample,
+    signals::SourceState,
+};
+
+/// Fills the block figures of `snapshot`, the window between two samples: the host's sources,
+/// and each VM's devices and drives (a VM whose pid was another process at `earlier` counts from
+/// zero).
+pub fn fill(snapshot: &mut Snapshot, earlier: &Sample, later: &Sample) {
+    let seconds = snapshot.window.duration_seconds;
+    for vm in &mut snapshot.vms {
+        let Some(vmm) = later.vmms.iter().find(|v| v.id.pid == vm.pid) else {
+            continue;
+        };
+        let before = earlier
+            .vmms
+            .iter()
+            .any(|v| v.id == vmm.id)
+            .then_some(&earlier.block);
+        vm.block = self::vm(vmm, &later.block, before, seconds);
+    }
+    snapshot.block = host(&later.block, &earlier.block);
+}
+
+/// A VM's figures. `before` is `None` for a VM new in this window (everything counts).
+#[must_use]
+pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f64) -> VmBlock {
+    let pid = vmm.id.pid;
+    // Device → operation → (window, running).
+    let mut per_device: BTreeMap<DevId, BTreeMap<BlockOp, (OpTotals, OpTotals)>> = BTreeMap::new();
+    for (key, running) in now.stats.iter().filter(|(k, _)| k.pid == pid) {
+        let window = match before.and_then(|b| b.stats.get(key)) {
+            Some(earlier) => running.since(earlier),
+            None => running.clone(),
+        };
+        per_device
+            .entry(key.dev)
+            .or_default()
+            .insert(key.op, (window, running.clone()));
+    }
+    let no_drives = Vec::new();
+    let drives = now.drives.get(&pid).unwrap_or(&no_drives);
+    let name = |dev: &DevId| now.names.get(dev).cloned().unwrap_or(dev.to_string());
+    let mut devices: BTreeSet<DevId> = per_device.keys().copied().collect();
+    devices.extend(
+        now.in_flight
+            .keys()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, dev)| *dev),
+    );
+    for drive in drives {
+        if let Ok(devs) = &drive.devices {
+            devices.extend(devs);
+        }
+    }
+    let mut devices: Vec<BlockDevice> = devices
+        .into_iter()
+        .map(|dev| {
+            let ops = per_device.remove(&dev).unwrap_or_default();
+            let on_device = drives
+                .iter()
+                .filter(|d| d.devices.as_ref().is_ok_and(|set| set.contains(&dev)))
+                .filter_map(|d| d.id.clone().or_else(|| d.file.clone()))
+                .collect();
+            device(
+                name(&dev),
+                dev,
+                on_device,
+                &ops,
+                now.in_flight.get(&(pid, dev)).copied().unwrap_or(0),
+                seconds,
+            )
+        })
+        .collect();
+    devices.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.device.cmp(&b.device)));
+    VmBlock {
+        devices,
+        drives: drives
+            .iter()
+            .map(|d| DriveInfo {
+                id: d.id.clone(),
+                interface: d.interface.clone(),
+                file: d.file.clone(),
+                cache: d.cache,
+                aio: d.aio.clone(),
+                devices: d
+                    .devices
+                    .as_ref()
+                    .map(|set| set.iter().map(name).collect())
+                    .unwrap_or_default(),
+                unmapped: d.devices.as_ref().err().cloned(),
+            })
+            .collect(),
+    }
+}
+
+fn device(
+    name: String,
+    dev: DevId,
+    drives: Vec<String>,
+    ops: &BTreeMap<BlockOp, (OpTotals, OpTotals)>,
+    in_flight: u64,
+    seconds: f64,
+) -> BlockDevice {
+    let mut all = OpTotals::default();
+    for (window, _) in ops.values() {
+        all.merge(window);
+    }
+    let lifetimes = all.latency.sum_ns + all.queue.sum_ns;
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "nanoseconds in a window, < 2^52"
+    )]
+    let avg_in_flight = if seconds > 0.0 {
+        lifetimes as f64 / (seconds * 1e9)
+    } else {
+        0.0
+    };
+    BlockDevice {
+        device: name,
+        major: dev.major,
+        minor: dev.minor,
+        drives,
+        requests: all.requests(),
+        iops: rate(all.requests(), seconds),
+        bytes: all.bytes,
+        bytes_per_second: rate(all.bytes, seconds),
+        in_flight,
+        avg_in_flight,
+        latency: all.latency.summary(),
+        ops: ops
+            .iter()
+            .map(|(op, (window, running))| BlockOpStats {
+                op: op.as_str(),
+                requests: window.requests(),
+                iops: rate(window.requests(), seconds),
+                bytes: window.bytes,
+                bytes_per_second: rate(window.bytes, seconds),
+                latency: window.latency.summary(),
+                latency_buckets: window
+                    .latency
+                    .buckets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(b, n)| Bucket {
+                        floor_ns: bucket_floor_ns(b),
+                        count: *n,
+                    })
+                    .collect(),
+                queue: window.queue.summary(),
+                unissued: window.unissued,
+                cumulative_bytes: running.bytes,
+                cumulative_latency: running.latency.clone(),
+                cumulative_queue: running.queue.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The host's figures: each source's state over the window and where requests are attributed.
+#[must_use]
+pub fn host(now: &BlockTotals, before: &BlockTotals) -> HostBlock {
+    let mut completed = 0;
+    let mut unissued = 0;
+    for (key, running) in &now.stats {
+        let window = match before.stats.get(key) {
+            Some(earlier) => running.since(earlier),
+            None => running.clone(),
+        };
+        completed += window.requests();
+        unissued += window.unissued;
+    }
+    let events = |probe| match probe {
+        BlockProbe::RqIssue => completed - unissued.min(completed),
+        BlockProbe::IoStart | BlockProbe::RqInsert | BlockProbe::RqComplete => completed,
+    };
+    HostBlock {
+        sources: now
+            .sources
+            .iter()
+            .map(|(probe, a)| (probe.name(), SourceState::from_window(a, events(*probe))))
+            .collect(),
+        tracepoints: now
+            .sources
+            .keys()
+            .map(|probe| (probe.name(), probe.tracepoint()))
+            .collect(),
+        attributed_at: now.submission.tracepoints(),
+        dropped: now.dropped,
+    }
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts and bytes stay far below 2^52"
+)]
+fn rate(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}

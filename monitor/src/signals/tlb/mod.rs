@@ -1,0 +1,278 @@
+//! TLB shootdowns per VMM process and thread: sent (the VMM changed its mappings and interrupted
+//! the other CPUs running its threads), received (a CPU running one of its threads was told to
+//! flush), by reason, with the pages flushed; host-wide flushes per CPU; and KVM's paravirtual
+//! TLB flushes of guests.
+//!
+//! The kernel keeps running totals; this module sums or keeps the CPUs apart as each figure
+//! needs, decodes raw keys into domain values at the boundary, and removes the keys of processes
+//! that no longer exist.
+
+mod probes;
+pub mod view;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::Path,
+};
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use monitor_common::tlb::{
+    self as raw, TLB_DROPS_MAP, TLB_HOST_MAP, TLB_REASON_SLOTS, TLB_VMM_MAP, TlbCount, TlbKey,
+    TlbSource,
+};
+use serde::Serialize;
+
+pub(crate) use self::probes::sized;
+pub use self::probes::{TlbPlan, TlbProbe};
+use super::Attachment;
+use crate::{bpf::Kernel, discovery::Vmm, host::topology::parse_cpu_list};
+
+/// Why a CPU flushed (part of) its TLB: the kernel's `enum tlb_flush_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlbReason {
+    /// Switching to a task of another mm.
+    TaskSwitch,
+    /// Told to by another CPU (the receiving side of a shootdown).
+    RemoteShootdown,
+    /// Ranged flush of the CPU's own mappings.
+    LocalShootdown,
+    /// Whole-mm flush of the CPU's own mappings.
+    LocalMmShootdown,
+    /// Sending shootdown IPIs to the other CPUs using the mm (the sending side).
+    RemoteSendIpi,
+    /// A shootdown that arrived after the CPU had switched to another mm.
+    RemoteWrongCpu,
+    /// A reason this version does not know.
+    Other(u32),
+}
+
+impl TlbReason {
+    #[must_use]
+    pub fn decode(raw: u32) -> Self {
+        match raw {
+            raw::TLB_FLUSH_ON_TASK_SWITCH => Self::TaskSwitch,
+            raw::TLB_REMOTE_SHOOTDOWN => Self::RemoteShootdown,
+            raw::TLB_LOCAL_SHOOTDOWN => Self::LocalShootdown,
+            raw::TLB_LOCAL_MM_SHOOTDOWN => Self::LocalMmShootdown,
+            raw::TLB_REMOTE_SEND_IPI => Self::RemoteSendIpi,
+            raw::TLB_REMOTE_WRONG_CPU => Self::RemoteWrongCpu,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The record's value.
+    #[must_use]
+    pub fn code(self) -> u32 {
+        match self {
+            Self::TaskSwitch => raw::TLB_FLUSH_ON_TASK_SWITCH,
+            Self::RemoteShootdown => raw::TLB_REMOTE_SHOOTDOWN,
+            Self::LocalShootdown => raw::TLB_LOCAL_SHOOTDOWN,
+            Self::LocalMmShootdown => raw::TLB_LOCAL_MM_SHOOTDOWN,
+            Self::RemoteSendIpi => raw::TLB_REMOTE_SEND_IPI,
+            Self::RemoteWrongCpu => raw::TLB_REMOTE_WRONG_CPU,
+            Self::Other(code) => code,
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskSwitch => "task_switch",
+            Self::RemoteShootdown => "remote_shootdown",
+            Self::LocalShootdown => "local_shootdown",
+            Self::LocalMmShootdown => "local_mm_shootdown",
+            Self::RemoteSendIpi => "remote_send_ipi",
+            Self::RemoteWrongCpu => "remote_wrong_cpu",
+            Self::Other(_) => "other",
+        }
+    }
+}
+
+/// What a per-VMM counter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlbEvent {
+    /// `tlb:tlb_flush` in one of the VMM's threads.
+    Flush(TlbReason),
+    /// `kvm:kvm_pv_tlb_flush`: KVM saw a vCPU's steal-time record; `flushed` when the guest had
+    /// asked for its TLB to be flushed instead of sending IPIs to a preempted vCPU.
+    PvFlush { flushed: bool },
+}
+
+/// One per-VMM counter, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TlbCounterKey {
+    pub pid: u32,
+    pub tid: u32,
+    pub event: TlbEvent,
+}
+
+/// Flushes and what they covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Flushes {
+    pub events: u64,
+    /// Pages of the ranged flushes.
+    pub pages: u64,
+    /// Flushes of a whole address space.
+    pub full: u64,
+}
+
+impl Flushes {
+    /// What was added between `earlier` and `self` (two readings of the same running totals).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            events: self.events.saturating_sub(earlier.events),
+            pages: self.pages.saturating_sub(earlier.pages),
+            full: self.full.saturating_sub(earlier.full),
+        }
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        self.events += other.events;
+        self.pages += other.pages;
+        self.full += other.full;
+    }
+}
+
+impl From<&TlbCount> for Flushes {
+    fn from(raw: &TlbCount) -> Self {
+        Self {
+            events: raw.events,
+            pages: raw.pages,
+            full: raw.full,
+        }
+    }
+}
+
+/// Running totals since the programs were attached.
+#[derive(Clone, Debug, Default)]
+pub struct TlbTotals {
+    /// Per VMM thread and event: CPU → flushes on that CPU (CPUs without any left out).
+    pub vmm: HashMap<TlbCounterKey, BTreeMap<u32, Flushes>>,
+    /// Every task on the host: CPU → reason → flushes.
+    pub host: BTreeMap<u32, BTreeMap<TlbReason, Flushes>>,
+    /// Flushes of VMMs not counted because the kernel map was full.
+    pub dropped: u64,
+    /// Whether each kernel source could be attached.
+    pub sources: BTreeMap<TlbProbe, Attachment>,
+    /// The CPUs each VMM's vCPU threads may run on (their affinity), by pid, read with the
+    /// totals so "shootdowns received on the VM's CPUs" can be computed from `host`.
+    pub vcpu_cpus: HashMap<u32, BTreeSet<u32>>,
+}
+
+/// The TLB maps of the running kernel programs.
+pub struct TlbCounters {
+    vmm: PerCpuHashMap<MapData, TlbKey, TlbCount>,
+    host: PerCpuArray<MapData, TlbCount>,
+    drops: PerCpuArray<MapData, u64>,
+    sources: BTreeMap<TlbProbe, Attachment>,
+}
+
+impl TlbCounters {
+    /// Attaches the programs whose tracepoints this kernel has and takes the maps.
+    pub fn start(kernel: &mut Kernel, plan: &TlbPlan) -> anyhow::Result<Self> {
+        let sources = plan.attach(kernel);
+        Ok(Self {
+            vmm: kernel.take_map(TLB_VMM_MAP)?,
+            host: kernel.take_map(TLB_HOST_MAP)?,
+            drops: kernel.take_map(TLB_DROPS_MAP)?,
+            sources,
+        })
+    }
+
+    #[must_use]
+    pub fn sources(&self) -> &BTreeMap<TlbProbe, Attachment> {
+        &self.sources
+    }
+
+    /// Reads every counter. Entries that vanish while we iterate are skipped.
+    pub fn read(&self) -> TlbTotals {
+        let mut totals = TlbTotals {
+            sources: self.sources.clone(),
+            ..TlbTotals::default()
+        };
+        for (raw, per_cpu) in self.vmm.iter().filter_map(Result::ok) {
+            if let Some(key) = decode_key(&raw) {
+                totals.vmm.insert(key, by_cpu(&per_cpu));
+            }
+        }
+        for slot in 0..TLB_REASON_SLOTS {
+            let Ok(per_cpu) = self.host.get(&slot, 0) else {
+                continue;
+            };
+            // The last slot gathers unknown reasons; it keeps its own code.
+            let reason = TlbReason::decode(slot);
+            for (cpu, flushes) in by_cpu(&per_cpu) {
+                totals.host.entry(cpu).or_default().insert(reason, flushes);
+            }
+        }
+        totals.dropped = self.drops.get(&0, 0).map_or(0, |per_cpu| {
+            per_cpu.iter().copied().fold(0, u64::wrapping_add)
+        });
+        totals
+    }
+
+    /// Removes the counters of processes for which `keep(pid)` is false (exited VMs).
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let stale: Vec<TlbKey> = self
+            .vmm
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep(k.tgid))
+            .collect();
+        for key in &stale {
+            // Already gone is fine.
+            let _ = self.vmm.remove(key);
+        }
+    }
+}
+
+/// Raw key → domain key; unknown sources are dropped here, at the boundary.
+fn decode_key(raw: &TlbKey) -> Option<TlbCounterKey> {
+    let event = match raw.source {
+        s if s == TlbSource::Flush as u32 => TlbEvent::Flush(TlbReason::decode(raw.reason)),
+        s if s == TlbSource::PvFlush as u32 => TlbEvent::PvFlush {
+            flushed: raw.reason != 0,
+        },
+        _ => return None,
+    };
+    Some(TlbCounterKey {
+        pid: raw.tgid,
+        tid: raw.tid,
+        event,
+    })
+}
+
+/// The CPUs of a per-CPU value that counted anything. The index is the CPU id: aya returns one
+/// value per possible CPU, in order.
+fn by_cpu(per_cpu: &PerCpuValues<TlbCount>) -> BTreeMap<u32, Flushes> {
+    per_cpu
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.events > 0)
+        .filter_map(|(cpu, c)| Some((u32::try_from(cpu).ok()?, Flushes::from(c))))
+        .collect()
+}
+
+/// The CPUs the VMM's vCPU threads may run on: the union of their affinity masks. Empty when no
+/// vCPU thread is known yet or none could be read (the process is exiting).
+#[must_use]
+pub fn vcpu_cpus(proc_root: &Path, vmm: &Vmm) -> BTreeSet<u32> {
+    let mut cpus = BTreeSet::new();
+    for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
+        let path = proc_root
+            .join(vmm.id.pid.to_string())
+            .join("task")
+            .join(tid.to_string())
+            .join("status");
+        let Ok(status) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .and_then(|list| parse_cpu_list(list).ok());
+        cpus.extend(allowed.into_iter().flatten());
+    }
+    cpus
+}

@@ -1,0 +1,278 @@
+//! End to end with the disk-reading QEMU guest: kvmtop's per-VM block figures agree with bpftrace
+//! (requests attributed to the QEMU process at `block_io_start`, matched to their completions)
+//! and with libbpf-tools `biolatency` (the issue → completion histogram) over the same window,
+//! with `aio=native` (QEMU submits in its own threads) and `aio=threads` (its worker pool does).
+//!
+//! The guest's disk image lives on an ext4 filesystem on a loop device of its own, so its reads
+//! are the only block I/O on that device and `biolatency -d loopN` sees exactly them. The guest
+//! is frozen (SIGSTOP) outside kvmtop's window, so all three observers see the same requests.
+
+mod block_support;
+mod support;
+
+use std::{path::Path, process::Command, sync::Mutex, thread, time::Duration};
+
+use block_support::{
+    LoopDisk, OBSERVER_SKEW_NS, bucket_range, median_bucket, ns_buckets, parse_biolatency,
+    to_usec_buckets, total,
+};
+use guests::{DiskAio, DiskCache, DiskInterface, DiskOptions, Guest, GuestKind, GuestSpec};
+use serde_json::Value;
+use support::Observed;
+
+/// Agreement required between kvmtop and the reference tools.
+const TOLERANCE: f64 = 0.02;
+/// One guest at a time: two CPU-bound emulated guests on a 2-CPU machine would starve each other.
+static ONE_GUEST: Mutex<()> = Mutex::new(());
+
+fn assert_within(what: &str, measured: u64, expected: u64) {
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counts are far below 2^52 and the tolerance is positive"
+    )]
+    let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
+    eprintln!("{what}: kvmtop {measured}, reference {expected}");
+    assert!(
+        measured.abs_diff(expected) <= allowed,
+        "{what}: kvmtop counted {measured}, reference {expected} (tolerance {allowed})"
+    );
+}
+
+fn signal(guest: &Guest, what: &str, result: Result<(), guests::Error>) {
+    result.unwrap_or_else(|e| panic!("{what} guest {}: {e}", guest.pid()));
+}
+
+/// How kvmtop is run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// As it is.
+    This,
+    /// Shown a tracefs without `block_io_start`, as on kernels before 6.5, so it attributes
+    /// requests at insert/issue.
+    Before6_5,
+}
+
+/// A tracefs with only the older block tracepoints' formats.
+fn tracefs_before_6_5() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for event in ["block_rq_insert", "block_rq_issue", "block_rq_complete"] {
+        let from = Path::new("/sys/kernel/tracing/events/block").join(event);
+        let to = dir.path().join("events/block").join(event);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(from.join("format"), to.join("format")).unwrap();
+    }
+    dir
+}
+
+/// What the three observers reported over one window.
+struct Observations {
+    snapshot: Value,
+    bpftrace: String,
+    biolatency: String,
+}
+
+/// Starts bpftrace, kvmtop and biolatency while `guest` is frozen, lets the guest run for 2 s
+/// inside kvmtop's window, and collects what each saw.
+fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
+    let pid = guest.pid();
+    let mut bpftrace = support::bpftrace(&format!(
+        "tracepoint:block:block_io_start /pid == {pid}/ {{ @start[args->dev, args->sector] = 1; }}
+         tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ {{
+             @requests[args->dev] = count(); delete(@start[args->dev, args->sector]); }}
+         END {{ clear(@start); }}"
+    ));
+    // kvmtop attaches before biolatency, so at both ends of a request its program runs first
+    // (tracepoint callbacks run in the order they were registered, and bpftrace registered the
+    // completion one before both): the two tools then time the same interval.
+    let mut command = support::kvmtop();
+    command.args(["snapshot", "--duration", "10", "--format", "json"]);
+    let older = (kernel == Kernel::Before6_5).then(tracefs_before_6_5);
+    if let Some(tracefs) = &older {
+        command.arg("--tracefs").arg(tracefs.path());
+    }
+    let mut kvmtop = Observed::spawn(command);
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    // Line-buffered: biolatency's readiness line would otherwise wait in a full pipe buffer.
+    let mut command = Command::new("stdbuf");
+    command
+        .arg("-oL")
+        .arg(support::which("biolatency").expect("checked by the caller"))
+        .args(["-d", disk.name()]);
+    let mut biolatency = Observed::spawn(command);
+    // Within the window, leaving the guest its 2 s.
+    biolatency.wait_for("Tracing block device I/O", Duration::from_secs(6));
+    signal(guest, "thawing", guest.thaw());
+    thread::sleep(Duration::from_secs(2));
+    signal(guest, "freezing", guest.freeze());
+    let status = kvmtop.wait(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "kvmtop failed: {}",
+        kvmtop.stderr_lines.join("\n")
+    );
+    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    biolatency.interrupt_and_wait(Duration::from_secs(30));
+    Observations {
+        snapshot: serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON"),
+        bpftrace: bpftrace.stdout_text(),
+        biolatency: biolatency.stdout_text(),
+    }
+}
+
+/// Runs the disk reader with `aio` over one frozen window and checks kvmtop against both tools.
+fn disk_reader_agrees(test: &str, aio: DiskAio, kernel: Kernel) {
+    let tools = [
+        "bpftrace",
+        "biolatency",
+        "stdbuf",
+        "losetup",
+        "mkfs.ext4",
+        "mount",
+    ];
+    if let Some(reason) = support::missing_prerequisite(true, &tools) {
+        return support::skip(test, &reason);
+    }
+    let _one = ONE_GUEST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let disk = match LoopDisk::create() {
+        Ok(disk) => disk,
+        Err(reason) => return support::skip(test, &format!("no loop device: {reason}")),
+    };
+    let spec = GuestSpec::new(GuestKind::DiskReader)
+        .name(format!("kvmtop-block-{}", aio_name(aio)))
+        .work_dir(disk.path())
+        .disk(DiskOptions {
+            interface: DiskInterface::Virtio,
+            cache: DiskCache::None,
+            aio: Some(aio),
+        });
+    let guest = Guest::start(&spec).expect("starting the disk-reading guest");
+    guest
+        .wait_for_vcpus(Duration::from_mins(1))
+        .expect("disk reader running");
+    signal(&guest, "freezing", guest.freeze());
+    // Writes still cached from creating the image must not reach the device in the window.
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    thread::sleep(Duration::from_secs(1));
+    let seen = observe(&guest, &disk, kernel);
+
+    let attributed_at = match kernel {
+        Kernel::This => "block:block_io_start",
+        Kernel::Before6_5 => "block:block_rq_insert, block:block_rq_issue",
+    };
+    assert_eq!(seen.snapshot["block"]["attributed_at"], attributed_at);
+    let vm = seen.snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == guest.pid())
+        .unwrap_or_else(|| panic!("VM {} missing from {:#}", guest.pid(), seen.snapshot));
+    let block = &vm["block"];
+    let device = block["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == disk.name())
+        .unwrap_or_else(|| panic!("{} missing from {block:#}", disk.name()));
+    // The drive is mapped to the loop device, with its modes.
+    let drive = &block["drives"][0];
+    assert_eq!(drive["cache"], "none", "{drive:#}");
+    assert_eq!(drive["aio"], aio_name(aio));
+    assert_eq!(drive["devices"][0], disk.name(), "{drive:#}");
+    assert_eq!(device["drives"].as_array().map(Vec::len), Some(1));
+    let seconds = seen.snapshot["window"]["duration_seconds"]
+        .as_f64()
+        .unwrap();
+    check_device(device, &seen, seconds);
+}
+
+/// Checks one device's figures against bpftrace (requests) and biolatency (histogram).
+fn check_device(device: &Value, seen: &Observations, seconds: f64) {
+    let dev = (device["major"].as_i64().unwrap() << 20) | device["minor"].as_i64().unwrap();
+    let expected: u64 = support::parse_bpftrace_map(&seen.bpftrace, "requests")
+        .iter()
+        .filter(|(k, _)| k == &[dev])
+        .map(|(_, n)| n)
+        .sum();
+    assert!(expected > 500, "the guest barely read: {}", seen.bpftrace);
+    let requests = device["requests"].as_u64().unwrap();
+    assert_within("requests", requests, expected);
+    #[expect(clippy::cast_precision_loss, reason = "small counts")]
+    let iops = requests as f64 / seconds;
+    assert!((device["iops"].as_f64().unwrap() - iops).abs() < 1e-6);
+    let ops = device["ops"].as_array().unwrap();
+    assert_eq!(ops[0]["op"], "read", "{device:#}");
+    assert_eq!(
+        ops[0]["bytes"].as_u64(),
+        Some(ops[0]["requests"].as_u64().unwrap() * 4096),
+        "the guest reads 4 KiB at a time"
+    );
+
+    // The issue → completion histogram.
+    let reference = parse_biolatency(&seen.biolatency);
+    let ns = ns_buckets(ops);
+    eprintln!(
+        "biolatency (usec buckets): {reference:?}\n\
+         kvmtop (usec buckets, b - 10): {:?}",
+        to_usec_buckets(&ns)
+    );
+    assert_within("latency histogram total", total(&ns), total(&reference));
+    // The median's bucket: the two tools' buckets cover different ranges (powers of two of ns
+    // and of µs), so they must overlap, give or take the observers' skew.
+    let (mine, theirs) = (median_bucket(&ns), median_bucket(&reference));
+    let (lo, hi) = bucket_range(mine, 1);
+    let (ref_lo, ref_hi) = bucket_range(theirs, 1_000);
+    eprintln!(
+        "median bucket: kvmtop [{lo}, {hi}) ns, biolatency [{}, {}) µs",
+        ref_lo / 1_000,
+        ref_hi / 1_000
+    );
+    assert!(
+        lo.saturating_sub(OBSERVER_SKEW_NS) < ref_hi && ref_lo < hi + OBSERVER_SKEW_NS,
+        "median bucket: kvmtop [{lo}, {hi}) ns, biolatency [{ref_lo}, {ref_hi}) ns"
+    );
+    let latency = &device["latency"];
+    assert!(latency["p50_ns"].as_u64() <= latency["p99_ns"].as_u64());
+    assert_eq!(device["in_flight"], 0, "the guest was frozen: {device:#}");
+}
+
+fn aio_name(aio: DiskAio) -> &'static str {
+    match aio {
+        DiskAio::Native => "native",
+        DiskAio::Threads => "threads",
+        DiskAio::IoUring => "io_uring",
+    }
+}
+
+#[test]
+fn disk_reader_with_native_aio_matches_bpftrace_and_biolatency() {
+    disk_reader_agrees(
+        "disk_reader_with_native_aio_matches_bpftrace_and_biolatency",
+        DiskAio::Native,
+        Kernel::This,
+    );
+}
+
+#[test]
+fn disk_reader_with_thread_pool_aio_matches_bpftrace_and_biolatency() {
+    disk_reader_agrees(
+        "disk_reader_with_thread_pool_aio_matches_bpftrace_and_biolatency",
+        DiskAio::Threads,
+        Kernel::This,
+    );
+}
+
+/// On a device without an I/O scheduler the block layer issues a request in the submitter's
+/// context, so attributing at issue (kernels before 6.5) finds every request too.
+#[test]
+fn without_block_io_start_requests_are_attributed_at_issue() {
+    disk_reader_agrees(
+        "without_block_io_start_requests_are_attributed_at_issue",
+        DiskAio::Native,
+        Kernel::Before6_5,
+    );
+}

@@ -1,0 +1,220 @@
+//! End to end: a process whose thread on one CPU unmaps touched pages in a loop while its other
+//! thread runs on another CPU makes the kernel shoot down the other CPU's TLB on every unmap.
+//! kvmtop's shootdowns sent and received, attributed to that process, agree with bpftrace
+//! counting `tlb:tlb_flush` by reason for the same pid over the same window.
+//!
+//! The process holds a KVM VM file descriptor, so discovery takes it for a VMM just as it takes
+//! QEMU, and it is stopped (SIGSTOP) outside the window, so both observers see the same events.
+
+mod support;
+
+use std::{
+    fs::File, io::Write as _, os::fd::AsRawFd as _, process::Command, thread, time::Duration,
+};
+
+use serde_json::Value;
+use support::Observed;
+
+/// Agreement required between kvmtop and bpftrace.
+const TOLERANCE: f64 = 0.02;
+/// Set in the environment of the child process.
+const CHILD_ENV: &str = "KVMTOP_TLB_CHURN_CHILD";
+/// `_IO(KVMIO, 0x01)`.
+const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
+/// Pages mapped, touched and unmapped per iteration.
+const PAGES: usize = 16;
+
+/// The child process: not a test of its own. It churns only when the TLB test starts it.
+#[test]
+#[ignore = "the TLB test's child process; it runs only when started by that test"]
+fn tlb_churn_child() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        churn();
+    }
+}
+
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity only read and
+    // write the set we own; pid 0 is the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+        assert_eq!(rc, 0, "pinning to CPU {cpu}");
+    }
+}
+
+fn gettid() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) }
+}
+
+fn churn() -> ! {
+    let kvm = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .expect("opening /dev/kvm");
+    // SAFETY: KVM_CREATE_VM takes the machine type (0) and returns a new fd or -1.
+    let vm = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_CREATE_VM, 0) };
+    assert!(
+        vm >= 0,
+        "KVM_CREATE_VM: {}",
+        std::io::Error::last_os_error()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        // The receiver: keeps this process's memory map loaded on CPU 1, so every unmap on CPU 0
+        // has to interrupt it.
+        pin_to(1);
+        tx.send(gettid()).expect("reporting the receiver");
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    let receiver = rx.recv().expect("receiver started");
+    pin_to(0);
+    let page = 4096;
+    let len = PAGES * page;
+    println!("churning sender={} receiver={receiver}", gettid());
+    std::io::stdout().flush().expect("flushing stdout");
+    loop {
+        // SAFETY: an anonymous private mapping of `len` bytes, written within its bounds, then
+        // unmapped; nothing else refers to it.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "mmap");
+            for i in 0..PAGES {
+                p.cast::<u8>().add(i * page).write_volatile(1);
+            }
+            libc::munmap(p, len);
+        }
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child, which is alive until it is dropped.
+    let rc = unsafe { libc::kill(pid.cast_signed(), signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+fn assert_within(what: &str, measured: u64, expected: u64) {
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counts are far below 2^52 and the tolerance is positive"
+    )]
+    let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
+    eprintln!("{what}: kvmtop {measured}, bpftrace {expected}");
+    assert!(
+        measured.abs_diff(expected) <= allowed,
+        "{what}: kvmtop counted {measured}, bpftrace {expected} (tolerance {allowed})"
+    );
+}
+
+#[test]
+fn shootdowns_sent_and_received_match_bpftrace() {
+    const TEST: &str = "shootdowns_sent_and_received_match_bpftrace";
+    if let Some(reason) = support::missing_prerequisite(false, &["bpftrace"]) {
+        return support::skip(TEST, &reason);
+    }
+    if aya::util::nr_cpus().unwrap_or(1) < 2 {
+        return support::skip(TEST, "needs two CPUs for a remote shootdown");
+    }
+    if File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return support::skip(TEST, "/dev/kvm is not usable");
+    }
+    let mut command = Command::new(std::env::current_exe().expect("test binary path"));
+    command
+        .args(["--ignored", "--exact", "tlb_churn_child", "--nocapture"])
+        .env(CHILD_ENV, "1");
+    let mut child = Observed::spawn(command);
+    let ready = child.wait_for("churning", Duration::from_secs(30));
+    let receiver: u64 = ready
+        .rsplit_once("receiver=")
+        .and_then(|(_, tid)| tid.trim().parse().ok())
+        .expect("receiver tid");
+    let pid = child.child.id();
+
+    signal(pid, libc::SIGSTOP);
+    let mut bpftrace = support::bpftrace(&format!(
+        "tracepoint:tlb:tlb_flush /pid == {pid}/ {{ @[args->reason] = count(); }}"
+    ));
+    let mut command = support::kvmtop();
+    command.args(["snapshot", "--duration", "5", "--format", "json"]);
+    let mut kvmtop = Observed::spawn(command);
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    signal(pid, libc::SIGCONT);
+    thread::sleep(Duration::from_secs(2));
+    signal(pid, libc::SIGSTOP);
+    let status = kvmtop.wait(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "kvmtop failed: {}",
+        kvmtop.stderr_lines.join("\n")
+    );
+    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+
+    let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
+    let vm = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == pid)
+        .unwrap_or_else(|| panic!("process {pid} missing from {snapshot:#}"));
+    let tlb = &vm["tlb"];
+    let reference: Vec<(Vec<i64>, u64)> = support::parse_bpftrace_map(&bpftrace.stdout_text(), "");
+    let expected = |reason: i64| -> u64 {
+        reference
+            .iter()
+            .filter(|(k, _)| k == &[reason])
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let sent = tlb["sent"]["count"].as_u64().unwrap();
+    assert!(
+        expected(4) > 1_000,
+        "the process barely ran: {reference:?}\n{tlb:#}"
+    );
+    assert_within("shootdowns sent", sent, expected(4));
+    assert_within(
+        "shootdowns received",
+        tlb["received"]["count"].as_u64().unwrap(),
+        expected(1),
+    );
+    // Every other reason in the process's threads agrees too.
+    for entry in tlb["by_reason"].as_array().unwrap() {
+        let code = entry["code"].as_i64().unwrap();
+        assert_within(
+            &format!("flushes with reason {}", entry["reason"]),
+            entry["count"].as_u64().unwrap(),
+            expected(code),
+        );
+    }
+    // Each unmap flushes a range of PAGES pages, never everything.
+    assert_eq!(tlb["sent"]["pages"].as_u64(), Some(sent * PAGES as u64));
+    // The receiver thread, pinned to CPU 1, received (nearly) all of them.
+    let by_thread = tlb["received_by_thread"].as_array().unwrap();
+    assert_eq!(by_thread[0]["tid"].as_u64(), Some(receiver), "{tlb:#}");
+    let on_cpu_1 = tlb["received_by_cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cpu"] == 1)
+        .map_or(0, |c| c["count"].as_u64().unwrap());
+    assert_eq!(on_cpu_1, by_thread[0]["count"].as_u64().unwrap());
+    assert_eq!(snapshot["tlb"]["sources"]["tlb_flush"], "live");
+}
