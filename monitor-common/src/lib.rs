@@ -4,9 +4,14 @@
 //! on both sides of a BPF map. Keep in sync with the readers in `monitor/src/signals/`.
 #![no_std]
 
+pub mod block;
 pub mod details;
 pub mod exits;
 pub mod latency;
+pub mod numa;
+pub mod sched;
+pub mod tlb;
+pub mod vmms;
 
 pub use details::{DetailKey, DetailKind, DetailLayout};
 pub use exits::{ExitKey, ExitSource, Isa, KvmExitLayout, UserspaceExitLayout};

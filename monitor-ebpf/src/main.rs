@@ -5,6 +5,10 @@
 //! send anything to userspace per event.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target's core has no 64-bit `fetch_add`, and totals shared between
+// CPUs (block I/O histograms) need one.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics, see above")]
 
 mod record;
 mod signals;

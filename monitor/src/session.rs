@@ -14,10 +14,17 @@ use anyhow::Context as _;
 use crate::{
     bpf::Kernel,
     discovery::{Discovery, ProcRoot, Vmm},
-    host::tracefs::TraceFs,
+    host::{topology::Topology, tracefs::TraceFs},
     model::{Host, Snapshot},
     privileges,
-    signals::exits::{ExitCounters, ExitTotals, ExitsPlan},
+    signals::{
+        block::{self, BlockCounters, BlockPlan, BlockTotals},
+        exits::{ExitCounters, ExitTotals, ExitsPlan},
+        numa::memory::{MemoryPlacement, MemoryReader},
+        sched::{self, SchedCounters, SchedPlan, SchedTotals, VhostScan},
+        tlb::{self, TlbCounters, TlbPlan, TlbTotals},
+        vmms::VmmWatch,
+    },
     window,
 };
 
@@ -57,6 +64,15 @@ pub struct Session {
     kernel: Kernel,
     discovery: Discovery,
     exits: ExitCounters,
+    sched: SchedCounters,
+    /// The host's CPUs, caches and nodes; `None` when sysfs could not be read.
+    topology: Option<Topology>,
+    vhost: VhostScan,
+    memory: MemoryReader,
+    tlb: TlbCounters,
+    block: BlockCounters,
+    /// The VMM processes the TLB and block programs count for.
+    vmm_watch: VmmWatch,
     /// Start time of each VMM pid seen, to notice pid reuse.
     identities: HashMap<u32, u64>,
     /// Pids reused since the last sample, whose counters must be forgotten.
@@ -70,7 +86,23 @@ pub struct Sample {
     pub wall: SystemTime,
     pub vmms: Vec<Vmm>,
     pub exits: ExitTotals,
+    pub sched: SchedTotals,
+    /// The latest memory placement of each VM by pid (read at most every 30 s).
+    pub memory: HashMap<u32, MemoryPlacement>,
+    pub tlb: TlbTotals,
+    pub block: BlockTotals,
     pub problems: Vec<String>,
+}
+
+impl Sample {
+    /// What the scheduling figures need of this sample.
+    fn sched_reading(&self) -> sched::window::Reading<'_> {
+        sched::window::Reading {
+            vmms: &self.vmms,
+            totals: &self.sched,
+            memory: &self.memory,
+        }
+    }
 }
 
 impl Session {
@@ -80,9 +112,32 @@ impl Session {
     pub fn open(config: &Config) -> anyhow::Result<Self> {
         privileges::check().map_err(anyhow::Error::msg)?;
         let exits_plan = ExitsPlan::read(&config.tracefs, &config.proc_root);
-        let mut kernel = Kernel::load(|loader| exits_plan.configure(loader))?;
+        let sched_plan = SchedPlan::read(&config.tracefs);
+        let tlb_plan = TlbPlan::read(&config.tracefs);
+        let block_plan = BlockPlan::read(&config.tracefs);
+        let mut kernel = Kernel::load(|loader| {
+            exits_plan.configure(loader);
+            sched_plan.configure(loader);
+            tlb_plan.configure(loader);
+            block_plan.configure(loader);
+        })?;
         let exits =
             ExitCounters::start(&mut kernel, &exits_plan).context("starting exit counters")?;
+        // Without the topology migrations are still counted, as of unknown class.
+        let topology = Topology::read(&config.sys_root)
+            .inspect_err(|e| log::warn!("host topology: {e}"))
+            .ok();
+        let sched = SchedCounters::start(&mut kernel, &sched_plan, topology.as_ref())
+            .context("starting scheduler counters")?;
+        let tlb = TlbCounters::start(&mut kernel, &tlb_plan).context("starting TLB counters")?;
+        let block = BlockCounters::start(
+            &mut kernel,
+            &block_plan,
+            &config.proc_root,
+            &config.sys_root,
+        )
+        .context("starting block counters")?;
+        let vmm_watch = VmmWatch::start(&mut kernel).context("starting the VMM watch")?;
         let discovery = Discovery::new(ProcRoot::new(&config.proc_root));
         Ok(Self {
             host: read_host(&config.proc_root),
@@ -90,6 +145,13 @@ impl Session {
             kernel,
             discovery,
             exits,
+            sched,
+            topology,
+            vhost: VhostScan::default(),
+            memory: MemoryReader::default(),
+            tlb,
+            block,
+            vmm_watch,
             identities: HashMap::new(),
             reused_pids: HashSet::new(),
         })
@@ -100,6 +162,37 @@ impl Session {
         &self.exits
     }
 
+    #[must_use]
+    pub fn sched_counters(&self) -> &SchedCounters {
+        &self.sched
+    }
+
+    /// The scheduler maps, e.g. for tests that watch synthetic threads.
+    pub fn sched_counters_mut(&mut self) -> &mut SchedCounters {
+        &mut self.sched
+    }
+
+    /// The host topology, when sysfs could be read.
+    #[must_use]
+    pub fn topology(&self) -> Option<&Topology> {
+        self.topology.as_ref()
+    }
+
+    #[must_use]
+    pub fn tlb_counters(&self) -> &TlbCounters {
+        &self.tlb
+    }
+
+    pub fn block_counters_mut(&mut self) -> &mut BlockCounters {
+        &mut self.block
+    }
+
+    /// The VMM processes the TLB and block programs count for, e.g. for tests that add
+    /// synthetic ones.
+    pub fn vmm_watch_mut(&mut self) -> &mut VmmWatch {
+        &mut self.vmm_watch
+    }
+
     /// The loaded programs, e.g. for driving the test harnesses.
     pub fn kernel_mut(&mut self) -> &mut Kernel {
         &mut self.kernel
@@ -108,7 +201,22 @@ impl Session {
     /// The snapshot of the window between two samples of this session.
     #[must_use]
     pub fn snapshot(&self, earlier: &Sample, later: &Sample) -> Snapshot {
-        window::snapshot(earlier, later, self.exits.sources(), &self.host)
+        let mut snapshot = window::snapshot(earlier, later, self.exits.sources(), &self.host);
+        let context = sched::window::Context {
+            sources: self.sched.sources(),
+            hooks: self.sched.hooks(),
+            topology: self.topology.as_ref(),
+            proc_root: &self.proc_root,
+        };
+        sched::window::fill(
+            &mut snapshot,
+            earlier.sched_reading(),
+            later.sched_reading(),
+            &context,
+        );
+        tlb::view::fill(&mut snapshot, earlier, later);
+        block::view::fill(&mut snapshot, earlier, later);
+        snapshot
     }
 
     /// Scans for VMs without reading counters. Calling it between samples lets discovery watch
@@ -116,12 +224,20 @@ impl Session {
     pub fn rescan(&mut self) {
         let scan = self.discovery.scan();
         self.track_identities(&scan.vmms);
+        // New threads are watched from now rather than from the next sample.
+        for problem in self.watch_threads(&scan.vmms) {
+            log::warn!("{problem}");
+        }
+        self.watch_vmms(&scan.vmms);
     }
 
     /// Scans for VMs and reads every counter.
     pub fn sample(&mut self) -> Sample {
         let mut scan = self.discovery.scan();
         self.track_identities(&scan.vmms);
+        // Before the counters: reading placement can take a while for large guests.
+        let (memory, memory_problems) = self.memory.sample(&self.proc_root, &scan.vmms);
+        scan.problems.extend(memory_problems);
         let mut exits = self.exits.read();
         self.learn_vcpu_threads(&mut scan.vmms, &exits);
         // Forget the counters of processes that are gone, and of pids now held by another
@@ -145,13 +261,54 @@ impl Session {
         }
         self.identities
             .retain(|pid, _| scan.vmms.iter().any(|v| v.id.pid == *pid));
+        let watch_problems = self.watch_threads(&scan.vmms);
+        scan.problems.extend(watch_problems);
+        let sched = self.sched.read();
+        let (tlb, block) = self.sample_io(&scan.vmms, &reused);
         Sample {
             at: Instant::now(),
             wall: SystemTime::now(),
             vmms: scan.vmms,
             exits,
+            sched,
+            memory,
+            tlb,
+            block,
             problems: scan.problems,
         }
+    }
+
+    /// Forgets the TLB and block totals of processes that are no longer VMMs (or whose pid was
+    /// reused), watches the current VMMs in those programs, and reads both families.
+    fn sample_io(&mut self, vmms: &[Vmm], reused: &HashSet<u32>) -> (TlbTotals, BlockTotals) {
+        let live = |pid: u32| !reused.contains(&pid) && vmms.iter().any(|v| v.id.pid == pid);
+        self.tlb.retain(live);
+        self.block.retain(live);
+        self.watch_vmms(vmms);
+        let mut tlb = self.tlb.read();
+        tlb.vcpu_cpus = vmms
+            .iter()
+            .map(|v| (v.id.pid, tlb::vcpu_cpus(&self.proc_root, v)))
+            .collect();
+        (tlb, self.block.read(vmms))
+    }
+
+    fn watch_vmms(&mut self, vmms: &[Vmm]) {
+        for pid in self.vmm_watch.sync(vmms.iter().map(|v| v.id.pid)) {
+            log::warn!("cannot watch VMM process {pid} for TLB and block figures");
+        }
+    }
+
+    /// Watches every thread of `vmms`, and the vhost kernel threads serving them, in the
+    /// scheduler programs.
+    fn watch_threads(&mut self, vmms: &[Vmm]) -> Vec<String> {
+        let pids: HashSet<u32> = vmms.iter().map(|v| v.id.pid).collect();
+        let vhost = self.vhost.threads(&self.proc_root, &pids);
+        let threads = sched::watch::threads_of(vmms, vhost);
+        let proc_root = &self.proc_root;
+        self.sched.watch(&threads, |thread| {
+            sched::watch::is_runnable(proc_root, thread)
+        })
     }
 
     fn track_identities(&mut self, vmms: &[Vmm]) {

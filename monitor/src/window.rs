@@ -104,6 +104,11 @@ pub fn snapshot(
             duration_seconds: seconds,
         },
         exits,
+        // Filled by `signals::sched::window`, which needs the session's scheduling state.
+        sched: model::sched::HostSched::default(),
+        // Filled by `signals::tlb::view` and `signals::block::view`.
+        tlb: model::tlb::HostTlb::default(),
+        block: model::block::HostBlock::default(),
         vms,
         problems: later.problems.clone(),
         // Filled by the advisor, which keeps its own state across windows.
@@ -249,6 +254,10 @@ fn vm(
         vcpus,
         exits: exits(windows, seconds, sources),
         exit_details,
+        sched: model::sched::VmSched::default(),
+        numa: model::sched::VmNuma::default(),
+        tlb: model::tlb::VmTlb::default(),
+        block: model::block::VmBlock::default(),
     }
 }
 
@@ -294,6 +303,7 @@ fn vcpu(
             in_vmm: share(ExitSource::Userspace, Some(Probe::KvmRun)),
             halted: share(ExitSource::Halt, None),
         },
+        sched: None,
     }
 }
 

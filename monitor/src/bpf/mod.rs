@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
-    programs::{RawTracePoint, TracePoint},
+    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
 };
 
 use crate::privileges;
@@ -54,6 +54,39 @@ impl Kernel {
             .map_err(|e| format!("cannot attach to tracepoint {system}:{event}: {e}"))
     }
 
+    /// Loads and attaches an fentry program to a kernel function, typed from the kernel's BTF.
+    pub fn attach_fentry(&mut self, program: &str, function: &str) -> Result<(), String> {
+        let btf = aya::Btf::from_sys_fs().map_err(|e| {
+            format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}")
+        })?;
+        let prog: &mut FEntry = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("program {program}: {e}"))?;
+        prog.load(function, &btf)
+            .map_err(|e| format!("fentry on {function} rejected: {}", chain(&e)))?;
+        prog.attach()
+            .map(drop)
+            .map_err(|e| format!("cannot attach fentry to {function}: {}", chain(&e)))
+    }
+
+    /// Loads and attaches a kprobe program to a kernel function.
+    pub fn attach_kprobe(&mut self, program: &str, function: &str) -> Result<(), String> {
+        let prog: &mut KProbe = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("program {program}: {e}"))?;
+        prog.load()
+            .map_err(|e| format!("the kernel rejected program {program}: {}", chain(&e)))?;
+        prog.attach(function, 0)
+            .map(drop)
+            .map_err(|e| format!("cannot attach a kprobe to {function}: {}", chain(&e)))
+    }
+
     /// Loads (never attaches) a raw tracepoint harness program so tests can drive the kernel-side
     /// logic with `BPF_PROG_TEST_RUN`.
     pub fn load_harness(&mut self, program: &str) -> anyhow::Result<&RawTracePoint> {
@@ -79,4 +112,17 @@ impl Kernel {
             .with_context(|| format!("map {name} missing from the object"))?;
         T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
     }
+}
+
+/// An error and its causes, one after the other: aya's attach errors name a file in their own
+/// message and keep the reason in their source.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }

@@ -1,6 +1,9 @@
 //! A fixed snapshot for presenter tests: one busy VM with two vCPUs, one idle VM.
-use super::*;
+use super::{sched as model_sched, *};
 use crate::signals::exits::Histogram;
+
+mod io;
+mod sched;
 
 fn reason(source: ExitSource, isa: Option<Isa>, code: u64, name: &str, count: u64) -> ReasonCount {
     #[expect(clippy::cast_precision_loss, reason = "small test numbers")]
@@ -66,6 +69,10 @@ fn exits(mut by_reason: Vec<ReasonCount>, kvm_exit: SourceState) -> Exits {
 }
 
 #[must_use]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one literal snapshot, read top to bottom"
+)]
 pub fn snapshot() -> Snapshot {
     let vcpu0 = vec![
         reason(
@@ -88,6 +95,7 @@ pub fn snapshot() -> Snapshot {
     let mut all = vcpu0.clone();
     all.extend(vcpu1.clone());
     all.sort_by_key(|r| std::cmp::Reverse(r.count));
+    let (web_sched, web_numa) = sched::vm();
     Snapshot {
         schema_version: SCHEMA_VERSION,
         kvmtop_version: "0.1.0".into(),
@@ -112,6 +120,9 @@ pub fn snapshot() -> Snapshot {
             .into(),
             dropped: 0,
         },
+        sched: sched::host(),
+        tlb: io::host_tlb(),
+        block: io::host_block(),
         vms: vec![
             Vm {
                 pid: 4242,
@@ -129,6 +140,7 @@ pub fn snapshot() -> Snapshot {
                             in_vmm: Some(0.2),
                             halted: Some(0.01),
                         },
+                        sched: Some(sched::vcpu(0)),
                     },
                     Vcpu {
                         index: Some(1),
@@ -139,10 +151,15 @@ pub fn snapshot() -> Snapshot {
                             in_vmm: Some(0.0),
                             halted: Some(0.95),
                         },
+                        sched: Some(sched::vcpu(1)),
                     },
                 ],
                 exits: exits(all, SourceState::Live),
                 exit_details: vec![port_io_details()],
+                sched: web_sched,
+                numa: web_numa,
+                tlb: io::vm_tlb(),
+                block: io::vm_block(),
             },
             Vm {
                 pid: 5000,
@@ -155,9 +172,14 @@ pub fn snapshot() -> Snapshot {
                     tid: None,
                     exits: Exits::default(),
                     time: VcpuTime::default(),
+                    sched: None,
                 }],
                 exits: exits(vec![], SourceState::Silent),
                 exit_details: vec![],
+                sched: model_sched::VmSched::default(),
+                numa: model_sched::VmNuma::default(),
+                tlb: super::tlb::VmTlb::default(),
+                block: super::block::VmBlock::default(),
             },
         ],
         problems: vec![],

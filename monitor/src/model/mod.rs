@@ -12,6 +12,10 @@ use crate::signals::{
     exits::{DetailKind, ExitSource, Histogram, Isa, LatencySummary},
 };
 
+pub mod block;
+pub mod sched;
+pub mod tlb;
+
 pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,6 +26,12 @@ pub struct Snapshot {
     pub window: Window,
     /// Host-wide state of each exit source, and exits lost to a full map.
     pub exits: HostExits,
+    /// Host-wide state of the scheduling and NUMA sources.
+    pub sched: sched::HostSched,
+    /// Host-wide TLB flushing per CPU, and the state of the TLB sources.
+    pub tlb: tlb::HostTlb,
+    /// State of the block sources, and where requests are attributed to VMs.
+    pub block: block::HostBlock,
     pub vms: Vec<Vm>,
     /// Things that went wrong while sampling but did not stop it (a VM vanishing mid-scan, an
     /// unreadable /proc entry, …).
@@ -69,6 +79,14 @@ pub struct Vm {
     pub exits: Exits,
     /// What the VM's exits were about, per kind: the largest values and the rest.
     pub exit_details: Vec<DetailGroup>,
+    /// Run-queue wait, on-CPU time, switches and migrations of the VM's threads.
+    pub sched: sched::VmSched,
+    /// Where the VM's memory sits, and its NUMA faults.
+    pub numa: sched::VmNuma,
+    /// TLB shootdowns the VM's process sent and received.
+    pub tlb: tlb::VmTlb,
+    /// Block I/O of the VM per host device and operation, and its drives.
+    pub block: block::VmBlock,
 }
 
 /// One kind of exit detail of a VM over the window.
@@ -108,6 +126,8 @@ pub struct Vcpu {
     pub exits: Exits,
     /// Where the vCPU's wall time went over the window, as fractions of it.
     pub time: VcpuTime,
+    /// Scheduling of the vCPU's thread; null while the thread is not known.
+    pub sched: Option<sched::VcpuSched>,
 }
 
 /// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable

@@ -1,6 +1,11 @@
 //! Signal families. Each module owns its kernel maps, turns raw map contents into domain values
 //! at the boundary, and reports whether its kernel sources could be attached.
+pub mod block;
 pub mod exits;
+pub mod numa;
+pub mod sched;
+pub mod tlb;
+pub mod vmms;
 
 use serde::{Serialize, Serializer};
 
