@@ -35,6 +35,24 @@ pub fn duration_ns(ns: u64) -> String {
     }
 }
 
+/// Bytes in binary units: 512B, 1.5KiB, 768MiB, 24GiB.
+#[must_use]
+#[expect(clippy::cast_precision_loss, reason = "display only")]
+pub fn bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 9.95 {
+        format!("{value:.0}{}", UNITS[unit])
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
 /// A share (0–1) as a percentage: "42%", "0.3%", "-" when unknown.
 #[must_use]
 pub fn share(share: Option<f64>) -> String {
@@ -65,6 +83,14 @@ mod tests {
         assert_eq!(duration_ns(60_000), "60µs");
         assert_eq!(duration_ns(1_200_000), "1.2ms");
         assert_eq!(duration_ns(3_400_000_000), "3.4s");
+    }
+
+    #[test]
+    fn bytes_are_binary() {
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(1536), "1.5KiB");
+        assert_eq!(bytes(768 << 20), "768MiB");
+        assert_eq!(bytes(24 << 30), "24GiB");
     }
 
     #[test]

@@ -76,13 +76,29 @@ pub fn vm_observations(
         exit_p99_ns: hardware_live.then_some(exit_p99_ns),
         pio_exits_per_s: detail(vm, DetailKind::Pio).map(|g| g.rate),
         guest_ipis_per_s: detail(vm, DetailKind::ApicIpi).map(|g| g.rate),
+        rss_by_node: vm
+            .numa
+            .memory
+            .as_ref()
+            .map(|m| m.by_node.iter().map(|n| (n.node, n.bytes)).collect()),
+        anon_huge_pages_bytes: vm.numa.memory.as_ref().map(|m| m.thp_bytes),
+        numa_hint_faults: vm.numa.faults.as_ref().map(|f| to_f64(f.pages)),
+        numa_hint_faults_remote: vm.numa.faults.as_ref().map(|f| to_f64(f.remote_pages)),
         vcpus: vm
             .vcpus
             .iter()
             .filter_map(|v| {
                 let index = v.index?;
-                let (run_delay_share, migrations_per_s) =
+                // The kernel programs' figures first; the kernel's own per-thread accounting
+                // in procfs where they are unavailable.
+                let (procfs_wait, procfs_migrations) =
                     threads.get(&index).copied().unwrap_or((None, None));
+                let sched = v.sched.as_ref().map(|s| &s.figures);
+                let migrations = sched.and_then(|s| s.migrations.as_ref());
+                let run_delay_share = sched.and_then(|s| s.steal).or(procfs_wait);
+                let migrations_per_s = migrations.map(|m| m.rate).or(procfs_migrations);
+                let cross_node_migrations_per_min =
+                    migrations.map(|m| m.by_class.get("cross_node").map_or(0.0, |c| c.rate * 60.0));
                 Some(VcpuObservations {
                     index,
                     exit_rates: (v.exits.sources.get("kvm_exit") == Some(&SourceState::Live))
@@ -96,6 +112,7 @@ pub fn vm_observations(
                     median_halt_ns: median_halt(&v.exits),
                     run_delay_share,
                     migrations_per_s,
+                    cross_node_migrations_per_min,
                     ..VcpuObservations::default()
                 })
             })
@@ -169,12 +186,23 @@ mod tests {
             obs.exit_p99_ns.as_ref().unwrap()["IO_INSTRUCTION"],
             60_000.0
         );
+        // The kernel programs' figures win over procfs ones.
+        let vcpu0 = obs.vcpu(0).unwrap();
+        assert_eq!(vcpu0.run_delay_share, Some(0.12));
+        assert_eq!(vcpu0.migrations_per_s, Some(4.0));
+        assert!(vcpu0.cross_node_migrations_per_min.is_some());
+        assert!(obs.rss_by_node.as_ref().is_some_and(|n| n.len() == 2));
+        // Without them, procfs figures are used.
+        let mut bare = snapshot.vms[0].clone();
+        bare.vcpus[0].sched = None;
+        let obs = vm_observations(&bare, Some(3600.0), &threads);
         let vcpu0 = obs.vcpu(0).unwrap();
         assert_eq!(vcpu0.run_delay_share, Some(0.25));
         assert_eq!(vcpu0.migrations_per_s, Some(12.0));
         assert_eq!(vcpu0.exit_time_share, Some(0.42));
         assert_eq!(vcpu0.userspace_exit_rates.as_ref().unwrap()["IO"], 99_000.0);
-        assert_eq!(obs.vcpu(1).unwrap().run_delay_share, None);
+        // vCPU 1 has the kernel programs' figures and no procfs ones.
+        assert_eq!(obs.vcpu(1).unwrap().run_delay_share, Some(0.12));
         // The fixture has no MSR details: not measured, not zero.
         assert!(obs.msr_write_rates.is_none());
     }

@@ -116,6 +116,48 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             format::share(vcpu.time.in_vmm),
             format::share(vcpu.time.halted),
         )?;
+        if let Some(sched) = &vcpu.sched {
+            let place = &sched.placement;
+            let cpu = place.dominant_cpu.or(place.cpu);
+            let node = place.dominant_node.or(place.node);
+            writeln!(
+                out,
+                "           steal {}, on CPU {}, {} migrations/s, {} preempted; runs on cpu {} (node {})",
+                format::share(sched.figures.steal),
+                format::share(sched.figures.on_cpu),
+                sched
+                    .figures
+                    .migrations
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |m| format!("{:.1}", m.rate)),
+                sched.figures.involuntary_switches,
+                cpu.map_or_else(|| "?".to_owned(), |c| c.to_string()),
+                node.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            )?;
+        }
+    }
+    if !vm.sched.contenders.is_empty() {
+        let parts: Vec<String> = vm
+            .sched
+            .contenders
+            .iter()
+            .map(|c| format!("{} {}", c.name, format::share(Some(c.share))))
+            .collect();
+        writeln!(out, "  waited behind: {}", parts.join(", "))?;
+    }
+    if let Some(memory) = &vm.numa.memory {
+        let nodes: Vec<String> = memory
+            .by_node
+            .iter()
+            .map(|n| format!("node {} {}", n.node, format::bytes(n.bytes)))
+            .collect();
+        writeln!(
+            out,
+            "  memory: {} ({}), huge pages {}",
+            format::bytes(memory.resident_bytes),
+            nodes.join(", "),
+            format::share(memory.huge_page_coverage)
+        )?;
     }
     Ok(())
 }
@@ -199,5 +241,12 @@ mod tests {
             text.contains("42% in exits, 20% in the VMM, 1% halted"),
             "{text}"
         );
+        assert!(text.contains("[critical] C1"), "{text}");
+        assert!(
+            text.contains("evidence: run-queue wait share = 0.31 (> 0.2) over 2 s"),
+            "{text}"
+        );
+        assert!(text.contains("steal 12%"), "{text}");
+        assert!(text.contains("waited behind: idle-db 60%"), "{text}");
     }
 }

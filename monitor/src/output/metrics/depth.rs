@@ -8,7 +8,7 @@ use crate::{model::Snapshot, signals::exits::ExitSource};
 
 /// Registers the counters and gauges with `registry` and returns the latency histogram family,
 /// which is assembled directly (see [`histograms`]).
-pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<MetricFamily> {
+pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Option<MetricFamily>> {
     let exit_time = CounterVec::new(
         Opts::new(
             "kvmtop_vcpu_exit_time_seconds_total",

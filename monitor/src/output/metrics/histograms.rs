@@ -69,8 +69,10 @@ impl Family {
         self.family.mut_metric().push(metric);
     }
 
+    /// The family, or `None` without series: the encoder refuses empty families (a host
+    /// with no VM, or no source attached).
     #[must_use]
-    pub fn into_family(self) -> MetricFamily {
-        self.family
+    pub fn into_family(self) -> Option<MetricFamily> {
+        (!self.family.get_metric().is_empty()).then_some(self.family)
     }
 }

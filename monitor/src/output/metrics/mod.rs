@@ -9,6 +9,7 @@
 
 mod depth;
 mod histograms;
+mod sched;
 
 use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -93,8 +94,10 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     }
     let latency = depth::register(&registry, snapshot)?;
     registry.register(Box::new(recommendations(snapshot)?))?;
+    let waits = sched::register(&registry, snapshot)?;
     let mut families = registry.gather();
-    families.push(latency);
+    families.extend(latency);
+    families.extend(waits);
     let mut text = Vec::new();
     TextEncoder::new().encode(&families, &mut text)?;
     Ok(String::from_utf8(text)?)
@@ -224,12 +227,52 @@ mod tests {
     }
 
     #[test]
+    fn scheduling_counters_and_memory_gauges() {
+        let mut snapshot = fixture::snapshot();
+        let vcpu = snapshot.vms[0].vcpus[0].sched.as_mut().unwrap();
+        vcpu.figures.cumulative.wait_ns = 1_500_000_000;
+        vcpu.figures.cumulative.migrations.insert("same_llc", 7);
+        let text = render(&snapshot).unwrap();
+        assert!(
+            text.contains(
+                "kvmtop_vcpu_run_queue_wait_seconds_total{pid=\"4242\",vcpu=\"0\",vm=\"web-1\"} 1.5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vcpu_migrations_total{class=\"same_llc\",pid=\"4242\",vcpu=\"0\",vm=\"web-1\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vcpu_migrations_total{class=\"cross_node\",pid=\"4242\",vcpu=\"0\",vm=\"web-1\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vm_memory_bytes{node=\"1\",pid=\"4242\",vm=\"web-1\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vm_huge_page_coverage_ratio{pid=\"4242\",vm=\"web-1\"}"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn each_recommendation_is_a_gauge() {
         let text = render(&fixture::snapshot()).unwrap();
         assert!(
             text.contains("kvmtop_recommendation{pid=\"4242\",rule=\"C1\",severity=\"critical\",target=\"vCPU 0 of pid 4242 (tid 4250)\",vm=\"web-1\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_host_without_vms_renders() {
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms.clear();
+        snapshot.recommendations.clear();
+        let text = render(&snapshot).unwrap();
+        assert!(text.contains("kvmtop_exit_source_up"), "{text}");
     }
 
     #[test]

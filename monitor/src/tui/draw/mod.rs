@@ -43,16 +43,19 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
     let mut live = Vec::new();
     let mut silent = Vec::new();
     let mut unavailable = Vec::new();
-    for (name, state) in &snapshot.exits.sources {
+    for (name, state) in snapshot.exits.sources.iter().chain(&snapshot.sched.sources) {
         match state {
             SourceState::Live => live.push(*name),
             SourceState::Silent => silent.push(*name),
             SourceState::Unavailable(_) => unavailable.push(*name),
         }
     }
-    let mut sources = vec![Span::raw("sources ")];
+    // Live sources are the rule, so only their number is shown; the others by name.
+    let mut sources = vec![
+        Span::raw("sources: "),
+        Span::styled(format!("{} live  ", live.len()), Style::new().green()),
+    ];
     for (label, names, style) in [
-        ("live", live, Style::new().green()),
         ("silent", silent, Style::new().yellow()),
         ("unavailable", unavailable, Style::new().red()),
     ] {
@@ -154,7 +157,7 @@ mod tests {
         let mut app = app();
         app.open();
         app.toggle_vm_view();
-        insta::assert_snapshot!(render(&app, 100, 10));
+        insta::assert_snapshot!(render(&app, 110, 18));
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
             Constraint::Length(8),
             Constraint::Length(8),
             Constraint::Length(7),
+            Constraint::Length(6),
             Constraint::Length(9),
             Constraint::Fill(3),
         ],
@@ -51,6 +52,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
             "EXITS/s",
             "USER/s",
             "HALT/s",
+            "STEAL",
             "ADVICE",
             "TOP REASONS (events/s)",
         ])
@@ -95,6 +97,7 @@ fn row<'a>(vm: &'a Vm, advice: &str) -> Row<'a> {
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::KvmExit))),
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::Userspace))),
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::Halt))),
+        Cell::from(format::share(vm.sched.vcpus.steal)),
         Cell::from(advice.to_owned()),
         Cell::from(top_reasons(&vm.exits)),
     ])
