@@ -53,6 +53,17 @@ pub fn bytes(bytes: u64) -> String {
     }
 }
 
+/// A byte rate: "9.4MiB" (the caller adds "/s").
+#[must_use]
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a non-negative display value; NaN and negatives show as 0"
+)]
+pub fn byte_rate(per_second: f64) -> String {
+    bytes(per_second.max(0.0).round() as u64)
+}
+
 /// A share (0–1) as a percentage: "42%", "0.3%", "-" when unknown.
 #[must_use]
 pub fn share(share: Option<f64>) -> String {

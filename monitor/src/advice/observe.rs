@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::inputs::{VcpuObservations, VmObservations};
+use super::inputs::{BlockObservation, VcpuObservations, VmObservations};
 use crate::{
-    model::{self, DetailGroup, Exits},
+    model::{self, DetailGroup, Exits, block::VmBlock},
     signals::{
         SourceState,
         exits::{DetailKind, ExitSource},
@@ -84,6 +84,8 @@ pub fn vm_observations(
         anon_huge_pages_bytes: vm.numa.memory.as_ref().map(|m| m.thp_bytes),
         numa_hint_faults: vm.numa.faults.as_ref().map(|f| to_f64(f.pages)),
         numa_hint_faults_remote: vm.numa.faults.as_ref().map(|f| to_f64(f.remote_pages)),
+        tlb_shootdowns_per_s: vm.tlb.received_on_vcpu_cpus.as_ref().map(|f| f.rate),
+        block: block_observations(&vm.block),
         vcpus: vm
             .vcpus
             .iter()
@@ -117,8 +119,36 @@ pub fn vm_observations(
                 })
             })
             .collect(),
-        ..VmObservations::default()
     }
+}
+
+/// Per drive (by the label the configuration facts use: its id, else its position), the worst
+/// p99 of the host devices behind it. Drives whose devices had no completed request in the
+/// window are left out; a VM whose drives could not be mapped has no block observations.
+fn block_observations(block: &VmBlock) -> Option<BTreeMap<String, BlockObservation>> {
+    let mapped: BTreeMap<String, BlockObservation> = block
+        .drives
+        .iter()
+        .enumerate()
+        .filter_map(|(i, drive)| {
+            let p99 = block
+                .devices
+                .iter()
+                .filter(|d| drive.devices.contains(&d.device))
+                .filter_map(|d| d.latency.as_ref().map(|l| to_f64(l.p99_ns)))
+                .reduce(f64::max)?;
+            let label = drive.id.clone().unwrap_or_else(|| format!("disk{i}"));
+            Some((
+                label,
+                BlockObservation {
+                    p99_ns: Some(p99),
+                    ..BlockObservation::default()
+                },
+            ))
+        })
+        .collect();
+    (!block.drives.is_empty() && block.drives.iter().any(|d| !d.devices.is_empty()))
+        .then_some(mapped)
 }
 
 /// Rates by reason name of one source.
@@ -203,6 +233,8 @@ mod tests {
         assert_eq!(vcpu0.userspace_exit_rates.as_ref().unwrap()["IO"], 99_000.0);
         // vCPU 1 has the kernel programs' figures and no procfs ones.
         assert_eq!(obs.vcpu(1).unwrap().run_delay_share, Some(0.12));
+        let block = obs.block.as_ref().expect("the fixture's drive is mapped");
+        assert!(block["virtio-disk0"].p99_ns.is_some_and(|p| p > 0.0));
         // The fixture has no MSR details: not measured, not zero.
         assert!(obs.msr_write_rates.is_none());
     }

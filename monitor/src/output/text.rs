@@ -136,6 +136,11 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             )?;
         }
     }
+    write_resources(out, vm)
+}
+
+/// Who the VM waited behind, its block devices and drives, TLB shootdowns and memory placement.
+fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
     if !vm.sched.contenders.is_empty() {
         let parts: Vec<String> = vm
             .sched
@@ -144,6 +149,49 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             .map(|c| format!("{} {}", c.name, format::share(Some(c.share))))
             .collect();
         writeln!(out, "  waited behind: {}", parts.join(", "))?;
+    }
+    for device in &vm.block.devices {
+        let latency = device.latency.as_ref().map_or_else(String::new, |l| {
+            format!(
+                ", p50 {} p99 {}",
+                format::duration_ns(l.p50_ns),
+                format::duration_ns(l.p99_ns)
+            )
+        });
+        writeln!(
+            out,
+            "  block {} ({}): {:.0} IOPS, {}/s{latency}, {:.1} in flight",
+            device.device,
+            device.drives.join(", "),
+            device.iops,
+            format::byte_rate(device.bytes_per_second),
+            device.avg_in_flight,
+        )?;
+    }
+    for drive in &vm.block.drives {
+        let name = drive
+            .id
+            .clone()
+            .or_else(|| drive.file.clone())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  drive {name}: {} cache={} aio={}{}",
+            drive.interface,
+            drive.cache,
+            drive.aio,
+            drive
+                .unmapped
+                .as_ref()
+                .map_or_else(String::new, |why| format!(" (not mapped: {why})"))
+        )?;
+    }
+    if vm.tlb.sent.count + vm.tlb.received.count > 0 {
+        writeln!(
+            out,
+            "  TLB shootdowns: sent {:.0}/s ({} pages), received {:.0}/s",
+            vm.tlb.sent.rate, vm.tlb.sent.pages, vm.tlb.received.rate
+        )?;
     }
     if let Some(memory) = &vm.numa.memory {
         let nodes: Vec<String> = memory
@@ -247,6 +295,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("steal 12%"), "{text}");
+        assert!(
+            text.contains("block nvme0n1 (virtio-disk0): 2400 IOPS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drive virtio-disk0: virtio cache=none aio=native"),
+            "{text}"
+        );
+        assert!(text.contains("TLB shootdowns: sent 600/s"), "{text}");
         assert!(text.contains("waited behind: idle-db 60%"), "{text}");
     }
 }

@@ -1,8 +1,9 @@
 //! The live table (`kvmtop`). State lives in [`state`], drawing in [`draw`]; this module owns the
 //! terminal and the event loop.
 //!
-//! Keys: ↑↓ select a VM, Enter opens its exits, Tab switches to its vCPUs and back, a shows the
-//! tuning advice, Esc goes back (and quits from the list), q quits.
+//! Keys: ↑↓ select a VM, Enter opens its exits, Tab cycles through its exits, vCPUs and I/O
+//! (i opens I/O directly), a shows the tuning advice, Esc goes back (and quits from the list),
+//! q quits.
 //!
 //! The terminal is restored on every way out: `q`, Esc, Ctrl-C (a key event in raw mode),
 //! SIGTERM/SIGHUP, an error, or a panic (ratatui's init installs a restoring panic hook).
@@ -76,6 +77,7 @@ fn event_loop(
                 KeyCode::Enter | KeyCode::Right => app.open(),
                 KeyCode::Tab | KeyCode::Char('v') => app.toggle_vm_view(),
                 KeyCode::Char('a') => app.toggle_advice(),
+                KeyCode::Char('i') => app.open_io(),
                 KeyCode::Down | KeyCode::Char('j') => app.select_next(),
                 KeyCode::Up | KeyCode::Char('k') => app.select_previous(),
                 _ => {}

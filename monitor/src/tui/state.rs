@@ -21,6 +21,8 @@ pub enum View {
     VmExits,
     /// The selected VM's vCPUs: exit rates and where their time went.
     Vcpus,
+    /// The selected VM's block devices and TLB shootdowns.
+    Io,
     /// Every recommendation in force, with its evidence and the change to make.
     Advice,
 }
@@ -50,15 +52,23 @@ impl App {
         }
     }
 
-    /// Tab: switch between a VM's exits and its vCPUs.
+    /// Tab: cycle through a VM's views: exits, vCPUs, I/O.
     pub fn toggle_vm_view(&mut self) {
         self.view = match self.view {
             View::VmExits => View::Vcpus,
-            View::Vcpus => View::VmExits,
+            View::Vcpus => View::Io,
+            View::Io => View::VmExits,
             View::Vms if self.selected_vm().is_some() => View::Vcpus,
             View::Vms => View::Vms,
             View::Advice => View::Advice,
         };
+    }
+
+    /// i: the selected VM's I/O view.
+    pub fn open_io(&mut self) {
+        if self.selected_vm().is_some() {
+            self.view = View::Io;
+        }
     }
 
     /// a: the recommendations, or back from them.
@@ -181,8 +191,12 @@ mod tests {
         app.toggle_vm_view();
         assert_eq!(app.view, View::Vcpus);
         app.toggle_vm_view();
+        assert_eq!(app.view, View::Io);
+        app.toggle_vm_view();
         assert_eq!(app.view, View::VmExits);
         assert!(app.back());
         assert_eq!(app.view, View::Vms);
+        app.open_io();
+        assert_eq!(app.view, View::Io);
     }
 }

@@ -9,6 +9,7 @@
 
 mod depth;
 mod histograms;
+mod io;
 mod sched;
 
 use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -95,9 +96,11 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     let latency = depth::register(&registry, snapshot)?;
     registry.register(Box::new(recommendations(snapshot)?))?;
     let waits = sched::register(&registry, snapshot)?;
+    let block_latency = io::register(&registry, snapshot)?;
     let mut families = registry.gather();
     families.extend(latency);
     families.extend(waits);
+    families.extend(block_latency);
     let mut text = Vec::new();
     TextEncoder::new().encode(&families, &mut text)?;
     Ok(String::from_utf8(text)?)
@@ -253,6 +256,29 @@ mod tests {
         );
         assert!(
             text.contains("kvmtop_vm_huge_page_coverage_ratio{pid=\"4242\",vm=\"web-1\"}"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn block_and_tlb_counters() {
+        let mut snapshot = fixture::snapshot();
+        let read = &mut snapshot.vms[0].block.devices[0].ops[0];
+        read.cumulative_latency.count = 4_800;
+        read.cumulative_latency.buckets[16] = 4_800;
+        let text = render(&snapshot).unwrap();
+        assert!(
+            text.contains("# TYPE kvmtop_vm_block_latency_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vm_block_requests_total{device=\"nvme0n1\",op=\"read\",pid=\"4242\",vm=\"web-1\"} 4800"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kvmtop_vm_tlb_shootdowns_total{direction=\"sent\",pid=\"4242\",vm=\"web-1\"}"
+            ),
             "{text}"
         );
     }

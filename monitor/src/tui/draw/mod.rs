@@ -2,6 +2,7 @@
 
 mod advice;
 mod exits;
+mod io;
 mod vcpus;
 mod vms;
 
@@ -32,6 +33,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     match (app.view, app.selected_vm()) {
         (View::VmExits, Some(vm)) => exits::draw(frame, body, vm),
         (View::Vcpus, Some(vm)) => vcpus::draw(frame, body, vm),
+        (View::Io, Some(vm)) => io::draw(frame, body, vm),
         (View::Advice, _) => advice::draw(frame, body, snapshot),
         _ => vms::draw(frame, body, app, snapshot),
     }
@@ -43,7 +45,14 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
     let mut live = Vec::new();
     let mut silent = Vec::new();
     let mut unavailable = Vec::new();
-    for (name, state) in snapshot.exits.sources.iter().chain(&snapshot.sched.sources) {
+    let all = snapshot
+        .exits
+        .sources
+        .iter()
+        .chain(&snapshot.sched.sources)
+        .chain(&snapshot.tlb.sources)
+        .chain(&snapshot.block.sources);
+    for (name, state) in all {
         match state {
             SourceState::Live => live.push(*name),
             SourceState::Silent => silent.push(*name),
@@ -101,18 +110,20 @@ fn footer_line(view: View) -> Paragraph<'static> {
             Span::raw(" exits  "),
             key(" Tab "),
             Span::raw(" vCPUs  "),
+            key(" i "),
+            Span::raw(" I/O  "),
             key(" a "),
             Span::raw(" advice"),
         ]),
         View::Advice => spans.extend([key(" Esc "), Span::raw(" back")]),
-        View::VmExits | View::Vcpus => spans.extend([
+        View::VmExits | View::Vcpus | View::Io => spans.extend([
             key(" Esc "),
             Span::raw(" back  "),
             key(" Tab "),
-            Span::raw(if view == View::VmExits {
-                " vCPUs"
-            } else {
-                " exits"
+            Span::raw(match view {
+                View::VmExits => " vCPUs",
+                View::Vcpus => " I/O",
+                _ => " exits",
             }),
         ]),
     }
@@ -178,6 +189,13 @@ mod tests {
 
     fn app_on_list() -> App {
         app()
+    }
+
+    #[test]
+    fn io_view_at_110_columns() {
+        let mut app = app();
+        app.open_io();
+        insta::assert_snapshot!(render(&app, 110, 16));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
             Constraint::Length(5),
             Constraint::Length(8),
             Constraint::Length(8),
-            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Length(9),
             Constraint::Fill(3),
@@ -51,7 +52,8 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
             "vCPU",
             "EXITS/s",
             "USER/s",
-            "HALT/s",
+            "IOPS",
+            "TLB/s",
             "STEAL",
             "ADVICE",
             "TOP REASONS (events/s)",
@@ -96,7 +98,14 @@ fn row<'a>(vm: &'a Vm, advice: &str) -> Row<'a> {
         ),
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::KvmExit))),
         Cell::from(format::rate(vm.exits.rate_of(ExitSource::Userspace))),
-        Cell::from(format::rate(vm.exits.rate_of(ExitSource::Halt))),
+        Cell::from(format::rate(
+            vm.block
+                .devices
+                .iter()
+                .map(|d| d.iops)
+                .fold(0.0, |a, b| a + b),
+        )),
+        Cell::from(format::rate(vm.tlb.sent.rate + vm.tlb.received.rate)),
         Cell::from(format::share(vm.sched.vcpus.steal)),
         Cell::from(advice.to_owned()),
         Cell::from(top_reasons(&vm.exits)),

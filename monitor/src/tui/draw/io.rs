@@ -1,0 +1,127 @@
+//! One VM's I/O: each host block device its requests reached (per operation: IOPS, throughput,
+//! latency, in flight), the drives behind it with their cache and aio modes, and its TLB
+//! shootdowns.
+
+use std::fmt::Write as _;
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Modifier, Style},
+    text::Line,
+    widgets::{Block, Cell, Paragraph, Row, Table, Wrap},
+};
+
+use crate::{
+    format,
+    model::{Vm, block::VmBlock},
+};
+
+pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
+    let notes = notes(vm);
+    #[expect(clippy::cast_possible_truncation, reason = "a handful of lines")]
+    let notes_height = (notes.len() as u16 + 2).min(area.height / 2);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(notes_height)]).areas(area);
+    let rows = rows(&vm.block);
+    let title = format!(" {} (pid {}) — block I/O ", vm.name, vm.pid);
+    if rows.is_empty() {
+        frame.render_widget(
+            Paragraph::new("no block requests from this VM in the window")
+                .block(Block::bordered().title(title)),
+            top,
+        );
+    } else {
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(10),
+                Constraint::Length(8),
+                Constraint::Length(7),
+                Constraint::Length(9),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(8),
+                Constraint::Fill(1),
+            ],
+        )
+        .header(
+            Row::new([
+                "DEVICE", "OP", "IOPS", "BYTES/s", "p50", "p99", "QUEUE", "INFLIGHT", "DRIVES",
+            ])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+        )
+        .block(
+            Block::bordered()
+                .title(title)
+                .title_bottom(" latency: issue → completion; queue: submission → issue "),
+        );
+        frame.render_widget(table, top);
+    }
+    frame.render_widget(
+        Paragraph::new(notes)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(" drives, TLB shootdowns ")),
+        bottom,
+    );
+}
+
+/// One row per device and operation with requests in the window.
+fn rows(block: &VmBlock) -> Vec<Row<'static>> {
+    let latency = |l: Option<&crate::signals::exits::LatencySummary>, pick: fn(&_) -> u64| {
+        l.map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))
+    };
+    let mut rows = Vec::new();
+    for device in &block.devices {
+        for op in device.ops.iter().filter(|o| o.requests > 0) {
+            rows.push(Row::new([
+                Cell::from(device.device.clone()),
+                Cell::from(op.op),
+                Cell::from(format::rate(op.iops)),
+                Cell::from(format::byte_rate(op.bytes_per_second)),
+                Cell::from(latency(op.latency.as_ref(), |l| l.p50_ns)),
+                Cell::from(latency(op.latency.as_ref(), |l| l.p99_ns)),
+                Cell::from(latency(op.queue.as_ref(), |l| l.p50_ns)),
+                Cell::from(format!("{:.1}", device.avg_in_flight)),
+                Cell::from(device.drives.join(" ")),
+            ]));
+        }
+    }
+    rows
+}
+
+fn notes(vm: &Vm) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line<'static>> = vm
+        .block
+        .drives
+        .iter()
+        .map(|d| {
+            let name = d.id.clone().or_else(|| d.file.clone()).unwrap_or_default();
+            let place = match &d.unmapped {
+                Some(why) => format!("not mapped: {why}"),
+                None => format!("on {}", d.devices.join(", ")),
+            };
+            Line::from(format!(
+                "drive {name}: {} cache={} aio={} {place}",
+                d.interface, d.cache, d.aio
+            ))
+        })
+        .collect();
+    let tlb = &vm.tlb;
+    let mut shootdowns = format!(
+        "TLB shootdowns: sent {}/s ({} pages), received {}/s",
+        format::rate(tlb.sent.rate),
+        tlb.sent.pages,
+        format::rate(tlb.received.rate),
+    );
+    if let Some(on_vcpus) = &tlb.received_on_vcpu_cpus {
+        let _ = write!(
+            shootdowns,
+            ", on the vCPUs' CPUs {}/s",
+            format::rate(on_vcpus.rate)
+        );
+    }
+    lines.push(Line::from(shootdowns));
+    lines
+}
