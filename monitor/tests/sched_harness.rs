@@ -18,7 +18,7 @@ use monitor_common::{
     numa::{TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL, TNF_MIGRATED},
     sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP},
 };
-use sched_support::harness::{Harness, OTHER_PID, OTHER_TID, PREEMPTED, SLEEPING};
+use sched_support::harness::{EXITED_PID, Harness, OTHER_PID, OTHER_TID, PREEMPTED, SLEEPING};
 
 #[test]
 fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
@@ -282,4 +282,40 @@ fn numa_faults_are_attributed_to_nodes_and_split_local_remote() {
     assert_eq!((all.local_pages, all.remote_pages()), (3, 514));
     let events = h.session.sched_counters().watched_events();
     assert_eq!(events[&SchedProbe::NumaFault], 6);
+}
+
+#[test]
+fn contenders_that_exited_leave_the_map_after_a_reading() {
+    const TEST: &str = "contenders_that_exited_leave_the_map_after_a_reading";
+    let Some(mut h) = Harness::open(TEST, 6) else {
+        return;
+    };
+    // The VM is this test process, so that procfs shows it and contenders are looked up.
+    h.pid = std::process::id();
+    h.watch(1);
+    let me = u64::from(h.pid);
+    // Waits behind a process that has exited, behind the VM itself, and on an idle CPU.
+    h.wakeup(0, 1_000);
+    h.switch_in(0, (OTHER_TID, EXITED_PID), 2_000);
+    h.switch_out(0, PREEMPTED, 3_000);
+    h.switch_in(0, (OTHER_TID + 1, me), 3_500);
+    h.switch_out(0, SLEEPING, 4_000);
+    h.wakeup(1, 5_000);
+    h.switch_in(1, (0, 0), 5_200);
+    let key = |waits, wait_ns| ContenderTotals { waits, wait_ns };
+    let exited = Contender::Process(u32::try_from(EXITED_PID).unwrap());
+    let all = [
+        (Contender::Idle, key(1, 200)),
+        (Contender::Process(h.pid), key(1, 500)),
+        (exited, key(1, 1_000)),
+    ];
+    assert_eq!(h.contenders(), all);
+    // The next update finds it gone; the reading after still has its final totals.
+    h.watch(1);
+    assert_eq!(h.contenders(), all);
+    // The update after that removes it; live processes and the idle CPU stay.
+    h.watch(1);
+    assert_eq!(h.contenders(), all[..2]);
+    h.watch(1);
+    assert_eq!(h.contenders(), all[..2]);
 }

@@ -1,6 +1,6 @@
 //! Drives the scheduler programs' logic through `BPF_PROG_TEST_RUN` for one synthetic thread.
 
-use std::path::Path;
+use std::{fs, path::Path};
 
 use aya::programs::{RawTracePointRunOptions, TestRun as _};
 use kvmtop::{
@@ -14,14 +14,36 @@ use monitor_common::sched::{
 
 use crate::support;
 
-/// Thread ids above any real `pid_max` of this host but inside the watched bitmap (4 Mi).
+/// Synthetic thread ids: inside the watched bitmap (4 Mi tids) and far above the kernel's
+/// default `pid_max`, but not above the 4 Mi systemd sets it to, so [`Harness::open`] skips
+/// where one is a live task.
 pub const SYNTHETIC_TID: u32 = 4_100_000;
 /// `prev_state` as `sched_switch` reports it: preempted (`TASK_REPORT_MAX`), sleeping (S).
 pub const PREEMPTED: u64 = 0x100;
 pub const SLEEPING: u64 = 0x1;
-/// A task that is not watched, and its process.
+/// A task that is not watched (and `OTHER_TID + 1`), and its process.
 pub const OTHER_TID: u64 = 4_190_000;
 pub const OTHER_PID: u64 = 4_190_000;
+/// A process that does not exist, as a contender.
+pub const EXITED_PID: u64 = 4_190_100;
+
+/// Why the synthetic ids cannot stand for tasks that do not exist here: one of them is a live
+/// task. An id at or above `kernel.pid_max` cannot be allocated while the test runs; one below
+/// could, which no check can rule out.
+fn synthetic_ids_in_use(ids: &[u32]) -> Option<String> {
+    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    let pid_max_text = pid_max.map_or_else(|| "unknown".to_owned(), |max| max.to_string());
+    ids.iter()
+        .find(|id| Path::new("/proc").join(id.to_string()).exists())
+        .map(|id| {
+            format!(
+                "synthetic task id {id} is a live task on this host (kernel.pid_max \
+                 {pid_max_text}), so events for it would not be synthetic"
+            )
+        })
+}
 
 pub struct Harness {
     pub session: Session,
@@ -36,12 +58,15 @@ impl Harness {
             support::skip(test, &reason);
             return None;
         }
+        let (tid, pid) = (SYNTHETIC_TID + offset * 10 + 1, SYNTHETIC_TID + offset * 10);
+        let others = [OTHER_TID, OTHER_TID + 1, OTHER_PID, EXITED_PID]
+            .map(|id| u32::try_from(id).expect("synthetic ids fit a u32"));
+        if let Some(reason) = synthetic_ids_in_use(&[&[tid, pid][..], &others].concat()) {
+            support::skip(test, &reason);
+            return None;
+        }
         let session = Session::open(&Config::default()).expect("opening a session");
-        let mut h = Self {
-            session,
-            tid: SYNTHETIC_TID + offset * 10 + 1,
-            pid: SYNTHETIC_TID + offset * 10,
-        };
+        let mut h = Self { session, tid, pid };
         h.watch(1);
         Some(h)
     }

@@ -52,7 +52,9 @@ pub fn fill_vm<S: BuildHasher>(
 /// The share of the resident memory not on `node`; `None` without memory.
 #[must_use]
 pub fn remote_share(by_node: &BTreeMap<u32, u64>, node: u32) -> Option<f64> {
-    let total: u64 = by_node.values().sum();
+    let total = by_node
+        .values()
+        .fold(0u64, |sum, &bytes| sum.saturating_add(bytes));
     let local = by_node.get(&node).copied().unwrap_or(0);
     #[expect(clippy::cast_precision_loss, reason = "bytes, far below 2^52 in ratio")]
     (total > 0).then(|| 1.0 - local as f64 / total as f64)
@@ -62,10 +64,10 @@ pub fn remote_share(by_node: &BTreeMap<u32, u64>, node: u32) -> Option<f64> {
 fn memory_figures(placement: &MemoryPlacement, guest_bytes: Option<u64>) -> MemoryFigures {
     let resident = placement.resident_bytes();
     let ratio = |part: u64, whole: u64| (whole > 0).then(|| (part as f64 / whole as f64).min(1.0));
-    let huge = placement.thp_bytes + placement.hugetlb_bytes;
+    let huge = placement.thp_bytes.saturating_add(placement.hugetlb_bytes);
     let base = guest_bytes
         .filter(|&b| b > 0)
-        .unwrap_or(placement.anon_bytes + placement.hugetlb_bytes);
+        .unwrap_or(placement.anon_bytes.saturating_add(placement.hugetlb_bytes));
     MemoryFigures {
         resident_bytes: resident,
         by_node: placement

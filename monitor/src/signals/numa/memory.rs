@@ -33,51 +33,65 @@ pub struct MemoryPlacement {
 impl MemoryPlacement {
     #[must_use]
     pub fn resident_bytes(&self) -> u64 {
-        self.by_node.values().sum()
+        self.by_node
+            .values()
+            .fold(0, |sum, &bytes| sum.saturating_add(bytes))
     }
 }
 
-/// Sums `N<node>=<pages>` × `kernelpagesize_kB` over the lines of a `numa_maps` file.
+/// Sums `N<node>=<pages>` × `kernelpagesize_kB` over the lines of a `numa_maps` file. A line
+/// whose bytes do not fit in a u64 is corrupt and skipped; the sums saturate.
 #[must_use]
 pub fn parse_numa_maps(text: &str) -> BTreeMap<u32, u64> {
     let mut by_node: BTreeMap<u32, u64> = BTreeMap::new();
     for line in text.lines() {
-        let mut page_kib = 4;
-        let mut pages: Vec<(u32, u64)> = Vec::new();
-        for token in line.split_ascii_whitespace() {
-            if let Some(kib) = token.strip_prefix("kernelpagesize_kB=") {
-                page_kib = kib.parse().unwrap_or(page_kib);
-            } else if let Some((node, n)) = token
-                .strip_prefix('N')
-                .and_then(|rest| rest.split_once('='))
-                && let (Ok(node), Ok(n)) = (node.parse(), n.parse::<u64>())
-            {
-                pages.push((node, n));
-            }
-        }
-        for (node, n) in pages {
-            *by_node.entry(node).or_default() += n.saturating_mul(page_kib * 1024);
+        for (node, bytes) in numa_maps_line(line).unwrap_or_default() {
+            let total = by_node.entry(node).or_default();
+            *total = total.saturating_add(bytes);
         }
     }
     by_node
 }
 
-/// The fields of `smaps_rollup` kvmtop uses, in bytes: (anonymous, THP, hugetlbfs).
+/// The bytes per node of one `numa_maps` line, or `None` when they overflow.
+fn numa_maps_line(line: &str) -> Option<Vec<(u32, u64)>> {
+    let mut page_kib: u64 = 4;
+    let mut pages: Vec<(u32, u64)> = Vec::new();
+    for token in line.split_ascii_whitespace() {
+        if let Some(kib) = token.strip_prefix("kernelpagesize_kB=") {
+            page_kib = kib.parse().unwrap_or(page_kib);
+        } else if let Some((node, n)) = token
+            .strip_prefix('N')
+            .and_then(|rest| rest.split_once('='))
+            && let (Ok(node), Ok(n)) = (node.parse(), n.parse::<u64>())
+        {
+            pages.push((node, n));
+        }
+    }
+    let page_bytes = page_kib.checked_mul(1024)?;
+    pages
+        .into_iter()
+        .map(|(node, n)| Some((node, n.checked_mul(page_bytes)?)))
+        .collect()
+}
+
+/// The fields of `smaps_rollup` kvmtop uses, in bytes: (anonymous, THP, hugetlbfs). A field
+/// whose bytes do not fit in a u64 is corrupt and counts as absent (0).
 #[must_use]
 pub fn parse_smaps_rollup(text: &str) -> (u64, u64, u64) {
-    let kib = |name: &str| -> u64 {
+    let bytes = |name: &str| -> u64 {
         text.lines()
             .find_map(|line| {
                 let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-                rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+                let kib = rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+                kib.checked_mul(1024)
             })
             .unwrap_or(0)
-            * 1024
     };
     (
-        kib("Anonymous"),
-        kib("AnonHugePages"),
-        kib("Shared_Hugetlb") + kib("Private_Hugetlb"),
+        bytes("Anonymous"),
+        bytes("AnonHugePages"),
+        bytes("Shared_Hugetlb").saturating_add(bytes("Private_Hugetlb")),
     )
 }
 
@@ -180,6 +194,44 @@ mod tests {
         assert_eq!(thp, 7_340_032 * 1024);
         assert_eq!(hugetlb, 0);
         assert_eq!(parse_smaps_rollup("garbage\nAnonymous: x kB\n"), (0, 0, 0));
+    }
+
+    #[test]
+    fn absurd_values_are_skipped_not_overflowed() {
+        let max = u64::MAX;
+        let numa_maps = format!(
+            "7f00 default anon=1 N0=1 kernelpagesize_kB={max}\n\
+             7f01 default anon=2 N0=1 N1={max} kernelpagesize_kB=4\n\
+             7f02 default anon=3 N0={} kernelpagesize_kB=4\n\
+             7f03 default anon=4 N0={} kernelpagesize_kB=4\n\
+             7f04 default anon=5 N1=2 kernelpagesize_kB=4\n",
+            max / 4096,
+            max / 4096,
+        );
+        let by_node = parse_numa_maps(&numa_maps);
+        // The first two lines overflow and are skipped whole; node 0 saturates.
+        assert_eq!(by_node[&0], max);
+        assert_eq!(by_node[&1], 8192);
+        let placement = MemoryPlacement {
+            by_node,
+            anon_bytes: 0,
+            thp_bytes: 0,
+            hugetlb_bytes: 0,
+            read_at: Instant::now(),
+        };
+        assert_eq!(placement.resident_bytes(), max);
+
+        let rollup = format!(
+            "Anonymous:      {max} kB\n\
+             AnonHugePages:  {} kB\n\
+             Shared_Hugetlb: {} kB\n\
+             Private_Hugetlb: {} kB\n",
+            max / 1024,
+            max / 1024,
+            max / 1024,
+        );
+        let (anon, thp, hugetlb) = parse_smaps_rollup(&rollup);
+        assert_eq!((anon, thp, hugetlb), (0, max / 1024 * 1024, max));
     }
 
     #[test]

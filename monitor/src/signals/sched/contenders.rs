@@ -6,7 +6,7 @@
 //! out) is not always the one that held the CPU longest while it waited, nor is its process in
 //! the tracepoint record; the one giving the CPU back is the last of them, and it is.
 
-use std::path::Path;
+use std::{collections::HashSet, path::Path};
 
 use monitor_common::sched::CONTENDER_OTHER;
 
@@ -48,6 +48,56 @@ impl Contender {
 pub struct ContenderTotals {
     pub waits: u64,
     pub wait_ns: u64,
+}
+
+/// Which contender processes have exited, so that their keys can leave the kernel map (whose
+/// capacity would otherwise fill with short-lived processes, every later wait then counted under
+/// "other").
+///
+/// A key is removed only at the check after the one that found its process gone, with a reading
+/// in between: that reading has the process's final totals, so the window ending there counts
+/// all of its waits, and the next window, from which the key is missing, had none.
+#[derive(Debug, Default)]
+pub struct ExitedContenders {
+    /// The readings taken at the last check.
+    checked_at: u64,
+    /// The contender pids the last check found gone.
+    gone: HashSet<u32>,
+}
+
+impl ExitedContenders {
+    /// Whether a check is due, `reads` readings having been taken: once per reading. A true
+    /// answer is taken to mean the check is made now.
+    pub fn due(&mut self, reads: u64) -> bool {
+        if reads == self.checked_at {
+            return false;
+        }
+        self.checked_at = reads;
+        true
+    }
+
+    /// Forgets what earlier checks found (when a check cannot be made).
+    pub fn clear(&mut self) {
+        self.gone.clear();
+    }
+
+    /// The contender pids whose keys can be removed now, of the `contenders` in the map:
+    /// those gone now and at the previous check. The idle task and the overflow key are never
+    /// removed; `exists` is asked once per other pid.
+    pub fn check(
+        &mut self,
+        contenders: HashSet<u32>,
+        exists: impl Fn(u32) -> bool,
+    ) -> HashSet<u32> {
+        let gone: HashSet<u32> = contenders
+            .into_iter()
+            .filter(|&pid| pid != 0 && pid != CONTENDER_OTHER && !exists(pid))
+            .collect();
+        let (remove, newly): (HashSet<u32>, HashSet<u32>) =
+            gone.into_iter().partition(|pid| self.gone.contains(pid));
+        self.gone = newly;
+        remove
+    }
 }
 
 /// The contenders of `vm` over the window, most wait first: the top [`TOP_CONTENDERS`] named,
@@ -140,4 +190,49 @@ fn contender_figures(
 fn process_name(proc_root: &Path, pid: u32) -> String {
     std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
         .map_or_else(|_| format!("pid {pid}"), |comm| comm.trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exited_contenders_leave_one_reading_after_they_are_found_gone() {
+        let mut exited = ExitedContenders::default();
+        let alive = |pid: u32| pid == 10;
+        let all = || HashSet::from([0, 10, 20, CONTENDER_OTHER]);
+        // No reading yet: nothing to check.
+        assert!(!exited.due(0));
+        assert!(exited.due(1));
+        assert!(!exited.due(1), "once per reading");
+        // Found gone: kept until a reading has seen its final totals.
+        assert!(exited.check(all(), alive).is_empty());
+        assert!(exited.due(2));
+        assert_eq!(exited.check(all(), alive), HashSet::from([20]));
+        // Removed: not asked for again; idle and "other" are never removed.
+        assert!(exited.due(3));
+        assert!(
+            exited
+                .check(HashSet::from([0, 10, CONTENDER_OTHER]), alive)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_pid_seen_again_or_a_check_skipped_starts_over() {
+        let mut exited = ExitedContenders::default();
+        assert!(exited.check(HashSet::from([20, 30]), |_| false).is_empty());
+        // 20 is back (a reused pid): it stays, and must be found gone twice again.
+        assert_eq!(
+            exited.check(HashSet::from([20, 30]), |pid| pid == 20),
+            HashSet::from([30])
+        );
+        assert!(exited.check(HashSet::from([20]), |_| false).is_empty());
+        exited.clear();
+        assert!(exited.check(HashSet::from([20]), |_| false).is_empty());
+        assert_eq!(
+            exited.check(HashSet::from([20]), |_| false),
+            HashSet::from([20])
+        );
+    }
 }

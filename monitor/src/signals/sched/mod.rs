@@ -14,7 +14,11 @@ pub mod totals;
 pub mod watch;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use monitor_common::{
@@ -27,7 +31,7 @@ use monitor_common::{
 };
 
 pub use self::{
-    contenders::{Contender, ContenderTotals},
+    contenders::{Contender, ContenderTotals, ExitedContenders},
     probes::{Hooks, SchedPlan, SchedProbe},
     totals::{MigrationCounts, ThreadTotals},
     watch::{ThreadClass, VhostScan, WatchedThread},
@@ -69,8 +73,16 @@ pub struct SchedCounters {
     /// The threads the kernel watches now, and the bitmap words written for them.
     watched: HashMap<u32, WatchedThread>,
     words: HashMap<u32, u64>,
+    /// When each watched thread's entry was created (`CLOCK_MONOTONIC` ns).
+    watched_since: HashMap<u32, u64>,
     /// The processes of the watched threads.
     watched_pids: HashSet<u32>,
+    /// Where contender processes are looked up to tell which have exited.
+    proc_root: PathBuf,
+    /// Readings taken so far: a contender's keys are removed only once a reading has seen its
+    /// final totals.
+    reads: AtomicU64,
+    exited: ExitedContenders,
 }
 
 impl SchedCounters {
@@ -98,12 +110,26 @@ impl SchedCounters {
             hooks,
             watched: HashMap::new(),
             words: HashMap::new(),
+            watched_since: HashMap::new(),
             watched_pids: HashSet::new(),
+            proc_root: PathBuf::from("/proc"),
+            reads: AtomicU64::new(0),
+            exited: ExitedContenders::default(),
         };
-        if let Some(topology) = topology {
-            counters.set_topology(topology)?;
+        // A CPU whose place cannot be written stays unknown: its migrations are still counted,
+        // as of unknown class, and the other signal families are unaffected.
+        if let Some(topology) = topology
+            && let Err(e) = counters.set_topology(topology)
+        {
+            log::warn!("describing the host CPUs to the scheduler programs: {e:#}");
         }
         Ok(counters)
+    }
+
+    /// The procfs in which contender processes are looked up (`/proc` unless set): it must show
+    /// the host's initial pid namespace, whose pids the kernel programs record.
+    pub fn set_proc_root(&mut self, proc_root: &Path) {
+        proc_root.clone_into(&mut self.proc_root);
     }
 
     /// Whether each source could be attached.
@@ -119,11 +145,26 @@ impl SchedCounters {
     }
 
     /// Describes the CPUs of `topology` to the programs, which classify migrations with it.
+    /// Every CPU that can be written is; the error names those that could not (their
+    /// migrations are of unknown class).
     pub fn set_topology(&mut self, topology: &Topology) -> anyhow::Result<()> {
+        let mut failed = Vec::new();
+        let mut first_error = None;
         for (cpu, place) in places::cpu_places(topology) {
-            self.places.set(cpu, place, 0)?;
+            if let Err(e) = self.places.set(cpu, place, 0) {
+                failed.push(cpu);
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(anyhow::Error::new(e).context(format!(
+                "cannot write the place of {} CPU(s) (first: {}); their migrations are of \
+                 unknown class",
+                failed.len(),
+                failed[0]
+            ))),
+        }
     }
 
     /// Makes `threads` the watched set: new threads start from zero (so does a thread whose
@@ -131,6 +172,8 @@ impl SchedCounters {
     /// and a VM none of whose threads is watched any more loses its contenders and faults.
     /// `runnable` says whether a thread is runnable right now (running or waiting for a CPU):
     /// such a thread's first interval counts from now instead of from its next switch.
+    /// Once per reading, contender processes that have exited leave the contender map (see
+    /// [`ExitedContenders`]).
     /// Returns what could not be done (a full map, a tid beyond the bitmap).
     pub fn watch(
         &mut self,
@@ -153,6 +196,7 @@ impl SchedCounters {
         let mut gone_threads = Vec::new();
         for tid in &gone {
             gone_threads.extend(self.watched.remove(tid));
+            self.watched_since.remove(tid);
             // Already gone is fine, here and below.
             let _ = self.threads.remove(tid);
         }
@@ -176,14 +220,16 @@ impl SchedCounters {
                 problems.push(format!("thread {tid} is beyond the watched-thread bitmap"));
                 continue;
             }
+            let now = totals::monotonic_ns();
             let fresh = if runnable(thread) {
-                ThreadSched::runnable(thread.pid, totals::monotonic_ns())
+                ThreadSched::runnable(thread.pid, now)
             } else {
                 ThreadSched::new(thread.pid)
             };
             match self.threads.insert(tid, fresh, 0) {
                 Ok(()) => {
                     self.watched.insert(*tid, *thread);
+                    self.watched_since.insert(*tid, now);
                 }
                 Err(e) => problems.push(format!("cannot watch thread {tid}: {e}")),
             }
@@ -212,7 +258,35 @@ impl SchedCounters {
             self.forget_processes(&keep);
         }
         self.watched_pids = self.watched.values().map(|t| t.pid).collect();
+        self.forget_exited_contenders();
         problems
+    }
+
+    /// Removes the contender keys of processes that have exited, so that short-lived processes
+    /// do not fill the map and push every later wait into "other". Runs at most once per
+    /// reading, with one procfs lookup per distinct contender (and per watched process).
+    fn forget_exited_contenders(&mut self) {
+        let reads = self.reads.load(Ordering::Relaxed);
+        if !self.exited.due(reads) {
+            return;
+        }
+        let root = &self.proc_root;
+        let exists = |pid: u32| root.join(pid.to_string()).exists();
+        // The programs record pids of the initial namespace: a procfs that does not show the
+        // watched processes belongs to another one, where a missing pid proves nothing.
+        if self.watched_pids.is_empty() || !self.watched_pids.iter().all(|&pid| exists(pid)) {
+            self.exited.clear();
+            return;
+        }
+        let [map, _] = &mut self.contenders;
+        let keys: Vec<ContenderKey> = map.keys().filter_map(Result::ok).collect();
+        let exited = self
+            .exited
+            .check(keys.iter().map(|k| k.contender).collect(), exists);
+        for key in keys.iter().filter(|k| exited.contains(&k.contender)) {
+            // Already gone is fine.
+            let _ = map.remove(key);
+        }
     }
 
     /// Writes the bitmap words that differ from what the kernel has.
@@ -267,13 +341,18 @@ impl SchedCounters {
     /// Reads every counter, summed over the CPUs.
     #[must_use]
     pub fn read(&self) -> SchedTotals {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let now = totals::monotonic_ns();
         let mut out = SchedTotals::default();
         for (tid, raw) in self.threads.iter().filter_map(Result::ok) {
             let Some(thread) = self.watched.get(&tid) else {
                 continue;
             };
-            let totals = ThreadTotals::decode(tid, thread.class, &raw, now);
+            let mut totals = ThreadTotals::decode(tid, thread.class, &raw, now);
+            totals.watched_ns = self
+                .watched_since
+                .get(&tid)
+                .map_or(0, |&since| now.saturating_sub(since));
             out.threads.insert(tid, totals);
         }
         for (key, ns) in self.cpu_time.iter().filter_map(Result::ok) {

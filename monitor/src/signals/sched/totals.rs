@@ -85,11 +85,15 @@ pub struct ThreadTotals {
     pub voluntary: u64,
     pub involuntary: u64,
     pub migrations: MigrationCounts,
+    /// How long the thread had been watched when read, in ns (0 when not known): a thread
+    /// watched for part of a window has its shares taken over that part.
+    pub watched_ns: u64,
 }
 
 impl ThreadTotals {
     /// Decodes a kernel entry read at `now_ns` (`CLOCK_MONOTONIC`, the clock of
-    /// `bpf_ktime_get_ns`).
+    /// `bpf_ktime_get_ns`). The entry does not say since when the thread is watched: the
+    /// caller sets `watched_ns`.
     #[must_use]
     pub fn decode(tid: u32, class: ThreadClass, raw: &ThreadSched, now_ns: u64) -> Self {
         // Both starts set: runnable when watching began, not known yet whether on a CPU.
@@ -114,6 +118,7 @@ impl ThreadTotals {
             voluntary: raw.voluntary,
             involuntary: raw.involuntary,
             migrations: MigrationCounts::from_raw(&raw.migrations),
+            watched_ns: 0,
         }
     }
 

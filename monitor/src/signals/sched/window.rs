@@ -43,6 +43,8 @@ pub struct Context<'a> {
 struct ThreadWindow<'a> {
     window: ThreadTotals,
     running: &'a ThreadTotals,
+    /// The part of the window it was watched, in ns: its wall time in the shares.
+    watched_ns: f64,
 }
 
 /// Which figures the attached sources make meaningful.
@@ -71,7 +73,7 @@ pub fn fill(snapshot: &mut model::Snapshot, earlier: Reading, later: Reading, ct
     for vm in &mut snapshot.vms {
         let same_vm = earlier_ids.get(&vm.pid) == Some(&vm.start_time);
         let before = same_vm.then_some(earlier.totals);
-        let threads = thread_windows(later.totals, before, vm.pid);
+        let threads = thread_windows(later.totals, before, vm.pid, seconds * 1e9);
         for vcpu in &mut vm.vcpus {
             let Some(thread) = vcpu
                 .tid
@@ -113,10 +115,14 @@ pub fn fill(snapshot: &mut model::Snapshot, earlier: Reading, later: Reading, ct
     snapshot.sched = host(later.totals, earlier.totals, ctx);
 }
 
+/// The window of each thread of `pid`. A thread the earlier reading has was watched for the
+/// whole window (`window_ns`); one it lacks was watched from when its entry was created, which
+/// was during the window.
 fn thread_windows<'a>(
     now: &'a SchedTotals,
     before: Option<&SchedTotals>,
     pid: u32,
+    window_ns: f64,
 ) -> Vec<ThreadWindow<'a>> {
     let mut threads: Vec<ThreadWindow> = now
         .threads
@@ -126,9 +132,16 @@ fn thread_windows<'a>(
             let earlier = before
                 .and_then(|b| b.threads.get(&running.tid))
                 .filter(|e| e.pid == pid);
+            #[expect(clippy::cast_precision_loss, reason = "nanoseconds, far below 2^52")]
+            let watched_ns = if earlier.is_some() {
+                window_ns
+            } else {
+                (running.watched_ns as f64).min(window_ns)
+            };
             ThreadWindow {
                 window: earlier.map_or_else(|| running.clone(), |e| running.since(e)),
                 running,
+                watched_ns,
             }
         })
         .collect();
@@ -164,7 +177,9 @@ fn figures(threads: &[&ThreadWindow], seconds: f64, available: Available) -> Sch
         cumulative.wait.merge(&t.running.wait);
         running_migrations.merge(&t.running.migrations);
     }
-    let wall_ns = seconds * 1e9 * f64::from(n);
+    // Each thread's wall time is the part of the window it was watched: one discovered during
+    // the window would otherwise have its wait spread over time it was not observed.
+    let wall_ns: f64 = threads.iter().map(|t| t.watched_ns).sum();
     let share =
         |ns: u64, ok: bool| (ok && wall_ns > 0.0).then(|| (ns as f64 / wall_ns).clamp(0.0, 1.0));
     out.steal = share(out.wait_ns, available.wait);
@@ -289,5 +304,53 @@ fn rate(count: u64, seconds: f64) -> f64 {
         count as f64 / seconds
     } else {
         0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{LatencyHist, sched::ThreadSched};
+
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn thread(tid: u32, wait_ns: u64, watched_ns: u64) -> ThreadTotals {
+        let mut raw = ThreadSched::new(1);
+        raw.wait = LatencyHist {
+            count: 1,
+            sum_ns: wait_ns,
+            ..LatencyHist::ZERO
+        };
+        let mut totals = ThreadTotals::decode(tid, ThreadClass::Vcpu, &raw, 0);
+        totals.watched_ns = watched_ns;
+        totals
+    }
+
+    #[test]
+    fn a_thread_watched_for_part_of_the_window_counts_for_that_part() {
+        let all = Available {
+            switch: true,
+            wait: true,
+            migrate: true,
+        };
+        // A 1 s window: thread 1, watched throughout, waited 100 ms of it; thread 2, watched
+        // from half-way, waited 250 ms of its 500.
+        let mut before = SchedTotals::default();
+        before.threads.insert(1, thread(1, 100 * MS, 4_000 * MS));
+        let mut now = SchedTotals::default();
+        now.threads.insert(1, thread(1, 200 * MS, 5_000 * MS));
+        now.threads.insert(2, thread(2, 250 * MS, 500 * MS));
+        let windows = thread_windows(&now, Some(&before), 1, 1e9);
+        let steal = |threads: &[&ThreadWindow]| figures(threads, 1.0, all).steal.unwrap();
+        assert!((steal(&[&windows[0]]) - 0.1).abs() < 1e-9);
+        assert!((steal(&[&windows[1]]) - 0.5).abs() < 1e-9);
+        let both = steal(&windows.iter().collect::<Vec<_>>());
+        assert!((both - 350.0 / 1_500.0).abs() < 1e-9, "{both}");
+        // Without an earlier reading, a thread watched for longer than the window counts the
+        // window.
+        let first = thread_windows(&now, None, 1, 1e9);
+        assert!((first[0].watched_ns - 1e9).abs() < 1e-3);
+        assert!((first[1].watched_ns - 5e8).abs() < 1e-3);
     }
 }
