@@ -127,8 +127,9 @@ impl Session {
         let topology = Topology::read(&config.sys_root)
             .inspect_err(|e| log::warn!("host topology: {e}"))
             .ok();
-        let sched = SchedCounters::start(&mut kernel, &sched_plan, topology.as_ref())
+        let mut sched = SchedCounters::start(&mut kernel, &sched_plan, topology.as_ref())
             .context("starting scheduler counters")?;
+        sched.set_proc_root(&config.proc_root);
         let tlb = TlbCounters::start(&mut kernel, &tlb_plan).context("starting TLB counters")?;
         let block = BlockCounters::start(
             &mut kernel,
@@ -238,33 +239,28 @@ impl Session {
         // Before the counters: reading placement can take a while for large guests.
         let (memory, memory_problems) = self.memory.sample(&self.proc_root, &scan.vmms);
         scan.problems.extend(memory_problems);
-        let mut exits = self.exits.read();
-        self.learn_vcpu_threads(&mut scan.vmms, &exits);
-        // Forget the counters of processes that are gone, and of pids now held by another
-        // process: a reused pid must not inherit the old VM's totals.
-        // Each pid is checked once; pids discovery just saw as VMMs are alive without a stat.
+        // One rule for every family: counters belong to a VMM discovery sees now, under the
+        // identity it had before. A process that is gone, no longer a VMM, or whose pid was
+        // reused by another process loses its totals, so a reused pid never inherits them.
         let reused = std::mem::take(&mut self.reused_pids);
-        let counted: HashSet<u32> = exits.counts.keys().map(|k| k.pid).collect();
-        let stale: HashSet<u32> = counted
-            .into_iter()
-            .filter(|pid| {
-                reused.contains(pid)
-                    || (!scan.vmms.iter().any(|v| v.id.pid == *pid)
-                        && !self.proc_root.join(pid.to_string()).exists())
-            })
+        let live_pids: HashSet<u32> = scan
+            .vmms
+            .iter()
+            .map(|v| v.id.pid)
+            .filter(|pid| !reused.contains(pid))
             .collect();
-        if !stale.is_empty() {
-            self.exits.retain(|pid| !stale.contains(&pid));
-            exits.counts.retain(|k, _| !stale.contains(&k.pid));
-            exits.latency.retain(|k, _| !stale.contains(&k.pid));
-            exits.details.retain(|k, _| !stale.contains(&k.pid));
-        }
+        self.exits.retain(|pid| live_pids.contains(&pid));
+        let mut exits = self.exits.read();
+        exits.counts.retain(|k, _| live_pids.contains(&k.pid));
+        exits.latency.retain(|k, _| live_pids.contains(&k.pid));
+        exits.details.retain(|k, _| live_pids.contains(&k.pid));
+        self.learn_vcpu_threads(&mut scan.vmms, &exits);
         self.identities
             .retain(|pid, _| scan.vmms.iter().any(|v| v.id.pid == *pid));
         let watch_problems = self.watch_threads(&scan.vmms);
         scan.problems.extend(watch_problems);
         let sched = self.sched.read();
-        let (tlb, block) = self.sample_io(&scan.vmms, &reused);
+        let (tlb, block) = self.sample_io(&scan.vmms, &live_pids);
         Sample {
             at: Instant::now(),
             wall: SystemTime::now(),
@@ -278,10 +274,10 @@ impl Session {
         }
     }
 
-    /// Forgets the TLB and block totals of processes that are no longer VMMs (or whose pid was
-    /// reused), watches the current VMMs in those programs, and reads both families.
-    fn sample_io(&mut self, vmms: &[Vmm], reused: &HashSet<u32>) -> (TlbTotals, BlockTotals) {
-        let live = |pid: u32| !reused.contains(&pid) && vmms.iter().any(|v| v.id.pid == pid);
+    /// Forgets the TLB and block totals of processes that are not live VMMs (see
+    /// [`Session::sample`]), watches the current VMMs in those programs, and reads both families.
+    fn sample_io(&mut self, vmms: &[Vmm], live_pids: &HashSet<u32>) -> (TlbTotals, BlockTotals) {
+        let live = |pid: u32| live_pids.contains(&pid);
         self.tlb.retain(live);
         self.block.retain(live);
         self.watch_vmms(vmms);

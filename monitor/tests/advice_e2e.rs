@@ -239,7 +239,8 @@ fn contention_fires_steal_advice_with_the_measured_steal() {
         // Four CPU-bound tasks on two CPUs: each waits about half the time.
         assert!((0.05..=1.0).contains(&share), "{r:#}");
         let window = wait["window_seconds"].as_f64().unwrap();
-        assert!((2.5..4.0).contains(&window), "{r:#}");
+        let snapshot_window = taken["window"]["duration_seconds"].as_f64().unwrap();
+        assert!((window - snapshot_window).abs() < 1e-6, "{r:#}");
         eprintln!("C1 on {}: run-queue wait share {share:.3}", r["target"]);
     }
 }
@@ -258,7 +259,8 @@ fn a_vcpu_moved_around_by_taskset_fires_pinning_advice() {
     .expect("starting the guest");
     let vcpus = guest.wait_for_vcpus(Duration::from_secs(30)).unwrap();
     let tid = vcpus[0].tid;
-    // Move the vCPU thread between CPU 0 and CPU 1 every 40 ms: about 25 migrations/s.
+    // Move the vCPU thread between CPU 0 and CPU 1 every 20 ms: up to 50 migrations/s, and
+    // well above the rule's 10/s even if the mover is delayed on a loaded host.
     let stop = Arc::new(AtomicBool::new(false));
     let mover = {
         let stop = Arc::clone(&stop);
@@ -267,7 +269,7 @@ fn a_vcpu_moved_around_by_taskset_fires_pinning_advice() {
             while !stop.load(Ordering::Relaxed) {
                 pin(tid, cpu);
                 cpu ^= 1;
-                thread::sleep(Duration::from_millis(40));
+                thread::sleep(Duration::from_millis(20));
             }
         })
     };
@@ -282,7 +284,7 @@ fn a_vcpu_moved_around_by_taskset_fires_pinning_advice() {
     assert_eq!(c3.len(), 1, "{:#}", taken["recommendations"]);
     assert_eq!(c3[0]["target"]["tid"], tid);
     let rate = evidence(c3[0], "migrations/s")["value"].as_f64().unwrap();
-    assert!((10.0..40.0).contains(&rate), "{:#}", c3[0]);
+    assert!((10.0..=55.0).contains(&rate), "{:#}", c3[0]);
 }
 
 fn pin(tid: u32, cpu: usize) {

@@ -67,6 +67,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
         );
         thread::sleep(Duration::from_millis(250));
     };
+    a_client_that_never_finishes_its_headers_is_cut_off(address);
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -241,4 +242,30 @@ fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
 fn free_loopback_address() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// A connection that sends half a request is closed by the server within its header timeout
+/// (5 s), so idle or slow clients cannot hold connections open.
+fn a_client_that_never_finishes_its_headers_is_cut_off(address: SocketAddr) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    // The server answers 408 or just closes; either way the read ends well before 15 s.
+    let outcome = stream.read_to_end(&mut reply);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "a half-sent request held the connection for {waited:?} ({outcome:?})"
+    );
+    assert!(
+        reply.is_empty() || reply.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 }

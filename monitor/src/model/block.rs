@@ -18,7 +18,7 @@ pub struct HostBlock {
     pub tracepoints: BTreeMap<&'static str, &'static str>,
     /// Where requests are attributed to the submitting VM on this kernel.
     pub attributed_at: &'static str,
-    /// Requests not tracked because a kernel map was full.
+    /// Requests not tracked because a kernel map was full, since counting began.
     pub dropped: u64,
 }
 

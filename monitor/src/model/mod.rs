@@ -42,6 +42,44 @@ pub struct Snapshot {
     pub advice_inputs_missing: Vec<crate::advice::rules::Unavailable>,
 }
 
+/// One signal family's kernel sources and the events it lost to full maps.
+pub struct FamilyState<'a> {
+    /// `exits`, `sched`, `tlb` or `block`.
+    pub family: &'static str,
+    pub sources: &'a BTreeMap<&'static str, SourceState>,
+    /// Since counting began (not per window).
+    pub dropped: u64,
+}
+
+impl Snapshot {
+    /// Every family's sources and losses, so presenters report degradation of all of them.
+    #[must_use]
+    pub fn families(&self) -> [FamilyState<'_>; 4] {
+        [
+            FamilyState {
+                family: "exits",
+                sources: &self.exits.sources,
+                dropped: self.exits.dropped,
+            },
+            FamilyState {
+                family: "sched",
+                sources: &self.sched.sources,
+                dropped: self.sched.dropped,
+            },
+            FamilyState {
+                family: "tlb",
+                sources: &self.tlb.sources,
+                dropped: self.tlb.dropped,
+            },
+            FamilyState {
+                family: "block",
+                sources: &self.block.sources,
+                dropped: self.block.dropped,
+            },
+        ]
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Host {
     pub hostname: String,
@@ -62,7 +100,7 @@ pub struct HostExits {
     pub sources: BTreeMap<&'static str, SourceState>,
     /// The tracepoint behind each source name.
     pub tracepoints: BTreeMap<&'static str, &'static str>,
-    /// Exits that could not be counted because the kernel map was full.
+    /// Exits that could not be counted because a kernel map was full, since counting began.
     pub dropped: u64,
 }
 

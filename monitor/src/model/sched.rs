@@ -20,7 +20,7 @@ pub struct HostSched {
     pub hooks: BTreeMap<&'static str, &'static str>,
     /// VMM threads the programs watch.
     pub watched_threads: usize,
-    /// Events not counted because a kernel map was full.
+    /// Events not counted because a kernel map was full, since counting began.
     pub dropped: u64,
 }
 

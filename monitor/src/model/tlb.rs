@@ -16,7 +16,7 @@ pub struct HostTlb {
     pub tracepoints: BTreeMap<&'static str, &'static str>,
     /// Every CPU that flushed in the window, whatever task it ran.
     pub cpus: Vec<CpuTlb>,
-    /// VMM flushes not counted because the kernel map was full.
+    /// VMM flushes not counted because the kernel map was full, since counting began.
     pub dropped: u64,
 }
 

@@ -20,12 +20,13 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         snapshot.host.kernel,
         snapshot.window.duration_seconds
     )?;
-    // Sources grouped by state; each unavailable one on its own line with the reason.
+    // Every family's sources grouped by state; each unavailable one on its own line with the
+    // reason, and any events lost to a full map.
+    let families = snapshot.families();
     for wanted in [SourceState::Live, SourceState::Silent] {
-        let names: Vec<&str> = snapshot
-            .exits
-            .sources
+        let names: Vec<&str> = families
             .iter()
+            .flat_map(|f| f.sources.iter())
             .filter(|(_, state)| **state == wanted)
             .map(|(name, _)| *name)
             .collect();
@@ -33,17 +34,19 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
             writeln!(out, "sources {wanted}: {}", names.join(" "))?;
         }
     }
-    for (name, state) in &snapshot.exits.sources {
-        if let SourceState::Unavailable(_) = state {
-            writeln!(out, "source {name}: {state}")?;
+    for family in &families {
+        for (name, state) in family.sources {
+            if let SourceState::Unavailable(_) = state {
+                writeln!(out, "source {name} ({}): {state}", family.family)?;
+            }
         }
-    }
-    if snapshot.exits.dropped > 0 {
-        writeln!(
-            out,
-            "warning: {} exits not counted (kernel map full)",
-            snapshot.exits.dropped
-        )?;
+        if family.dropped > 0 {
+            writeln!(
+                out,
+                "warning: {} {} events not counted since start (kernel map full)",
+                family.dropped, family.family
+            )?;
+        }
     }
     if snapshot.vms.is_empty() {
         writeln!(out, "\nno KVM virtual machines found on this host")?;
@@ -284,7 +287,14 @@ mod tests {
         assert!(text.contains("60µs"), "p99 of the fixture: {text}");
         assert!(text.contains("pio (port, kvm:kvm_pio)"), "{text}");
         assert!(text.contains("out 0x80 100k/s"), "{text}");
-        assert!(text.contains("sources live: kvm_exit userspace"), "{text}");
+        assert!(
+            text.contains("sources live: kvm_exit userspace sched_"),
+            "{text}"
+        );
+        assert!(
+            text.contains("source numa_fault (sched): unavailable"),
+            "{text}"
+        );
         assert!(
             text.contains("42% in exits, 20% in the VMM, 1% halted"),
             "{text}"

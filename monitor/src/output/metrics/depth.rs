@@ -39,6 +39,7 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
         "Exit handling time per VM and reason, from in-kernel log2 histograms: kvm_exit to \
          kvm_entry (source kvm_exit), userspace exit to the next KVM_RUN (source userspace), or \
          halt duration (source halt).",
+        histograms::EXIT_POWERS,
     );
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();

@@ -1,10 +1,9 @@
-//! Exit latency as Prometheus histograms, built from the kernel's log2 histograms.
+//! Latency as Prometheus histograms, built from the kernel's log2 histograms.
 //!
 //! The `prometheus` crate's `Histogram` observes values one by one; kvmtop already has the
 //! bucket counts, so the metric family is assembled directly. Bucket bounds are powers of two
-//! nanoseconds, the kernel's own bucket edges, so no count is re-binned or estimated: every
-//! power from 256 ns to 262 µs (where exits live), then every other power up to 4.3 s (halts,
-//! slow userspace round trips).
+//! nanoseconds, the kernel's own bucket edges, so no count is re-binned or estimated; each
+//! family picks the powers where its intervals live.
 
 use prometheus::proto::{
     Bucket, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -12,36 +11,47 @@ use prometheus::proto::{
 
 use crate::signals::exits::Histogram;
 
-/// Exponents k of the `le` bounds 2^k ns.
-pub const BUCKET_POWERS: [usize; 18] = [
+/// Exponents k of the `le` bounds 2^k ns for exits: every power from 256 ns to 262 µs (where
+/// exits live), then every other power up to 4.3 s (halts, slow userspace round trips).
+pub const EXIT_POWERS: &[usize] = &[
     8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 22, 24, 26, 28, 30, 32,
+];
+/// For block requests and run-queue waits: every power from 1 µs to 1.07 s (device latencies
+/// and scheduler waits spread over all of it), then 4.3 s and 17 s.
+pub const WAIT_POWERS: &[usize] = &[
+    10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 32, 34,
 ];
 
 /// A histogram metric family.
 pub struct Family {
     family: MetricFamily,
+    powers: &'static [usize],
 }
 
 impl Family {
-    pub fn new(name: &str, help: &str) -> Self {
+    pub fn new(name: &str, help: &str, powers: &'static [usize]) -> Self {
         let mut family = MetricFamily::default();
         family.set_name(name.to_owned());
         family.set_help(help.to_owned());
         family.set_field_type(MetricType::HISTOGRAM);
-        Self { family }
+        Self { family, powers }
     }
 
     /// Adds one series. `labels` are (name, value); values are escaped by the encoder.
     pub fn add(&mut self, labels: &[(&str, &str)], histogram: &Histogram) {
         let mut prom = PromHistogram::default();
-        prom.set_sample_count(histogram.count);
+        // Histograms the kernel updates from several CPUs are read while they change, so a
+        // bucket may already hold an interval the count does not: never let `+Inf` fall below
+        // a bucket.
+        let in_buckets: u64 = histogram.buckets.iter().sum();
+        prom.set_sample_count(histogram.count.max(in_buckets));
         #[expect(
             clippy::cast_precision_loss,
             reason = "seconds as f64, as Prometheus keeps them"
         )]
         prom.set_sample_sum(histogram.sum_ns as f64 / 1e9);
         prom.set_bucket(
-            BUCKET_POWERS
+            self.powers
                 .iter()
                 .map(|&k| {
                     let mut bucket = Bucket::default();

@@ -52,6 +52,7 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
         "kvmtop_vm_block_latency_seconds",
         "Block request latency, issue to completion, per VM, host device and operation, from \
          in-kernel log2 histograms.",
+        histograms::WAIT_POWERS,
     );
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();

@@ -40,25 +40,30 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     )?;
     let source_up = IntGaugeVec::new(
         Opts::new(
-            "kvmtop_exit_source_up",
-            "1 when the exit source's tracepoint is attached, 0 when it is unavailable on this host.",
+            "kvmtop_source_up",
+            "1 when a kernel source (tracepoint, kprobe or fentry) of a signal family is \
+             attached, 0 when it is unavailable on this host (the snapshot says why).",
         ),
-        &["source"],
+        &["family", "source"],
     )?;
     let dropped = IntCounterVec::new(
         Opts::new(
-            "kvmtop_exit_events_dropped_total",
-            "Exits not counted because the kernel map was full.",
+            "kvmtop_events_dropped_total",
+            "Events of a signal family not counted because a kernel map was full.",
         ),
-        &[],
+        &["family"],
     )?;
-    for (source, state) in &snapshot.exits.sources {
-        let up = !matches!(state, crate::signals::SourceState::Unavailable(_));
-        source_up.with_label_values(&[*source]).set(i64::from(up));
+    for family in snapshot.families() {
+        for (source, state) in family.sources {
+            let up = !matches!(state, crate::signals::SourceState::Unavailable(_));
+            source_up
+                .with_label_values(&[family.family, *source])
+                .set(i64::from(up));
+        }
+        dropped
+            .with_label_values(&[family.family])
+            .inc_by(family.dropped);
     }
-    dropped
-        .with_label_values::<&str>(&[])
-        .inc_by(snapshot.exits.dropped);
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
         info.with_label_values(&[&vm.name, &pid, vm.uuid.as_deref().unwrap_or(""), &vm.vmm])
@@ -183,7 +188,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("kvmtop_exit_source_up{source=\"kvm_exit\"} 1"),
+            text.contains("kvmtop_source_up{family=\"exits\",source=\"kvm_exit\"} 1"),
             "{text}"
         );
     }
@@ -298,7 +303,11 @@ mod tests {
         snapshot.vms.clear();
         snapshot.recommendations.clear();
         let text = render(&snapshot).unwrap();
-        assert!(text.contains("kvmtop_exit_source_up"), "{text}");
+        assert!(text.contains("kvmtop_source_up"), "{text}");
+        assert!(
+            text.contains("kvmtop_source_up{family=\"sched\",source=\"numa_fault\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl SchedMetrics {
                 "kvmtop_vm_run_queue_wait_seconds",
                 "Run-queue waits of the VM's vCPU threads (from wakeup or preemption to \
                  running), from in-kernel log2 histograms.",
+                histograms::WAIT_POWERS,
             ),
         })
     }

@@ -45,14 +45,8 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
     let mut live = Vec::new();
     let mut silent = Vec::new();
     let mut unavailable = Vec::new();
-    let all = snapshot
-        .exits
-        .sources
-        .iter()
-        .chain(&snapshot.sched.sources)
-        .chain(&snapshot.tlb.sources)
-        .chain(&snapshot.block.sources);
-    for (name, state) in all {
+    let families = snapshot.families();
+    for (name, state) in families.iter().flat_map(|f| f.sources.iter()) {
         match state {
             SourceState::Live => live.push(*name),
             SourceState::Silent => silent.push(*name),
@@ -81,9 +75,10 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
             Style::new().yellow(),
         ));
     }
-    if snapshot.exits.dropped > 0 {
+    let dropped: u64 = families.iter().map(|f| f.dropped).sum();
+    if dropped > 0 {
         sources.push(Span::styled(
-            format!("{} events lost (map full)", snapshot.exits.dropped),
+            format!("{dropped} events lost (map full)"),
             Style::new().red(),
         ));
     }
