@@ -13,7 +13,8 @@
 /// the CPU a shootdown was received on is known, and increments need no atomics.
 pub const TLB_VMM_MAP: &str = "TLB_VMM";
 /// Threads × reasons of all VMMs on the host. Userspace removes the keys of processes that have
-/// gone, so this bounds live state, not history.
+/// gone and of threads that have exited from the live ones (VMMs start and end worker threads
+/// all their life, each with a new tid), so this bounds live state, not history.
 pub const TLB_VMM_CAPACITY: u32 = 4_096;
 /// Per-CPU array indexed by reason (capped at [`TLB_REASON_OTHER`]) → [`TlbCount`] of every task:
 /// what each CPU flushed, whoever ran there.

@@ -130,7 +130,9 @@ impl Session {
         let mut sched = SchedCounters::start(&mut kernel, &sched_plan, topology.as_ref())
             .context("starting scheduler counters")?;
         sched.set_proc_root(&config.proc_root);
-        let tlb = TlbCounters::start(&mut kernel, &tlb_plan).context("starting TLB counters")?;
+        let mut tlb =
+            TlbCounters::start(&mut kernel, &tlb_plan).context("starting TLB counters")?;
+        tlb.set_proc_root(&config.proc_root);
         let block = BlockCounters::start(
             &mut kernel,
             &block_plan,

@@ -9,7 +9,12 @@
 mod support;
 
 use std::{
-    fs::File, io::Write as _, os::fd::AsRawFd as _, process::Command, thread, time::Duration,
+    fs::{self, File},
+    io::Write as _,
+    os::fd::AsRawFd as _,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -105,6 +110,32 @@ fn signal(pid: u32, signal: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {signal})");
 }
 
+/// Stops the child and waits until every one of its threads has stopped: SIGSTOP is handled by
+/// each thread when it next runs, and a queued thread first waits for its CPU.
+fn freeze(pid: u32) {
+    signal(pid, libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let states: Vec<(String, char)> = fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap_or_else(|e| panic!("listing the threads of {pid}: {e}"))
+            .flatten()
+            .filter_map(|task| {
+                let stat = fs::read_to_string(task.path().join("stat")).ok()?;
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some((task.file_name().to_string_lossy().into_owned(), state))
+            })
+            .collect();
+        if states.iter().all(|(_, s)| matches!(s, 'T' | 't')) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "threads of {pid} not stopped 20 s after SIGSTOP (tid, state): {states:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn assert_within(what: &str, measured: u64, expected: u64) {
     #[expect(
         clippy::cast_precision_loss,
@@ -149,7 +180,7 @@ fn shootdowns_sent_and_received_match_bpftrace() {
         .expect("receiver tid");
     let pid = child.child.id();
 
-    signal(pid, libc::SIGSTOP);
+    freeze(pid);
     let mut bpftrace = support::bpftrace(&format!(
         "tracepoint:tlb:tlb_flush /pid == {pid}/ {{ @[args->reason] = count(); }}"
     ));
@@ -159,7 +190,7 @@ fn shootdowns_sent_and_received_match_bpftrace() {
     kvmtop.wait_for("sampling for", Duration::from_mins(1));
     signal(pid, libc::SIGCONT);
     thread::sleep(Duration::from_secs(2));
-    signal(pid, libc::SIGSTOP);
+    freeze(pid);
     let status = kvmtop.wait(Duration::from_secs(30));
     assert!(
         status.success(),
@@ -204,8 +235,15 @@ fn shootdowns_sent_and_received_match_bpftrace() {
             expected(code),
         );
     }
-    // Each unmap flushes a range of PAGES pages, never everything.
-    assert_eq!(tlb["sent"]["pages"].as_u64(), Some(sent * PAGES as u64));
+    // Each unmap flushes a range of PAGES pages; the kernel may turn an unmap that also frees a
+    // page table into a full flush, which is counted apart and carries no page count.
+    let full = tlb["sent"]["full_flushes"].as_u64().unwrap();
+    let pages = tlb["sent"]["pages"].as_u64().unwrap();
+    assert_eq!(pages, (sent - full) * PAGES as u64, "{tlb:#}");
+    assert!(
+        full * 100 <= sent,
+        "{full} of {sent} shootdowns were full flushes: {tlb:#}"
+    );
     // The receiver thread, pinned to CPU 1, received (nearly) all of them.
     let by_thread = tlb["received_by_thread"].as_array().unwrap();
     assert_eq!(by_thread[0]["tid"].as_u64(), Some(receiver), "{tlb:#}");
@@ -215,6 +253,11 @@ fn shootdowns_sent_and_received_match_bpftrace() {
         .iter()
         .find(|c| c["cpu"] == 1)
         .map_or(0, |c| c["count"].as_u64().unwrap());
-    assert_eq!(on_cpu_1, by_thread[0]["count"].as_u64().unwrap());
+    // Another thread of the process may briefly run on CPU 1 and receive one too.
+    let receiver_count = by_thread[0]["count"].as_u64().unwrap();
+    assert!(
+        on_cpu_1 >= receiver_count && on_cpu_1 - receiver_count <= receiver_count / 100 + 2,
+        "CPU 1 received {on_cpu_1}, the receiver thread {receiver_count}: {tlb:#}"
+    );
     assert_eq!(snapshot["tlb"]["sources"]["tlb_flush"], "live");
 }

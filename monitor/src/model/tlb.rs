@@ -14,7 +14,8 @@ pub struct HostTlb {
     pub sources: BTreeMap<&'static str, SourceState>,
     /// The tracepoint behind each source name.
     pub tracepoints: BTreeMap<&'static str, &'static str>,
-    /// Every CPU that flushed in the window, whatever task it ran.
+    /// Every CPU that has flushed since counting began, whatever task it ran; window counts
+    /// may be 0.
     pub cpus: Vec<CpuTlb>,
     /// VMM flushes not counted because the kernel map was full, since counting began.
     pub dropped: u64,

@@ -29,7 +29,9 @@ impl VmmWatch {
     }
 
     /// Watches exactly `pids`: sets the new ones, clears the gone ones. Only the words that change
-    /// are written. Returns the pids that could not be set (beyond the bitmap), for the log.
+    /// are written. Returns the pids that could not be set (beyond the bitmap, or the write
+    /// failed), for the log. A word that could not be written keeps its old bits, and so do the
+    /// watched pids recorded for it, so the next call writes it again.
     pub fn sync(&mut self, pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
         let wanted: BTreeSet<u32> = pids.into_iter().collect();
         if wanted == self.watched {
@@ -45,13 +47,15 @@ impl VmmWatch {
                 *bits |= bit;
             }
         }
-        let mut failed = Vec::new();
+        let mut failed_words = BTreeSet::new();
         for (word, bits) in words {
             if word >= VMM_WATCH_WORDS || self.bitmap.set(word, bits, 0).is_err() {
-                failed.extend(wanted.iter().filter(|p| watch_slot(**p).0 == word));
+                failed_words.insert(word);
             }
         }
-        self.watched = wanted;
+        let watched = written(&self.watched, &wanted, &failed_words);
+        let failed = wanted.difference(&watched).copied().collect();
+        self.watched = watched;
         failed
     }
 
@@ -60,5 +64,34 @@ impl VmmWatch {
         let mut pids = self.watched.clone();
         pids.insert(pid);
         self.sync(pids)
+    }
+}
+
+/// What the bitmap holds after a sync from `old` to `wanted` in which the words `failed` could not
+/// be written: `wanted`, except that those words still hold `old`'s pids.
+fn written(old: &BTreeSet<u32>, wanted: &BTreeSet<u32>, failed: &BTreeSet<u32>) -> BTreeSet<u32> {
+    let in_failed = |pid: &u32| failed.contains(&watch_slot(*pid).0);
+    wanted
+        .iter()
+        .copied()
+        .filter(|pid| !in_failed(pid))
+        .chain(old.iter().copied().filter(in_failed))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_that_could_not_be_written_keeps_its_old_pids() {
+        // Word 0 holds pids 0–63, word 1 pids 64–127.
+        let old: BTreeSet<u32> = [3, 70].into();
+        let wanted: BTreeSet<u32> = [5, 70, 130].into();
+        assert_eq!(written(&old, &wanted, &BTreeSet::new()), wanted);
+        // Word 0 failed: 3 is still set there and 5 is not, so the next sync differs and retries.
+        let after = written(&old, &wanted, &[0].into());
+        assert_eq!(after, [3, 70, 130].into());
+        assert_ne!(after, wanted);
     }
 }

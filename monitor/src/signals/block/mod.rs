@@ -17,9 +17,12 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
-use monitor_common::block::{
-    self as raw, BLOCK_DROPS_MAP, BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BlockKey, BlockStats,
-    PendingRequest, RequestKey,
+use monitor_common::{
+    block::{
+        self as raw, BLOCK_DROPS_MAP, BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BlockKey, BlockStats,
+        PendingRequest, RequestKey,
+    },
+    latency::LatencyHist,
 };
 use serde::Serialize;
 
@@ -126,10 +129,23 @@ impl From<&BlockStats> for OpTotals {
         Self {
             bytes: raw.bytes,
             unissued: raw.unissued,
-            latency: Histogram::from(&raw.latency),
-            queue: Histogram::from(&raw.queue),
+            latency: histogram(&raw.latency),
+            queue: histogram(&raw.queue),
         }
     }
+}
+
+/// A histogram the kernel shares between CPUs, as a domain value. Completions on other CPUs add
+/// to it while the map value is copied out, `count` first and the buckets after, so the copy can
+/// hold more in its buckets than in `count`. `count` is raised to the buckets' sum so that the
+/// reading is consistent: the request figures come from `count`, and an exported histogram whose
+/// buckets hold more than its count is malformed. Both only grow, so the raised count still
+/// never goes backwards between readings.
+fn histogram(raw: &LatencyHist) -> Histogram {
+    let mut histogram = Histogram::from(raw);
+    let in_buckets = histogram.buckets.iter().copied().fold(0, u64::wrapping_add);
+    histogram.count = histogram.count.max(in_buckets);
+    histogram
 }
 
 /// A guest drive and the host devices its requests reach.
@@ -311,4 +327,24 @@ fn monotonic_ns() -> u64 {
     let secs = u64::try_from(now.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_copied_before_its_buckets_caught_up_is_raised_to_their_sum() {
+        let mut raw = LatencyHist::ZERO;
+        raw.count = 3;
+        raw.buckets[10] = 2;
+        raw.buckets[12] = 2;
+        assert_eq!(histogram(&raw).count, 4);
+        raw.count = 5;
+        assert_eq!(
+            histogram(&raw).count,
+            5,
+            "a count ahead of its buckets is kept"
+        );
+    }
 }

@@ -5,14 +5,14 @@
 //!
 //! The kernel keeps running totals; this module sums or keeps the CPUs apart as each figure
 //! needs, decodes raw keys into domain values at the boundary, and removes the keys of processes
-//! that no longer exist.
+//! and threads that no longer exist.
 
 mod probes;
 pub mod view;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
@@ -166,6 +166,8 @@ pub struct TlbCounters {
     host: PerCpuArray<MapData, TlbCount>,
     drops: PerCpuArray<MapData, u64>,
     sources: BTreeMap<TlbProbe, Attachment>,
+    /// Where the threads of the counted processes are looked up, to forget exited ones.
+    proc_root: PathBuf,
 }
 
 impl TlbCounters {
@@ -177,7 +179,14 @@ impl TlbCounters {
             host: kernel.take_map(TLB_HOST_MAP)?,
             drops: kernel.take_map(TLB_DROPS_MAP)?,
             sources,
+            proc_root: PathBuf::from("/proc"),
         })
+    }
+
+    /// Looks the counted threads up under `proc_root` rather than `/proc` (a host's procfs
+    /// mounted elsewhere).
+    pub fn set_proc_root(&mut self, proc_root: &Path) {
+        proc_root.clone_into(&mut self.proc_root);
     }
 
     #[must_use]
@@ -212,19 +221,37 @@ impl TlbCounters {
         totals
     }
 
-    /// Removes the counters of processes for which `keep(pid)` is false (exited VMs).
+    /// Removes the counters of processes for which `keep(pid)` is false (exited VMs), and of
+    /// threads that have exited from the processes kept: a VMM starts and ends worker threads
+    /// all its life, each with a new tid, and the map's keys are per thread. Each thread is
+    /// looked up once.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let mut exited: HashMap<(u32, u32), bool> = HashMap::new();
         let stale: Vec<TlbKey> = self
             .vmm
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !keep(k.tgid))
+            .filter(|k| {
+                !keep(k.tgid)
+                    || *exited
+                        .entry((k.tgid, k.tid))
+                        .or_insert_with(|| thread_exited(&self.proc_root, k.tgid, k.tid))
+            })
             .collect();
         for key in &stale {
             // Already gone is fine.
             let _ = self.vmm.remove(key);
         }
     }
+}
+
+/// Whether thread `tid` of process `pid` has exited: the process is there and the thread is
+/// not. A process missing altogether says nothing here (its counters go once discovery no
+/// longer sees it), and neither does a procfs of another pid namespace, where the kernel's ids
+/// mostly name no process.
+fn thread_exited(proc_root: &Path, pid: u32, tid: u32) -> bool {
+    let process = proc_root.join(pid.to_string());
+    process.is_dir() && !process.join("task").join(tid.to_string()).exists()
 }
 
 /// Raw key → domain key; unknown sources are dropped here, at the boundary.
@@ -275,4 +302,25 @@ pub fn vcpu_cpus(proc_root: &Path, vmm: &Vmm) -> BTreeSet<u32> {
         cpus.extend(allowed.into_iter().flatten());
     }
     cpus
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_has_exited_only_when_its_process_is_there_without_it() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(proc.path().join("100/task/100")).unwrap();
+        std::fs::create_dir_all(proc.path().join("100/task/101")).unwrap();
+        assert!(!thread_exited(proc.path(), 100, 101));
+        assert!(
+            thread_exited(proc.path(), 100, 102),
+            "a worker thread that ended"
+        );
+        assert!(
+            !thread_exited(proc.path(), 200, 201),
+            "the process is gone or unseen"
+        );
+    }
 }

@@ -25,12 +25,8 @@ pub fn fill(snapshot: &mut Snapshot, earlier: &Sample, later: &Sample) {
         let Some(vmm) = later.vmms.iter().find(|v| v.id.pid == vm.pid) else {
             continue;
         };
-        let before = earlier
-            .vmms
-            .iter()
-            .any(|v| v.id == vmm.id)
-            .then_some(&earlier.tlb);
-        vm.tlb = self::vm(vmm, &later.tlb, before, seconds);
+        let new = !earlier.vmms.iter().any(|v| v.id == vmm.id);
+        vm.tlb = self::vm(vmm, &later.tlb, &earlier.tlb, new, seconds);
         pv_events += vm.tlb.pv_flushes.checks;
     }
     snapshot.tlb = host(&later.tlb, &earlier.tlb, seconds, pv_events);
@@ -39,10 +35,13 @@ pub fn fill(snapshot: &mut Snapshot, earlier: &Sample, later: &Sample) {
 /// One VM's counters over the window: key → (CPU → flushes in the window, running total).
 type KeyWindows = Vec<(TlbCounterKey, BTreeMap<u32, Flushes>, u64)>;
 
-/// A VM's figures. `before` is `None` for a VM new in this window (everything counts).
+/// A VM's figures between the readings `earlier` and `now`. `new` when the VM did not exist at
+/// `earlier` (its pid was another process or none): its own counters then count in full. The
+/// host's per-CPU counters are not the VM's, so they always count from `earlier`.
 #[must_use]
-pub fn vm(vmm: &Vmm, now: &TlbTotals, before: Option<&TlbTotals>, seconds: f64) -> VmTlb {
+pub fn vm(vmm: &Vmm, now: &TlbTotals, earlier: &TlbTotals, new: bool, seconds: f64) -> VmTlb {
     let pid = vmm.id.pid;
+    let before = (!new).then_some(earlier);
     let windows: KeyWindows = now
         .vmm
         .iter()
@@ -106,7 +105,7 @@ pub fn vm(vmm: &Vmm, now: &TlbTotals, before: Option<&TlbTotals>, seconds: f64) 
         .collect();
 
     let vcpu_cpus = now.vcpu_cpus.get(&pid).cloned().unwrap_or_default();
-    let received_on_vcpu_cpus = received_on(&vcpu_cpus, now, before, seconds);
+    let received_on_vcpu_cpus = received_on(&vcpu_cpus, now, earlier, seconds);
 
     let pick = |reason| by_reason.get(&reason).copied().unwrap_or_default();
     let mut reasons: Vec<TlbReasonCount> = by_reason
@@ -157,11 +156,12 @@ fn by_thread_list(vmm: &Vmm, by_thread: BTreeMap<u32, u64>, seconds: f64) -> Vec
     threads
 }
 
-/// Shootdowns received on `cpus` by any task over the window; `None` without CPUs.
+/// Shootdowns received on `cpus` by any task between the host-wide readings `before` and `now`;
+/// `None` without CPUs.
 fn received_on(
     cpus: &BTreeSet<u32>,
     now: &TlbTotals,
-    before: Option<&TlbTotals>,
+    before: &TlbTotals,
     seconds: f64,
 ) -> Option<FlushCount> {
     if cpus.is_empty() {
@@ -170,23 +170,23 @@ fn received_on(
     let mut count = FlushCount::default();
     for cpu in cpus {
         let running = reason_on_cpu(now, *cpu, TlbReason::RemoteShootdown);
-        let start = before.map_or_else(Flushes::default, |b| {
-            reason_on_cpu(b, *cpu, TlbReason::RemoteShootdown)
-        });
+        let start = reason_on_cpu(before, *cpu, TlbReason::RemoteShootdown);
         add(&mut count, &running.since(&start), running.events);
     }
     count.rate = rate(count.count, seconds);
     Some(count)
 }
 
-/// The host's figures: every CPU that flushed in the window, and the state of each source.
+/// The host's figures: every CPU that has flushed since counting began (its window counts may
+/// be 0, so its running totals are always there for cumulative series), and the state of each
+/// source.
 #[must_use]
 pub fn host(now: &TlbTotals, before: &TlbTotals, seconds: f64, pv_events: u64) -> HostTlb {
     let mut all_events = 0;
     let cpus = now
         .host
         .iter()
-        .filter_map(|(cpu, reasons)| {
+        .map(|(cpu, reasons)| {
             let window = |reason: TlbReason| -> (Flushes, u64) {
                 let running = reasons.get(&reason).copied().unwrap_or_default();
                 let start = reason_on_cpu(before, *cpu, reason);
@@ -194,9 +194,6 @@ pub fn host(now: &TlbTotals, before: &TlbTotals, seconds: f64, pv_events: u64) -
             };
             let flushes: u64 = reasons.keys().map(|r| window(*r).0.events).sum();
             all_events += flushes;
-            if flushes == 0 {
-                return None;
-            }
             let count = |reason| {
                 let (w, cumulative) = window(reason);
                 let mut c = FlushCount::default();
@@ -204,12 +201,12 @@ pub fn host(now: &TlbTotals, before: &TlbTotals, seconds: f64, pv_events: u64) -
                 c.rate = rate(c.count, seconds);
                 c
             };
-            Some(CpuTlb {
+            CpuTlb {
                 cpu: *cpu,
                 received: count(TlbReason::RemoteShootdown),
                 sent: count(TlbReason::RemoteSendIpi),
                 flushes,
-            })
+            }
         })
         .collect();
     let events = |probe| match probe {
@@ -265,5 +262,92 @@ fn rate(count: u64, seconds: f64) -> f64 {
         count as f64 / seconds
     } else {
         0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{Vcpu, VmmId, VmmKind};
+
+    const PID: u32 = 4_000;
+
+    fn vmm() -> Vmm {
+        Vmm {
+            id: VmmId {
+                pid: PID,
+                start_time: 1,
+            },
+            kind: VmmKind::Qemu,
+            name: "vm".into(),
+            uuid: None,
+            comm: "qemu".into(),
+            qemu: None,
+            vcpus: vec![Vcpu {
+                index: 0,
+                tid: Some(PID + 1),
+                tid_source: None,
+            }],
+            threads: Vec::new(),
+        }
+    }
+
+    fn flushes(events: u64) -> Flushes {
+        Flushes {
+            events,
+            pages: events,
+            full: 0,
+        }
+    }
+
+    /// Host-wide totals: `received` shootdowns and `switches` task switches on each CPU.
+    fn host_totals(cpus: &[(u32, u64, u64)]) -> TlbTotals {
+        let mut totals = TlbTotals::default();
+        for &(cpu, received, switches) in cpus {
+            let reasons = totals.host.entry(cpu).or_default();
+            reasons.insert(TlbReason::RemoteShootdown, flushes(received));
+            reasons.insert(TlbReason::TaskSwitch, flushes(switches));
+        }
+        totals
+    }
+
+    #[test]
+    fn a_new_vm_counts_host_cpus_from_the_earlier_reading_and_its_own_keys_in_full() {
+        let earlier = host_totals(&[(2, 1_000, 50)]);
+        let mut now = host_totals(&[(2, 1_030, 60)]);
+        now.vcpu_cpus.insert(PID, [2].into());
+        let key = TlbCounterKey {
+            pid: PID,
+            tid: PID + 1,
+            event: TlbEvent::Flush(TlbReason::RemoteShootdown),
+        };
+        now.vmm.insert(key, [(2, flushes(7))].into());
+
+        let new = vm(&vmm(), &now, &earlier, true, 10.0);
+        let on_cpus = new
+            .received_on_vcpu_cpus
+            .expect("the vCPUs' CPUs are known");
+        assert_eq!((on_cpus.count, on_cpus.cumulative), (30, 1_030));
+        assert_eq!(new.received.count, 7, "the VM's own counters count in full");
+
+        // The same VM seen at `earlier` too: its counters count from there.
+        let mut earlier_with_vm = earlier.clone();
+        earlier_with_vm.vmm.insert(key, [(2, flushes(5))].into());
+        let known = vm(&vmm(), &now, &earlier_with_vm, false, 10.0);
+        assert_eq!(known.received_on_vcpu_cpus.map(|c| c.count), Some(30));
+        assert_eq!(known.received.count, 2);
+    }
+
+    #[test]
+    fn every_cpu_with_running_totals_is_listed_even_without_flushes_in_the_window() {
+        let earlier = host_totals(&[(0, 10, 100), (1, 20, 200)]);
+        let now = host_totals(&[(0, 10, 100), (1, 25, 230)]);
+        let host = host(&now, &earlier, 5.0, 0);
+        let cpus: Vec<(u32, u64, u64, u64)> = host
+            .cpus
+            .iter()
+            .map(|c| (c.cpu, c.flushes, c.received.count, c.received.cumulative))
+            .collect();
+        assert_eq!(cpus, [(0, 0, 0, 10), (1, 35, 5, 25)]);
     }
 }
