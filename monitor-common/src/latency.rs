@@ -48,6 +48,22 @@ impl LatencyHist {
         max_ns: 0,
         buckets: [0; HIST_BUCKETS],
     };
+
+    /// Adds one interval. Not atomic: for histograms only one thread's events update (a
+    /// thread's events never run concurrently).
+    #[inline(always)]
+    #[expect(clippy::inline_always, reason = "on the kernel hot path")]
+    pub fn record(&mut self, ns: u64) {
+        self.count += 1;
+        self.sum_ns += ns;
+        if ns > self.max_ns {
+            self.max_ns = ns;
+        }
+        // `get_mut` keeps a bounds check the verifier can see.
+        if let Some(bucket) = self.buckets.get_mut(bucket_of(ns)) {
+            *bucket += 1;
+        }
+    }
 }
 
 /// The exit a thread is handling: what to file its latency under once it ends.

@@ -4,7 +4,7 @@
 //! snapshot users see. Sampling does no presentation work.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
@@ -15,7 +15,7 @@ use crate::{
     bpf::Kernel,
     discovery::{Discovery, ProcRoot, Vmm},
     host::{topology::Topology, tracefs::TraceFs},
-    model::{Host, Snapshot},
+    model::{Host, SkippedEvents, Snapshot},
     privileges,
     signals::{
         block::{self, BlockCounters, BlockPlan, BlockTotals},
@@ -91,6 +91,9 @@ pub struct Sample {
     pub memory: HashMap<u32, MemoryPlacement>,
     pub tlb: TlbTotals,
     pub block: BlockTotals,
+    /// Per program, events the kernel skipped it for (running totals, see
+    /// [`Kernel::skipped_events`]).
+    pub skipped: BTreeMap<String, u64>,
     pub problems: Vec<String>,
 }
 
@@ -219,6 +222,21 @@ impl Session {
         );
         tlb::view::fill(&mut snapshot, earlier, later);
         block::view::fill(&mut snapshot, earlier, later);
+        snapshot.skipped_events = later
+            .skipped
+            .iter()
+            .map(|(program, &total)| {
+                let before = earlier.skipped.get(program).copied().unwrap_or(0);
+                (
+                    program.clone(),
+                    SkippedEvents {
+                        count: total.saturating_sub(before),
+                        total,
+                    },
+                )
+            })
+            .filter(|(_, skipped)| skipped.total > 0)
+            .collect();
         snapshot
     }
 
@@ -272,6 +290,7 @@ impl Session {
             memory,
             tlb,
             block,
+            skipped: self.kernel.skipped_events(),
             problems: scan.problems,
         }
     }

@@ -1,5 +1,6 @@
 //! Two samples → one snapshot: counts, rates, latency and details over the window between them.
 
+use crate::signals::rate;
 use std::{
     collections::{BTreeMap, HashMap},
     time::UNIX_EPOCH,
@@ -111,6 +112,7 @@ pub fn snapshot(
         block: model::block::HostBlock::default(),
         vms,
         problems: later.problems.clone(),
+        skipped_events: BTreeMap::new(),
         // Filled by the advisor, which keeps its own state across windows.
         recommendations: Vec::new(),
         advice_inputs_missing: Vec::new(),
@@ -377,17 +379,5 @@ fn exits(entries: &[KeyWindow], seconds: f64, sources: &BTreeMap<Probe, Attachme
         userspace_total: source_totals[&ExitSource::Userspace],
         halts: source_totals[&ExitSource::Halt],
         by_reason,
-    }
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "event counts stay far below 2^52"
-)]
-fn rate(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
     }
 }

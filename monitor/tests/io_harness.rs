@@ -135,17 +135,6 @@ fn rwbs_arg(rwbs: &str) -> u64 {
     u64::from(bytes[0]) | (u64::from(*bytes.get(1).unwrap_or(&0)) << 8)
 }
 
-/// `CLOCK_MONOTONIC`, the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-    u64::try_from(now.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap()
-}
-
 fn buckets(intervals: &[u64]) -> [u64; HIST_BUCKETS] {
     let mut expected = [0; HIST_BUCKETS];
     for ns in intervals {
@@ -268,7 +257,7 @@ fn block_requests_are_attributed_to_their_submitter_with_exact_buckets() {
     h.issue(kworker, dev, 70_000, 1 << 20, 300_000_500, false);
     h.complete(dev, 70_000, 300_500_500);
     // Pending requests older than a minute are taken as lost, so this one is submitted now.
-    let now = monotonic_ns();
+    let now = kvmtop::signals::monotonic_ns();
     h.submit(p, dev, 90_000, "RS", 4_096, now);
     // Another process's request on the same device is not counted for anyone.
     h.submit(p + 500, dev, 80_000, "RS", 4_096, 500_000_000);

@@ -4,6 +4,11 @@
 //! no BPF support); attaching is per program, so a tracepoint missing on this kernel turns into an
 //! "unavailable: why" for the signals that need it while the others keep working.
 
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
+
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
@@ -101,6 +106,22 @@ impl Kernel {
         Ok(prog)
     }
 
+    /// Per loaded program, the events the kernel did not run it for because another BPF program
+    /// was already running on that CPU (`recursion_misses`: classic tracepoint programs do not
+    /// nest, so an event in an interrupt that arrives while any such program runs is skipped).
+    /// Running totals; programs whose count cannot be read are left out.
+    #[must_use]
+    pub fn skipped_events(&self) -> BTreeMap<String, u64> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let fd = program.fd().ok()?.as_fd().as_raw_fd();
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+                Some((name.to_owned(), fdinfo_field(&info, "recursion_misses")?))
+            })
+            .collect()
+    }
+
     /// Takes ownership of a map, typed.
     pub fn take_map<T>(&mut self, name: &str) -> anyhow::Result<T>
     where
@@ -125,4 +146,30 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     text
+}
+
+/// A numeric `name:\tvalue` line of a `/proc/PID/fdinfo/FD` file.
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fdinfo_field;
+
+    #[test]
+    fn reads_fdinfo_fields() {
+        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_cnt:\t7\nrecursion_misses:\t12\n";
+        assert_eq!(fdinfo_field(text, "recursion_misses"), Some(12));
+        assert_eq!(fdinfo_field(text, "run_cnt"), Some(7));
+        assert_eq!(fdinfo_field(text, "verified_insns"), None);
+        assert_eq!(
+            fdinfo_field("recursion_misses:\tlots\n", "recursion_misses"),
+            None
+        );
+    }
 }

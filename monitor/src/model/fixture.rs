@@ -183,6 +183,14 @@ pub fn snapshot() -> Snapshot {
             },
         ],
         problems: vec![],
+        skipped_events: [(
+            "blk_rq_complete".to_owned(),
+            SkippedEvents {
+                count: 30,
+                total: 400,
+            },
+        )]
+        .into(),
         recommendations: vec![steal_advice()],
         advice_inputs_missing: vec![],
     }

@@ -36,10 +36,22 @@ pub struct Snapshot {
     /// Things that went wrong while sampling but did not stop it (a VM vanishing mid-scan, an
     /// unreadable /proc entry, …).
     pub problems: Vec<String>,
+    /// Per kernel program, events the kernel did not run it for because another BPF program was
+    /// already running on that CPU (only programs that have skipped any): figures built from
+    /// those programs undercount by that much.
+    pub skipped_events: BTreeMap<String, SkippedEvents>,
     /// Tuning advice in force after this window, each with its evidence (see `kvmtop explain`).
     pub recommendations: Vec<crate::advice::Recommendation>,
     /// Rule inputs that could not be measured this window, so those rules stayed quiet.
     pub advice_inputs_missing: Vec<crate::advice::rules::Unavailable>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SkippedEvents {
+    /// In the window.
+    pub count: u64,
+    /// Since the program was loaded.
+    pub total: u64,
 }
 
 /// One signal family's kernel sources and the events it lost to full maps.

@@ -48,6 +48,16 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
             )?;
         }
     }
+    for (program, skipped) in &snapshot.skipped_events {
+        if skipped.count > 0 {
+            writeln!(
+                out,
+                "warning: the kernel skipped {program} on {} events in the window ({} since start): \
+                 another BPF program was running on that CPU",
+                skipped.count, skipped.total
+            )?;
+        }
+    }
     if snapshot.vms.is_empty() {
         writeln!(out, "\nno KVM virtual machines found on this host")?;
     }
@@ -305,6 +315,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("steal 12%"), "{text}");
+        assert!(
+            text.contains("the kernel skipped blk_rq_complete on 30 events in the window"),
+            "{text}"
+        );
         assert!(
             text.contains("block nvme0n1 (virtio-disk0): 2400 IOPS"),
             "{text}"

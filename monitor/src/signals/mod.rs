@@ -53,3 +53,33 @@ impl Serialize for SourceState {
         s.collect_str(self)
     }
 }
+
+/// Events per second over a window; 0 for an empty window.
+#[must_use]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts and bytes in a window stay far below 2^52"
+)]
+pub fn rate(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `bpf_ktime_get_ns()` reads, so kernel
+/// timestamps and userspace readings can be compared.
+#[must_use]
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else; CLOCK_MONOTONIC always
+    // exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}

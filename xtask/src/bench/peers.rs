@@ -22,9 +22,9 @@ pub struct Peer {
     /// kvmtop's program on this tracepoint.
     pub kvmtop: &'static str,
     /// Predicate and action, after the probe.
-    body: &'static str,
+    pub body: &'static str,
     /// The peer whose map this one reads: bpftrace rejects a script reading a map nothing writes.
-    needs: Option<&'static str>,
+    pub needs: Option<&'static str>,
 }
 
 /// kvmtop counts per (process, thread, reason) and opens a per-thread interval on each exit, closes
@@ -186,14 +186,14 @@ fn tracepoint_exists(peer: &Peer) -> bool {
 }
 
 /// A bpftrace process with every program it was given attached.
-struct Attached {
-    child: Killed,
-    tracepoints: BTreeMap<u32, String>,
+pub struct Attached {
+    pub child: Killed,
+    pub tracepoints: BTreeMap<u32, String>,
 }
 
 /// Runs bpftrace on `peers` and waits until each has a program attached. The inner error is
 /// bpftrace's own complaint (it exited, or never attached everything).
-fn launch(peers: &[&Peer], out_dir: &Path, stem: &str) -> Result<Result<Attached, String>> {
+pub fn launch(peers: &[&Peer], out_dir: &Path, stem: &str) -> Result<Result<Attached, String>> {
     if peers.is_empty() {
         return Ok(Err("no probe left to attach".to_owned()));
     }
@@ -238,7 +238,7 @@ fn launch(peers: &[&Peer], out_dir: &Path, stem: &str) -> Result<Result<Attached
 }
 
 /// bpftrace's error message, without its harmless `RLIMIT_MEMLOCK` notice (not needed since 5.11).
-fn complaint(stderr: &str) -> Option<String> {
+pub fn complaint(stderr: &str) -> Option<String> {
     let lines = || {
         stderr
             .lines()

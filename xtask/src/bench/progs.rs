@@ -18,6 +18,9 @@ pub struct Prog {
     pub run_cnt: u64,
     #[serde(default)]
     pub run_time_ns: u64,
+    /// Events the program was skipped for because of recursion protection.
+    #[serde(default)]
+    pub recursion_misses: u64,
     /// Only present when bpftool was built with its pid iterator.
     #[serde(default)]
     pids: Vec<Owner>,

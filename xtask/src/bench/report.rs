@@ -11,7 +11,9 @@ use super::{
     agent::Usage,
     harness::TestRun,
     peers::PEERS,
+    phase_report::PhaseReport,
     progs::{Held, Prog, same_name},
+    split::SchedSplit,
 };
 
 const NO_EVENTS: &str = "no events on this host";
@@ -35,6 +37,9 @@ pub struct Report {
     pub caveats: [&'static str; 2],
     pub test_run: TestRun,
     pub agent: Agent,
+    /// The scheduling, block and TLB phases, each with its own workload, peer and window.
+    pub phases: Vec<PhaseReport>,
+    pub sched_split: SchedSplit,
 }
 
 #[derive(Serialize)]
@@ -63,12 +68,21 @@ pub enum Measured {
     Cost {
         events: u64,
         ns_per_event: Option<f64>,
+        /// Events the kernel did not run the program for (its `recursion_misses`), e.g. a
+        /// tracepoint hit while another tracing program ran on the same CPU.
+        #[serde(skip_serializing_if = "is_zero")]
+        missed: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<&'static str>,
     },
     Unavailable {
         unavailable: String,
     },
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Measured {
@@ -101,7 +115,7 @@ pub struct Window<'a> {
 
 impl Window<'_> {
     /// A program's cost between the two samples.
-    fn cost(&self, id: u32) -> Measured {
+    pub(super) fn cost(&self, id: u32) -> Measured {
         let (Some(a), Some(b)) = (self.start.get(&id), self.end.get(&id)) else {
             return Measured::Unavailable {
                 unavailable: "not loaded for the whole window".to_owned(),
@@ -114,16 +128,17 @@ impl Window<'_> {
         Measured::Cost {
             events,
             ns_per_event,
+            missed: b.recursion_misses.saturating_sub(a.recursion_misses),
             note: (events == 0).then_some(NO_EVENTS),
         }
     }
 
-    fn name(&self, id: u32) -> &str {
+    pub(super) fn name(&self, id: u32) -> &str {
         self.end.get(&id).map_or("", |prog| prog.name.as_str())
     }
 
     /// kvmtop's program on `event`: by its attachment, else by its name.
-    fn kvmtop_program(&self, event: &str, program: &str) -> Option<u32> {
+    pub(super) fn kvmtop_program(&self, event: &str, program: &str) -> Option<u32> {
         let ids = &self.kvmtop.ids;
         ids.iter()
             .copied()
@@ -217,6 +232,8 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
             lifetime_seconds: lifetime.as_secs_f64(),
             peak_rss_kib: usage.peak_rss_kib,
         },
+        phases: Vec::new(),
+        sched_split: SchedSplit::default(),
     }
 }
 

@@ -18,11 +18,13 @@ fn cells(side: Option<&Side>, who: &str) -> (String, String, Option<String>) {
         Some(Measured::Cost {
             events,
             ns_per_event,
+            missed,
             note,
         }) => (
             events.to_string(),
             ns_per_event.map_or_else(dash, |ns| format!("{ns:.1}")),
-            note.map(str::to_owned),
+            note.map(str::to_owned)
+                .or_else(|| (*missed > 0).then(|| format!("{who} missed {missed} events"))),
         ),
     }
 }
@@ -95,7 +97,7 @@ fn print_test_run(test_run: &TestRun) {
 }
 
 /// `text` after `lead`, wrapped at 100 columns with continuation lines indented by two.
-fn print_wrapped(lead: &str, text: &str) {
+pub fn print_wrapped(lead: &str, text: &str) {
     let mut line = lead.to_owned();
     for word in text.split_whitespace() {
         if line.len() + word.len() >= 100 {

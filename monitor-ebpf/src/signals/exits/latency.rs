@@ -25,7 +25,6 @@ use monitor_common::{
     exits::VCPU_ID_UNKNOWN,
     latency::{
         EXIT_LATENCY_CAPACITY, HALT_BLOCKED, HALT_SPURIOUS, KVM_RUN_IOCTL, PENDING_CAPACITY,
-        bucket_of,
     },
 };
 
@@ -188,14 +187,5 @@ fn add_to_histogram(key: &ExitKey, ns: u64) {
         hist
     };
     // SAFETY: map value keyed by one thread; only that thread's events write it.
-    unsafe {
-        (*hist).count += 1;
-        (*hist).sum_ns += ns;
-        if ns > (*hist).max_ns {
-            (*hist).max_ns = ns;
-        }
-        if let Some(bucket) = (*hist).buckets.get_mut(bucket_of(ns)) {
-            *bucket += 1;
-        }
-    }
+    unsafe { (*hist).record(ns) };
 }

@@ -12,14 +12,11 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
 };
-use monitor_common::{
-    latency::bucket_of,
-    sched::{
-        CONTENDER_OTHER, ContenderKey, ContenderStat, CpuPlace, MAX_CPUS,
-        SCHED_CONTENDERS_CAPACITY, SCHED_CONTENDERS_OVERFLOW_CAPACITY, SCHED_CPU_TIME_CAPACITY,
-        SCHED_THREADS_CAPACITY, TASK_BLOCKED_MASK, ThreadCpuKey, ThreadSched, WATCH_WORDS,
-        WATCHED_EVENT_KINDS, WatchedEvent, classify_migration,
-    },
+use monitor_common::sched::{
+    CONTENDER_OTHER, ContenderKey, ContenderStat, CpuPlace, MAX_CPUS, SCHED_CONTENDERS_CAPACITY,
+    SCHED_CONTENDERS_OVERFLOW_CAPACITY, SCHED_CPU_TIME_CAPACITY, SCHED_THREADS_CAPACITY,
+    TASK_BLOCKED_MASK, ThreadCpuKey, ThreadSched, WATCH_WORDS, WATCHED_EVENT_KINDS, WatchedEvent,
+    classify_migration,
 };
 
 #[map(name = "SCHED_WATCH")]
@@ -129,18 +126,8 @@ fn switch_in(event: &Switch) {
         return;
     }
     let waited = event.now - queued;
-    // SAFETY: as above; the bucket index is bounded by `get_mut`.
-    unsafe {
-        let hist = &raw mut (*thread).wait;
-        (*hist).count += 1;
-        (*hist).sum_ns += waited;
-        if waited > (*hist).max_ns {
-            (*hist).max_ns = waited;
-        }
-        if let Some(bucket) = (*hist).buckets.get_mut(bucket_of(waited)) {
-            *bucket += 1;
-        }
-    }
+    // SAFETY: as above.
+    unsafe { (*thread).wait.record(waited) };
     add_contender(tgid, event.prev_tgid, waited);
 }
 

@@ -38,32 +38,7 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
         Opts::new("kvmtop_vm_vcpus", "Number of vCPUs of the VM."),
         &["vm", "pid"],
     )?;
-    let source_up = IntGaugeVec::new(
-        Opts::new(
-            "kvmtop_source_up",
-            "1 when a kernel source (tracepoint, kprobe or fentry) of a signal family is \
-             attached, 0 when it is unavailable on this host (the snapshot says why).",
-        ),
-        &["family", "source"],
-    )?;
-    let dropped = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_events_dropped_total",
-            "Events of a signal family not counted because a kernel map was full.",
-        ),
-        &["family"],
-    )?;
-    for family in snapshot.families() {
-        for (source, state) in family.sources {
-            let up = !matches!(state, crate::signals::SourceState::Unavailable(_));
-            source_up
-                .with_label_values(&[family.family, *source])
-                .set(i64::from(up));
-        }
-        dropped
-            .with_label_values(&[family.family])
-            .inc_by(family.dropped);
-    }
+    register_health(&registry, snapshot)?;
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
         info.with_label_values(&[&vm.name, &pid, vm.uuid.as_deref().unwrap_or(""), &vm.vmm])
@@ -93,8 +68,6 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
         Box::new(exits) as Box<dyn prometheus::core::Collector>,
         Box::new(info),
         Box::new(vcpus),
-        Box::new(source_up),
-        Box::new(dropped),
     ] {
         registry.register(collector)?;
     }
@@ -109,6 +82,52 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     let mut text = Vec::new();
     TextEncoder::new().encode(&families, &mut text)?;
     Ok(String::from_utf8(text)?)
+}
+
+/// Whether each kernel source is attached, and what the kernel programs lost: events dropped
+/// on full maps and events the kernel skipped a program for.
+fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
+    let source_up = IntGaugeVec::new(
+        Opts::new(
+            "kvmtop_source_up",
+            "1 when a kernel source (tracepoint, kprobe or fentry) of a signal family is \
+             attached, 0 when it is unavailable on this host (the snapshot says why).",
+        ),
+        &["family", "source"],
+    )?;
+    let dropped = IntCounterVec::new(
+        Opts::new(
+            "kvmtop_events_dropped_total",
+            "Events of a signal family not counted because a kernel map was full.",
+        ),
+        &["family"],
+    )?;
+    let skipped = IntCounterVec::new(
+        Opts::new(
+            "kvmtop_program_skipped_events_total",
+            "Events the kernel did not run a kvmtop program for because another BPF program was \
+             already running on that CPU; figures from that program undercount by as much.",
+        ),
+        &["program"],
+    )?;
+    for (program, count) in &snapshot.skipped_events {
+        skipped.with_label_values(&[program]).inc_by(count.total);
+    }
+    registry.register(Box::new(skipped))?;
+    for family in snapshot.families() {
+        for (source, state) in family.sources {
+            let up = !matches!(state, crate::signals::SourceState::Unavailable(_));
+            source_up
+                .with_label_values(&[family.family, *source])
+                .set(i64::from(up));
+        }
+        dropped
+            .with_label_values(&[family.family])
+            .inc_by(family.dropped);
+    }
+    registry.register(Box::new(source_up))?;
+    registry.register(Box::new(dropped))?;
+    Ok(())
 }
 
 /// One gauge per recommendation in force: 1 info, 2 warning, 3 critical. The evidence is in the
@@ -293,6 +312,15 @@ mod tests {
         let text = render(&fixture::snapshot()).unwrap();
         assert!(
             text.contains("kvmtop_recommendation{pid=\"4242\",rule=\"C1\",severity=\"critical\",target=\"vCPU 0 of pid 4242 (tid 4250)\",vm=\"web-1\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn skipped_events_are_counted_per_program() {
+        let text = render(&fixture::snapshot()).unwrap();
+        assert!(
+            text.contains("kvmtop_program_skipped_events_total{program=\"blk_rq_complete\"} 400"),
             "{text}"
         );
     }

@@ -282,7 +282,7 @@ impl BlockCounters {
 
     /// Counts the pending requests per (VMM, device), removing those pending for too long.
     fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
-        let now = monotonic_ns();
+        let now = crate::signals::monotonic_ns();
         let lost_after = u64::try_from(LOST_AFTER.as_nanos()).unwrap_or(u64::MAX);
         let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
         let mut lost = Vec::new();
@@ -314,19 +314,6 @@ impl BlockCounters {
             let _ = self.stats.remove(key);
         }
     }
-}
-
-/// `CLOCK_MONOTONIC` in ns: the clock `bpf_ktime_get_ns` reads.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 #[cfg(test)]

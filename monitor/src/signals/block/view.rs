@@ -1,5 +1,6 @@
 //! Two readings of the block totals → the block figures of a snapshot window.
 
+use crate::signals::rate;
 use std::collections::{BTreeMap, BTreeSet};
 
 use monitor_common::latency::bucket_floor_ns;
@@ -200,17 +201,5 @@ pub fn host(now: &BlockTotals, before: &BlockTotals) -> HostBlock {
             .collect(),
         attributed_at: now.submission.tracepoints(),
         dropped: now.dropped,
-    }
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "counts and bytes stay far below 2^52"
-)]
-fn rate(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
     }
 }

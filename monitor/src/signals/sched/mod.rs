@@ -220,7 +220,7 @@ impl SchedCounters {
                 problems.push(format!("thread {tid} is beyond the watched-thread bitmap"));
                 continue;
             }
-            let now = totals::monotonic_ns();
+            let now = crate::signals::monotonic_ns();
             let fresh = if runnable(thread) {
                 ThreadSched::runnable(thread.pid, now)
             } else {
@@ -342,7 +342,7 @@ impl SchedCounters {
     #[must_use]
     pub fn read(&self) -> SchedTotals {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let now = totals::monotonic_ns();
+        let now = crate::signals::monotonic_ns();
         let mut out = SchedTotals::default();
         for (tid, raw) in self.threads.iter().filter_map(Result::ok) {
             let Some(thread) = self.watched.get(&tid) else {

@@ -137,19 +137,6 @@ impl ThreadTotals {
     }
 }
 
-/// The monotonic clock the kernel programs timestamp with.
-#[must_use]
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer; CLOCK_MONOTONIC
-    // always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use monitor_common::{LatencyHist, sched::MigrationClass as Raw};

@@ -1,6 +1,7 @@
 //! Two readings → the scheduling figures of a window: per vCPU (with its placement), per VM,
 //! per thread class, and who the VM's threads waited behind.
 
+use crate::signals::rate;
 use std::{
     collections::{BTreeMap, HashMap},
     path::Path,
@@ -292,18 +293,6 @@ pub fn class_name(class: MigrationClass) -> &'static str {
         MigrationClass::CrossLlc => "cross_llc",
         MigrationClass::CrossNode => "cross_node",
         MigrationClass::Unknown => "unknown",
-    }
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "event counts stay far below 2^52"
-)]
-fn rate(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
     }
 }
 

@@ -1,5 +1,6 @@
 //! Two readings of the TLB totals → the TLB figures of a snapshot window.
 
+use crate::signals::rate;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Flushes, TlbCounterKey, TlbEvent, TlbProbe, TlbReason, TlbTotals};
@@ -251,18 +252,6 @@ fn add(count: &mut FlushCount, window: &Flushes, cumulative: u64) {
     count.pages += window.pages;
     count.full_flushes += window.full;
     count.cumulative += cumulative;
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "event counts stay far below 2^52"
-)]
-fn rate(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
-    }
 }
 
 #[cfg(test)]

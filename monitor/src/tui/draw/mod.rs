@@ -75,6 +75,13 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
             Style::new().yellow(),
         ));
     }
+    let skipped: u64 = snapshot.skipped_events.values().map(|s| s.count).sum();
+    if skipped > 0 {
+        sources.push(Span::styled(
+            format!("{skipped} events skipped  "),
+            Style::new().red(),
+        ));
+    }
     let dropped: u64 = families.iter().map(|f| f.dropped).sum();
     if dropped > 0 {
         sources.push(Span::styled(
