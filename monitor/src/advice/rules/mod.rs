@@ -62,8 +62,9 @@ pub const OUT_OF_REACH: &[OutOfReach] = &[
     OutOfReach {
         rule: "C5",
         part: "threads observed running on vCPU CPUs",
-        reason: "no per-thread CPU placement is collected; the rule uses the affinity in \
-                 effect (Cpus_allowed_list), i.e. where the threads may run",
+        reason: "the rule uses the affinity in effect (Cpus_allowed_list), i.e. where the \
+                 threads may run; the CPUs the scheduling programs saw them on are not an \
+                 input of the rules yet",
     },
     OutOfReach {
         rule: "M6",
@@ -78,9 +79,10 @@ pub const OUT_OF_REACH: &[OutOfReach] = &[
     },
     OutOfReach {
         rule: "I3",
-        part: "host I/O scheduler of the backing device",
-        reason: "drives are not mapped to host block devices, so the scheduler in use is \
-                 not read; the recommendation states the target setting",
+        part: "host I/O scheduler and kind (rotational or not) of the backing device",
+        reason: "drives are mapped to host block devices, but the device's queue settings \
+                 are not read, so the HDD latency threshold applies and the recommendation \
+                 states the target scheduler",
     },
 ];
 
