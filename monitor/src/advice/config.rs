@@ -73,12 +73,6 @@ impl KeyInfo {
     }
 }
 
-/// The declaration of `key`.
-#[must_use]
-pub fn key_info(key: &str) -> Option<&'static KeyInfo> {
-    KEYS.iter().find(|k| k.key == key)
-}
-
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -50,8 +50,6 @@ pub enum FormatError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} has no field '{field}' (unexpected record layout on this kernel)")]
-    NoField { path: PathBuf, field: String },
 }
 
 impl TraceFs {
@@ -109,14 +107,6 @@ impl EventFormat {
     #[must_use]
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
-    }
-
-    /// The named field or an error naming it and the format file.
-    pub fn require(&self, name: &str, path: &Path) -> Result<&Field, FormatError> {
-        self.field(name).ok_or_else(|| FormatError::NoField {
-            path: path.to_owned(),
-            field: name.to_owned(),
-        })
     }
 }
 

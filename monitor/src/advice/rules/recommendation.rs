@@ -224,13 +224,6 @@ impl Change {
         self.host = Some(text.into());
         self
     }
-
-    /// Sets the libvirt XML form.
-    #[must_use]
-    pub fn with_libvirt(mut self, text: impl Into<String>) -> Self {
-        self.libvirt = Some(text.into());
-        self
-    }
 }
 
 /// One piece of advice. It cannot exist without evidence: the only constructor takes the
