@@ -10,6 +10,7 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "core_intrinsics, see above")]
 
+mod program;
 mod record;
 mod signals;
 

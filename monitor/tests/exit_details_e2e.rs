@@ -211,3 +211,52 @@ fn idle_guest_halts_match_bpftrace() {
         .expect("halted share");
     assert!(halted > 0.2, "halted share {halted} in {vm:#}");
 }
+
+#[test]
+fn perf_still_counts_the_events_kvmtop_traces() {
+    const TEST: &str = "perf_still_counts_the_events_kvmtop_traces";
+    if let Some(reason) = support::missing_prerequisite(true, &["perf"]) {
+        return support::skip(TEST, &reason);
+    }
+    let guest = Guest::start(
+        &GuestSpec::new(GuestKind::PortIo)
+            .name("kvmtop-details-perf")
+            .debug_threads(true),
+    )
+    .expect("starting the port-I/O guest");
+    guest
+        .wait_for_vcpus(Duration::from_secs(30))
+        .expect("port-I/O vCPUs");
+    let mut command = support::kvmtop();
+    command.args(["snapshot", "--duration", "6", "--format", "json"]);
+    let mut kvmtop = Observed::spawn(command);
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    // With kvmtop's programs attached to the same tracepoints, perf's own counting of them
+    // must go on (a tracepoint program that returns 0 would drop the events for perf).
+    let output = std::process::Command::new("perf")
+        .args([
+            "stat",
+            "-x",
+            ",",
+            "-e",
+            "kvm:kvm_userspace_exit,kvm:kvm_pio",
+            "-p",
+        ])
+        .arg(guest.pid().to_string())
+        .args(["--", "sleep", "1"])
+        .output()
+        .expect("running perf");
+    let text = String::from_utf8_lossy(&output.stderr);
+    for event in ["kvm:kvm_userspace_exit", "kvm:kvm_pio"] {
+        let count: u64 = text
+            .lines()
+            .find(|l| l.split(',').nth(2) == Some(event))
+            .and_then(|l| l.split(',').next()?.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            count > 1_000,
+            "perf counted {count} {event} while kvmtop ran:\n{text}"
+        );
+    }
+    assert!(kvmtop.wait(Duration::from_secs(30)).success());
+}

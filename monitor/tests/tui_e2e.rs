@@ -21,8 +21,11 @@ struct Tmux {
 
 impl Tmux {
     fn start() -> Self {
+        // One server per test: the tests of this file run in parallel.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmux = Self {
-            socket: format!("kvmtop-test-{}", std::process::id()),
+            socket: format!("kvmtop-test-{}-{n}", std::process::id()),
         };
         tmux.run(&[
             "new-session",
@@ -156,5 +159,31 @@ fn live_table_shows_the_guest_and_every_exit_restores_the_terminal() {
             t.screen().lines().any(|l| l.trim() == expected)
         });
         tmux.type_line("clear");
+    }
+}
+
+#[test]
+fn closing_the_terminal_ends_kvmtop() {
+    const TEST: &str = "closing_the_terminal_ends_kvmtop";
+    if let Some(reason) = support::missing_prerequisite(false, &["tmux"]) {
+        return support::skip(TEST, &reason);
+    }
+    let tmux = Tmux::start();
+    tmux.type_line(&format!("{} --interval 0.5", env!("CARGO_BIN_EXE_kvmtop")));
+    tmux.wait_until("the live view", |t| {
+        t.alternate_screen() && t.screen().contains("sources")
+    });
+    let pid = tmux.kvmtop_pid();
+    // The terminal goes away under kvmtop, as when an SSH session drops.
+    drop(tmux);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && support::process_state(pid) != Some('Z')
+    {
+        assert!(
+            Instant::now() < deadline,
+            "kvmtop (pid {pid}) still runs 10 s after its terminal closed"
+        );
+        thread::sleep(Duration::from_millis(100));
     }
 }

@@ -6,7 +6,8 @@
 //! q quits.
 //!
 //! The terminal is restored on every way out: `q`, Esc, Ctrl-C (a key event in raw mode),
-//! SIGTERM/SIGHUP, an error, or a panic (ratatui's init installs a restoring panic hook).
+//! SIGTERM, an error, or a panic (ratatui's init installs a restoring panic hook). A hang-up
+//! (the terminal went away) ends kvmtop at once.
 
 pub mod draw;
 pub mod state;
@@ -29,10 +30,17 @@ use state::App;
 /// Runs until the user quits or the sampler stops.
 pub fn run(snapshots: &Receiver<Snapshot>, interval: Duration) -> anyhow::Result<()> {
     let terminated = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(signal, Arc::clone(&terminated))
-            .context("installing signal handlers")?;
-    }
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated))
+        .context("installing signal handlers")?;
+    // A hang-up means the terminal is gone (SSH dropped, window closed): there is nothing left
+    // to restore, and the input side would only return end-of-file from now on, which the
+    // event reader spins on. Exit at once; the kernel releases the programs with the process.
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGHUP,
+        1,
+        Arc::new(AtomicBool::new(true)),
+    )
+    .context("installing signal handlers")?;
     let mut terminal =
         ratatui::try_init().context("cannot set up the terminal (is stdout a TTY?)")?;
     let result = event_loop(&mut terminal, snapshots, interval, &terminated);

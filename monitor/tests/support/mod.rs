@@ -227,3 +227,9 @@ pub fn read_all(mut stream: impl std::io::Read) -> String {
     let _ = stream.read_to_string(&mut text);
     text
 }
+
+/// The one-letter state of a process (`R`, `S`, `Z`, …), `None` once it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}

@@ -6,7 +6,8 @@
 // so that each program is one flat function for the verifier.
 #![expect(clippy::needless_pass_by_value, clippy::inline_always)]
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use crate::tracepoint_program;
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use monitor_common::block::{BlockRqLayout, RequestKey, SubmitMode, op_of_rwbs};
 
 use super::account::{Request, on_complete, on_issue, on_submit};
@@ -31,8 +32,9 @@ static BLOCK_SUBMIT_MODE: u32 = SubmitMode::IoStart as u32;
 const RQ: BlockRqLayout = BlockRqLayout::DEFAULT;
 const COMPLETE: BlockRqLayout = BlockRqLayout::COMPLETE_DEFAULT;
 
-#[tracepoint(category = "block", name = "block_io_start")]
-pub fn blk_io_start(ctx: TracePointContext) -> u32 {
+tracepoint_program!("block", "block_io_start", on_blk_io_start => blk_io_start);
+
+fn on_blk_io_start(ctx: TracePointContext) -> u32 {
     let (tgid, _) = current_tgid_tid();
     if !is_vmm(tgid) {
         return 0;
@@ -43,9 +45,10 @@ pub fn blk_io_start(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Attached only on kernels without `block_io_start`.
-#[tracepoint(category = "block", name = "block_rq_insert")]
-pub fn blk_rq_insert(ctx: TracePointContext) -> u32 {
+// Attached only on kernels without `block_io_start`.
+tracepoint_program!("block", "block_rq_insert", on_blk_rq_insert => blk_rq_insert);
+
+fn on_blk_rq_insert(ctx: TracePointContext) -> u32 {
     let (tgid, _) = current_tgid_tid();
     if !is_vmm(tgid) {
         return 0;
@@ -57,8 +60,9 @@ pub fn blk_rq_insert(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "block", name = "block_rq_issue")]
-pub fn blk_rq_issue(ctx: TracePointContext) -> u32 {
+tracepoint_program!("block", "block_rq_issue", on_blk_rq_issue => blk_rq_issue);
+
+fn on_blk_rq_issue(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const BLOCK_ISSUE_LAYOUT) };
     // SAFETY: as above.
@@ -74,8 +78,9 @@ pub fn blk_rq_issue(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "block", name = "block_rq_complete")]
-pub fn blk_rq_complete(ctx: TracePointContext) -> u32 {
+tracepoint_program!("block", "block_rq_complete", on_blk_rq_complete => blk_rq_complete);
+
+fn on_blk_rq_complete(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const BLOCK_COMPLETE_LAYOUT) };
     let key = if layout == COMPLETE {

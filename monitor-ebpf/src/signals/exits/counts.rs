@@ -11,9 +11,10 @@
     clippy::inline_always
 )]
 
+use crate::tracepoint_program;
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::map,
     maps::{PerCpuArray, PerCpuHashMap},
     programs::TracePointContext,
 };
@@ -40,8 +41,9 @@ static KVM_EXIT_LAYOUT: KvmExitLayout = KvmExitLayout::DEFAULT;
 #[unsafe(no_mangle)]
 static USERSPACE_EXIT_LAYOUT: UserspaceExitLayout = UserspaceExitLayout::DEFAULT;
 
-#[tracepoint(category = "kvm", name = "kvm_exit")]
-pub fn kvm_exit(ctx: TracePointContext) -> u32 {
+tracepoint_program!("kvm", "kvm_exit", on_kvm_exit => kvm_exit);
+
+fn on_kvm_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: volatile read of a loader-initialised global; the compiler must not fold it to the
     // default, the verifier knows the real value.
     let layout = unsafe { core::ptr::read_volatile(&raw const KVM_EXIT_LAYOUT) };
@@ -71,8 +73,9 @@ pub fn kvm_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "kvm", name = "kvm_userspace_exit")]
-pub fn kvm_userspace_exit(ctx: TracePointContext) -> u32 {
+tracepoint_program!("kvm", "kvm_userspace_exit", on_kvm_userspace_exit => kvm_userspace_exit);
+
+fn on_kvm_userspace_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: as in `kvm_exit`.
     let layout = unsafe { core::ptr::read_volatile(&raw const USERSPACE_EXIT_LAYOUT) };
     if layout == UserspaceExitLayout::DEFAULT {

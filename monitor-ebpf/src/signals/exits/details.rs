@@ -3,11 +3,7 @@
 
 #![expect(clippy::inline_always)]
 
-use aya_ebpf::{
-    macros::{map, tracepoint},
-    maps::PerCpuHashMap,
-    programs::TracePointContext,
-};
+use aya_ebpf::{macros::map, maps::PerCpuHashMap, programs::TracePointContext};
 use monitor_common::{
     DetailKey, DetailKind, DetailLayout,
     details::{
@@ -31,12 +27,17 @@ static EXIT_DETAILS_OVERFLOW: PerCpuHashMap<DetailKey, u64> =
 /// kernel's layout is the built-in one) and count them under the current process.
 macro_rules! detail_program {
     ($program:ident, $tracepoint:literal, $global:ident, $event:path) => {
+        // A module per program keeps each one's handler apart; symbols keep their names.
+        mod $program {
+            use super::*;
+
         // Overwritten by the loader with this kernel's layout (see counts.rs for why .rodata).
         #[unsafe(no_mangle)]
         static $global: DetailLayout = $event.default;
 
-        #[tracepoint(category = "kvm", name = $tracepoint)]
-        pub fn $program(ctx: TracePointContext) -> u32 {
+        crate::tracepoint_program!("kvm", $tracepoint, handle => $program);
+
+        fn handle(ctx: TracePointContext) -> u32 {
             // SAFETY: volatile read of a loader-initialised global.
             let layout = unsafe { core::ptr::read_volatile(&raw const $global) };
             let (sub, value) = if layout == $event.default {
@@ -54,6 +55,7 @@ macro_rules! detail_program {
             let (tgid, _) = current_tgid_tid();
             record_detail(tgid, $event.kind, sub, value);
             0
+        }
         }
     };
 }

@@ -13,11 +13,9 @@
     clippy::inline_always
 )]
 
+use crate::tracepoint_program;
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
-    maps::HashMap,
-    programs::TracePointContext,
+    helpers::bpf_ktime_get_ns, macros::map, maps::HashMap, programs::TracePointContext,
 };
 use monitor_common::{
     ExitKey, ExitSource, Isa, LatencyHist, PendingExit,
@@ -52,16 +50,18 @@ static WAKEUP_LAYOUT: WakeupLayout = WakeupLayout::DEFAULT;
 #[unsafe(no_mangle)]
 static IOCTL_LAYOUT: IoctlLayout = IoctlLayout::DEFAULT;
 
-#[tracepoint(category = "kvm", name = "kvm_entry")]
-pub fn kvm_entry(_ctx: TracePointContext) -> u32 {
+tracepoint_program!("kvm", "kvm_entry", on_kvm_entry => kvm_entry);
+
+fn on_kvm_entry(_ctx: TracePointContext) -> u32 {
     let (_, tid) = current_tgid_tid();
     close_interval(&PENDING_EXITS, tid, now());
     0
 }
 
-/// `syscalls:sys_enter_ioctl`: fires for every ioctl on the host, so `KVM_RUN` is checked first.
-#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
-pub fn kvm_run(ctx: TracePointContext) -> u32 {
+// `syscalls:sys_enter_ioctl`: fires for every ioctl on the host, so `KVM_RUN` is checked first.
+tracepoint_program!("syscalls", "sys_enter_ioctl", on_kvm_run => kvm_run);
+
+fn on_kvm_run(ctx: TracePointContext) -> u32 {
     // SAFETY: volatile read of a loader-initialised global (see counts.rs).
     let layout = unsafe { core::ptr::read_volatile(&raw const IOCTL_LAYOUT) };
     let cmd = if layout == IoctlLayout::DEFAULT {
@@ -79,8 +79,9 @@ pub fn kvm_run(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "kvm", name = "kvm_vcpu_wakeup")]
-pub fn kvm_vcpu_wakeup(ctx: TracePointContext) -> u32 {
+tracepoint_program!("kvm", "kvm_vcpu_wakeup", on_kvm_vcpu_wakeup => kvm_vcpu_wakeup);
+
+fn on_kvm_vcpu_wakeup(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const WAKEUP_LAYOUT) };
     let (ns, waited, valid) = if layout == WakeupLayout::DEFAULT {

@@ -12,9 +12,9 @@
     clippy::similar_names
 )]
 
+use crate::tracepoint_program;
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
-    macros::tracepoint,
     programs::TracePointContext,
 };
 use monitor_common::sched::{MigrateLayout, SchedWakeupLayout, SwitchLayout};
@@ -36,8 +36,9 @@ const SWITCH: SwitchLayout = SwitchLayout::DEFAULT;
 const WAKEUP: SchedWakeupLayout = SchedWakeupLayout::DEFAULT;
 const MIGRATE: MigrateLayout = MigrateLayout::DEFAULT;
 
-#[tracepoint(category = "sched", name = "sched_switch")]
-pub fn vmsched_switch(ctx: TracePointContext) -> u32 {
+tracepoint_program!("sched", "sched_switch", on_vmsched_switch => vmsched_switch);
+
+fn on_vmsched_switch(ctx: TracePointContext) -> u32 {
     // SAFETY: volatile read of a loader-initialised global.
     let layout = unsafe { core::ptr::read_volatile(&raw const SWITCH_LAYOUT) };
     let fixed = layout == SWITCH;
@@ -77,8 +78,9 @@ pub fn vmsched_switch(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_wakeup")]
-pub fn vmsched_wakeup(ctx: TracePointContext) -> u32 {
+tracepoint_program!("sched", "sched_wakeup", on_vmsched_wakeup => vmsched_wakeup);
+
+fn on_vmsched_wakeup(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const SCHED_WAKEUP_LAYOUT) };
     let fixed = layout == WAKEUP;
@@ -99,8 +101,9 @@ pub fn vmsched_wakeup(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_migrate_task")]
-pub fn vmsched_migrate(ctx: TracePointContext) -> u32 {
+tracepoint_program!("sched", "sched_migrate_task", on_vmsched_migrate => vmsched_migrate);
+
+fn on_vmsched_migrate(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const MIGRATE_LAYOUT) };
     let fixed = layout == MIGRATE;

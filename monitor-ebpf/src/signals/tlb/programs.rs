@@ -4,7 +4,8 @@
 // Program contexts are taken by value by aya's macros; `tgid`/`tid` are the kernel's names.
 #![expect(clippy::needless_pass_by_value, clippy::similar_names)]
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use crate::tracepoint_program;
+use aya_ebpf::programs::TracePointContext;
 use monitor_common::tlb::{PvTlbFlushLayout, TlbFlushLayout};
 
 use super::account::{on_flush, on_pv_flush};
@@ -20,8 +21,9 @@ static PV_TLB_FLUSH_LAYOUT: PvTlbFlushLayout = PvTlbFlushLayout::DEFAULT;
 const FLUSH: TlbFlushLayout = TlbFlushLayout::DEFAULT;
 const PV: PvTlbFlushLayout = PvTlbFlushLayout::DEFAULT;
 
-#[tracepoint(category = "tlb", name = "tlb_flush")]
-pub fn tlb_flush(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tlb", "tlb_flush", on_tlb_flush => tlb_flush);
+
+fn on_tlb_flush(ctx: TracePointContext) -> u32 {
     // SAFETY: volatile read of a loader-initialised global.
     let layout = unsafe { core::ptr::read_volatile(&raw const TLB_FLUSH_LAYOUT) };
     let (reason, pages) = if layout == FLUSH {
@@ -41,8 +43,9 @@ pub fn tlb_flush(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "kvm", name = "kvm_pv_tlb_flush")]
-pub fn pv_tlb_flush(ctx: TracePointContext) -> u32 {
+tracepoint_program!("kvm", "kvm_pv_tlb_flush", on_pv_tlb_flush => pv_tlb_flush);
+
+fn on_pv_tlb_flush(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const PV_TLB_FLUSH_LAYOUT) };
     let need_flush = if layout == PV {

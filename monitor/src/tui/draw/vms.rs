@@ -33,7 +33,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
     let table = Table::new(
         rows,
         [
-            Constraint::Min(12),
+            Constraint::Min(20),
             Constraint::Length(8),
             Constraint::Length(5),
             Constraint::Length(8),
