@@ -16,5 +16,7 @@ pub mod output;
 pub mod privileges;
 pub mod session;
 pub mod signals;
+#[cfg(test)]
+mod testing;
 pub mod tui;
 pub mod window;

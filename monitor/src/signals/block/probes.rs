@@ -216,25 +216,6 @@ fn rq_layout(
 mod tests {
     use super::*;
 
-    /// Records a test that cannot run here as `support::skip` does for the integration tests:
-    /// the reason on stderr and, when `$KVMTOP_SKIP_LOG` is set, `<test>\t<reason>` appended to
-    /// it, so the suite's summary counts the test as skipped rather than passed.
-    fn skip(test: &str, reason: &str) {
-        use std::io::Write as _;
-
-        eprintln!("SKIP {test}: {reason}");
-        if let Some(path) = std::env::var_os("KVMTOP_SKIP_LOG") {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("opening the skip log");
-            // One write per line: tests run in parallel and append to the same file.
-            file.write_all(format!("{test}\t{reason}\n").as_bytes())
-                .expect("writing the skip log");
-        }
-    }
-
     const BLOCK_RQ: &str = "\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;
 \tfield:sector_t sector;\toffset:16;\tsize:8;\tsigned:0;
 \tfield:unsigned int nr_sector;\toffset:24;\tsize:4;\tsigned:0;
@@ -309,7 +290,7 @@ mod tests {
     fn this_kernel_matches_the_built_in_layouts() {
         let tracefs = TraceFs::default();
         if !tracefs.root().join("events/block/block_io_start").exists() {
-            skip(
+            crate::testing::skip(
                 "signals::block::probes::tests::this_kernel_matches_the_built_in_layouts",
                 "no block_io_start in tracefs",
             );

@@ -68,25 +68,6 @@ pub fn migrate(tracefs: &TraceFs) -> Result<MigrateLayout, String> {
 mod tests {
     use super::*;
 
-    /// Records a test that cannot run here as `support::skip` does for the integration tests:
-    /// the reason on stderr and, when `$KVMTOP_SKIP_LOG` is set, `<test>\t<reason>` appended to
-    /// it, so the suite's summary counts the test as skipped rather than passed.
-    fn skip(test: &str, reason: &str) {
-        use std::io::Write as _;
-
-        eprintln!("SKIP {test}: {reason}");
-        if let Some(path) = std::env::var_os("KVMTOP_SKIP_LOG") {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("opening the skip log");
-            // One write per line: tests run in parallel and append to the same file.
-            file.write_all(format!("{test}\t{reason}\n").as_bytes())
-                .expect("writing the skip log");
-        }
-    }
-
     fn fixture(event: &str, format: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events/sched").join(event);
@@ -138,7 +119,7 @@ mod tests {
         let tracefs = TraceFs::default();
         let events = tracefs.root().join("events/sched");
         if !events.exists() {
-            skip(
+            crate::testing::skip(
                 "signals::sched::layout::tests::this_kernel_matches_the_built_in_layouts",
                 &format!(
                     "no sched events in tracefs ({} is missing or not readable)",

@@ -153,25 +153,6 @@ pub(crate) fn sized(
 mod tests {
     use super::*;
 
-    /// Records a test that cannot run here as `support::skip` does for the integration tests:
-    /// the reason on stderr and, when `$KVMTOP_SKIP_LOG` is set, `<test>\t<reason>` appended to
-    /// it, so the suite's summary counts the test as skipped rather than passed.
-    fn skip(test: &str, reason: &str) {
-        use std::io::Write as _;
-
-        eprintln!("SKIP {test}: {reason}");
-        if let Some(path) = std::env::var_os("KVMTOP_SKIP_LOG") {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("opening the skip log");
-            // One write per line: tests run in parallel and append to the same file.
-            file.write_all(format!("{test}\t{reason}\n").as_bytes())
-                .expect("writing the skip log");
-        }
-    }
-
     fn fixture(system: &str, event: &str, format: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events").join(system).join(event);
@@ -218,7 +199,7 @@ mod tests {
         // the slower path, correctly.
         let tracefs = TraceFs::default();
         if !tracefs.root().join("events/tlb/tlb_flush").exists() {
-            skip(
+            crate::testing::skip(
                 "signals::tlb::probes::tests::this_kernel_matches_the_built_in_layouts",
                 "no tlb events in tracefs",
             );
