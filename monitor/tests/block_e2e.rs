@@ -25,21 +25,6 @@ const TOLERANCE: f64 = 0.02;
 /// One guest at a time: two CPU-bound emulated guests on a 2-CPU machine would starve each other.
 static ONE_GUEST: Mutex<()> = Mutex::new(());
 
-fn assert_within(what: &str, measured: u64, expected: u64) {
-    #[expect(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "counts are far below 2^52 and the tolerance is positive"
-    )]
-    let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
-    eprintln!("{what}: kvmtop {measured}, reference {expected}");
-    assert!(
-        measured.abs_diff(expected) <= allowed,
-        "{what}: kvmtop counted {measured}, reference {expected} (tolerance {allowed})"
-    );
-}
-
 fn signal(guest: &Guest, what: &str, result: Result<(), guests::Error>) {
     result.unwrap_or_else(|e| panic!("{what} guest {}: {e}", guest.pid()));
 }
@@ -200,7 +185,7 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64) {
         .sum();
     assert!(expected > 500, "the guest barely read: {}", seen.bpftrace);
     let requests = device["requests"].as_u64().unwrap();
-    assert_within("requests", requests, expected);
+    support::assert_within("requests", requests, expected, TOLERANCE);
     #[expect(clippy::cast_precision_loss, reason = "small counts")]
     let iops = requests as f64 / seconds;
     assert!((device["iops"].as_f64().unwrap() - iops).abs() < 1e-6);
@@ -220,7 +205,12 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64) {
          kvmtop (usec buckets, b - 10): {:?}",
         to_usec_buckets(&ns)
     );
-    assert_within("latency histogram total", total(&ns), total(&reference));
+    support::assert_within(
+        "latency histogram total",
+        total(&ns),
+        total(&reference),
+        TOLERANCE,
+    );
     // The median's bucket: the two tools' buckets cover different ranges (powers of two of ns
     // and of µs), so they must overlap, give or take the observers' skew.
     let (mine, theirs) = (median_bucket(&ns), median_bucket(&reference));

@@ -65,21 +65,6 @@ fn bpftrace_scalar(output: &str, map: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn assert_within(what: &str, measured: u64, expected: u64) {
-    #[expect(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "counts are far below 2^52 and the tolerance is positive"
-    )]
-    let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
-    assert!(
-        measured.abs_diff(expected) <= allowed,
-        "{what}: kvmtop counted {measured}, bpftrace {expected} (tolerance {allowed})"
-    );
-    eprintln!("{what}: kvmtop {measured}, bpftrace {expected}");
-}
-
 fn details<'a>(vm: &'a Value, kind: &str) -> Option<&'a Value> {
     vm["exit_details"]
         .as_array()
@@ -120,11 +105,17 @@ fn port_0x80_count_matches_bpftrace_kvm_pio() {
     assert_eq!(top["sub"], "out");
     let expected = bpftrace_count(&reference, "pio", |k| k == [0x80, 1]);
     assert!(expected > 10_000, "the guest barely ran: {reference}");
-    assert_within("port 0x80 writes", top["count"].as_u64().unwrap(), expected);
-    assert_within(
+    support::assert_within(
+        "port 0x80 writes",
+        top["count"].as_u64().unwrap(),
+        expected,
+        TOLERANCE,
+    );
+    support::assert_within(
         "port I/O exits, all ports",
         pio["count"].as_u64().unwrap(),
         bpftrace_count(&reference, "pio", |_| true),
+        TOLERANCE,
     );
 
     // Time in the VMM: one interval per userspace exit whose next KVM_RUN fell in the window.
@@ -135,10 +126,11 @@ fn port_0x80_count_matches_bpftrace_kvm_pio() {
         .find(|r| r["source"] == "userspace" && r["reason"] == "IO")
         .unwrap_or_else(|| panic!("no IO exits in {vm:#}"));
     let latency = &io["latency"];
-    assert_within(
+    support::assert_within(
         "intervals in the VMM",
         latency["count"].as_u64().unwrap(),
         bpftrace_scalar(&reference, "in_vmm"),
+        TOLERANCE,
     );
     let (p50, p99, max) = (
         latency["p50_ns"].as_u64().unwrap(),
@@ -188,22 +180,30 @@ fn idle_guest_halts_match_bpftrace() {
     };
     let expected = bpftrace_count(&reference, "wakeups", |_| true);
     assert!(expected >= 20, "expected ~18 wakeups/s: {reference}");
-    assert_within("halts", vm["exits"]["halts"].as_u64().unwrap(), expected);
-    assert_within(
+    support::assert_within(
+        "halts",
+        vm["exits"]["halts"].as_u64().unwrap(),
+        expected,
+        TOLERANCE,
+    );
+    support::assert_within(
         "halts that blocked",
         count("HALT_BLOCKED") + count("HALT_BLOCKED_SPURIOUS"),
         bpftrace_count(&reference, "wakeups", |k| k[0] == 1),
+        TOLERANCE,
     );
-    assert_within(
+    support::assert_within(
         "halts ended while polling",
         count("HALT_POLLED") + count("HALT_POLLED_SPURIOUS"),
         bpftrace_count(&reference, "wakeups", |k| k[0] == 0),
+        TOLERANCE,
     );
     let polls = details(&vm, "halt_poll").map_or(0, |g| g["count"].as_u64().unwrap());
-    assert_within(
+    support::assert_within(
         "halt-poll window changes",
         polls,
         bpftrace_count(&reference, "polls", |_| true),
+        TOLERANCE,
     );
     // An idle guest spends most of its time halted.
     let halted = vm["vcpus"][0]["time"]["halted"]

@@ -11,6 +11,8 @@
 mod sched_support;
 mod support;
 
+use support::assert_within;
+
 use std::{
     collections::HashMap,
     fs,
@@ -22,8 +24,8 @@ use std::{
 use guests::{Guest, VcpuThread};
 use kvmtop::host::topology::Topology;
 use sched_support::{
-    KernelAccounting, assert_same_distribution, assert_within, finish_kvmtop, freeze,
-    kvmtop_window, median_slot, median_slot_range, parse_runqlat, start_portio, vcpu_sched, vm,
+    KernelAccounting, assert_same_distribution, finish_kvmtop, freeze, kvmtop_window, median_slot,
+    median_slot_range, parse_runqlat, start_portio, vcpu_sched, vm,
 };
 use support::Observed;
 

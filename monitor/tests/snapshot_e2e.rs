@@ -127,7 +127,12 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
         }
         let expected_total: u64 = expected.values().sum();
         let measured_total = vm["exits"]["userspace_total"].as_u64().unwrap();
-        assert_within(name, "userspace exits", measured_total, expected_total);
+        support::assert_within(
+            &format!("{}: {}", name, "userspace exits"),
+            measured_total,
+            expected_total,
+            TOLERANCE,
+        );
         for ((reason, errno), count) in &expected {
             let code = if *errno < 0 { -errno } else { *reason };
             let measured: u64 = vm["exits"]["by_reason"]
@@ -138,11 +143,11 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
                 .filter(|r| (*errno < 0) == is_failed_run(r["reason"].as_str().unwrap()))
                 .map(|r| r["count"].as_u64().unwrap())
                 .sum();
-            assert_within(
-                name,
-                &format!("reason {reason} errno {errno}"),
+            support::assert_within(
+                &format!("{}: {}", name, &format!("reason {reason} errno {errno}")),
                 measured,
                 *count,
+                TOLERANCE,
             );
         }
     }
@@ -172,21 +177,6 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
 /// Names kvmtop gives a `KVM_RUN` that returned -errno instead of exiting.
 fn is_failed_run(reason: &str) -> bool {
     reason == "RESTART_EINTR" || reason.starts_with("ERROR_ERRNO_")
-}
-
-fn assert_within(vm: &str, what: &str, measured: u64, expected: u64) {
-    #[expect(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "counts are far below 2^52 and the tolerance is positive"
-    )]
-    let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
-    assert!(
-        measured.abs_diff(expected) <= allowed,
-        "{vm}: {what}: kvmtop counted {measured}, bpftrace {expected} (tolerance {allowed})"
-    );
-    eprintln!("{vm}: {what}: kvmtop {measured}, bpftrace {expected}");
 }
 
 fn validate_against_schema(snapshot: &Value) {
@@ -257,10 +247,10 @@ fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
             "vCPU {index} on thread {tid} not in {listed:?}"
         );
     }
-    assert_within(
-        "mini",
-        "userspace exits",
+    support::assert_within(
+        &format!("{}: {}", "mini", "userspace exits"),
         vm["exits"]["userspace_total"].as_u64().unwrap(),
         expected,
+        TOLERANCE,
     );
 }

@@ -136,22 +136,11 @@ fn freeze(pid: u32) {
     }
 }
 
-fn assert_within(what: &str, measured: u64, expected: u64) {
-    #[expect(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "counts are far below 2^52 and the tolerance is positive"
-    )]
-    let allowed = (expected as f64 * TOLERANCE).ceil() as u64;
-    eprintln!("{what}: kvmtop {measured}, bpftrace {expected}");
-    assert!(
-        measured.abs_diff(expected) <= allowed,
-        "{what}: kvmtop counted {measured}, bpftrace {expected} (tolerance {allowed})"
-    );
-}
-
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, read top to bottom"
+)]
 fn shootdowns_sent_and_received_match_bpftrace() {
     const TEST: &str = "shootdowns_sent_and_received_match_bpftrace";
     if let Some(reason) = support::missing_prerequisite(false, &["bpftrace"]) {
@@ -220,19 +209,21 @@ fn shootdowns_sent_and_received_match_bpftrace() {
         expected(4) > 1_000,
         "the process barely ran: {reference:?}\n{tlb:#}"
     );
-    assert_within("shootdowns sent", sent, expected(4));
-    assert_within(
+    support::assert_within("shootdowns sent", sent, expected(4), TOLERANCE);
+    support::assert_within(
         "shootdowns received",
         tlb["received"]["count"].as_u64().unwrap(),
         expected(1),
+        TOLERANCE,
     );
     // Every other reason in the process's threads agrees too.
     for entry in tlb["by_reason"].as_array().unwrap() {
         let code = entry["code"].as_i64().unwrap();
-        assert_within(
+        support::assert_within(
             &format!("flushes with reason {}", entry["reason"]),
             entry["count"].as_u64().unwrap(),
             expected(code),
+            TOLERANCE,
         );
     }
     // Each unmap flushes a range of PAGES pages; the kernel may turn an unmap that also frees a

@@ -242,20 +242,3 @@ pub fn median_slot(counts: &[u64], total: u64) -> usize {
     }
     counts.len() - 1
 }
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "nanoseconds and counts far below 2^52"
-)]
-pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
-    let diff = measured.abs_diff(expected) as f64;
-    assert!(
-        diff <= expected as f64 * tolerance,
-        "{what}: kvmtop {measured}, reference {expected} (tolerance {:.0} %)",
-        tolerance * 100.0
-    );
-    eprintln!(
-        "{what}: kvmtop {measured}, reference {expected} ({:+.2} %)",
-        100.0 * (measured as f64 - expected as f64) / expected as f64
-    );
-}

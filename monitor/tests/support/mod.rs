@@ -233,3 +233,20 @@ pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(") ")?.1.chars().next()
 }
+
+/// Asserts that kvmtop's figure is within `tolerance` (a share, e.g. 0.02) of an independent
+/// observer's, the allowance rounded up to a whole event, and prints both for the log.
+pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "counts are far below 2^52 and the tolerance is positive"
+    )]
+    let allowed = (expected as f64 * tolerance).ceil() as u64;
+    eprintln!("{what}: kvmtop {measured}, reference {expected}");
+    assert!(
+        measured.abs_diff(expected) <= allowed,
+        "{what}: kvmtop counted {measured}, reference {expected} (tolerance {allowed})"
+    );
+}
