@@ -18,28 +18,11 @@ use std::{
 
 use guests::{DiskAio, DiskCache, DiskInterface, DiskOptions, Guest, GuestKind, GuestSpec};
 use serde_json::Value;
-use support::Observed;
 
 /// `kvmtop snapshot --format json` over `seconds`, with extra arguments.
 fn snapshot(seconds: f64, extra: &[&str]) -> Value {
-    let mut command = support::kvmtop();
-    command
-        .args([
-            "snapshot",
-            "--format",
-            "json",
-            "--duration",
-            &seconds.to_string(),
-        ])
-        .args(extra);
-    let mut kvmtop = Observed::spawn(command);
-    let status = kvmtop.wait(Duration::from_mins(2));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON")
+    let extra: Vec<&std::ffi::OsStr> = extra.iter().map(std::ffi::OsStr::new).collect();
+    support::run_snapshot(seconds, &extra).0
 }
 
 /// The recommendations of rule `id`.

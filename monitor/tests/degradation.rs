@@ -2,9 +2,7 @@
 
 mod support;
 
-use std::{process::Command, time::Duration};
-
-use support::Observed;
+use std::process::Command;
 
 #[test]
 fn without_privileges_kvmtop_names_what_is_missing() {
@@ -74,25 +72,8 @@ fn a_missing_tracepoint_makes_its_source_unavailable_and_the_rest_keeps_running(
     std::fs::create_dir_all(&event_dir).unwrap();
     std::fs::copy(real, event_dir.join("format")).unwrap();
 
-    let mut command = support::kvmtop();
-    command
-        .args([
-            "snapshot",
-            "--duration",
-            "0.5",
-            "--format",
-            "json",
-            "--tracefs",
-        ])
-        .arg(tracefs.path());
-    let mut kvmtop = Observed::spawn(command);
-    let status = kvmtop.wait(Duration::from_mins(1));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    let snapshot: serde_json::Value = serde_json::from_str(&kvmtop.stdout_text()).unwrap();
+    let (snapshot, kvmtop) =
+        support::run_snapshot(0.5, &["--tracefs".as_ref(), tracefs.path().as_os_str()]);
     let kvm_exit = snapshot["exits"]["sources"]["kvm_exit"].as_str().unwrap();
     assert!(
         kvm_exit.starts_with("unavailable: ") && kvm_exit.contains("kvm:kvm_exit"),

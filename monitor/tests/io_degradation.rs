@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::{path::Path, time::Duration};
-
-use support::Observed;
+use std::path::Path;
 
 const TRACEFS: &str = "/sys/kernel/tracing/events";
 
@@ -45,25 +43,8 @@ fn older_block_tracepoints_and_a_missing_pv_flush_degrade_per_source() {
     let tracefs = tempfile::tempdir().unwrap();
     copy_formats(tracefs.path(), &events);
 
-    let mut command = support::kvmtop();
-    command
-        .args([
-            "snapshot",
-            "--duration",
-            "0.5",
-            "--format",
-            "json",
-            "--tracefs",
-        ])
-        .arg(tracefs.path());
-    let mut kvmtop = Observed::spawn(command);
-    let status = kvmtop.wait(Duration::from_mins(1));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    let snapshot: serde_json::Value = serde_json::from_str(&kvmtop.stdout_text()).unwrap();
+    let (snapshot, kvmtop) =
+        support::run_snapshot(0.5, &["--tracefs".as_ref(), tracefs.path().as_os_str()]);
 
     let block = &snapshot["block"];
     assert_eq!(

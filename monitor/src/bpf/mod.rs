@@ -39,6 +39,18 @@ impl Kernel {
         Ok(Self { ebpf })
     }
 
+    /// A program of the object, as its type; the error says which and why, for the user.
+    fn program<'p, T>(&'p mut self, program: &str) -> Result<&'p mut T, String>
+    where
+        &'p mut T: TryFrom<&'p mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        self.ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("program {program}: {e}"))
+    }
+
     /// Loads and attaches a classic tracepoint program. The error says why, for the user.
     pub fn attach_tracepoint(
         &mut self,
@@ -46,12 +58,7 @@ impl Kernel {
         system: &str,
         event: &str,
     ) -> Result<(), String> {
-        let prog: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("program {program} missing from the object"))?
-            .try_into()
-            .map_err(|e| format!("program {program}: {e}"))?;
+        let prog: &mut TracePoint = self.program(program)?;
         prog.load()
             .map_err(|e| format!("the kernel rejected program {program}: {e}"))?;
         prog.attach(system, event)
@@ -64,12 +71,7 @@ impl Kernel {
         let btf = aya::Btf::from_sys_fs().map_err(|e| {
             format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}")
         })?;
-        let prog: &mut FEntry = self
-            .ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("program {program} missing from the object"))?
-            .try_into()
-            .map_err(|e| format!("program {program}: {e}"))?;
+        let prog: &mut FEntry = self.program(program)?;
         prog.load(function, &btf)
             .map_err(|e| format!("fentry on {function} rejected: {}", chain(&e)))?;
         prog.attach()
@@ -79,12 +81,7 @@ impl Kernel {
 
     /// Loads and attaches a kprobe program to a kernel function.
     pub fn attach_kprobe(&mut self, program: &str, function: &str) -> Result<(), String> {
-        let prog: &mut KProbe = self
-            .ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("program {program} missing from the object"))?
-            .try_into()
-            .map_err(|e| format!("program {program}: {e}"))?;
+        let prog: &mut KProbe = self.program(program)?;
         prog.load()
             .map_err(|e| format!("the kernel rejected program {program}: {}", chain(&e)))?;
         prog.attach(function, 0)
@@ -95,11 +92,7 @@ impl Kernel {
     /// Loads (never attaches) a raw tracepoint harness program so tests can drive the kernel-side
     /// logic with `BPF_PROG_TEST_RUN`.
     pub fn load_harness(&mut self, program: &str) -> anyhow::Result<&RawTracePoint> {
-        let prog: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(program)
-            .with_context(|| format!("program {program} missing from the object"))?
-            .try_into()?;
+        let prog: &mut RawTracePoint = self.program(program).map_err(anyhow::Error::msg)?;
         if prog.fd().is_err() {
             prog.load().with_context(|| format!("loading {program}"))?;
         }

@@ -250,3 +250,23 @@ pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
         "{what}: kvmtop counted {measured}, reference {expected} (tolerance {allowed})"
     );
 }
+
+/// Runs `kvmtop snapshot --format json` over `seconds` with `extra` arguments to completion,
+/// asserts it succeeded, and returns the parsed snapshot and the finished process (for its
+/// stderr).
+pub fn run_snapshot(seconds: f64, extra: &[&std::ffi::OsStr]) -> (serde_json::Value, Observed) {
+    let mut command = kvmtop();
+    command
+        .args(["snapshot", "--format", "json", "--duration"])
+        .arg(seconds.to_string())
+        .args(extra);
+    let mut kvmtop = Observed::spawn(command);
+    let status = kvmtop.wait(Duration::from_mins(2));
+    assert!(
+        status.success(),
+        "kvmtop failed: {}",
+        kvmtop.stderr_lines.join("\n")
+    );
+    let snapshot = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
+    (snapshot, kvmtop)
+}
