@@ -3,10 +3,10 @@
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Layout, Rect},
+    layout::{Constraint, Rect},
     style::{Modifier, Style},
     text::Line,
-    widgets::{Block, Cell, Paragraph, Row, Table, Wrap},
+    widgets::{Block, Cell, Paragraph, Row, Table},
 };
 
 use crate::{
@@ -29,10 +29,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
         return;
     }
     let details = detail_lines(&vm.exit_details);
-    #[expect(clippy::cast_possible_truncation, reason = "a handful of lines")]
-    let details_height = (details.len() as u16 + 2).min(area.height / 2);
-    let [top, bottom] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(details_height)]).areas(area);
+    let top = super::with_notes(frame, area, " exit details (events/s) ", details);
     // Narrow terminals drop the columns that matter least, so reasons stay readable.
     let columns: &[usize] = if top.width >= 90 {
         &[0, 1, 2, 3, 4, 5, 6, 7]
@@ -75,12 +72,6 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
                 .title_bottom(latency_note(&reasons)),
         );
     frame.render_widget(table, top);
-    frame.render_widget(
-        Paragraph::new(details)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(" exit details (events/s) ")),
-        bottom,
-    );
 }
 
 fn reason_cells(r: &ReasonCount, details: &[DetailGroup]) -> [String; 8] {

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Layout, Rect},
+    layout::{Constraint, Rect},
     style::{Modifier, Style},
     text::Line,
-    widgets::{Block, Cell, Paragraph, Row, Table, Wrap},
+    widgets::{Block, Cell, Paragraph, Row, Table},
 };
 
 use crate::{
@@ -19,10 +19,7 @@ use crate::{
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let notes = notes(vm);
-    #[expect(clippy::cast_possible_truncation, reason = "a handful of lines")]
-    let notes_height = (notes.len() as u16 + 2).min(area.height / 2);
-    let [top, bottom] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(notes_height)]).areas(area);
+    let top = super::with_notes(frame, area, " drives, TLB shootdowns ", notes);
     let rows = rows(&vm.block);
     let title = format!(" {} (pid {}) — block I/O ", vm.name, vm.pid);
     if rows.is_empty() {
@@ -59,12 +56,6 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
         );
         frame.render_widget(table, top);
     }
-    frame.render_widget(
-        Paragraph::new(notes)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(" drives, TLB shootdowns ")),
-        bottom,
-    );
 }
 
 /// One row per device and operation with requests in the window.

@@ -8,10 +8,10 @@ mod vms;
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Layout},
+    layout::{Constraint, Layout, Rect},
     style::Style,
     text::{Line, Span},
-    widgets::Paragraph,
+    widgets::{Block, Paragraph, Wrap},
 };
 
 use super::state::{App, View};
@@ -37,6 +37,27 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         (View::Advice, _) => advice::draw(frame, body, snapshot),
         _ => vms::draw(frame, body, app, snapshot),
     }
+}
+
+/// Draws `lines` in a bordered pane at the bottom of `area`, as tall as they need up to half of
+/// it, and returns the space left above for the view's table.
+fn with_notes(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    title: &'static str,
+    lines: Vec<Line<'static>>,
+) -> Rect {
+    #[expect(clippy::cast_possible_truncation, reason = "a handful of lines")]
+    let height = (lines.len() as u16 + 2).min(area.height / 2);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(height)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(title)),
+        bottom,
+    );
+    top
 }
 
 /// Title line, then the kernel sources grouped by state, so a silent `kvm_exit` (nested or PVM

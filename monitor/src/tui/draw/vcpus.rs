@@ -4,10 +4,10 @@
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Layout, Rect},
+    layout::{Constraint, Rect},
     style::{Modifier, Style},
     text::Line,
-    widgets::{Block, Cell, Paragraph, Row, Table, Wrap},
+    widgets::{Block, Cell, Row, Table},
 };
 
 use crate::{
@@ -21,10 +21,7 @@ use crate::{
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let notes = notes(vm);
-    #[expect(clippy::cast_possible_truncation, reason = "a handful of lines")]
-    let notes_height = (notes.len() as u16 + 2).min(area.height / 2);
-    let [top, bottom] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(notes_height)]).areas(area);
+    let top = super::with_notes(frame, area, " threads, contenders, memory ", notes);
     let rows: Vec<Row<'_>> = vm.vcpus.iter().map(row).collect();
     let table = Table::new(
         rows,
@@ -58,12 +55,6 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
             ),
     );
     frame.render_widget(table, top);
-    frame.render_widget(
-        Paragraph::new(notes)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(" threads, contenders, memory ")),
-        bottom,
-    );
 }
 
 fn row(vcpu: &Vcpu) -> Row<'_> {
