@@ -5,7 +5,14 @@
 
 mod support;
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+};
 
 const TRACEFS: &str = "/sys/kernel/tracing/events";
 
@@ -19,6 +26,51 @@ fn copy_formats(root: &Path, events: &[&str]) {
             dir.join("format"),
         )
         .unwrap();
+    }
+}
+
+/// A thread that maps, touches and unmaps a few pages in a loop: each unmap flushes the TLB of
+/// the CPU it runs on, so `tlb:tlb_flush` fires however idle the host is.
+struct LocalFlushes {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<u64>,
+}
+
+impl LocalFlushes {
+    fn start() -> Self {
+        const LEN: usize = 16 * 4096;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut unmaps = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                // SAFETY: an anonymous private mapping of LEN bytes, written within its bounds
+                // and unmapped; nothing else refers to it.
+                unsafe {
+                    let page = libc::mmap(
+                        std::ptr::null_mut(),
+                        LEN,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    assert_ne!(page, libc::MAP_FAILED, "mmap failed");
+                    page.cast::<u8>().write_volatile(1);
+                    libc::munmap(page, LEN);
+                }
+                unmaps += 1;
+                // Enough flushes to be seen, few enough to leave the CPU to kvmtop.
+                thread::sleep(std::time::Duration::from_micros(200));
+            }
+            unmaps
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the flushing thread panicked")
     }
 }
 
@@ -43,8 +95,12 @@ fn older_block_tracepoints_and_a_missing_pv_flush_degrade_per_source() {
     let tracefs = tempfile::tempdir().unwrap();
     copy_formats(tracefs.path(), &events);
 
+    // An idle host may flush no TLB for a whole window, so this test makes its own flushes.
+    let flushing = LocalFlushes::start();
     let (snapshot, kvmtop) =
         support::run_snapshot(0.5, &["--tracefs".as_ref(), tracefs.path().as_os_str()]);
+    let flushes = flushing.stop();
+    assert!(flushes > 0, "the flushing thread never ran");
 
     let block = &snapshot["block"];
     assert_eq!(
@@ -64,8 +120,8 @@ fn older_block_tracepoints_and_a_missing_pv_flush_degrade_per_source() {
         pv.starts_with("unavailable: ") && pv.contains("kvm:kvm_pv_tlb_flush"),
         "{pv}"
     );
-    // tlb_flush fires on every context switch, so within half a second it is live.
-    assert_eq!(tlb["tlb_flush"], "live");
+    // Every unmap of touched pages flushes this CPU's TLB (TLB_LOCAL_MM_SHOOTDOWN).
+    assert_eq!(tlb["tlb_flush"], "live", "after {flushes} unmaps");
     assert!(
         kvmtop
             .stderr_lines
