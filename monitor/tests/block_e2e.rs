@@ -97,8 +97,8 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
         "kvmtop failed: {}",
         kvmtop.stderr_lines.join("\n")
     );
-    bpftrace.interrupt_and_wait(Duration::from_secs(30));
-    biolatency.interrupt_and_wait(Duration::from_secs(30));
+    bpftrace.interrupt_and_wait(Duration::from_mins(1));
+    biolatency.interrupt_and_wait(Duration::from_mins(1));
     Observations {
         snapshot: serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON"),
         bpftrace: bpftrace.stdout_text(),

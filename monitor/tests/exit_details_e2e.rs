@@ -35,7 +35,7 @@ fn observe(guest: &Guest, bpftrace_program: &str, run_for: Duration) -> (Value, 
         "kvmtop failed: {}",
         kvmtop.stderr_lines.join("\n")
     );
-    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    bpftrace.interrupt_and_wait(Duration::from_mins(1));
     let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
     let vm = snapshot["vms"]
         .as_array()

@@ -87,7 +87,7 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
     let snapshot = finish_kvmtop(kvmtop);
     let mut reference = HashMap::new();
     for runqlat in &mut runqlats {
-        runqlat.interrupt_and_wait(Duration::from_secs(30));
+        runqlat.interrupt_and_wait(Duration::from_mins(1));
         reference.extend(parse_runqlat(&runqlat.stdout_text()));
     }
     drop(stress);
@@ -230,7 +230,7 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
     }
     freeze(&guest);
     let snapshot = finish_kvmtop(kvmtop);
-    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    bpftrace.interrupt_and_wait(Duration::from_mins(1));
     let cpus = format!("{first},{second}");
     let _ = Command::new("taskset")
         .args(["-p", "-c", &cpus, &tid.to_string()])

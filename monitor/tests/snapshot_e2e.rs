@@ -64,7 +64,7 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
         "kvmtop failed: {}",
         kvmtop.stderr_lines.join("\n")
     );
-    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    bpftrace.interrupt_and_wait(Duration::from_mins(1));
     let reference = support::parse_bpftrace_map(&bpftrace.stdout_text(), "exits");
     assert!(
         !reference.is_empty(),
@@ -220,7 +220,7 @@ fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
         "{}",
         kvmtop.stderr_lines.join("\n")
     );
-    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    bpftrace.interrupt_and_wait(Duration::from_mins(1));
     let expected: u64 = support::parse_bpftrace_map(&bpftrace.stdout_text(), "exits")
         .iter()
         .map(|(_, n)| n)

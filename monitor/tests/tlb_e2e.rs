@@ -186,7 +186,7 @@ fn shootdowns_sent_and_received_match_bpftrace() {
         "kvmtop failed: {}",
         kvmtop.stderr_lines.join("\n")
     );
-    bpftrace.interrupt_and_wait(Duration::from_secs(30));
+    bpftrace.interrupt_and_wait(Duration::from_mins(1));
 
     let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
     let vm = snapshot["vms"]

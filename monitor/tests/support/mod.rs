@@ -119,25 +119,47 @@ impl Observed {
         }
     }
 
-    /// Sends SIGINT and collects the rest of the output.
+    /// Sends SIGINT and collects the rest of the output. The signal is repeated every few
+    /// seconds: observers such as bpftrace print their maps once on the first one they act on,
+    /// and a repeat costs nothing if the first was already taken.
     pub fn interrupt_and_wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGINT) };
-        self.wait(timeout)
+        self.wait_signalling(timeout, Some(libc::SIGINT))
     }
 
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.wait_signalling(timeout, None)
+    }
+
+    fn wait_signalling(
+        &mut self,
+        timeout: Duration,
+        signal: Option<libc::c_int>,
+    ) -> std::process::ExitStatus {
+        const REPEAT: Duration = Duration::from_secs(3);
         let deadline = Instant::now() + timeout;
+        let mut next_signal = Instant::now();
         loop {
+            if let Some(signal) = signal
+                && Instant::now() >= next_signal
+            {
+                // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
+                unsafe { libc::kill(self.child.id().cast_signed(), signal) };
+                next_signal = Instant::now() + REPEAT;
+            }
             self.drain();
             if let Some(status) = self.child.try_wait().expect("waiting for child") {
                 self.drain_for(Duration::from_millis(300));
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit within {timeout:?}"
-            );
+            if Instant::now() >= deadline {
+                let state = stuck_state(self.child.id());
+                panic!(
+                    "process {} did not exit within {timeout:?}\n{state}\nstdout:\n{}\nstderr:\n{}",
+                    self.child.id(),
+                    self.stdout_lines.join("\n"),
+                    self.stderr_lines.join("\n")
+                );
+            }
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -190,6 +212,24 @@ pub fn bpftrace_userspace_exits(pids: &[u32]) -> Observed {
     bpftrace(&format!(
         "tracepoint:kvm:kvm_userspace_exit /{filter}/ {{ @exits[pid, tid, args->reason, args->errno] = count(); }}"
     ))
+}
+
+/// Where a process that does not exit is: its state and, when readable, its kernel stack.
+fn stuck_state(pid: u32) -> String {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_else(|e| format!("({file}: {e})"))
+    };
+    let state = read("status")
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .unwrap_or("State: unknown")
+        .to_owned();
+    format!(
+        "{state}\nwchan: {}\nkernel stack:\n{}",
+        read("wchan"),
+        read("stack")
+    )
 }
 
 /// Runs a bpftrace program and waits until its probes are attached. Interrupt it to get the
