@@ -1,7 +1,18 @@
 //! The three ways to run kvmtop. Each opens a [`Session`], samples it, and hands snapshots to a
 //! presenter; collection never waits on presentation.
 
-use std::{net::SocketAddr, sync::mpsc, thread, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::Context as _;
 
 use crate::{
     advice::{Advisor, Thresholds},
@@ -22,17 +33,28 @@ pub fn snapshot(
     duration: Duration,
     format: Format,
 ) -> anyhow::Result<()> {
+    let interrupted = ends_early_on_interrupt()?;
     let mut session = Session::open(config)?;
     // One window: advice reports what holds over it, without waiting for a second window.
     let mut advisor = Advisor::one_shot(thresholds, config.advice_roots());
     let first = session.sample();
     advisor.start_window(&first.vmms);
     // Tests and scripts wait for this line to know the window has started.
-    eprintln!("kvmtop: sampling for {:.1} s", duration.as_secs_f64());
+    eprintln!(
+        "kvmtop: sampling for {:.1} s (Ctrl-C ends the window early)",
+        duration.as_secs_f64()
+    );
     // Keep discovery watching while the guests run, so vCPU threads are mapped even when the
     // guests are paused at both ends of the window.
     let deadline = first.at + duration;
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if interrupted.load(Ordering::Relaxed) {
+            eprintln!(
+                "kvmtop: interrupted, reporting the {:.1} s sampled",
+                first.at.elapsed().as_secs_f64()
+            );
+            break;
+        }
         thread::sleep(left.min(RESCAN_PERIOD));
         session.rescan();
     }
@@ -44,6 +66,19 @@ pub fn snapshot(
         Format::Text => output::text::write(&mut stdout, &snapshot)?,
     }
     Ok(())
+}
+
+/// Makes the first SIGINT (Ctrl-C) set the returned flag instead of ending the process, so an
+/// operator can close a window early and still get its report, as with bpftrace; a second one
+/// ends kvmtop at once.
+fn ends_early_on_interrupt() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::{consts::SIGINT, flag};
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Registered first, so it sees the flag as the previous interrupt left it.
+    flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupted))
+        .context("installing the interrupt handler")?;
+    flag::register(SIGINT, Arc::clone(&interrupted)).context("installing the interrupt handler")?;
+    Ok(interrupted)
 }
 
 /// `kvmtop` / `kvmtop top`: the live table.

@@ -58,6 +58,9 @@ pub enum Command {
     /// Live table of VMs (the default).
     Top,
     /// Sample for a while, then print one snapshot and exit.
+    ///
+    /// Ctrl-C (SIGINT) ends the window early and still prints the snapshot of the time sampled;
+    /// a second Ctrl-C exits at once.
     Snapshot {
         /// Length of the sampling window, in seconds.
         #[arg(long, default_value = "5", value_parser = parse_seconds)]

@@ -1,4 +1,5 @@
-//! Faults that must degrade, not abort: no privileges, a tracepoint missing on this kernel.
+//! Faults that must degrade, not abort: no privileges, a tracepoint missing on this kernel, an
+//! interrupted snapshot window.
 
 mod support;
 
@@ -97,4 +98,42 @@ fn a_missing_tracepoint_makes_its_source_unavailable_and_the_rest_keeps_running(
 fn set_mode(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn an_interrupt_ends_the_snapshot_window_early_and_still_reports_it() {
+    const TEST: &str = "an_interrupt_ends_the_snapshot_window_early_and_still_reports_it";
+    if let Some(reason) = support::missing_prerequisite(false, &[]) {
+        return support::skip(TEST, &reason);
+    }
+    let mut command = support::kvmtop();
+    command.args(["snapshot", "--duration", "600", "--format", "json"]);
+    let mut kvmtop = support::Observed::spawn(command);
+    kvmtop.wait_for("sampling for", std::time::Duration::from_mins(1));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let interrupted = std::time::Instant::now();
+    // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
+    unsafe { libc::kill(kvmtop.child.id().cast_signed(), libc::SIGINT) };
+    let status = kvmtop.wait(support::EXIT_LIMIT);
+    assert!(
+        status.success(),
+        "kvmtop failed after one interrupt: {status}\n{}",
+        kvmtop.stderr_lines.join("\n")
+    );
+    eprintln!("exited {:?} after the interrupt", interrupted.elapsed());
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&kvmtop.stdout_text()).expect("the snapshot is JSON");
+    let seconds = snapshot["window"]["duration_seconds"].as_f64().unwrap();
+    assert!(
+        (1.0..10.0).contains(&seconds),
+        "the window should end at the interrupt, about 1 s in: {seconds} s"
+    );
+    assert!(
+        kvmtop
+            .stderr_lines
+            .iter()
+            .any(|l| l.contains("interrupted")),
+        "kvmtop should say the window was cut short: {:?}",
+        kvmtop.stderr_lines
+    );
 }
