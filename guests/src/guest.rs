@@ -14,7 +14,9 @@ use crate::qmp::Qmp;
 use crate::{Error, GuestKind, GuestSpec, image, minivmm, process, tools};
 
 /// How long a VMM may take from exec to having created all its vCPUs.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_mins(2);
+/// How long the threads of a VMM may take to stop after SIGSTOP.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Extra time after the guest loop is seen running, so a measurement that starts right after
 /// [`Guest::wait_for_vcpus`] does not catch the tail of firmware start-up.
@@ -137,9 +139,20 @@ impl Guest {
         Ok(threads)
     }
 
-    /// Stops every thread of the VMM (SIGSTOP): vCPUs stop running and exits stop.
+    /// Stops every thread of the VMM (SIGSTOP) and returns once each has stopped, so vCPUs
+    /// run and exit no more. A thread handles the signal only when it next runs, and one
+    /// waiting for a CPU on a busy host would otherwise go on for a while after this returns.
     pub fn freeze(&self) -> Result<(), Error> {
-        self.signal(libc::SIGSTOP)
+        self.signal(libc::SIGSTOP)?;
+        self.poll_until(
+            FREEZE_TIMEOUT,
+            "while stopping",
+            |guest| match process::running_threads(guest.pid) {
+                Ok(running) if running.is_empty() => Ok(()),
+                Ok(running) => Err(format!("threads (tid, state) not yet stopped: {running:?}")),
+                Err(e) => Err(format!("reading /proc/{}/task: {e}", guest.pid)),
+            },
+        )
     }
 
     /// Resumes a frozen VMM (SIGCONT).

@@ -98,6 +98,31 @@ pub(crate) fn threads(pid: u32) -> io::Result<Vec<(u32, String)>> {
     Ok(out)
 }
 
+/// `(tid, state)` of every thread of `pid` that is not stopped (state `T` or `t`).
+pub(crate) fn running_threads(pid: u32) -> io::Result<Vec<(u32, char)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let entry = entry?;
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        // A thread may exit between listing and reading.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The state follows the last ") ": the command name may itself contain ") ".
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or('?');
+        if !matches!(state, 'T' | 't') {
+            out.push((tid, state));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +141,9 @@ mod tests {
         let threads = threads(me).unwrap();
         assert!(threads.iter().any(|(tid, _)| *tid == me), "{threads:?}");
         assert!(vcpu_fds(me).unwrap().is_empty());
+        // This thread is running while it asks.
+        let running = running_threads(me).unwrap();
+        assert!(running.iter().any(|(tid, _)| *tid == me), "{running:?}");
     }
 
     #[test]
