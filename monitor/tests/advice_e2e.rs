@@ -195,16 +195,15 @@ fn contention_fires_steal_advice_with_the_measured_steal() {
         })
         .collect();
     for guest in &guests {
-        guest.wait_for_vcpus(Duration::from_secs(30)).unwrap();
+        guest.wait_for_vcpus(support::START_LIMIT).unwrap();
     }
-    let mut stress = std::process::Command::new("stress-ng")
-        .args(["--cpu", "2", "--timeout", "60s", "--quiet"])
-        .spawn()
-        .expect("starting stress-ng");
+    let mut command = std::process::Command::new("stress-ng");
+    command.args(["--cpu", "2", "--timeout", "60s", "--quiet"]);
+    let stress = support::Observed::spawn(command);
     thread::sleep(Duration::from_secs(1));
     let taken = snapshot(3.0, &[]);
-    let _ = stress.kill();
-    let _ = stress.wait();
+    // Ends stress-ng and, through it, its workers.
+    drop(stress);
     assert_well_formed(&taken);
     let c1: Vec<&Value> = advice(&taken, "C1")
         .into_iter()
@@ -240,7 +239,7 @@ fn a_vcpu_moved_around_by_taskset_fires_pinning_advice() {
             .debug_threads(true),
     )
     .expect("starting the guest");
-    let vcpus = guest.wait_for_vcpus(Duration::from_secs(30)).unwrap();
+    let vcpus = guest.wait_for_vcpus(support::START_LIMIT).unwrap();
     let tid = vcpus[0].tid;
     // Move the vCPU thread between CPU 0 and CPU 1 every 20 ms: up to 50 migrations/s, and
     // well above the rule's 10/s even if the mover is delayed on a loaded host.

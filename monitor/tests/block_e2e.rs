@@ -71,14 +71,11 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
     // kvmtop attaches before biolatency, so at both ends of a request its program runs first
     // (tracepoint callbacks run in the order they were registered, and bpftrace registered the
     // completion one before both): the two tools then time the same interval.
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "10", "--format", "json"]);
     let older = (kernel == Kernel::Before6_5).then(tracefs_before_6_5);
-    if let Some(tracefs) = &older {
-        command.arg("--tracefs").arg(tracefs.path());
-    }
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let mut kvmtop = match &older {
+        Some(tracefs) => support::start_window(&["--tracefs".as_ref(), tracefs.path().as_os_str()]),
+        None => support::start_window(&[]),
+    };
     // Line-buffered: biolatency's readiness line would otherwise wait in a full pipe buffer.
     let mut command = Command::new("stdbuf");
     command
@@ -86,21 +83,15 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
         .arg(support::which("biolatency").expect("checked by the caller"))
         .args(["-d", disk.name()]);
     let mut biolatency = Observed::spawn(command);
-    // Within the window, leaving the guest its 2 s.
-    biolatency.wait_for("Tracing block device I/O", Duration::from_secs(6));
+    biolatency.wait_for("Tracing block device I/O", Duration::from_mins(1));
     signal(guest, "thawing", guest.thaw());
     thread::sleep(Duration::from_secs(2));
     signal(guest, "freezing", guest.freeze());
-    let status = kvmtop.wait(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    bpftrace.interrupt_and_wait(Duration::from_mins(1));
-    biolatency.interrupt_and_wait(Duration::from_mins(1));
+    let snapshot = support::end_window(&mut kvmtop);
+    bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
+    biolatency.interrupt_and_wait(support::EXIT_LIMIT);
     Observations {
-        snapshot: serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON"),
+        snapshot,
         bpftrace: bpftrace.stdout_text(),
         biolatency: biolatency.stdout_text(),
     }
@@ -136,7 +127,7 @@ fn disk_reader_agrees(test: &str, aio: DiskAio, kernel: Kernel) {
         });
     let guest = Guest::start(&spec).expect("starting the disk-reading guest");
     guest
-        .wait_for_vcpus(Duration::from_mins(1))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("disk reader running");
     signal(&guest, "freezing", guest.freeze());
     // Writes still cached from creating the image must not reach the device in the window.

@@ -12,7 +12,6 @@ use std::{thread, time::Duration};
 
 use guests::{Guest, GuestKind, GuestSpec};
 use serde_json::Value;
-use support::Observed;
 
 /// Agreement required between kvmtop and bpftrace.
 const TOLERANCE: f64 = 0.02;
@@ -22,21 +21,12 @@ const TOLERANCE: f64 = 0.02;
 fn observe(guest: &Guest, bpftrace_program: &str, run_for: Duration) -> (Value, Value, String) {
     guest.freeze().unwrap();
     let mut bpftrace = support::bpftrace(bpftrace_program);
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "5", "--format", "json"]);
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let mut kvmtop = support::start_window(&[]);
     guest.thaw().unwrap();
     thread::sleep(run_for);
     guest.freeze().unwrap();
-    let status = kvmtop.wait(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    bpftrace.interrupt_and_wait(Duration::from_mins(1));
-    let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
+    let snapshot = support::end_window(&mut kvmtop);
+    bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
     let vm = snapshot["vms"]
         .as_array()
         .unwrap()
@@ -86,7 +76,7 @@ fn port_0x80_count_matches_bpftrace_kvm_pio() {
     )
     .expect("starting the port-I/O guest");
     guest
-        .wait_for_vcpus(Duration::from_secs(30))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("port-I/O vCPUs");
     let pid = guest.pid();
     // Ports by direction, and the intervals from a userspace exit to the thread's next KVM_RUN.
@@ -154,7 +144,7 @@ fn idle_guest_halts_match_bpftrace() {
     let guest = Guest::start(&GuestSpec::new(GuestKind::Idle).name("kvmtop-details-idle"))
         .expect("starting the idle guest");
     guest
-        .wait_for_vcpus(Duration::from_secs(30))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("idle vCPUs");
     // Let the firmware reach the guest's halt loop before the window.
     thread::sleep(Duration::from_secs(2));
@@ -225,12 +215,9 @@ fn perf_still_counts_the_events_kvmtop_traces() {
     )
     .expect("starting the port-I/O guest");
     guest
-        .wait_for_vcpus(Duration::from_secs(30))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("port-I/O vCPUs");
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "6", "--format", "json"]);
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let mut kvmtop = support::start_window(&[]);
     // With kvmtop's programs attached to the same tracepoints, perf's own counting of them
     // must go on (a tracepoint program that returns 0 would drop the events for perf).
     let output = std::process::Command::new("perf")
@@ -258,5 +245,5 @@ fn perf_still_counts_the_events_kvmtop_traces() {
             "perf counted {count} {event} while kvmtop ran:\n{text}"
         );
     }
-    assert!(kvmtop.wait(Duration::from_secs(30)).success());
+    support::end_window(&mut kvmtop);
 }

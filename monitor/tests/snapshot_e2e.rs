@@ -11,7 +11,6 @@ use std::{collections::HashMap, thread, time::Duration};
 
 use guests::{Guest, GuestKind, GuestSpec};
 use serde_json::Value;
-use support::Observed;
 
 /// Agreement required between kvmtop and bpftrace.
 const TOLERANCE: f64 = 0.02;
@@ -35,10 +34,10 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
     let idle = Guest::start(&GuestSpec::new(GuestKind::Idle).name("kvmtop-e2e-idle"))
         .expect("starting the idle guest");
     let portio_vcpus = portio
-        .wait_for_vcpus(Duration::from_secs(30))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("port-I/O vCPUs");
     let idle_vcpus = idle
-        .wait_for_vcpus(Duration::from_secs(30))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("idle vCPUs");
     // Let the idle guest's firmware reach its halt loop before the window.
     thread::sleep(Duration::from_secs(2));
@@ -47,10 +46,7 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
 
     let pids = [portio.pid(), idle.pid()];
     let mut bpftrace = support::bpftrace_userspace_exits(&pids);
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "5", "--format", "json"]);
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let mut kvmtop = support::start_window(&[]);
 
     portio.thaw().unwrap();
     idle.thaw().unwrap();
@@ -58,13 +54,8 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
     portio.freeze().unwrap();
     idle.freeze().unwrap();
 
-    let status = kvmtop.wait(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    bpftrace.interrupt_and_wait(Duration::from_mins(1));
+    let snapshot = support::end_window(&mut kvmtop);
+    bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
     let reference = support::parse_bpftrace_map(&bpftrace.stdout_text(), "exits");
     assert!(
         !reference.is_empty(),
@@ -72,7 +63,6 @@ fn snapshot_lists_guests_and_agrees_with_bpftrace() {
         bpftrace.stdout_text()
     );
 
-    let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
     validate_against_schema(&snapshot);
 
     for (guest, name, vcpus) in [
@@ -204,29 +194,21 @@ fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
     let vmm = Guest::start(&GuestSpec::new(GuestKind::MiniVmm).name("mini").vcpus(2))
         .expect("starting the mini VMM");
     let vcpus = vmm
-        .wait_for_vcpus(Duration::from_mins(1))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("mini VMM vCPUs");
     vmm.freeze().unwrap();
     let mut bpftrace = support::bpftrace_userspace_exits(&[vmm.pid()]);
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "4", "--format", "json"]);
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let mut kvmtop = support::start_window(&[]);
     vmm.thaw().unwrap();
     thread::sleep(Duration::from_secs(2));
     vmm.freeze().unwrap();
-    assert!(
-        kvmtop.wait(Duration::from_secs(30)).success(),
-        "{}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    bpftrace.interrupt_and_wait(Duration::from_mins(1));
+    let snapshot = support::end_window(&mut kvmtop);
+    bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
     let expected: u64 = support::parse_bpftrace_map(&bpftrace.stdout_text(), "exits")
         .iter()
         .map(|(_, n)| n)
         .sum();
 
-    let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).unwrap();
     validate_against_schema(&snapshot);
     let vm = snapshot["vms"]
         .as_array()

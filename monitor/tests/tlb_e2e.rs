@@ -17,7 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
 use support::Observed;
 
 /// Agreement required between kvmtop and bpftrace.
@@ -137,10 +136,6 @@ fn freeze(pid: u32) {
 }
 
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one end-to-end scenario, read top to bottom"
-)]
 fn shootdowns_sent_and_received_match_bpftrace() {
     const TEST: &str = "shootdowns_sent_and_received_match_bpftrace";
     if let Some(reason) = support::missing_prerequisite(false, &["bpftrace"]) {
@@ -173,22 +168,13 @@ fn shootdowns_sent_and_received_match_bpftrace() {
     let mut bpftrace = support::bpftrace(&format!(
         "tracepoint:tlb:tlb_flush /pid == {pid}/ {{ @[args->reason] = count(); }}"
     ));
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "5", "--format", "json"]);
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    let mut kvmtop = support::start_window(&[]);
     signal(pid, libc::SIGCONT);
     thread::sleep(Duration::from_secs(2));
     freeze(pid);
-    let status = kvmtop.wait(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    bpftrace.interrupt_and_wait(Duration::from_mins(1));
+    let snapshot = support::end_window(&mut kvmtop);
+    bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
 
-    let snapshot: Value = serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON");
     let vm = snapshot["vms"]
         .as_array()
         .unwrap()

@@ -119,25 +119,22 @@ fn live_table_shows_the_guest_and_every_exit_restores_the_terminal() {
             .debug_threads(true),
     )
     .expect("starting the port-I/O guest");
-    guest
-        .wait_for_vcpus(Duration::from_secs(30))
-        .expect("vCPUs");
+    guest.wait_for_vcpus(support::START_LIMIT).expect("vCPUs");
     let tmux = Tmux::start();
     let kvmtop = env!("CARGO_BIN_EXE_kvmtop");
 
     for (round, way_out) in ["q", "ctrl-c", "sigterm"].into_iter().enumerate() {
         tmux.type_line(&format!("{kvmtop} --interval 0.5"));
-        tmux.wait_until("the table with the guest", |t| {
+        // The guest's row, with its pid and a non-zero exit rate (shown from the second frame).
+        let pid = guest.pid().to_string();
+        tmux.wait_until("the guest's row with its I/O exits", |t| {
             let screen = t.screen();
-            t.alternate_screen() && screen.contains(VM_NAME) && screen.contains("USER/s")
+            t.alternate_screen()
+                && screen.contains("USER/s")
+                && screen
+                    .lines()
+                    .any(|row| row.contains(VM_NAME) && row.contains(&pid) && row.contains("IO "))
         });
-        // The guest's row shows a non-zero exit rate.
-        let screen = tmux.screen();
-        let row = screen.lines().find(|l| l.contains(VM_NAME)).unwrap();
-        assert!(
-            row.contains(&guest.pid().to_string()) && row.contains("IO "),
-            "{way_out}: row for {VM_NAME} lacks its pid or IO exits: {row:?}"
-        );
         match way_out {
             "q" => tmux.run(&["send-keys", "-t", "t", "q"]),
             "ctrl-c" => tmux.run(&["send-keys", "-t", "t", "C-c"]),
@@ -176,13 +173,14 @@ fn closing_the_terminal_ends_kvmtop() {
     let pid = tmux.kvmtop_pid();
     // The terminal goes away under kvmtop, as when an SSH session drops.
     drop(tmux);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + support::EXIT_LIMIT;
     while std::path::Path::new(&format!("/proc/{pid}")).exists()
         && support::process_state(pid) != Some('Z')
     {
         assert!(
             Instant::now() < deadline,
-            "kvmtop (pid {pid}) still runs 10 s after its terminal closed"
+            "kvmtop (pid {pid}) still runs {:?} after its terminal closed",
+            support::EXIT_LIMIT
         );
         thread::sleep(Duration::from_millis(100));
     }

@@ -4,16 +4,12 @@
 
 pub mod harness;
 
-use std::{
-    collections::HashMap,
-    fs, thread,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, fs};
 
 use guests::{Guest, GuestKind, GuestSpec, VcpuThread};
 use serde_json::Value;
 
-use crate::support::{self, Observed};
+use crate::support;
 
 pub fn start_portio(name: &str) -> (Guest, Vec<VcpuThread>) {
     let guest = Guest::start(
@@ -23,31 +19,14 @@ pub fn start_portio(name: &str) -> (Guest, Vec<VcpuThread>) {
     )
     .expect("starting a port-I/O guest");
     let vcpus = guest
-        .wait_for_vcpus(Duration::from_secs(30))
+        .wait_for_vcpus(support::START_LIMIT)
         .expect("port-I/O vCPUs");
     (guest, vcpus)
 }
 
-/// Freezes a guest and waits until every one of its threads has stopped: SIGSTOP is handled by
-/// each thread when it next runs, and a queued thread first waits for its CPU.
+/// Freezes a guest: once this returns, none of its threads runs.
 pub fn freeze(guest: &Guest) {
-    guest.freeze().expect("SIGSTOP");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let states: Vec<char> = fs::read_dir(format!("/proc/{}/task", guest.pid()))
-            .expect("listing threads")
-            .flatten()
-            .filter_map(|task| {
-                let stat = fs::read_to_string(task.path().join("stat")).ok()?;
-                stat.rsplit_once(") ")?.1.chars().next()
-            })
-            .collect();
-        if states.iter().all(|s| matches!(s, 'T' | 't')) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "threads not stopped: {states:?}");
-        thread::sleep(Duration::from_millis(10));
-    }
+    guest.freeze().expect("freezing the guest");
 }
 
 /// The kernel's own accounting of a thread: `/proc/PID/task/TID/schedstat` (run time, run-queue
@@ -94,31 +73,6 @@ impl KernelAccounting {
             involuntary: self.involuntary - earlier.involuntary,
         }
     }
-}
-
-/// Starts `kvmtop snapshot` and returns once its window has begun.
-pub fn kvmtop_window(seconds: u32) -> Observed {
-    let mut command = support::kvmtop();
-    command.args([
-        "snapshot",
-        "--duration",
-        &seconds.to_string(),
-        "--format",
-        "json",
-    ]);
-    let mut kvmtop = Observed::spawn(command);
-    kvmtop.wait_for("sampling for", Duration::from_mins(1));
-    kvmtop
-}
-
-pub fn finish_kvmtop(mut kvmtop: Observed) -> Value {
-    let status = kvmtop.wait(Duration::from_mins(1));
-    assert!(
-        status.success(),
-        "kvmtop failed: {}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    serde_json::from_str(&kvmtop.stdout_text()).expect("snapshot is JSON")
 }
 
 pub fn vm(snapshot: &Value, pid: u32) -> &Value {

@@ -10,6 +10,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// How long a VMM may take to boot its guest: generous, because several guests boot at once on a
+/// busy host, and the limit only costs time when the test is failing anyway.
+pub const START_LIMIT: Duration = Duration::from_mins(2);
+
+/// How long a process may take to exit once its work is done: detaching programs can be slow on a
+/// busy host.
+pub const EXIT_LIMIT: Duration = Duration::from_mins(1);
+
 /// Records a skipped test: prints the reason and appends it to `$KVMTOP_SKIP_LOG`, which
 /// `cargo xtask test` counts and lists, so a skip is never mistaken for a pass.
 pub fn skip(test: &str, reason: &str) {
@@ -103,7 +111,7 @@ impl Observed {
                 return line.clone();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                self.drain_for(Duration::from_millis(200));
+                self.drain_to_end(Duration::from_secs(2));
                 panic!(
                     "process exited ({status}) before printing {needle:?}\nstdout:\n{}\nstderr:\n{}",
                     self.stdout_lines.join("\n"),
@@ -121,7 +129,8 @@ impl Observed {
 
     /// Sends SIGINT and collects the rest of the output. The signal is repeated every few
     /// seconds: observers such as bpftrace print their maps once on the first one they act on,
-    /// and a repeat costs nothing if the first was already taken.
+    /// and a repeat costs nothing if the first was already taken. Not for kvmtop, which exits
+    /// at once on a second interrupt: see [`end_window`].
     pub fn interrupt_and_wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         self.wait_signalling(timeout, Some(libc::SIGINT))
     }
@@ -148,7 +157,7 @@ impl Observed {
             }
             self.drain();
             if let Some(status) = self.child.try_wait().expect("waiting for child") {
-                self.drain_for(Duration::from_millis(300));
+                self.drain_to_end(Duration::from_secs(10));
                 return status;
             }
             if Instant::now() >= deadline {
@@ -173,17 +182,42 @@ impl Observed {
         self.stderr_lines.extend(self.stderr.try_iter());
     }
 
-    fn drain_for(&mut self, period: Duration) {
-        let deadline = Instant::now() + period;
-        while Instant::now() < deadline {
-            self.drain();
-            thread::sleep(Duration::from_millis(20));
+    /// After the child has exited: collects its output until both streams reach their end, or
+    /// until `limit` passes (a grandchild that inherited a stream may keep it open).
+    fn drain_to_end(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let (mut stdout_open, mut stderr_open) = (true, true);
+        while (stdout_open || stderr_open) && Instant::now() < deadline {
+            stdout_open = receive_pending(&self.stdout, &mut self.stdout_lines);
+            stderr_open = receive_pending(&self.stderr, &mut self.stderr_lines);
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Moves the lines waiting on `stream` into `lines`; false once the stream has ended.
+fn receive_pending(stream: &mpsc::Receiver<String>, lines: &mut Vec<String>) -> bool {
+    loop {
+        match stream.try_recv() {
+            Ok(line) => lines.push(line),
+            Err(mpsc::TryRecvError::Empty) => return true,
+            Err(mpsc::TryRecvError::Disconnected) => return false,
         }
     }
 }
 
 impl Drop for Observed {
+    /// Asks the process to end (SIGTERM), so a tool with workers of its own (stress-ng) stops
+    /// them too, and kills it if it has not ended within a few seconds.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
+            unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -289,6 +323,35 @@ pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
         measured.abs_diff(expected) <= allowed,
         "{what}: kvmtop counted {measured}, reference {expected} (tolerance {allowed})"
     );
+}
+
+/// Starts `kvmtop snapshot --format json` (with `extra` arguments) and returns once its window
+/// has begun. The window is open-ended: [`end_window`] closes it. Tests freeze their workload at
+/// both ends of the window, so it must outlast whatever runs in between on however slow a host,
+/// which a fixed duration cannot promise.
+pub fn start_window(extra: &[&std::ffi::OsStr]) -> Observed {
+    let mut command = kvmtop();
+    command
+        .args(["snapshot", "--format", "json", "--duration", "3600"])
+        .args(extra);
+    let mut kvmtop = Observed::spawn(command);
+    kvmtop.wait_for("sampling for", Duration::from_mins(1));
+    kvmtop
+}
+
+/// Ends a window started by [`start_window`] with one interrupt (Ctrl-C), asserts kvmtop
+/// succeeded, and returns its snapshot.
+pub fn end_window(kvmtop: &mut Observed) -> serde_json::Value {
+    // Once only: a second interrupt would end kvmtop before it prints the snapshot.
+    // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
+    unsafe { libc::kill(kvmtop.child.id().cast_signed(), libc::SIGINT) };
+    let status = kvmtop.wait(EXIT_LIMIT);
+    assert!(
+        status.success(),
+        "kvmtop failed ({status}): {}",
+        kvmtop.stderr_lines.join("\n")
+    );
+    serde_json::from_str(&kvmtop.stdout_text()).expect("the snapshot is JSON")
 }
 
 /// Runs `kvmtop snapshot --format json` over `seconds` with `extra` arguments to completion,
