@@ -35,6 +35,7 @@ mod process;
 mod qmp;
 mod spec;
 mod tools;
+mod workdir;
 
 pub use error::Error;
 pub use guest::{Guest, VcpuThread};
