@@ -3,6 +3,7 @@
 
 use std::fs;
 
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -38,6 +39,14 @@ pub fn hint_for_load_error(error: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Whether kvmtop holds the privilege to read every process's `/proc` entries (root has it).
+/// When it does and a read is still refused, a security module, a ptrace policy or a process in
+/// another user namespace is the cause, and running as root would not help.
+#[must_use]
+pub fn may_inspect_any_process() -> bool {
+    effective_capabilities().is_some_and(|effective| has(effective, CAP_SYS_PTRACE))
 }
 
 fn has(set: u64, cap: u32) -> bool {

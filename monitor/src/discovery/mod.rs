@@ -229,9 +229,15 @@ impl Discovery {
         if !denied.is_empty() {
             let n = denied.len();
             denied.truncate(3);
+            let remedy = if crate::privileges::may_inspect_any_process() {
+                "a security policy or another user namespace refuses them even to root"
+            } else {
+                "run as root (or with CAP_SYS_PTRACE) to see every VM"
+            };
             problems.push(format!(
-                "{n} processes could not be inspected (permission denied; pid {}{}): \
-                 VMs they run are not shown; run as root to see every VM",
+                "{n} {} could not be inspected (permission denied; pid {}{}): \
+                 VMs they run are not shown; {remedy}",
+                if n == 1 { "process" } else { "processes" },
                 denied.join(", "),
                 if n > 3 { ", …" } else { "" }
             ));
