@@ -106,23 +106,10 @@ fn an_interrupt_ends_the_snapshot_window_early_and_still_reports_it() {
     if let Some(reason) = support::missing_prerequisite(false, &[]) {
         return support::skip(TEST, &reason);
     }
-    let mut command = support::kvmtop();
-    command.args(["snapshot", "--duration", "600", "--format", "json"]);
-    let mut kvmtop = support::Observed::spawn(command);
-    kvmtop.wait_for("sampling for", std::time::Duration::from_mins(1));
+    // An hour-long window, interrupted after a second.
+    let mut kvmtop = support::start_window(&[]);
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let interrupted = std::time::Instant::now();
-    // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
-    unsafe { libc::kill(kvmtop.child.id().cast_signed(), libc::SIGINT) };
-    let status = kvmtop.wait(support::EXIT_LIMIT);
-    assert!(
-        status.success(),
-        "kvmtop failed after one interrupt: {status}\n{}",
-        kvmtop.stderr_lines.join("\n")
-    );
-    eprintln!("exited {:?} after the interrupt", interrupted.elapsed());
-    let snapshot: serde_json::Value =
-        serde_json::from_str(&kvmtop.stdout_text()).expect("the snapshot is JSON");
+    let snapshot = support::end_window(&mut kvmtop);
     let seconds = snapshot["window"]["duration_seconds"].as_f64().unwrap();
     assert!(
         (1.0..10.0).contains(&seconds),

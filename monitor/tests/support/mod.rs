@@ -97,6 +97,14 @@ impl Observed {
         }
     }
 
+    /// Sends `signal` to the process (a no-op once it has exited and been reaped).
+    pub fn signal(&mut self, signal: libc::c_int) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: plain kill(2) on our own child's pid, which try_wait just found unreaped.
+            unsafe { libc::kill(self.child.id().cast_signed(), signal) };
+        }
+    }
+
     /// Waits until a line of stdout or stderr contains `needle`.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
@@ -151,8 +159,7 @@ impl Observed {
             if let Some(signal) = signal
                 && Instant::now() >= next_signal
             {
-                // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
-                unsafe { libc::kill(self.child.id().cast_signed(), signal) };
+                self.signal(signal);
                 next_signal = Instant::now() + REPEAT;
             }
             self.drain();
@@ -211,8 +218,7 @@ impl Drop for Observed {
     /// them too, and kills it if it has not ended within a few seconds.
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
-            unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGTERM) };
+            self.signal(libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(20));
@@ -343,8 +349,7 @@ pub fn start_window(extra: &[&std::ffi::OsStr]) -> Observed {
 /// succeeded, and returns its snapshot.
 pub fn end_window(kvmtop: &mut Observed) -> serde_json::Value {
     // Once only: a second interrupt would end kvmtop before it prints the snapshot.
-    // SAFETY: plain kill(2) on our own, not yet reaped, child's pid.
-    unsafe { libc::kill(kvmtop.child.id().cast_signed(), libc::SIGINT) };
+    kvmtop.signal(libc::SIGINT);
     let status = kvmtop.wait(EXIT_LIMIT);
     assert!(
         status.success(),
