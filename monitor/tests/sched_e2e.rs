@@ -25,7 +25,7 @@ use guests::{Guest, VcpuThread};
 use kvmtop::host::topology::Topology;
 use sched_support::{
     KernelAccounting, assert_same_distribution, freeze, median_slot, median_slot_range,
-    parse_runqlat, start_portio, vcpu_sched, vm,
+    parse_runqlat, pin, start_portio, vcpu_sched, vm,
 };
 use support::Observed;
 
@@ -52,11 +52,21 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
     if let Some(reason) = support::missing_prerequisite(true, &["runqlat", "stress-ng", "stdbuf"]) {
         return support::skip(TEST, &reason);
     }
+    let topology = Topology::read(std::path::Path::new("/sys")).expect("host topology");
+    let Some(&cpu) = topology.online().iter().next() else {
+        return support::skip(TEST, "no online CPU listed in /sys");
+    };
+    let cpu = cpu.to_string();
     let (a, a_vcpus) = start_portio("kvmtop-sched-a");
     let (b, b_vcpus) = start_portio("kvmtop-sched-b");
-    // Two busy vCPUs and two busy stress-ng workers on two CPUs: everyone waits.
-    let mut stress = Command::new("stress-ng");
-    stress.args(["--cpu", "2", "--timeout", "300"]);
+    // Two busy vCPUs and two busy stress-ng workers, all on one CPU: everyone waits behind
+    // everyone. Left to the scheduler, each VM may share a CPU with a stress-ng worker only and
+    // never wait behind the other VM.
+    for vcpu in a_vcpus.iter().chain(&b_vcpus) {
+        pin(vcpu.tid, &cpu);
+    }
+    let mut stress = Command::new("taskset");
+    stress.args(["-c", &cpu, "stress-ng", "--cpu", "2", "--timeout", "300"]);
     let stress = Observed::spawn(stress);
     freeze(&a);
     freeze(&b);
@@ -193,17 +203,6 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
     for source in ["sched_switch", "sched_wakeup"] {
         assert_eq!(snapshot["sched"]["sources"][source], "live");
     }
-}
-
-/// Restricts thread `tid` to `cpus` (a `taskset` CPU list) with `taskset`, the tool an operator
-/// would use.
-fn pin(tid: u32, cpus: &str) {
-    let status = Command::new("taskset")
-        .args(["-p", "-c", cpus, &tid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("running taskset");
-    assert!(status.success(), "taskset -p -c {cpus} {tid} failed");
 }
 
 #[test]

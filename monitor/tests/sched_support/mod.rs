@@ -4,7 +4,11 @@
 
 pub mod harness;
 
-use std::{collections::HashMap, fs};
+use std::{
+    collections::HashMap,
+    fs,
+    process::{Command, Stdio},
+};
 
 use guests::{Guest, GuestKind, GuestSpec, VcpuThread};
 use serde_json::Value;
@@ -22,6 +26,17 @@ pub fn start_portio(name: &str) -> (Guest, Vec<VcpuThread>) {
         .wait_for_vcpus(support::START_LIMIT)
         .expect("port-I/O vCPUs");
     (guest, vcpus)
+}
+
+/// Restricts thread `tid` to `cpus` (a `taskset` CPU list) with `taskset`, the tool an operator
+/// would use.
+pub fn pin(tid: u32, cpus: &str) {
+    let status = Command::new("taskset")
+        .args(["-p", "-c", cpus, &tid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running taskset");
+    assert!(status.success(), "taskset -p -c {cpus} {tid} failed");
 }
 
 /// Freezes a guest: once this returns, none of its threads runs.
