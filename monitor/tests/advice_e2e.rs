@@ -233,13 +233,7 @@ fn a_vcpu_moved_around_by_taskset_fires_pinning_advice() {
     if let Some(reason) = support::missing_prerequisite(true, &[]) {
         return support::skip(TEST, &reason);
     }
-    let guest = Guest::start(
-        &GuestSpec::new(GuestKind::PortIo)
-            .name("advice-wandering")
-            .debug_threads(true),
-    )
-    .expect("starting the guest");
-    let vcpus = guest.wait_for_vcpus(support::START_LIMIT).unwrap();
+    let (guest, vcpus) = support::start_portio("advice-wandering");
     let tid = vcpus[0].tid;
     // Move the vCPU thread between CPU 0 and CPU 1 every 20 ms: up to 50 migrations/s, and
     // well above the rule's 10/s even if the mover is delayed on a loaded host.

@@ -69,15 +69,7 @@ fn port_0x80_count_matches_bpftrace_kvm_pio() {
     if let Some(reason) = support::missing_prerequisite(true, &["bpftrace"]) {
         return support::skip(TEST, &reason);
     }
-    let guest = Guest::start(
-        &GuestSpec::new(GuestKind::PortIo)
-            .name("kvmtop-details-portio")
-            .debug_threads(true),
-    )
-    .expect("starting the port-I/O guest");
-    guest
-        .wait_for_vcpus(support::START_LIMIT)
-        .expect("port-I/O vCPUs");
+    let (guest, _) = support::start_portio("kvmtop-details-portio");
     let pid = guest.pid();
     // Ports by direction, and the intervals from a userspace exit to the thread's next KVM_RUN.
     let program = format!(
@@ -208,15 +200,7 @@ fn perf_still_counts_the_events_kvmtop_traces() {
     if let Some(reason) = support::missing_prerequisite(true, &["perf"]) {
         return support::skip(TEST, &reason);
     }
-    let guest = Guest::start(
-        &GuestSpec::new(GuestKind::PortIo)
-            .name("kvmtop-details-perf")
-            .debug_threads(true),
-    )
-    .expect("starting the port-I/O guest");
-    guest
-        .wait_for_vcpus(support::START_LIMIT)
-        .expect("port-I/O vCPUs");
+    let (guest, _) = support::start_portio("kvmtop-details-perf");
     let mut kvmtop = support::start_window(&[]);
     // With kvmtop's programs attached to the same tracepoints, perf's own counting of them
     // must go on (a tracepoint program that returns 0 would drop the events for perf).

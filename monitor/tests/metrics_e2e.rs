@@ -26,13 +26,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     if let Some(reason) = support::missing_prerequisite(true, &["promtool", "prometheus"]) {
         return support::skip(TEST, &reason);
     }
-    let guest = Guest::start(
-        &GuestSpec::new(GuestKind::PortIo)
-            .name(VM_NAME)
-            .debug_threads(true),
-    )
-    .expect("starting the port-I/O guest");
-    guest.wait_for_vcpus(support::START_LIMIT).expect("vCPUs");
+    let (guest, _) = support::start_portio(VM_NAME);
     // A second guest reads its disk, for the block I/O series and panels.
     let disk_reader = Guest::start(
         &GuestSpec::new(GuestKind::DiskReader)

@@ -25,7 +25,7 @@ use guests::{Guest, VcpuThread};
 use kvmtop::host::topology::Topology;
 use sched_support::{
     KernelAccounting, assert_same_distribution, freeze, median_slot, median_slot_range,
-    parse_runqlat, pin, start_portio, vcpu_sched, vm,
+    parse_runqlat, pin, vcpu_sched, vm,
 };
 use support::Observed;
 
@@ -57,8 +57,8 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
         return support::skip(TEST, "no online CPU listed in /sys");
     };
     let cpu = cpu.to_string();
-    let (a, a_vcpus) = start_portio("kvmtop-sched-a");
-    let (b, b_vcpus) = start_portio("kvmtop-sched-b");
+    let (a, a_vcpus) = support::start_portio("kvmtop-sched-a");
+    let (b, b_vcpus) = support::start_portio("kvmtop-sched-b");
     // Two busy vCPUs and two busy stress-ng workers, all on one CPU: everyone waits behind
     // everyone. Left to the scheduler, each VM may share a CPU with a stress-ng worker only and
     // never wait behind the other VM.
@@ -218,7 +218,7 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
     };
     let expected_class =
         kvmtop::signals::sched::window::class_name(topology.classify_migration(first, second));
-    let (guest, vcpus) = start_portio("kvmtop-sched-migrate");
+    let (guest, vcpus) = support::start_portio("kvmtop-sched-migrate");
     let tid = vcpus[0].tid;
     // Start from the first of the two CPUs, before anything observes: on a host with more CPUs
     // the thread may be elsewhere, and that first move would be of another class.
@@ -297,7 +297,7 @@ fn a_missing_scheduler_tracepoint_costs_only_its_figures() {
         fs::create_dir_all(&dir).unwrap();
         fs::copy(events.join(event).join("format"), dir.join("format")).unwrap();
     }
-    let (guest, vcpus) = start_portio("kvmtop-sched-degraded");
+    let (guest, vcpus) = support::start_portio("kvmtop-sched-degraded");
     let mut kvmtop = support::start_window(&["--tracefs".as_ref(), tracefs.path().as_os_str()]);
     thread::sleep(Duration::from_secs(1));
     let snapshot = support::end_window(&mut kvmtop);

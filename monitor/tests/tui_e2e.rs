@@ -10,8 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guests::{Guest, GuestKind, GuestSpec};
-
 const VM_NAME: &str = "kvmtop-e2e-tui";
 
 /// A tmux server of its own, so the test never touches a user's sessions.
@@ -113,13 +111,7 @@ fn live_table_shows_the_guest_and_every_exit_restores_the_terminal() {
     if let Some(reason) = support::missing_prerequisite(true, &["tmux"]) {
         return support::skip(TEST, &reason);
     }
-    let guest = Guest::start(
-        &GuestSpec::new(GuestKind::PortIo)
-            .name(VM_NAME)
-            .debug_threads(true),
-    )
-    .expect("starting the port-I/O guest");
-    guest.wait_for_vcpus(support::START_LIMIT).expect("vCPUs");
+    let (guest, _) = support::start_portio(VM_NAME);
     let tmux = Tmux::start();
     let kvmtop = env!("CARGO_BIN_EXE_kvmtop");
 

@@ -10,23 +10,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use guests::{Guest, GuestKind, GuestSpec, VcpuThread};
+use guests::Guest;
 use serde_json::Value;
-
-use crate::support;
-
-pub fn start_portio(name: &str) -> (Guest, Vec<VcpuThread>) {
-    let guest = Guest::start(
-        &GuestSpec::new(GuestKind::PortIo)
-            .name(name)
-            .debug_threads(true),
-    )
-    .expect("starting a port-I/O guest");
-    let vcpus = guest
-        .wait_for_vcpus(support::START_LIMIT)
-        .expect("port-I/O vCPUs");
-    (guest, vcpus)
-}
 
 /// Restricts thread `tid` to `cpus` (a `taskset` CPU list) with `taskset`, the tool an operator
 /// would use.

@@ -62,6 +62,19 @@ pub fn which(tool: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Starts a port-I/O guest named `name` (with named QEMU threads) and returns it once its vCPUs
+/// run, with their threads.
+pub fn start_portio(name: &str) -> (guests::Guest, Vec<guests::VcpuThread>) {
+    let guest = guests::Guest::start(
+        &guests::GuestSpec::new(guests::GuestKind::PortIo)
+            .name(name)
+            .debug_threads(true),
+    )
+    .expect("starting a port-I/O guest");
+    let vcpus = guest.wait_for_vcpus(START_LIMIT).expect("port-I/O vCPUs");
+    (guest, vcpus)
+}
+
 pub fn kvmtop() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kvmtop"));
     command.env("RUST_LOG", "warn");
