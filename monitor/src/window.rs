@@ -8,7 +8,7 @@ use std::{
 
 use crate::{
     discovery::{Vmm, VmmKind},
-    model::{self, Exits, ReasonCount, Snapshot},
+    model::{self, Exits, ReasonCount, Snapshot, Untrusted},
     session::Sample,
     signals::{
         Attachment, SourceState,
@@ -111,7 +111,12 @@ pub fn snapshot(
         tlb: model::tlb::HostTlb::default(),
         block: model::block::HostBlock::default(),
         vms,
-        problems: later.problems.clone(),
+        problems: later
+            .problems
+            .iter()
+            .cloned()
+            .map(Untrusted::from)
+            .collect(),
         skipped_events: BTreeMap::new(),
         // Filled by the advisor, which keeps its own state across windows.
         recommendations: Vec::new(),
@@ -245,13 +250,14 @@ fn vm(
         name: vmm.name.clone(),
         uuid: vmm.uuid.clone(),
         vmm: match &vmm.kind {
-            VmmKind::Qemu => "qemu".to_owned(),
+            VmmKind::Qemu => "qemu".into(),
             VmmKind::Other { exe } => exe
+                .exact()
                 .rsplit('/')
                 .next()
                 .filter(|n| !n.is_empty())
-                .unwrap_or(exe)
-                .to_owned(),
+                .unwrap_or(exe.exact())
+                .into(),
         },
         vcpus,
         exits: exits(windows, seconds, sources),

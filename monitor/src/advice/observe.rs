@@ -137,7 +137,10 @@ fn block_observations(block: &VmBlock) -> Option<BTreeMap<String, BlockObservati
                 .filter(|d| drive.devices.contains(&d.device))
                 .filter_map(|d| d.latency.as_ref().map(|l| to_f64(l.p99_ns)))
                 .reduce(f64::max)?;
-            let label = drive.id.clone().unwrap_or_else(|| format!("disk{i}"));
+            let label = drive
+                .id
+                .as_ref()
+                .map_or_else(|| format!("disk{i}"), |id| id.exact().to_owned());
             Some((
                 label,
                 BlockObservation {

@@ -37,14 +37,18 @@ pub(crate) fn qemu(pid: u32, args: &[&str], vcpu_tids: &[u32]) -> Vmm {
         });
         threads.push(VmmThread {
             tid: *tid,
-            comm: format!("CPU {index}/KVM"),
+            comm: format!("CPU {index}/KVM").into(),
             role: ThreadRole::Vcpu(index),
         });
     }
     Vmm {
         id: VmmId { pid, start_time: 1 },
         kind: VmmKind::Qemu,
-        name: cmd.name.clone().unwrap_or_else(|| format!("qemu-{pid}")),
+        name: cmd
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("qemu-{pid}"))
+            .into(),
         uuid: None,
         comm: "qemu-system-x86".into(),
         qemu: Some(cmd),

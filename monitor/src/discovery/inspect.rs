@@ -1,5 +1,7 @@
 //! Reading one VMM: what it is (once, when it appears) and its vCPUs and threads (every scan).
 
+use crate::model::Untrusted;
+
 use super::procfs::{KvmFds, ProcStat};
 use super::threads::{TaskInfo, map_vcpus};
 use super::{Discovery, ProcError, QemuCommandLine, TidSource, Vmm, VmmId, VmmKind};
@@ -32,7 +34,7 @@ impl Discovery {
             .iter()
             .chain(argv0.iter())
             .map(|p| basename(p))
-            .chain(std::iter::once(stat.comm.clone()))
+            .chain(std::iter::once(stat.comm.exact().to_owned()))
             .any(|name| name.starts_with("qemu-system-") || name.starts_with("qemu-kvm"));
         let qemu = is_qemu.then(|| {
             let mut cmd = QemuCommandLine::parse(&args);
@@ -46,13 +48,16 @@ impl Discovery {
             VmmKind::Qemu
         } else {
             VmmKind::Other {
-                exe: exe.or(argv0).unwrap_or_else(|| stat.comm.clone()),
+                exe: exe
+                    .or(argv0)
+                    .map_or_else(|| stat.comm.clone(), Untrusted::from),
             }
         };
         let name = qemu
             .as_ref()
             .and_then(|q| q.name.clone())
-            .unwrap_or_else(|| format!("{}-{pid}", stat.comm));
+            .unwrap_or_else(|| format!("{}-{pid}", stat.comm.exact()))
+            .into();
         Some(Vmm {
             id,
             kind,

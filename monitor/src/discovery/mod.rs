@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::model::Untrusted;
+
 use procfs::MAX_FDS;
 pub use procfs::{ProcError, ProcRoot};
 pub use qemu::QemuCommandLine;
@@ -41,7 +43,7 @@ pub enum VmmKind {
     Qemu,
     /// Any other VMM; `exe` is `/proc/PID/exe`, else `argv[0]`, else the comm.
     Other {
-        exe: String,
+        exe: Untrusted,
     },
 }
 
@@ -61,10 +63,10 @@ pub struct Vmm {
     pub id: VmmId,
     pub kind: VmmKind,
     /// QEMU's `-name` (the libvirt domain name under libvirt), else `<comm>-<pid>`.
-    pub name: String,
+    pub name: Untrusted,
     /// QEMU's `-uuid`, lowercase; `None` when absent or malformed.
     pub uuid: Option<String>,
-    pub comm: String,
+    pub comm: Untrusted,
     pub qemu: Option<QemuCommandLine>,
     /// Sorted by index; one per `kvm-vcpu` fd.
     pub vcpus: Vec<Vcpu>,
@@ -86,7 +88,7 @@ pub struct ScanResult {
 /// A process found not to be a VMM.
 #[derive(Debug, Clone)]
 struct NotVmm {
-    comm: String,
+    comm: Untrusted,
     since: Instant,
     scans: u64,
 }
@@ -159,14 +161,14 @@ impl Discovery {
         }
     }
 
-    fn due_for_check(&mut self, id: VmmId, comm: &str) -> bool {
+    fn due_for_check(&mut self, id: VmmId, comm: &Untrusted) -> bool {
         let Some(entry) = self.not_vmm.get_mut(&id) else {
             return true;
         };
-        if entry.comm != comm {
+        if entry.comm != *comm {
             // exec: a new program that may well be a VMM.
             *entry = NotVmm {
-                comm: comm.to_owned(),
+                comm: comm.clone(),
                 since: Instant::now(),
                 scans: 0,
             };
@@ -178,9 +180,9 @@ impl Discovery {
             || (self.scans + u64::from(id.pid)).is_multiple_of(self.recheck_every)
     }
 
-    fn note_not_vmm(&mut self, id: VmmId, comm: &str) {
+    fn note_not_vmm(&mut self, id: VmmId, comm: &Untrusted) {
         self.not_vmm.entry(id).or_insert_with(|| NotVmm {
-            comm: comm.to_owned(),
+            comm: comm.clone(),
             since: Instant::now(),
             scans: 0,
         });

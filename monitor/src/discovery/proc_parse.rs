@@ -1,6 +1,8 @@
 //! Parsers for the contents of procfs files. They get bytes from a process that may be
 //! exiting or hostile, so every one returns `None`/`Err` on anything unexpected.
 
+use crate::model::Untrusted;
+
 /// Task flags from `include/linux/sched.h` (field 9 of `stat`).
 const PF_IO_WORKER: u32 = 0x0000_0010;
 /// Kernel-created threads inside a user process (vhost workers, KVM's NX huge-page recovery
@@ -13,7 +15,7 @@ const PF_KTHREAD: u32 = 0x0020_0000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
     pub pid: u32,
-    pub comm: String,
+    pub comm: Untrusted,
     pub state: char,
     pub ppid: u32,
     pub flags: u32,
@@ -54,7 +56,7 @@ pub fn parse_stat(bytes: &[u8]) -> Result<ProcStat, String> {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .ok_or("pid is not a number")?;
-    let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
+    let comm = Untrusted::from_bytes(&bytes[open + 1..close]);
     let rest =
         std::str::from_utf8(&bytes[close + 1..]).map_err(|_| "fields after comm are not UTF-8")?;
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();

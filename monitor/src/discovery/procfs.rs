@@ -11,6 +11,8 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::model::Untrusted;
+
 use super::proc_parse::{KvmFd, parse_fd_target, parse_stat, parse_syscall};
 pub use super::proc_parse::{ProcStat, SyscallState};
 
@@ -187,13 +189,13 @@ impl ProcRoot {
         ))
     }
 
-    fn read_comm(path: &Path) -> Result<String, ProcError> {
+    fn read_comm(path: &Path) -> Result<Untrusted, ProcError> {
         let (bytes, _) = Self::read_bounded(path, COMM_LIMIT)?;
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        Ok(String::from_utf8_lossy(bytes).into_owned())
+        Ok(Untrusted::from_bytes(bytes))
     }
 
-    pub fn task_comm(&self, pid: u32, tid: u32) -> Result<String, ProcError> {
+    pub fn task_comm(&self, pid: u32, tid: u32) -> Result<Untrusted, ProcError> {
         Self::read_comm(&self.task_path(pid, tid).join("comm"))
     }
 

@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::model::Untrusted;
+
 use super::Vcpu;
 use super::procfs::SyscallState;
 use super::qemu::{QemuCommandLine, Smp};
@@ -46,16 +48,16 @@ pub enum ThreadRole {
     /// The process's first thread (QEMU's main loop).
     Main,
     /// A QEMU `-object iothread` (named `IO <id>` with debug-threads).
-    IoThread(String),
+    IoThread(Untrusted),
     /// A kernel worker living in the process: vhost, KVM's NX huge-page recovery, `io_uring`.
-    KernelWorker(String),
-    Other(String),
+    KernelWorker(Untrusted),
+    Other(Untrusted),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VmmThread {
     pub tid: u32,
-    pub comm: String,
+    pub comm: Untrusted,
     pub role: ThreadRole,
 }
 
@@ -63,7 +65,7 @@ pub struct VmmThread {
 #[derive(Debug, Clone)]
 pub(crate) struct TaskInfo {
     pub tid: u32,
-    pub comm: String,
+    pub comm: Untrusted,
     /// Kernel worker threads copy their creator's registers, so their `syscall` file can show
     /// a `KVM_RUN` they never make; they are never vCPU threads.
     pub worker: bool,
@@ -180,7 +182,7 @@ pub(crate) fn map_vcpus(
     let mut named = BTreeMap::new();
     if let Some(qemu) = qemu {
         for task in tasks.iter().filter(|t| !t.worker) {
-            let id = qemu_cpu_index(&task.comm).and_then(|i| qemu_vcpu_id(i, qemu));
+            let id = qemu_cpu_index(task.comm.exact()).and_then(|i| qemu_vcpu_id(i, qemu));
             if let Some(id) = id.filter(|id| ids.contains(id)) {
                 named.insert(id, task.tid);
             }
@@ -215,7 +217,7 @@ pub(crate) fn map_vcpus(
 
     let mut by_name = BTreeMap::new();
     for task in tasks.iter().filter(|t| !t.worker) {
-        if let Some(n) = generic_vcpu_number(&task.comm).filter(|n| ids.contains(n)) {
+        if let Some(n) = generic_vcpu_number(task.comm.exact()).filter(|n| ids.contains(n)) {
             by_name.entry(n).or_insert(task.tid);
         }
     }
@@ -260,8 +262,8 @@ fn role(task: &TaskInfo, pid: u32, vcpu: Option<u32>) -> ThreadRole {
         ThreadRole::KernelWorker(task.comm.clone())
     } else if task.tid == pid {
         ThreadRole::Main
-    } else if let Some(id) = task.comm.strip_prefix("IO ") {
-        ThreadRole::IoThread(id.to_owned())
+    } else if let Some(id) = task.comm.exact().strip_prefix("IO ") {
+        ThreadRole::IoThread(id.into())
     } else {
         ThreadRole::Other(task.comm.clone())
     }

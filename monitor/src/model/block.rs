@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::Untrusted;
+
 use crate::signals::{
     SourceState,
     exits::{Histogram, LatencySummary},
@@ -39,7 +41,7 @@ pub struct BlockDevice {
     pub major: u32,
     pub minor: u32,
     /// The VM's drives on this device (their ids, or files when they have none).
-    pub drives: Vec<String>,
+    pub drives: Vec<Untrusted>,
     /// Completed requests in the window, all operations.
     pub requests: u64,
     pub iops: f64,
@@ -93,17 +95,17 @@ pub struct Bucket {
 #[derive(Clone, Debug, Serialize)]
 pub struct DriveInfo {
     /// Device or drive id (libvirt's alias, e.g. `virtio-disk0`).
-    pub id: Option<String>,
+    pub id: Option<Untrusted>,
     /// `virtio`, `scsi`, `ide`, `nvme`, …
-    pub interface: String,
+    pub interface: Untrusted,
     /// Image file or device node, as QEMU was given it.
-    pub file: Option<String>,
+    pub file: Option<Untrusted>,
     /// Effective `cache=` mode.
     pub cache: &'static str,
     /// Effective `aio=` mode.
-    pub aio: String,
+    pub aio: Untrusted,
     /// The host devices (kernel names) whose requests carry the drive's I/O.
     pub devices: Vec<String>,
     /// Why `devices` is empty: a network protocol, a file that cannot be resolved, …
-    pub unmapped: Option<String>,
+    pub unmapped: Option<Untrusted>,
 }

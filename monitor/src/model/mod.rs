@@ -15,6 +15,9 @@ use crate::signals::{
 pub mod block;
 pub mod sched;
 pub mod tlb;
+pub mod untrusted;
+
+pub use untrusted::Untrusted;
 
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -35,7 +38,7 @@ pub struct Snapshot {
     pub vms: Vec<Vm>,
     /// Things that went wrong while sampling but did not stop it (a VM vanishing mid-scan, an
     /// unreadable /proc entry, …).
-    pub problems: Vec<String>,
+    pub problems: Vec<Untrusted>,
     /// Per kernel program, events the kernel did not run it for because another BPF program was
     /// already running on that CPU (only programs that have skipped any): figures built from
     /// those programs undercount by that much.
@@ -121,10 +124,11 @@ pub struct Vm {
     pub pid: u32,
     /// Process start time (clock ticks since boot): with `pid`, identifies this VM across pid reuse.
     pub start_time: u64,
-    pub name: String,
+    /// Chosen by the VM's owner: shown sanitized, kept exact in JSON and labels.
+    pub name: Untrusted,
     pub uuid: Option<String>,
     /// "qemu" or the executable name of another VMM.
-    pub vmm: String,
+    pub vmm: Untrusted,
     pub vcpus: Vec<Vcpu>,
     pub exits: Exits,
     /// What the VM's exits were about, per kind: the largest values and the rest.

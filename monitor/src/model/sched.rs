@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::Untrusted;
+
 use crate::signals::{
     SourceState,
     exits::{Histogram, LatencySummary},
@@ -130,7 +132,7 @@ pub struct ClassSched {
 pub struct ContenderFigures {
     /// The process; null for the idle task and for "other".
     pub pid: Option<u32>,
-    pub name: String,
+    pub name: Untrusted,
     pub kind: ContenderKind,
     /// Waits it ended, and their total.
     pub waits: u64,

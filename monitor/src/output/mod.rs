@@ -8,7 +8,10 @@ pub mod text;
 /// what users or scrapers see shows up here as a reviewed diff.
 #[cfg(test)]
 mod golden {
-    use crate::model::fixture;
+    use crate::model::{
+        fixture,
+        untrusted::{HOSTILE_NAME, is_unsafe},
+    };
 
     fn rendered(write: impl Fn(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();
@@ -31,5 +34,61 @@ mod golden {
     #[test]
     fn the_fixture_as_metrics() {
         insta::assert_snapshot!(super::metrics::render(&fixture::snapshot()).unwrap());
+    }
+
+    /// The fixture with every string a guest owner or local user chooses set to a hostile one.
+    fn hostile_snapshot() -> crate::model::Snapshot {
+        let hostile = crate::model::Untrusted::new(HOSTILE_NAME);
+        let mut snapshot = fixture::snapshot();
+        let vm = &mut snapshot.vms[0];
+        vm.name = hostile.clone();
+        vm.vmm = hostile.clone();
+        for drive in &mut vm.block.drives {
+            drive.id = Some(hostile.clone());
+            drive.file = Some(hostile.clone());
+        }
+        for device in &mut vm.block.devices {
+            device.drives = vec![hostile.clone()];
+        }
+        for contender in &mut vm.sched.contenders {
+            contender.name = hostile.clone();
+        }
+        snapshot.problems.push(hostile.clone());
+        snapshot
+    }
+
+    #[test]
+    fn hostile_names_reach_the_text_report_sanitized_without_forged_lines() {
+        let plain = rendered(|out| super::text::write(out, &fixture::snapshot()).unwrap());
+        let text = rendered(|out| super::text::write(out, &hostile_snapshot()).unwrap());
+        for line in text.lines() {
+            assert!(!line.chars().any(is_unsafe), "{line:?}");
+        }
+        // One more line than the plain report: the problem added; the name's newline forged none.
+        assert_eq!(text.lines().count(), plain.lines().count() + 1, "{text}");
+        assert!(text.contains("FAKELINE") && !text.contains("\nFAKELINE"));
+    }
+
+    #[test]
+    fn hostile_names_are_exact_in_the_json_and_in_metric_labels() {
+        let snapshot = hostile_snapshot();
+        let json = rendered(|out| super::json::write(out, &snapshot).unwrap());
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["vms"][0]["name"], HOSTILE_NAME);
+        let metrics = super::metrics::render(&snapshot).unwrap();
+        // The exposition format escapes backslash, double quote and newline in label values;
+        // everything else is the exact UTF-8.
+        let escaped = HOSTILE_NAME
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        assert!(metrics.contains(&format!("vm=\"{escaped}\"")), "{metrics}");
+        // No raw newline inside a label: every line is a comment or starts with a metric name.
+        for line in metrics.lines() {
+            assert!(
+                line.starts_with('#') || line.starts_with("kvmtop_"),
+                "{line:?}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::{
     format,
-    model::{DetailGroup, Snapshot, Vm},
+    model::{DetailGroup, Snapshot, Untrusted, Vm},
     signals::{SourceState, exits::ExitSource},
 };
 
@@ -175,7 +175,7 @@ fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             out,
             "  block {} ({}): {:.0} IOPS, {}/s{latency}, {:.1} in flight",
             device.device,
-            device.drives.join(", "),
+            Untrusted::join(&device.drives, ", "),
             device.iops,
             format::byte_rate(device.bytes_per_second),
             device.avg_in_flight,

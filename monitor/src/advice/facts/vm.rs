@@ -7,6 +7,7 @@ use super::Roots;
 use super::parse::{parse_cpu_list, read_prefix};
 use crate::discovery::qemu::{Disk, Nic, QemuCommandLine};
 use crate::discovery::{ThreadRole, Vmm, VmmKind};
+use crate::model::Untrusted;
 
 /// How guest RAM is backed.
 #[expect(
@@ -76,7 +77,7 @@ pub struct HelperThread {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VmFacts {
     pub pid: u32,
-    pub name: String,
+    pub name: Untrusted,
     /// The VMM is QEMU and its command line was read.
     pub qemu: bool,
     /// `argv[0]` of QEMU.
@@ -216,7 +217,7 @@ impl VmFacts {
             .iter()
             .filter(|t| match &t.role {
                 ThreadRole::Main | ThreadRole::IoThread(_) => true,
-                ThreadRole::KernelWorker(name) => name.starts_with("vhost"),
+                ThreadRole::KernelWorker(name) => name.exact().starts_with("vhost"),
                 ThreadRole::Vcpu(_) | ThreadRole::Other(_) => false,
             })
             .map(|t| HelperThread {

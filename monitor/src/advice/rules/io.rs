@@ -30,7 +30,10 @@ pub(super) fn evaluate(ctx: &mut Ctx<'_>) {
 }
 
 fn drive_target(pid: u32, drive: String) -> Target {
-    Target::Drive { pid, drive }
+    Target::Drive {
+        pid,
+        drive: drive.into(),
+    }
 }
 
 fn i1(ctx: &mut Ctx<'_>) {
@@ -211,7 +214,7 @@ fn i4(ctx: &mut Ctx<'_>) {
                 .unwrap_or_else(|| format!("nic{i}"));
             let target = Target::Nic {
                 pid: vm.facts.pid,
-                nic: name,
+                nic: name.into(),
             };
             ctx.push(Recommendation::new(
                 &I4,

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::model::Untrusted;
+
 use super::catalog::{RuleInfo, Source};
 
 /// How urgent a recommendation is.
@@ -22,7 +24,7 @@ pub enum Target {
     Host,
     Vm {
         pid: u32,
-        name: String,
+        name: Untrusted,
     },
     Vcpu {
         pid: u32,
@@ -31,11 +33,11 @@ pub enum Target {
     },
     Drive {
         pid: u32,
-        drive: String,
+        drive: Untrusted,
     },
     Nic {
         pid: u32,
-        nic: String,
+        nic: Untrusted,
     },
 }
 
@@ -59,7 +61,8 @@ impl fmt::Display for Target {
 #[serde(untagged)]
 pub enum Value {
     Number(f64),
-    Text(String),
+    /// Often from a command line or procfs: shown sanitized.
+    Text(Untrusted),
 }
 
 impl fmt::Display for Value {
@@ -68,7 +71,7 @@ impl fmt::Display for Value {
             Self::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{n:.0}"),
             Self::Number(n) if n.abs() >= 100.0 => write!(f, "{n:.1}"),
             Self::Number(n) => write!(f, "{}", (n * 10_000.0).round() / 10_000.0),
-            Self::Text(s) => f.write_str(s),
+            Self::Text(s) => write!(f, "{s}"),
         }
     }
 }
@@ -81,12 +84,18 @@ impl From<f64> for Value {
 
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Self::Text(s.to_owned())
+        Self::Text(s.into())
     }
 }
 
 impl From<String> for Value {
     fn from(s: String) -> Self {
+        Self::Text(s.into())
+    }
+}
+
+impl From<Untrusted> for Value {
+    fn from(s: Untrusted) -> Self {
         Self::Text(s)
     }
 }
@@ -124,7 +133,7 @@ impl Comparison {
 /// One observation or fact backing a recommendation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
-    pub name: String,
+    pub name: Untrusted,
     pub value: Value,
     pub threshold: Value,
     pub comparison: Comparison,
@@ -135,7 +144,7 @@ pub struct Evidence {
 impl Evidence {
     /// A configuration fact (no window).
     pub fn fact(
-        name: impl Into<String>,
+        name: impl Into<Untrusted>,
         value: impl Into<Value>,
         comparison: Comparison,
         threshold: impl Into<Value>,
@@ -151,7 +160,7 @@ impl Evidence {
 
     /// A measurement over `window` seconds.
     pub fn measured(
-        name: impl Into<String>,
+        name: impl Into<Untrusted>,
         value: f64,
         comparison: Comparison,
         threshold: f64,
@@ -185,17 +194,17 @@ impl fmt::Display for Evidence {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Change {
     /// libvirt domain XML.
-    pub libvirt: Option<String>,
+    pub libvirt: Option<Untrusted>,
     /// QEMU command-line options.
-    pub qemu: Option<String>,
+    pub qemu: Option<Untrusted>,
     /// Host settings (sysctl, module parameters, sysfs).
-    pub host: Option<String>,
+    pub host: Option<Untrusted>,
 }
 
 impl Change {
     /// A change to the libvirt domain XML.
     #[must_use]
-    pub fn libvirt(text: impl Into<String>) -> Self {
+    pub fn libvirt(text: impl Into<Untrusted>) -> Self {
         Self {
             libvirt: Some(text.into()),
             ..Self::default()
@@ -204,7 +213,7 @@ impl Change {
 
     /// A change to host settings.
     #[must_use]
-    pub fn host(text: impl Into<String>) -> Self {
+    pub fn host(text: impl Into<Untrusted>) -> Self {
         Self {
             host: Some(text.into()),
             ..Self::default()
@@ -213,14 +222,14 @@ impl Change {
 
     /// Sets the QEMU command-line form.
     #[must_use]
-    pub fn with_qemu(mut self, text: impl Into<String>) -> Self {
+    pub fn with_qemu(mut self, text: impl Into<Untrusted>) -> Self {
         self.qemu = Some(text.into());
         self
     }
 
     /// Sets the host-setting form.
     #[must_use]
-    pub fn with_host(mut self, text: impl Into<String>) -> Self {
+    pub fn with_host(mut self, text: impl Into<Untrusted>) -> Self {
         self.host = Some(text.into());
         self
     }
@@ -236,9 +245,9 @@ pub struct Recommendation {
     pub severity: Severity,
     pub target: Target,
     evidence: Vec<Evidence>,
-    pub diagnosis: String,
+    pub diagnosis: Untrusted,
     pub change: Change,
-    pub expected_effect: String,
+    pub expected_effect: Untrusted,
     /// The references behind the rule (one or more).
     pub source: &'static [Source],
     /// The condition is no longer past its firing threshold but not yet past its clearing
@@ -262,13 +271,13 @@ impl Recommendation {
             severity,
             target,
             evidence: vec![first],
-            diagnosis: rule.diagnosis.to_owned(),
+            diagnosis: rule.diagnosis.into(),
             change: Change {
-                libvirt: rule.change.libvirt.map(str::to_owned),
-                qemu: rule.change.qemu.map(str::to_owned),
-                host: rule.change.host.map(str::to_owned),
+                libvirt: rule.change.libvirt.map(Untrusted::from),
+                qemu: rule.change.qemu.map(Untrusted::from),
+                host: rule.change.host.map(Untrusted::from),
             },
-            expected_effect: rule.effect.to_owned(),
+            expected_effect: rule.effect.into(),
             source: rule.sources,
             holding: false,
         }
@@ -297,14 +306,14 @@ impl Recommendation {
 
     /// Replaces the rule's generic diagnosis with one specific to this finding.
     #[must_use]
-    pub fn diagnosis(mut self, text: impl Into<String>) -> Self {
+    pub fn diagnosis(mut self, text: impl Into<Untrusted>) -> Self {
         self.diagnosis = text.into();
         self
     }
 
     /// Replaces the rule's generic expected effect.
     #[must_use]
-    pub fn effect(mut self, text: impl Into<String>) -> Self {
+    pub fn effect(mut self, text: impl Into<Untrusted>) -> Self {
         self.expected_effect = text.into();
         self
     }

@@ -56,7 +56,12 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
                 if ns > 0 {
                     #[expect(clippy::cast_precision_loss, reason = "seconds as f64")]
                     exit_time
-                        .with_label_values(&[&vm.name, &pid, &label, source.as_str()])
+                        .with_label_values(&[
+                            vm.name.exact(),
+                            pid.as_str(),
+                            &label,
+                            source.as_str(),
+                        ])
                         .inc_by(ns as f64 / 1e9);
                 }
             }
@@ -65,7 +70,7 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
             if let Some(histogram) = &reason.cumulative_latency {
                 latency.add(
                     &[
-                        ("vm", &vm.name),
+                        ("vm", vm.name.exact()),
                         ("pid", &pid),
                         ("source", reason.source.as_str()),
                         ("isa", reason.isa.map_or("", |i| i.as_str())),
@@ -78,18 +83,24 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
         for group in &vm.exit_details {
             let kind = group.kind.as_str();
             detail_events
-                .with_label_values(&[&vm.name, &pid, kind])
+                .with_label_values(&[vm.name.exact(), pid.as_str(), kind])
                 .inc_by(group.cumulative);
             for detail in &group.top {
                 detail_rate
-                    .with_label_values(&[&vm.name, &pid, kind, &detail.sub, &detail.value])
+                    .with_label_values(&[
+                        vm.name.exact(),
+                        pid.as_str(),
+                        kind,
+                        &detail.sub,
+                        &detail.value,
+                    ])
                     .set(detail.rate);
             }
             if group.other > 0 && group.count > 0 {
                 #[expect(clippy::cast_precision_loss, reason = "event counts far below 2^52")]
                 let other_rate = group.rate * group.other as f64 / group.count as f64;
                 detail_rate
-                    .with_label_values(&[&vm.name, &pid, kind, "", "other"])
+                    .with_label_values(&[vm.name.exact(), pid.as_str(), kind, "", "other"])
                     .set(other_rate);
             }
         }

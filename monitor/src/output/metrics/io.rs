@@ -48,21 +48,16 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<
         let pid = vm.pid.to_string();
         for device in &vm.block.devices {
             in_flight
-                .with_label_values(&[&vm.name, &pid, &device.device])
+                .with_label_values(&[vm.name.exact(), pid.as_str(), &device.device])
                 .set(i64::try_from(device.in_flight).unwrap_or(i64::MAX));
             for op in &device.ops {
-                let values = [
-                    vm.name.as_str(),
-                    pid.as_str(),
-                    device.device.as_str(),
-                    op.op,
-                ];
+                let values = [vm.name.exact(), pid.as_str(), device.device.as_str(), op.op];
                 requests
                     .with_label_values(&values)
                     .inc_by(op.cumulative_latency.count);
                 bytes.with_label_values(&values).inc_by(op.cumulative_bytes);
                 let labels = [
-                    ("vm", vm.name.as_str()),
+                    ("vm", vm.name.exact()),
                     ("pid", pid.as_str()),
                     ("device", device.device.as_str()),
                     ("op", op.op),
@@ -110,7 +105,7 @@ fn register_tlb(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> 
         let pid = vm.pid.to_string();
         for (direction, count) in [("sent", &vm.tlb.sent), ("received", &vm.tlb.received)] {
             shootdowns
-                .with_label_values(&[&vm.name, &pid, direction])
+                .with_label_values(&[vm.name.exact(), pid.as_str(), direction])
                 .inc_by(count.cumulative);
         }
     }

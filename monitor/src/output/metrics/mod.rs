@@ -41,11 +41,16 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     register_health(&registry, snapshot)?;
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
-        info.with_label_values(&[&vm.name, &pid, vm.uuid.as_deref().unwrap_or(""), &vm.vmm])
-            .set(1);
+        info.with_label_values(&[
+            vm.name.exact(),
+            pid.as_str(),
+            vm.uuid.as_deref().unwrap_or(""),
+            vm.vmm.exact(),
+        ])
+        .set(1);
         let indexed = vm.vcpus.iter().filter(|v| v.index.is_some()).count();
         vcpus
-            .with_label_values(&[&vm.name, &pid])
+            .with_label_values(&[vm.name.exact(), pid.as_str()])
             .set(i64::try_from(indexed).unwrap_or(i64::MAX));
         for vcpu in &vm.vcpus {
             let label = vcpu_label(vcpu);
@@ -53,7 +58,7 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
                 let isa = reason.isa.map_or("", |i| i.as_str());
                 exits
                     .with_label_values(&[
-                        &vm.name,
+                        vm.name.exact(),
                         &pid,
                         &label,
                         reason.source.as_str(),
@@ -152,7 +157,7 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
                     .vms
                     .iter()
                     .find(|v| v.pid == *pid)
-                    .map_or_else(String::new, |v| v.name.clone()),
+                    .map_or_else(String::new, |v| v.name.exact().to_owned()),
                 pid.to_string(),
             ),
         };

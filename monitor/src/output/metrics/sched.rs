@@ -105,7 +105,7 @@ impl SchedMetrics {
         for vcpu in &vm.vcpus {
             let Some(sched) = &vcpu.sched else { continue };
             let label = vcpu_label(vcpu);
-            let labels = [vm.name.as_str(), pid.as_str(), label.as_str()];
+            let labels = [vm.name.exact(), pid.as_str(), label.as_str()];
             let c = &sched.figures.cumulative;
             self.wait
                 .with_label_values(&labels)
@@ -118,37 +118,37 @@ impl SchedMetrics {
                 ("involuntary", c.involuntary_switches),
             ] {
                 self.switches
-                    .with_label_values(&[&vm.name, &pid, &label, kind])
+                    .with_label_values(&[vm.name.exact(), pid.as_str(), &label, kind])
                     .inc_by(n);
             }
             if sched.figures.migrations.is_some() {
                 for class in CLASSES {
                     self.migrations
-                        .with_label_values(&[&vm.name, &pid, &label, class])
+                        .with_label_values(&[vm.name.exact(), pid.as_str(), &label, class])
                         .inc_by(c.migrations.get(class).copied().unwrap_or(0));
                 }
             }
         }
         if has_waits(&vm.sched.vcpus.cumulative) {
             self.wait_hist.add(
-                &[("vm", &vm.name), ("pid", &pid)],
+                &[("vm", vm.name.exact()), ("pid", &pid)],
                 &vm.sched.vcpus.cumulative.wait,
             );
         }
         for class in &vm.sched.classes {
             self.class_wait
-                .with_label_values(&[&vm.name, &pid, class.class.as_str()])
+                .with_label_values(&[vm.name.exact(), pid.as_str(), class.class.as_str()])
                 .inc_by(ns_to_s(class.figures.cumulative.wait_ns));
         }
         if let Some(m) = &vm.numa.memory {
             for node in &m.by_node {
                 self.memory
-                    .with_label_values(&[&vm.name, &pid, &node.node.to_string()])
+                    .with_label_values(&[vm.name.exact(), pid.as_str(), &node.node.to_string()])
                     .set(i64::try_from(node.bytes).unwrap_or(i64::MAX));
             }
             if let Some(share) = m.huge_page_coverage {
                 self.coverage
-                    .with_label_values(&[&vm.name, &pid])
+                    .with_label_values(&[vm.name.exact(), pid.as_str()])
                     .set(share);
             }
         }

@@ -9,7 +9,7 @@ use super::{BlockOp, BlockProbe, BlockTotals, DevId, OpTotals};
 use crate::{
     discovery::Vmm,
     model::{
-        Snapshot,
+        Snapshot, Untrusted,
         block::{BlockDevice, BlockOpStats, Bucket, DriveInfo, HostBlock, VmBlock},
     },
     session::Sample,
@@ -73,7 +73,7 @@ pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f
             let on_device = drives
                 .iter()
                 .filter(|d| d.devices.as_ref().is_ok_and(|set| set.contains(&dev)))
-                .filter_map(|d| d.id.clone().or_else(|| d.file.clone()))
+                .filter_map(|d| d.id.clone().or_else(|| d.file.clone()).map(Untrusted::from))
                 .collect();
             device(
                 name(&dev),
@@ -91,17 +91,17 @@ pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f
         drives: drives
             .iter()
             .map(|d| DriveInfo {
-                id: d.id.clone(),
-                interface: d.interface.clone(),
-                file: d.file.clone(),
+                id: d.id.clone().map(Untrusted::from),
+                interface: d.interface.clone().into(),
+                file: d.file.clone().map(Untrusted::from),
                 cache: d.cache,
-                aio: d.aio.clone(),
+                aio: d.aio.clone().into(),
                 devices: d
                     .devices
                     .as_ref()
                     .map(|set| set.iter().map(name).collect())
                     .unwrap_or_default(),
-                unmapped: d.devices.as_ref().err().cloned(),
+                unmapped: d.devices.as_ref().err().cloned().map(Untrusted::from),
             })
             .collect(),
     }
@@ -110,7 +110,7 @@ pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f
 fn device(
     name: String,
     dev: DevId,
-    drives: Vec<String>,
+    drives: Vec<Untrusted>,
     ops: &BTreeMap<BlockOp, (OpTotals, OpTotals)>,
     in_flight: u64,
     seconds: f64,

@@ -14,7 +14,7 @@ use super::SchedTotals;
 use crate::{
     discovery::Vmm,
     model::{
-        self,
+        self, Untrusted,
         sched::{ContenderFigures, ContenderKind},
     },
 };
@@ -135,7 +135,7 @@ pub fn window(
         let named = match contender {
             Contender::Other => None,
             _ if listed.len() >= TOP_CONTENDERS => None,
-            Contender::Idle => Some((None, "idle".to_owned(), ContenderKind::Idle)),
+            Contender::Idle => Some((None, "idle".into(), ContenderKind::Idle)),
             Contender::Process(pid) if pid == vm.pid => {
                 Some((Some(pid), vm.name.clone(), ContenderKind::SameVm))
             }
@@ -154,7 +154,7 @@ pub fn window(
     if rest.waits > 0 {
         listed.push(contender_figures(
             None,
-            "other".to_owned(),
+            "other".into(),
             ContenderKind::Other,
             rest,
             total,
@@ -165,7 +165,7 @@ pub fn window(
 
 fn contender_figures(
     pid: Option<u32>,
-    name: String,
+    name: Untrusted,
     kind: ContenderKind,
     totals: ContenderTotals,
     all_ns: u64,
@@ -187,9 +187,11 @@ fn contender_figures(
 }
 
 /// A process's command name, or its pid when it has gone.
-fn process_name(proc_root: &Path, pid: u32) -> String {
-    std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
-        .map_or_else(|_| format!("pid {pid}"), |comm| comm.trim_end().to_owned())
+fn process_name(proc_root: &Path, pid: u32) -> Untrusted {
+    std::fs::read(proc_root.join(pid.to_string()).join("comm")).map_or_else(
+        |_| Untrusted::new(format!("pid {pid}")),
+        |comm| Untrusted::from_bytes(comm.strip_suffix(b"\n").unwrap_or(&comm)),
+    )
 }
 
 #[cfg(test)]

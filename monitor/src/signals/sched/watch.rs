@@ -59,7 +59,7 @@ impl ThreadClass {
             ThreadRole::Vcpu(_) => Self::Vcpu,
             ThreadRole::Main => Self::Main,
             ThreadRole::IoThread(_) => Self::IoThread,
-            ThreadRole::KernelWorker(comm) if comm.starts_with("vhost-") => Self::Vhost,
+            ThreadRole::KernelWorker(comm) if comm.exact().starts_with("vhost-") => Self::Vhost,
             ThreadRole::Other(comm) if comm == "worker" => Self::Worker,
             ThreadRole::KernelWorker(_) | ThreadRole::Other(_) => Self::Other,
         }
@@ -203,7 +203,7 @@ mod tests {
         Vmm {
             id: VmmId { pid, start_time: 7 },
             kind: VmmKind::Qemu,
-            name: format!("vm{pid}"),
+            name: format!("vm{pid}").into(),
             uuid: None,
             comm: "qemu-system-x86".into(),
             qemu: None,
@@ -212,7 +212,7 @@ mod tests {
                 .iter()
                 .map(|(tid, role)| VmmThread {
                     tid: *tid,
-                    comm: String::new(),
+                    comm: String::new().into(),
                     role: role.clone(),
                 })
                 .collect(),

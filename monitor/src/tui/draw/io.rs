@@ -14,7 +14,7 @@ use ratatui::{
 
 use crate::{
     format,
-    model::{Vm, block::VmBlock},
+    model::{Untrusted, Vm, block::VmBlock},
 };
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
@@ -75,7 +75,7 @@ fn rows(block: &VmBlock) -> Vec<Row<'static>> {
                 Cell::from(latency(op.latency.as_ref(), |l| l.p99_ns)),
                 Cell::from(latency(op.queue.as_ref(), |l| l.p50_ns)),
                 Cell::from(format!("{:.1}", device.avg_in_flight)),
-                Cell::from(device.drives.join(" ")),
+                Cell::from(Untrusted::join(&device.drives, " ")),
             ]));
         }
     }

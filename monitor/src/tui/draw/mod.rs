@@ -237,6 +237,33 @@ mod tests {
     }
 
     #[test]
+    fn hostile_names_reach_no_cell_raw() {
+        let hostile = crate::model::Untrusted::new(crate::model::untrusted::HOSTILE_NAME);
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms[0].name = hostile.clone();
+        for drive in &mut snapshot.vms[0].block.drives {
+            drive.id = Some(hostile.clone());
+        }
+        let mut app = App::new(Duration::from_secs(1));
+        app.update(snapshot);
+        let mut screens = vec![render(&app, 200, 20)];
+        app.open();
+        screens.push(render(&app, 200, 20));
+        app.open_io();
+        screens.push(render(&app, 200, 20));
+        for screen in screens {
+            assert!(screen.contains("vm-ü-日本"), "{screen}");
+            for line in screen.lines() {
+                let unsafe_chars: Vec<char> = line
+                    .chars()
+                    .filter(|&c| crate::model::untrusted::is_unsafe(c))
+                    .collect();
+                assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in {line:?}");
+            }
+        }
+    }
+
+    #[test]
     fn waiting_for_first_sample() {
         let app = App::new(Duration::from_secs(1));
         assert!(render(&app, 60, 5).contains("taking the first sample"));

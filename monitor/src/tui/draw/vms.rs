@@ -87,7 +87,7 @@ fn advice_marker(snapshot: &Snapshot, pid: u32) -> String {
 
 fn row<'a>(vm: &'a Vm, advice: &str) -> Row<'a> {
     Row::new([
-        Cell::from(vm.name.clone()),
+        Cell::from(vm.name.to_string()),
         Cell::from(vm.pid.to_string()),
         Cell::from(
             vm.vcpus

@@ -78,7 +78,14 @@ fn i2_host_cache_and_thread_pool() {
         &with_args(&["-drive", "file=/img/a.raw,format=raw,if=virtio,cache=none"]),
         "I2",
     );
-    assert!(rec.change.qemu.as_deref().unwrap().contains("aio=native"));
+    assert!(
+        rec.change
+            .qemu
+            .as_ref()
+            .unwrap()
+            .exact()
+            .contains("aio=native")
+    );
     quiet(
         &with_args(&[
             "-drive",
