@@ -15,10 +15,9 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    advice::{Advisor, Thresholds},
-    cli::Format,
+    advice::{Advisor, Roots, Thresholds},
     model::Snapshot,
-    output,
+    output::{self, Format},
     session::{Config, Sample, Session},
     tui,
 };
@@ -36,7 +35,7 @@ pub fn snapshot(
     let interrupted = ends_early_on_interrupt()?;
     let mut session = Session::open(config)?;
     // One window: advice reports what holds over it, without waiting for a second window.
-    let mut advisor = Advisor::one_shot(thresholds, config.advice_roots());
+    let mut advisor = Advisor::one_shot(thresholds, advice_roots(config));
     let first = session.sample();
     advisor.start_window(&first.vmms);
     // Tests and scripts wait for this line to know the window has started.
@@ -84,7 +83,7 @@ fn ends_early_on_interrupt() -> anyhow::Result<Arc<AtomicBool>> {
 /// `kvmtop` / `kvmtop top`: the live table.
 pub fn top(config: &Config, thresholds: Thresholds, interval: Duration) -> anyhow::Result<()> {
     let session = Session::open(config)?;
-    let advisor = Advisor::new(thresholds, config.advice_roots());
+    let advisor = Advisor::new(thresholds, advice_roots(config));
     let (tx, rx) = mpsc::sync_channel(2);
     spawn_sampler(session, advisor, interval, move |snapshot| {
         tx.send(snapshot).is_ok()
@@ -100,7 +99,7 @@ pub fn serve(
     interval: Duration,
 ) -> anyhow::Result<()> {
     let session = Session::open(config)?;
-    let advisor = Advisor::new(thresholds, config.advice_roots());
+    let advisor = Advisor::new(thresholds, advice_roots(config));
     let (tx, rx) = tokio::sync::watch::channel(None::<Snapshot>);
     spawn_sampler(session, advisor, interval, move |snapshot| {
         tx.send(Some(snapshot)).is_ok()
@@ -136,6 +135,14 @@ fn spawn_sampler(
             }
         })
         .expect("spawning the sampler thread");
+}
+
+/// Where the advice reads configuration facts from: where the session reads the host.
+fn advice_roots(config: &Config) -> Roots {
+    Roots {
+        proc: config.proc_root.clone(),
+        sys: config.sys_root.clone(),
+    }
 }
 
 /// The snapshot of a window with the advice in force after it.

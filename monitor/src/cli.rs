@@ -2,9 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use crate::{advice::Thresholds, app, host::tracefs::TraceFs, session::Config};
+use crate::{advice::Thresholds, app, host::tracefs::TraceFs, output::Format, session::Config};
 
 /// The default address of `kvmtop serve`: loopback only, so metrics are not exposed to the
 /// network unless asked for.
@@ -85,12 +85,6 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Json,
-    Text,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

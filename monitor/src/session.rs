@@ -37,17 +37,6 @@ pub struct Config {
     pub tracefs: TraceFs,
 }
 
-impl Config {
-    /// Where the advice reads configuration facts from.
-    #[must_use]
-    pub fn advice_roots(&self) -> crate::advice::Roots {
-        crate::advice::Roots {
-            proc: self.proc_root.clone(),
-            sys: self.sys_root.clone(),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {

@@ -1,6 +1,6 @@
 //! Two samples → one snapshot: counts, rates, latency and details over the window between them.
 
-use crate::signals::rate;
+use crate::model::rate;
 use std::{
     collections::{BTreeMap, HashMap},
     time::UNIX_EPOCH,
@@ -8,15 +8,12 @@ use std::{
 
 use crate::{
     discovery::{Vmm, VmmKind},
-    model::{self, Exits, ReasonCount, Snapshot, Untrusted},
-    session::Sample,
-    signals::{
-        Attachment, SourceState,
-        exits::{
-            DetailCounterKey, ExitCounterKey, ExitReason, ExitSource, ExitTotals, Histogram, Probe,
-            details,
-        },
+    model::{
+        self, Attachment, ExitSource, Exits, Histogram, ReasonCount, Snapshot, SourceState,
+        Untrusted,
     },
+    session::Sample,
+    signals::exits::{DetailCounterKey, ExitCounterKey, ExitReason, ExitTotals, Probe, details},
 };
 
 /// Detail values shown per VM and kind; the rest are summed as "other".

@@ -10,8 +10,9 @@ mod support;
 
 use aya::programs::{RawTracePointRunOptions, TestRun as _};
 use kvmtop::{
+    model::{DetailKind, Histogram},
     session::{Config, Session},
-    signals::exits::{DetailCounterKey, DetailKind, ExitCounterKey, ExitReason, Histogram},
+    signals::exits::{DetailCounterKey, ExitCounterKey, ExitReason},
 };
 use monitor_common::{
     exits::{
@@ -368,7 +369,13 @@ fn details_are_reduced_to_bounded_values_in_the_kernel() {
     };
     let p = h.pid;
     let detail = |kind: DetailKind, sub: u64, value: u64| {
-        [HARNESS_DETAIL, p, u64::from(kind.raw()), sub, value]
+        [
+            HARNESS_DETAIL,
+            p,
+            u64::from(kvmtop::signals::exits::details::raw_kind(kind)),
+            sub,
+            value,
+        ]
     };
     for _ in 0..3 {
         h.run(&detail(DetailKind::Pio, 1, 0x80));
@@ -416,7 +423,13 @@ fn details_beyond_the_map_capacity_are_kept_as_other() {
     let capacity = u64::from(monitor_common::details::EXIT_DETAILS_CAPACITY);
     // A guest touching more distinct ports than the map holds: the totals stay exact.
     for port in 0..capacity + 10 {
-        h.run(&[HARNESS_DETAIL, p, u64::from(DetailKind::Pio.raw()), 0, port]);
+        h.run(&[
+            HARNESS_DETAIL,
+            p,
+            u64::from(kvmtop::signals::exits::details::raw_kind(DetailKind::Pio)),
+            0,
+            port,
+        ]);
     }
     let details = h.details();
     let total: u64 = details.iter().map(|(_, n)| n).sum();

@@ -257,7 +257,7 @@ fn block_requests_are_attributed_to_their_submitter_with_exact_buckets() {
     h.issue(kworker, dev, 70_000, 1 << 20, 300_000_500, false);
     h.complete(dev, 70_000, 300_500_500);
     // Pending requests older than a minute are taken as lost, so this one is submitted now.
-    let now = kvmtop::signals::monotonic_ns();
+    let now = kvmtop::host::clock::monotonic_ns();
     h.submit(p, dev, 90_000, "RS", 4_096, now);
     // Another process's request on the same device is not counted for anyone.
     h.submit(p + 500, dev, 80_000, "RS", 4_096, 500_000_000);

@@ -8,9 +8,10 @@ mod support;
 
 use kvmtop::{
     host::topology::MigrationClass,
+    model::sched::ThreadClass,
     signals::{
         numa::{NumaFaultCounts, NumaFaultId},
-        sched::{Contender, ContenderTotals, SchedProbe, ThreadClass, WatchedThread},
+        sched::{Contender, ContenderTotals, SchedProbe, WatchedThread},
     },
 };
 use monitor_common::{
@@ -99,7 +100,7 @@ fn intervals_in_progress_are_counted_up_to_the_reading() {
         return;
     };
     // Timestamps on the kernel's clock: a wait that began 1 ms ago is still going on.
-    let now = kvmtop::signals::monotonic_ns();
+    let now = kvmtop::host::clock::monotonic_ns();
     h.wakeup(0, now - 1_000_000);
     let t = h.thread();
     assert!(t.waiting && t.wait.count == 0);
@@ -117,7 +118,7 @@ fn a_thread_runnable_when_watched_counts_from_then() {
     let Some(mut h) = Harness::open(TEST, 5) else {
         return;
     };
-    let clock = kvmtop::signals::monotonic_ns;
+    let clock = kvmtop::host::clock::monotonic_ns;
     let watch_runnable = |h: &mut Harness, vm_start| {
         let thread = WatchedThread {
             tid: h.tid,

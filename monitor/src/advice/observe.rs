@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use super::inputs::{BlockObservation, VcpuObservations, VmObservations};
 use crate::{
     model::{self, DetailGroup, Exits, block::VmBlock},
-    signals::{
-        SourceState,
-        exits::{DetailKind, ExitSource},
-    },
+    model::{DetailKind, ExitSource, SourceState},
 };
 
 /// Per-thread readings the advisor keeps between windows.

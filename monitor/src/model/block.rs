@@ -6,10 +6,7 @@ use serde::Serialize;
 
 use super::Untrusted;
 
-use crate::signals::{
-    SourceState,
-    exits::{Histogram, LatencySummary},
-};
+use super::{Bucket, Histogram, LatencySummary, SourceState};
 
 /// Host-wide state of the block sources.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -82,13 +79,6 @@ pub struct BlockOpStats {
     pub cumulative_latency: Histogram,
     #[serde(skip)]
     pub cumulative_queue: Histogram,
-}
-
-/// One log2 bucket: intervals in `[floor_ns, 2 * floor_ns)` (bucket 0: 0–1 ns).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Bucket {
-    pub floor_ns: u64,
-    pub count: u64,
 }
 
 /// A guest drive and where its I/O goes on the host.

@@ -1,6 +1,6 @@
 //! A fixed snapshot for presenter tests: one busy VM with two vCPUs, one idle VM.
 use super::{sched as model_sched, *};
-use crate::signals::exits::Histogram;
+use crate::model::Histogram;
 
 mod io;
 mod sched;

@@ -7,16 +7,22 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::signals::{
-    SourceState,
-    exits::{DetailKind, ExitSource, Histogram, Isa, LatencySummary},
-};
-
+pub mod advice;
 pub mod block;
+pub mod exits;
+pub mod histogram;
+pub mod running;
 pub mod sched;
+pub mod source;
 pub mod tlb;
 pub mod untrusted;
 
+pub use exits::{
+    DetailCount, DetailGroup, DetailKind, ExitSource, Exits, HostExits, Isa, ReasonCount, VcpuTime,
+};
+pub use histogram::{Bucket, Histogram, LatencySummary};
+pub use running::rate;
+pub use source::{Attachment, SourceState};
 pub use untrusted::Untrusted;
 
 pub const SCHEMA_VERSION: u32 = 2;
@@ -44,9 +50,9 @@ pub struct Snapshot {
     /// those programs undercount by that much.
     pub skipped_events: BTreeMap<String, SkippedEvents>,
     /// Tuning advice in force after this window, each with its evidence (see `kvmtop explain`).
-    pub recommendations: Vec<crate::advice::Recommendation>,
+    pub recommendations: Vec<advice::Recommendation>,
     /// Rule inputs that could not be measured this window, so those rules stayed quiet.
-    pub advice_inputs_missing: Vec<crate::advice::rules::Unavailable>,
+    pub advice_inputs_missing: Vec<advice::Unavailable>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -109,17 +115,6 @@ pub struct Window {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct HostExits {
-    /// State of every kernel source of exit figures, by short name (`kvm_exit`, `kvm_entry`,
-    /// `userspace`, `kvm_run`, `halt`, `pio`, `mmio`, …).
-    pub sources: BTreeMap<&'static str, SourceState>,
-    /// The tracepoint behind each source name.
-    pub tracepoints: BTreeMap<&'static str, &'static str>,
-    /// Exits that could not be counted because a kernel map was full, since counting began.
-    pub dropped: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct Vm {
     pub pid: u32,
     /// Process start time (clock ticks since boot): with `pid`, identifies this VM across pid reuse.
@@ -143,34 +138,6 @@ pub struct Vm {
     pub block: block::VmBlock,
 }
 
-/// One kind of exit detail of a VM over the window.
-#[derive(Clone, Debug, Serialize)]
-pub struct DetailGroup {
-    pub kind: DetailKind,
-    /// The tracepoint that reported it.
-    pub source: &'static str,
-    /// What `value` is (port, MSR, guest page, …).
-    pub value_name: &'static str,
-    pub count: u64,
-    pub rate: f64,
-    /// Largest first.
-    pub top: Vec<DetailCount>,
-    /// Events of this kind not in `top`.
-    pub other: u64,
-    /// Events since kvmtop started counting this VM (for Prometheus counters).
-    #[serde(skip)]
-    pub cumulative: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct DetailCount {
-    /// Direction, access type, fault kind or delivery mode; empty when the kind has none.
-    pub sub: String,
-    pub value: String,
-    pub count: u64,
-    pub rate: f64,
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct Vcpu {
     /// vCPU index; null for a thread seen entering `KVM_RUN` whose index is not known yet.
@@ -182,71 +149,6 @@ pub struct Vcpu {
     pub time: VcpuTime,
     /// Scheduling of the vCPU's thread; null while the thread is not known.
     pub sched: Option<sched::VcpuSched>,
-}
-
-/// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable
-/// or the vCPU's thread is not known.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct VcpuTime {
-    /// Handling hardware exits (`kvm_exit` → `kvm_entry`).
-    pub handling_exits: Option<f64>,
-    /// In the VMM after a userspace exit, until the next `KVM_RUN`.
-    pub in_vmm: Option<f64>,
-    /// Halted in the kernel, waiting for an interrupt.
-    pub halted: Option<f64>,
-}
-
-/// Exit counts over the window.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Exits {
-    /// State of each exit source for this VM in the window.
-    pub sources: BTreeMap<&'static str, SourceState>,
-    /// Hardware exits in the window (`kvm_exit`).
-    pub total: u64,
-    /// Returns to the VMM in the window (userspace exits).
-    pub userspace_total: u64,
-    /// Halts that ended in the window (`kvm_vcpu_wakeup`).
-    pub halts: u64,
-    /// Sorted by count, largest first.
-    pub by_reason: Vec<ReasonCount>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ReasonCount {
-    pub source: ExitSource,
-    pub isa: Option<Isa>,
-    pub code: u64,
-    pub reason: String,
-    /// Events in the window.
-    pub count: u64,
-    /// Events per second over the window.
-    pub rate: f64,
-    /// Events since kvmtop started counting this VM (for Prometheus counters).
-    #[serde(skip)]
-    pub cumulative: u64,
-    /// This reason's share of its source's events in the window (0–1).
-    pub share: f64,
-    /// Handling latency over the window (see `latency_meaning`); null when the interval's
-    /// closing event is not seen (e.g. `kvm_entry` unavailable).
-    pub latency: Option<LatencySummary>,
-    /// What the latency measures, for this reason's source.
-    pub latency_meaning: &'static str,
-    /// Running latency histogram (for Prometheus histograms).
-    #[serde(skip)]
-    pub cumulative_latency: Option<Histogram>,
-}
-
-impl Exits {
-    /// Hardware exits per second, or userspace exits when the host has no hardware exit events.
-    #[must_use]
-    pub fn rate_of(&self, source: ExitSource) -> f64 {
-        // fold from +0.0: an empty f64 sum() is -0.0, which would print as "-0".
-        self.by_reason
-            .iter()
-            .filter(|r| r.source == source)
-            .map(|r| r.rate)
-            .fold(0.0, |a, b| a + b)
-    }
 }
 
 /// A fixed snapshot for presenter tests: one busy VM with two vCPUs, one idle VM.

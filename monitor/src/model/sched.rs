@@ -7,11 +7,48 @@ use serde::Serialize;
 
 use super::Untrusted;
 
-use crate::signals::{
-    SourceState,
-    exits::{Histogram, LatencySummary},
-    sched::ThreadClass,
-};
+use super::{Bucket, Histogram, LatencySummary, SourceState};
+
+/// What a VMM thread does, as its figures are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadClass {
+    /// Runs a vCPU (`KVM_RUN`).
+    Vcpu,
+    /// The process's first thread: QEMU's main loop, which emulates devices without an iothread.
+    Main,
+    /// A QEMU `-object iothread` (`IO iothread0`, `IO mon_iothread`).
+    #[serde(rename = "iothread")]
+    IoThread,
+    /// QEMU's thread pool (`worker`): `aio=threads` disk I/O and other blocking work.
+    Worker,
+    /// A vhost worker (`vhost-<pid>`): virtio rings served in the kernel.
+    Vhost,
+    Other,
+}
+
+impl ThreadClass {
+    pub const ALL: [Self; 6] = [
+        Self::Vcpu,
+        Self::Main,
+        Self::IoThread,
+        Self::Worker,
+        Self::Vhost,
+        Self::Other,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vcpu => "vcpu",
+            Self::Main => "main",
+            Self::IoThread => "iothread",
+            Self::Worker => "worker",
+            Self::Vhost => "vhost",
+            Self::Other => "other",
+        }
+    }
+}
 
 /// Host-wide state of the scheduling and NUMA sources.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -42,7 +79,7 @@ pub struct SchedFigures {
     /// The waits that ended in the window.
     pub wait: Option<LatencySummary>,
     /// Their log2 histogram: the non-empty buckets `[floor_ns, 2 × floor_ns)`.
-    pub wait_buckets: Vec<WaitBucket>,
+    pub wait_buckets: Vec<Bucket>,
     /// Switches out while blocking (sleep, I/O).
     pub voluntary_switches: u64,
     /// Switches out while runnable (preempted).
@@ -52,12 +89,6 @@ pub struct SchedFigures {
     /// Running totals, for Prometheus counters.
     #[serde(skip)]
     pub cumulative: SchedCumulative,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct WaitBucket {
-    pub floor_ns: u64,
-    pub count: u64,
 }
 
 /// Migrations over the window, by what they crossed.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::signals::SourceState;
+use crate::model::SourceState;
 
 /// Host-wide TLB flushing over the window.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -4,6 +4,13 @@ pub mod metrics;
 pub mod serve;
 pub mod text;
 
+/// How a snapshot is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
 /// The fixture snapshot as each presenter renders it, kept as insta snapshots: any change to
 /// what users or scrapers see shows up here as a reviewed diff.
 #[cfg(test)]

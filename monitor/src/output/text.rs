@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::{
     format,
     model::{DetailGroup, Snapshot, Untrusted, Vm},
-    signals::{SourceState, exits::ExitSource},
+    model::{ExitSource, SourceState},
 };
 
 /// How many reasons to list per VM.
@@ -95,7 +95,7 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
         "source", "reason", "count", "rate/s", "share", "p50", "p99", "max"
     )?;
     for reason in vm.exits.by_reason.iter().take(TOP_REASONS) {
-        let latency = |pick: fn(&crate::signals::exits::LatencySummary) -> u64| {
+        let latency = |pick: fn(&crate::model::LatencySummary) -> u64| {
             reason
                 .latency
                 .as_ref()

@@ -5,8 +5,9 @@ use std::{fs, path::Path};
 use aya::programs::{RawTracePointRunOptions, TestRun as _};
 use kvmtop::{
     host::topology::Topology,
+    model::sched::ThreadClass,
     session::{Config, Session},
-    signals::sched::{Contender, ContenderTotals, ThreadClass, ThreadTotals, WatchedThread},
+    signals::sched::{Contender, ContenderTotals, ThreadTotals, WatchedThread},
 };
 use monitor_common::sched::{
     HARNESS_MIGRATE, HARNESS_NUMA_FAULT, HARNESS_SWITCH, HARNESS_WAKEUP, PROG_SCHED_HARNESS,

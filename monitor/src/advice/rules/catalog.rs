@@ -8,76 +8,20 @@ mod memory;
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
-use crate::advice::config::{KEYS, KeyInfo, Thresholds};
+use crate::{
+    advice::config::{KEYS, KeyInfo, Thresholds},
+    model::advice::RuleInfo,
+};
 
 pub use cpu::{C1, C2, C3, C4, C5, C6, C7, C8, C9};
 pub use exits::{E1, E2, E3, E4, E5, E6, E7, E8, E9};
 pub use io_host::{H1, H2, H3, I1, I2, I3, I4};
 pub use memory::{M1, M2, M3, M4, M5, M6, M7};
 
-/// A reference: the document and the section within it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Source {
-    pub title: &'static str,
-    pub section: &'static str,
-}
-
-/// The change a rule recommends, in each form that applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct StaticChange {
-    pub libvirt: Option<&'static str>,
-    pub qemu: Option<&'static str>,
-    pub host: Option<&'static str>,
-}
-
-/// The rule families of the reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    Cpu,
-    Exits,
-    Memory,
-    Io,
-    Host,
-}
-
-impl Family {
-    /// The family as the reference names it.
-    #[must_use]
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Cpu => "CPU and scheduling",
-            Self::Exits => "VM exits",
-            Self::Memory => "memory and NUMA",
-            Self::Io => "I/O",
-            Self::Host => "host facts",
-        }
-    }
-}
-
-/// One rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RuleInfo {
-    pub id: &'static str,
-    pub family: Family,
-    pub title: &'static str,
-    /// What the rule looks at.
-    pub checks: &'static str,
-    /// Why it matters when the condition holds.
-    pub diagnosis: &'static str,
-    pub change: StaticChange,
-    pub effect: &'static str,
-    pub sources: &'static [Source],
-}
-
-impl RuleInfo {
-    /// The configuration keys of the rule's thresholds.
-    pub fn thresholds(&self) -> impl Iterator<Item = &'static KeyInfo> + use<> {
-        let id = self.id;
-        KEYS.iter().filter(move |k| k.rules.contains(&id))
-    }
+/// The configuration keys of a rule's thresholds.
+fn thresholds_of(rule: &RuleInfo) -> impl Iterator<Item = &'static KeyInfo> + use<> {
+    let id = rule.id;
+    KEYS.iter().filter(move |k| k.rules.contains(&id))
 }
 
 static CATALOG: [&RuleInfo; 32] = [
@@ -156,7 +100,7 @@ pub fn explain(id: &str, thresholds: &Thresholds) -> Option<String> {
     wrap(&mut out, rule.effect, INDENT);
     section(&mut out, "THRESHOLDS");
     let mut any = false;
-    for key in rule.thresholds() {
+    for key in thresholds_of(rule) {
         any = true;
         let current = thresholds.render(key.key).unwrap_or_default();
         let default = defaults.render(key.key).unwrap_or_default();

@@ -13,7 +13,6 @@ mod halt;
 mod host;
 mod io;
 mod memory;
-mod recommendation;
 #[cfg(test)]
 mod tests;
 
@@ -22,16 +21,13 @@ use serde::Serialize;
 use super::config::Thresholds;
 use super::facts::VmFacts;
 use super::inputs::{Inputs, VmInputs};
-pub use catalog::{Family, RuleInfo, Source, StaticChange, catalog, explain, rule};
+pub use catalog::{catalog, explain, rule};
 pub use engine::Engine;
-pub use recommendation::{Change, Comparison, Evidence, Recommendation, Severity, Target, Value};
 
-/// An input a rule needed but did not have, so the rule stayed quiet.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Unavailable {
-    pub rule: &'static str,
-    pub input: String,
-}
+pub use crate::model::advice::{
+    Change, Comparison, Evidence, Recommendation, RuleFamily, RuleInfo, Severity, Source,
+    StaticChange, Target, Unavailable, Value,
+};
 
 /// The result of one evaluation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -4,7 +4,7 @@
 use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts, Registry, proto::MetricFamily};
 
 use super::histograms;
-use crate::{model::Snapshot, signals::exits::ExitSource};
+use crate::model::{ExitSource, Snapshot};
 
 /// Registers the counters and gauges with `registry` and returns the latency histogram family,
 /// which is assembled directly (see [`histograms`]).

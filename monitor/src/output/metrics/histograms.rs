@@ -9,7 +9,7 @@ use prometheus::proto::{
     Bucket, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
-use crate::signals::exits::Histogram;
+use crate::model::Histogram;
 
 /// Exponents k of the `le` bounds 2^k ns for exits: every power from 256 ns to 262 µs (where
 /// exits live), then every other power up to 4.3 s (halts, slow userspace round trips).

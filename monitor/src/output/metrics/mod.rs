@@ -121,7 +121,7 @@ fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<(
     registry.register(Box::new(skipped))?;
     for family in snapshot.families() {
         for (source, state) in family.sources {
-            let up = !matches!(state, crate::signals::SourceState::Unavailable(_));
+            let up = !matches!(state, crate::model::SourceState::Unavailable(_));
             source_up
                 .with_label_values(&[family.family, *source])
                 .set(i64::from(up));

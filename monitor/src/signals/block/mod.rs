@@ -30,7 +30,7 @@ pub use self::{
     devices::{DevId, SysBlock},
     probes::{BlockPlan, BlockProbe, Submission},
 };
-use super::{Attachment, exits::Histogram};
+use crate::model::{Attachment, Histogram};
 use crate::{
     bpf::Kernel,
     discovery::{Vmm, VmmId},
@@ -282,7 +282,7 @@ impl BlockCounters {
 
     /// Counts the pending requests per (VMM, device), removing those pending for too long.
     fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
-        let now = crate::signals::monotonic_ns();
+        let now = crate::host::clock::monotonic_ns();
         let lost_after = u64::try_from(LOST_AFTER.as_nanos()).unwrap_or(u64::MAX);
         let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
         let mut lost = Vec::new();

@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::{
     bpf::Kernel,
     host::tracefs::{Field, TraceFs},
-    signals::{Attachment, tlb::sized},
+    model::Attachment,
+    signals::tlb::sized,
 };
 
 /// One kernel source of block figures.

@@ -1,19 +1,17 @@
 //! Two readings of the block totals → the block figures of a snapshot window.
 
-use crate::signals::rate;
+use crate::model::rate;
 use std::collections::{BTreeMap, BTreeSet};
-
-use monitor_common::latency::bucket_floor_ns;
 
 use super::{BlockOp, BlockProbe, BlockTotals, DevId, OpTotals};
 use crate::{
     discovery::Vmm,
+    model::SourceState,
     model::{
         Snapshot, Untrusted,
-        block::{BlockDevice, BlockOpStats, Bucket, DriveInfo, HostBlock, VmBlock},
+        block::{BlockDevice, BlockOpStats, DriveInfo, HostBlock, VmBlock},
     },
     session::Sample,
-    signals::SourceState,
 };
 
 /// Fills the block figures of `snapshot`, the window between two samples: the host's sources,
@@ -150,17 +148,7 @@ fn device(
                 bytes: window.bytes,
                 bytes_per_second: rate(window.bytes, seconds),
                 latency: window.latency.summary(),
-                latency_buckets: window
-                    .latency
-                    .buckets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(b, n)| Bucket {
-                        floor_ns: bucket_floor_ns(b),
-                        count: *n,
-                    })
-                    .collect(),
+                latency_buckets: window.latency.nonempty_buckets(),
                 queue: window.queue.summary(),
                 unissued: window.unissued,
                 cumulative_bytes: running.bytes,

@@ -4,97 +4,27 @@
 use std::{borrow::Cow, collections::HashMap};
 
 use monitor_common::{DetailKey, details::DETAIL_OTHER};
-use serde::Serialize;
 
-/// What a detail counts, with the tracepoint behind it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DetailKind {
-    Pio,
-    Mmio,
-    Msr,
-    PageFault,
-    Hypercall,
-    ApicIpi,
-    HaltPoll,
-    Emulation,
+use crate::model::DetailKind;
+
+fn kind_from_raw(raw: u32) -> Option<DetailKind> {
+    DetailKind::ALL.into_iter().find(|k| raw_kind(*k) == raw)
 }
 
-impl DetailKind {
-    pub const ALL: [Self; 8] = [
-        Self::Pio,
-        Self::Mmio,
-        Self::Msr,
-        Self::PageFault,
-        Self::Hypercall,
-        Self::ApicIpi,
-        Self::HaltPoll,
-        Self::Emulation,
-    ];
-
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pio => "pio",
-            Self::Mmio => "mmio",
-            Self::Msr => "msr",
-            Self::PageFault => "page_fault",
-            Self::Hypercall => "hypercall",
-            Self::ApicIpi => "apic_ipi",
-            Self::HaltPoll => "halt_poll",
-            Self::Emulation => "emulation",
-        }
-    }
-
-    /// Header for the detail's value column.
-    #[must_use]
-    pub fn value_name(self) -> &'static str {
-        match self {
-            Self::Pio => "port",
-            Self::Mmio => "guest page",
-            Self::Msr => "MSR",
-            Self::PageFault => "guest 2 MiB region",
-            Self::Hypercall => "hypercall nr",
-            Self::ApicIpi => "destination APIC id",
-            Self::HaltPoll => "poll window",
-            Self::Emulation => "outcome",
-        }
-    }
-
-    /// The detail kind that says what exits of this reason were about, by the reason's name
-    /// in any of the tables (VMX, SVM, userspace).
-    #[must_use]
-    pub fn for_reason(name: &str) -> Option<Self> {
-        Some(match name {
-            "IO_INSTRUCTION" | "io" | "IO" => Self::Pio,
-            "EPT_MISCONFIG" | "MMIO" => Self::Mmio,
-            "EPT_VIOLATION" | "npf" => Self::PageFault,
-            "MSR_READ" | "MSR_WRITE" | "MSR_WRITE_IMM" | "msr" => Self::Msr,
-            "VMCALL" | "vmmcall" | "HYPERCALL" => Self::Hypercall,
-            "HLT" | "hlt" | "HALT_POLLED" | "HALT_BLOCKED" => Self::HaltPoll,
-            _ => return None,
-        })
-    }
-
-    fn from_raw(raw: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.raw() == raw)
-    }
-
-    /// The kernel-side number (`monitor_common::DetailKind`).
-    #[must_use]
-    pub fn raw(self) -> u32 {
-        use monitor_common::DetailKind as K;
-        (match self {
-            Self::Pio => K::Pio,
-            Self::Mmio => K::Mmio,
-            Self::Msr => K::Msr,
-            Self::PageFault => K::PageFault,
-            Self::Hypercall => K::Hypercall,
-            Self::ApicIpi => K::ApicIpi,
-            Self::HaltPoll => K::HaltPoll,
-            Self::Emulation => K::Emulation,
-        }) as u32
-    }
+/// The kernel-side number (`monitor_common::DetailKind`) of a detail kind.
+#[must_use]
+pub fn raw_kind(kind: DetailKind) -> u32 {
+    use monitor_common::DetailKind as K;
+    (match kind {
+        DetailKind::Pio => K::Pio,
+        DetailKind::Mmio => K::Mmio,
+        DetailKind::Msr => K::Msr,
+        DetailKind::PageFault => K::PageFault,
+        DetailKind::Hypercall => K::Hypercall,
+        DetailKind::ApicIpi => K::ApicIpi,
+        DetailKind::HaltPoll => K::HaltPoll,
+        DetailKind::Emulation => K::Emulation,
+    }) as u32
 }
 
 /// One detail counter, decoded. `value` is `None` for the "other" counter of a VM whose distinct
@@ -113,7 +43,7 @@ impl DetailCounterKey {
     pub fn decode(raw: &DetailKey) -> Option<Self> {
         Some(Self {
             pid: raw.tgid,
-            kind: DetailKind::from_raw(raw.kind)?,
+            kind: kind_from_raw(raw.kind)?,
             sub: raw.sub,
             value: (raw.value != DETAIL_OTHER).then_some(raw.value),
         })

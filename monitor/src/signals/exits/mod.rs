@@ -5,7 +5,6 @@
 //! values at the boundary, and removes the keys of processes that no longer exist.
 
 pub mod details;
-pub mod histogram;
 mod layout;
 mod probes;
 pub mod reasons;
@@ -21,13 +20,12 @@ use monitor_common::{
 };
 
 pub use self::{
-    details::{DetailCounterKey, DetailKind},
-    histogram::{Histogram, LatencySummary},
+    details::DetailCounterKey,
     probes::{ExitsPlan, Probe},
-    reasons::{ExitReason, ExitSource, Isa},
+    reasons::ExitReason,
 };
-use super::Attachment;
 use crate::bpf::Kernel;
+use crate::model::{Attachment, DetailKind, ExitSource, Histogram};
 
 /// One exit counter, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,7 +17,7 @@ use monitor_common::{
 use serde::Serialize;
 
 use super::{DetailKind, ExitSource, layout};
-use crate::{bpf::Kernel, host::tracefs::TraceFs, signals::Attachment};
+use crate::{bpf::Kernel, host::tracefs::TraceFs, model::Attachment};
 
 /// One kernel source: a program and the tracepoint it attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -70,7 +70,7 @@ impl Probe {
 fn detail_event(kind: DetailKind) -> Option<DetailEvent> {
     DETAIL_EVENTS
         .into_iter()
-        .find(|e| e.kind as u32 == kind.raw())
+        .find(|e| e.kind as u32 == super::details::raw_kind(kind))
 }
 
 fn tracepoint_of(event: &DetailEvent) -> &'static str {
@@ -152,7 +152,7 @@ impl ExitsPlan {
             let layout = self
                 .details
                 .iter()
-                .find(|(e, _)| e.kind as u32 == kind.raw())
+                .find(|(e, _)| e.kind as u32 == super::details::raw_kind(kind))
                 .map_or_else(|| Err("not built in".to_owned()), |(_, l)| ready(l));
             plan.push((Probe::Detail(kind), layout));
         }

@@ -10,7 +10,8 @@ use monitor_common::{
     exits::USERSPACE_ERRNO_FLAG,
     latency::{HALT_BLOCKED, HALT_SPURIOUS},
 };
-use serde::Serialize;
+
+use crate::model::{ExitSource, Isa};
 
 static VMX_NAMES: LazyLock<HashMap<u64, &'static str>> =
     LazyLock::new(|| parse_table(include_str!("vmx.tsv"), 10));
@@ -64,69 +65,6 @@ const USERSPACE_NAMES: [&str; 40] = [
 const VMX_FAILED_VMENTRY: u64 = 0x8000_0000;
 const VMX_ENCLAVE_MODE: u64 = 1 << 27;
 const EINTR: u64 = 4;
-
-/// The tracepoint that produced an exit count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitSource {
-    /// `kvm:kvm_exit`, every hardware exit.
-    KvmExit,
-    /// `kvm:kvm_userspace_exit`, every return of `KVM_RUN` to the VMM.
-    Userspace,
-    /// `kvm:kvm_vcpu_wakeup`, every end of a halt KVM handled in the kernel.
-    Halt,
-}
-
-impl ExitSource {
-    pub const ALL: [Self; 3] = [Self::KvmExit, Self::Userspace, Self::Halt];
-
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::KvmExit => "kvm_exit",
-            Self::Userspace => "userspace",
-            Self::Halt => "halt",
-        }
-    }
-
-    /// The kernel tracepoint behind this source.
-    #[must_use]
-    pub fn tracepoint(self) -> &'static str {
-        match self {
-            Self::KvmExit => "kvm:kvm_exit",
-            Self::Userspace => "kvm:kvm_userspace_exit",
-            Self::Halt => "kvm:kvm_vcpu_wakeup",
-        }
-    }
-
-    /// What the latency of an exit of this source measures.
-    #[must_use]
-    pub fn latency_meaning(self) -> &'static str {
-        match self {
-            Self::KvmExit => "kvm_exit → next kvm_entry on the thread",
-            Self::Userspace => "userspace exit → next KVM_RUN (time in the VMM)",
-            Self::Halt => "halt duration (kvm_vcpu_wakeup)",
-        }
-    }
-}
-
-/// Hardware virtualisation family of a hardware exit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Isa {
-    Vmx,
-    Svm,
-}
-
-impl Isa {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Vmx => "vmx",
-            Self::Svm => "svm",
-        }
-    }
-}
 
 /// A decoded exit reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

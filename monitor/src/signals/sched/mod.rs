@@ -34,12 +34,10 @@ pub use self::{
     contenders::{Contender, ContenderTotals, ExitedContenders},
     probes::{Hooks, SchedPlan, SchedProbe},
     totals::{MigrationCounts, ThreadTotals},
-    watch::{ThreadClass, VhostScan, WatchedThread},
+    watch::{VhostScan, WatchedThread},
 };
-use super::{
-    Attachment,
-    numa::{NumaFaultCounts, NumaFaultId},
-};
+use super::numa::{NumaFaultCounts, NumaFaultId};
+use crate::model::Attachment;
 use crate::{bpf::Kernel, host::topology::Topology};
 
 /// Running totals since the programs were attached.
@@ -220,7 +218,7 @@ impl SchedCounters {
                 problems.push(format!("thread {tid} is beyond the watched-thread bitmap"));
                 continue;
             }
-            let now = crate::signals::monotonic_ns();
+            let now = crate::host::clock::monotonic_ns();
             let fresh = if runnable(thread) {
                 ThreadSched::runnable(thread.pid, now)
             } else {
@@ -342,7 +340,7 @@ impl SchedCounters {
     #[must_use]
     pub fn read(&self) -> SchedTotals {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let now = crate::signals::monotonic_ns();
+        let now = crate::host::clock::monotonic_ns();
         let mut out = SchedTotals::default();
         for (tid, raw) in self.threads.iter().filter_map(Result::ok) {
             let Some(thread) = self.watched.get(&tid) else {

@@ -14,7 +14,7 @@ use monitor_common::{
 use serde::Serialize;
 
 use super::layout;
-use crate::{bpf::Kernel, host::tracefs::TraceFs, signals::Attachment};
+use crate::{bpf::Kernel, host::tracefs::TraceFs, model::Attachment};
 
 /// One kernel source of scheduling figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -2,8 +2,11 @@
 
 use monitor_common::sched::{CPU_UNKNOWN, MIGRATION_CLASSES, ThreadSched};
 
-use super::{places::decode_class, watch::ThreadClass};
-use crate::{host::topology::MigrationClass, signals::exits::Histogram};
+use super::places::decode_class;
+use crate::{
+    host::topology::MigrationClass,
+    model::{Histogram, sched::ThreadClass},
+};
 
 /// Migrations by what they crossed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

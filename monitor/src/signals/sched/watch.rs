@@ -8,61 +8,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use crate::{
+    discovery::{ThreadRole, Vmm},
+    model::sched::ThreadClass,
+};
 
-use crate::discovery::{ThreadRole, Vmm};
-
-/// What a VMM thread does, as its figures are grouped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThreadClass {
-    /// Runs a vCPU (`KVM_RUN`).
-    Vcpu,
-    /// The process's first thread: QEMU's main loop, which emulates devices without an iothread.
-    Main,
-    /// A QEMU `-object iothread` (`IO iothread0`, `IO mon_iothread`).
-    #[serde(rename = "iothread")]
-    IoThread,
-    /// QEMU's thread pool (`worker`): `aio=threads` disk I/O and other blocking work.
-    Worker,
-    /// A vhost worker (`vhost-<pid>`): virtio rings served in the kernel.
-    Vhost,
-    Other,
-}
-
-impl ThreadClass {
-    pub const ALL: [Self; 6] = [
-        Self::Vcpu,
-        Self::Main,
-        Self::IoThread,
-        Self::Worker,
-        Self::Vhost,
-        Self::Other,
-    ];
-
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Vcpu => "vcpu",
-            Self::Main => "main",
-            Self::IoThread => "iothread",
-            Self::Worker => "worker",
-            Self::Vhost => "vhost",
-            Self::Other => "other",
-        }
-    }
-
-    /// The class of a thread discovery has classified.
-    #[must_use]
-    pub fn of(role: &ThreadRole) -> Self {
-        match role {
-            ThreadRole::Vcpu(_) => Self::Vcpu,
-            ThreadRole::Main => Self::Main,
-            ThreadRole::IoThread(_) => Self::IoThread,
-            ThreadRole::KernelWorker(comm) if comm.exact().starts_with("vhost-") => Self::Vhost,
-            ThreadRole::Other(comm) if comm == "worker" => Self::Worker,
-            ThreadRole::KernelWorker(_) | ThreadRole::Other(_) => Self::Other,
-        }
+/// The class of a thread discovery has classified.
+#[must_use]
+pub fn class_of(role: &ThreadRole) -> ThreadClass {
+    match role {
+        ThreadRole::Vcpu(_) => ThreadClass::Vcpu,
+        ThreadRole::Main => ThreadClass::Main,
+        ThreadRole::IoThread(_) => ThreadClass::IoThread,
+        ThreadRole::KernelWorker(comm) if comm.exact().starts_with("vhost-") => ThreadClass::Vhost,
+        ThreadRole::Other(comm) if comm == "worker" => ThreadClass::Worker,
+        ThreadRole::KernelWorker(_) | ThreadRole::Other(_) => ThreadClass::Other,
     }
 }
 
@@ -99,7 +59,7 @@ pub fn threads_of<S: BuildHasher>(
             let class = if vcpu_tids.contains(&t.tid) {
                 ThreadClass::Vcpu
             } else {
-                ThreadClass::of(&t.role)
+                class_of(&t.role)
             };
             watched(t.tid, class)
         }));

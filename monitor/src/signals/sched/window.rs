@@ -1,15 +1,13 @@
 //! Two readings → the scheduling figures of a window: per vCPU (with its placement), per VM,
 //! per thread class, and who the VM's threads waited behind.
 
-use crate::signals::rate;
+use crate::model::rate;
 use std::{
     collections::{BTreeMap, HashMap},
     path::Path,
 };
 
-use monitor_common::latency::bucket_floor_ns;
-
-use super::{Hooks, SchedProbe, SchedTotals, ThreadClass, ThreadTotals, contenders};
+use super::{Hooks, SchedProbe, SchedTotals, ThreadTotals, contenders};
 use crate::{
     discovery::Vmm,
     host::topology::{MigrationClass, Topology},
@@ -17,10 +15,11 @@ use crate::{
         self,
         sched::{
             ClassSched, HostSched, MigrationCount, Migrations, Placement, SchedCumulative,
-            SchedFigures, VcpuSched, VmSched, WaitBucket,
+            SchedFigures, VcpuSched, VmSched,
         },
     },
-    signals::{Attachment, SourceState, exits::Histogram, numa::memory::MemoryPlacement},
+    model::{Attachment, Histogram, SourceState, sched::ThreadClass},
+    signals::numa::memory::MemoryPlacement,
 };
 
 /// What one sample holds for these figures.
@@ -186,16 +185,7 @@ fn figures(threads: &[&ThreadWindow], seconds: f64, available: Available) -> Sch
     out.steal = share(out.wait_ns, available.wait);
     out.on_cpu = share(out.run_ns, available.switch);
     out.wait = wait.summary();
-    out.wait_buckets = wait
-        .buckets
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-        .map(|(bucket, &count)| WaitBucket {
-            floor_ns: bucket_floor_ns(bucket),
-            count,
-        })
-        .collect();
+    out.wait_buckets = wait.nonempty_buckets();
     out.migrations = available.migrate.then(|| Migrations {
         count: migrations.total(),
         rate: rate(migrations.total(), seconds),

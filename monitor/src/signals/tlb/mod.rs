@@ -24,7 +24,7 @@ use serde::Serialize;
 
 pub(crate) use self::probes::sized;
 pub use self::probes::{TlbPlan, TlbProbe};
-use super::Attachment;
+use crate::model::Attachment;
 use crate::{bpf::Kernel, discovery::Vmm, host::topology::parse_cpu_list};
 
 /// Why a CPU flushed (part of) its TLB: the kernel's `enum tlb_flush_reason`.

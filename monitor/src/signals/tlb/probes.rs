@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::{
     bpf::Kernel,
     host::tracefs::{Field, TraceFs},
-    signals::Attachment,
+    model::Attachment,
 };
 
 /// One kernel source of TLB figures.

@@ -1,11 +1,12 @@
 //! Two readings of the TLB totals → the TLB figures of a snapshot window.
 
-use crate::signals::rate;
+use crate::model::rate;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Flushes, TlbCounterKey, TlbEvent, TlbProbe, TlbReason, TlbTotals};
 use crate::{
     discovery::Vmm,
+    model::SourceState,
     model::{
         Snapshot,
         tlb::{
@@ -14,7 +15,6 @@ use crate::{
         },
     },
     session::Sample,
-    signals::SourceState,
 };
 
 /// Fills the TLB figures of `snapshot`, the window between two samples: the host's, and each

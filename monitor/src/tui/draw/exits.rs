@@ -11,8 +11,7 @@ use ratatui::{
 
 use crate::{
     format,
-    model::{DetailCount, DetailGroup, ReasonCount, Vm},
-    signals::exits::DetailKind,
+    model::{DetailCount, DetailGroup, DetailKind, ReasonCount, Vm},
 };
 
 /// Detail values listed per kind on one line.
@@ -75,7 +74,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
 }
 
 fn reason_cells(r: &ReasonCount, details: &[DetailGroup]) -> [String; 8] {
-    let latency = |pick: fn(&crate::signals::exits::LatencySummary) -> u64| {
+    let latency = |pick: fn(&crate::model::LatencySummary) -> u64| {
         r.latency
             .as_ref()
             .map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))

@@ -60,7 +60,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
 
 /// One row per device and operation with requests in the window.
 fn rows(block: &VmBlock) -> Vec<Row<'static>> {
-    let latency = |l: Option<&crate::signals::exits::LatencySummary>, pick: fn(&_) -> u64| {
+    let latency = |l: Option<&crate::model::LatencySummary>, pick: fn(&_) -> u64| {
         l.map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))
     };
     let mut rows = Vec::new();

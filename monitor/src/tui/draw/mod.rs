@@ -15,7 +15,7 @@ use ratatui::{
 };
 
 use super::state::{App, View};
-use crate::{model::Snapshot, signals::SourceState};
+use crate::model::{Snapshot, SourceState};
 
 pub fn draw(frame: &mut Frame<'_>, app: &App) {
     let [header, body, footer] = Layout::vertical([

@@ -13,10 +13,9 @@ use ratatui::{
 use crate::{
     format,
     model::{
-        Vcpu, Vm,
+        ExitSource, Vcpu, Vm,
         sched::{ContenderKind, VmSched},
     },
-    signals::exits::ExitSource,
 };
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {

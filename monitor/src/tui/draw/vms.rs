@@ -10,8 +10,7 @@ use ratatui::{
 use crate::{
     advice::Target,
     format,
-    model::{Exits, Snapshot, Vm},
-    signals::exits::ExitSource,
+    model::{ExitSource, Exits, Snapshot, Vm},
     tui::state::App,
 };
 

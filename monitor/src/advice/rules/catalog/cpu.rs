@@ -1,6 +1,6 @@
 //! C1–C9: CPU and scheduling.
 
-use super::{Family, RuleInfo, Source, StaticChange};
+use crate::model::advice::{RuleFamily, RuleInfo, Source, StaticChange};
 
 const RHEL7_VDAG_7_3: Source = Source {
     title: "RHEL 7 Virtualization Deployment and Administration Guide",
@@ -17,7 +17,7 @@ const HALT_POLLING: Source = Source {
 
 pub const C1: RuleInfo = RuleInfo {
     id: "C1",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "vCPU threads wait for a host CPU (steal time)",
     checks: "The share of wall time each vCPU thread spent runnable but waiting in the host \
              run queue (the growth of run_delay in /proc/PID/task/TID/schedstat).",
@@ -44,7 +44,7 @@ pub const C1: RuleInfo = RuleInfo {
 
 pub const C2: RuleInfo = RuleInfo {
     id: "C2",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "More vCPUs than the host's cores can carry",
     checks: "A VM with more vCPUs than the host has physical cores; or all VMs' vCPUs per \
              physical core above the busy limit while the host is busy; or above the absolute \
@@ -73,7 +73,7 @@ pub const C2: RuleInfo = RuleInfo {
 
 pub const C3: RuleInfo = RuleInfo {
     id: "C3",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "vCPU threads migrate between host CPUs",
     checks: "Migrations of each vCPU thread between host CPUs per second, and migrations to \
              another NUMA node per minute.",
@@ -97,7 +97,7 @@ pub const C3: RuleInfo = RuleInfo {
 
 pub const C4: RuleInfo = RuleInfo {
     id: "C4",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "A VM that fits one NUMA node is spread over several",
     checks: "Whether the VM's vCPUs fit one node's physical cores and its RAM fits one node's \
              memory, while the CPUs its vCPU threads may run on, or its resident memory, span \
@@ -119,7 +119,7 @@ pub const C4: RuleInfo = RuleInfo {
 
 pub const C5: RuleInfo = RuleInfo {
     id: "C5",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "Emulator and I/O threads share the vCPUs' CPUs",
     checks: "Whether QEMU's main loop, IOThreads or vhost workers may run on CPUs that also run \
              the VM's vCPUs, while a vCPU waits for CPU.",
@@ -142,7 +142,7 @@ pub const C5: RuleInfo = RuleInfo {
 
 pub const C6: RuleInfo = RuleInfo {
     id: "C6",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "Rapid halt/wake cycles that polling would absorb",
     checks: "HLT exits per second of each vCPU, its median time halted against the host's \
              halt_poll_ns (the x86 default of 200000 ns when polling is off), and that the \
@@ -173,7 +173,7 @@ pub const C6: RuleInfo = RuleInfo {
 
 pub const C7: RuleInfo = RuleInfo {
     id: "C7",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "Halt polling burns CPU the host needs",
     checks: "The share of halt-polling time that ended without a wakeup, per vCPU, while the \
              host CPU is busy.",
@@ -189,7 +189,7 @@ pub const C7: RuleInfo = RuleInfo {
 
 pub const C8: RuleInfo = RuleInfo {
     id: "C8",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "Pause-loop exits: spinning on a preempted lock holder",
     checks: "PAUSE exits (VMX PAUSE_INSTRUCTION, SVM pause) per second of each vCPU, with its \
              run-queue wait when known.",
@@ -221,7 +221,7 @@ pub const C8: RuleInfo = RuleInfo {
 
 pub const C9: RuleInfo = RuleInfo {
     id: "C9",
-    family: Family::Cpu,
+    family: RuleFamily::Cpu,
     title: "Frequency scaling adds latency to latency-bound VMs",
     checks: "The cpufreq governor of the CPUs the VM's vCPUs may run on, when a latency rule \
              (C6 or I3) fires for the VM.",

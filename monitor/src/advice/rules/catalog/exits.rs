@@ -1,6 +1,6 @@
 //! E1–E9: VM exits.
 
-use super::{Family, RuleInfo, Source, StaticChange};
+use crate::model::advice::{RuleFamily, RuleInfo, Source, StaticChange};
 
 const CPUID_RST: Source = Source {
     title: "Linux kernel documentation",
@@ -13,7 +13,7 @@ const LIBVIRT_HYPERV: Source = Source {
 
 pub const E1: RuleInfo = RuleInfo {
     id: "E1",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "Emulated port I/O",
     checks: "Port I/O exits (VMX IO_INSTRUCTION, SVM io) per second of the VM, and which ports \
              they hit when known.",
@@ -38,7 +38,7 @@ pub const E1: RuleInfo = RuleInfo {
 
 pub const E2: RuleInfo = RuleInfo {
     id: "E2",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "MMIO emulated in userspace",
     checks: "MMIO exits to QEMU per second of each vCPU, and EPT misconfiguration exits not \
              completed as fast MMIO.",
@@ -58,7 +58,7 @@ pub const E2: RuleInfo = RuleInfo {
 
 pub const E3: RuleInfo = RuleInfo {
     id: "E3",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "Guest memory keeps being faulted in",
     checks: "EPT violations (SVM nested page faults) per second of each vCPU, once the VM has \
              run past its warm-up.",
@@ -94,7 +94,7 @@ pub const E3: RuleInfo = RuleInfo {
 
 pub const E4: RuleInfo = RuleInfo {
     id: "E4",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "MSR writes: a timer or IPI storm",
     checks: "MSR write exits per second of each vCPU (VMX MSR_WRITE; on SVM the VM's MSR \
              writes by index averaged over its vCPUs), and which MSRs: 0x6e0 TSC_DEADLINE \
@@ -114,7 +114,7 @@ pub const E4: RuleInfo = RuleInfo {
 
 pub const E5: RuleInfo = RuleInfo {
     id: "E5",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "xAPIC accesses are trapped",
     checks: "APIC access exits (VMX APIC_ACCESS, SVM avic_unaccelerated_access) per second of \
              each vCPU.",
@@ -139,7 +139,7 @@ pub const E5: RuleInfo = RuleInfo {
 
 pub const E6: RuleInfo = RuleInfo {
     id: "E6",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "Host interrupts land on vCPU CPUs",
     checks: "External-interrupt exits (VMX EXTERNAL_INTERRUPT, SVM interrupt) per second of \
              each vCPU.",
@@ -162,7 +162,7 @@ pub const E6: RuleInfo = RuleInfo {
 
 pub const E7: RuleInfo = RuleInfo {
     id: "E7",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "Host TLB shootdowns hit vCPU CPUs",
     checks: "Host TLB-shootdown IPIs per second to the CPUs running the VM's vCPUs, with the \
              host's NUMA balancing and KSM state.",
@@ -190,7 +190,7 @@ pub const E7: RuleInfo = RuleInfo {
 
 pub const E8: RuleInfo = RuleInfo {
     id: "E8",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "Guest IPI storm under overcommit",
     checks: "IPIs sent by the guest per second, when the host is overcommitted (a vCPU waits \
              for CPU, or the host has more vCPUs than physical cores).",
@@ -216,7 +216,7 @@ pub const E8: RuleInfo = RuleInfo {
 
 pub const E9: RuleInfo = RuleInfo {
     id: "E9",
-    family: Family::Exits,
+    family: RuleFamily::Exits,
     title: "Slow exit handling",
     checks: "The 99th percentile of kvm_exit → kvm_entry per exit reason, and each vCPU's share \
              of time spent handling exits.",

@@ -1,6 +1,6 @@
 //! I1–I4 (I/O) and H1–H3 (host facts).
 
-use super::{Family, RuleInfo, Source, StaticChange};
+use crate::model::advice::{RuleFamily, RuleInfo, Source, StaticChange};
 
 const RHEL7_VTOG_7: Source = Source {
     title: "RHEL 7 Virtualization Tuning and Optimization Guide",
@@ -9,7 +9,7 @@ const RHEL7_VTOG_7: Source = Source {
 
 pub const I1: RuleInfo = RuleInfo {
     id: "I1",
-    family: Family::Io,
+    family: RuleFamily::Io,
     title: "Data disk on emulated storage",
     checks: "Guest disks (not CD-ROMs) on IDE/AHCI, or on an LSI or MegaRAID SCSI controller.",
     diagnosis: "Emulated storage controllers: many port-I/O and MMIO exits per request (see E1, \
@@ -28,7 +28,7 @@ pub const I1: RuleInfo = RuleInfo {
 
 pub const I2: RuleInfo = RuleInfo {
     id: "I2",
-    family: Family::Io,
+    family: RuleFamily::Io,
     title: "Host page cache or thread pool in the disk path",
     checks: "Raw images and host block devices with cache=writeback, writethrough or unsafe \
              (including QEMU's default), or with aio=threads.",
@@ -61,7 +61,7 @@ pub const I2: RuleInfo = RuleInfo {
 
 pub const I3: RuleInfo = RuleInfo {
     id: "I3",
-    family: Family::Io,
+    family: RuleFamily::Io,
     title: "Slow or monopolised block device",
     checks: "The 99th percentile of block request latency per VM drive (against the SSD \
              threshold for devices known to be solid-state, the HDD one otherwise), and the \
@@ -90,7 +90,7 @@ pub const I3: RuleInfo = RuleInfo {
 
 pub const I4: RuleInfo = RuleInfo {
     id: "I4",
-    family: Family::Io,
+    family: RuleFamily::Io,
     title: "Network packets processed in QEMU",
     checks: "NICs of model e1000, e1000e or rtl8139, and virtio NICs on a tap backend without \
              vhost.",
@@ -118,7 +118,7 @@ pub const I4: RuleInfo = RuleInfo {
 
 pub const H1: RuleInfo = RuleInfo {
     id: "H1",
-    family: Family::Host,
+    family: RuleFamily::Host,
     title: "Software emulation instead of KVM",
     checks: "No vmx/svm flag in /proc/cpuinfo, the kvm module or /dev/kvm missing, or a VM \
              whose preferred accelerator is tcg.",
@@ -143,7 +143,7 @@ pub const H1: RuleInfo = RuleInfo {
 
 pub const H2: RuleInfo = RuleInfo {
     id: "H2",
-    family: Family::Host,
+    family: RuleFamily::Host,
     title: "Shadow paging: EPT/NPT disabled",
     checks: "kvm_intel.ept=N or kvm_amd.npt=0.",
     diagnosis: "KVM shadows guest page tables: CR3 writes, page faults and INVLPG all exit.",
@@ -161,7 +161,7 @@ pub const H2: RuleInfo = RuleInfo {
 
 pub const H3: RuleInfo = RuleInfo {
     id: "H3",
-    family: Family::Host,
+    family: RuleFamily::Host,
     title: "Old or generic CPU model",
     checks: "A VM whose -cpu model is qemu64, qemu32, kvm64, kvm32 or another old named model, \
              or that gives none on x86-64 (QEMU then uses qemu64).",

@@ -1,6 +1,6 @@
 //! M1–M7: memory and NUMA.
 
-use super::{Family, RuleInfo, Source, StaticChange};
+use crate::model::advice::{RuleFamily, RuleInfo, Source, StaticChange};
 
 const RHEL7_VTOG_9_3: Source = Source {
     title: "RHEL 7 Virtualization Tuning and Optimization Guide",
@@ -9,7 +9,7 @@ const RHEL7_VTOG_9_3: Source = Source {
 
 pub const M1: RuleInfo = RuleInfo {
     id: "M1",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "NUMA hinting faults find memory on the wrong node",
     checks: "The share of NUMA hinting faults whose page sits on another node than the \
              faulting CPU's, per VM when known, else host-wide, once there are enough faults \
@@ -29,7 +29,7 @@ pub const M1: RuleInfo = RuleInfo {
 
 pub const M2: RuleInfo = RuleInfo {
     id: "M2",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "Automatic NUMA balancing on a host whose VMs are all bound",
     checks: "kernel.numa_balancing = 1 while every VM has both pinned vCPUs and strictly \
              bound memory (memory backends with policy=bind, or a cpuset limiting its \
@@ -49,7 +49,7 @@ pub const M2: RuleInfo = RuleInfo {
 
 pub const M3: RuleInfo = RuleInfo {
     id: "M3",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "VM memory drifted off its home node",
     checks: "The share of the VM's resident memory (numa_maps) outside the node holding most \
              of it.",
@@ -68,7 +68,7 @@ pub const M3: RuleInfo = RuleInfo {
 
 pub const M4: RuleInfo = RuleInfo {
     id: "M4",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "Guest RAM without huge pages, or THP stalling allocations",
     checks: "Transparent huge pages enabled=never; THP defrag=always; or a VM without hugetlbfs \
              whose AnonHugePages cover too little of its RAM.",
@@ -104,7 +104,7 @@ pub const M4: RuleInfo = RuleInfo {
 
 pub const M5: RuleInfo = RuleInfo {
     id: "M5",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "KSM costs more than it saves",
     checks: "KSM running while guest RAM is well below host RAM, scanning pages that do not \
              merge (pages_unshared per pages_sharing), ksmd using CPU, or merging across NUMA \
@@ -134,7 +134,7 @@ pub const M5: RuleInfo = RuleInfo {
 
 pub const M6: RuleInfo = RuleInfo {
     id: "M6",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "Memory overcommit without a safety net, or guests being swapped",
     checks: "Total guest RAM plus the host's reserve against host RAM and swap; and pages \
              swapped in or out per second.",
@@ -163,7 +163,7 @@ pub const M6: RuleInfo = RuleInfo {
 
 pub const M7: RuleInfo = RuleInfo {
     id: "M7",
-    family: Family::Memory,
+    family: RuleFamily::Memory,
     title: "Huge page pools do not match the VMs",
     checks: "Whether the huge page pools hold enough pages for the VMs backed by hugetlbfs, \
              and how much RAM sits in free huge pages.",

@@ -1,12 +1,73 @@
-//! What a rule produces: a recommendation that always carries the evidence behind it.
+//! Tuning advice as presenters see it: the rules' descriptions, and what a rule produces — a
+//! recommendation that always carries the evidence behind it.
 
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::Untrusted;
+use super::Untrusted;
 
-use super::catalog::{RuleInfo, Source};
+/// A reference: the document and the section within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub title: &'static str,
+    pub section: &'static str,
+}
+
+/// The change a rule recommends, in each form that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StaticChange {
+    pub libvirt: Option<&'static str>,
+    pub qemu: Option<&'static str>,
+    pub host: Option<&'static str>,
+}
+
+/// The rule families of the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleFamily {
+    Cpu,
+    Exits,
+    Memory,
+    Io,
+    Host,
+}
+
+impl RuleFamily {
+    /// The family as the reference names it.
+    #[must_use]
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Cpu => "CPU and scheduling",
+            Self::Exits => "VM exits",
+            Self::Memory => "memory and NUMA",
+            Self::Io => "I/O",
+            Self::Host => "host facts",
+        }
+    }
+}
+
+/// One rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RuleInfo {
+    pub id: &'static str,
+    pub family: RuleFamily,
+    pub title: &'static str,
+    /// What the rule looks at.
+    pub checks: &'static str,
+    /// Why it matters when the condition holds.
+    pub diagnosis: &'static str,
+    pub change: StaticChange,
+    pub effect: &'static str,
+    pub sources: &'static [Source],
+}
+
+/// An input a rule needed but did not have, so the rule stayed quiet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Unavailable {
+    pub rule: &'static str,
+    pub input: String,
+}
 
 /// How urgent a recommendation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -1,9 +1,6 @@
-//! Log2 latency histograms read from the kernel, and the percentiles users see.
+//! Log2 latency histograms, as the kernel programs keep them, and the percentiles users see.
 
-use monitor_common::{
-    LatencyHist,
-    latency::{HIST_BUCKETS, bucket_floor_ns},
-};
+use monitor_common::latency::{HIST_BUCKETS, bucket_floor_ns};
 use serde::Serialize;
 
 /// Intervals in nanoseconds, bucketed by floor(log2(ns)) (see `monitor_common::latency`).
@@ -27,15 +24,11 @@ impl Default for Histogram {
     }
 }
 
-impl From<&LatencyHist> for Histogram {
-    fn from(raw: &LatencyHist) -> Self {
-        Self {
-            count: raw.count,
-            sum_ns: raw.sum_ns,
-            max_ns: raw.max_ns,
-            buckets: raw.buckets,
-        }
-    }
+/// One non-empty bucket of a histogram: `count` intervals in `[floor_ns, 2 × floor_ns)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    pub floor_ns: u64,
+    pub count: u64,
 }
 
 /// The summary shown per reason, VM and vCPU.
@@ -137,6 +130,20 @@ impl Histogram {
             p99_ns: self.quantile(0.99)?,
             max_ns: self.max_bound()?,
         })
+    }
+
+    /// The non-empty buckets, for snapshots.
+    #[must_use]
+    pub fn nonempty_buckets(&self) -> Vec<Bucket> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(bucket, &count)| Bucket {
+                floor_ns: bucket_floor_ns(bucket),
+                count,
+            })
+            .collect()
     }
 
     /// Intervals shorter than `2^k` ns: the cumulative count of a Prometheus bucket with that

@@ -1,0 +1,246 @@
+//! VM exits over a window: counts and rates by source and reason, handling latency, what the
+//! exits were about (ports, MSRs, guest pages, …), and where each vCPU's time went.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Histogram, LatencySummary, SourceState};
+
+/// The tracepoint that produced an exit count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitSource {
+    /// `kvm:kvm_exit`, every hardware exit.
+    KvmExit,
+    /// `kvm:kvm_userspace_exit`, every return of `KVM_RUN` to the VMM.
+    Userspace,
+    /// `kvm:kvm_vcpu_wakeup`, every end of a halt KVM handled in the kernel.
+    Halt,
+}
+
+impl ExitSource {
+    pub const ALL: [Self; 3] = [Self::KvmExit, Self::Userspace, Self::Halt];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KvmExit => "kvm_exit",
+            Self::Userspace => "userspace",
+            Self::Halt => "halt",
+        }
+    }
+
+    /// The kernel tracepoint behind this source.
+    #[must_use]
+    pub fn tracepoint(self) -> &'static str {
+        match self {
+            Self::KvmExit => "kvm:kvm_exit",
+            Self::Userspace => "kvm:kvm_userspace_exit",
+            Self::Halt => "kvm:kvm_vcpu_wakeup",
+        }
+    }
+
+    /// What the latency of an exit of this source measures.
+    #[must_use]
+    pub fn latency_meaning(self) -> &'static str {
+        match self {
+            Self::KvmExit => "kvm_exit → next kvm_entry on the thread",
+            Self::Userspace => "userspace exit → next KVM_RUN (time in the VMM)",
+            Self::Halt => "halt duration (kvm_vcpu_wakeup)",
+        }
+    }
+}
+
+/// Hardware virtualisation family of a hardware exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isa {
+    Vmx,
+    Svm,
+}
+
+impl Isa {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vmx => "vmx",
+            Self::Svm => "svm",
+        }
+    }
+}
+
+/// What a detail counts, with the tracepoint behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetailKind {
+    Pio,
+    Mmio,
+    Msr,
+    PageFault,
+    Hypercall,
+    ApicIpi,
+    HaltPoll,
+    Emulation,
+}
+
+impl DetailKind {
+    pub const ALL: [Self; 8] = [
+        Self::Pio,
+        Self::Mmio,
+        Self::Msr,
+        Self::PageFault,
+        Self::Hypercall,
+        Self::ApicIpi,
+        Self::HaltPoll,
+        Self::Emulation,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pio => "pio",
+            Self::Mmio => "mmio",
+            Self::Msr => "msr",
+            Self::PageFault => "page_fault",
+            Self::Hypercall => "hypercall",
+            Self::ApicIpi => "apic_ipi",
+            Self::HaltPoll => "halt_poll",
+            Self::Emulation => "emulation",
+        }
+    }
+
+    /// Header for the detail's value column.
+    #[must_use]
+    pub fn value_name(self) -> &'static str {
+        match self {
+            Self::Pio => "port",
+            Self::Mmio => "guest page",
+            Self::Msr => "MSR",
+            Self::PageFault => "guest 2 MiB region",
+            Self::Hypercall => "hypercall nr",
+            Self::ApicIpi => "destination APIC id",
+            Self::HaltPoll => "poll window",
+            Self::Emulation => "outcome",
+        }
+    }
+
+    /// The detail kind that says what exits of this reason were about, by the reason's name
+    /// in any of the tables (VMX, SVM, userspace).
+    #[must_use]
+    pub fn for_reason(name: &str) -> Option<Self> {
+        Some(match name {
+            "IO_INSTRUCTION" | "io" | "IO" => Self::Pio,
+            "EPT_MISCONFIG" | "MMIO" => Self::Mmio,
+            "EPT_VIOLATION" | "npf" => Self::PageFault,
+            "MSR_READ" | "MSR_WRITE" | "MSR_WRITE_IMM" | "msr" => Self::Msr,
+            "VMCALL" | "vmmcall" | "HYPERCALL" => Self::Hypercall,
+            "HLT" | "hlt" | "HALT_POLLED" | "HALT_BLOCKED" => Self::HaltPoll,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostExits {
+    /// State of every kernel source of exit figures, by short name (`kvm_exit`, `kvm_entry`,
+    /// `userspace`, `kvm_run`, `halt`, `pio`, `mmio`, …).
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// The tracepoint behind each source name.
+    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    /// Exits that could not be counted because a kernel map was full, since counting began.
+    pub dropped: u64,
+}
+
+/// One kind of exit detail of a VM over the window.
+#[derive(Clone, Debug, Serialize)]
+pub struct DetailGroup {
+    pub kind: DetailKind,
+    /// The tracepoint that reported it.
+    pub source: &'static str,
+    /// What `value` is (port, MSR, guest page, …).
+    pub value_name: &'static str,
+    pub count: u64,
+    pub rate: f64,
+    /// Largest first.
+    pub top: Vec<DetailCount>,
+    /// Events of this kind not in `top`.
+    pub other: u64,
+    /// Events since kvmtop started counting this VM (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DetailCount {
+    /// Direction, access type, fault kind or delivery mode; empty when the kind has none.
+    pub sub: String,
+    pub value: String,
+    pub count: u64,
+    pub rate: f64,
+}
+
+/// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable
+/// or the vCPU's thread is not known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct VcpuTime {
+    /// Handling hardware exits (`kvm_exit` → `kvm_entry`).
+    pub handling_exits: Option<f64>,
+    /// In the VMM after a userspace exit, until the next `KVM_RUN`.
+    pub in_vmm: Option<f64>,
+    /// Halted in the kernel, waiting for an interrupt.
+    pub halted: Option<f64>,
+}
+
+/// Exit counts over the window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Exits {
+    /// State of each exit source for this VM in the window.
+    pub sources: BTreeMap<&'static str, SourceState>,
+    /// Hardware exits in the window (`kvm_exit`).
+    pub total: u64,
+    /// Returns to the VMM in the window (userspace exits).
+    pub userspace_total: u64,
+    /// Halts that ended in the window (`kvm_vcpu_wakeup`).
+    pub halts: u64,
+    /// Sorted by count, largest first.
+    pub by_reason: Vec<ReasonCount>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReasonCount {
+    pub source: ExitSource,
+    pub isa: Option<Isa>,
+    pub code: u64,
+    pub reason: String,
+    /// Events in the window.
+    pub count: u64,
+    /// Events per second over the window.
+    pub rate: f64,
+    /// Events since kvmtop started counting this VM (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative: u64,
+    /// This reason's share of its source's events in the window (0–1).
+    pub share: f64,
+    /// Handling latency over the window (see `latency_meaning`); null when the interval's
+    /// closing event is not seen (e.g. `kvm_entry` unavailable).
+    pub latency: Option<LatencySummary>,
+    /// What the latency measures, for this reason's source.
+    pub latency_meaning: &'static str,
+    /// Running latency histogram (for Prometheus histograms).
+    #[serde(skip)]
+    pub cumulative_latency: Option<Histogram>,
+}
+
+impl Exits {
+    /// Hardware exits per second, or userspace exits when the host has no hardware exit events.
+    #[must_use]
+    pub fn rate_of(&self, source: ExitSource) -> f64 {
+        // fold from +0.0: an empty f64 sum() is -0.0, which would print as "-0".
+        self.by_reason
+            .iter()
+            .filter(|r| r.source == source)
+            .map(|r| r.rate)
+            .fold(0.0, |a, b| a + b)
+    }
+}

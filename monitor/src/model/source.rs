@@ -1,0 +1,48 @@
+//! The state of a kernel source (a program on a hook) as the presenters report it.
+
+use serde::{Serialize, Serializer};
+
+/// Whether a kernel source (tracepoint) could be attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    Attached,
+    Unavailable(String),
+}
+
+/// What a source did during a sampling window, as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceState {
+    /// Attached and produced events in the window.
+    Live,
+    /// Attached, but no event in the window (e.g. `kvm_exit` on nested/PVM hosts, or an idle VM).
+    Silent,
+    /// Could not be attached; the text says why.
+    Unavailable(String),
+}
+
+impl SourceState {
+    #[must_use]
+    pub fn from_window(attachment: &Attachment, events: u64) -> Self {
+        match attachment {
+            Attachment::Unavailable(why) => Self::Unavailable(why.clone()),
+            Attachment::Attached if events > 0 => Self::Live,
+            Attachment::Attached => Self::Silent,
+        }
+    }
+}
+
+impl std::fmt::Display for SourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Live => f.write_str("live"),
+            Self::Silent => f.write_str("silent"),
+            Self::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+impl Serialize for SourceState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
