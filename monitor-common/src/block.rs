@@ -14,7 +14,7 @@
 //! from a kworker on those kernels are not attributed. Completion is `block:block_rq_complete`
 //! on every kernel: `block_io_done` is skipped for some requests when a queue's `iostats` is off.
 
-use crate::latency::LatencyHist;
+use crate::histogram::LatencyHist;
 
 /// LRU hash map: [`RequestKey`] → [`PendingRequest`], requests of watched VMMs in flight. LRU
 /// because a request can vanish without a completion this program recognises (a front merge
@@ -32,13 +32,13 @@ pub const BLOCK_STATS_CAPACITY: u32 = 2_048;
 pub const BLOCK_DROPS_MAP: &str = "BLOCK_DROPS";
 
 /// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
-pub const PROG_BLOCK_IO_START: &str = "blk_io_start";
-pub const PROG_BLOCK_RQ_INSERT: &str = "blk_rq_insert";
-pub const PROG_BLOCK_RQ_ISSUE: &str = "blk_rq_issue";
-pub const PROG_BLOCK_RQ_COMPLETE: &str = "blk_rq_complete";
+pub const PROG_BLOCK_IO_START: &str = "block_io_start";
+pub const PROG_BLOCK_RQ_INSERT: &str = "block_rq_insert";
+pub const PROG_BLOCK_RQ_ISSUE: &str = "block_rq_issue";
+pub const PROG_BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
 /// Raw tracepoint program running the block accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
-pub const PROG_BLOCK_HARNESS: &str = "blk_harness";
+pub const PROG_BLOCK_HARNESS: &str = "block_harness";
 /// tgid of the submitter, dev, sector, rwbs (its first two bytes, little-endian), bytes, ns.
 /// Ignored unless the tgid is a watched VMM, as in the real program.
 pub const HARNESS_SUBMIT: u64 = 1;
@@ -49,10 +49,10 @@ pub const HARNESS_ISSUE: u64 = 2;
 pub const HARNESS_COMPLETE: u64 = 3;
 
 /// Read-only globals: one [`BlockRqLayout`] per program, and the [`SubmitMode`] as u32.
-pub const GLOBAL_BLOCK_START_LAYOUT: &str = "BLOCK_START_LAYOUT";
-pub const GLOBAL_BLOCK_INSERT_LAYOUT: &str = "BLOCK_INSERT_LAYOUT";
-pub const GLOBAL_BLOCK_ISSUE_LAYOUT: &str = "BLOCK_ISSUE_LAYOUT";
-pub const GLOBAL_BLOCK_COMPLETE_LAYOUT: &str = "BLOCK_COMPLETE_LAYOUT";
+pub const GLOBAL_BLOCK_IO_START_LAYOUT: &str = "BLOCK_IO_START_LAYOUT";
+pub const GLOBAL_BLOCK_RQ_INSERT_LAYOUT: &str = "BLOCK_RQ_INSERT_LAYOUT";
+pub const GLOBAL_BLOCK_RQ_ISSUE_LAYOUT: &str = "BLOCK_RQ_ISSUE_LAYOUT";
+pub const GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT: &str = "BLOCK_RQ_COMPLETE_LAYOUT";
 pub const GLOBAL_BLOCK_SUBMIT_MODE: &str = "BLOCK_SUBMIT_MODE";
 
 /// Where requests are attributed to the submitting process.

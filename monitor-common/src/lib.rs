@@ -1,21 +1,28 @@
 //! The layout contract between kvmtop's kernel programs (`monitor-ebpf`) and its agent (`monitor`).
 //!
-//! Everything here is `#[repr(C)]`, `Copy` and free of padding, so the same bytes mean the same thing
-//! on both sides of a BPF map. Keep in sync with the readers in `monitor/src/signals/`.
+//! One module per signal family, named as the family's folder in the other crates (`exits`,
+//! `sched`, `numa`, `tlb`, `block`), plus what several families share: the histogram, the
+//! watched-VMM bitmap and the CPU places. Everything here is `#[repr(C)]`, `Copy` and free of
+//! padding, so the same bytes mean the same thing on both sides of a BPF map.
+//!
+//! Names follow one rule. A program is named after the kernel event it runs on (`kvm_exit`,
+//! `sched_switch`, `block_rq_complete`; the function for fentry and kprobe programs), with a
+//! suffix naming its hook kind when one event has programs of several kinds (`_fentry`,
+//! `_kprobe`); a test harness is `<family>_harness`. A record layout handed to a program is the
+//! global `<EVENT>_LAYOUT`. A map is `<FAMILY>_<WHAT IT HOLDS>`; the two maps several families
+//! share are named for what they hold (`VMM_WATCH`, `CPU_PLACES`). The kernel keeps the first 15
+//! bytes of a name (`BPF_OBJ_NAME_LEN`); kvmtop looks programs and maps up by their full name in
+//! the object, and a test checks that every name the agent expects is there.
 #![no_std]
 
 pub mod block;
-pub mod details;
 pub mod exits;
-pub mod latency;
+pub mod histogram;
 pub mod numa;
+pub mod places;
 pub mod sched;
 pub mod tlb;
 pub mod vmms;
-
-pub use details::{DetailKey, DetailKind, DetailLayout};
-pub use exits::{ExitKey, ExitSource, Isa, KvmExitLayout, UserspaceExitLayout};
-pub use latency::{LatencyHist, PendingExit};
 
 /// A tracepoint field offset meaning "this kernel's record has no such field".
 pub const FIELD_ABSENT: u32 = u32::MAX;

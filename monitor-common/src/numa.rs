@@ -3,17 +3,24 @@
 //! memory node) from `task_numa_fault()`.
 //!
 //! No tracepoint reports these faults, so the program hooks the function itself: fentry where
-//! BPF trampolines work (no kprobe support needed, cheaper), a kprobe otherwise.
+//! BPF trampolines work (no kprobe support needed, cheaper), a kprobe otherwise. Like the TLB and
+//! block programs, it tests the watched-VMM bitmap (`crate::vmms`) first.
 
 /// Per-CPU hash map: [`NumaFaultKey`] → [`NumaFaultStat`].
 pub const NUMA_FAULTS_MAP: &str = "NUMA_FAULTS";
 /// VMs × CPU nodes × memory nodes.
 pub const NUMA_FAULTS_CAPACITY: u32 = 4_096;
+/// Per-CPU array, one u64: faults not counted because `NUMA_FAULTS` was full.
+pub const NUMA_DROPS_MAP: &str = "NUMA_DROPS";
 
 /// The kernel function hooked, and its two programs.
 pub const NUMA_FAULT_FUNCTION: &str = "task_numa_fault";
-pub const PROG_NUMA_FAULT_FENTRY: &str = "vmnuma_fentry";
-pub const PROG_NUMA_FAULT_KPROBE: &str = "vmnuma_kprobe";
+pub const PROG_TASK_NUMA_FAULT_FENTRY: &str = "task_numa_fault_fentry";
+pub const PROG_TASK_NUMA_FAULT_KPROBE: &str = "task_numa_fault_kprobe";
+/// Raw tracepoint program that runs the NUMA accounting on synthetic arguments through
+/// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. Its arguments: tgid, cpu, memory node,
+/// pages, flags (as `task_numa_fault` gets them, the process as the current task's).
+pub const PROG_NUMA_HARNESS: &str = "numa_harness";
 
 /// `task_numa_fault(last_cpupid, mem_node, pages, flags)` flag bits
 /// (`include/linux/sched/numa_balancing.h`, unchanged since 3.13).
@@ -24,7 +31,7 @@ pub const TNF_FAULT_LOCAL: u64 = 0x08;
 pub const TNF_MIGRATE_FAIL: u64 = 0x10;
 
 /// Key of `NUMA_FAULTS`. `mem_node` is where the memory is after the fault (the target node when
-/// it was migrated); `cpu_node` is the faulting CPU's node, [`crate::sched::PLACE_UNKNOWN`]
+/// it was migrated); `cpu_node` is the faulting CPU's node, [`crate::places::PLACE_UNKNOWN`]
 /// when userspace did not describe that CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

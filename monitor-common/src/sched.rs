@@ -9,7 +9,7 @@
 //! discovery and creates one [`ThreadSched`] entry per watched thread; the programs never insert
 //! into [`SCHED_THREADS_MAP`], so its size is what userspace decides.
 
-use crate::latency::LatencyHist;
+use crate::{histogram::LatencyHist, places::MIGRATION_CLASSES};
 
 /// Array of u64 words: the watched-thread bitmap.
 pub const SCHED_WATCH_MAP: &str = "SCHED_WATCH";
@@ -31,7 +31,7 @@ pub const SCHED_CONTENDERS_CAPACITY: u32 = 8_192;
 pub const SCHED_CONTENDERS_OVERFLOW_MAP: &str = "SCHED_CONTENDERS_OVERFLOW";
 pub const SCHED_CONTENDERS_OVERFLOW_CAPACITY: u32 = 1_024;
 pub const CONTENDER_OTHER: u32 = u32::MAX;
-/// Per-CPU array, one u64: events lost to a full map (CPU time, contenders, NUMA faults).
+/// Per-CPU array, one u64: events lost to a full map (CPU time, contenders).
 pub const SCHED_DROPS_MAP: &str = "SCHED_DROPS";
 /// Per-CPU array indexed by [`WatchedEvent`]: events each program handled for a watched thread.
 ///
@@ -40,17 +40,11 @@ pub const SCHED_DROPS_MAP: &str = "SCHED_DROPS";
 /// twice with different watched shares (e.g. idle guests, then busy ones) can solve for the cost
 /// of an unwatched event (the filter alone) and of a watched one (the accounting) separately.
 pub const SCHED_WATCHED_EVENTS_MAP: &str = "SCHED_WATCHED_EVENTS";
-/// Array: CPU id → [`CpuPlace`], filled by userspace from the host topology.
-pub const CPU_PLACES_MAP: &str = "CPU_PLACES";
-/// CPUs described in `CPU_PLACES` (the largest `NR_CPUS` of common distribution kernels); a CPU
-/// above is classified as unknown.
-pub const MAX_CPUS: u32 = 8_192;
-
 /// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
-pub const PROG_SCHED_SWITCH: &str = "vmsched_switch";
-pub const PROG_SCHED_WAKEUP: &str = "vmsched_wakeup";
-pub const PROG_SCHED_MIGRATE: &str = "vmsched_migrate";
-/// Raw tracepoint program that runs the scheduling and NUMA logic on synthetic arguments through
+pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
+pub const PROG_SCHED_MIGRATE_TASK: &str = "sched_migrate_task";
+/// Raw tracepoint program that runs the scheduling logic on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_SCHED_HARNESS: &str = "sched_harness";
 /// cpu, prev tid, prev state, next tid, tgid of prev (the current task), timestamp ns.
@@ -59,8 +53,6 @@ pub const HARNESS_SWITCH: u64 = 1;
 pub const HARNESS_WAKEUP: u64 = 2;
 /// tid, orig cpu, dest cpu.
 pub const HARNESS_MIGRATE: u64 = 3;
-/// tgid, tid, cpu, memory node, pages, flags (as `task_numa_fault` gets them).
-pub const HARNESS_NUMA_FAULT: u64 = 4;
 
 /// Which program handled a watched event: the index into [`SCHED_WATCHED_EVENTS_MAP`].
 #[repr(u32)]
@@ -69,18 +61,17 @@ pub enum WatchedEvent {
     Switch = 0,
     Wakeup = 1,
     Migrate = 2,
-    NumaFault = 3,
 }
-pub const WATCHED_EVENT_KINDS: u32 = 4;
+pub const WATCHED_EVENT_KINDS: u32 = 3;
 
 /// `prev_state` bits that mean the task blocked (S, D, T, t, X, Z, P, I). A preempted task is
 /// reported as 0 or, since 4.14, as `TASK_REPORT_MAX` (0x100): both leave these bits clear.
 pub const TASK_BLOCKED_MASK: u64 = 0xFF;
 
 /// Read-only globals holding the record layouts.
-pub const GLOBAL_SWITCH_LAYOUT: &str = "SWITCH_LAYOUT";
+pub const GLOBAL_SCHED_SWITCH_LAYOUT: &str = "SCHED_SWITCH_LAYOUT";
 pub const GLOBAL_SCHED_WAKEUP_LAYOUT: &str = "SCHED_WAKEUP_LAYOUT";
-pub const GLOBAL_MIGRATE_LAYOUT: &str = "MIGRATE_LAYOUT";
+pub const GLOBAL_SCHED_MIGRATE_TASK_LAYOUT: &str = "SCHED_MIGRATE_TASK_LAYOUT";
 
 /// Where `sched:sched_switch` keeps the fields the program reads.
 #[repr(C)]
@@ -218,77 +209,10 @@ pub struct ContenderStat {
     pub wait_ns: u64,
 }
 
-/// What userspace knows about one CPU, as the programs need it to classify a migration. Ids are
-/// host-wide indexes (a core is its SMT sibling set); [`PLACE_UNKNOWN`] where sysfs is silent.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CpuPlace {
-    pub core: u32,
-    pub llc: u32,
-    pub node: u32,
-    /// 1 once userspace has written this CPU; 0 (the array's initial value) means unknown.
-    pub known: u32,
-}
-
-pub const PLACE_UNKNOWN: u32 = u32::MAX;
-
-impl CpuPlace {
-    pub const UNKNOWN: Self = Self {
-        core: PLACE_UNKNOWN,
-        llc: PLACE_UNKNOWN,
-        node: PLACE_UNKNOWN,
-        known: 0,
-    };
-}
-
-/// What a migration crossed, as an index into [`ThreadSched::migrations`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MigrationClass {
-    /// To an SMT sibling of the same core.
-    SameCore = 0,
-    /// To another core under the same last-level cache.
-    SameLlc = 1,
-    /// To another LLC on the same NUMA node.
-    CrossLlc = 2,
-    /// To another NUMA node.
-    CrossNode = 3,
-    /// A CPU whose node or cache userspace could not tell.
-    Unknown = 4,
-}
-pub const MIGRATION_CLASSES: usize = 5;
-
-/// Classifies a move between two CPUs. The node is compared before the LLC because sub-NUMA
-/// clustering splits one L3 across nodes, and remote memory is the dearer loss. Runs in the
-/// kernel programs; userspace tests run it on fixture topologies.
-#[inline(always)]
-#[must_use]
-#[expect(clippy::inline_always, reason = "on the kernel hot path")]
-pub const fn classify_migration(from: &CpuPlace, to: &CpuPlace) -> MigrationClass {
-    if from.known == 0 || to.known == 0 || from.node == PLACE_UNKNOWN || to.node == PLACE_UNKNOWN {
-        return MigrationClass::Unknown;
-    }
-    if from.node != to.node {
-        return MigrationClass::CrossNode;
-    }
-    if from.llc == PLACE_UNKNOWN || to.llc == PLACE_UNKNOWN {
-        return MigrationClass::Unknown;
-    }
-    if from.llc != to.llc {
-        return MigrationClass::CrossLlc;
-    }
-    if from.core != PLACE_UNKNOWN && from.core == to.core {
-        MigrationClass::SameCore
-    } else {
-        MigrationClass::SameLlc
-    }
-}
-
 const _: () = assert!(core::mem::size_of::<ThreadSched>() == 8 * (6 + MIGRATION_CLASSES) + 344);
 const _: () = assert!(core::mem::size_of::<ThreadCpuKey>() == 8);
 const _: () = assert!(core::mem::size_of::<ContenderKey>() == 8);
 const _: () = assert!(core::mem::size_of::<ContenderStat>() == 16);
-const _: () = assert!(core::mem::size_of::<CpuPlace>() == 16);
 const _: () = assert!(core::mem::size_of::<SwitchLayout>() == 16);
 const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 8);
 const _: () = assert!(core::mem::size_of::<MigrateLayout>() == 12);
@@ -300,7 +224,6 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadCpuKey {}
     unsafe impl aya::Pod for super::ContenderKey {}
     unsafe impl aya::Pod for super::ContenderStat {}
-    unsafe impl aya::Pod for super::CpuPlace {}
     unsafe impl aya::Pod for super::SwitchLayout {}
     unsafe impl aya::Pod for super::SchedWakeupLayout {}
     unsafe impl aya::Pod for super::MigrateLayout {}

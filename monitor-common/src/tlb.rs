@@ -27,7 +27,7 @@ pub const TLB_DROPS_MAP: &str = "TLB_DROPS";
 
 /// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
 pub const PROG_TLB_FLUSH: &str = "tlb_flush";
-pub const PROG_PV_TLB_FLUSH: &str = "pv_tlb_flush";
+pub const PROG_KVM_PV_TLB_FLUSH: &str = "kvm_pv_tlb_flush";
 /// Raw tracepoint program running the TLB accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_TLB_HARNESS: &str = "tlb_harness";
@@ -38,7 +38,7 @@ pub const HARNESS_PV_TLB_FLUSH: u64 = 2;
 
 /// Read-only globals holding the record layouts.
 pub const GLOBAL_TLB_FLUSH_LAYOUT: &str = "TLB_FLUSH_LAYOUT";
-pub const GLOBAL_PV_TLB_FLUSH_LAYOUT: &str = "PV_TLB_FLUSH_LAYOUT";
+pub const GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT: &str = "KVM_PV_TLB_FLUSH_LAYOUT";
 
 /// `enum tlb_flush_reason` values the agent names; the kernel side never interprets them.
 pub const TLB_FLUSH_ON_TASK_SWITCH: u32 = 0;

@@ -1,4 +1,6 @@
-//! kvmtop's kernel programs. Each signal family has its own module; this file only declares them.
+//! kvmtop's kernel programs: one module per signal family (named as in `monitor-common` and in
+//! the agent's `families/`), plus what several of them share: the watched-VMM bitmap, the CPU
+//! places, reading records and declaring tracepoint programs.
 //!
 //! Rules every program here follows, because they run on every event of the host:
 //! decide first whether the event concerns a VMM, keep running totals in per-CPU maps, and never
@@ -10,9 +12,15 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "core_intrinsics, see above")]
 
+mod block;
+mod exits;
+mod numa;
+mod places;
 mod program;
 mod record;
-mod signals;
+mod sched;
+mod tlb;
+mod vmms;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,38 +1,30 @@
-//! A monitoring session: the loaded kernel programs, VM discovery, and sampling of both.
+//! A monitoring session: the loaded kernel programs, VM discovery, and the signal families.
 //!
-//! [`Session::sample`] returns raw running totals; [`crate::window`] turns two samples into the
-//! snapshot users see. Sampling does no presentation work.
+//! [`Session::sample`] reads running totals; [`Session::snapshot`] turns two samples into the
+//! snapshot users see. The session knows VMs and windows; what each family counts, it leaves to
+//! the families ([`crate::families`]), and it names none of them.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
-    time::{Instant, SystemTime},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
-
-use anyhow::Context as _;
 
 use crate::{
     bpf::Kernel,
-    discovery::{Discovery, ProcRoot, Vmm},
+    discovery::{Discovery, ProcRoot, Vmm, VmmKind},
+    families::{Families, Totals},
+    family::{HostView, VmSpan, Vms},
     host::{topology::Topology, tracefs::TraceFs},
-    model::{Host, SkippedEvents, Snapshot},
+    model::{self, Host, HostFamilies, SkippedEvents, Snapshot, Untrusted, VmFamilies},
     privileges,
-    signals::{
-        block::{self, BlockCounters, BlockPlan, BlockTotals},
-        exits::{ExitCounters, ExitTotals, ExitsPlan},
-        numa::memory::{MemoryPlacement, MemoryReader},
-        sched::{self, SchedCounters, SchedPlan, SchedTotals, VhostScan},
-        tlb::{self, TlbCounters, TlbPlan, TlbTotals},
-        vmms::VmmWatch,
-    },
-    window,
 };
 
 /// Where kvmtop reads the host from. Defaults are the live system; tests point them at fixtures.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub proc_root: PathBuf,
-    /// Root of sysfs, for the configuration facts the advice reads.
+    /// Root of sysfs: topology, block devices, and the configuration facts the advice reads.
     pub sys_root: PathBuf,
     pub tracefs: TraceFs,
 }
@@ -48,24 +40,12 @@ impl Default for Config {
 }
 
 pub struct Session {
-    proc_root: PathBuf,
     host: Host,
+    view: HostView,
     kernel: Kernel,
     discovery: Discovery,
-    exits: ExitCounters,
-    sched: SchedCounters,
-    /// The host's CPUs, caches and nodes; `None` when sysfs could not be read.
-    topology: Option<Topology>,
-    vhost: VhostScan,
-    memory: MemoryReader,
-    tlb: TlbCounters,
-    block: BlockCounters,
-    /// The VMM processes the TLB and block programs count for.
-    vmm_watch: VmmWatch,
-    /// Start time of each VMM pid seen, to notice pid reuse.
-    identities: HashMap<u32, u64>,
-    /// Pids reused since the last sample, whose counters must be forgotten.
-    reused_pids: HashSet<u32>,
+    families: Families,
+    identities: Identities,
 }
 
 /// Running totals at one instant.
@@ -74,118 +54,54 @@ pub struct Sample {
     pub at: Instant,
     pub wall: SystemTime,
     pub vmms: Vec<Vmm>,
-    pub exits: ExitTotals,
-    pub sched: SchedTotals,
-    /// The latest memory placement of each VM by pid (read at most every 30 s).
-    pub memory: HashMap<u32, MemoryPlacement>,
-    pub tlb: TlbTotals,
-    pub block: BlockTotals,
+    pub totals: Totals,
     /// Per program, events the kernel skipped it for (running totals, see
     /// [`Kernel::skipped_events`]).
     pub skipped: BTreeMap<String, u64>,
     pub problems: Vec<String>,
 }
 
-impl Sample {
-    /// What the scheduling figures need of this sample.
-    fn sched_reading(&self) -> sched::window::Reading<'_> {
-        sched::window::Reading {
-            vmms: &self.vmms,
-            totals: &self.sched,
-            memory: &self.memory,
-        }
-    }
-}
-
 impl Session {
     /// Checks privileges, loads the kernel programs and attaches every source this kernel has.
     /// Only a failure that stops every signal is an error; a missing tracepoint is reported per
-    /// source (see [`Session::exit_sources`]).
+    /// source, in every snapshot.
     pub fn open(config: &Config) -> anyhow::Result<Self> {
         privileges::check().map_err(anyhow::Error::msg)?;
-        let exits_plan = ExitsPlan::read(&config.tracefs, &config.proc_root);
-        let sched_plan = SchedPlan::read(&config.tracefs);
-        let tlb_plan = TlbPlan::read(&config.tracefs);
-        let block_plan = BlockPlan::read(&config.tracefs);
-        let mut kernel = Kernel::load(|loader| {
-            exits_plan.configure(loader);
-            sched_plan.configure(loader);
-            tlb_plan.configure(loader);
-            block_plan.configure(loader);
-        })?;
-        let exits =
-            ExitCounters::start(&mut kernel, &exits_plan).context("starting exit counters")?;
         // Without the topology migrations are still counted, as of unknown class.
         let topology = Topology::read(&config.sys_root)
             .inspect_err(|e| log::warn!("host topology: {e}"))
             .ok();
-        let mut sched = SchedCounters::start(&mut kernel, &sched_plan, topology.as_ref())
-            .context("starting scheduler counters")?;
-        sched.set_proc_root(&config.proc_root);
-        let mut tlb =
-            TlbCounters::start(&mut kernel, &tlb_plan).context("starting TLB counters")?;
-        tlb.set_proc_root(&config.proc_root);
-        let block = BlockCounters::start(
-            &mut kernel,
-            &block_plan,
-            &config.proc_root,
-            &config.sys_root,
-        )
-        .context("starting block counters")?;
-        let vmm_watch = VmmWatch::start(&mut kernel).context("starting the VMM watch")?;
-        let discovery = Discovery::new(ProcRoot::new(&config.proc_root));
+        let view = HostView {
+            proc_root: config.proc_root.clone(),
+            sys_root: config.sys_root.clone(),
+            tracefs: config.tracefs.clone(),
+            topology,
+        };
+        let (kernel, families) = Families::open(&view)?;
         Ok(Self {
             host: read_host(&config.proc_root),
-            proc_root: config.proc_root.clone(),
+            discovery: Discovery::new(ProcRoot::new(&config.proc_root)),
+            view,
             kernel,
-            discovery,
-            exits,
-            sched,
-            topology,
-            vhost: VhostScan::default(),
-            memory: MemoryReader::default(),
-            tlb,
-            block,
-            vmm_watch,
-            identities: HashMap::new(),
-            reused_pids: HashSet::new(),
+            families,
+            identities: Identities::default(),
         })
     }
 
     #[must_use]
-    pub fn exit_counters(&self) -> &ExitCounters {
-        &self.exits
+    pub fn families(&self) -> &Families {
+        &self.families
     }
 
-    #[must_use]
-    pub fn sched_counters(&self) -> &SchedCounters {
-        &self.sched
-    }
-
-    /// The scheduler maps, e.g. for tests that watch synthetic threads.
-    pub fn sched_counters_mut(&mut self) -> &mut SchedCounters {
-        &mut self.sched
+    /// The families, e.g. for tests that watch synthetic threads.
+    pub fn families_mut(&mut self) -> &mut Families {
+        &mut self.families
     }
 
     /// The host topology, when sysfs could be read.
     #[must_use]
     pub fn topology(&self) -> Option<&Topology> {
-        self.topology.as_ref()
-    }
-
-    #[must_use]
-    pub fn tlb_counters(&self) -> &TlbCounters {
-        &self.tlb
-    }
-
-    pub fn block_counters_mut(&mut self) -> &mut BlockCounters {
-        &mut self.block
-    }
-
-    /// The VMM processes the TLB and block programs count for, e.g. for tests that add
-    /// synthetic ones.
-    pub fn vmm_watch_mut(&mut self) -> &mut VmmWatch {
-        &mut self.vmm_watch
+        self.view.topology.as_ref()
     }
 
     /// The loaded programs, e.g. for driving the test harnesses.
@@ -193,182 +109,167 @@ impl Session {
         &mut self.kernel
     }
 
-    /// The snapshot of the window between two samples of this session.
-    #[must_use]
-    pub fn snapshot(&self, earlier: &Sample, later: &Sample) -> Snapshot {
-        let mut snapshot = window::snapshot(earlier, later, self.exits.sources(), &self.host);
-        let context = sched::window::Context {
-            sources: self.sched.sources(),
-            hooks: self.sched.hooks(),
-            topology: self.topology.as_ref(),
-            proc_root: &self.proc_root,
-        };
-        sched::window::fill(
-            &mut snapshot,
-            earlier.sched_reading(),
-            later.sched_reading(),
-            &context,
-        );
-        tlb::view::fill(&mut snapshot, earlier, later);
-        block::view::fill(&mut snapshot, earlier, later);
-        snapshot.skipped_events = later
-            .skipped
-            .iter()
-            .map(|(program, &total)| {
-                let before = earlier.skipped.get(program).copied().unwrap_or(0);
-                (
-                    program.clone(),
-                    SkippedEvents {
-                        count: total.saturating_sub(before),
-                        total,
-                    },
-                )
-            })
-            .filter(|(_, skipped)| skipped.total > 0)
-            .collect();
-        snapshot
-    }
-
-    /// Scans for VMs without reading counters. Calling it between samples lets discovery watch
-    /// vCPU threads while the guests run (a thread is seen inside `KVM_RUN` only then).
+    /// Scans for VMs without reading counters. Calling it between samples lets the families
+    /// follow new threads while the guests run (a thread is seen inside `KVM_RUN` only then).
     pub fn rescan(&mut self) {
         let scan = self.discovery.scan();
-        self.track_identities(&scan.vmms);
-        // New threads are watched from now rather than from the next sample.
-        for problem in self.watch_threads(&scan.vmms) {
+        self.identities.track(&scan.vmms);
+        let vms = Vms::new(&scan.vmms, &self.identities.reused);
+        for problem in self.families.follow(&vms) {
             log::warn!("{problem}");
         }
-        self.watch_vmms(&scan.vmms);
     }
 
-    /// Scans for VMs and reads every counter.
+    /// Scans for VMs and reads every family's running totals.
     pub fn sample(&mut self) -> Sample {
         let mut scan = self.discovery.scan();
-        self.track_identities(&scan.vmms);
-        // Before the counters: reading placement can take a while for large guests.
-        let (memory, memory_problems) = self.memory.sample(&self.proc_root, &scan.vmms);
-        scan.problems.extend(memory_problems);
-        // One rule for every family: counters belong to a VMM discovery sees now, under the
-        // identity it had before. A process that is gone, no longer a VMM, or whose pid was
-        // reused by another process loses its totals, so a reused pid never inherits them.
-        let reused = std::mem::take(&mut self.reused_pids);
-        let live_pids: HashSet<u32> = scan
-            .vmms
-            .iter()
-            .map(|v| v.id.pid)
-            .filter(|pid| !reused.contains(pid))
-            .collect();
-        self.exits.retain(|pid| live_pids.contains(&pid));
-        let mut exits = self.exits.read();
-        exits.counts.retain(|k, _| live_pids.contains(&k.pid));
-        exits.latency.retain(|k, _| live_pids.contains(&k.pid));
-        exits.details.retain(|k, _| live_pids.contains(&k.pid));
-        self.learn_vcpu_threads(&mut scan.vmms, &exits);
-        self.identities
-            .retain(|pid, _| scan.vmms.iter().any(|v| v.id.pid == *pid));
-        let watch_problems = self.watch_threads(&scan.vmms);
-        scan.problems.extend(watch_problems);
-        let sched = self.sched.read();
-        let (tlb, block) = self.sample_io(&scan.vmms, &live_pids);
+        self.identities.track(&scan.vmms);
+        let reused = std::mem::take(&mut self.identities.reused);
+        let vms = Vms::new(&scan.vmms, &reused);
+        scan.problems.extend(self.families.follow(&vms));
+        let totals = self.families.sample(&vms);
+        let at = Instant::now();
+        self.learn_vcpu_threads(&mut scan.vmms, &totals);
+        self.identities.forget_all_but(&scan.vmms);
         Sample {
-            at: Instant::now(),
+            at,
             wall: SystemTime::now(),
             vmms: scan.vmms,
-            exits,
-            sched,
-            memory,
-            tlb,
-            block,
+            totals,
             skipped: self.kernel.skipped_events(),
             problems: scan.problems,
         }
     }
 
-    /// Forgets the TLB and block totals of processes that are not live VMMs (see
-    /// [`Session::sample`]), watches the current VMMs in those programs, and reads both families.
-    fn sample_io(&mut self, vmms: &[Vmm], live_pids: &HashSet<u32>) -> (TlbTotals, BlockTotals) {
-        let live = |pid: u32| live_pids.contains(&pid);
-        self.tlb.retain(live);
-        self.block.retain(live);
-        self.watch_vmms(vmms);
-        let mut tlb = self.tlb.read();
-        tlb.vcpu_cpus = vmms
+    /// The snapshot of the window between two samples of this session.
+    #[must_use]
+    pub fn snapshot(&self, earlier: &Sample, later: &Sample) -> Snapshot {
+        let seconds = later.at.saturating_duration_since(earlier.at).as_secs_f64();
+        // The one rule for "the same VM as at the earlier sample": same pid and start time.
+        let spans: Vec<VmSpan<'_>> = later
+            .vmms
             .iter()
-            .map(|v| (v.id.pid, tlb::vcpu_cpus(&self.proc_root, v)))
+            .map(|vmm| VmSpan {
+                vmm,
+                new: !earlier.vmms.iter().any(|e| e.id == vmm.id),
+            })
             .collect();
-        (tlb, self.block.read(vmms))
-    }
-
-    fn watch_vmms(&mut self, vmms: &[Vmm]) {
-        for pid in self.vmm_watch.sync(vmms.iter().map(|v| v.id.pid)) {
-            log::warn!("cannot watch VMM process {pid} for TLB and block figures");
-        }
-    }
-
-    /// Watches every thread of `vmms`, and the vhost kernel threads serving them, in the
-    /// scheduler programs.
-    fn watch_threads(&mut self, vmms: &[Vmm]) -> Vec<String> {
-        let pids: HashSet<u32> = vmms.iter().map(|v| v.id.pid).collect();
-        let vhost = self.vhost.threads(&self.proc_root, &pids);
-        let threads = sched::watch::threads_of(vmms, vhost);
-        let proc_root = &self.proc_root;
-        self.sched.watch(&threads, |thread| {
-            sched::watch::is_runnable(proc_root, thread)
-        })
-    }
-
-    fn track_identities(&mut self, vmms: &[Vmm]) {
-        for vmm in vmms {
-            if let Some(old) = self.identities.insert(vmm.id.pid, vmm.id.start_time)
-                && old != vmm.id.start_time
-            {
-                self.reused_pids.insert(vmm.id.pid);
-            }
-        }
-    }
-
-    /// Tells discovery which thread runs which vCPU, from what the kernel saw:
-    /// `kvm_exit` records carry the vCPU id; and when a VM has exactly one vCPU whose thread is
-    /// unknown and exactly one unassigned thread that entered `KVM_RUN`, that thread is it (only
-    /// vCPU threads call `KVM_RUN`).
-    fn learn_vcpu_threads(&mut self, vmms: &mut [Vmm], exits: &ExitTotals) {
-        let mut learnt = Vec::new();
-        for key in exits.counts.keys() {
-            if let Some(vcpu) = key.vcpu_id {
-                learnt.push((key.pid, key.tid, vcpu));
-            }
-        }
-        for vmm in vmms.iter() {
-            let unknown: Vec<u32> = vmm
-                .vcpus
+        let mut snapshot = Snapshot {
+            schema_version: model::SCHEMA_VERSION,
+            kvmtop_version: env!("CARGO_PKG_VERSION").to_owned(),
+            host: self.host.clone(),
+            window: model::Window {
+                start_unix_seconds: earlier
+                    .wall
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+                duration_seconds: seconds,
+            },
+            families: HostFamilies::default(),
+            vms: later.vmms.iter().map(vm).collect(),
+            problems: later
+                .problems
                 .iter()
-                .filter(|v| v.tid.is_none())
-                .map(|v| v.index)
-                .collect();
-            let [index] = unknown[..] else { continue };
-            let runners: HashSet<u32> = exits
-                .counts
-                .keys()
-                .filter(|k| k.pid == vmm.id.pid)
-                .map(|k| k.tid)
-                .filter(|tid| vmm.vcpus.iter().all(|v| v.tid != Some(*tid)))
-                .collect();
-            if let [tid] = runners.into_iter().collect::<Vec<_>>()[..] {
-                learnt.push((vmm.id.pid, tid, index));
-            }
-        }
-        for (pid, tid, index) in learnt {
-            self.discovery.note_vcpu_thread(pid, tid, index);
+                .cloned()
+                .map(Untrusted::from)
+                .collect(),
+            skipped_events: skipped_events(&earlier.skipped, &later.skipped),
+            // Filled by the advisor, which keeps its own state across windows.
+            recommendations: Vec::new(),
+            advice_inputs_missing: Vec::new(),
+        };
+        self.families.window(
+            (&earlier.totals, &later.totals),
+            &spans,
+            seconds,
+            &mut snapshot,
+        );
+        snapshot
+    }
+
+    /// Tells discovery which thread runs which vCPU, from what the kernel programs saw.
+    fn learn_vcpu_threads(&mut self, vmms: &mut [Vmm], totals: &Totals) {
+        for seen in Families::vcpu_threads(totals, vmms) {
+            self.discovery
+                .note_vcpu_thread(seen.pid, seen.tid, seen.index);
             let vcpu = vmms
                 .iter_mut()
-                .filter(|v| v.id.pid == pid)
+                .filter(|v| v.id.pid == seen.pid)
                 .flat_map(|v| v.vcpus.iter_mut())
-                .find(|v| v.index == index);
+                .find(|v| v.index == seen.index);
             if let Some(vcpu) = vcpu {
-                vcpu.tid = Some(tid);
+                vcpu.tid = Some(seen.tid);
             }
         }
     }
+}
+
+/// Start time of each VMM pid seen, to notice pid reuse.
+#[derive(Default)]
+struct Identities {
+    start_times: HashMap<u32, u64>,
+    /// Pids reused since the last sample, whose counters must be forgotten.
+    reused: HashSet<u32>,
+}
+
+impl Identities {
+    fn track(&mut self, vmms: &[Vmm]) {
+        for vmm in vmms {
+            if let Some(old) = self.start_times.insert(vmm.id.pid, vmm.id.start_time)
+                && old != vmm.id.start_time
+            {
+                self.reused.insert(vmm.id.pid);
+            }
+        }
+    }
+
+    fn forget_all_but(&mut self, vmms: &[Vmm]) {
+        self.start_times
+            .retain(|pid, _| vmms.iter().any(|v| v.id.pid == *pid));
+    }
+}
+
+/// A VM of the snapshot as discovery describes it; the families fill in its figures.
+fn vm(vmm: &Vmm) -> model::Vm {
+    model::Vm {
+        pid: vmm.id.pid,
+        start_time: vmm.id.start_time,
+        name: vmm.name.clone(),
+        uuid: vmm.uuid.clone(),
+        vmm: match &vmm.kind {
+            VmmKind::Qemu => "qemu".into(),
+            VmmKind::Other { exe } => exe
+                .exact()
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(exe.exact())
+                .into(),
+        },
+        vcpus: vmm
+            .vcpus
+            .iter()
+            .map(|v| model::Vcpu::new(Some(v.index), v.tid))
+            .collect(),
+        families: VmFamilies::default(),
+    }
+}
+
+/// Per program, the events the kernel skipped it for in the window and since it was loaded
+/// (programs that never skipped any are left out).
+fn skipped_events(
+    earlier: &BTreeMap<String, u64>,
+    later: &BTreeMap<String, u64>,
+) -> BTreeMap<String, SkippedEvents> {
+    later
+        .iter()
+        .map(|(program, &total)| {
+            let before = earlier.get(program).copied().unwrap_or(0);
+            let count = total.saturating_sub(before);
+            (program.clone(), SkippedEvents { count, total })
+        })
+        .filter(|(_, skipped)| skipped.total > 0)
+        .collect()
 }
 
 /// Host name and kernel release, read once: they do not change while kvmtop runs.

@@ -217,7 +217,7 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
         return support::skip(TEST, "needs two online CPUs");
     };
     let expected_class =
-        kvmtop::signals::sched::window::class_name(topology.classify_migration(first, second));
+        kvmtop::families::sched::window::class_name(topology.classify_migration(first, second));
     let (guest, vcpus) = support::start_portio("kvmtop-sched-migrate");
     let tid = vcpus[0].tid;
     // Start from the first of the two CPUs, before anything observes: on a host with more CPUs

@@ -1,22 +1,18 @@
-//! The scheduler and NUMA programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with
-//! synthetic event sequences and exact timestamps: run-queue waits land in exact log2 buckets
-//! with exact totals, switches and migrations are classified, contenders are attributed, and
-//! NUMA faults are split local/remote on fixture multi-node topologies this host does not have.
+//! The scheduler programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with synthetic event
+//! sequences and exact timestamps: run-queue waits land in exact log2 buckets with exact totals,
+//! switches and migrations are classified (on fixture multi-node topologies this host does not
+//! have), and contenders are attributed.
 
 mod sched_support;
 mod support;
 
 use kvmtop::{
+    families::sched::{Contender, ContenderTotals, WatchedThread},
     host::topology::MigrationClass,
     model::sched::ThreadClass,
-    signals::{
-        numa::{NumaFaultCounts, NumaFaultId},
-        sched::{Contender, ContenderTotals, SchedProbe, WatchedThread},
-    },
 };
 use monitor_common::{
-    latency::{HIST_BUCKETS, bucket_of},
-    numa::{TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL, TNF_MIGRATED},
+    histogram::{HIST_BUCKETS, bucket_of},
     sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP},
 };
 use sched_support::harness::{EXITED_PID, Harness, OTHER_PID, OTHER_TID, PREEMPTED, SLEEPING};
@@ -69,7 +65,7 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     assert_eq!(summary.count, 4);
 
     // The CPU each interval ran on.
-    let totals = h.session.sched_counters().read();
+    let totals = h.session.families().sched.counters().read();
     let per_cpu: Vec<(u32, u64)> = totals.cpu_time[&h.tid]
         .iter()
         .map(|(c, n)| (*c, *n))
@@ -88,9 +84,9 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
         ]
     );
     // Every event concerned the watched thread.
-    let events = h.session.sched_counters().watched_events();
-    assert_eq!(events[&SchedProbe::Switch], 8);
-    assert_eq!(events[&SchedProbe::Wakeup], 3);
+    let events = h.session.families().sched.counters().watched_events();
+    assert_eq!(events[&"sched_switch"], 8);
+    assert_eq!(events[&"sched_wakeup"], 3);
 }
 
 #[test]
@@ -129,7 +125,9 @@ fn a_thread_runnable_when_watched_counts_from_then() {
         let before = clock();
         assert!(
             h.session
-                .sched_counters_mut()
+                .families_mut()
+                .sched
+                .counters_mut()
                 .watch(&[thread], |_| true)
                 .is_empty()
         );
@@ -173,7 +171,7 @@ fn unwatched_threads_and_a_reused_identity_leave_no_trace() {
     h.run(&[HARNESS_WAKEUP, OTHER_TID, 0, 1_000]);
     h.run(&[HARNESS_SWITCH, 0, 0, 0, OTHER_TID, 0, 2_000]);
     h.run(&[HARNESS_MIGRATE, OTHER_TID, 0, 1]);
-    let totals = h.session.sched_counters().read();
+    let totals = h.session.families().sched.counters().read();
     assert_eq!(totals.threads.len(), 1, "{:?}", totals.threads.keys());
     assert!(totals.watched_events.values().all(|n| *n == 0));
 
@@ -185,15 +183,25 @@ fn unwatched_threads_and_a_reused_identity_leave_no_trace() {
     h.watch(2);
     let t = h.thread();
     assert_eq!((t.run_ns, t.wait.count, t.voluntary), (0, 0, 0));
-    assert!(h.session.sched_counters().read().cpu_time.is_empty());
+    assert!(
+        h.session
+            .families()
+            .sched
+            .counters()
+            .read()
+            .cpu_time
+            .is_empty()
+    );
     // No longer watched at all: the entry goes, and so do the VM's contenders.
     assert!(
         h.session
-            .sched_counters_mut()
+            .families_mut()
+            .sched
+            .counters_mut()
             .watch(&[], |_| false)
             .is_empty()
     );
-    let totals = h.session.sched_counters().read();
+    let totals = h.session.families().sched.counters().read();
     assert!(totals.threads.is_empty() && totals.contenders.is_empty());
 }
 
@@ -230,59 +238,8 @@ fn migrations_are_classified_with_the_topology_the_agent_wrote() {
         ]
     );
     assert_eq!(t.cpu, Some(5_000), "the thread's CPU follows it");
-    let events = h.session.sched_counters().watched_events();
-    assert_eq!(events[&SchedProbe::Migrate], 8);
-}
-
-#[test]
-fn numa_faults_are_attributed_to_nodes_and_split_local_remote() {
-    const TEST: &str = "numa_faults_are_attributed_to_nodes_and_split_local_remote";
-    let Some(mut h) = Harness::open(TEST, 4) else {
-        return;
-    };
-    h.topology("dual-socket");
-    let me = h.me();
-    // CPU 1 is on node 0, CPU 5 on node 1.
-    for _ in 0..3 {
-        h.numa_fault(me, 1, 0, 1, TNF_FAULT_LOCAL);
-    }
-    // A THP's worth of remote memory, left where it is.
-    h.numa_fault(me, 5, 0, 512, 0);
-    // A remote page migrated to the faulting CPU's node: memory node is the target.
-    h.numa_fault(me, 5, 1, 1, TNF_MIGRATED);
-    // A remote page the kernel failed to move.
-    h.numa_fault(me, 1, 1, 1, TNF_MIGRATE_FAIL);
-    // Not a watched thread.
-    h.numa_fault(OTHER_TID, 1, 1, 1, 0);
-
-    let faults = h.session.sched_counters().read().numa_faults;
-    let id = |cpu_node, mem_node| NumaFaultId {
-        pid: h.pid,
-        cpu_node: Some(cpu_node),
-        mem_node,
-    };
-    let counts =
-        |faults, pages, local_pages, migrated_pages, migrate_failed_pages| NumaFaultCounts {
-            faults,
-            pages,
-            local_pages,
-            migrated_pages,
-            migrate_failed_pages,
-        };
-    assert_eq!(faults.len(), 4, "{faults:?}");
-    assert_eq!(faults[&id(0, 0)], counts(3, 3, 3, 0, 0));
-    assert_eq!(faults[&id(1, 0)], counts(1, 512, 0, 0, 0));
-    assert_eq!(faults[&id(1, 1)], counts(1, 1, 0, 1, 0));
-    assert_eq!(faults[&id(0, 1)], counts(1, 1, 0, 0, 1));
-    let all = faults
-        .values()
-        .fold(NumaFaultCounts::default(), |mut a, c| {
-            a.merge(c);
-            a
-        });
-    assert_eq!((all.local_pages, all.remote_pages()), (3, 514));
-    let events = h.session.sched_counters().watched_events();
-    assert_eq!(events[&SchedProbe::NumaFault], 6);
+    let events = h.session.families().sched.counters().watched_events();
+    assert_eq!(events[&"sched_migrate_task"], 8);
 }
 
 #[test]

@@ -47,8 +47,9 @@ pub fn vm_observations(
     uptime_seconds: Option<f64>,
     threads: &BTreeMap<u32, (Option<f64>, Option<f64>)>,
 ) -> VmObservations {
-    let hardware_live = vm.exits.sources.get("kvm_exit") == Some(&SourceState::Live);
+    let hardware_live = vm.families.exits.sources.get("kvm_exit") == Some(&SourceState::Live);
     let exit_p99_ns: BTreeMap<String, f64> = vm
+        .families
         .exits
         .by_reason
         .iter()
@@ -57,7 +58,7 @@ pub fn vm_observations(
         .collect();
     VmObservations {
         uptime_seconds,
-        exit_rates: hardware_live.then(|| rates(&vm.exits, ExitSource::KvmExit)),
+        exit_rates: hardware_live.then(|| rates(&vm.families.exits, ExitSource::KvmExit)),
         pio_rates: detail(vm, DetailKind::Pio).map(|g| {
             values(g, |sub, value| {
                 let _ = sub;
@@ -74,15 +75,26 @@ pub fn vm_observations(
         pio_exits_per_s: detail(vm, DetailKind::Pio).map(|g| g.rate),
         guest_ipis_per_s: detail(vm, DetailKind::ApicIpi).map(|g| g.rate),
         rss_by_node: vm
+            .families
             .numa
             .memory
             .as_ref()
             .map(|m| m.by_node.iter().map(|n| (n.node, n.bytes)).collect()),
-        anon_huge_pages_bytes: vm.numa.memory.as_ref().map(|m| m.thp_bytes),
-        numa_hint_faults: vm.numa.faults.as_ref().map(|f| to_f64(f.pages)),
-        numa_hint_faults_remote: vm.numa.faults.as_ref().map(|f| to_f64(f.remote_pages)),
-        tlb_shootdowns_per_s: vm.tlb.received_on_vcpu_cpus.as_ref().map(|f| f.rate),
-        block: block_observations(&vm.block),
+        anon_huge_pages_bytes: vm.families.numa.memory.as_ref().map(|m| m.thp_bytes),
+        numa_hint_faults: vm.families.numa.faults.as_ref().map(|f| to_f64(f.pages)),
+        numa_hint_faults_remote: vm
+            .families
+            .numa
+            .faults
+            .as_ref()
+            .map(|f| to_f64(f.remote_pages)),
+        tlb_shootdowns_per_s: vm
+            .families
+            .tlb
+            .received_on_vcpu_cpus
+            .as_ref()
+            .map(|f| f.rate),
+        block: block_observations(&vm.families.block),
         vcpus: vm
             .vcpus
             .iter()
@@ -164,7 +176,7 @@ fn rates(exits: &Exits, source: ExitSource) -> BTreeMap<String, f64> {
 /// The detail group of a kind; present (with zero rate) when the VM had none of them but the
 /// source ran, so "no MSR writes" is told apart from "not measured".
 fn detail(vm: &model::Vm, kind: DetailKind) -> Option<&DetailGroup> {
-    vm.exit_details.iter().find(|g| g.kind == kind)
+    vm.families.exits.details.iter().find(|g| g.kind == kind)
 }
 
 fn values<K: Ord>(
@@ -198,7 +210,7 @@ fn to_f64(ns: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fixture;
+    use crate::testing::fixture;
 
     #[test]
     #[expect(clippy::float_cmp, reason = "the figures are copied, not computed")]

@@ -1,8 +1,11 @@
-//! Loading the kernel programs and attaching them, one signal at a time.
+//! Loading the kernel programs and attaching them, one source at a time.
 //!
 //! Loading is all-or-nothing (it fails only for reasons that stop every signal: no privileges,
-//! no BPF support); attaching is per program, so a tracepoint missing on this kernel turns into an
-//! "unavailable: why" for the signals that need it while the others keep working.
+//! no BPF support); attaching is per program, through the families' hook tables ([`hooks`]), so
+//! a tracepoint missing on this kernel turns into an "unavailable: why" for the figures that need
+//! it while the others keep working.
+
+pub mod hooks;
 
 use std::{
     collections::BTreeMap,
@@ -27,11 +30,13 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Loads the object. `configure` lets each signal family set its globals (record layouts)
-    /// and map sizes before the kernel sees them.
-    pub fn load<'a>(configure: impl FnOnce(&mut EbpfLoader<'a>)) -> anyhow::Result<Self> {
+    /// Loads the object with `globals` (the record layouts and settings of the families' hook
+    /// tables) set before the kernel sees the programs.
+    pub fn load(globals: &[hooks::Global]) -> anyhow::Result<Self> {
         let mut loader = EbpfLoader::new();
-        configure(&mut loader);
+        for global in globals {
+            loader.override_global(global.name, global.bytes(), true);
+        }
         let ebpf = loader.load(OBJECT).map_err(|e| {
             let hint = privileges::hint_for_load_error(&e.to_string());
             anyhow::anyhow!("cannot load kvmtop's eBPF programs: {e}{hint}")
@@ -52,7 +57,7 @@ impl Kernel {
     }
 
     /// Loads and attaches a classic tracepoint program. The error says why, for the user.
-    pub fn attach_tracepoint(
+    fn attach_tracepoint(
         &mut self,
         program: &str,
         system: &str,
@@ -67,7 +72,7 @@ impl Kernel {
     }
 
     /// Loads and attaches an fentry program to a kernel function, typed from the kernel's BTF.
-    pub fn attach_fentry(&mut self, program: &str, function: &str) -> Result<(), String> {
+    fn attach_fentry(&mut self, program: &str, function: &str) -> Result<(), String> {
         let btf = aya::Btf::from_sys_fs().map_err(|e| {
             format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}")
         })?;
@@ -80,7 +85,7 @@ impl Kernel {
     }
 
     /// Loads and attaches a kprobe program to a kernel function.
-    pub fn attach_kprobe(&mut self, program: &str, function: &str) -> Result<(), String> {
+    fn attach_kprobe(&mut self, program: &str, function: &str) -> Result<(), String> {
         let prog: &mut KProbe = self.program(program)?;
         prog.load()
             .map_err(|e| format!("the kernel rejected program {program}: {}", chain(&e)))?;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use monitor_common::Isa;
+use monitor_common::exits::Isa;
 
 /// Reads `flags` of the first CPU in `<proc>/cpuinfo`: `vmx` (Intel) or `svm` (AMD).
 /// Used only when the `kvm_exit` record itself does not say which ISA produced an exit.

@@ -149,6 +149,19 @@ fn parse_field_line(line: &str) -> Option<Field> {
     })
 }
 
+/// A required field of the expected size, or why not.
+pub fn sized(field: Option<Field>, event: &str, name: &str, size: u32) -> Result<Field, String> {
+    let field = field.ok_or_else(|| format!("{event} has no {name} field on this kernel"))?;
+    if field.size == size {
+        Ok(field)
+    } else {
+        Err(format!(
+            "{event} field {name} has size {}, expected {size}",
+            field.size
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,19 +3,20 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Untrusted;
 
 /// A reference: the document and the section within it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Source {
     pub title: &'static str,
     pub section: &'static str,
 }
 
 /// The change a rule recommends, in each form that applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StaticChange {
     pub libvirt: Option<&'static str>,
     pub qemu: Option<&'static str>,
@@ -23,7 +24,7 @@ pub struct StaticChange {
 }
 
 /// The rule families of the reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleFamily {
     Cpu,
@@ -48,7 +49,7 @@ impl RuleFamily {
 }
 
 /// One rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct RuleInfo {
     pub id: &'static str,
     pub family: RuleFamily,
@@ -63,14 +64,14 @@ pub struct RuleInfo {
 }
 
 /// An input a rule needed but did not have, so the rule stayed quiet.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 pub struct Unavailable {
     pub rule: &'static str,
     pub input: String,
 }
 
 /// How urgent a recommendation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -79,7 +80,7 @@ pub enum Severity {
 }
 
 /// What a recommendation is about.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Target {
     Host,
@@ -118,7 +119,7 @@ impl fmt::Display for Target {
 }
 
 /// A measured or configured value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Value {
     Number(f64),
@@ -162,7 +163,7 @@ impl From<Untrusted> for Value {
 }
 
 /// How the value relates to the threshold for the condition to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     Above,
@@ -192,7 +193,7 @@ impl Comparison {
 }
 
 /// One observation or fact backing a recommendation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Evidence {
     pub name: Untrusted,
     pub value: Value,
@@ -252,7 +253,7 @@ impl fmt::Display for Evidence {
 }
 
 /// The change to make, in whichever forms apply.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Change {
     /// libvirt domain XML.
     pub libvirt: Option<Untrusted>,
@@ -298,7 +299,7 @@ impl Change {
 
 /// One piece of advice. It cannot exist without evidence: the only constructor takes the
 /// first item, and the list is private.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Recommendation {
     /// The rule id (`C1`, `E4`, …).
     pub id: &'static str,

@@ -3,18 +3,17 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use schemars::JsonSchema;
 
-use super::Untrusted;
-
-use super::{Bucket, Histogram, LatencySummary, SourceState};
+use super::{Bucket, Histogram, LatencySummary, SourceState, Untrusted};
 
 /// Host-wide state of the block sources.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct HostBlock {
     /// State of each block source, by tracepoint name.
-    pub sources: BTreeMap<&'static str, SourceState>,
-    /// The tracepoint behind each source name.
-    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    pub sources: BTreeMap<String, SourceState>,
+    /// Where each source runs (`tracepoint:block:block_rq_issue`, …).
+    pub hooks: BTreeMap<String, String>,
     /// Where requests are attributed to the submitting VM on this kernel.
     pub attributed_at: &'static str,
     /// Requests not tracked because a kernel map was full, since counting began.
@@ -22,7 +21,7 @@ pub struct HostBlock {
 }
 
 /// A VM's block I/O over the window.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct VmBlock {
     /// Host block devices the VM's requests went to, or its drives sit on; busiest first.
     pub devices: Vec<BlockDevice>,
@@ -31,7 +30,7 @@ pub struct VmBlock {
 }
 
 /// One host device, for one VM.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct BlockDevice {
     /// Kernel name (`vda`, `nvme0n1`), or `MAJ:MIN` when sysfs does not know it.
     pub device: String,
@@ -55,7 +54,7 @@ pub struct BlockDevice {
 }
 
 /// One operation on one device, for one VM, over the window.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct BlockOpStats {
     /// `read`, `write`, `flush`, `discard` or `other`.
     pub op: &'static str,
@@ -82,7 +81,7 @@ pub struct BlockOpStats {
 }
 
 /// A guest drive and where its I/O goes on the host.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct DriveInfo {
     /// Device or drive id (libvirt's alias, e.g. `virtio-disk0`).
     pub id: Option<Untrusted>,

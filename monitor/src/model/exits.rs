@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use schemars::JsonSchema;
 
 use super::{Histogram, LatencySummary, SourceState};
 
 /// The tracepoint that produced an exit count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitSource {
     /// `kvm:kvm_exit`, every hardware exit.
@@ -53,7 +54,7 @@ impl ExitSource {
 }
 
 /// Hardware virtualisation family of a hardware exit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Isa {
     Vmx,
@@ -71,7 +72,7 @@ impl Isa {
 }
 
 /// What a detail counts, with the tracepoint behind it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DetailKind {
     Pio,
@@ -141,23 +142,23 @@ impl DetailKind {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct HostExits {
     /// State of every kernel source of exit figures, by short name (`kvm_exit`, `kvm_entry`,
     /// `userspace`, `kvm_run`, `halt`, `pio`, `mmio`, …).
-    pub sources: BTreeMap<&'static str, SourceState>,
-    /// The tracepoint behind each source name.
-    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    pub sources: BTreeMap<String, SourceState>,
+    /// Where each source runs (`tracepoint:kvm:kvm_exit`, …).
+    pub hooks: BTreeMap<String, String>,
     /// Exits that could not be counted because a kernel map was full, since counting began.
     pub dropped: u64,
 }
 
 /// One kind of exit detail of a VM over the window.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct DetailGroup {
     pub kind: DetailKind,
     /// The tracepoint that reported it.
-    pub source: &'static str,
+    pub source: String,
     /// What `value` is (port, MSR, guest page, …).
     pub value_name: &'static str,
     pub count: u64,
@@ -171,7 +172,7 @@ pub struct DetailGroup {
     pub cumulative: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct DetailCount {
     /// Direction, access type, fault kind or delivery mode; empty when the kind has none.
     pub sub: String,
@@ -182,7 +183,7 @@ pub struct DetailCount {
 
 /// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable
 /// or the vCPU's thread is not known.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct VcpuTime {
     /// Handling hardware exits (`kvm_exit` → `kvm_entry`).
     pub handling_exits: Option<f64>,
@@ -192,11 +193,11 @@ pub struct VcpuTime {
     pub halted: Option<f64>,
 }
 
-/// Exit counts over the window.
-#[derive(Clone, Debug, Default, Serialize)]
+/// Exit counts over the window, of a VM or of one vCPU.
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct Exits {
     /// State of each exit source for this VM in the window.
-    pub sources: BTreeMap<&'static str, SourceState>,
+    pub sources: BTreeMap<String, SourceState>,
     /// Hardware exits in the window (`kvm_exit`).
     pub total: u64,
     /// Returns to the VMM in the window (userspace exits).
@@ -205,9 +206,12 @@ pub struct Exits {
     pub halts: u64,
     /// Sorted by count, largest first.
     pub by_reason: Vec<ReasonCount>,
+    /// What the exits were about, per kind: the largest values and the rest (a VM's only; empty
+    /// for a vCPU).
+    pub details: Vec<DetailGroup>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ReasonCount {
     pub source: ExitSource,
     pub isa: Option<Isa>,

@@ -1,7 +1,10 @@
 //! Log2 latency histograms, as the kernel programs keep them, and the percentiles users see.
 
-use monitor_common::latency::{HIST_BUCKETS, bucket_floor_ns};
+use monitor_common::histogram::{HIST_BUCKETS, bucket_floor_ns};
+use schemars::JsonSchema;
 use serde::Serialize;
+
+use super::running::Running;
 
 /// Intervals in nanoseconds, bucketed by floor(log2(ns)) (see `monitor_common::latency`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,14 +28,14 @@ impl Default for Histogram {
 }
 
 /// One non-empty bucket of a histogram: `count` intervals in `[floor_ns, 2 × floor_ns)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Bucket {
     pub floor_ns: u64,
     pub count: u64,
 }
 
 /// The summary shown per reason, VM and vCPU.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct LatencySummary {
     pub count: u64,
     pub total_ns: u64,
@@ -45,32 +48,28 @@ pub struct LatencySummary {
     pub max_ns: u64,
 }
 
-impl Histogram {
-    /// What was added between `earlier` and `self` (two readings of the same running totals).
-    #[must_use]
-    pub fn since(&self, earlier: &Self) -> Self {
-        let mut buckets = self.buckets;
-        for (now, before) in buckets.iter_mut().zip(earlier.buckets) {
-            *now = now.saturating_sub(before);
-        }
+/// Counts, sums and buckets are running totals. The kernel keeps no per-window maximum, so a
+/// window keeps the running one (an upper bound, see [`LatencySummary::max_ns`]) and a group the
+/// largest of its members'.
+impl Running for Histogram {
+    fn since(&self, earlier: &Self) -> Self {
         Self {
-            count: self.count.saturating_sub(earlier.count),
-            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            count: self.count.since(&earlier.count),
+            sum_ns: self.sum_ns.since(&earlier.sum_ns),
             max_ns: self.max_ns,
-            buckets,
+            buckets: self.buckets.since(&earlier.buckets),
         }
     }
 
-    /// Adds another histogram's intervals (e.g. the vCPUs of a VM).
-    pub fn merge(&mut self, other: &Self) {
-        self.count += other.count;
-        self.sum_ns += other.sum_ns;
+    fn merge(&mut self, other: &Self) {
+        self.count.merge(&other.count);
+        self.sum_ns.merge(&other.sum_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
-        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
-            *mine += theirs;
-        }
+        self.buckets.merge(&other.buckets);
     }
+}
 
+impl Histogram {
     /// Upper end (exclusive) of a bucket, capped by the largest interval seen.
     fn bucket_ceiling(&self, bucket: usize) -> u64 {
         let top = if bucket + 1 >= HIST_BUCKETS {
@@ -157,7 +156,7 @@ impl Histogram {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::latency::bucket_of;
+    use monitor_common::histogram::bucket_of;
 
     use super::*;
 

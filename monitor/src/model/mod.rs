@@ -1,20 +1,19 @@
 //! What kvmtop shows: one snapshot of every VM over a sampling window, independent of how it is
-//! presented (TUI, JSON, text, Prometheus). Serialised as-is for `kvmtop snapshot --format json`;
-//! the JSON Schema in `monitor/schema/snapshot.schema.json` describes it. Bump
-//! [`SCHEMA_VERSION`] on any incompatible change.
+//! presented (TUI, JSON, text, Prometheus) and of how it was collected. Serialised as-is for
+//! `kvmtop snapshot --format json`; the JSON Schema in `monitor/schema/snapshot.schema.json` is
+//! generated from these types. Bump [`SCHEMA_VERSION`] on any incompatible change.
+//!
+//! This is the bottom layer: it imports nothing else of kvmtop.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 pub mod advice;
-pub mod block;
-pub mod exits;
 pub mod histogram;
 pub mod running;
-pub mod sched;
 pub mod source;
-pub mod tlb;
 pub mod untrusted;
 
 pub use exits::{
@@ -25,22 +24,65 @@ pub use running::rate;
 pub use source::{Attachment, SourceState};
 pub use untrusted::Untrusted;
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
-#[derive(Clone, Debug, Serialize)]
+/// Declares the signal families' figures: a module each, with a host-wide part
+/// ([`HostFamilies`], in the snapshot) and a per-VM part ([`VmFamilies`], in each VM). Both are
+/// flattened, so each family is one key of the snapshot and of each VM.
+macro_rules! families {
+    ($($(#[$doc:meta])* $name:ident: $host:ident, $vm:ident;)+) => {
+        $(pub mod $name;)+
+
+        /// Every family's host-wide figures: its sources, losses and host-level figures.
+        #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+        pub struct HostFamilies {
+            $($(#[$doc])* pub $name: $name::$host,)+
+        }
+
+        /// Every family's figures of one VM.
+        #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+        pub struct VmFamilies {
+            $($(#[$doc])* pub $name: $name::$vm,)+
+        }
+
+        impl HostFamilies {
+            /// Every family's sources and losses, so presenters report the degradation of all of
+            /// them.
+            #[must_use]
+            pub fn states(&self) -> Vec<FamilyState<'_>> {
+                vec![$(FamilyState {
+                    family: stringify!($name),
+                    sources: &self.$name.sources,
+                    hooks: &self.$name.hooks,
+                    dropped: self.$name.dropped,
+                },)+]
+            }
+        }
+    };
+}
+
+families! {
+    /// VM exits: counts by source and reason, handling latency, and what they were about.
+    exits: HostExits, Exits;
+    /// Scheduling of the VMs' threads: run-queue wait (steal), on-CPU time, migrations.
+    sched: HostSched, VmSched;
+    /// NUMA placement of the VMs' memory and their hinting faults.
+    numa: HostNuma, VmNuma;
+    /// TLB shootdowns the VMs' processes sent and received, and every CPU's flushes.
+    tlb: HostTlb, VmTlb;
+    /// Block I/O per VM, host device and operation, and where the VMs' drives sit.
+    block: HostBlock, VmBlock;
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Snapshot {
     pub schema_version: u32,
     pub kvmtop_version: String,
     pub host: Host,
     pub window: Window,
-    /// Host-wide state of each exit source, and exits lost to a full map.
-    pub exits: HostExits,
-    /// Host-wide state of the scheduling and NUMA sources.
-    pub sched: sched::HostSched,
-    /// Host-wide TLB flushing per CPU, and the state of the TLB sources.
-    pub tlb: tlb::HostTlb,
-    /// State of the block sources, and where requests are attributed to VMs.
-    pub block: block::HostBlock,
+    /// One key per family: its sources, losses and host-wide figures.
+    #[serde(flatten)]
+    pub families: HostFamilies,
     pub vms: Vec<Vm>,
     /// Things that went wrong while sampling but did not stop it (a VM vanishing mid-scan, an
     /// unreadable /proc entry, …).
@@ -55,7 +97,7 @@ pub struct Snapshot {
     pub advice_inputs_missing: Vec<advice::Unavailable>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SkippedEvents {
     /// In the window.
     pub count: u64,
@@ -65,56 +107,29 @@ pub struct SkippedEvents {
 
 /// One signal family's kernel sources and the events it lost to full maps.
 pub struct FamilyState<'a> {
-    /// `exits`, `sched`, `tlb` or `block`.
+    /// The family's name (`exits`, `sched`, `numa`, `tlb`, `block`).
     pub family: &'static str,
-    pub sources: &'a BTreeMap<&'static str, SourceState>,
+    pub sources: &'a BTreeMap<String, SourceState>,
+    /// Where each source runs (`tracepoint:sched:sched_switch`, `fentry:task_numa_fault`, …).
+    pub hooks: &'a BTreeMap<String, String>,
     /// Since counting began (not per window).
     pub dropped: u64,
 }
 
-impl Snapshot {
-    /// Every family's sources and losses, so presenters report degradation of all of them.
-    #[must_use]
-    pub fn families(&self) -> [FamilyState<'_>; 4] {
-        [
-            FamilyState {
-                family: "exits",
-                sources: &self.exits.sources,
-                dropped: self.exits.dropped,
-            },
-            FamilyState {
-                family: "sched",
-                sources: &self.sched.sources,
-                dropped: self.sched.dropped,
-            },
-            FamilyState {
-                family: "tlb",
-                sources: &self.tlb.sources,
-                dropped: self.tlb.dropped,
-            },
-            FamilyState {
-                family: "block",
-                sources: &self.block.sources,
-                dropped: self.block.dropped,
-            },
-        ]
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Host {
     pub hostname: String,
     pub kernel: String,
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, JsonSchema)]
 pub struct Window {
     /// Start of the window, seconds since the Unix epoch.
     pub start_unix_seconds: f64,
     pub duration_seconds: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Vm {
     pub pid: u32,
     /// Process start time (clock ticks since boot): with `pid`, identifies this VM across pid reuse.
@@ -125,20 +140,12 @@ pub struct Vm {
     /// "qemu" or the executable name of another VMM.
     pub vmm: Untrusted,
     pub vcpus: Vec<Vcpu>,
-    pub exits: Exits,
-    /// What the VM's exits were about, per kind: the largest values and the rest.
-    pub exit_details: Vec<DetailGroup>,
-    /// Run-queue wait, on-CPU time, switches and migrations of the VM's threads.
-    pub sched: sched::VmSched,
-    /// Where the VM's memory sits, and its NUMA faults.
-    pub numa: sched::VmNuma,
-    /// TLB shootdowns the VM's process sent and received.
-    pub tlb: tlb::VmTlb,
-    /// Block I/O of the VM per host device and operation, and its drives.
-    pub block: block::VmBlock,
+    /// One key per family: its figures of this VM.
+    #[serde(flatten)]
+    pub families: VmFamilies,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Vcpu {
     /// vCPU index; null for a thread seen entering `KVM_RUN` whose index is not known yet.
     pub index: Option<u32>,
@@ -151,6 +158,16 @@ pub struct Vcpu {
     pub sched: Option<sched::VcpuSched>,
 }
 
-/// A fixed snapshot for presenter tests: one busy VM with two vCPUs, one idle VM.
-#[cfg(test)]
-pub mod fixture;
+impl Vcpu {
+    /// A vCPU before the families fill in its figures.
+    #[must_use]
+    pub fn new(index: Option<u32>, tid: Option<u32>) -> Self {
+        Self {
+            index,
+            tid,
+            exits: Exits::default(),
+            time: VcpuTime::default(),
+            sched: None,
+        }
+    }
+}

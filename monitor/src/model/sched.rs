@@ -1,16 +1,17 @@
-//! Scheduling and NUMA figures over a window: per vCPU, per VM, per VMM thread class, and the
-//! host-wide state of their kernel sources.
+//! Scheduling figures over a window: per vCPU, per VM, per VMM thread class, and the host-wide
+//! state of their kernel sources.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use schemars::JsonSchema;
 
 use super::Untrusted;
 
 use super::{Bucket, Histogram, LatencySummary, SourceState};
 
 /// What a VMM thread does, as its figures are grouped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadClass {
     /// Runs a vCPU (`KVM_RUN`).
@@ -50,13 +51,13 @@ impl ThreadClass {
     }
 }
 
-/// Host-wide state of the scheduling and NUMA sources.
-#[derive(Clone, Debug, Default, Serialize)]
+/// Host-wide state of the scheduling sources.
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct HostSched {
-    /// `sched_switch`, `sched_wakeup`, `sched_migrate_task`, `numa_fault`.
-    pub sources: BTreeMap<&'static str, SourceState>,
-    /// Where each source is hooked (`sched:sched_switch`, `fentry:task_numa_fault`, …).
-    pub hooks: BTreeMap<&'static str, &'static str>,
+    /// `sched_switch`, `sched_wakeup`, `sched_migrate_task`.
+    pub sources: BTreeMap<String, SourceState>,
+    /// Where each source runs (`tracepoint:sched:sched_switch`, …).
+    pub hooks: BTreeMap<String, String>,
     /// VMM threads the programs watch.
     pub watched_threads: usize,
     /// Events not counted because a kernel map was full, since counting began.
@@ -64,7 +65,7 @@ pub struct HostSched {
 }
 
 /// Scheduling figures of one thread, or of a group of threads added up, over the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct SchedFigures {
     pub threads: u32,
     /// Run-queue wait (runnable, not running) as a share of the threads' wall time: the steal
@@ -92,7 +93,7 @@ pub struct SchedFigures {
 }
 
 /// Migrations over the window, by what they crossed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Migrations {
     pub count: u64,
     pub rate: f64,
@@ -100,7 +101,7 @@ pub struct Migrations {
     pub by_class: BTreeMap<&'static str, MigrationCount>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct MigrationCount {
     pub count: u64,
     pub rate: f64,
@@ -118,14 +119,14 @@ pub struct SchedCumulative {
 }
 
 /// A vCPU's scheduling figures and where it ran.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct VcpuSched {
     #[serde(flatten)]
     pub figures: SchedFigures,
     pub placement: Placement,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Placement {
     /// The host CPU the thread runs on, waits on or last ran on, and that CPU's NUMA node.
     pub cpu: Option<u32>,
@@ -141,7 +142,7 @@ pub struct Placement {
 }
 
 /// A VM's scheduling figures.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct VmSched {
     /// The vCPU threads together.
     pub vcpus: SchedFigures,
@@ -152,14 +153,14 @@ pub struct VmSched {
     pub contenders: Vec<ContenderFigures>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ClassSched {
     pub class: ThreadClass,
     #[serde(flatten)]
     pub figures: SchedFigures,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ContenderFigures {
     /// The process; null for the idle task and for "other".
     pub pid: Option<u32>,
@@ -172,7 +173,7 @@ pub struct ContenderFigures {
     pub share: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContenderKind {
     /// Another thread of the same VM.
@@ -187,60 +188,3 @@ pub enum ContenderKind {
     Other,
 }
 
-/// A VM's NUMA figures.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct VmNuma {
-    /// Null when it could not be read yet.
-    pub memory: Option<MemoryFigures>,
-    /// Null when `task_numa_fault` cannot be hooked on this kernel.
-    pub faults: Option<NumaFaultFigures>,
-    /// The mean over the vCPUs of their `remote_memory_share`.
-    pub vcpu_memory_mismatch: Option<f64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MemoryFigures {
-    /// Bytes mapped by the VMM process, all nodes (from `numa_maps`).
-    pub resident_bytes: u64,
-    pub by_node: Vec<NodeMemory>,
-    /// Anonymous memory, the part of it in transparent huge pages, and hugetlbfs memory.
-    pub anon_bytes: u64,
-    pub thp_bytes: u64,
-    pub hugetlb_bytes: u64,
-    /// The guest's RAM as configured (QEMU `-m`), when known.
-    pub guest_memory_bytes: Option<u64>,
-    /// (THP + hugetlbfs) / guest RAM or, when that is unknown, / (anonymous + hugetlbfs).
-    pub huge_page_coverage: Option<f64>,
-    /// How old the reading is: placement is read at most every 30 s.
-    pub age_seconds: f64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct NodeMemory {
-    pub node: u32,
-    pub bytes: u64,
-    pub share: f64,
-}
-
-/// NUMA hinting faults of the VM's threads over the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct NumaFaultFigures {
-    pub faults: u64,
-    pub pages: u64,
-    /// Pages whose memory was on the faulting CPU's node (the kernel's `TNF_FAULT_LOCAL`).
-    pub local_pages: u64,
-    pub remote_pages: u64,
-    pub migrated_pages: u64,
-    pub migrate_failed_pages: u64,
-    /// By (faulting CPU's node, memory node after the fault).
-    pub by_node: Vec<NodeFaults>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct NodeFaults {
-    pub cpu_node: Option<u32>,
-    pub memory_node: u32,
-    pub faults: u64,
-    pub pages: u64,
-    pub local_pages: u64,
-}

@@ -1,5 +1,6 @@
 //! The state of a kernel source (a program on a hook) as the presenters report it.
 
+use schemars::JsonSchema;
 use serde::{Serialize, Serializer};
 
 /// Whether a kernel source (tracepoint) could be attached.
@@ -38,6 +39,23 @@ impl std::fmt::Display for SourceState {
             Self::Silent => f.write_str("silent"),
             Self::Unavailable(why) => write!(f, "unavailable: {why}"),
         }
+    }
+}
+
+/// As JSON: `"live"`, `"silent"` or `"unavailable: <why>"`.
+impl JsonSchema for SourceState {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SourceState".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(live|silent|unavailable: .*)$",
+            "description": "live: attached and produced events in the window; silent: attached, \
+                            no event in the window; unavailable: could not be attached (the text \
+                            says why)."
+        })
     }
 }
 

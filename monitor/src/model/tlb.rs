@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use schemars::JsonSchema;
 
 use crate::model::SourceState;
 
 /// Host-wide TLB flushing over the window.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct HostTlb {
     /// State of each TLB source (`tlb_flush`, `pv_tlb_flush`).
-    pub sources: BTreeMap<&'static str, SourceState>,
-    /// The tracepoint behind each source name.
-    pub tracepoints: BTreeMap<&'static str, &'static str>,
+    pub sources: BTreeMap<String, SourceState>,
+    /// Where each source runs (`tracepoint:tlb:tlb_flush`, …).
+    pub hooks: BTreeMap<String, String>,
     /// Every CPU that has flushed since counting began, whatever task it ran; window counts
     /// may be 0.
     pub cpus: Vec<CpuTlb>,
@@ -22,7 +23,7 @@ pub struct HostTlb {
 }
 
 /// One host CPU over the window, all tasks.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct CpuTlb {
     pub cpu: u32,
     /// Shootdowns this CPU received (`remote_shootdown`).
@@ -34,7 +35,7 @@ pub struct CpuTlb {
 }
 
 /// Flushes over the window and what they covered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct FlushCount {
     pub count: u64,
     pub rate: f64,
@@ -48,7 +49,7 @@ pub struct FlushCount {
 }
 
 /// A VM's TLB shootdowns over the window.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct VmTlb {
     /// Shootdowns the VMM's threads sent (`remote_send_ipi`): they changed the VM process's
     /// mappings while other CPUs were using them, and interrupted those CPUs.
@@ -71,7 +72,7 @@ pub struct VmTlb {
     pub pv_flushes: PvFlushes,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TlbReasonCount {
     /// `task_switch`, `remote_shootdown`, `local_shootdown`, `local_mm_shootdown`,
     /// `remote_send_ipi`, `remote_wrong_cpu` or `other`.
@@ -82,7 +83,7 @@ pub struct TlbReasonCount {
     pub flushes: FlushCount,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ThreadShootdowns {
     pub tid: u32,
     pub vcpu: Option<u32>,
@@ -90,7 +91,7 @@ pub struct ThreadShootdowns {
     pub rate: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct CpuShootdowns {
     pub cpu: u32,
     pub count: u64,
@@ -99,7 +100,7 @@ pub struct CpuShootdowns {
 
 /// Paravirtual TLB flushes: instead of waiting for an IPI to reach a preempted vCPU, the guest
 /// marks it, and KVM flushes its TLB when it next runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct PvFlushes {
     /// Steal-time updates KVM checked for a pending flush.
     pub checks: u64,

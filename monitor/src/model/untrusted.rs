@@ -12,6 +12,7 @@
 
 use std::{borrow::Cow, fmt};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Characters shown of an untrusted text at most; longer ones end in `…`.
@@ -21,7 +22,9 @@ pub const DISPLAY_CHARS: usize = 256;
 pub const REPLACEMENT: char = '\u{FFFD}';
 
 /// A string from outside kvmtop's control; see the module documentation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Untrusted(String);
 

@@ -15,9 +15,9 @@ pub enum Format {
 /// what users or scrapers see shows up here as a reviewed diff.
 #[cfg(test)]
 mod golden {
-    use crate::model::{
-        fixture,
-        untrusted::{HOSTILE_NAME, is_unsafe},
+    use crate::{
+        model::untrusted::{HOSTILE_NAME, is_unsafe},
+        testing::fixture,
     };
 
     fn rendered(write: impl Fn(&mut Vec<u8>)) -> String {
@@ -50,14 +50,14 @@ mod golden {
         let vm = &mut snapshot.vms[0];
         vm.name = hostile.clone();
         vm.vmm = hostile.clone();
-        for drive in &mut vm.block.drives {
+        for drive in &mut vm.families.block.drives {
             drive.id = Some(hostile.clone());
             drive.file = Some(hostile.clone());
         }
-        for device in &mut vm.block.devices {
+        for device in &mut vm.families.block.devices {
             device.drives = vec![hostile.clone()];
         }
-        for contender in &mut vm.sched.contenders {
+        for contender in &mut vm.families.sched.contenders {
             contender.name = hostile.clone();
         }
         snapshot.problems.push(hostile.clone());

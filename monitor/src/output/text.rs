@@ -22,13 +22,13 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
     )?;
     // Every family's sources grouped by state; each unavailable one on its own line with the
     // reason, and any events lost to a full map.
-    let families = snapshot.families();
+    let families = snapshot.families.states();
     for wanted in [SourceState::Live, SourceState::Silent] {
         let names: Vec<&str> = families
             .iter()
             .flat_map(|f| f.sources.iter())
             .filter(|(_, state)| **state == wanted)
-            .map(|(name, _)| *name)
+            .map(|(name, _)| name.as_str())
             .collect();
         if !names.is_empty() {
             writeln!(out, "sources {wanted}: {}", names.join(" "))?;
@@ -85,16 +85,16 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
     writeln!(
         out,
         "  exits/s: {:.0} hardware, {:.0} to userspace, {:.0} halts",
-        vm.exits.rate_of(ExitSource::KvmExit),
-        vm.exits.rate_of(ExitSource::Userspace),
-        vm.exits.rate_of(ExitSource::Halt)
+        vm.families.exits.rate_of(ExitSource::KvmExit),
+        vm.families.exits.rate_of(ExitSource::Userspace),
+        vm.families.exits.rate_of(ExitSource::Halt)
     )?;
     writeln!(
         out,
         "  {:<10} {:<24} {:>10} {:>10} {:>6} {:>8} {:>8} {:>8}",
         "source", "reason", "count", "rate/s", "share", "p50", "p99", "max"
     )?;
-    for reason in vm.exits.by_reason.iter().take(TOP_REASONS) {
+    for reason in vm.families.exits.by_reason.iter().take(TOP_REASONS) {
         let latency = |pick: fn(&crate::model::LatencySummary) -> u64| {
             reason
                 .latency
@@ -114,7 +114,7 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             latency(|l| l.max_ns),
         )?;
     }
-    for group in &vm.exit_details {
+    for group in &vm.families.exits.details {
         write_details(out, group)?;
     }
     for vcpu in &vm.vcpus {
@@ -154,8 +154,9 @@ fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
 
 /// Who the VM waited behind, its block devices and drives, TLB shootdowns and memory placement.
 fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
-    if !vm.sched.contenders.is_empty() {
+    if !vm.families.sched.contenders.is_empty() {
         let parts: Vec<String> = vm
+            .families
             .sched
             .contenders
             .iter()
@@ -163,7 +164,7 @@ fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             .collect();
         writeln!(out, "  waited behind: {}", parts.join(", "))?;
     }
-    for device in &vm.block.devices {
+    for device in &vm.families.block.devices {
         let latency = device.latency.as_ref().map_or_else(String::new, |l| {
             format!(
                 ", p50 {} p99 {}",
@@ -181,7 +182,7 @@ fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
             device.avg_in_flight,
         )?;
     }
-    for drive in &vm.block.drives {
+    for drive in &vm.families.block.drives {
         let name = drive
             .id
             .clone()
@@ -199,14 +200,14 @@ fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
                 .map_or_else(String::new, |why| format!(" (not mapped: {why})"))
         )?;
     }
-    if vm.tlb.sent.count + vm.tlb.received.count > 0 {
+    if vm.families.tlb.sent.count + vm.families.tlb.received.count > 0 {
         writeln!(
             out,
             "  TLB shootdowns: sent {:.0}/s ({} pages), received {:.0}/s",
-            vm.tlb.sent.rate, vm.tlb.sent.pages, vm.tlb.received.rate
+            vm.families.tlb.sent.rate, vm.families.tlb.sent.pages, vm.families.tlb.received.rate
         )?;
     }
-    if let Some(memory) = &vm.numa.memory {
+    if let Some(memory) = &vm.families.numa.memory {
         let nodes: Vec<String> = memory
             .by_node
             .iter()
@@ -286,7 +287,7 @@ fn write_advice(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()>
 
 #[cfg(test)]
 mod tests {
-    use crate::model::fixture;
+    use crate::testing::fixture;
 
     #[test]
     fn report_carries_latency_details_and_time_shares() {
@@ -302,7 +303,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("source numa_fault (sched): unavailable"),
+            text.contains("source numa_fault (numa): unavailable"),
             "{text}"
         );
         assert!(
@@ -316,7 +317,7 @@ mod tests {
         );
         assert!(text.contains("steal 12%"), "{text}");
         assert!(
-            text.contains("the kernel skipped blk_rq_complete on 30 events in the window"),
+            text.contains("the kernel skipped block_rq_complete on 30 events in the window"),
             "{text}"
         );
         assert!(

@@ -90,7 +90,8 @@ impl App {
     pub fn update(&mut self, mut snapshot: Snapshot) {
         // Busiest VMs first; ties by name so rows do not jump around.
         snapshot.vms.sort_by(|a, b| {
-            let busy = |vm: &crate::model::Vm| vm.exits.total + vm.exits.userspace_total;
+            let busy =
+                |vm: &crate::model::Vm| vm.families.exits.total + vm.families.exits.userspace_total;
             busy(b).cmp(&busy(a)).then_with(|| a.name.cmp(&b.name))
         });
         if self
@@ -141,7 +142,7 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fixture;
+    use crate::testing::fixture;
 
     #[test]
     fn busiest_first_and_selection_follows_the_vm() {

@@ -1,19 +1,16 @@
 //! Drives the scheduler programs' logic through `BPF_PROG_TEST_RUN` for one synthetic thread.
 
-use std::{fs, path::Path};
+use std::path::Path;
 
-use aya::programs::{RawTracePointRunOptions, TestRun as _};
 use kvmtop::{
+    families::sched::{Contender, ContenderTotals, ThreadTotals, WatchedThread},
     host::topology::Topology,
     model::sched::ThreadClass,
     session::{Config, Session},
-    signals::sched::{Contender, ContenderTotals, ThreadTotals, WatchedThread},
 };
-use monitor_common::sched::{
-    HARNESS_MIGRATE, HARNESS_NUMA_FAULT, HARNESS_SWITCH, HARNESS_WAKEUP, PROG_SCHED_HARNESS,
-};
+use monitor_common::sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP, PROG_SCHED_HARNESS};
 
-use crate::support;
+use crate::support::{self, harness::synthetic_ids_in_use};
 
 /// Synthetic thread ids: inside the watched bitmap (4 Mi tids) and far above the kernel's
 /// default `pid_max`, but not above the 4 Mi systemd sets it to, so [`Harness::open`] skips
@@ -27,24 +24,6 @@ pub const OTHER_TID: u64 = 4_190_000;
 pub const OTHER_PID: u64 = 4_190_000;
 /// A process that does not exist, as a contender.
 pub const EXITED_PID: u64 = 4_190_100;
-
-/// Why the synthetic ids cannot stand for tasks that do not exist here: one of them is a live
-/// task. An id at or above `kernel.pid_max` cannot be allocated while the test runs; one below
-/// could, which no check can rule out.
-fn synthetic_ids_in_use(ids: &[u32]) -> Option<String> {
-    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok());
-    let pid_max_text = pid_max.map_or_else(|| "unknown".to_owned(), |max| max.to_string());
-    ids.iter()
-        .find(|id| Path::new("/proc").join(id.to_string()).exists())
-        .map(|id| {
-            format!(
-                "synthetic task id {id} is a live task on this host (kernel.pid_max \
-                 {pid_max_text}), so events for it would not be synthetic"
-            )
-        })
-}
 
 pub struct Harness {
     pub session: Session,
@@ -81,7 +60,9 @@ impl Harness {
         };
         let problems = self
             .session
-            .sched_counters_mut()
+            .families_mut()
+            .sched
+            .counters_mut()
             .watch(&[thread], |_| false);
         assert!(problems.is_empty(), "{problems:?}");
     }
@@ -92,20 +73,14 @@ impl Harness {
             .join(fixture);
         let topology = Topology::read(&root).expect("fixture topology");
         self.session
-            .sched_counters_mut()
-            .set_topology(&topology)
+            .families_mut()
+            .places_mut()
+            .write(&topology)
             .expect("writing CPU places");
     }
 
     pub fn run(&mut self, args: &[u64]) {
-        let harness = self
-            .session
-            .kernel_mut()
-            .load_harness(PROG_SCHED_HARNESS)
-            .expect("loading harness");
-        let mut options = RawTracePointRunOptions::new();
-        options.args[..args.len()].copy_from_slice(args);
-        harness.test_run(options).expect("BPF_PROG_TEST_RUN");
+        support::harness::run(&mut self.session, PROG_SCHED_HARNESS, None, args);
     }
 
     pub fn me(&self) -> u64 {
@@ -131,20 +106,17 @@ impl Harness {
         self.run(&[HARNESS_MIGRATE, self.me(), from, to]);
     }
 
-    pub fn numa_fault(&mut self, tid: u64, cpu: u64, mem_node: u64, pages: u64, flags: u64) {
-        let pid = u64::from(self.pid);
-        self.run(&[HARNESS_NUMA_FAULT, pid, tid, cpu, mem_node, pages, flags]);
-    }
-
     pub fn thread(&self) -> ThreadTotals {
-        let totals = self.session.sched_counters().read();
+        let totals = self.session.families().sched.counters().read();
         totals.threads[&self.tid].clone()
     }
 
     pub fn contenders(&self) -> Vec<(Contender, ContenderTotals)> {
         let mut found: Vec<_> = self
             .session
-            .sched_counters()
+            .families()
+            .sched
+            .counters()
             .read()
             .contenders
             .into_iter()

@@ -2,6 +2,8 @@
 //! observers (bpftrace), and waiting for their readiness lines.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod harness;
+
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     process::{Child, Command, Stdio},

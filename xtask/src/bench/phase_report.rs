@@ -222,11 +222,8 @@ mod tests {
     #[test]
     fn pairs_kvmtop_and_peer_and_counts_watched_events() {
         let sampled = Sampled {
-            start: BTreeMap::from([prog(1, "vmsched_switch", 10, 1_000), prog(7, "x", 0, 0)]),
-            end: BTreeMap::from([
-                prog(1, "vmsched_switch", 110, 6_000),
-                prog(7, "x", 50, 5_000),
-            ]),
+            start: BTreeMap::from([prog(1, "sched_switch", 10, 1_000), prog(7, "x", 0, 0)]),
+            end: BTreeMap::from([prog(1, "sched_switch", 110, 6_000), prog(7, "x", 50, 5_000)]),
             kvmtop: Held {
                 ids: [1].into(),
                 tracepoints: BTreeMap::from([(1, "sched_switch".to_owned())]),
@@ -248,7 +245,7 @@ mod tests {
         let specs = [
             RowSpec {
                 tracepoint: "sched_switch",
-                kvmtop: Some("vmsched_switch"),
+                kvmtop: Some("sched_switch"),
                 peer: true,
                 watched: Some(0),
             },
@@ -260,7 +257,7 @@ mod tests {
             },
             RowSpec {
                 tracepoint: "sched_migrate_task",
-                kvmtop: Some("vmsched_migrate"),
+                kvmtop: Some("sched_migrate_task"),
                 peer: false,
                 watched: Some(2),
             },
@@ -275,7 +272,7 @@ mod tests {
         assert_eq!(switch.watched_events, Some(20));
         assert_eq!(switch.ratio, Some(0.5));
         assert_eq!(switch.peer.as_ref().unwrap().program, "runqlat x");
-        let observed = report.sched["vmsched_switch"];
+        let observed = report.sched["sched_switch"];
         assert_eq!(
             observed,
             Observed {

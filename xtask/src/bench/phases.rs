@@ -51,13 +51,13 @@ const RUNQLAT: PeerSpec = PeerSpec::Tool {
 const SCHED_ROWS: &[RowSpec] = &[
     RowSpec {
         tracepoint: "sched_switch",
-        kvmtop: Some("vmsched_switch"),
+        kvmtop: Some("sched_switch"),
         peer: true,
         watched: Some(watched::SWITCH),
     },
     RowSpec {
         tracepoint: "sched_wakeup",
-        kvmtop: Some("vmsched_wakeup"),
+        kvmtop: Some("sched_wakeup"),
         peer: true,
         watched: Some(watched::WAKEUP),
     },
@@ -69,7 +69,7 @@ const SCHED_ROWS: &[RowSpec] = &[
     },
     RowSpec {
         tracepoint: "sched_migrate_task",
-        kvmtop: Some("vmsched_migrate"),
+        kvmtop: Some("sched_migrate_task"),
         peer: false,
         watched: Some(watched::MIGRATE),
     },
@@ -118,25 +118,25 @@ const PLANS: [Plan; 4] = [
         rows: &[
             RowSpec {
                 tracepoint: "block_io_start",
-                kvmtop: Some("blk_io_start"),
+                kvmtop: Some("block_io_start"),
                 peer: false,
                 watched: None,
             },
             RowSpec {
                 tracepoint: "block_rq_insert",
-                kvmtop: Some("blk_rq_insert"),
+                kvmtop: Some("block_rq_insert"),
                 peer: false,
                 watched: None,
             },
             RowSpec {
                 tracepoint: "block_rq_issue",
-                kvmtop: Some("blk_rq_issue"),
+                kvmtop: Some("block_rq_issue"),
                 peer: true,
                 watched: None,
             },
             RowSpec {
                 tracepoint: "block_rq_complete",
-                kvmtop: Some("blk_rq_complete"),
+                kvmtop: Some("block_rq_complete"),
                 peer: true,
                 watched: None,
             },
@@ -161,7 +161,7 @@ const PLANS: [Plan; 4] = [
             },
             RowSpec {
                 tracepoint: "kvm_pv_tlb_flush",
-                kvmtop: Some("pv_tlb_flush"),
+                kvmtop: Some("kvm_pv_tlb_flush"),
                 peer: false,
                 watched: None,
             },

@@ -208,10 +208,11 @@ mod tests {
         };
         let mut a = PhaseReport::new(SCHED_HOST, "", &spec);
         let mut b = PhaseReport::new(SCHED_GUESTS, "", &spec);
-        a.sched.insert("vmsched_switch", observed(1_000, 0, 40, 0));
-        a.sched.insert("vmsched_migrate", observed(10, 0, 100, 0));
+        a.sched.insert("sched_switch", observed(1_000, 0, 40, 0));
+        a.sched
+            .insert("sched_migrate_task", observed(10, 0, 100, 0));
         b.sched
-            .insert("vmsched_switch", observed(1_000, 500, 40, 140));
+            .insert("sched_switch", observed(1_000, 500, 40, 140));
         b.vmms.push(Vmm {
             pid: 7,
             name: "someone-else".to_owned(),
@@ -219,7 +220,7 @@ mod tests {
         });
         let split = sched(&[b, a]);
         assert_eq!(split.programs.len(), 1);
-        assert_eq!(split.programs[0].program, "vmsched_switch");
+        assert_eq!(split.programs[0].program, "sched_switch");
         let (c_u, c_w, _) = costs(&split.programs[0].solved);
         assert!((c_u - 40.0).abs() < 1e-9 && (c_w - 140.0).abs() < 1e-9);
         assert_eq!(split.notes.len(), 1);

@@ -66,7 +66,7 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
                 }
             }
         }
-        for reason in &vm.exits.by_reason {
+        for reason in &vm.families.exits.by_reason {
             if let Some(histogram) = &reason.cumulative_latency {
                 latency.add(
                     &[
@@ -80,7 +80,7 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Opti
                 );
             }
         }
-        for group in &vm.exit_details {
+        for group in &vm.families.exits.details {
             let kind = group.kind.as_str();
             detail_events
                 .with_label_values(&[vm.name.exact(), pid.as_str(), kind])

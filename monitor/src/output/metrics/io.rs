@@ -46,7 +46,7 @@ pub fn register(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<
     );
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
-        for device in &vm.block.devices {
+        for device in &vm.families.block.devices {
             in_flight
                 .with_label_values(&[vm.name.exact(), pid.as_str(), &device.device])
                 .set(i64::try_from(device.in_flight).unwrap_or(i64::MAX));
@@ -103,13 +103,16 @@ fn register_tlb(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> 
     )?;
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
-        for (direction, count) in [("sent", &vm.tlb.sent), ("received", &vm.tlb.received)] {
+        for (direction, count) in [
+            ("sent", &vm.families.tlb.sent),
+            ("received", &vm.families.tlb.received),
+        ] {
             shootdowns
                 .with_label_values(&[vm.name.exact(), pid.as_str(), direction])
                 .inc_by(count.cumulative);
         }
     }
-    for cpu in &snapshot.tlb.cpus {
+    for cpu in &snapshot.families.tlb.cpus {
         cpu_received
             .with_label_values(&[&cpu.cpu.to_string()])
             .inc_by(cpu.received.cumulative);

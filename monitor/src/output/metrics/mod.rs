@@ -119,11 +119,11 @@ fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<(
         skipped.with_label_values(&[program]).inc_by(count.total);
     }
     registry.register(Box::new(skipped))?;
-    for family in snapshot.families() {
+    for family in snapshot.families.states() {
         for (source, state) in family.sources {
             let up = !matches!(state, crate::model::SourceState::Unavailable(_));
             source_up
-                .with_label_values(&[family.family, *source])
+                .with_label_values(&[family.family, source.as_str()])
                 .set(i64::from(up));
         }
         dropped
@@ -186,7 +186,7 @@ fn vcpu_label(vcpu: &crate::model::Vcpu) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fixture;
+    use crate::testing::fixture;
 
     #[test]
     fn exit_counters_carry_every_label() {
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn block_and_tlb_counters() {
         let mut snapshot = fixture::snapshot();
-        let read = &mut snapshot.vms[0].block.devices[0].ops[0];
+        let read = &mut snapshot.vms[0].families.block.devices[0].ops[0];
         read.cumulative_latency.count = 4_800;
         read.cumulative_latency.buckets[16] = 4_800;
         let text = render(&snapshot).unwrap();
@@ -325,7 +325,7 @@ mod tests {
     fn skipped_events_are_counted_per_program() {
         let text = render(&fixture::snapshot()).unwrap();
         assert!(
-            text.contains("kvmtop_program_skipped_events_total{program=\"blk_rq_complete\"} 400"),
+            text.contains("kvmtop_program_skipped_events_total{program=\"block_rq_complete\"} 400"),
             "{text}"
         );
     }
@@ -338,7 +338,7 @@ mod tests {
         let text = render(&snapshot).unwrap();
         assert!(text.contains("kvmtop_source_up"), "{text}");
         assert!(
-            text.contains("kvmtop_source_up{family=\"sched\",source=\"numa_fault\"} 0"),
+            text.contains("kvmtop_source_up{family=\"numa\",source=\"numa_fault\"} 0"),
             "{text}"
         );
     }

@@ -129,18 +129,18 @@ impl SchedMetrics {
                 }
             }
         }
-        if has_waits(&vm.sched.vcpus.cumulative) {
+        if has_waits(&vm.families.sched.vcpus.cumulative) {
             self.wait_hist.add(
                 &[("vm", vm.name.exact()), ("pid", &pid)],
-                &vm.sched.vcpus.cumulative.wait,
+                &vm.families.sched.vcpus.cumulative.wait,
             );
         }
-        for class in &vm.sched.classes {
+        for class in &vm.families.sched.classes {
             self.class_wait
                 .with_label_values(&[vm.name.exact(), pid.as_str(), class.class.as_str()])
                 .inc_by(ns_to_s(class.figures.cumulative.wait_ns));
         }
-        if let Some(m) = &vm.numa.memory {
+        if let Some(m) = &vm.families.numa.memory {
             for node in &m.by_node {
                 self.memory
                     .with_label_values(&[vm.name.exact(), pid.as_str(), &node.node.to_string()])

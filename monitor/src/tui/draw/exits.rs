@@ -19,15 +19,21 @@ const DETAILS_PER_LINE: usize = 3;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let title = format!(" {} (pid {}) — exits ", vm.name, vm.pid);
-    let reasons: Vec<&ReasonCount> = vm.exits.by_reason.iter().filter(|r| r.count > 0).collect();
-    if reasons.is_empty() && vm.exit_details.is_empty() {
+    let reasons: Vec<&ReasonCount> = vm
+        .families
+        .exits
+        .by_reason
+        .iter()
+        .filter(|r| r.count > 0)
+        .collect();
+    if reasons.is_empty() && vm.families.exits.details.is_empty() {
         frame.render_widget(
             Paragraph::new("no exits in this window").block(Block::bordered().title(title)),
             area,
         );
         return;
     }
-    let details = detail_lines(&vm.exit_details);
+    let details = detail_lines(&vm.families.exits.details);
     let top = super::with_notes(frame, area, " exit details (events/s) ", details);
     // Narrow terminals drop the columns that matter least, so reasons stay readable.
     let columns: &[usize] = if top.width >= 90 {
@@ -50,7 +56,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     ];
     let rows: Vec<Row<'_>> = reasons
         .iter()
-        .map(|r| pick(reason_cells(r, &vm.exit_details)))
+        .map(|r| pick(reason_cells(r, &vm.families.exits.details)))
         .collect();
     let header = [
         "REASON",

@@ -20,7 +20,7 @@ use crate::{
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let notes = notes(vm);
     let top = super::with_notes(frame, area, " drives, TLB shootdowns ", notes);
-    let rows = rows(&vm.block);
+    let rows = rows(&vm.families.block);
     let title = format!(" {} (pid {}) — block I/O ", vm.name, vm.pid);
     if rows.is_empty() {
         frame.render_widget(
@@ -84,6 +84,7 @@ fn rows(block: &VmBlock) -> Vec<Row<'static>> {
 
 fn notes(vm: &Vm) -> Vec<Line<'static>> {
     let mut lines: Vec<Line<'static>> = vm
+        .families
         .block
         .drives
         .iter()
@@ -99,7 +100,7 @@ fn notes(vm: &Vm) -> Vec<Line<'static>> {
             ))
         })
         .collect();
-    let tlb = &vm.tlb;
+    let tlb = &vm.families.tlb;
     let mut shootdowns = format!(
         "TLB shootdowns: sent {}/s ({} pages), received {}/s",
         format::rate(tlb.sent.rate),

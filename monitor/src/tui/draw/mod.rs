@@ -66,12 +66,12 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
     let mut live = Vec::new();
     let mut silent = Vec::new();
     let mut unavailable = Vec::new();
-    let families = snapshot.families();
+    let families = snapshot.families.states();
     for (name, state) in families.iter().flat_map(|f| f.sources.iter()) {
         match state {
-            SourceState::Live => live.push(*name),
-            SourceState::Silent => silent.push(*name),
-            SourceState::Unavailable(_) => unavailable.push(*name),
+            SourceState::Live => live.push(name.clone()),
+            SourceState::Silent => silent.push(name.clone()),
+            SourceState::Unavailable(_) => unavailable.push(name.clone()),
         }
     }
     // Live sources are the rule, so only their number is shown; the others by name.
@@ -160,7 +160,7 @@ mod tests {
     use ratatui::{Terminal, backend::TestBackend};
 
     use super::*;
-    use crate::model::fixture;
+    use crate::testing::fixture;
 
     pub fn render(app: &App, width: u16, height: u16) -> String {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
@@ -241,7 +241,7 @@ mod tests {
         let hostile = crate::model::Untrusted::new(crate::model::untrusted::HOSTILE_NAME);
         let mut snapshot = fixture::snapshot();
         snapshot.vms[0].name = hostile.clone();
-        for drive in &mut snapshot.vms[0].block.drives {
+        for drive in &mut snapshot.vms[0].families.block.drives {
             drive.id = Some(hostile.clone());
         }
         let mut app = App::new(Duration::from_secs(1));

@@ -98,11 +98,12 @@ fn row(vcpu: &Vcpu) -> Row<'_> {
 /// Thread classes, contenders and memory placement, one line each.
 fn notes(vm: &Vm) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
-    if let Some(line) = classes(&vm.sched) {
+    if let Some(line) = classes(&vm.families.sched) {
         lines.push(Line::from(line));
     }
-    if !vm.sched.contenders.is_empty() {
+    if !vm.families.sched.contenders.is_empty() {
         let parts: Vec<String> = vm
+            .families
             .sched
             .contenders
             .iter()
@@ -122,7 +123,7 @@ fn notes(vm: &Vm) -> Vec<Line<'static>> {
             parts.join(", ")
         )));
     }
-    if let Some(memory) = &vm.numa.memory {
+    if let Some(memory) = &vm.families.numa.memory {
         let nodes: Vec<String> = memory
             .by_node
             .iter()

@@ -95,19 +95,24 @@ fn row<'a>(vm: &'a Vm, advice: &str) -> Row<'a> {
                 .count()
                 .to_string(),
         ),
-        Cell::from(format::rate(vm.exits.rate_of(ExitSource::KvmExit))),
-        Cell::from(format::rate(vm.exits.rate_of(ExitSource::Userspace))),
+        Cell::from(format::rate(vm.families.exits.rate_of(ExitSource::KvmExit))),
         Cell::from(format::rate(
-            vm.block
+            vm.families.exits.rate_of(ExitSource::Userspace),
+        )),
+        Cell::from(format::rate(
+            vm.families
+                .block
                 .devices
                 .iter()
                 .map(|d| d.iops)
                 .fold(0.0, |a, b| a + b),
         )),
-        Cell::from(format::rate(vm.tlb.sent.rate + vm.tlb.received.rate)),
-        Cell::from(format::share(vm.sched.vcpus.steal)),
+        Cell::from(format::rate(
+            vm.families.tlb.sent.rate + vm.families.tlb.received.rate,
+        )),
+        Cell::from(format::share(vm.families.sched.vcpus.steal)),
         Cell::from(advice.to_owned()),
-        Cell::from(top_reasons(&vm.exits)),
+        Cell::from(top_reasons(&vm.families.exits)),
     ])
 }
 

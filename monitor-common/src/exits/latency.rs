@@ -1,0 +1,92 @@
+//! Exit-handling latency: log2 histograms kept in the kernel per (VMM, vCPU thread, source, reason).
+//!
+//! Three intervals are measured, each from an event to the next one on the same thread:
+//! `kvm_exit` → `kvm_entry` (a hardware exit handled, by KVM or through the VMM),
+//! `kvm_userspace_exit` → the next `KVM_RUN` ioctl (time spent in the VMM), and the halt a
+//! `kvm_vcpu_wakeup` reports (the kernel measures that one itself).
+
+use super::ExitKey;
+
+/// Hash map: [`ExitKey`] → [`LatencyHist`]. Not per-CPU: every key names one thread, and a
+/// thread's events never run concurrently, so plain updates are exact and the memory is
+/// independent of the number of CPUs.
+pub const EXITS_LATENCY_MAP: &str = "EXITS_LATENCY";
+pub const EXITS_LATENCY_CAPACITY: u32 = 8_192;
+/// Hash maps: thread id → [`PendingExit`], the exit each thread is handling right now.
+pub const EXITS_PENDING_MAP: &str = "EXITS_PENDING";
+pub const EXITS_PENDING_USERSPACE_MAP: &str = "EXITS_PENDING_USERSPACE";
+/// Threads tracked at once (vCPU threads of every VM on the host).
+pub const PENDING_CAPACITY: u32 = 16_384;
+
+/// Program names.
+pub const PROG_KVM_ENTRY: &str = "kvm_entry";
+/// `syscalls:sys_enter_ioctl`, filtered to `KVM_RUN` in its first instructions.
+pub const PROG_SYS_ENTER_IOCTL: &str = "sys_enter_ioctl";
+pub const PROG_KVM_VCPU_WAKEUP: &str = "kvm_vcpu_wakeup";
+
+/// `KVM_RUN`, i.e. `_IO(KVMIO, 0x80)`.
+pub const KVM_RUN_IOCTL: u64 = 0xAE80;
+
+/// Where the fields of `kvm:kvm_vcpu_wakeup` sit: `ns` (u64), `waited` and `valid` (bool).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WakeupLayout {
+    pub ns_offset: u32,
+    pub waited_offset: u32,
+    /// [`crate::FIELD_ABSENT`] on kernels before 5.x that lack it (every wakeup is then valid).
+    pub valid_offset: u32,
+}
+
+impl WakeupLayout {
+    pub const DEFAULT: Self = Self {
+        ns_offset: 8,
+        waited_offset: 16,
+        valid_offset: 17,
+    };
+}
+
+/// Where `cmd` sits in a `syscalls:sys_enter_ioctl` record, and its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoctlLayout {
+    pub cmd_offset: u32,
+    pub cmd_size: u32,
+}
+
+impl IoctlLayout {
+    pub const DEFAULT: Self = Self {
+        cmd_offset: 24,
+        cmd_size: 8,
+    };
+}
+
+pub const GLOBAL_KVM_VCPU_WAKEUP_LAYOUT: &str = "KVM_VCPU_WAKEUP_LAYOUT";
+pub const GLOBAL_SYS_ENTER_IOCTL_LAYOUT: &str = "SYS_ENTER_IOCTL_LAYOUT";
+
+/// The exit a thread is handling: what to file its latency under once it ends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingExit {
+    /// `bpf_ktime_get_ns()` at the exit; 0 once the interval has been recorded.
+    pub start_ns: u64,
+    /// The key the interval is recorded under (its `tid` is the map key).
+    pub key: ExitKey,
+}
+
+/// `ExitKey::reason` of a halt (source [`super::ExitSource::Halt`]): bit 0 set when the vCPU
+/// blocked (it was not woken while KVM polled), bit 1 set when the wakeup was spurious (KVM found
+/// nothing to do and halts again).
+pub const HALT_BLOCKED: u64 = 1;
+pub const HALT_SPURIOUS: u64 = 2;
+
+const _: () = assert!(core::mem::size_of::<PendingExit>() == 40);
+const _: () = assert!(core::mem::size_of::<WakeupLayout>() == 12);
+const _: () = assert!(core::mem::size_of::<IoctlLayout>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)], integers only, no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::PendingExit {}
+    unsafe impl aya::Pod for super::WakeupLayout {}
+    unsafe impl aya::Pod for super::IoctlLayout {}
+}

@@ -1,0 +1,187 @@
+//! The per-request accounting shared by the block programs and the test harness. Every input
+//! (the current process, the time) is an argument, so the harness can drive it with exact values.
+//!
+//! A request's own events are ordered by the block layer (created, then issued, then completed),
+//! so its pending entry needs no locking. Completions of different requests of one (VMM, device,
+//! operation) can run on several CPUs at once, so the shared totals are added atomically.
+
+#![expect(clippy::inline_always)]
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray},
+};
+use monitor_common::{
+    block::{
+        BLOCK_PENDING_CAPACITY, BLOCK_STATS_CAPACITY, BlockKey, BlockStats, PendingRequest,
+        RequestKey,
+    },
+    histogram::{LatencyHist, bucket_of},
+};
+
+#[map(name = "BLOCK_PENDING")]
+static BLOCK_PENDING: LruHashMap<RequestKey, PendingRequest> =
+    LruHashMap::with_max_entries(BLOCK_PENDING_CAPACITY, 0);
+
+#[map(name = "BLOCK_STATS")]
+static BLOCK_STATS: HashMap<BlockKey, BlockStats> =
+    HashMap::with_max_entries(BLOCK_STATS_CAPACITY, 0);
+
+#[map(name = "BLOCK_DROPS")]
+static BLOCK_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Inserted for a key's first completion: a map value, so the helper copies it without a
+/// 700-byte stack buffer (the BPF stack has 512).
+static ZERO_STATS: BlockStats = BlockStats::ZERO;
+
+/// A request as its record describes it.
+pub struct Request {
+    pub key: RequestKey,
+    /// `monitor_common::block::BlockOp` as u32.
+    pub op: u32,
+    pub bytes: u64,
+}
+
+/// A request created by `tgid` (a watched VMM: the caller tested it). `keep_first` keeps an
+/// existing entry, for kernels where a requeued request passes the submission point again.
+#[inline(always)]
+pub fn on_submit(tgid: u32, request: &Request, now: u64, keep_first: bool) {
+    let pending = PendingRequest {
+        tgid,
+        op: request.op,
+        bytes: request.bytes,
+        submit_ns: now,
+        issue_ns: 0,
+    };
+    let flags = if keep_first { BPF_NOEXIST } else { BPF_ANY };
+    // An LRU map makes room rather than fail, so an error here is the expected BPF_NOEXIST one.
+    let _ = BLOCK_PENDING.insert(request.key, pending, u64::from(flags));
+}
+
+/// A request handed to the driver. `current_vmm` is the current process when it is a watched VMM
+/// and submissions are only seen here (kernels without `block_io_start`), else 0 (never a VMM).
+/// A plain u32 rather than an `Option`: the verifier rejects the uninitialised payload register
+/// LLVM may spill for `None`.
+#[inline(always)]
+pub fn on_issue(request: &Request, now: u64, current_vmm: u32) {
+    if let Some(pending) = BLOCK_PENDING.get_ptr_mut(request.key) {
+        // SAFETY: this request's entry; its events are serialised by the block layer.
+        unsafe {
+            // The last issue counts, as for biolatency: a requeued request is timed from its
+            // final dispatch.
+            (*pending).issue_ns = now;
+            if request.bytes != 0 {
+                (*pending).bytes = request.bytes;
+            }
+        }
+        return;
+    }
+    if current_vmm != 0 {
+        let pending = PendingRequest {
+            tgid: current_vmm,
+            op: request.op,
+            bytes: request.bytes,
+            submit_ns: now,
+            issue_ns: now,
+        };
+        let _ = BLOCK_PENDING.insert(request.key, pending, u64::from(BPF_ANY));
+    }
+}
+
+/// A request completed: its intervals go to its submitter's totals.
+#[inline(always)]
+pub fn on_complete(key: &RequestKey, now: u64) {
+    let Some(pending) = BLOCK_PENDING.get_ptr(key) else {
+        return;
+    };
+    // SAFETY: as in `on_issue`; copied out before the entry is deleted.
+    let pending = unsafe { *pending };
+    let _ = BLOCK_PENDING.remove(key);
+    let stats_key = BlockKey {
+        tgid: pending.tgid,
+        dev: key.dev,
+        op: pending.op,
+        pad: 0,
+    };
+    let Some(stats) = stats_for(&stats_key) else {
+        drop_one();
+        return;
+    };
+    // SAFETY: a map value; the fields are only ever changed with atomic adds (and the racy
+    // maximum, see `record`).
+    unsafe {
+        atomic_add(&raw mut (*stats).bytes, pending.bytes);
+        if pending.issue_ns != 0 && pending.issue_ns <= now {
+            record(&raw mut (*stats).latency, now - pending.issue_ns);
+            record(
+                &raw mut (*stats).queue,
+                pending.issue_ns.saturating_sub(pending.submit_ns),
+            );
+        } else {
+            atomic_add(&raw mut (*stats).unissued, 1);
+            record(
+                &raw mut (*stats).latency,
+                now.saturating_sub(pending.submit_ns),
+            );
+        }
+    }
+}
+
+#[inline(always)]
+fn stats_for(key: &BlockKey) -> Option<*mut BlockStats> {
+    if let Some(stats) = BLOCK_STATS.get_ptr_mut(key) {
+        return Some(stats);
+    }
+    // BPF_NOEXIST: never reset totals another CPU created meanwhile.
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value would copy 700 bytes onto the 512-byte BPF stack"
+    )]
+    let _ = BLOCK_STATS.insert(key, &ZERO_STATS, u64::from(BPF_NOEXIST));
+    BLOCK_STATS.get_ptr_mut(key)
+}
+
+/// Adds one interval to a histogram shared between CPUs.
+///
+/// # Safety
+/// `hist` must point into a live map value.
+#[inline(always)]
+unsafe fn record(hist: *mut LatencyHist, ns: u64) {
+    // SAFETY: the caller's guarantee; the bucket index is bounded by `get_mut`.
+    unsafe {
+        atomic_add(&raw mut (*hist).count, 1);
+        atomic_add(&raw mut (*hist).sum_ns, ns);
+        // Not atomic: two CPUs may race and keep the smaller of two new maxima. The maximum is
+        // an upper bound for the percentiles' last bucket, where being off by one request of a
+        // near-identical size does not matter.
+        if ns > (*hist).max_ns {
+            (*hist).max_ns = ns;
+        }
+        if let Some(bucket) = (*hist).buckets.get_mut(bucket_of(ns)) {
+            atomic_add(bucket, 1);
+        }
+    }
+}
+
+/// `*counter += n` as one atomic instruction (`lock xadd`), the result unused.
+///
+/// # Safety
+/// `counter` must be valid, aligned and only changed atomically by others.
+#[inline(always)]
+unsafe fn atomic_add(counter: *mut u64, n: u64) {
+    // SAFETY: the caller's guarantee. Relaxed: these are independent totals read by userspace.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            counter, n,
+        );
+    }
+}
+
+#[inline(always)]
+fn drop_one() {
+    if let Some(drops) = BLOCK_DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot owned by this CPU while the program runs.
+        unsafe { *drops += 1 };
+    }
+}

@@ -1,0 +1,49 @@
+//! Runs the block accounting on synthetic arguments through `BPF_PROG_TEST_RUN`, so tests can
+//! check exact buckets, bytes, operations and attribution for request sequences with chosen
+//! timestamps and processes. Loaded by tests, never attached. Operations and their arguments:
+//! see `monitor_common::block::HARNESS_*`.
+
+#![expect(clippy::needless_pass_by_value)]
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use monitor_common::block::{
+    HARNESS_COMPLETE, HARNESS_ISSUE, HARNESS_SUBMIT, RequestKey, op_of_rwbs,
+};
+
+use super::account::{Request, on_complete, on_issue, on_submit};
+use crate::{record::low32, vmms::is_vmm};
+
+#[raw_tracepoint(tracepoint = "block_rq_issue")]
+pub fn block_harness(ctx: RawTracePointContext) -> i32 {
+    let arg = |n: usize| -> u64 { ctx.arg(n) };
+    let request = |rwbs: u64, bytes: u64| {
+        let [first, second, ..] = rwbs.to_le_bytes();
+        Request {
+            key: RequestKey {
+                dev: low32(arg(2)),
+                pad: 0,
+                sector: arg(3),
+            },
+            op: op_of_rwbs(first, second) as u32,
+            bytes,
+        }
+    };
+    let tgid = low32(arg(1));
+    match arg(0) {
+        HARNESS_SUBMIT if is_vmm(tgid) => on_submit(tgid, &request(arg(4), arg(5)), arg(6), false),
+        HARNESS_ISSUE => {
+            let current_vmm = if arg(7) != 0 && is_vmm(tgid) { tgid } else { 0 };
+            on_issue(&request(arg(4), arg(5)), arg(6), current_vmm);
+        }
+        HARNESS_COMPLETE => {
+            let key = RequestKey {
+                dev: low32(arg(2)),
+                pad: 0,
+                sector: arg(3),
+            };
+            on_complete(&key, arg(4));
+        }
+        _ => {}
+    }
+    0
+}

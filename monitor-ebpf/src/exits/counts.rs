@@ -1,0 +1,165 @@
+//! Exit counts: `kvm:kvm_exit` (hardware exits, VMX and SVM) and `kvm:kvm_userspace_exit`
+//! (`KVM_RUN` returning to the VMM), per (VMM process, vCPU thread, source, ISA, reason). Each
+//! exit also opens the interval that [`super::latency`] closes.
+
+// `tgid`/`tid` are the kernel's names; program contexts are taken by value by aya's macros; and
+// the shared per-event logic is force-inlined so each program is one flat function for the
+// verifier, with no BPF-to-BPF call on the hot path.
+#![expect(
+    clippy::similar_names,
+    clippy::needless_pass_by_value,
+    clippy::inline_always
+)]
+
+use crate::tracepoint_program;
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::TracePointContext,
+};
+use monitor_common::{
+    FIELD_ABSENT,
+    exits::{
+        EXITS_COUNTS_CAPACITY, ExitKey, ExitSource, Isa, KvmExitLayout, USERSPACE_ERRNO_FLAG,
+        UserspaceExitLayout, VCPU_ID_UNKNOWN,
+    },
+};
+
+use super::latency::{EXITS_PENDING, EXITS_PENDING_USERSPACE, open_interval};
+use crate::record::{current_tgid_tid, read_field, read_fixed};
+
+#[map(name = "EXITS_COUNTS")]
+static EXITS_COUNTS: PerCpuHashMap<ExitKey, u64> =
+    PerCpuHashMap::with_max_entries(EXITS_COUNTS_CAPACITY, 0);
+
+/// Events lost to a full map, all exit maps together.
+#[map(name = "EXITS_DROPS")]
+static EXITS_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+// Record layouts, overwritten by the loader with what this kernel's tracefs says. They live in
+// .rodata, so the verifier sees them as constants and prunes the branches they rule out.
+#[unsafe(no_mangle)]
+static KVM_EXIT_LAYOUT: KvmExitLayout = KvmExitLayout::DEFAULT;
+#[unsafe(no_mangle)]
+static KVM_USERSPACE_EXIT_LAYOUT: UserspaceExitLayout = UserspaceExitLayout::DEFAULT;
+
+tracepoint_program!("kvm", "kvm_exit", on_kvm_exit => kvm_exit);
+
+fn on_kvm_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: volatile read of a loader-initialised global; the compiler must not fold it to the
+    // default, the verifier knows the real value.
+    let layout = unsafe { core::ptr::read_volatile(&raw const KVM_EXIT_LAYOUT) };
+    if layout.has_default_record() {
+        const L: KvmExitLayout = KvmExitLayout::DEFAULT;
+        let reason = read_fixed::<u32, { L.exit_reason_offset as usize }>(&ctx);
+        let isa = read_fixed::<u32, { L.isa_offset as usize }>(&ctx);
+        let vcpu_id = read_fixed::<u32, { L.vcpu_id_offset as usize }>(&ctx);
+        let (tgid, tid) = current_tgid_tid();
+        record_kvm_exit(tgid, tid, vcpu_id, isa, u64::from(reason), now());
+        return 0;
+    }
+    let reason = if layout.exit_reason_size == 8 {
+        read_field::<u64>(&ctx, layout.exit_reason_offset)
+    } else {
+        read_field::<u32>(&ctx, layout.exit_reason_offset).map(u64::from)
+    };
+    let Some(reason) = reason else { return 0 };
+    let isa = if layout.isa_offset == FIELD_ABSENT {
+        layout.default_isa
+    } else {
+        read_field::<u32>(&ctx, layout.isa_offset).unwrap_or(layout.default_isa)
+    };
+    let vcpu_id = read_field::<u32>(&ctx, layout.vcpu_id_offset).unwrap_or(VCPU_ID_UNKNOWN);
+    let (tgid, tid) = current_tgid_tid();
+    record_kvm_exit(tgid, tid, vcpu_id, isa, reason, now());
+    0
+}
+
+tracepoint_program!("kvm", "kvm_userspace_exit", on_kvm_userspace_exit => kvm_userspace_exit);
+
+fn on_kvm_userspace_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: as in `kvm_exit`.
+    let layout = unsafe { core::ptr::read_volatile(&raw const KVM_USERSPACE_EXIT_LAYOUT) };
+    if layout == UserspaceExitLayout::DEFAULT {
+        const L: UserspaceExitLayout = UserspaceExitLayout::DEFAULT;
+        let reason = read_fixed::<u32, { L.reason_offset as usize }>(&ctx);
+        let errno = read_fixed::<i32, { L.errno_offset as usize }>(&ctx);
+        let (tgid, tid) = current_tgid_tid();
+        record_userspace_exit(tgid, tid, reason, errno, now());
+        return 0;
+    }
+    let Some(reason) = read_field::<u32>(&ctx, layout.reason_offset) else {
+        return 0;
+    };
+    let errno = read_field::<i32>(&ctx, layout.errno_offset).unwrap_or(0);
+    let (tgid, tid) = current_tgid_tid();
+    record_userspace_exit(tgid, tid, reason, errno, now());
+    0
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a helper call without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn record_kvm_exit(tgid: u32, tid: u32, vcpu_id: u32, isa: u32, reason: u64, now: u64) {
+    let key = ExitKey {
+        tgid,
+        tid,
+        vcpu_id,
+        source: ExitSource::KvmExit as u32,
+        isa,
+        pad: 0,
+        reason,
+    };
+    count(key);
+    open_interval(&EXITS_PENDING, key, now);
+}
+
+#[inline(always)]
+pub fn record_userspace_exit(tgid: u32, tid: u32, reason: u32, errno: i32, now: u64) {
+    // A negative errno means KVM_RUN failed (e.g. -EINTR when a signal is pending): `reason` then
+    // still holds the previous exit's reason and must not be counted as one.
+    let reason = if errno < 0 {
+        USERSPACE_ERRNO_FLAG | u64::from(errno.unsigned_abs())
+    } else {
+        u64::from(reason)
+    };
+    let key = ExitKey {
+        tgid,
+        tid,
+        vcpu_id: VCPU_ID_UNKNOWN,
+        source: ExitSource::Userspace as u32,
+        isa: Isa::None as u32,
+        pad: 0,
+        reason,
+    };
+    count(key);
+    open_interval(&EXITS_PENDING_USERSPACE, key, now);
+}
+
+#[inline(always)]
+fn count(key: ExitKey) {
+    if let Some(counter) = EXITS_COUNTS.get_ptr_mut(key) {
+        // SAFETY: per-CPU value owned by this CPU while the program runs; no other writer.
+        unsafe { *counter += 1 };
+        return;
+    }
+    // First exit of this kind on any CPU. If another CPU inserted the key since our lookup, this
+    // CPU's slot of it is still 0, so writing 1 (BPF_ANY) is right either way.
+    if EXITS_COUNTS.insert(key, 1, 0).is_err() {
+        count_drop();
+    }
+}
+
+/// Counts an event lost to a full map.
+#[inline(always)]
+pub fn count_drop() {
+    if let Some(drops) = EXITS_DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe { *drops += 1 };
+    }
+}

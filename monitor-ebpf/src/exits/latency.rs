@@ -1,0 +1,194 @@
+//! Exit-handling latency, as log2 histograms per (VMM, thread, source, reason):
+//! `kvm_exit` → `kvm_entry` on the same thread (a hardware exit handled end to end),
+//! `kvm_userspace_exit` → the thread's next `KVM_RUN` (time spent in the VMM), and the halt
+//! duration `kvm_vcpu_wakeup` reports.
+//!
+//! An exit opens an interval in a per-thread pending map; the next entry on that thread closes
+//! it. A thread can migrate between the two, so these maps are not per-CPU; a thread's events
+//! never run concurrently, so plain updates are exact.
+
+#![expect(
+    clippy::similar_names,
+    clippy::needless_pass_by_value,
+    clippy::inline_always
+)]
+
+use crate::tracepoint_program;
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns, macros::map, maps::HashMap, programs::TracePointContext,
+};
+use monitor_common::{
+    exits::{
+        ExitKey, ExitSource, Isa, VCPU_ID_UNKNOWN,
+        latency::{
+            EXITS_LATENCY_CAPACITY, HALT_BLOCKED, HALT_SPURIOUS, IoctlLayout, KVM_RUN_IOCTL,
+            PENDING_CAPACITY, PendingExit, WakeupLayout,
+        },
+    },
+    histogram::LatencyHist,
+};
+
+use super::counts::count_drop;
+use crate::record::{current_tgid_tid, read_field_sized, read_fixed_sized};
+
+#[map(name = "EXITS_PENDING")]
+pub static EXITS_PENDING: HashMap<u32, PendingExit> =
+    HashMap::with_max_entries(PENDING_CAPACITY, 0);
+
+#[map(name = "EXITS_PENDING_USERSPACE")]
+pub static EXITS_PENDING_USERSPACE: HashMap<u32, PendingExit> =
+    HashMap::with_max_entries(PENDING_CAPACITY, 0);
+
+#[map(name = "EXITS_LATENCY")]
+static EXITS_LATENCY: HashMap<ExitKey, LatencyHist> =
+    HashMap::with_max_entries(EXITS_LATENCY_CAPACITY, 0);
+
+/// Inserted for a key's first interval: a map value, so the helper copies it without a 336-byte
+/// stack buffer.
+static ZERO_HIST: LatencyHist = LatencyHist::ZERO;
+
+#[unsafe(no_mangle)]
+static KVM_VCPU_WAKEUP_LAYOUT: WakeupLayout = WakeupLayout::DEFAULT;
+#[unsafe(no_mangle)]
+static SYS_ENTER_IOCTL_LAYOUT: IoctlLayout = IoctlLayout::DEFAULT;
+
+tracepoint_program!("kvm", "kvm_entry", on_kvm_entry => kvm_entry);
+
+fn on_kvm_entry(_ctx: TracePointContext) -> u32 {
+    let (_, tid) = current_tgid_tid();
+    close_interval(&EXITS_PENDING, tid, now());
+    0
+}
+
+// `syscalls:sys_enter_ioctl`: fires for every ioctl on the host, so `KVM_RUN` is checked first.
+tracepoint_program!("syscalls", "sys_enter_ioctl", on_kvm_run => sys_enter_ioctl);
+
+fn on_kvm_run(ctx: TracePointContext) -> u32 {
+    // SAFETY: volatile read of a loader-initialised global (see counts.rs).
+    let layout = unsafe { core::ptr::read_volatile(&raw const SYS_ENTER_IOCTL_LAYOUT) };
+    let cmd = if layout == IoctlLayout::DEFAULT {
+        const L: IoctlLayout = IoctlLayout::DEFAULT;
+        read_fixed_sized::<{ L.cmd_offset as usize }, { L.cmd_size }>(&ctx)
+    } else {
+        read_field_sized(&ctx, layout.cmd_offset, layout.cmd_size)
+    };
+    // `cmd` is an unsigned int in a u64 slot.
+    if cmd & 0xFFFF_FFFF != KVM_RUN_IOCTL {
+        return 0;
+    }
+    let (_, tid) = current_tgid_tid();
+    close_interval(&EXITS_PENDING_USERSPACE, tid, now());
+    0
+}
+
+tracepoint_program!("kvm", "kvm_vcpu_wakeup", on_kvm_vcpu_wakeup => kvm_vcpu_wakeup);
+
+fn on_kvm_vcpu_wakeup(ctx: TracePointContext) -> u32 {
+    // SAFETY: as above.
+    let layout = unsafe { core::ptr::read_volatile(&raw const KVM_VCPU_WAKEUP_LAYOUT) };
+    let (ns, waited, valid) = if layout == WakeupLayout::DEFAULT {
+        const L: WakeupLayout = WakeupLayout::DEFAULT;
+        (
+            read_fixed_sized::<{ L.ns_offset as usize }, 8>(&ctx),
+            read_fixed_sized::<{ L.waited_offset as usize }, 1>(&ctx),
+            read_fixed_sized::<{ L.valid_offset as usize }, 1>(&ctx),
+        )
+    } else {
+        let valid = if layout.valid_offset == monitor_common::FIELD_ABSENT {
+            1
+        } else {
+            read_field_sized(&ctx, layout.valid_offset, 1)
+        };
+        (
+            read_field_sized(&ctx, layout.ns_offset, 8),
+            read_field_sized(&ctx, layout.waited_offset, 1),
+            valid,
+        )
+    };
+    let (tgid, tid) = current_tgid_tid();
+    record_halt(tgid, tid, ns, waited != 0, valid != 0);
+    0
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a helper call without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Starts timing `key`'s exit on its thread, replacing any interval left open (an exit whose
+/// entry was never seen, e.g. a thread that was killed in between).
+#[inline(always)]
+pub fn open_interval(pending: &HashMap<u32, PendingExit>, key: ExitKey, now: u64) {
+    if let Some(slot) = pending.get_ptr_mut(key.tid) {
+        // SAFETY: map value of this thread; only this thread's events write it.
+        unsafe {
+            (*slot).start_ns = now;
+            (*slot).key = key;
+        }
+        return;
+    }
+    let fresh = PendingExit { start_ns: now, key };
+    if pending.insert(key.tid, fresh, 0).is_err() {
+        count_drop();
+    }
+}
+
+/// Ends the interval open on `tid`, if any, and files it in its histogram.
+#[inline(always)]
+pub fn close_interval(pending: &HashMap<u32, PendingExit>, tid: u32, now: u64) {
+    let Some(slot) = pending.get_ptr_mut(tid) else {
+        return;
+    };
+    // SAFETY: as in `open_interval`.
+    let (start, key) = unsafe { ((*slot).start_ns, (*slot).key) };
+    if start == 0 || now < start {
+        return;
+    }
+    // SAFETY: as above. Marking it closed is cheaper than deleting the entry, which the thread's
+    // next exit would re-create.
+    unsafe { (*slot).start_ns = 0 };
+    add_to_histogram(&key, now - start);
+}
+
+#[inline(always)]
+pub fn record_halt(tgid: u32, tid: u32, ns: u64, waited: bool, valid: bool) {
+    let mut outcome = 0;
+    if waited {
+        outcome |= HALT_BLOCKED;
+    }
+    if !valid {
+        outcome |= HALT_SPURIOUS;
+    }
+    let key = ExitKey {
+        tgid,
+        tid,
+        vcpu_id: VCPU_ID_UNKNOWN,
+        source: ExitSource::Halt as u32,
+        isa: Isa::None as u32,
+        pad: 0,
+        reason: outcome,
+    };
+    add_to_histogram(&key, ns);
+}
+
+#[inline(always)]
+fn add_to_histogram(key: &ExitKey, ns: u64) {
+    let hist = if let Some(hist) = EXITS_LATENCY.get_ptr_mut(key) {
+        hist
+    } else {
+        // BPF_NOEXIST: never reset a histogram another event created meanwhile.
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value would copy 336 bytes onto the 512-byte BPF stack"
+        )]
+        let _ = EXITS_LATENCY.insert(key, &ZERO_HIST, 1);
+        let Some(hist) = EXITS_LATENCY.get_ptr_mut(key) else {
+            count_drop();
+            return;
+        };
+        hist
+    };
+    // SAFETY: map value keyed by one thread; only that thread's events write it.
+    unsafe { (*hist).record(ns) };
+}

@@ -1,0 +1,239 @@
+//! The per-event accounting shared by the scheduler programs and the test harness: one function
+//! per event, taking every input (CPU, time, the current task's tgid) as an argument so the
+//! harness can drive it with exact values.
+//!
+//! A watched thread is, at any instant, running (`run_start_ns` set), waiting for a CPU
+//! (`queue_start_ns` set) or neither (blocked, or not seen yet). Its events are serialised by
+//! the scheduler (its rq lock and `pi_lock`), so plain read-modify-writes of its entry are exact.
+
+#![expect(clippy::inline_always)]
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+};
+use monitor_common::{
+    places::classify_migration,
+    sched::{
+        CONTENDER_OTHER, ContenderKey, ContenderStat, SCHED_CONTENDERS_CAPACITY,
+        SCHED_CONTENDERS_OVERFLOW_CAPACITY, SCHED_CPU_TIME_CAPACITY, SCHED_THREADS_CAPACITY,
+        TASK_BLOCKED_MASK, ThreadCpuKey, ThreadSched, WATCH_WORDS, WATCHED_EVENT_KINDS,
+        WatchedEvent,
+    },
+};
+
+use crate::places::place;
+
+#[map(name = "SCHED_WATCH")]
+static SCHED_WATCH: Array<u64> = Array::with_max_entries(WATCH_WORDS, 0);
+
+#[map(name = "SCHED_THREADS")]
+static SCHED_THREADS: HashMap<u32, ThreadSched> =
+    HashMap::with_max_entries(SCHED_THREADS_CAPACITY, 0);
+
+#[map(name = "SCHED_CPU_TIME")]
+static SCHED_CPU_TIME: HashMap<ThreadCpuKey, u64> =
+    HashMap::with_max_entries(SCHED_CPU_TIME_CAPACITY, 0);
+
+#[map(name = "SCHED_CONTENDERS")]
+static SCHED_CONTENDERS: PerCpuHashMap<ContenderKey, ContenderStat> =
+    PerCpuHashMap::with_max_entries(SCHED_CONTENDERS_CAPACITY, 0);
+
+#[map(name = "SCHED_CONTENDERS_OVERFLOW")]
+static SCHED_CONTENDERS_OVERFLOW: PerCpuHashMap<ContenderKey, ContenderStat> =
+    PerCpuHashMap::with_max_entries(SCHED_CONTENDERS_OVERFLOW_CAPACITY, 0);
+
+#[map(name = "SCHED_DROPS")]
+static SCHED_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "SCHED_WATCHED_EVENTS")]
+static SCHED_WATCHED_EVENTS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(WATCHED_EVENT_KINDS, 0);
+
+/// Whether `tid` is a watched thread: one inlined array lookup and a bit test.
+#[inline(always)]
+pub fn is_watched(tid: u32) -> bool {
+    SCHED_WATCH
+        .get(tid >> 6)
+        .is_some_and(|word| (*word >> (tid & 63)) & 1 != 0)
+}
+
+/// One `sched_switch`: `prev_tgid` is the current task's process (the tracepoint runs in
+/// `prev`'s context), i.e. the task that held the CPU until `next` got it.
+pub struct Switch {
+    pub cpu: u32,
+    pub prev_tid: u32,
+    pub prev_state: u64,
+    pub next_tid: u32,
+    pub prev_tgid: u32,
+    pub now: u64,
+}
+
+/// Accounts a switch of which at least one side is watched (the caller tested both).
+#[inline(always)]
+pub fn on_switch(event: &Switch, prev_watched: bool, next_watched: bool) {
+    count_watched(WatchedEvent::Switch);
+    if prev_watched {
+        switch_out(event);
+    }
+    if next_watched {
+        switch_in(event);
+    }
+}
+
+#[inline(always)]
+fn switch_out(event: &Switch) {
+    let Some(thread) = SCHED_THREADS.get_ptr_mut(event.prev_tid) else {
+        return;
+    };
+    // SAFETY: this thread's entry; its events are serialised (module docs).
+    let start = unsafe { (*thread).run_start_ns };
+    if start != 0 && event.now >= start {
+        let ran = event.now - start;
+        // SAFETY: as above.
+        unsafe { (*thread).run_ns += ran };
+        add_cpu_time(event.prev_tid, event.cpu, ran);
+    }
+    // A task switched out with none of the blocked bits set is still runnable (preempted or
+    // yielding): its wait for a CPU starts now, as the kernel's `sched_info` counts it.
+    let runnable = event.prev_state & TASK_BLOCKED_MASK == 0;
+    // SAFETY: as above.
+    unsafe {
+        (*thread).run_start_ns = 0;
+        (*thread).cpu = event.cpu;
+        if runnable {
+            (*thread).involuntary += 1;
+            (*thread).queue_start_ns = event.now;
+        } else {
+            (*thread).voluntary += 1;
+            (*thread).queue_start_ns = 0;
+        }
+    }
+}
+
+#[inline(always)]
+fn switch_in(event: &Switch) {
+    let Some(thread) = SCHED_THREADS.get_ptr_mut(event.next_tid) else {
+        return;
+    };
+    // SAFETY: this thread's entry; its events are serialised (module docs).
+    let (queued, tgid) = unsafe { ((*thread).queue_start_ns, (*thread).tgid) };
+    // SAFETY: as above.
+    unsafe {
+        (*thread).queue_start_ns = 0;
+        (*thread).run_start_ns = event.now;
+        (*thread).cpu = event.cpu;
+    }
+    if queued == 0 || event.now < queued {
+        return;
+    }
+    let waited = event.now - queued;
+    // SAFETY: as above.
+    unsafe { (*thread).wait.record(waited) };
+    add_contender(tgid, event.prev_tgid, waited);
+}
+
+/// A `sched_wakeup` of a watched thread: it waits for a CPU from now. A wakeup of a thread that
+/// is still on its CPU (it had not finished going to sleep) enqueues nothing and is ignored; one
+/// of a thread already waiting (preempted while going to sleep) keeps the earlier start.
+#[inline(always)]
+pub fn on_wakeup(tid: u32, target_cpu: u32, now: u64) {
+    count_watched(WatchedEvent::Wakeup);
+    let Some(thread) = SCHED_THREADS.get_ptr_mut(tid) else {
+        return;
+    };
+    // SAFETY: this thread's entry; its events are serialised (module docs).
+    unsafe {
+        if (*thread).run_start_ns == 0 {
+            if (*thread).queue_start_ns == 0 {
+                (*thread).queue_start_ns = now;
+            }
+            (*thread).cpu = target_cpu;
+        }
+    }
+}
+
+/// A `sched_migrate_task` of a watched thread, classified with the host topology userspace wrote
+/// into `CPU_PLACES`. Classifying here keeps the map one counter per class and thread, where
+/// counting per (thread, from, to) would grow with the square of the CPU count.
+#[inline(always)]
+pub fn on_migrate(tid: u32, orig_cpu: u32, dest_cpu: u32) {
+    count_watched(WatchedEvent::Migrate);
+    let Some(thread) = SCHED_THREADS.get_ptr_mut(tid) else {
+        return;
+    };
+    let class = classify_migration(&place(orig_cpu), &place(dest_cpu));
+    // SAFETY: this thread's entry; its events are serialised (module docs).
+    unsafe {
+        if let Some(slot) = (*thread).migrations.get_mut(class as usize) {
+            *slot += 1;
+        }
+        (*thread).cpu = dest_cpu;
+    }
+}
+
+#[inline(always)]
+fn add_cpu_time(tid: u32, cpu: u32, ns: u64) {
+    let key = ThreadCpuKey { tid, cpu };
+    if let Some(total) = SCHED_CPU_TIME.get_ptr_mut(key) {
+        // SAFETY: keyed by one thread, whose switches are serialised.
+        unsafe { *total += ns };
+        return;
+    }
+    if SCHED_CPU_TIME.insert(key, ns, 0).is_err() {
+        count_drop();
+    }
+}
+
+#[inline(always)]
+fn add_contender(tgid: u32, contender: u32, ns: u64) {
+    let key = ContenderKey { tgid, contender };
+    if add_wait(&SCHED_CONTENDERS, &key, ns) {
+        return;
+    }
+    // Too many distinct contenders host-wide: keep the VM's total exact under "other".
+    let other = ContenderKey {
+        tgid,
+        contender: CONTENDER_OTHER,
+    };
+    if !add_wait(&SCHED_CONTENDERS_OVERFLOW, &other, ns) {
+        count_drop();
+    }
+}
+
+#[inline(always)]
+fn add_wait(map: &PerCpuHashMap<ContenderKey, ContenderStat>, key: &ContenderKey, ns: u64) -> bool {
+    if let Some(stat) = map.get_ptr_mut(key) {
+        // SAFETY: per-CPU value owned by this CPU while the program runs.
+        unsafe {
+            (*stat).waits += 1;
+            (*stat).wait_ns += ns;
+        }
+        return true;
+    }
+    // A key another CPU created meanwhile still has this CPU's slot at zero, so writing the
+    // first wait (BPF_ANY) is right either way.
+    let first = ContenderStat {
+        waits: 1,
+        wait_ns: ns,
+    };
+    map.insert(key, first, 0).is_ok()
+}
+
+/// Counts an event of a watched thread handled by `program`.
+#[inline(always)]
+pub fn count_watched(program: WatchedEvent) {
+    if let Some(n) = SCHED_WATCHED_EVENTS.get_ptr_mut(program as u32) {
+        // SAFETY: per-CPU slot, no other writer while the program runs.
+        unsafe { *n += 1 };
+    }
+}
+
+/// Counts an event lost to a full map.
+#[inline(always)]
+pub fn count_drop() {
+    if let Some(drops) = SCHED_DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe { *drops += 1 };
+    }
+}

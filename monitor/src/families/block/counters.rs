@@ -1,0 +1,313 @@
+//! The block maps of the kernel programs, read into running totals per (VMM, device,
+//! operation), the requests in flight, and each VM's drives mapped to host devices.
+//!
+//! The kernel keeps running totals; this module decodes raw keys into domain values at the
+//! boundary, counts the requests in flight, ages out requests whose completion was never
+//! recognised, and removes the totals of processes that no longer exist.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use monitor_common::{
+    block::{
+        self as raw, BLOCK_DROPS_MAP, BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BlockKey, BlockStats,
+        PendingRequest, RequestKey,
+    },
+    histogram::LatencyHist,
+};
+use serde::Serialize;
+
+use super::{
+    devices::{self, DevId, SysBlock},
+    sources::Submission,
+};
+use crate::{
+    bpf::Kernel,
+    discovery::{Vmm, VmmId},
+    host::clock::monotonic_ns,
+    model::Histogram,
+};
+
+/// A request pending longer than this is taken as one whose completion was missed (a front
+/// merge moved its start sector) and removed, so it stops counting as in flight.
+const LOST_AFTER: Duration = Duration::from_mins(1);
+
+/// The operation of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockOp {
+    Read,
+    Write,
+    Flush,
+    /// Discard and secure erase.
+    Discard,
+    /// Write-zeroes, zone management and newer operations.
+    Other,
+}
+
+impl BlockOp {
+    #[must_use]
+    pub fn decode(raw: u32) -> Option<Self> {
+        use raw::BlockOp as Raw;
+        Some(match raw {
+            r if r == Raw::Read as u32 => Self::Read,
+            r if r == Raw::Write as u32 => Self::Write,
+            r if r == Raw::Flush as u32 => Self::Flush,
+            r if r == Raw::Discard as u32 => Self::Discard,
+            r if r == Raw::Other as u32 => Self::Other,
+            _ => return None,
+        })
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Flush => "flush",
+            Self::Discard => "discard",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One (VMM, device, operation) counter, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockCounterKey {
+    pub pid: u32,
+    pub dev: DevId,
+    pub op: BlockOp,
+}
+
+/// Completed requests of one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpTotals {
+    pub bytes: u64,
+    /// Requests completed without being issued themselves (see `BlockStats::unissued`).
+    pub unissued: u64,
+    /// Issue → completion; its count is the number of completed requests.
+    pub latency: Histogram,
+    /// Submission → issue.
+    pub queue: Histogram,
+}
+
+impl OpTotals {
+    #[must_use]
+    pub fn requests(&self) -> u64 {
+        self.latency.count
+    }
+
+}
+
+crate::running_totals!(OpTotals {
+    bytes,
+    unissued,
+    latency,
+    queue
+});
+
+impl From<&BlockStats> for OpTotals {
+    fn from(raw: &BlockStats) -> Self {
+        Self {
+            bytes: raw.bytes,
+            unissued: raw.unissued,
+            latency: histogram(&raw.latency),
+            queue: histogram(&raw.queue),
+        }
+    }
+}
+
+/// A histogram the kernel shares between CPUs, as a domain value. Completions on other CPUs add
+/// to it while the map value is copied out, `count` first and the buckets after, so the copy can
+/// hold more in its buckets than in `count`. `count` is raised to the buckets' sum so that the
+/// reading is consistent: the request figures come from `count`, and an exported histogram whose
+/// buckets hold more than its count is malformed. Both only grow, so the raised count still
+/// never goes backwards between readings.
+fn histogram(raw: &LatencyHist) -> Histogram {
+    let mut histogram = Histogram::from(raw);
+    let in_buckets = histogram.buckets.iter().copied().fold(0, u64::wrapping_add);
+    histogram.count = histogram.count.max(in_buckets);
+    histogram
+}
+
+/// A guest drive and the host devices its requests reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriveDevices {
+    pub id: Option<String>,
+    pub interface: String,
+    pub file: Option<String>,
+    pub cache: &'static str,
+    pub aio: String,
+    /// The whole disks whose block requests carry this drive's I/O, or why they are not known.
+    pub devices: Result<BTreeSet<DevId>, String>,
+}
+
+/// Running totals since the programs were attached, and the state around them.
+#[derive(Clone, Debug, Default)]
+pub struct BlockTotals {
+    pub stats: HashMap<BlockCounterKey, OpTotals>,
+    /// Requests in flight at the reading, per (VMM, device).
+    pub in_flight: HashMap<(u32, DevId), u64>,
+    /// Requests not tracked because a kernel map was full.
+    pub dropped: u64,
+    pub submission: Submission,
+    /// Each VMM's drives, by pid.
+    pub drives: HashMap<u32, Vec<DriveDevices>>,
+    /// Kernel names of the devices above (`vda`, `nvme0n1`).
+    pub names: HashMap<DevId, String>,
+}
+
+/// The block maps of the running kernel programs.
+pub struct BlockCounters {
+    pending: BpfHashMap<MapData, RequestKey, PendingRequest>,
+    stats: BpfHashMap<MapData, BlockKey, BlockStats>,
+    drops: PerCpuArray<MapData, u64>,
+    submission: Submission,
+    proc_root: PathBuf,
+    sys: SysBlock,
+    /// Drives per VMM process: its command line does not change while it lives.
+    drives: HashMap<VmmId, Vec<DriveDevices>>,
+    names: HashMap<DevId, Option<String>>,
+}
+
+impl BlockCounters {
+    /// Takes the maps. Drives are mapped to host devices through `proc_root` and `sys_root`.
+    pub fn open(
+        kernel: &mut Kernel,
+        submission: Submission,
+        proc_root: &Path,
+        sys_root: &Path,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            pending: kernel.take_map(BLOCK_PENDING_MAP)?,
+            stats: kernel.take_map(BLOCK_STATS_MAP)?,
+            drops: kernel.take_map(BLOCK_DROPS_MAP)?,
+            submission,
+            proc_root: proc_root.to_owned(),
+            sys: SysBlock::new(sys_root),
+            drives: HashMap::new(),
+            names: HashMap::new(),
+        })
+    }
+
+    /// Reads every counter and the requests in flight, and maps the drives of `vmms`.
+    pub fn read(&mut self, vmms: &[Vmm]) -> BlockTotals {
+        let mut stats = HashMap::new();
+        for (raw, value) in self.stats.iter().filter_map(Result::ok) {
+            let Some(op) = BlockOp::decode(raw.op) else {
+                continue;
+            };
+            let key = BlockCounterKey {
+                pid: raw.tgid,
+                dev: DevId::from_kernel(raw.dev),
+                op,
+            };
+            stats.insert(key, OpTotals::from(&value));
+        }
+        let in_flight = self.in_flight();
+        self.drives.retain(|id, _| vmms.iter().any(|v| v.id == *id));
+        let mut drives = HashMap::new();
+        for vmm in vmms {
+            let mapped = self.drives.entry(vmm.id).or_default();
+            // Mapped once per process; a drive that could not be resolved (its file was not
+            // there yet, say) is tried again.
+            if mapped.is_empty() || mapped.iter().any(|d| d.devices.is_err()) {
+                *mapped = devices::map_drives(&self.proc_root, &self.sys, vmm);
+            }
+            drives.insert(vmm.id.pid, mapped.clone());
+        }
+        let devices: BTreeSet<DevId> = stats
+            .keys()
+            .map(|k: &BlockCounterKey| k.dev)
+            .chain(in_flight.keys().map(|(_, dev)| *dev))
+            .chain(
+                drives
+                    .values()
+                    .flatten()
+                    .filter_map(|d: &DriveDevices| d.devices.as_ref().ok())
+                    .flatten()
+                    .copied(),
+            )
+            .collect();
+        let names = devices
+            .into_iter()
+            .filter_map(|dev| {
+                let name = self
+                    .names
+                    .entry(dev)
+                    .or_insert_with(|| self.sys.name(dev))
+                    .clone()?;
+                Some((dev, name))
+            })
+            .collect();
+        BlockTotals {
+            stats,
+            in_flight,
+            dropped: self.drops.get(&0, 0).map_or(0, |per_cpu| {
+                per_cpu.iter().copied().fold(0, u64::wrapping_add)
+            }),
+            submission: self.submission,
+            drives,
+            names,
+        }
+    }
+
+    /// Counts the pending requests per (VMM, device), removing those pending for too long.
+    fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
+        let now = monotonic_ns();
+        let lost_after = u64::try_from(LOST_AFTER.as_nanos()).unwrap_or(u64::MAX);
+        let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
+        let mut lost = Vec::new();
+        for (key, pending) in self.pending.iter().filter_map(Result::ok) {
+            if now.saturating_sub(pending.submit_ns) > lost_after {
+                lost.push(key);
+            } else {
+                *in_flight
+                    .entry((pending.tgid, DevId::from_kernel(key.dev)))
+                    .or_default() += 1;
+            }
+        }
+        for key in &lost {
+            // Completed or evicted meanwhile is fine.
+            let _ = self.pending.remove(key);
+        }
+        in_flight
+    }
+
+    /// Removes the totals of processes for which `keep(pid)` is false (exited VMs).
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let stale: Vec<BlockKey> = self
+            .stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep(k.tgid))
+            .collect();
+        for key in &stale {
+            let _ = self.stats.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_copied_before_its_buckets_caught_up_is_raised_to_their_sum() {
+        let mut raw = LatencyHist::ZERO;
+        raw.count = 3;
+        raw.buckets[10] = 2;
+        raw.buckets[12] = 2;
+        assert_eq!(histogram(&raw).count, 4);
+        raw.count = 5;
+        assert_eq!(
+            histogram(&raw).count,
+            5,
+            "a count ahead of its buckets is kept"
+        );
+    }
+}

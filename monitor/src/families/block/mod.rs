@@ -1,0 +1,76 @@
+//! Block I/O per VM, per host device and per operation: requests, bytes, issue → completion and
+//! queue-time histograms, requests in flight, and which device each of the VM's drives sits on
+//! (with its cache and AIO modes).
+//!
+//! A request is attributed to its VM when it is created, in the submitting thread (see
+//! `monitor_common::block`); issue and completion find it by (device, sector).
+
+mod counters;
+pub mod devices;
+pub mod sources;
+mod window;
+
+pub use self::{
+    counters::{BlockCounterKey, BlockCounters, BlockOp, BlockTotals, DriveDevices, OpTotals},
+    devices::{DevId, SysBlock},
+    sources::Submission,
+};
+use crate::{
+    bpf::{
+        Kernel,
+        hooks::{Global, SourceSpec, Sources},
+    },
+    family::{Family, HostView, Pair, Vms},
+    model::Snapshot,
+};
+
+/// The block family.
+pub struct Block {
+    counters: BlockCounters,
+    sources: Sources,
+}
+
+impl Block {
+    /// The block maps, e.g. for tests that drive the harness.
+    pub fn counters_mut(&mut self) -> &mut BlockCounters {
+        &mut self.counters
+    }
+}
+
+impl Family for Block {
+    const NAME: &'static str = "block";
+    type Totals = BlockTotals;
+
+    fn sources(host: &HostView) -> Vec<SourceSpec> {
+        sources::table(host)
+    }
+
+    fn globals(host: &HostView) -> Vec<Global> {
+        vec![Submission::on(&host.tracefs).global()]
+    }
+
+    fn start(kernel: &mut Kernel, sources: Sources, host: &HostView) -> anyhow::Result<Self> {
+        Ok(Self {
+            counters: BlockCounters::open(
+                kernel,
+                Submission::on(&host.tracefs),
+                &host.proc_root,
+                &host.sys_root,
+            )?,
+            sources,
+        })
+    }
+
+    fn sources_attached(&self) -> &Sources {
+        &self.sources
+    }
+
+    fn sample(&mut self, vms: &Vms<'_>) -> BlockTotals {
+        self.counters.retain(|pid| vms.keeps(pid));
+        self.counters.read(vms.vmms)
+    }
+
+    fn window(&self, pair: &Pair<'_, BlockTotals>, snapshot: &mut Snapshot) {
+        window::fill(pair, &self.sources, snapshot);
+    }
+}

@@ -1,0 +1,125 @@
+//! The exit family's hook table: every kernel source of exit figures, the program that runs it
+//! and the record layout it needs on this kernel (or why this kernel cannot give it).
+
+use monitor_common::exits::{
+    GLOBAL_KVM_EXIT_LAYOUT, GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, PROG_KVM_EXIT,
+    PROG_KVM_USERSPACE_EXIT,
+    details::{DETAIL_EVENTS, DetailEvent, DetailKind as RawKind},
+    latency::{
+        GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, GLOBAL_SYS_ENTER_IOCTL_LAYOUT, PROG_KVM_ENTRY,
+        PROG_KVM_VCPU_WAKEUP, PROG_SYS_ENTER_IOCTL,
+    },
+};
+
+use super::layout;
+use crate::{
+    bpf::hooks::{Attempt, Global, SourceSpec},
+    family::HostView,
+    model::{DetailKind, ExitSource},
+};
+
+/// Ends the hardware-exit interval a `kvm_exit` opened.
+pub const KVM_ENTRY: &str = "kvm_entry";
+/// `KVM_RUN` ioctls: ends the time-in-VMM interval a userspace exit opened.
+pub const KVM_RUN: &str = "kvm_run";
+
+/// The source name of an exit source's counts.
+#[must_use]
+pub fn counts_source(source: ExitSource) -> &'static str {
+    source.as_str()
+}
+
+/// The source name of a kind of detail.
+#[must_use]
+pub fn detail_source(kind: DetailKind) -> &'static str {
+    kind.as_str()
+}
+
+/// The kernel-side number of a detail kind (`monitor_common::exits::details::DetailKind`).
+#[must_use]
+pub fn raw_kind(kind: DetailKind) -> RawKind {
+    match kind {
+        DetailKind::Pio => RawKind::Pio,
+        DetailKind::Mmio => RawKind::Mmio,
+        DetailKind::Msr => RawKind::Msr,
+        DetailKind::PageFault => RawKind::PageFault,
+        DetailKind::Hypercall => RawKind::Hypercall,
+        DetailKind::ApicIpi => RawKind::ApicIpi,
+        DetailKind::HaltPoll => RawKind::HaltPoll,
+        DetailKind::Emulation => RawKind::Emulation,
+    }
+}
+
+/// The tracepoint that reports a kind of detail.
+#[must_use]
+pub fn detail_event(kind: DetailKind) -> DetailEvent {
+    let raw = raw_kind(kind) as u32;
+    DETAIL_EVENTS
+        .into_iter()
+        .find(|e| e.kind as u32 == raw)
+        .expect("every detail kind has its event")
+}
+
+/// The hook table.
+#[must_use]
+pub fn table(host: &HostView) -> Vec<SourceSpec> {
+    let tracefs = &host.tracefs;
+    let mut table = vec![
+        SourceSpec::one(
+            counts_source(ExitSource::KvmExit),
+            Attempt::tracepoint(
+                "kvm",
+                "kvm_exit",
+                PROG_KVM_EXIT,
+                layout::kvm_exit(tracefs, &host.proc_root)
+                    .map(|l| vec![Global::new(GLOBAL_KVM_EXIT_LAYOUT, &l)]),
+            ),
+        ),
+        SourceSpec::one(
+            KVM_ENTRY,
+            Attempt::tracepoint("kvm", "kvm_entry", PROG_KVM_ENTRY, Ok(Vec::new())),
+        ),
+        SourceSpec::one(
+            counts_source(ExitSource::Userspace),
+            Attempt::tracepoint(
+                "kvm",
+                "kvm_userspace_exit",
+                PROG_KVM_USERSPACE_EXIT,
+                layout::userspace_exit(tracefs)
+                    .map(|l| vec![Global::new(GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, &l)]),
+            ),
+        ),
+        SourceSpec::one(
+            KVM_RUN,
+            Attempt::tracepoint(
+                "syscalls",
+                "sys_enter_ioctl",
+                PROG_SYS_ENTER_IOCTL,
+                layout::ioctl(tracefs).map(|l| vec![Global::new(GLOBAL_SYS_ENTER_IOCTL_LAYOUT, &l)]),
+            ),
+        ),
+        SourceSpec::one(
+            counts_source(ExitSource::Halt),
+            Attempt::tracepoint(
+                "kvm",
+                "kvm_vcpu_wakeup",
+                PROG_KVM_VCPU_WAKEUP,
+                layout::vcpu_wakeup(tracefs)
+                    .map(|l| vec![Global::new(GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, &l)]),
+            ),
+        ),
+    ];
+    for kind in DetailKind::ALL {
+        let event = detail_event(kind);
+        table.push(SourceSpec::one(
+            detail_source(kind),
+            Attempt::tracepoint(
+                "kvm",
+                event.event,
+                event.program,
+                layout::detail(tracefs, &event).map(|l| vec![Global::new(event.global, &l)]),
+            ),
+        ));
+    }
+    table
+}

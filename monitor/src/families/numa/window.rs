@@ -1,0 +1,245 @@
+//! A VM's NUMA figures over a window: where its memory sits, its hinting faults, and how far its
+//! vCPUs run from their memory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    NumaTotals,
+    counters::{NumaFaultCounts, NumaFaultId},
+    memory::MemoryPlacement,
+    sources::NUMA_FAULT,
+};
+use crate::{
+    bpf::hooks::{Sources, attached},
+    family::Pair,
+    model::{
+        SourceState, Vm,
+        numa::{HostNuma, MemoryFigures, NodeFaults, NodeMemory, NumaFaultFigures, VmNuma},
+        running::Running,
+        Snapshot,
+    },
+};
+
+/// Fills each VM's NUMA figures and its vCPUs' `remote_memory_share` (their placement, which
+/// the sched family fills, must be there), and the state of the sources.
+pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snapshot) {
+    let faults_attached = attached(sources, NUMA_FAULT);
+    let mut events = 0;
+    for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
+        let guest_bytes = span
+            .vmm
+            .qemu
+            .as_ref()
+            .and_then(|q| q.memory.as_ref())
+            .and_then(|m| m.size_bytes);
+        let faults = faults_attached.then(|| {
+            faults(vm.pid, &pair.now.faults, pair.before_for(span).map(|b| &b.faults))
+        });
+        events += faults.as_ref().map_or(0, |f| f.faults);
+        fill_vm(vm, pair.now.memory.get(&vm.pid), guest_bytes, faults);
+    }
+    snapshot.families.numa = HostNuma {
+        sources: sources
+            .iter()
+            .map(|(name, source)| {
+                (
+                    (*name).to_owned(),
+                    SourceState::from_window(&source.attachment, events),
+                )
+            })
+            .collect(),
+        hooks: sources
+            .iter()
+            .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
+            .collect(),
+        dropped: pair.now.dropped,
+    };
+}
+
+/// Fills `vm.families.numa` and each vCPU's `remote_memory_share`.
+fn fill_vm(
+    vm: &mut Vm,
+    placement: Option<&MemoryPlacement>,
+    guest_bytes: Option<u64>,
+    faults: Option<NumaFaultFigures>,
+) {
+    let mut shares = Vec::new();
+    for vcpu in &mut vm.vcpus {
+        let Some(sched) = vcpu.sched.as_mut() else {
+            continue;
+        };
+        let node = sched.placement.dominant_node.or(sched.placement.node);
+        let share = placement.and_then(|p| remote_share(&p.by_node, node?));
+        sched.placement.remote_memory_share = share;
+        shares.extend(share);
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a handful of vCPUs")]
+    let mismatch = (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64);
+    vm.families.numa = VmNuma {
+        memory: placement.map(|p| memory_figures(p, guest_bytes)),
+        faults,
+        vcpu_memory_mismatch: mismatch,
+    };
+}
+
+/// The share of the resident memory not on `node`; `None` without memory.
+#[must_use]
+pub fn remote_share(by_node: &BTreeMap<u32, u64>, node: u32) -> Option<f64> {
+    let total = by_node
+        .values()
+        .fold(0u64, |sum, &bytes| sum.saturating_add(bytes));
+    let local = by_node.get(&node).copied().unwrap_or(0);
+    #[expect(clippy::cast_precision_loss, reason = "bytes, far below 2^52 in ratio")]
+    (total > 0).then(|| 1.0 - local as f64 / total as f64)
+}
+
+#[expect(clippy::cast_precision_loss, reason = "byte counts; ratios only")]
+fn memory_figures(placement: &MemoryPlacement, guest_bytes: Option<u64>) -> MemoryFigures {
+    let resident = placement.resident_bytes();
+    let ratio = |part: u64, whole: u64| (whole > 0).then(|| (part as f64 / whole as f64).min(1.0));
+    let huge = placement.thp_bytes.saturating_add(placement.hugetlb_bytes);
+    let base = guest_bytes
+        .filter(|&b| b > 0)
+        .unwrap_or(placement.anon_bytes.saturating_add(placement.hugetlb_bytes));
+    MemoryFigures {
+        resident_bytes: resident,
+        by_node: placement
+            .by_node
+            .iter()
+            .map(|(&node, &bytes)| NodeMemory {
+                node,
+                bytes,
+                share: ratio(bytes, resident).unwrap_or(0.0),
+            })
+            .collect(),
+        anon_bytes: placement.anon_bytes,
+        thp_bytes: placement.thp_bytes,
+        hugetlb_bytes: placement.hugetlb_bytes,
+        guest_memory_bytes: guest_bytes,
+        huge_page_coverage: ratio(huge, base),
+        age_seconds: placement.read_at.elapsed().as_secs_f64(),
+    }
+}
+
+type Faults = HashMap<NumaFaultId, NumaFaultCounts>;
+
+fn faults(pid: u32, now: &Faults, before: Option<&Faults>) -> NumaFaultFigures {
+    let mut by_node: BTreeMap<(Option<u32>, u32), NumaFaultCounts> = BTreeMap::new();
+    for (id, counts) in now.iter().filter(|(id, _)| id.pid == pid) {
+        let was = before
+            .and_then(|b| b.get(id))
+            .copied()
+            .unwrap_or_default();
+        let NumaFaultId {
+            cpu_node, mem_node, ..
+        } = *id;
+        by_node
+            .entry((cpu_node, mem_node))
+            .or_default()
+            .merge(&counts.since(&was));
+    }
+    by_node.retain(|_, c| c.faults > 0);
+    let mut all = NumaFaultCounts::default();
+    for counts in by_node.values() {
+        all.merge(counts);
+    }
+    NumaFaultFigures {
+        faults: all.faults,
+        pages: all.pages,
+        local_pages: all.local_pages,
+        remote_pages: all.remote_pages(),
+        migrated_pages: all.migrated_pages,
+        migrate_failed_pages: all.migrate_failed_pages,
+        by_node: by_node
+            .into_iter()
+            .map(|((cpu_node, memory_node), c)| NodeFaults {
+                cpu_node,
+                memory_node,
+                faults: c.faults,
+                pages: c.pages,
+                local_pages: c.local_pages,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Instant};
+
+    use super::*;
+    use crate::{
+        families::numa::memory::{parse_numa_maps, parse_smaps_rollup},
+        host::topology::Topology,
+    };
+
+    fn fixture_memory(name: &str) -> MemoryPlacement {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/numa");
+        let text = std::fs::read_to_string(root.join(format!("{name}.numa_maps"))).unwrap();
+        let rollup = std::fs::read_to_string(root.join(format!("{name}.smaps_rollup"))).unwrap();
+        let (anon_bytes, thp_bytes, hugetlb_bytes) =
+            parse_smaps_rollup(&rollup);
+        MemoryPlacement {
+            by_node: parse_numa_maps(&text),
+            anon_bytes,
+            thp_bytes,
+            hugetlb_bytes,
+            read_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn vcpus_on_the_node_without_most_memory_are_mostly_remote() {
+        // The dual-socket fixture host: CPU 1 is on node 0, CPU 5 on node 1.
+        let sys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/topology/dual-socket");
+        let topology = Topology::read(&sys).unwrap();
+        let memory = fixture_memory("dual-node-thp");
+        let on_node = |cpu| remote_share(&memory.by_node, topology.node_of(cpu).unwrap()).unwrap();
+        let (near, far) = (on_node(1), on_node(5));
+        assert!(near > 0.24 && near < 0.25, "{near}");
+        assert!(far > 0.75 && far < 0.76, "{far}");
+        assert_eq!(remote_share(&BTreeMap::new(), 0), None);
+    }
+
+    #[test]
+    fn huge_page_coverage_against_guest_ram() {
+        let thp = memory_figures(&fixture_memory("dual-node-thp"), Some(8 << 30));
+        assert_eq!(thp.huge_page_coverage, Some(7.0 / 8.0));
+        assert_eq!(thp.by_node.len(), 2);
+        assert!((thp.by_node[1].share - 0.25).abs() < 0.01, "{thp:?}");
+        let hugetlb = memory_figures(&fixture_memory("hugetlb-1g"), None);
+        // Without -m: hugetlbfs 16 GiB of 16 GiB + 48 MiB anonymous.
+        let coverage = hugetlb.huge_page_coverage.unwrap();
+        assert!(coverage > 0.99 && coverage < 1.0, "{coverage}");
+    }
+
+    #[test]
+    fn faults_over_the_window_by_node() {
+        let key = |cpu_node, mem_node| NumaFaultId {
+            pid: 7,
+            cpu_node,
+            mem_node,
+        };
+        let counts = |faults, pages, local_pages, migrated_pages| NumaFaultCounts {
+            faults,
+            pages,
+            local_pages,
+            migrated_pages,
+            migrate_failed_pages: 0,
+        };
+        let mut before = Faults::default();
+        before.insert(key(Some(0), 1), counts(2, 2, 0, 0));
+        let mut now = before.clone();
+        now.insert(key(Some(0), 1), counts(5, 5, 0, 1));
+        now.insert(key(Some(1), 1), counts(4, 4, 4, 0));
+        now.insert(key(None, 0), counts(1, 512, 0, 512));
+        let f = faults(7, &now, Some(&before));
+        assert_eq!(
+            (f.faults, f.pages, f.local_pages, f.remote_pages),
+            (8, 519, 4, 515)
+        );
+        assert_eq!(f.migrated_pages, 513);
+        assert_eq!(f.by_node.len(), 3);
+        assert_eq!(faults(8, &now, None).faults, 0);
+    }
+}

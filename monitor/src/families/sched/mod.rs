@@ -1,0 +1,101 @@
+//! Scheduling of VMM threads — run-queue wait (steal), on-CPU time, voluntary and involuntary
+//! switches, migrations by topology class, the CPU each runs on, and which processes held the
+//! CPU while they waited.
+//!
+//! Userspace decides which threads are watched (every thread of every VM discovery finds, and
+//! the vhost kernel threads serving them) and tells the kernel through a bitmap; the scheduler
+//! tracepoints fire for every task on the host, so each program tests it first.
+
+pub mod contenders;
+mod counters;
+mod layout;
+pub mod sources;
+pub mod totals;
+pub mod watch;
+pub mod window;
+
+use std::collections::HashSet;
+
+pub use self::{
+    contenders::{Contender, ContenderTotals},
+    counters::{SchedCounters, SchedTotals},
+    totals::{MigrationCounts, ThreadTotals},
+    watch::{VhostScan, WatchedThread},
+};
+use crate::{
+    bpf::{
+        Kernel,
+        hooks::{SourceSpec, Sources},
+    },
+    family::{Family, HostView, Pair, Vms},
+    host::topology::Topology,
+    model::Snapshot,
+};
+
+/// The scheduling family.
+pub struct Sched {
+    counters: SchedCounters,
+    sources: Sources,
+    vhost: VhostScan,
+    proc_root: std::path::PathBuf,
+    topology: Option<Topology>,
+}
+
+impl Sched {
+    /// The scheduler maps, e.g. for tests that watch synthetic threads.
+    #[must_use]
+    pub fn counters(&self) -> &SchedCounters {
+        &self.counters
+    }
+
+    pub fn counters_mut(&mut self) -> &mut SchedCounters {
+        &mut self.counters
+    }
+}
+
+impl Family for Sched {
+    const NAME: &'static str = "sched";
+    type Totals = SchedTotals;
+
+    fn sources(host: &HostView) -> Vec<SourceSpec> {
+        sources::table(host)
+    }
+
+    fn start(kernel: &mut Kernel, sources: Sources, host: &HostView) -> anyhow::Result<Self> {
+        Ok(Self {
+            counters: SchedCounters::open(kernel, &host.proc_root)?,
+            sources,
+            vhost: VhostScan::default(),
+            proc_root: host.proc_root.clone(),
+            topology: host.topology.clone(),
+        })
+    }
+
+    fn sources_attached(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// Watches every thread of the VMs, and the vhost kernel threads serving them. A thread of a
+    /// reused pid is a new thread: [`SchedCounters::watch`] compares VM identities.
+    fn follow(&mut self, vms: &Vms<'_>) -> Vec<String> {
+        let pids: HashSet<u32> = vms.vmms.iter().map(|v| v.id.pid).collect();
+        let vhost = self.vhost.threads(&self.proc_root, &pids);
+        let threads = watch::threads_of(vms.vmms, vhost);
+        let proc_root = &self.proc_root;
+        self.counters
+            .watch(&threads, |thread| watch::is_runnable(proc_root, thread))
+    }
+
+    fn sample(&mut self, _vms: &Vms<'_>) -> SchedTotals {
+        self.counters.read()
+    }
+
+    fn window(&self, pair: &Pair<'_, SchedTotals>, snapshot: &mut Snapshot) {
+        let context = window::Context {
+            sources: &self.sources,
+            topology: self.topology.as_ref(),
+            proc_root: &self.proc_root,
+        };
+        window::fill(pair, &context, snapshot);
+    }
+}

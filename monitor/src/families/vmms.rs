@@ -1,0 +1,105 @@
+//! The watched-VMM bitmap that the host-wide programs (NUMA faults, TLB flushes, block requests)
+//! test first, kept in step with discovery.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aya::maps::{Array, MapData};
+use monitor_common::vmms::{VMM_WATCH_MAP, VMM_WATCH_WORDS, watch_slot};
+
+use crate::{bpf::Kernel, discovery::Vmm};
+
+/// The bitmap, and the processes currently set in it.
+pub struct VmmWatch {
+    bitmap: Array<MapData, u64>,
+    watched: BTreeSet<u32>,
+}
+
+impl VmmWatch {
+    pub fn start(kernel: &mut Kernel) -> anyhow::Result<Self> {
+        Ok(Self {
+            bitmap: kernel.take_map(VMM_WATCH_MAP)?,
+            watched: BTreeSet::new(),
+        })
+    }
+
+    /// The processes watched now.
+    #[must_use]
+    pub fn watched(&self) -> &BTreeSet<u32> {
+        &self.watched
+    }
+
+    /// Watches exactly the processes of `vmms`; returns what could not be done.
+    pub fn follow(&mut self, vmms: &[Vmm]) -> Vec<String> {
+        self.sync(vmms.iter().map(|v| v.id.pid))
+            .into_iter()
+            .map(|pid| format!("cannot watch VMM process {pid} for NUMA, TLB and block figures"))
+            .collect()
+    }
+
+    /// Watches exactly `pids`: sets the new ones, clears the gone ones. Only the words that change
+    /// are written. Returns the pids that could not be set (beyond the bitmap, or the write
+    /// failed), for the log. A word that could not be written keeps its old bits, and so do the
+    /// watched pids recorded for it, so the next call writes it again.
+    pub fn sync(&mut self, pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        let wanted: BTreeSet<u32> = pids.into_iter().collect();
+        if wanted == self.watched {
+            return Vec::new();
+        }
+        let mut words: BTreeMap<u32, u64> = BTreeMap::new();
+        for &pid in self.watched.symmetric_difference(&wanted) {
+            words.entry(watch_slot(pid).0).or_insert(0);
+        }
+        for &pid in &wanted {
+            let (word, bit) = watch_slot(pid);
+            if let Some(bits) = words.get_mut(&word) {
+                *bits |= bit;
+            }
+        }
+        let mut failed_words = BTreeSet::new();
+        for (word, bits) in words {
+            if word >= VMM_WATCH_WORDS || self.bitmap.set(word, bits, 0).is_err() {
+                failed_words.insert(word);
+            }
+        }
+        let watched = written(&self.watched, &wanted, &failed_words);
+        let failed = wanted.difference(&watched).copied().collect();
+        self.watched = watched;
+        failed
+    }
+
+    /// Adds one process (tests use it for synthetic pids).
+    pub fn insert(&mut self, pid: u32) -> Vec<u32> {
+        let mut pids = self.watched.clone();
+        pids.insert(pid);
+        self.sync(pids)
+    }
+}
+
+/// What the bitmap holds after a sync from `old` to `wanted` in which the words `failed` could not
+/// be written: `wanted`, except that those words still hold `old`'s pids.
+fn written(old: &BTreeSet<u32>, wanted: &BTreeSet<u32>, failed: &BTreeSet<u32>) -> BTreeSet<u32> {
+    let in_failed = |pid: &u32| failed.contains(&watch_slot(*pid).0);
+    wanted
+        .iter()
+        .copied()
+        .filter(|pid| !in_failed(pid))
+        .chain(old.iter().copied().filter(in_failed))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_that_could_not_be_written_keeps_its_old_pids() {
+        // Word 0 holds pids 0–63, word 1 pids 64–127.
+        let old: BTreeSet<u32> = [3, 70].into();
+        let wanted: BTreeSet<u32> = [5, 70, 130].into();
+        assert_eq!(written(&old, &wanted, &BTreeSet::new()), wanted);
+        // Word 0 failed: 3 is still set there and 5 is not, so the next sync differs and retries.
+        let after = written(&old, &wanted, &[0].into());
+        assert_eq!(after, [3, 70, 130].into());
+        assert_ne!(after, wanted);
+    }
+}

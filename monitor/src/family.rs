@@ -1,0 +1,149 @@
+//! The one shape of a signal family.
+//!
+//! A family (exits, sched, numa, tlb, block) owns its kernel programs' maps, turns their raw
+//! contents into domain totals at the boundary, and fills its part of each window's snapshot.
+//! The session drives every family through [`Family`] alone, in the order of the list in
+//! [`crate::families`], and names none of them.
+//!
+//! A window is always computed the same way: two readings of running totals ([`Pair`]), and the
+//! VMs of the later one, each marked new or not ([`VmSpan`]) by the session's one rule for "is
+//! this the same VM as at the earlier reading?" (same pid *and* start time).
+
+use std::{collections::HashSet, path::PathBuf};
+
+use crate::{
+    bpf::{
+        Kernel,
+        hooks::{Global, SourceSpec, Sources},
+    },
+    discovery::Vmm,
+    host::{topology::Topology, tracefs::TraceFs},
+    model::Snapshot,
+};
+
+/// A signal family; see the module documentation.
+pub trait Family: Sized {
+    /// The family's name: its key in snapshots, its label in metrics and the log.
+    const NAME: &'static str;
+
+    /// What the family's kernel programs (and, for some, procfs) hold at one instant, decoded.
+    type Totals: Clone + Default + Send;
+
+    /// The family's hook table: every kernel source, with the ways to run it on this kernel.
+    #[must_use]
+    fn sources(host: &HostView) -> Vec<SourceSpec>;
+
+    /// Load-time constants that belong to no single source.
+    #[must_use]
+    fn globals(_host: &HostView) -> Vec<Global> {
+        Vec::new()
+    }
+
+    /// Takes the family's maps once its sources are attached.
+    fn start(kernel: &mut Kernel, sources: Sources, host: &HostView) -> anyhow::Result<Self>;
+
+    /// What became of each source.
+    fn sources_attached(&self) -> &Sources;
+
+    /// Keeps the family's kernel state in step with the VMs discovery sees (which threads or
+    /// processes the programs watch). Called on every scan, also between samples; returns what
+    /// could not be done.
+    fn follow(&mut self, _vms: &Vms<'_>) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Reads the running totals, after forgetting those of processes `vms` does not keep.
+    fn sample(&mut self, vms: &Vms<'_>) -> Self::Totals;
+
+    /// vCPU threads the totals reveal about `vmms`, for discovery.
+    fn vcpu_threads(_totals: &Self::Totals, _vmms: &[Vmm]) -> Vec<VcpuSighting> {
+        Vec::new()
+    }
+
+    /// Fills the family's part of the window's snapshot, whose VMs are `pair.vms` in order.
+    fn window(&self, pair: &Pair<'_, Self::Totals>, snapshot: &mut Snapshot);
+}
+
+/// Where the families read the host from, and what of it they share.
+pub struct HostView {
+    pub proc_root: PathBuf,
+    pub sys_root: PathBuf,
+    pub tracefs: TraceFs,
+    /// The host's CPUs, caches and nodes; `None` when sysfs could not be read.
+    pub topology: Option<Topology>,
+}
+
+/// The VMs discovery sees now, and whose counters the families keep.
+pub struct Vms<'a> {
+    pub vmms: &'a [Vmm],
+    keep: HashSet<u32>,
+}
+
+impl<'a> Vms<'a> {
+    /// `vmms`, of which those whose pid is in `reused` (another process than at the last sample)
+    /// lose their counters.
+    #[must_use]
+    pub fn new(vmms: &'a [Vmm], reused: &HashSet<u32>) -> Self {
+        let keep = vmms
+            .iter()
+            .map(|v| v.id.pid)
+            .filter(|pid| !reused.contains(pid))
+            .collect();
+        Self { vmms, keep }
+    }
+
+    /// The one rule for forgetting counters: a process keeps its counters while it is a VMM
+    /// discovery sees now, under the identity it had before. A process that is gone, no longer a
+    /// VMM, or whose pid was reused loses them, so a reused pid never inherits them.
+    #[must_use]
+    pub fn keeps(&self, pid: u32) -> bool {
+        self.keep.contains(&pid)
+    }
+}
+
+/// A thread the kernel saw running a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuSighting {
+    pub pid: u32,
+    pub tid: u32,
+    pub index: u32,
+}
+
+/// A VM of a window.
+#[derive(Clone, Copy, Debug)]
+pub struct VmSpan<'a> {
+    pub vmm: &'a Vmm,
+    /// Whether the VM is new in the window: it started during it, or its pid was another process
+    /// at the earlier reading. Its counters then count from zero.
+    pub new: bool,
+}
+
+impl VmSpan<'_> {
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.vmm.id.pid
+    }
+}
+
+/// Two readings of a family's running totals and the window between them.
+pub struct Pair<'a, T> {
+    pub now: &'a T,
+    pub before: &'a T,
+    /// The VMs at the later reading, in the order of the snapshot's.
+    pub vms: &'a [VmSpan<'a>],
+    pub seconds: f64,
+}
+
+impl<T> Pair<'_, T> {
+    /// The earlier totals to subtract for `vm`'s counters: none for a VM new in the window.
+    #[must_use]
+    pub fn before_for(&self, vm: &VmSpan<'_>) -> Option<&T> {
+        (!vm.new).then_some(self.before)
+    }
+
+    /// The window's VM with pid `pid`.
+    #[must_use]
+    pub fn vm(&self, pid: u32) -> Option<&VmSpan<'_>> {
+        self.vms.iter().find(|v| v.pid() == pid)
+    }
+}

@@ -1,0 +1,31 @@
+//! Test helpers shared by the unit tests of several modules: a fixed snapshot for presenter
+//! tests ([`fixture`]) and the skip reporter.
+
+pub mod fixture;
+
+use std::{collections::BTreeMap, io::Write as _};
+
+/// `pairs` as a map with owned keys, as the model keys its sources and hooks.
+pub fn named<V: Clone>(pairs: &[(&str, V)]) -> BTreeMap<String, V> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect()
+}
+
+/// Reports a test that cannot run here, in the format of `monitor/tests/support`'s `skip()`:
+/// on stderr, and appended to `$KVMTOP_SKIP_LOG` when set, so the suite's summary counts it as
+/// skipped rather than passed.
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIP {test}: {reason}");
+    if let Some(path) = std::env::var_os("KVMTOP_SKIP_LOG") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("opening the skip log");
+        // One write per line: tests run in parallel and append to the same file.
+        file.write_all(format!("{test}\t{reason}\n").as_bytes())
+            .expect("writing the skip log");
+    }
+}
