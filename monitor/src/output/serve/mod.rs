@@ -5,6 +5,8 @@
 //! arrive within a few seconds, a connection lives at most a minute, and at most
 //! [`MAX_CONNECTIONS`] are served at once (more are closed on accept).
 
+pub mod web_config;
+
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
