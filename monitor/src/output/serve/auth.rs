@@ -6,7 +6,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{
-        Mutex, OnceLock, PoisonError,
+        Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -57,9 +57,12 @@ impl Authenticator {
         };
         let (hash, known) = match users.get(&user) {
             Some(hash) => (hash.expose().to_owned(), true),
-            // An unknown user costs a bcrypt run too, so that timing does not tell which
-            // user names exist.
-            None => (String::new(), false),
+            // An unknown user costs the same bcrypt run as a known one (against another
+            // user's hash, its result ignored), so timing does not tell which names exist.
+            None => match users.values().next() {
+                Some(hash) => (hash.expose().to_owned(), false),
+                None => return false,
+            },
         };
         let mac = self.mac(&user, &hash, &password);
         if known && self.remembers(&mac) {
@@ -73,13 +76,11 @@ impl Authenticator {
             return true;
         }
         self.runs.fetch_add(1, Ordering::Relaxed);
-        let accepted = tokio::task::spawn_blocking(move || {
-            let hash = if known { hash.as_str() } else { decoy_hash() };
-            // bcrypt compares the hashes in constant time.
-            bcrypt::verify(&password, hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        // bcrypt compares the hashes in constant time.
+        let accepted =
+            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         if accepted && known {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
             if verified.len() >= CACHE_CAPACITY {
@@ -112,16 +113,6 @@ impl Authenticator {
         }
         context.sign().as_ref().to_vec()
     }
-}
-
-/// A hash of a random password, checked for unknown users.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        let mut password = [0_u8; 16];
-        let _ = ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut password);
-        bcrypt::hash(password, bcrypt::DEFAULT_COST).unwrap_or_default()
-    })
 }
 
 /// User name and password of an `Authorization: Basic` header (RFC 7617).
