@@ -175,7 +175,7 @@ fn everything_else_is_refused(dir: &Path, address: SocketAddr) {
     assert_refused_at_handshake("no client certificate", &anonymous);
     // Plain HTTP on the TLS port gets no metrics.
     let plain = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
         .arg(format!("http://{address}/metrics"))
         .output()
         .unwrap();
@@ -215,7 +215,7 @@ fn curl(dir: &Path, address: SocketAddr, extra: &[&str]) -> Reply {
 fn curl_raw(dir: &Path, address: SocketAddr, args: &[&str]) -> std::process::Output {
     Command::new("curl")
         .current_dir(dir)
-        .args(["-sS", "--max-time", "10", "--http1.1", "--cacert", "ca.pem"])
+        .args(["-sS", "--max-time", "30", "--http1.1", "--cacert", "ca.pem"])
         .args(["-D", "-", "-o", "-", "-w", "\n%{http_code} %{http_version}"])
         .args(args)
         .arg(format!("https://{address}/metrics"))
