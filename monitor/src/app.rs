@@ -3,6 +3,7 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -96,8 +97,13 @@ pub fn serve(
     config: &Config,
     thresholds: Thresholds,
     listen: SocketAddr,
+    web_config: Option<PathBuf>,
     interval: Duration,
 ) -> anyhow::Result<()> {
+    // A bad web config is reported before the kernel programs are loaded.
+    if let Some(path) = &web_config {
+        output::serve::Access::open(path.clone())?;
+    }
     let session = Session::open(config)?;
     let advisor = Advisor::new(thresholds, advice_roots(config));
     let (tx, rx) = tokio::sync::watch::channel(None::<Snapshot>);
@@ -108,7 +114,7 @@ pub fn serve(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(output::serve::run(listen, rx))
+    runtime.block_on(output::serve::run(listen, rx, web_config))
 }
 
 /// Samples every `interval` on its own thread and publishes a snapshot of each interval until

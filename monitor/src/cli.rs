@@ -80,10 +80,19 @@ pub enum Command {
         defaults: bool,
     },
     /// Serve Prometheus metrics at <http://ADDR/metrics>.
+    ///
+    /// Loopback only unless --listen says otherwise. To expose the metrics to the network, give
+    /// a --web.config.file with TLS and authentication (see "Exposing /metrics" in the README).
     Serve {
         /// Address to listen on. Use 0.0.0.0:9941 to expose the metrics beyond this host.
         #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
+        /// Web config in the Prometheus exporter-toolkit format: TLS and client certificates
+        /// (`tls_server_config`), passwords as bcrypt hashes (`basic_auth_users`) and response
+        /// headers (`http_server_config`). Read again for every connection, so renewed
+        /// certificates apply without a restart.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
 }
 
@@ -145,7 +154,16 @@ pub fn main() -> ExitCode {
             Command::Snapshot { duration, format } => {
                 app::snapshot(&config, thresholds, duration, format)
             }
-            Command::Serve { listen } => app::serve(&config, thresholds, listen, cli.host.interval),
+            Command::Serve {
+                listen,
+                web_config_file,
+            } => app::serve(
+                &config,
+                thresholds,
+                listen,
+                web_config_file,
+                cli.host.interval,
+            ),
             Command::Explain { rule, defaults } => explain(rule.as_deref(), defaults, &thresholds),
         }
     });
@@ -197,9 +215,22 @@ mod tests {
     #[test]
     fn serve_defaults_to_loopback() {
         let cli = Cli::parse_from(["kvmtop", "serve"]);
-        let Some(Command::Serve { listen }) = cli.command else {
+        let Some(Command::Serve {
+            listen,
+            web_config_file,
+        }) = cli.command
+        else {
             panic!("not serve")
         };
         assert!(listen.ip().is_loopback());
+        assert!(web_config_file.is_none());
+        let cli = Cli::parse_from(["kvmtop", "serve", "--web.config.file", "web.yml"]);
+        let Some(Command::Serve {
+            web_config_file, ..
+        }) = cli.command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(web_config_file, Some(PathBuf::from("web.yml")));
     }
 }

@@ -1,6 +1,7 @@
 //! Step 4: the programs tests, demo and bench use: QEMU for real guests, binutils to assemble
 //! them, and independent tools (bpftrace, libbpf-tools, perf, bpftool, Prometheus, stress-ng)
-//! that the tests compare kvmtop's numbers with, and tmux to drive the live table in a terminal.
+//! that the tests compare kvmtop's numbers with, curl as a TLS client independent of kvmtop's,
+//! and tmux to drive the live table in a terminal.
 
 use anyhow::{Result, bail};
 
@@ -57,6 +58,10 @@ const TOOLS: &[Tool] = &[
         packages: &[&["prometheus"]],
     },
     Tool {
+        command: "curl",
+        packages: &[&["curl"]],
+    },
+    Tool {
         command: "stress-ng",
         packages: &[&["stress-ng"]],
     },
@@ -81,7 +86,7 @@ fn works(command: &str) -> bool {
 
 pub fn ensure(apt: &mut Apt) -> Result<()> {
     checking(
-        "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, stress-ng, tmux)",
+        "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, curl, stress-ng, tmux)",
     );
     let missing: Vec<&Tool> = TOOLS.iter().filter(|tool| !works(tool.command)).collect();
     if missing.is_empty() {
