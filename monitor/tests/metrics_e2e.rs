@@ -6,21 +6,16 @@ mod support;
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use guests::{Guest, GuestKind, GuestSpec};
-use support::Observed;
+use support::prometheus::{Prometheus, http_get};
 
 const VM_NAME: &str = "kvmtop-e2e-metrics";
 
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one end-to-end scenario, read top to bottom"
-)]
 fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     const TEST: &str = "metrics_pass_promtool_and_prometheus_scrapes_the_exit_series";
     if let Some(reason) = support::missing_prerequisite(true, &["promtool", "prometheus"]) {
@@ -38,16 +33,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
         .wait_for_vcpus(support::START_LIMIT)
         .expect("the disk reader's vCPUs");
 
-    let mut command = support::kvmtop();
-    command.args(["serve", "--listen", "127.0.0.1:0", "--interval", "0.5"]);
-    let mut kvmtop = Observed::spawn(command);
-    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
-    let address: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (_kvmtop, address) = support::prometheus::serve("0.5");
 
     // Wait until the guest's exits show up, then lint the whole exposition.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -63,60 +49,20 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
         thread::sleep(Duration::from_millis(250));
     };
     a_client_that_never_finishes_its_headers_is_cut_off(address);
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exposition.as_bytes())
-        .unwrap();
-    let promtool_output = promtool.wait_with_output().unwrap();
-    assert!(
-        promtool_output.status.success()
-            && promtool_output.stdout.is_empty()
-            && promtool_output.stderr.is_empty(),
-        "promtool check metrics: {}{}\n{exposition}",
-        String::from_utf8_lossy(&promtool_output.stdout),
-        String::from_utf8_lossy(&promtool_output.stderr)
-    );
+    support::prometheus::assert_promtool_accepts(&exposition);
 
     // Anything but GET /metrics is refused.
     assert_eq!(http_get(address, "/").0, 404);
     assert_eq!(http_get(address, "/metrics/../../etc/passwd").0, 404);
 
     // A real Prometheus scraping kvmtop.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kvmtop\n    static_configs:\n      - targets: ['{address}']\n"
-        ),
-    )
-    .unwrap();
-    let web = free_loopback_address();
-    let mut prometheus_command = Command::new("prometheus");
-    prometheus_command
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={web}"));
-    let _prometheus = Observed::spawn(prometheus_command);
+    let prometheus = Prometheus::start(address);
 
-    let query = format!(
-        "/api/v1/query?query=kvmtop_vm_exits_total%7Bvm%3D%22{VM_NAME}%22%2Csource%3D%22userspace%22%2Creason%3D%22IO%22%7D"
-    );
+    let query =
+        format!("kvmtop_vm_exits_total{{vm=\"{VM_NAME}\",source=\"userspace\",reason=\"IO\"}}");
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
-        let (status, body) = http_get(web, &query);
+        let (status, body) = prometheus.query(&query);
         if status == 200 {
             let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
             if let Some(series) = answer["data"]["result"]
@@ -143,7 +89,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     // rate() over 15 s needs a few scrapes, and slow scrapes need more time.
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
-        let empty = panels_without_data(web, kvm_exit_silent);
+        let empty = panels_without_data(&prometheus, kvm_exit_silent);
         if empty.is_empty() {
             break;
         }
@@ -159,7 +105,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
 /// Evaluates every panel query of the Grafana dashboards on the live Prometheus: each must parse
 /// and run. Returns those that gave no data, leaving out the ones that may rightly have none,
 /// such as hardware exits on a host where `kvm:kvm_exit` is silent.
-fn panels_without_data(prometheus: SocketAddr, kvm_exit_silent: bool) -> Vec<String> {
+fn panels_without_data(prometheus: &Prometheus, kvm_exit_silent: bool) -> Vec<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards");
     let mut checked = 0;
     let mut without_data = Vec::new();
@@ -177,8 +123,7 @@ fn panels_without_data(prometheus: SocketAddr, kvm_exit_silent: bool) -> Vec<Str
                     .replace("$__rate_interval", "15s")
                     .replace("$instance", ".*")
                     .replace("$vm", ".*");
-                let url = format!("/api/v1/query?query={}", percent_encode(&promql));
-                let (status, body) = http_get(prometheus, &url);
+                let (status, body) = prometheus.query(&promql);
                 assert_eq!(
                     status,
                     200,
@@ -215,45 +160,6 @@ fn panels_without_data(prometheus: SocketAddr, kvm_exit_silent: bool) -> Vec<Str
         without_data.len()
     );
     without_data
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Minimal HTTP/1.0 GET, so the test depends on no HTTP client library.
-fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(2)) else {
-        return (0, String::new());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
-}
-
-fn free_loopback_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }
 
 /// A connection that sends half a request is closed by the server within its header timeout

@@ -5,105 +5,13 @@
 mod support;
 
 use std::{
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
+use support::tmux::Tmux;
+
 const VM_NAME: &str = "kvmtop-e2e-tui";
-
-/// A tmux server of its own, so the test never touches a user's sessions.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start() -> Self {
-        // One server per test: the tests of this file run in parallel.
-        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmux = Self {
-            socket: format!("kvmtop-test-{}-{n}", std::process::id()),
-        };
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            "env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=xterm-256color bash --norc --noprofile",
-        ]);
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let output = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn type_line(&self, line: &str) {
-        self.run(&["send-keys", "-t", "t", "-l", line]);
-        self.run(&["send-keys", "-t", "t", "Enter"]);
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "t"])
-    }
-
-    fn alternate_screen(&self) -> bool {
-        self.run(&["display-message", "-p", "-t", "t", "#{alternate_on}"])
-            .trim()
-            == "1"
-    }
-
-    fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while !condition(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{}",
-                self.screen()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The pid of kvmtop, the shell's child.
-    fn kvmtop_pid(&self) -> u32 {
-        let shell = self.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", shell.trim()))
-                .unwrap_or_default();
-        children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("kvmtop is running")
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .status();
-    }
-}
 
 #[test]
 fn live_table_shows_the_guest_and_every_exit_restores_the_terminal() {

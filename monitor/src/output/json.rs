@@ -1,13 +1,42 @@
 //! `kvmtop snapshot --format json`, and its JSON Schema, generated from the model types.
 
-use std::io::Write;
+use std::{borrow::Cow, fmt::Write as _, io::Write};
 
-use crate::model::{SCHEMA_VERSION, Snapshot};
+use crate::model::{SCHEMA_VERSION, Snapshot, untrusted::is_unsafe};
 
+/// Writes the snapshot as pretty JSON that is safe to show in a terminal: see [`terminal_safe`].
 pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, snapshot)?;
-    writeln!(out)?;
+    let json = serde_json::to_string_pretty(snapshot)?;
+    writeln!(out, "{}", terminal_safe(&json))?;
     Ok(())
+}
+
+/// `json` with every character a terminal could act on written as a `\uXXXX` escape. The JSON
+/// means exactly the same to a parser, so names stay exact, but read in a terminal (the output
+/// itself, or a file of it shown with cat) nothing in it reorders text or starts a control
+/// sequence. `serde_json` already escapes C0 controls; it writes C1 controls, bidirectional
+/// overrides, zero-width characters and line separators as they are.
+///
+/// Outside strings pretty JSON holds only ASCII punctuation, digits, letters, spaces and line
+/// feeds, and inside strings `serde_json` escapes every C0 control, so any unsafe character other
+/// than a line feed is inside a string, where an escape is what it means.
+fn terminal_safe(json: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c != '\n' && is_unsafe(c);
+    if !json.contains(unsafe_char) {
+        return Cow::Borrowed(json);
+    }
+    let mut safe = String::with_capacity(json.len() + 64);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            // Characters beyond U+FFFF (tag characters) take a surrogate pair, as JSON demands.
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                write!(safe, "\\u{unit:04x}").expect("writing to a String");
+            }
+        } else {
+            safe.push(c);
+        }
+    }
+    Cow::Owned(safe)
 }
 
 /// The JSON Schema of the snapshot: the model types' own, with their doc comments as
@@ -28,16 +57,58 @@ pub fn schema() -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::{borrow::Cow, path::Path};
 
     use serde_json::Value;
 
-    use crate::testing::fixture;
+    use super::terminal_safe;
+    use crate::{
+        model::{
+            Untrusted,
+            untrusted::{HOSTILE_NAME, is_unsafe},
+        },
+        testing::fixture,
+    };
 
     const COMMITTED: &str = "schema/snapshot.schema.json";
 
     /// Set to regenerate the committed schema instead of comparing with it.
     const UPDATE: &str = "KVMTOP_UPDATE_SCHEMA";
+
+    #[test]
+    fn names_are_exact_yet_nothing_in_the_json_can_act_on_a_terminal() {
+        let mut snapshot = fixture::snapshot();
+        snapshot.vms[0].name = Untrusted::new(HOSTILE_NAME);
+        let mut out = Vec::new();
+        super::write(&mut out, &snapshot).unwrap();
+        let json = String::from_utf8(out).unwrap();
+        let acting: Vec<char> = json
+            .chars()
+            .filter(|c| *c != '\n' && is_unsafe(*c))
+            .collect();
+        assert!(acting.is_empty(), "{acting:?} in {json}");
+        for escape in ["\\u001b", "\\u202e", "\\u200b", "\\u009b"] {
+            assert!(json.contains(escape), "{escape} missing");
+        }
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["vms"][0]["name"], HOSTILE_NAME);
+    }
+
+    #[test]
+    fn characters_beyond_the_basic_plane_are_escaped_as_surrogate_pairs() {
+        let json = serde_json::to_string("tag\u{E0041}end").unwrap();
+        let safe = terminal_safe(&json);
+        assert_eq!(safe, "\"tag\\udb40\\udc41end\"");
+        assert_eq!(
+            serde_json::from_str::<String>(&safe).unwrap(),
+            "tag\u{E0041}end"
+        );
+        // Nothing to escape: the text is not copied.
+        assert!(matches!(
+            terminal_safe("{\n  \"a\": \"日本\"\n}"),
+            Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn the_committed_schema_is_the_one_the_model_generates() {

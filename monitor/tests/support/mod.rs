@@ -1,8 +1,10 @@
 //! Shared by the integration tests: skipping with a reason, running kvmtop and the independent
-//! observers (bpftrace), and waiting for their readiness lines.
+//! observers (bpftrace, Prometheus, a terminal), and waiting for their readiness lines.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod harness;
+pub mod prometheus;
+pub mod tmux;
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},

@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use super::*;
-use crate::model::fixture;
+use crate::testing::fixture;
 
 const USERS: &str = "basic_auth_users:\n  prometheus: HASH\n";
 

@@ -1,0 +1,135 @@
+//! `kvmtop serve` and its independent consumers: `promtool check metrics` and a real Prometheus
+//! server scraping it on loopback.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use super::Observed;
+
+/// Starts `kvmtop serve` on a free loopback port with the given refresh interval (seconds), and
+/// returns it once it listens, with its address.
+pub fn serve(interval: &str) -> (Observed, SocketAddr) {
+    let mut command = super::kvmtop();
+    command.args(["serve", "--listen", "127.0.0.1:0", "--interval", interval]);
+    let mut kvmtop = Observed::spawn(command);
+    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (kvmtop, address)
+}
+
+/// Asserts that `promtool check metrics` accepts `exposition` without a word of complaint.
+pub fn assert_promtool_accepts(exposition: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A Prometheus server on a free loopback port, scraping one target every second, with its
+/// storage in a directory of its own. Stopped and removed on drop.
+pub struct Prometheus {
+    pub web: SocketAddr,
+    _server: Observed,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kvmtop\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let web = free_loopback_address();
+        let mut command = Command::new("prometheus");
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"));
+        Self {
+            web,
+            _server: Observed::spawn(command),
+            _dir: dir,
+        }
+    }
+
+    /// Evaluates `promql` now; the HTTP status and the answer (0 and nothing while the server
+    /// is not up yet).
+    pub fn query(&self, promql: &str) -> (u16, String) {
+        http_get(
+            self.web,
+            &format!("/api/v1/query?query={}", percent_encode(promql)),
+        )
+    }
+}
+
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Minimal HTTP/1.0 GET, so the tests depend on no HTTP client library.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn free_loopback_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
