@@ -1,4 +1,5 @@
 //! Presenters that are not interactive: JSON, text, and the Prometheus endpoint.
+mod families;
 pub mod json;
 pub mod metrics;
 pub mod serve;

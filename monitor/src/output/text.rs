@@ -3,14 +3,12 @@
 use std::io::Write;
 
 use crate::{
-    format,
-    model::{DetailGroup, Snapshot, Untrusted, Vm},
-    model::{ExitSource, SourceState},
+    model::{Snapshot, SourceState},
+    output::families,
 };
 
-/// How many reasons to list per VM.
-const TOP_REASONS: usize = 5;
-
+/// The host, the state of every source, each VM with every family's lines, the advice in force
+/// and the problems met.
 pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
     writeln!(
         out,
@@ -72,184 +70,12 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
             vm.vcpus.iter().filter(|v| v.index.is_some()).count(),
             vm.uuid.as_deref().unwrap_or("-")
         )?;
-        write_vm(out, vm)?;
+        families::text(out, vm)?;
     }
     write_advice(out, snapshot)?;
     for problem in &snapshot.problems {
         writeln!(out, "note: {problem}")?;
     }
-    Ok(())
-}
-
-fn write_vm(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "  exits/s: {:.0} hardware, {:.0} to userspace, {:.0} halts",
-        vm.families.exits.rate_of(ExitSource::KvmExit),
-        vm.families.exits.rate_of(ExitSource::Userspace),
-        vm.families.exits.rate_of(ExitSource::Halt)
-    )?;
-    writeln!(
-        out,
-        "  {:<10} {:<24} {:>10} {:>10} {:>6} {:>8} {:>8} {:>8}",
-        "source", "reason", "count", "rate/s", "share", "p50", "p99", "max"
-    )?;
-    for reason in vm.families.exits.by_reason.iter().take(TOP_REASONS) {
-        let latency = |pick: fn(&crate::model::LatencySummary) -> u64| {
-            reason
-                .latency
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))
-        };
-        writeln!(
-            out,
-            "  {:<10} {:<24} {:>10} {:>10.1} {:>6} {:>8} {:>8} {:>8}",
-            reason.source.as_str(),
-            reason.reason,
-            reason.count,
-            reason.rate,
-            format::share(Some(reason.share)),
-            latency(|l| l.p50_ns),
-            latency(|l| l.p99_ns),
-            latency(|l| l.max_ns),
-        )?;
-    }
-    for group in &vm.families.exits.details {
-        write_details(out, group)?;
-    }
-    for vcpu in &vm.vcpus {
-        let index = vcpu.index.map_or_else(|| "?".to_owned(), |i| i.to_string());
-        let tid = vcpu.tid.map_or_else(|| "?".to_owned(), |t| t.to_string());
-        writeln!(
-            out,
-            "  vcpu {index:<3} tid {tid:<8} {:>10.1} exits/s ({:.1} to userspace); time: {} in exits, {} in the VMM, {} halted",
-            vcpu.exits.rate_of(ExitSource::KvmExit),
-            vcpu.exits.rate_of(ExitSource::Userspace),
-            format::share(vcpu.time.handling_exits),
-            format::share(vcpu.time.in_vmm),
-            format::share(vcpu.time.halted),
-        )?;
-        if let Some(sched) = &vcpu.sched {
-            let place = &sched.placement;
-            let cpu = place.dominant_cpu.or(place.cpu);
-            let node = place.dominant_node.or(place.node);
-            writeln!(
-                out,
-                "           steal {}, on CPU {}, {} migrations/s, {} preempted; runs on cpu {} (node {})",
-                format::share(sched.figures.steal),
-                format::share(sched.figures.on_cpu),
-                sched
-                    .figures
-                    .migrations
-                    .as_ref()
-                    .map_or_else(|| "-".to_owned(), |m| format!("{:.1}", m.rate)),
-                sched.figures.involuntary_switches,
-                cpu.map_or_else(|| "?".to_owned(), |c| c.to_string()),
-                node.map_or_else(|| "?".to_owned(), |n| n.to_string()),
-            )?;
-        }
-    }
-    write_resources(out, vm)
-}
-
-/// Who the VM waited behind, its block devices and drives, TLB shootdowns and memory placement.
-fn write_resources(out: &mut impl Write, vm: &Vm) -> anyhow::Result<()> {
-    if !vm.families.sched.contenders.is_empty() {
-        let parts: Vec<String> = vm
-            .families
-            .sched
-            .contenders
-            .iter()
-            .map(|c| format!("{} {}", c.name, format::share(Some(c.share))))
-            .collect();
-        writeln!(out, "  waited behind: {}", parts.join(", "))?;
-    }
-    for device in &vm.families.block.devices {
-        let latency = device.latency.as_ref().map_or_else(String::new, |l| {
-            format!(
-                ", p50 {} p99 {}",
-                format::duration_ns(l.p50_ns),
-                format::duration_ns(l.p99_ns)
-            )
-        });
-        writeln!(
-            out,
-            "  block {} ({}): {:.0} IOPS, {}/s{latency}, {:.1} in flight",
-            device.device,
-            Untrusted::join(&device.drives, ", "),
-            device.iops,
-            format::byte_rate(device.bytes_per_second),
-            device.avg_in_flight,
-        )?;
-    }
-    for drive in &vm.families.block.drives {
-        let name = drive
-            .id
-            .clone()
-            .or_else(|| drive.file.clone())
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "  drive {name}: {} cache={} aio={}{}",
-            drive.interface,
-            drive.cache,
-            drive.aio,
-            drive
-                .unmapped
-                .as_ref()
-                .map_or_else(String::new, |why| format!(" (not mapped: {why})"))
-        )?;
-    }
-    if vm.families.tlb.sent.count + vm.families.tlb.received.count > 0 {
-        writeln!(
-            out,
-            "  TLB shootdowns: sent {:.0}/s ({} pages), received {:.0}/s",
-            vm.families.tlb.sent.rate, vm.families.tlb.sent.pages, vm.families.tlb.received.rate
-        )?;
-    }
-    if let Some(memory) = &vm.families.numa.memory {
-        let nodes: Vec<String> = memory
-            .by_node
-            .iter()
-            .map(|n| format!("node {} {}", n.node, format::bytes(n.bytes)))
-            .collect();
-        writeln!(
-            out,
-            "  memory: {} ({}), huge pages {}",
-            format::bytes(memory.resident_bytes),
-            nodes.join(", "),
-            format::share(memory.huge_page_coverage)
-        )?;
-    }
-    Ok(())
-}
-
-/// `  pio (port, kvm:kvm_pio) 99.5k/s: out 0x80 99.5k/s, in 0x71 300/s, other ×400`
-fn write_details(out: &mut impl Write, group: &DetailGroup) -> anyhow::Result<()> {
-    let mut parts: Vec<String> = group
-        .top
-        .iter()
-        .map(|d| {
-            let label = if d.sub.is_empty() {
-                d.value.clone()
-            } else {
-                format!("{} {}", d.sub, d.value)
-            };
-            format!("{} {}/s", label.trim(), format::rate(d.rate))
-        })
-        .collect();
-    if group.other > 0 {
-        parts.push(format!("other ×{}", group.other));
-    }
-    writeln!(
-        out,
-        "  {} ({}, {}) {}/s: {}",
-        group.kind.as_str(),
-        group.value_name,
-        group.source,
-        format::rate(group.rate),
-        parts.join(", ")
-    )?;
     Ok(())
 }
 

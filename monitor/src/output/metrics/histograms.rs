@@ -29,6 +29,7 @@ pub struct Family {
 }
 
 impl Family {
+    #[must_use]
     pub fn new(name: &str, help: &str, powers: &'static [usize]) -> Self {
         let mut family = MetricFamily::default();
         family.set_name(name.to_owned());

@@ -7,26 +7,32 @@
 //! time goes in plain counters. Exit details (ports, MSRs, …) are gauges of the window's top
 //! values, whose label values change as the top changes, plus a counter per kind.
 
-mod depth;
-mod histograms;
-mod io;
-mod sched;
+pub mod histograms;
 
 use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::model::Snapshot;
+use crate::{
+    model::{Snapshot, SourceState, Vcpu, advice::Severity, advice::Target},
+    output::families,
+};
 
-/// Renders `snapshot` in the Prometheus text exposition format.
+/// Renders `snapshot` in the Prometheus text exposition format: the VMs' identities, every
+/// family's metrics, the health of the kernel sources, and the advice in force.
 pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
     let registry = Registry::new();
-    let exits = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_vm_exits_total",
-            "VM exits handled, by VM, vCPU, kernel source (kvm_exit: hardware exits; userspace: \
-             returns of KVM_RUN to the VMM), ISA (vmx/svm, empty for userspace) and reason.",
-        ),
-        &["vm", "pid", "vcpu", "source", "isa", "reason"],
-    )?;
+    register_vms(&registry, snapshot)?;
+    register_health(&registry, snapshot)?;
+    registry.register(Box::new(recommendations(snapshot)?))?;
+    let histograms = families::metrics(&registry, snapshot)?;
+    let mut metric_families = registry.gather();
+    metric_families.extend(histograms);
+    let mut text = Vec::new();
+    TextEncoder::new().encode(&metric_families, &mut text)?;
+    Ok(String::from_utf8(text)?)
+}
+
+/// One info series per VM with its identity as labels, and its vCPU count.
+fn register_vms(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
     let info = IntGaugeVec::new(
         Opts::new(
             "kvmtop_vm_info",
@@ -38,7 +44,6 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
         Opts::new("kvmtop_vm_vcpus", "Number of vCPUs of the VM."),
         &["vm", "pid"],
     )?;
-    register_health(&registry, snapshot)?;
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
         info.with_label_values(&[
@@ -52,41 +57,10 @@ pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
         vcpus
             .with_label_values(&[vm.name.exact(), pid.as_str()])
             .set(i64::try_from(indexed).unwrap_or(i64::MAX));
-        for vcpu in &vm.vcpus {
-            let label = vcpu_label(vcpu);
-            for reason in &vcpu.exits.by_reason {
-                let isa = reason.isa.map_or("", |i| i.as_str());
-                exits
-                    .with_label_values(&[
-                        vm.name.exact(),
-                        &pid,
-                        &label,
-                        reason.source.as_str(),
-                        isa,
-                        &reason.reason,
-                    ])
-                    .inc_by(reason.cumulative);
-            }
-        }
     }
-    for collector in [
-        Box::new(exits) as Box<dyn prometheus::core::Collector>,
-        Box::new(info),
-        Box::new(vcpus),
-    ] {
-        registry.register(collector)?;
-    }
-    let latency = depth::register(&registry, snapshot)?;
-    registry.register(Box::new(recommendations(snapshot)?))?;
-    let waits = sched::register(&registry, snapshot)?;
-    let block_latency = io::register(&registry, snapshot)?;
-    let mut families = registry.gather();
-    families.extend(latency);
-    families.extend(waits);
-    families.extend(block_latency);
-    let mut text = Vec::new();
-    TextEncoder::new().encode(&families, &mut text)?;
-    Ok(String::from_utf8(text)?)
+    registry.register(Box::new(info))?;
+    registry.register(Box::new(vcpus))?;
+    Ok(())
 }
 
 /// Whether each kernel source is attached, and what the kernel programs lost: events dropped
@@ -121,7 +95,7 @@ fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<(
     registry.register(Box::new(skipped))?;
     for family in snapshot.families.states() {
         for (source, state) in family.sources {
-            let up = !matches!(state, crate::model::SourceState::Unavailable(_));
+            let up = !matches!(state, SourceState::Unavailable(_));
             source_up
                 .with_label_values(&[family.family, source.as_str()])
                 .set(i64::from(up));
@@ -148,11 +122,11 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
     )?;
     for r in &snapshot.recommendations {
         let (vm, pid) = match &r.target {
-            crate::advice::Target::Host => (String::new(), String::new()),
-            crate::advice::Target::Vm { pid, .. }
-            | crate::advice::Target::Vcpu { pid, .. }
-            | crate::advice::Target::Drive { pid, .. }
-            | crate::advice::Target::Nic { pid, .. } => (
+            Target::Host => (String::new(), String::new()),
+            Target::Vm { pid, .. }
+            | Target::Vcpu { pid, .. }
+            | Target::Drive { pid, .. }
+            | Target::Nic { pid, .. } => (
                 snapshot
                     .vms
                     .iter()
@@ -163,9 +137,9 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
         };
         let severity = format!("{:?}", r.severity).to_lowercase();
         let level = match r.severity {
-            crate::advice::Severity::Info => 1,
-            crate::advice::Severity::Warning => 2,
-            crate::advice::Severity::Critical => 3,
+            Severity::Info => 1,
+            Severity::Warning => 2,
+            Severity::Critical => 3,
         };
         gauge
             .with_label_values(&[r.id, &severity, &r.target.to_string(), &vm, &pid])
@@ -175,12 +149,23 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
 }
 
 /// The `vcpu` label: the index, or the thread while the index is not known.
-fn vcpu_label(vcpu: &crate::model::Vcpu) -> String {
+#[must_use]
+pub fn vcpu_label(vcpu: &Vcpu) -> String {
     match (vcpu.index, vcpu.tid) {
         (Some(index), _) => index.to_string(),
         (None, Some(tid)) => format!("tid{tid}"),
         (None, None) => "unknown".to_owned(),
     }
+}
+
+/// Nanoseconds as the seconds Prometheus keeps.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "seconds as f64, as Prometheus keeps them"
+)]
+#[must_use]
+pub fn ns_to_s(ns: u64) -> f64 {
+    ns as f64 / 1e9
 }
 
 #[cfg(test)]

@@ -1,0 +1,59 @@
+//! What each signal family shows outside the live view: its Prometheus metrics and its lines in
+//! the text report, one [`Presenter`] per family with the same three functions.
+//!
+//! The live view is organised by screen rather than by family (see `crate::tui`).
+
+use std::io::Write;
+
+use prometheus::{Registry, proto::MetricFamily};
+
+use crate::model::{Snapshot, Vcpu, Vm};
+
+/// A family's presentation.
+pub trait Presenter {
+    /// Registers the family's counters and gauges of `snapshot` with `registry`, and returns
+    /// its histogram families, which are assembled directly (see `crate::output::metrics`).
+    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>>;
+
+    /// The family's lines about a VM in the text report.
+    fn text_vm(_out: &mut dyn Write, _vm: &Vm) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// The family's lines about one of the VM's vCPUs, after the VM's.
+    fn text_vcpu(_out: &mut dyn Write, _vcpu: &Vcpu) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Declares the presenters — a module each, named as the family — in the order their lines and
+/// metric families appear.
+macro_rules! presenters {
+    ($($name:ident: $family:ident),+ $(,)?) => {
+        $(mod $name;)+
+
+        /// Every family's metrics; the histogram families in list order.
+        pub fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+            let mut histograms = Vec::new();
+            $(histograms.extend(<$name::$family as Presenter>::metrics(registry, snapshot)?);)+
+            Ok(histograms)
+        }
+
+        /// Every family's lines about `vm` and its vCPUs.
+        pub fn text(out: &mut dyn Write, vm: &Vm) -> std::io::Result<()> {
+            $(<$name::$family as Presenter>::text_vm(out, vm)?;)+
+            for vcpu in &vm.vcpus {
+                $(<$name::$family as Presenter>::text_vcpu(out, vcpu)?;)+
+            }
+            Ok(())
+        }
+    };
+}
+
+presenters! {
+    exits: Exits,
+    sched: Sched,
+    numa: Numa,
+    tlb: Tlb,
+    block: Block,
+}

@@ -1,0 +1,153 @@
+//! Scheduling: per-vCPU run-queue wait (steal), run time, switches and migrations by class as
+//! counters; each VM's run-queue wait as a histogram; wait per thread class. In the text report:
+//! who the VM waited behind, and each vCPU's steal, on-CPU share, migrations and placement.
+
+use std::io::Write;
+
+use prometheus::{CounterVec, IntCounterVec, Opts, Registry, proto::MetricFamily};
+
+use super::Presenter;
+use crate::{
+    format,
+    model::{Snapshot, Vcpu, Vm, sched::SchedCumulative},
+    output::metrics::{histograms, ns_to_s, vcpu_label},
+};
+
+/// Migration classes, all exported (at 0 when none happened) so queries find every series.
+const CLASSES: [&str; 5] = [
+    "same_core",
+    "same_llc",
+    "cross_llc",
+    "cross_node",
+    "unknown",
+];
+
+pub struct Sched;
+
+impl Presenter for Sched {
+    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+        let seconds =
+            |name: &str, help: &str| CounterVec::new(Opts::new(name, help), &["vm", "pid", "vcpu"]);
+        let wait = seconds(
+            "kvmtop_vcpu_run_queue_wait_seconds_total",
+            "Time each vCPU thread was runnable but not running (the steal its guest sees); \
+             rate() gives the steal share.",
+        )?;
+        let run = seconds(
+            "kvmtop_vcpu_run_seconds_total",
+            "Time each vCPU thread ran on a host CPU.",
+        )?;
+        let switches = IntCounterVec::new(
+            Opts::new(
+                "kvmtop_vcpu_context_switches_total",
+                "Switches of each vCPU thread off its CPU: voluntary (it blocked, e.g. halted) \
+                 or involuntary (preempted while runnable).",
+            ),
+            &["vm", "pid", "vcpu", "kind"],
+        )?;
+        let migrations = IntCounterVec::new(
+            Opts::new(
+                "kvmtop_vcpu_migrations_total",
+                "Moves of each vCPU thread to another host CPU, by what the move crossed: \
+                 same_core (SMT sibling), same_llc, cross_llc, cross_node.",
+            ),
+            &["vm", "pid", "vcpu", "class"],
+        )?;
+        let class_wait = CounterVec::new(
+            Opts::new(
+                "kvmtop_vm_thread_run_queue_wait_seconds_total",
+                "Run-queue wait of each VMM thread class (vcpu, main, iothread, worker, vhost, \
+                 other), summed over its threads.",
+            ),
+            &["vm", "pid", "class"],
+        )?;
+        let mut wait_hist = histograms::Family::new(
+            "kvmtop_vm_run_queue_wait_seconds",
+            "Run-queue waits of the VM's vCPU threads (from wakeup or preemption to running), \
+             from in-kernel log2 histograms.",
+            histograms::WAIT_POWERS,
+        );
+        for vm in &snapshot.vms {
+            let pid = vm.pid.to_string();
+            let name = vm.name.exact();
+            for vcpu in &vm.vcpus {
+                let Some(sched) = &vcpu.sched else { continue };
+                let label = vcpu_label(vcpu);
+                let labels = [name, pid.as_str(), label.as_str()];
+                let c = &sched.figures.cumulative;
+                wait.with_label_values(&labels).inc_by(ns_to_s(c.wait_ns));
+                run.with_label_values(&labels).inc_by(ns_to_s(c.run_ns));
+                for (kind, n) in [
+                    ("voluntary", c.voluntary_switches),
+                    ("involuntary", c.involuntary_switches),
+                ] {
+                    switches
+                        .with_label_values(&[name, &pid, &label, kind])
+                        .inc_by(n);
+                }
+                if sched.figures.migrations.is_some() {
+                    for class in CLASSES {
+                        migrations
+                            .with_label_values(&[name, &pid, &label, class])
+                            .inc_by(c.migrations.get(class).copied().unwrap_or(0));
+                    }
+                }
+            }
+            let vcpus = &vm.families.sched.vcpus.cumulative;
+            if has_waits(vcpus) {
+                wait_hist.add(&[("vm", name), ("pid", &pid)], &vcpus.wait);
+            }
+            for class in &vm.families.sched.classes {
+                class_wait
+                    .with_label_values(&[name, &pid, class.class.as_str()])
+                    .inc_by(ns_to_s(class.figures.cumulative.wait_ns));
+            }
+        }
+        registry.register(Box::new(wait))?;
+        registry.register(Box::new(run))?;
+        registry.register(Box::new(switches))?;
+        registry.register(Box::new(migrations))?;
+        registry.register(Box::new(class_wait))?;
+        Ok(wait_hist.into_family().into_iter().collect())
+    }
+
+    fn text_vm(out: &mut dyn Write, vm: &Vm) -> std::io::Result<()> {
+        let contenders = &vm.families.sched.contenders;
+        if contenders.is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<String> = contenders
+            .iter()
+            .map(|c| format!("{} {}", c.name, format::share(Some(c.share))))
+            .collect();
+        writeln!(out, "  waited behind: {}", parts.join(", "))
+    }
+
+    fn text_vcpu(out: &mut dyn Write, vcpu: &Vcpu) -> std::io::Result<()> {
+        let Some(sched) = &vcpu.sched else {
+            return Ok(());
+        };
+        let place = &sched.placement;
+        let cpu = place.dominant_cpu.or(place.cpu);
+        let node = place.dominant_node.or(place.node);
+        writeln!(
+            out,
+            "           steal {}, on CPU {}, {} migrations/s, {} preempted; runs on cpu {} (node \
+             {})",
+            format::share(sched.figures.steal),
+            format::share(sched.figures.on_cpu),
+            sched
+                .figures
+                .migrations
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |m| format!("{:.1}", m.rate)),
+            sched.figures.involuntary_switches,
+            cpu.map_or_else(|| "?".to_owned(), |c| c.to_string()),
+            node.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        )
+    }
+}
+
+fn has_waits(c: &SchedCumulative) -> bool {
+    c.wait.count > 0 || c.wait_ns > 0
+}
