@@ -56,7 +56,7 @@ fn bpftrace_scalar(output: &str, map: &str) -> u64 {
 }
 
 fn details<'a>(vm: &'a Value, kind: &str) -> Option<&'a Value> {
-    vm["exit_details"]
+    vm["exits"]["details"]
         .as_array()
         .unwrap()
         .iter()
