@@ -14,6 +14,7 @@ pub mod host;
 pub mod model;
 pub mod output;
 pub mod privileges;
+pub mod recording;
 pub mod session;
 pub mod signals;
 #[cfg(test)]
