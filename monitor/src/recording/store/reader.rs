@@ -319,36 +319,75 @@ impl Reader {
     /// Checks every payload against its checksum (reading all of the recording, not
     /// decompressing): frames that fail leave the index and become [`Problem::BadPayload`].
     /// Returns how many failed.
+    ///
+    /// Frames whose headers were hidden inside a failing frame (bytes removed from its payload
+    /// make its length reach over them) are found and indexed.
     pub fn verify(&mut self) -> usize {
-        let mut bad = Vec::new();
         let entries = std::mem::take(&mut self.entries);
         let mut kept = Vec::with_capacity(entries.len());
+        let mut failed = 0;
         for entry in entries {
-            match self.stored_payload(&entry) {
-                Ok(_) => kept.push(entry),
-                Err(e) => bad.push((entry, e)),
-            }
-        }
-        self.entries = kept;
-        let failed = bad.len();
-        for (entry, e) in bad {
+            let Err(e) = self.stored_payload(&entry) else {
+                kept.push(entry);
+                continue;
+            };
+            failed += 1;
             let file = self.segments[entry.segment].path.clone();
             self.problems.push(match e {
-                Error::Checksum { offset, .. } => Problem::BadPayload { file, offset },
+                Error::Checksum { offset, .. } => {
+                    kept.extend(self.hidden_in(&entry));
+                    Problem::BadPayload { file, offset }
+                }
                 other => Problem::Unreadable {
                     file,
                     error: other.to_string(),
                 },
             });
         }
+        self.entries = kept;
         self.finish();
         failed
+    }
+
+    /// Intact frames inside the stored payload of a frame that failed its checksum.
+    fn hidden_in(&self, entry: &Entry) -> Vec<Entry> {
+        let segment = &self.segments[entry.segment];
+        let start = entry.offset + FRAME_HEADER_LEN as u64;
+        let end = (start + u64::from(entry.stored_len)).min(segment.len);
+        let (mut frames, mut damage) = (Vec::new(), Vec::new());
+        scan::walk(
+            segment.source(),
+            start,
+            end,
+            &segment.path,
+            &mut frames,
+            &mut damage,
+        );
+        frames
+            .iter()
+            .map(|(offset, h)| Entry::new(entry.segment, *offset, h))
+            .filter(|e| self.stored_payload(e).is_ok())
+            .collect()
     }
 }
 
 /// Decompresses one zstd frame that must yield exactly `raw_len` bytes.
 fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
-    let payload = zstd::bulk::decompress(stored, raw_len).map_err(|e| e.to_string())?;
+    thread_local! {
+        // One context per thread, reused: setting one up probes the CPU (cpuid), which costs
+        // tens of microseconds in a virtual machine.
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let payload = CONTEXT.with_borrow_mut(|context| {
+        let context = match context {
+            Some(context) => context,
+            None => context.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?),
+        };
+        context
+            .decompress(stored, raw_len)
+            .map_err(|e| e.to_string())
+    })?;
     if payload.len() == raw_len {
         Ok(payload)
     } else {

@@ -52,7 +52,6 @@ pub(super) fn scan(src: &(impl Source + ?Sized), len: u64, file: &Path) -> Scann
         frames: Vec::new(),
         problems: Vec::new(),
     };
-    let problem_at = |offset, len| (file.to_path_buf(), offset, len);
     let head_len = usize::try_from(len.min(SEGMENT_HEADER_LEN as u64)).unwrap_or(0);
     let mut head = [0; SEGMENT_HEADER_LEN];
     if let Err(e) = src.read_at(&mut head[..head_len], 0) {
@@ -74,10 +73,11 @@ pub(super) fn scan(src: &(impl Source + ?Sized), len: u64, file: &Path) -> Scann
             && head[..head_len.min(SEGMENT_MAGIC.len())]
                 == SEGMENT_MAGIC[..head_len.min(SEGMENT_MAGIC.len())] =>
         {
-            let (file, offset, len) = problem_at(0, len);
-            scanned
-                .problems
-                .push(Problem::TornTail { file, offset, len });
+            scanned.problems.push(Problem::TornTail {
+                file: file.to_path_buf(),
+                offset: 0,
+                len,
+            });
             return scanned;
         }
         HeaderCheck::Damaged | HeaderCheck::NoMagic => {
@@ -87,65 +87,114 @@ pub(super) fn scan(src: &(impl Source + ?Sized), len: u64, file: &Path) -> Scann
             0
         }
     };
-    let mut pos = start;
-    let mut buf = [0; FRAME_HEADER_LEN];
-    while pos < len {
-        if len - pos < FRAME_HEADER_LEN as u64 {
-            let (file, offset, len) = problem_at(pos, len - pos);
-            scanned
-                .problems
-                .push(Problem::TornTail { file, offset, len });
-            break;
-        }
-        if let Err(e) = src.read_at(&mut buf, pos) {
-            scanned.problems.push(unreadable(file, pos, &e));
-            break;
-        }
-        if let Some(header) = FrameHeader::decode(&buf) {
-            let end = pos + header.frame_len();
-            if end > len {
-                let (file, offset, len) = problem_at(pos, len - pos);
-                scanned
-                    .problems
-                    .push(Problem::TornTail { file, offset, len });
-                break;
-            }
-            scanned.frames.push((pos, header));
-            pos = end;
-            continue;
-        }
-        match next_header(src, pos + 1, len) {
-            Ok(Some(next)) => {
-                let (file, offset, len) = problem_at(pos, next - pos);
-                scanned
-                    .problems
-                    .push(Problem::Corrupt { file, offset, len });
-                pos = next;
-            }
-            Ok(None) => {
-                let (file, offset, len) = problem_at(pos, len - pos);
-                scanned
-                    .problems
-                    .push(Problem::TornTail { file, offset, len });
-                break;
-            }
-            Err(e) => {
-                scanned.problems.push(unreadable(file, pos, &e));
-                break;
-            }
-        }
-    }
+    walk(
+        src,
+        start,
+        len,
+        file,
+        &mut scanned.frames,
+        &mut scanned.problems,
+    );
     scanned
 }
 
-/// The offset of the first intact frame header at or after `from`.
-fn next_header(src: &(impl Source + ?Sized), from: u64, len: u64) -> io::Result<Option<u64>> {
-    let mut buf = vec![0; RESYNC_CHUNK];
+/// Walks frames from `start` to `end`, adding intact ones to `frames` and damage to `problems`.
+pub(super) fn walk(
+    src: &(impl Source + ?Sized),
+    start: u64,
+    end: u64,
+    file: &Path,
+    frames: &mut Vec<(u64, FrameHeader)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut pos = start;
+    let mut buf = [0; FRAME_HEADER_LEN];
+    while pos < end {
+        let header = if end - pos < FRAME_HEADER_LEN as u64 {
+            None
+        } else if let Err(e) = src.read_at(&mut buf, pos) {
+            problems.push(unreadable(file, pos, &e));
+            return;
+        } else {
+            FrameHeader::decode(&buf)
+        };
+        if let Some(header) = header
+            && pos + header.frame_len() <= end
+        {
+            frames.push((pos, header));
+            pos += header.frame_len();
+            continue;
+        }
+        let file = file.to_path_buf();
+        match resync(src, frames, pos, end) {
+            Ok(Some((offset, next))) => {
+                let len = next - offset;
+                problems.push(Problem::Corrupt { file, offset, len });
+                pos = next;
+            }
+            Ok(None) => {
+                let len = end - pos;
+                problems.push(Problem::TornTail {
+                    file,
+                    offset: pos,
+                    len,
+                });
+                return;
+            }
+            Err(e) => {
+                problems.push(unreadable(&file, pos, &e));
+                return;
+            }
+        }
+    }
+}
+
+/// Finds where intact frames resume when there is none at `pos`: returns the start of the
+/// damaged bytes and the next intact frame header, or `None` if there is none before the end.
+///
+/// The damage may have begun in the frame before `pos`: bytes inserted into or removed from its
+/// payload leave its header intact but its length wrong, so the walk lands off the next frame.
+/// So if a header lies inside that frame's payload and the payload fails its checksum, the
+/// frame is dropped and the search resumes at that header.
+fn resync(
+    src: &(impl Source + ?Sized),
+    frames: &mut Vec<(u64, FrameHeader)>,
+    pos: u64,
+    len: u64,
+) -> io::Result<Option<(u64, u64)>> {
+    if let Some(&(prev, header)) = frames.last()
+        && prev + header.frame_len() == pos
+    {
+        let payload = prev + FRAME_HEADER_LEN as u64;
+        if let Some(inside) = next_header(src, payload, pos, len)? {
+            let mut stored = vec![0; header.stored_len as usize];
+            src.read_at(&mut stored, payload)?;
+            if crc32fast::hash(&stored) != header.payload_crc {
+                frames.pop();
+                return Ok(Some((prev, inside)));
+            }
+        }
+    }
+    Ok(next_header(src, pos + 1, len, len)?.map(|next| (pos, next)))
+}
+
+/// The offset of the first intact frame header starting in `from..before` (and ending by `len`).
+fn next_header(
+    src: &(impl Source + ?Sized),
+    from: u64,
+    before: u64,
+    len: u64,
+) -> io::Result<Option<u64>> {
+    let left = usize::try_from(len.saturating_sub(from)).unwrap_or(usize::MAX);
+    let mut buf = vec![0; left.min(RESYNC_CHUNK)];
     let mut pos = from;
-    while len.saturating_sub(pos) >= FRAME_HEADER_LEN as u64 {
+    while pos < before && len.saturating_sub(pos) >= FRAME_HEADER_LEN as u64 {
         let n = usize::try_from(len - pos).map_or(RESYNC_CHUNK, |left| left.min(RESYNC_CHUNK));
         src.read_at(&mut buf[..n], pos)?;
         for i in 0..=n - FRAME_HEADER_LEN {
+            if pos + i as u64 >= before {
+                return Ok(None);
+            }
             if buf[i..i + FRAME_MAGIC.len()] != FRAME_MAGIC {
                 continue;
             }
