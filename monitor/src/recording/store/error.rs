@@ -75,9 +75,9 @@ pub enum Problem {
         offset: u64,
         len: u64,
     },
-    /// The segment ends inside a frame: the writer was stopped while writing it, or is writing it
-    /// right now (a live recording), or the tail was damaged.
-    #[error("{} at offset {offset}: incomplete last frame ({len} bytes)", file.display())]
+    /// The segment ends in bytes that are no complete frame: the writer was stopped while
+    /// writing it, or is writing it right now (a live recording), or the tail was damaged.
+    #[error("{} at offset {offset}: the last {len} bytes are no complete frame (writer stopped or still writing)", file.display())]
     TornTail {
         file: PathBuf,
         offset: u64,

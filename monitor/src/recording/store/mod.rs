@@ -20,7 +20,7 @@
 //! | 0 | 8 | magic `89 4B 56 4D 52 45 43 0A` (`\x89KVMREC\n`) |
 //! | 8 | 2 | format version: 1 |
 //! | 10 | 2 | header length: 32 (frames start here) |
-//! | 12 | 4 | flags: 0 |
+//! | 12 | 4 | flags: 0 (none defined; readers ignore them) |
 //! | 16 | 8 | unix time in ns of the first frame |
 //! | 24 | 4 | reserved: 0 |
 //! | 28 | 4 | CRC-32 of bytes 0..28 |

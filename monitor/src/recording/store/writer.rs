@@ -166,7 +166,9 @@ impl Writer {
 
     /// Appends one frame: `time_ns` is its wall-clock time (unix ns), `kind` a tag the store
     /// keeps but does not interpret. The frame reaches the file in one write, so a writer killed
-    /// at any instant leaves every earlier frame intact.
+    /// at any instant leaves every earlier frame intact. If the write fails (disk full, I/O
+    /// error), the frame is not recorded, the error names the file and offset, and the next
+    /// frame starts a new segment.
     pub fn append(&mut self, time_ns: u64, kind: u16, payload: &[u8]) -> Result<(), Error> {
         if payload.len() > MAX_PAYLOAD {
             return Err(Error::TooLarge {
@@ -219,12 +221,17 @@ impl Writer {
         if let Err(e) = active.file.write_all_at(&self.frame, active.len) {
             let offset = active.len;
             let error = Error::io_at(&active.path, offset, "writing a frame", e);
-            // Cut a partly written frame off; if even that fails, leave it as a torn frame for
-            // readers to skip and carry on in a new segment.
+            // Cut off whatever part of the frame reached the file, and end the segment: the
+            // next frame starts a new one, after retention has run (which may free space),
+            // instead of failing again at the same place in a file that cannot grow.
             if active.file.set_len(offset).is_err() {
-                active.len += self.frame.len() as u64;
-                self.close_active();
+                // The part stays, a torn frame for readers to step over.
+                active.len = active
+                    .file
+                    .metadata()
+                    .map_or(offset + self.frame.len() as u64, |m| m.len());
             }
+            self.close_active();
             return Err(error);
         }
         active.len += self.frame.len() as u64;
@@ -267,6 +274,15 @@ impl Writer {
         let Some(active) = self.active.take() else {
             return;
         };
+        // Only a failed first write leaves a segment empty: nothing to keep.
+        if active.len == 0 {
+            drop(active.file);
+            if let Err(e) = fs::remove_file(&active.path) {
+                self.warnings
+                    .push(Error::io(active.path, "deleting an empty segment", e));
+            }
+            return;
+        }
         if let Err(e) = active.file.sync_data() {
             self.warnings
                 .push(Error::io(&active.path, "flushing to disk", e));
