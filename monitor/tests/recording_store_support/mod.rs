@@ -44,6 +44,15 @@ pub fn expected(i: u64) -> Frame {
     }
 }
 
+/// The frames of a reader as indices of the test sequence.
+pub fn indices(reader: &Reader) -> Vec<u64> {
+    reader
+        .entries()
+        .iter()
+        .map(|e| index_of(e.time_ns))
+        .collect()
+}
+
 /// Which frame of the sequence a time stands for.
 pub fn index_of(time_ns: u64) -> u64 {
     (time_ns - BASE_NS) / SECOND
