@@ -1,6 +1,7 @@
 //! Opening a recording (directory or standalone file), its index of frames, and reading them.
 use std::{
     fs::File,
+    io,
     ops::{Bound, RangeBounds},
     path::{Path, PathBuf},
 };
@@ -8,7 +9,7 @@ use std::{
 use super::{
     Error, Problem,
     format::{FLAG_ZSTD, FRAME_HEADER_LEN, FrameHeader, HeaderCheck, parse_segment_name},
-    scan::{self, Source},
+    scan::{self, Scanned, Source},
 };
 
 /// A frame as it was appended.
@@ -79,22 +80,26 @@ pub struct Segment {
 
 #[derive(Debug)]
 enum Data {
-    File(File),
+    /// On disk, opened again for each read: a reader holds no file open, however many segments
+    /// a recording has. A segment retention deleted since is an error to read.
+    File,
     Bytes(Vec<u8>),
 }
 
 impl Segment {
-    fn source(&self) -> &dyn Source {
+    /// Runs `f` on the segment's bytes, opening its file if it is on disk.
+    fn with_source<T>(&self, f: impl FnOnce(&dyn Source) -> io::Result<T>) -> io::Result<T> {
         match &self.data {
-            Data::File(f) => f,
-            Data::Bytes(b) => b,
+            Data::File => f(&File::open(&self.path)?),
+            Data::Bytes(bytes) => f(bytes),
         }
     }
 }
 
 /// A recording opened for reading: the index of every intact frame, built from frame headers
 /// only, and the problems met on the way. Frames appended after opening are not seen; open again
-/// to see them.
+/// to see them. Segment files are opened for each read, not held open; reading a frame of a
+/// segment that retention has deleted since fails with its file name.
 #[derive(Debug)]
 pub struct Reader {
     segments: Vec<Segment>,
@@ -114,7 +119,8 @@ impl Reader {
                 .metadata()
                 .map_err(|e| Error::io(path, "reading the size", e))?
                 .len();
-            return Self::standalone(path, len, Data::File(file));
+            let scanned = scan::scan(&file, len, path);
+            return Self::standalone(path, len, scanned, Data::File);
         }
         let mut names = Vec::new();
         for dirent in std::fs::read_dir(path).map_err(|e| Error::io(path, "listing", e))? {
@@ -132,10 +138,13 @@ impl Reader {
             let opened = File::open(&file_path).and_then(|f| Ok((f.metadata()?.len(), f)));
             match opened {
                 Ok((len, file)) => {
-                    reader.add(file_path, len, Data::File(file));
+                    let scanned = scan::scan(&file, len, &file_path);
+                    reader.add(file_path, len, scanned, Data::File);
                 }
-                // Retention removed it between listing and opening: it is simply gone.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Retention deleted it between listing and opening. It deletes oldest first, so
+                // the older segments indexed so far are going too: start again after the gap,
+                // so the view stays contiguous.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => reader = Self::empty(),
                 Err(e) => reader.problems.push(Problem::Unreadable {
                     file: file_path,
                     error: e.to_string(),
@@ -149,13 +158,14 @@ impl Reader {
     /// Reads a standalone recording held in memory; `name` stands for its file in problems and
     /// errors.
     pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self, Error> {
-        let len = bytes.len() as u64;
-        Self::standalone(&name.into(), len, Data::Bytes(bytes))
+        let (name, len) = (name.into(), bytes.len() as u64);
+        let scanned = scan::scan(&bytes, len, &name);
+        Self::standalone(&name, len, scanned, Data::Bytes(bytes))
     }
 
-    fn standalone(path: &Path, len: u64, data: Data) -> Result<Self, Error> {
+    fn standalone(path: &Path, len: u64, scanned: Scanned, data: Data) -> Result<Self, Error> {
         let mut reader = Self::empty();
-        let header = reader.add(path.to_path_buf(), len, data);
+        let header = reader.add(path.to_path_buf(), len, scanned, data);
         if header == HeaderCheck::NoMagic && reader.entries.is_empty() {
             return Err(Error::NotARecording {
                 path: path.to_path_buf(),
@@ -174,18 +184,8 @@ impl Reader {
         }
     }
 
-    fn add(&mut self, path: PathBuf, len: u64, data: Data) -> HeaderCheck {
+    fn add(&mut self, path: PathBuf, len: u64, scanned: Scanned, data: Data) -> HeaderCheck {
         let index = self.segments.len();
-        let mut segment = Segment {
-            path,
-            created_ns: None,
-            len,
-            data,
-        };
-        let scanned = scan::scan(segment.source(), len, &segment.path);
-        if let HeaderCheck::Valid(h) = scanned.header {
-            segment.created_ns = Some(h.created_ns);
-        }
         self.entries.extend(
             scanned
                 .frames
@@ -193,7 +193,16 @@ impl Reader {
                 .map(|(offset, h)| Entry::new(index, *offset, h)),
         );
         self.problems.extend(scanned.problems);
-        self.segments.push(segment);
+        let created_ns = match scanned.header {
+            HeaderCheck::Valid(h) => Some(h.created_ns),
+            _ => None,
+        };
+        self.segments.push(Segment {
+            path,
+            created_ns,
+            len,
+            data,
+        });
         scanned.header
     }
 
@@ -304,8 +313,7 @@ impl Reader {
         let segment = &self.segments[entry.segment];
         let mut stored = vec![0; entry.stored_len as usize];
         segment
-            .source()
-            .read_at(&mut stored, entry.offset + FRAME_HEADER_LEN as u64)
+            .with_source(|src| src.read_at(&mut stored, entry.offset + FRAME_HEADER_LEN as u64))
             .map_err(|e| Error::io_at(&segment.path, entry.offset, "reading a frame", e))?;
         if crc32fast::hash(&stored) != entry.payload_crc {
             return Err(Error::Checksum {
@@ -355,14 +363,13 @@ impl Reader {
         let start = entry.offset + FRAME_HEADER_LEN as u64;
         let end = (start + u64::from(entry.stored_len)).min(segment.len);
         let (mut frames, mut damage) = (Vec::new(), Vec::new());
-        scan::walk(
-            segment.source(),
-            start,
-            end,
-            &segment.path,
-            &mut frames,
-            &mut damage,
-        );
+        let walked = segment.with_source(|src| {
+            scan::walk(src, start, end, &segment.path, &mut frames, &mut damage);
+            Ok(())
+        });
+        if walked.is_err() {
+            return Vec::new();
+        }
         frames
             .iter()
             .map(|(offset, h)| Entry::new(entry.segment, *offset, h))
