@@ -168,7 +168,8 @@ impl Writer {
     /// keeps but does not interpret. The frame reaches the file in one write, so a writer killed
     /// at any instant leaves every earlier frame intact. If the write fails (disk full, I/O
     /// error), the frame is not recorded, the error names the file and offset, and the next
-    /// frame starts a new segment.
+    /// frame starts a new segment. A failing periodic flush is returned as an error too; the
+    /// frame was written then, but may not survive a power loss.
     pub fn append(&mut self, time_ns: u64, kind: u16, payload: &[u8]) -> Result<(), Error> {
         if payload.len() > MAX_PAYLOAD {
             return Err(Error::TooLarge {
