@@ -19,6 +19,7 @@ pub mod host;
 pub mod model;
 pub mod output;
 pub mod privileges;
+pub mod recording;
 pub mod session;
 #[cfg(test)]
 mod testing;

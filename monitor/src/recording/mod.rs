@@ -1,0 +1,3 @@
+//! Incident recordings.
+
+pub mod store;
