@@ -92,7 +92,7 @@ fn reading_past_the_end_is_an_error_not_a_panic() {
 /// Not a pass/fail figure but the one to quote: bytes per frame of a realistic snapshot.
 #[test]
 fn snapshot_json_compresses_at_least_threefold() {
-    let snapshot = crate::model::fixture::snapshot();
+    let snapshot = crate::testing::fixture::snapshot();
     let json = serde_json::to_vec(&snapshot).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut writer = Writer::open(dir.path(), config()).unwrap();
