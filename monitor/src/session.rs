@@ -15,7 +15,7 @@ use crate::{
     discovery::{Discovery, ProcRoot, Vmm, VmmKind},
     families::{Families, Totals},
     family::{HostView, VmSpan, Vms},
-    host::{topology::Topology, tracefs::TraceFs},
+    host::{proc, topology::Topology, tracefs::TraceFs},
     model::{self, Host, HostFamilies, SkippedEvents, Snapshot, Untrusted, VmFamilies},
     privileges,
 };
@@ -274,13 +274,6 @@ fn skipped_events(
 
 /// Host name and kernel release, read once: they do not change while kvmtop runs.
 fn read_host(proc_root: &Path) -> Host {
-    let read = |name: &str| {
-        std::fs::read_to_string(proc_root.join("sys/kernel").join(name))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    };
-    Host {
-        hostname: read("hostname"),
-        kernel: read("osrelease"),
-    }
+    let (hostname, kernel) = proc::host_identity(proc_root);
+    Host { hostname, kernel }
 }

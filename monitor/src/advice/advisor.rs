@@ -9,10 +9,13 @@ use std::{
 
 use super::{
     Engine, Evaluation, HostFacts, HostObservations, Inputs, Roots, Thresholds, VmFacts, VmInputs,
-    facts::VmStat,
-    observe::{self, ThreadReading},
+    facts::VmStat, observe,
 };
-use crate::{discovery::Vmm, model::Snapshot};
+use crate::{
+    discovery::Vmm,
+    host::proc::{ThreadAccounting, cpu_times, uptime},
+    model::Snapshot,
+};
 
 /// Host CPU time from the first line of `/proc/stat`: (busy, total) in clock ticks.
 type CpuTimes = (u64, u64);
@@ -23,7 +26,7 @@ type ThreadRates = HashMap<(u32, u32), (Option<f64>, Option<f64>)>;
 pub struct Advisor {
     engine: Engine,
     roots: Roots,
-    threads: HashMap<(u32, u32), ThreadReading>,
+    threads: HashMap<(u32, u32), ThreadAccounting>,
     host: Option<(Instant, VmStat, Option<CpuTimes>)>,
 }
 
@@ -59,7 +62,7 @@ impl Advisor {
         let seconds = snapshot.window.duration_seconds;
         let (threads, host_observations) = self.read_counters(vmms);
         let host = HostFacts::read(&self.roots);
-        let uptime = read_uptime(&self.roots);
+        let uptime = uptime(&self.roots.proc);
         let vm_inputs = vmms
             .iter()
             .filter_map(|vmm| {
@@ -102,7 +105,7 @@ impl Advisor {
         for vmm in vmms {
             for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
                 let key = (vmm.id.pid, tid);
-                let reading = read_thread(&self.roots, vmm.id.pid, tid);
+                let reading = ThreadAccounting::read(&self.roots.proc, vmm.id.pid, tid);
                 rates.insert(
                     key,
                     observe::thread_rates(self.threads.get(&key), &reading, seconds),
@@ -113,7 +116,7 @@ impl Advisor {
         // Threads that are gone are forgotten; a reused tid starts over.
         self.threads = readings;
         let vmstat = HostFacts::read_vmstat(&self.roots);
-        let cpu = read_cpu_times(&self.roots);
+        let cpu = cpu_times(&self.roots.proc);
         let mut host = HostObservations::default();
         if let Some((_, before, cpu_before)) = &self.host {
             host = HostObservations::from_vmstat(before, &vmstat, seconds);
@@ -129,66 +132,9 @@ impl Advisor {
     }
 }
 
-fn read_thread(roots: &Roots, pid: u32, tid: u32) -> ThreadReading {
-    let dir = roots.proc.join(format!("{pid}/task/{tid}"));
-    let read = |name: &str| super::facts::read_prefix(&dir.join(name), 16 * 1024);
-    ThreadReading {
-        run_delay_ns: read("schedstat").and_then(|t| t.split_whitespace().nth(1)?.parse().ok()),
-        migrations: read("sched").and_then(|t| {
-            t.lines()
-                .find(|l| l.trim_start().starts_with("se.nr_migrations"))?
-                .split(':')
-                .nth(1)?
-                .trim()
-                .parse()
-                .ok()
-        }),
-    }
-}
-
-/// (busy, total) ticks of all CPUs; idle and iowait are not busy.
-fn read_cpu_times(roots: &Roots) -> Option<CpuTimes> {
-    let text = super::facts::read_prefix(&roots.proc.join("stat"), 4096)?;
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
-    Some((total.saturating_sub(idle), total))
-}
-
-fn read_uptime(roots: &Roots) -> Option<f64> {
-    super::facts::read_prefix(&roots.proc.join("uptime"), 256)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     #[expect(clippy::cast_precision_loss, reason = "a small positive number")]
     if ticks > 0 { ticks as f64 } else { 100.0 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_this_hosts_cpu_times_and_uptime() {
-        let roots = Roots::default();
-        let (busy, total) = read_cpu_times(&roots).expect("/proc/stat");
-        assert!(busy <= total && total > 0);
-        assert!(read_uptime(&roots).unwrap() > 0.0);
-        let me = std::process::id();
-        let reading = read_thread(&roots, me, me);
-        assert!(reading.run_delay_ns.is_some(), "{reading:?}");
-        assert!(reading.migrations.is_some(), "{reading:?}");
-    }
 }

@@ -5,24 +5,16 @@ use std::collections::BTreeMap;
 
 use super::inputs::{BlockObservation, VcpuObservations, VmObservations};
 use crate::{
+    host::proc::ThreadAccounting,
     model::{self, DetailGroup, Exits, block::VmBlock},
     model::{DetailKind, ExitSource, SourceState},
 };
 
-/// Per-thread readings the advisor keeps between windows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ThreadReading {
-    /// Field 2 of `/proc/PID/task/TID/schedstat`: time spent waiting on a run queue, ns.
-    pub run_delay_ns: Option<u64>,
-    /// `se.nr_migrations` of `/proc/PID/task/TID/sched`.
-    pub migrations: Option<u64>,
-}
-
 /// Run-queue wait share and migrations per second of one thread over `seconds`.
 #[must_use]
 pub fn thread_rates(
-    before: Option<&ThreadReading>,
-    now: &ThreadReading,
+    before: Option<&ThreadAccounting>,
+    now: &ThreadAccounting,
     seconds: f64,
 ) -> (Option<f64>, Option<f64>) {
     if seconds <= 0.0 {
@@ -253,12 +245,12 @@ mod tests {
 
     #[test]
     fn thread_rates_need_two_readings() {
-        let now = ThreadReading {
+        let now = ThreadAccounting {
             run_delay_ns: Some(2_000_000_000),
             migrations: Some(30),
         };
         assert_eq!(thread_rates(None, &now, 2.0), (None, None));
-        let before = ThreadReading {
+        let before = ThreadAccounting {
             run_delay_ns: Some(1_000_000_000),
             migrations: Some(10),
         };

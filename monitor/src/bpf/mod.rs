@@ -19,7 +19,7 @@ use aya::{
     programs::{FEntry, KProbe, RawTracePoint, TracePoint},
 };
 
-use crate::privileges;
+use crate::{host::proc::own_fd_info, privileges};
 
 /// The object built from `monitor-ebpf` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -114,8 +114,7 @@ impl Kernel {
             .programs()
             .filter_map(|(name, program)| {
                 let fd = program.fd().ok()?.as_fd().as_raw_fd();
-                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-                Some((name.to_owned(), fdinfo_field(&info, "recursion_misses")?))
+                Some((name.to_owned(), own_fd_info(fd, "recursion_misses")?))
             })
             .collect()
     }
@@ -144,30 +143,4 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     text
-}
-
-/// A numeric `name:\tvalue` line of a `/proc/PID/fdinfo/FD` file.
-fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
-        .trim()
-        .parse()
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fdinfo_field;
-
-    #[test]
-    fn reads_fdinfo_fields() {
-        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_cnt:\t7\nrecursion_misses:\t12\n";
-        assert_eq!(fdinfo_field(text, "recursion_misses"), Some(12));
-        assert_eq!(fdinfo_field(text, "run_cnt"), Some(7));
-        assert_eq!(fdinfo_field(text, "verified_insns"), None);
-        assert_eq!(
-            fdinfo_field("recursion_misses:\tlots\n", "recursion_misses"),
-            None
-        );
-    }
 }

@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use super::Roots;
-use super::parse::{parse_cpu_list, read_prefix};
 use crate::discovery::qemu::{Disk, Nic, QemuCommandLine};
 use crate::discovery::{ThreadRole, Vmm, VmmKind};
+use crate::host::proc::{hugetlbfs_mounts, status_list};
 use crate::model::Untrusted;
 
 /// How guest RAM is backed.
@@ -101,27 +101,6 @@ pub struct VmFacts {
     pub mems_allowed: Option<Vec<u32>>,
 }
 
-/// `Cpus_allowed_list:` or `Mems_allowed_list:` of a `status` file.
-fn status_list(roots: &Roots, rel: &str, key: &str) -> Option<Vec<u32>> {
-    let text = read_prefix(&roots.proc.join(rel).join("status"), 64 * 1024)?;
-    let line = text.lines().find_map(|l| l.strip_prefix(key))?;
-    parse_cpu_list(line.trim_start_matches(':').trim())
-}
-
-/// Mount points of hugetlbfs in the process's own mount namespace.
-fn hugetlbfs_mounts(roots: &Roots, pid: u32) -> Option<Vec<String>> {
-    let text = read_prefix(&roots.proc.join(format!("{pid}/mounts")), 1024 * 1024)?;
-    Some(
-        text.lines()
-            .filter_map(|l| {
-                let mut fields = l.split_whitespace();
-                let (_, mount, kind) = (fields.next()?, fields.next()?, fields.next()?);
-                (kind == "hugetlbfs").then(|| mount.replace("\\040", " "))
-            })
-            .collect(),
-    )
-}
-
 fn on_mount(path: &str, mounts: &[String]) -> bool {
     mounts.iter().any(|m| {
         let m = m.trim_end_matches('/');
@@ -195,10 +174,10 @@ impl VmFacts {
     fn build(vmm: &Vmm, roots: Option<&Roots>) -> Self {
         let pid = vmm.id.pid;
         let affinity = |tid: u32| {
-            roots.and_then(|r| status_list(r, &format!("{pid}/task/{tid}"), "Cpus_allowed_list"))
+            roots.and_then(|r| status_list(&r.proc, pid, Some(tid), "Cpus_allowed_list"))
         };
         let cmd = vmm.qemu.as_ref();
-        let mounts = roots.and_then(|r| hugetlbfs_mounts(r, pid));
+        let mounts = roots.and_then(|r| hugetlbfs_mounts(&r.proc, pid));
         let vcpus = u32::try_from(vmm.vcpus.len())
             .ok()
             .filter(|n| *n > 0)
@@ -261,7 +240,7 @@ impl VmFacts {
                 })
                 .collect(),
             helper_threads,
-            mems_allowed: roots.and_then(|r| status_list(r, &pid.to_string(), "Mems_allowed_list")),
+            mems_allowed: roots.and_then(|r| status_list(&r.proc, pid, None, "Mems_allowed_list")),
         }
     }
 

@@ -21,13 +21,11 @@ use monitor_common::{
 };
 use serde::Serialize;
 
-use super::{
-    devices::{self, DevId, SysBlock},
-    sources::Submission,
-};
+use super::{devices, sources::Submission};
 use crate::{
     bpf::Kernel,
     discovery::{Vmm, VmmId},
+    host::block::{DevId, SysBlock},
     host::clock::monotonic_ns,
     model::Histogram,
 };

@@ -10,9 +10,11 @@ pub mod devices;
 pub mod sources;
 mod window;
 
+pub use crate::host::block::{DevId, SysBlock};
+
 pub use self::{
     counters::{BlockCounterKey, BlockCounters, BlockOp, BlockTotals, DriveDevices, OpTotals},
-    devices::{DevId, SysBlock},
+
     sources::Submission,
 };
 use crate::{

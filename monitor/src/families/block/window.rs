@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     counters::{BlockOp, BlockTotals, OpTotals},
-    devices::DevId,
     sources::RQ_ISSUE,
 };
 use crate::{
     bpf::hooks::Sources,
     discovery::Vmm,
     family::Pair,
+    host::block::DevId,
     model::{
         Snapshot, SourceState, Untrusted,
         block::{BlockDevice, BlockOpStats, DriveInfo, HostBlock, VmBlock},

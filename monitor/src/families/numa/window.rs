@@ -169,7 +169,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        families::numa::memory::{parse_numa_maps, parse_smaps_rollup},
+        host::proc::memory::{parse_numa_maps, parse_smaps_rollup},
         host::topology::Topology,
     };
 

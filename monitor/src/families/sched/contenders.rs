@@ -13,6 +13,7 @@ use monitor_common::sched::CONTENDER_OTHER;
 use super::SchedTotals;
 use crate::{
     discovery::Vmm,
+    host::proc::comm,
     model::{
         self, Untrusted,
         sched::{ContenderFigures, ContenderKind},
@@ -188,10 +189,7 @@ fn contender_figures(
 
 /// A process's command name, or its pid when it has gone.
 fn process_name(proc_root: &Path, pid: u32) -> Untrusted {
-    std::fs::read(proc_root.join(pid.to_string()).join("comm")).map_or_else(
-        |_| Untrusted::new(format!("pid {pid}")),
-        |comm| Untrusted::from_bytes(comm.strip_suffix(b"\n").unwrap_or(&comm)),
-    )
+    comm(proc_root, pid).unwrap_or_else(|| Untrusted::new(format!("pid {pid}")))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fs,
     hash::BuildHasher,
     path::Path,
     time::{Duration, Instant},
@@ -10,6 +9,7 @@ use std::{
 
 use crate::{
     discovery::{ThreadRole, Vmm},
+    host::proc::{thread_runnable, vhost_workers},
     model::sched::ThreadClass,
 };
 
@@ -76,20 +76,10 @@ pub fn threads_of<S: BuildHasher>(
     threads
 }
 
-/// Whether a thread is runnable now (state `R`: on a CPU or waiting for one), from
-/// `/proc/PID/task/TID/stat`; false when it cannot be read.
+/// Whether a thread is runnable now (on a CPU or waiting for one); false when unknown.
 #[must_use]
 pub fn is_runnable(proc_root: &Path, thread: &WatchedThread) -> bool {
-    let stat = proc_root
-        .join(thread.pid.to_string())
-        .join("task")
-        .join(thread.tid.to_string())
-        .join("stat");
-    // The state follows the parenthesised comm, which may itself contain ") ".
-    fs::read_to_string(stat).is_ok_and(|text| {
-        text.rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('R'))
-    })
+    thread_runnable(proc_root, thread.pid, thread.tid)
 }
 
 /// How often `/proc` is scanned for vhost kernel threads: it reads one small file per process.
@@ -115,47 +105,17 @@ impl VhostScan {
         let stale = self.last.is_none_or(|at| at.elapsed() >= VHOST_SCAN_PERIOD);
         let new_vm = vmm_pids.iter().any(|pid| !self.found.contains_key(pid));
         if stale || new_vm {
-            self.found = scan(proc_root, vmm_pids);
+            self.found = vhost_workers(proc_root, vmm_pids);
             self.last = Some(Instant::now());
         }
         &self.found
     }
 }
 
-fn scan(proc_root: &Path, vmm_pids: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
-    // Every VM gets an entry, empty or not, so that a VM without vhost does not trigger a
-    // rescan on every sample.
-    let mut found: HashMap<u32, Vec<u32>> = vmm_pids.iter().map(|&p| (p, Vec::new())).collect();
-    let Ok(entries) = fs::read_dir(proc_root) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(tid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(comm) = fs::read_to_string(entry.path().join("comm")) else {
-            continue;
-        };
-        let owner = comm
-            .trim_end()
-            .strip_prefix("vhost-")
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(list) = owner.and_then(|pid| found.get_mut(&pid)) {
-            list.push(tid);
-        }
-    }
-    for list in found.values_mut() {
-        list.sort_unstable();
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::discovery::{VmmId, VmmKind, VmmThread};
 

@@ -17,7 +17,11 @@ use monitor_common::tlb::{
 };
 use serde::Serialize;
 
-use crate::{bpf::Kernel, discovery::Vmm, host::topology::parse_cpu_list};
+use crate::{
+    bpf::Kernel,
+    discovery::Vmm,
+    host::proc::{status_list, thread_exited},
+};
 
 /// Why a CPU flushed (part of) its TLB: the kernel's `enum tlb_flush_reason`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -207,15 +211,6 @@ impl TlbCounters {
     }
 }
 
-/// Whether thread `tid` of process `pid` has exited: the process is there and the thread is
-/// not. A process missing altogether says nothing here (its counters go once discovery no
-/// longer sees it), and neither does a procfs of another pid namespace, where the kernel's ids
-/// mostly name no process.
-fn thread_exited(proc_root: &Path, pid: u32, tid: u32) -> bool {
-    let process = proc_root.join(pid.to_string());
-    process.is_dir() && !process.join("task").join(tid.to_string()).exists()
-}
-
 /// Raw key → domain key; unknown sources are dropped here, at the boundary.
 fn decode_key(raw: &TlbKey) -> Option<TlbCounterKey> {
     let event = match raw.source {
@@ -247,42 +242,10 @@ fn by_cpu(per_cpu: &PerCpuValues<TlbCount>) -> BTreeMap<u32, Flushes> {
 /// vCPU thread is known yet or none could be read (the process is exiting).
 #[must_use]
 pub fn vcpu_cpus(proc_root: &Path, vmm: &Vmm) -> BTreeSet<u32> {
-    let mut cpus = BTreeSet::new();
-    for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
-        let path = proc_root
-            .join(vmm.id.pid.to_string())
-            .join("task")
-            .join(tid.to_string())
-            .join("status");
-        let Ok(status) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        let allowed = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .and_then(|list| parse_cpu_list(list).ok());
-        cpus.extend(allowed.into_iter().flatten());
-    }
-    cpus
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_thread_has_exited_only_when_its_process_is_there_without_it() {
-        let proc = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(proc.path().join("100/task/100")).unwrap();
-        std::fs::create_dir_all(proc.path().join("100/task/101")).unwrap();
-        assert!(!thread_exited(proc.path(), 100, 101));
-        assert!(
-            thread_exited(proc.path(), 100, 102),
-            "a worker thread that ended"
-        );
-        assert!(
-            !thread_exited(proc.path(), 200, 201),
-            "the process is gone or unseen"
-        );
-    }
+    vmm.vcpus
+        .iter()
+        .filter_map(|v| v.tid)
+        .filter_map(|tid| status_list(proc_root, vmm.id.pid, Some(tid), "Cpus_allowed_list"))
+        .flatten()
+        .collect()
 }

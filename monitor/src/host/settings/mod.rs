@@ -1,12 +1,19 @@
-//! Host configuration facts: memory-management and KVM settings, read once per evaluation.
+//! The host's configuration as the tuning rules see it: memory management (THP, KSM, NUMA
+//! balancing, memory and swap), KVM's module parameters, virtualisation support, and the CPUs and
+//! nodes. Every fact is optional: a file that is missing, unreadable or not understood makes the
+//! fact unknown, never a default.
+
+mod topology;
 
 use serde::Serialize;
 
-use super::Roots;
-use super::parse::{
-    bracketed_choice, field_value, read_bool_param, read_line, read_prefix, read_text, read_u64,
+pub use self::topology::{CpuFacts, CpuTopology, HugePagePool, NodeFacts};
+use super::{
+    Roots,
+    read::{
+        bracketed_choice, field_value, read_bool_param, read_line, read_prefix, read_text, read_u64,
+    },
 };
-use super::topology::{CpuFacts, NodeFacts, read_cpus, read_nodes};
 
 /// Which hardware virtualisation flag `/proc/cpuinfo` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -150,7 +157,7 @@ impl HostFacts {
         let mm = roots.sys.join("kernel/mm");
         let thp = mm.join("transparent_hugepage");
         let ksm = mm.join("ksm");
-        let cpu_dir = roots.sys.join("devices/system/cpu");
+        let topology = CpuTopology::read(&roots.sys);
         let meminfo = read_text(&roots.proc.join("meminfo")).unwrap_or_default();
         let vmstat = read_text(&roots.proc.join("vmstat")).unwrap_or_default();
         Self {
@@ -168,10 +175,10 @@ impl HostFacts {
             },
             numa_balancing: read_u64(&roots.proc.join("sys/kernel/numa_balancing")),
             kvm: read_kvm(roots),
-            online_cpus: read_line(&cpu_dir.join("online")).and_then(|l| super::parse_cpu_list(&l)),
-            cpus: read_cpus(&cpu_dir),
-            smt_active: read_bool_param(&cpu_dir.join("smt/active")),
-            nodes: read_nodes(&roots.sys.join("devices/system/node")),
+            online_cpus: topology.online,
+            cpus: topology.cpus,
+            smt_active: topology.smt_active,
+            nodes: topology.nodes,
             meminfo: MemInfo {
                 mem_total: field_value(&meminfo, "MemTotal"),
                 swap_total: field_value(&meminfo, "SwapTotal"),

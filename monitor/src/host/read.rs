@@ -1,6 +1,7 @@
 //! Defensive readers for kernel pseudo-files. Their contents are not trusted: every reader is
 //! bounded in size, tolerates garbage and returns `None` for anything it does not understand,
-//! so that a rule depending on the value stays quiet instead of acting on a guess.
+//! so that whatever depends on the value (a tuning rule, say) stays quiet instead of acting on
+//! a guess.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,7 +15,8 @@ pub(crate) const MAX_CPU: u32 = 65_535;
 const MAX_ENTRIES: usize = 100_000;
 
 /// The file's first `limit` bytes as text (invalid UTF-8 replaced); `None` when unreadable.
-pub(crate) fn read_prefix(path: &Path, limit: u64) -> Option<String> {
+#[must_use]
+pub fn read_prefix(path: &Path, limit: u64) -> Option<String> {
     let mut bytes = Vec::new();
     File::open(path)
         .ok()?
@@ -25,28 +27,33 @@ pub(crate) fn read_prefix(path: &Path, limit: u64) -> Option<String> {
 }
 
 /// A whole small pseudo-file.
-pub(crate) fn read_text(path: &Path) -> Option<String> {
+#[must_use]
+pub fn read_text(path: &Path) -> Option<String> {
     read_prefix(path, MAX_FILE_BYTES)
 }
 
 /// The first line, trimmed; `None` when unreadable or empty.
-pub(crate) fn read_line(path: &Path) -> Option<String> {
+#[must_use]
+pub fn read_line(path: &Path) -> Option<String> {
     let text = read_prefix(path, 4096)?;
     let line = text.lines().next()?.trim();
     (!line.is_empty()).then(|| line.to_owned())
 }
 
-pub(crate) fn read_u64(path: &Path) -> Option<u64> {
+#[must_use]
+pub fn read_u64(path: &Path) -> Option<u64> {
     read_line(path)?.parse().ok()
 }
 
 /// A module parameter that is a boolean: `Y`/`N` for `bool` parameters, `1`/`0` for the
 /// older `int` spelling (`kvm_amd`'s `avic` was one).
-pub(crate) fn read_bool_param(path: &Path) -> Option<bool> {
+#[must_use]
+pub fn read_bool_param(path: &Path) -> Option<bool> {
     parse_bool_param(&read_line(path)?)
 }
 
-pub(crate) fn parse_bool_param(s: &str) -> Option<bool> {
+#[must_use]
+pub fn parse_bool_param(s: &str) -> Option<bool> {
     match s.trim() {
         "Y" | "y" | "1" => Some(true),
         "N" | "n" | "0" => Some(false),
@@ -56,7 +63,8 @@ pub(crate) fn parse_bool_param(s: &str) -> Option<bool> {
 
 /// The selected word of a sysfs choice list such as `always [madvise] never`: exactly one
 /// bracketed word, else `None`.
-pub(crate) fn bracketed_choice(text: &str) -> Option<String> {
+#[must_use]
+pub fn bracketed_choice(text: &str) -> Option<String> {
     let mut chosen = text
         .split_whitespace()
         .filter_map(|w| w.strip_prefix('[')?.strip_suffix(']'));
@@ -69,39 +77,20 @@ pub(crate) fn bracketed_choice(text: &str) -> Option<String> {
     (valid && chosen.next().is_none()).then(|| choice.to_owned())
 }
 
-/// A kernel CPU or node list (`0-3,8,10-11`), sorted and deduplicated. `None` for anything
-/// malformed or absurdly large; an empty or blank list is an empty set.
+/// A kernel CPU or node list (`0-3,8,10-11`) as a sorted list; `None` for anything the
+/// kernel would not print (see [`super::topology::parse_cpu_list`], the one parser of the
+/// format).
 #[must_use]
-pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
-    let text = text.trim();
-    let mut out = Vec::new();
-    if text.is_empty() {
-        return Some(out);
-    }
-    for part in text.split(',') {
-        let part = part.trim();
-        let (lo, hi) = if let Some((lo, hi)) = part.split_once('-') {
-            (lo.trim().parse::<u32>().ok()?, hi.trim().parse().ok()?)
-        } else {
-            let n = part.parse().ok()?;
-            (n, n)
-        };
-        if lo > hi || hi > MAX_CPU {
-            return None;
-        }
-        out.extend(lo..=hi);
-        if out.len() > MAX_CPU as usize + 1 {
-            return None;
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    Some(out)
+pub fn cpu_list(text: &str) -> Option<Vec<u32>> {
+    super::topology::parse_cpu_list(text)
+        .ok()
+        .map(|set| set.into_iter().collect())
 }
 
 /// `Key:   1234 kB` lines as in `/proc/meminfo`, or `key 1234` as in `/proc/vmstat`: the
 /// number for `key`, times 1024 when the line says `kB`.
-pub(crate) fn field_value(text: &str, key: &str) -> Option<u64> {
+#[must_use]
+pub fn field_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(key)?;
         let rest = rest.strip_prefix(':').unwrap_or(rest);
@@ -121,7 +110,8 @@ pub(crate) fn field_value(text: &str, key: &str) -> Option<u64> {
 
 /// The numbers `N` of the entries `<prefix>N` in `dir`, sorted; `None` when `dir` cannot be
 /// listed.
-pub(crate) fn numbered_entries(dir: &Path, prefix: &str) -> Option<Vec<u32>> {
+#[must_use]
+pub fn numbered_entries(dir: &Path, prefix: &str) -> Option<Vec<u32>> {
     let mut out: Vec<u32> = std::fs::read_dir(dir)
         .ok()?
         .take(MAX_ENTRIES)
@@ -158,15 +148,14 @@ mod tests {
         assert_eq!(bracketed_choice("[]"), None);
         assert_eq!(bracketed_choice("[a;rm -rf]"), None);
 
-        assert_eq!(
-            parse_cpu_list("0-3,8, 10-11\n"),
-            Some(vec![0, 1, 2, 3, 8, 10, 11])
-        );
-        assert_eq!(parse_cpu_list(""), Some(vec![]));
-        assert_eq!(parse_cpu_list("3-1"), None);
-        assert_eq!(parse_cpu_list("0-4294967295"), None);
-        assert_eq!(parse_cpu_list("x"), None);
-        assert_eq!(parse_cpu_list("1,,2"), None);
+        assert_eq!(cpu_list("0-3,8,10-11\n"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        // The kernel never puts spaces in a list: one that has them is not a CPU list.
+        assert_eq!(cpu_list("0, 1"), None);
+        assert_eq!(cpu_list(""), Some(vec![]));
+        assert_eq!(cpu_list("3-1"), None);
+        assert_eq!(cpu_list("0-4294967295"), None);
+        assert_eq!(cpu_list("x"), None);
+        assert_eq!(cpu_list("1,,2"), None);
 
         let meminfo = "MemTotal:       16384 kB\nMemTotalX: 1 kB\nHugePages_Total:      8\n";
         assert_eq!(field_value(meminfo, "MemTotal"), Some(16384 * 1024));

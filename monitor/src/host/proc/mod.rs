@@ -1,0 +1,252 @@
+//! What kvmtop reads of procfs besides discovery's process scan ([`crate::discovery`]): a
+//! process's name and memory placement, a thread's state, affinity and scheduler accounting,
+//! the host's CPU times, uptime and identity, and the vhost kernel threads of old kernels.
+//!
+//! Processes vanish at any moment, so every reader returns `None` (or an empty result) for a
+//! file it cannot read, and reads bounded prefixes of files whose size it does not control.
+
+pub mod memory;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    hash::BuildHasher,
+    path::Path,
+};
+
+use super::read::{cpu_list, read_prefix};
+use crate::model::Untrusted;
+
+/// `/proc/PID/comm`, or `None` when the process has gone.
+#[must_use]
+pub fn comm(proc_root: &Path, pid: u32) -> Option<Untrusted> {
+    let bytes = fs::read(proc_root.join(pid.to_string()).join("comm")).ok()?;
+    Some(Untrusted::from_bytes(
+        bytes.strip_suffix(b"\n").unwrap_or(&bytes),
+    ))
+}
+
+/// Whether thread `tid` of process `pid` is runnable right now (running or waiting for a CPU),
+/// from its `stat`; false when it cannot be read.
+#[must_use]
+pub fn thread_runnable(proc_root: &Path, pid: u32, tid: u32) -> bool {
+    let stat = task_dir(proc_root, pid, tid).join("stat");
+    // The state follows the parenthesised comm, which may itself contain ") ".
+    fs::read_to_string(stat).is_ok_and(|text| {
+        text.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('R'))
+    })
+}
+
+/// Whether thread `tid` of process `pid` has exited: the process is there and the thread is
+/// not. A process missing altogether says nothing here, and neither does a procfs of another
+/// pid namespace, where the kernel's ids mostly name no process.
+#[must_use]
+pub fn thread_exited(proc_root: &Path, pid: u32, tid: u32) -> bool {
+    let process = proc_root.join(pid.to_string());
+    process.is_dir() && !process.join("task").join(tid.to_string()).exists()
+}
+
+/// A CPU or node list of a `status` file (`Cpus_allowed_list`, `Mems_allowed_list`): of the
+/// thread when `tid` is given, else of the process.
+#[must_use]
+pub fn status_list(proc_root: &Path, pid: u32, tid: Option<u32>, key: &str) -> Option<Vec<u32>> {
+    let dir = match tid {
+        Some(tid) => task_dir(proc_root, pid, tid),
+        None => proc_root.join(pid.to_string()),
+    };
+    let text = read_prefix(&dir.join("status"), 64 * 1024)?;
+    let line = text.lines().find_map(|l| l.strip_prefix(key))?;
+    cpu_list(line.trim_start_matches(':').trim())
+}
+
+/// Mount points of hugetlbfs in the process's own mount namespace.
+#[must_use]
+pub fn hugetlbfs_mounts(proc_root: &Path, pid: u32) -> Option<Vec<String>> {
+    let text = read_prefix(&proc_root.join(format!("{pid}/mounts")), 1024 * 1024)?;
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let mut fields = l.split_whitespace();
+                let (_, mount, kind) = (fields.next()?, fields.next()?, fields.next()?);
+                (kind == "hugetlbfs").then(|| mount.replace("\\040", " "))
+            })
+            .collect(),
+    )
+}
+
+/// The kernel's own per-thread scheduler accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadAccounting {
+    /// Field 2 of `/proc/PID/task/TID/schedstat`: time spent waiting on a run queue, ns.
+    pub run_delay_ns: Option<u64>,
+    /// `se.nr_migrations` of `/proc/PID/task/TID/sched`.
+    pub migrations: Option<u64>,
+}
+
+impl ThreadAccounting {
+    #[must_use]
+    pub fn read(proc_root: &Path, pid: u32, tid: u32) -> Self {
+        let dir = task_dir(proc_root, pid, tid);
+        let read = |name: &str| read_prefix(&dir.join(name), 16 * 1024);
+        Self {
+            run_delay_ns: read("schedstat").and_then(|t| t.split_whitespace().nth(1)?.parse().ok()),
+            migrations: read("sched").and_then(|t| {
+                t.lines()
+                    .find(|l| l.trim_start().starts_with("se.nr_migrations"))?
+                    .split(':')
+                    .nth(1)?
+                    .trim()
+                    .parse()
+                    .ok()
+            }),
+        }
+    }
+}
+
+/// (busy, total) clock ticks of all CPUs from `/proc/stat`; idle and iowait are not busy.
+#[must_use]
+pub fn cpu_times(proc_root: &Path) -> Option<(u64, u64)> {
+    let text = read_prefix(&proc_root.join("stat"), 4096)?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// Seconds since boot, from `/proc/uptime`.
+#[must_use]
+pub fn uptime(proc_root: &Path) -> Option<f64> {
+    read_prefix(&proc_root.join("uptime"), 256)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The host name and kernel release (`/proc/sys/kernel/{hostname,osrelease}`); empty when
+/// unreadable.
+#[must_use]
+pub fn host_identity(proc_root: &Path) -> (String, String) {
+    let read = |name: &str| {
+        read_prefix(&proc_root.join("sys/kernel").join(name), 256)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    (read("hostname"), read("osrelease"))
+}
+
+/// The vhost kernel threads serving `vmm_pids`. Before Linux 6.4 a vhost worker is a kernel
+/// thread of its own, named `vhost-<owner pid>`, outside the VMM process (since, it is a thread of
+/// the VMM): a top-level `/proc` entry with such a name is one. Every VM gets an entry, empty or
+/// not.
+#[must_use]
+pub fn vhost_workers<S: BuildHasher>(
+    proc_root: &Path,
+    vmm_pids: &HashSet<u32, S>,
+) -> HashMap<u32, Vec<u32>> {
+    let mut found: HashMap<u32, Vec<u32>> = vmm_pids.iter().map(|&p| (p, Vec::new())).collect();
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(name) = comm(proc_root, tid) else {
+            continue;
+        };
+        let owner = name
+            .exact()
+            .strip_prefix("vhost-")
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(list) = owner.and_then(|pid| found.get_mut(&pid)) {
+            list.push(tid);
+        }
+    }
+    for list in found.values_mut() {
+        list.sort_unstable();
+    }
+    found
+}
+
+/// A numeric field of `/proc/self/fdinfo/FD`, one of this process's own file descriptors (a
+/// BPF program's `recursion_misses`, `run_cnt`, …).
+#[must_use]
+pub fn own_fd_info(fd: i32, name: &str) -> Option<u64> {
+    let text = read_prefix(Path::new(&format!("/proc/self/fdinfo/{fd}")), 16 * 1024)?;
+    fd_info_field(&text, name)
+}
+
+/// A numeric `name:\tvalue` line of a `/proc/PID/fdinfo/FD` file.
+fn fd_info_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn task_dir(proc_root: &Path, pid: u32, tid: u32) -> std::path::PathBuf {
+    proc_root
+        .join(pid.to_string())
+        .join("task")
+        .join(tid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_hosts_cpu_times_uptime_and_this_thread() {
+        let proc = Path::new("/proc");
+        let (busy, total) = cpu_times(proc).expect("/proc/stat");
+        assert!(busy <= total && total > 0);
+        assert!(uptime(proc).unwrap() > 0.0);
+        let me = std::process::id();
+        let reading = ThreadAccounting::read(proc, me, me);
+        assert!(reading.run_delay_ns.is_some(), "{reading:?}");
+        assert!(reading.migrations.is_some(), "{reading:?}");
+        assert!(status_list(proc, me, Some(me), "Cpus_allowed_list").is_some());
+        assert!(comm(proc, me).is_some());
+    }
+
+    #[test]
+    fn a_thread_has_exited_only_when_its_process_is_there_without_it() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(proc.path().join("100/task/100")).unwrap();
+        std::fs::create_dir_all(proc.path().join("100/task/101")).unwrap();
+        assert!(!thread_exited(proc.path(), 100, 101));
+        assert!(
+            thread_exited(proc.path(), 100, 102),
+            "a worker thread that ended"
+        );
+        assert!(
+            !thread_exited(proc.path(), 200, 201),
+            "the process is gone or unseen"
+        );
+    }
+
+    #[test]
+    fn reads_fdinfo_fields() {
+        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_cnt:\t7\nrecursion_misses:\t12\n";
+        assert_eq!(fd_info_field(text, "recursion_misses"), Some(12));
+        assert_eq!(fd_info_field(text, "run_cnt"), Some(7));
+        assert_eq!(fd_info_field(text, "verified_insns"), None);
+        assert_eq!(
+            fd_info_field("recursion_misses:\tlots\n", "recursion_misses"),
+            None
+        );
+    }
+}
