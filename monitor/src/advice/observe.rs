@@ -51,18 +51,8 @@ pub fn vm_observations(
     VmObservations {
         uptime_seconds,
         exit_rates: hardware_live.then(|| rates(&vm.families.exits, ExitSource::KvmExit)),
-        pio_rates: detail(vm, DetailKind::Pio).map(|g| {
-            values(g, |sub, value| {
-                let _ = sub;
-                u16::from_str_radix(value.trim_start_matches("0x"), 16).ok()
-            })
-        }),
-        msr_write_rates: detail(vm, DetailKind::Msr).map(|g| {
-            values(g, |sub, value| {
-                let hex = value.split_whitespace().next()?.trim_start_matches("0x");
-                (sub == "wrmsr").then(|| u32::from_str_radix(hex, 16).ok())?
-            })
-        }),
+        pio_rates: detail(vm, DetailKind::Pio).map(|g| summed(g.ports())),
+        msr_write_rates: detail(vm, DetailKind::Msr).map(|g| summed(g.msr_writes())),
         exit_p99_ns: hardware_live.then_some(exit_p99_ns),
         pio_exits_per_s: detail(vm, DetailKind::Pio).map(|g| g.rate),
         guest_ipis_per_s: detail(vm, DetailKind::ApicIpi).map(|g| g.rate),
@@ -171,15 +161,11 @@ fn detail(vm: &model::Vm, kind: DetailKind) -> Option<&DetailGroup> {
     vm.families.exits.details.iter().find(|g| g.kind == kind)
 }
 
-fn values<K: Ord>(
-    group: &DetailGroup,
-    parse: impl Fn(&str, &str) -> Option<K>,
-) -> BTreeMap<K, f64> {
+/// Rates by key, adding up the rates of a key listed more than once (a port read and written).
+fn summed<K: Ord>(rates: impl Iterator<Item = (K, f64)>) -> BTreeMap<K, f64> {
     let mut out = BTreeMap::new();
-    for d in &group.top {
-        if let Some(key) = parse(&d.sub, &d.value) {
-            *out.entry(key).or_insert(0.0) += d.rate;
-        }
+    for (key, rate) in rates {
+        *out.entry(key).or_insert(0.0) += rate;
     }
     out
 }

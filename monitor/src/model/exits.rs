@@ -177,8 +177,31 @@ pub struct DetailCount {
     /// Direction, access type, fault kind or delivery mode; empty when the kind has none.
     pub sub: String,
     pub value: String,
+    /// `sub` as the tracepoint reports it (e.g. 1 for an MSR write, 0 for a port read).
+    pub sub_code: u32,
+    /// `value` as a number: the port, MSR index, guest-physical address (of the page or 2 MiB
+    /// region), hypercall number or destination APIC id; null for kinds without one.
+    pub number: Option<u64>,
     pub count: u64,
     pub rate: f64,
+}
+
+impl DetailGroup {
+    /// The I/O ports of a `pio` group with the rate of each, reads and writes together.
+    pub fn ports(&self) -> impl Iterator<Item = (u16, f64)> + '_ {
+        self.top
+            .iter()
+            .filter(|_| self.kind == DetailKind::Pio)
+            .filter_map(|d| Some((u16::try_from(d.number?).ok()?, d.rate)))
+    }
+
+    /// The MSRs written (`wrmsr`) in an `msr` group, with the rate of each.
+    pub fn msr_writes(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.top
+            .iter()
+            .filter(|d| self.kind == DetailKind::Msr && d.sub_code == 1)
+            .filter_map(|d| Some((u32::try_from(d.number?).ok()?, d.rate)))
+    }
 }
 
 /// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable

@@ -116,7 +116,7 @@ fn e4(ctx: &mut Ctx<'_>) {
             }
         }
         if !seen {
-            ctx.missing("E4", "per-vCPU exit rates or MSR writes by index");
+            ctx.missing(E4.id, "per-vCPU exit rates or MSR writes by index");
         }
     }
 }
@@ -155,7 +155,7 @@ fn vcpu_rate_rule(
                     vcpu_target(&vm.facts, index),
                     first,
                 );
-                if rule.id == "E5" {
+                if rule.id == E5.id {
                     push_with_apic(ctx, rec);
                 } else {
                     ctx.push(rec);
@@ -170,7 +170,7 @@ fn e7(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     for vm in &inputs.vms {
         let Some(rate) = vm.observations.tlb_shootdowns_per_s else {
-            ctx.missing("E7", "TLB shootdowns to vCPU CPUs");
+            ctx.missing(E7.id, "TLB shootdowns to vCPU CPUs");
             continue;
         };
         if rate <= t.e7_tlb_shootdowns_per_s {
@@ -244,7 +244,7 @@ fn e8(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     for vm in &inputs.vms {
         let Some(rate) = vm.observations.guest_ipis_per_s else {
-            ctx.missing("E8", "guest IPIs");
+            ctx.missing(E8.id, "guest IPIs");
             continue;
         };
         if rate <= t.e8_guest_ipis_per_s {
@@ -252,7 +252,7 @@ fn e8(ctx: &mut Ctx<'_>) {
         }
         match overcommit(ctx, vm) {
             Overcommit::Unknown => {
-                ctx.missing("E8", "run-queue wait or host core count (overcommit)");
+                ctx.missing(E8.id, "run-queue wait or host core count (overcommit)");
             }
             Overcommit::No => {}
             Overcommit::Yes(why) => {

@@ -19,7 +19,7 @@ fn c1(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     per_vcpu(
         ctx,
-        "C1",
+        C1.id,
         "per-vCPU run-queue wait share",
         |v| v.run_delay_share,
         |ctx, vm, index, wait| {
@@ -47,7 +47,7 @@ fn c2(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     let Some(cores) = inputs.host.physical_cores() else {
         if !inputs.vms.is_empty() {
-            ctx.missing("C2", "host physical core count");
+            ctx.missing(C2.id, "host physical core count");
         }
         return;
     };
@@ -56,7 +56,7 @@ fn c2(ctx: &mut Ctx<'_>) {
     for vm in &inputs.vms {
         let Some(vcpus) = vm.facts.vcpus else {
             total = None;
-            ctx.missing("C2", "vCPU count of every VM");
+            ctx.missing(C2.id, "vCPU count of every VM");
             continue;
         };
         total = total.map(|n| n + u64::from(vcpus));
@@ -97,7 +97,7 @@ fn c2(ctx: &mut Ctx<'_>) {
                 );
             }
             Some(_) => {}
-            None => ctx.missing("C2", "host CPU busy share"),
+            None => ctx.missing(C2.id, "host CPU busy share"),
         }
     }
 }
@@ -109,7 +109,7 @@ fn c3(ctx: &mut Ctx<'_>) {
     };
     per_vcpu(
         ctx,
-        "C3",
+        C3.id,
         "per-vCPU migrations",
         any,
         |ctx, vm, index, _| {
@@ -152,7 +152,7 @@ fn c4(ctx: &mut Ctx<'_>) {
     let host = &inputs.host;
     let Some(nodes) = host.nodes.as_ref() else {
         if !inputs.vms.is_empty() {
-            ctx.missing("C4", "host NUMA topology");
+            ctx.missing(C4.id, "host NUMA topology");
         }
         return;
     };
@@ -161,7 +161,7 @@ fn c4(ctx: &mut Ctx<'_>) {
     }
     for vm in &inputs.vms {
         let (Some(vcpus), Some(memory)) = (vm.facts.vcpus, vm.facts.memory_bytes) else {
-            ctx.missing("C4", "VM vCPU count and memory size");
+            ctx.missing(C4.id, "VM vCPU count and memory size");
             continue;
         };
         // The node that could hold the whole VM: enough cores and enough memory.
@@ -188,7 +188,7 @@ fn c4(ctx: &mut Ctx<'_>) {
                     ));
                 }
             }
-            None => ctx.missing("C4", "vCPU thread affinity"),
+            None => ctx.missing(C4.id, "vCPU thread affinity"),
         }
         if let Some(share) = vm.observations.off_node_rss_share()
             && share > ctx.t.c4_off_node_memory_share
@@ -227,14 +227,14 @@ fn c5(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     for vm in &inputs.vms {
         let Some(wait) = vm.observations.max_run_delay_share() else {
-            ctx.missing("C5", "per-vCPU run-queue wait share");
+            ctx.missing(C5.id, "per-vCPU run-queue wait share");
             continue;
         };
         if wait <= t.c5_wait {
             continue;
         }
         let Some(vcpu_cpus) = vm.facts.vcpu_cpus() else {
-            ctx.missing("C5", "vCPU thread affinity");
+            ctx.missing(C5.id, "vCPU thread affinity");
             continue;
         };
         let sharing: Vec<String> = vm

@@ -70,7 +70,7 @@ fn e1(ctx: &mut Ctx<'_>) {
             (Some(rate), _) => ("port I/O exits/s", rate),
             (None, Some(rate)) => ("port I/O exits/s (kvm_pio)", rate),
             (None, None) => {
-                ctx.missing("E1", "VM exit rates or kvm_pio");
+                ctx.missing(E1.id, "VM exit rates or kvm_pio");
                 continue;
             }
         };
@@ -97,7 +97,7 @@ fn e2(ctx: &mut Ctx<'_>) {
     };
     per_vcpu(
         ctx,
-        "E2",
+        E2.id,
         "per-vCPU userspace MMIO exits or fast MMIO",
         known,
         |ctx, vm, index, _| {
@@ -159,7 +159,7 @@ fn e3(ctx: &mut Ctx<'_>) {
     let rate = |v: &VcpuObservations| Some(rate_in(v.exit_rates.as_ref()?, EPT_VIOLATION));
     per_vcpu(
         ctx,
-        "E3",
+        E3.id,
         "per-vCPU exit rates",
         rate,
         |ctx, vm, index, rate| {
@@ -167,7 +167,7 @@ fn e3(ctx: &mut Ctx<'_>) {
                 return;
             }
             let Some(uptime) = vm.observations.uptime_seconds else {
-                ctx.missing("E3", "VM uptime");
+                ctx.missing(E3.id, "VM uptime");
                 return;
             };
             if uptime < t.e3_warmup_seconds {
@@ -219,7 +219,7 @@ fn e9(ctx: &mut Ctx<'_>) {
         let obs = &vm.observations;
         let shares = obs.vcpus.iter().any(|v| v.exit_time_share.is_some());
         if obs.exit_p99_ns.is_none() && !shares {
-            ctx.missing("E9", "exit latency percentiles or time in exits");
+            ctx.missing(E9.id, "exit latency percentiles or time in exits");
             continue;
         }
         let mut slow: Vec<Evidence> = obs

@@ -1,6 +1,6 @@
 //! C6–C9: halting, polling, pause-loop exits and frequency scaling.
 
-use super::catalog::{C6, C7, C8, C9};
+use super::catalog::{C6, C7, C8, C9, I3};
 use super::{
     Comparison, Ctx, Evidence, Recommendation, Severity, num, per_vcpu, target_pid, vcpu_target,
     vm_target,
@@ -29,7 +29,7 @@ fn c6(ctx: &mut Ctx<'_>) {
         |v: &crate::advice::inputs::VcpuObservations| Some(rate_in(v.exit_rates.as_ref()?, HLT));
     per_vcpu(
         ctx,
-        "C6",
+        C6.id,
         "per-vCPU exit rates",
         hlt,
         |ctx, vm, index, rate| {
@@ -40,7 +40,7 @@ fn c6(ctx: &mut Ctx<'_>) {
                 return;
             };
             let (Some(median), Some(wait)) = (v.median_halt_ns, v.run_delay_share) else {
-                ctx.missing("C6", "median halt time and run-queue wait share");
+                ctx.missing(C6.id, "median halt time and run-queue wait share");
                 return;
             };
             if median >= num(window) || wait >= t.c6_wait_low {
@@ -87,7 +87,7 @@ fn c7(ctx: &mut Ctx<'_>) {
     let busy = inputs.host_observations.cpu_busy_share;
     per_vcpu(
         ctx,
-        "C7",
+        C7.id,
         "per-vCPU halt-polling times",
         fail_share,
         |ctx, vm, index, share| {
@@ -95,7 +95,7 @@ fn c7(ctx: &mut Ctx<'_>) {
                 return;
             }
             let Some(busy) = busy else {
-                ctx.missing("C7", "host CPU busy share");
+                ctx.missing(C7.id, "host CPU busy share");
                 return;
             };
             if busy <= t.c7_host_cpu_busy {
@@ -130,7 +130,7 @@ fn c8(ctx: &mut Ctx<'_>) {
         |v: &crate::advice::inputs::VcpuObservations| Some(rate_in(v.exit_rates.as_ref()?, PAUSE));
     per_vcpu(
         ctx,
-        "C8",
+        C8.id,
         "per-vCPU exit rates",
         pause,
         |ctx, vm, index, rate| {
@@ -194,7 +194,7 @@ pub(super) fn c9(ctx: &mut Ctx<'_>) {
         let mut latency: Vec<&str> = ctx
             .made()
             .iter()
-            .filter(|r| (r.id == "C6" || r.id == "I3") && target_pid(&r.target) == Some(pid))
+            .filter(|r| (r.id == C6.id || r.id == I3.id) && target_pid(&r.target) == Some(pid))
             .map(|r| r.id)
             .collect();
         latency.sort_unstable();
@@ -203,7 +203,7 @@ pub(super) fn c9(ctx: &mut Ctx<'_>) {
             continue;
         }
         let Some(cpus) = vm.facts.vcpu_cpus() else {
-            ctx.missing("C9", "vCPU thread affinity");
+            ctx.missing(C9.id, "vCPU thread affinity");
             continue;
         };
         let governors: Vec<(u32, &str)> = cpus
@@ -211,7 +211,7 @@ pub(super) fn c9(ctx: &mut Ctx<'_>) {
             .filter_map(|c| Some((*c, inputs.host.governor(*c)?)))
             .collect();
         if governors.is_empty() {
-            ctx.missing("C9", "cpufreq governors");
+            ctx.missing(C9.id, "cpufreq governors");
             continue;
         }
         let mut slow: Vec<&str> = governors

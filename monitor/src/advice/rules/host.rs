@@ -12,7 +12,7 @@ const OLD_MODELS: &[&str] = &[
 
 pub(super) fn evaluate(ctx: &mut Ctx<'_>) {
     if ctx.inputs.vms.iter().any(|v| !v.facts.qemu) {
-        ctx.missing("H3", "QEMU command line (a VMM other than QEMU)");
+        ctx.missing(H3.id, "QEMU command line (a VMM other than QEMU)");
     }
     h1(ctx);
     h2(ctx);
@@ -48,7 +48,7 @@ fn h1(ctx: &mut Ctx<'_>) {
         ));
     }
     if v.cpu_flag.is_none() && v.kvm_loaded.is_none() && v.kvm_device.is_none() {
-        ctx.missing("H1", "CPU flags, kvm module and /dev/kvm");
+        ctx.missing(H1.id, "CPU flags, kvm module and /dev/kvm");
     }
     let mut evidence = evidence.into_iter();
     if let Some(first) = evidence.next() {
@@ -74,7 +74,7 @@ fn h2(ctx: &mut Ctx<'_>) {
     let kvm = &ctx.inputs.host.kvm;
     if kvm.intel.is_none() && kvm.amd.is_none() {
         if ctx.inputs.host.virtualization.kvm_loaded == Some(true) {
-            ctx.missing("H2", "kvm_intel or kvm_amd parameters");
+            ctx.missing(H2.id, "kvm_intel or kvm_amd parameters");
         }
         return;
     }
@@ -113,7 +113,7 @@ fn h3(ctx: &mut Ctx<'_>) {
             }
             None => {
                 ctx.missing(
-                    "H3",
+                    H3.id,
                     "CPU model (no -cpu, and the binary does not name x86-64)",
                 );
                 continue;

@@ -19,7 +19,7 @@ const EMULATED_SCSI: &[&str] = &[
 pub(super) fn evaluate(ctx: &mut Ctx<'_>) {
     if ctx.inputs.vms.iter().any(|v| !v.facts.qemu) {
         // Disks and NICs come from QEMU's command line; other VMMs' are not modelled.
-        for rule in ["I1", "I2", "I4"] {
+        for rule in [I1.id, I2.id, I4.id] {
             ctx.missing(rule, "QEMU command line (a VMM other than QEMU)");
         }
     }
@@ -147,7 +147,7 @@ fn i3(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     for vm in &inputs.vms {
         let Some(block) = &vm.observations.block else {
-            ctx.missing("I3", "block latency per drive");
+            ctx.missing(I3.id, "block latency per drive");
             continue;
         };
         for (drive, obs) in block {

@@ -79,7 +79,7 @@ fn m1(ctx: &mut Ctx<'_>) {
                     ctx.push(rec);
                 }
             }
-            None => ctx.missing("M1", "observation window"),
+            None => ctx.missing(M1.id, "observation window"),
         }
     }
     if per_vm {
@@ -87,7 +87,7 @@ fn m1(ctx: &mut Ctx<'_>) {
     }
     let host = &inputs.host_observations;
     let (Some(faults), Some(local)) = (host.numa_hint_faults, host.numa_hint_faults_local) else {
-        ctx.missing("M1", "NUMA hinting faults (per VM or host-wide)");
+        ctx.missing(M1.id, "NUMA hinting faults (per VM or host-wide)");
         return;
     };
     match m1_check(ctx, faults, (faults - local).max(0.0)) {
@@ -96,7 +96,7 @@ fn m1(ctx: &mut Ctx<'_>) {
                 ctx.push(rec);
             }
         }
-        None => ctx.missing("M1", "observation window"),
+        None => ctx.missing(M1.id, "observation window"),
     }
 }
 
@@ -106,23 +106,23 @@ fn m2(ctx: &mut Ctx<'_>) {
     match host.numa_balancing {
         Some(1) => {}
         Some(_) => return,
-        None => return ctx.missing("M2", "kernel.numa_balancing"),
+        None => return ctx.missing(M2.id, "kernel.numa_balancing"),
     }
     if inputs.vms.is_empty() {
         return;
     }
     let (Some(online), Some(nodes)) = (host.online_cpus.as_deref(), host.node_count()) else {
-        return ctx.missing("M2", "online CPUs and NUMA nodes");
+        return ctx.missing(M2.id, "online CPUs and NUMA nodes");
     };
     let mut bound = 0u64;
     for vm in &inputs.vms {
         let Some(pinned) = vm.facts.vcpus_pinned(online) else {
-            return ctx.missing("M2", "vCPU thread affinity");
+            return ctx.missing(M2.id, "vCPU thread affinity");
         };
         let strict = vm.facts.memory.bind
             || match vm.facts.mems_allowed.as_ref() {
                 Some(mems) => mems.len() < nodes,
-                None => return ctx.missing("M2", "memory node policy of every VM"),
+                None => return ctx.missing(M2.id, "memory node policy of every VM"),
             };
         if !(pinned && strict) {
             return;
@@ -149,7 +149,7 @@ fn m3(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     for vm in &inputs.vms {
         let Some(share) = vm.observations.off_node_rss_share() else {
-            ctx.missing("M3", "resident memory per node");
+            ctx.missing(M3.id, "resident memory per node");
             continue;
         };
         if share > t.m3_off_node_rss_share {
@@ -174,7 +174,7 @@ fn m4(ctx: &mut Ctx<'_>) {
     let t = ctx.t;
     let thp = &inputs.host.thp;
     if thp.enabled.is_none() && thp.defrag.is_none() {
-        ctx.missing("M4", "transparent huge page settings");
+        ctx.missing(M4.id, "transparent huge page settings");
     }
     let mut host = Vec::new();
     let never = thp.enabled.as_deref() == Some("never");
@@ -208,7 +208,7 @@ fn m4(ctx: &mut Ctx<'_>) {
         let (Some(anon), Some(ram)) =
             (vm.observations.anon_huge_pages_bytes, vm.facts.memory_bytes)
         else {
-            ctx.missing("M4", "AnonHugePages of the VMM and guest RAM size");
+            ctx.missing(M4.id, "AnonHugePages of the VMM and guest RAM size");
             continue;
         };
         if ram == 0 {
@@ -239,7 +239,7 @@ fn m5(ctx: &mut Ctx<'_>) {
     match ksm.run {
         Some(1) => {}
         Some(_) => return,
-        None => return ctx.missing("M5", "KSM run state"),
+        None => return ctx.missing(M5.id, "KSM run state"),
     }
     let mut evidence = Vec::new();
     match (total_guest_ram(ctx), inputs.host.meminfo.mem_total) {
@@ -254,7 +254,7 @@ fn m5(ctx: &mut Ctx<'_>) {
                 ));
             }
         }
-        _ => ctx.missing("M5", "guest and host RAM sizes"),
+        _ => ctx.missing(M5.id, "guest and host RAM sizes"),
     }
     if let (Some(sharing), Some(unshared)) = (ksm.pages_sharing, ksm.pages_unshared) {
         // With nothing shared yet, every unshared page is wasted scanning.
@@ -268,7 +268,7 @@ fn m5(ctx: &mut Ctx<'_>) {
             ));
         }
     } else {
-        ctx.missing("M5", "KSM page counters");
+        ctx.missing(M5.id, "KSM page counters");
     }
     match inputs.host_observations.ksmd_cpu_share {
         Some(cpu) if cpu > t.m5_ksmd_cpu_share => {
@@ -280,7 +280,7 @@ fn m5(ctx: &mut Ctx<'_>) {
             ));
         }
         Some(_) => {}
-        None => ctx.missing("M5", "ksmd CPU share"),
+        None => ctx.missing(M5.id, "ksmd CPU share"),
     }
     if ksm.merge_across_nodes == Some(1) && inputs.host.node_count().is_some_and(|n| n > 1) {
         evidence.push(Evidence::fact(
@@ -322,7 +322,7 @@ fn m6(ctx: &mut Ctx<'_>) {
                 ));
             }
         }
-        _ => ctx.missing("M6", "guest RAM sizes, MemTotal and SwapTotal"),
+        _ => ctx.missing(M6.id, "guest RAM sizes, MemTotal and SwapTotal"),
     }
     let obs = &inputs.host_observations;
     match (obs.swap_in_pages_per_s, obs.swap_out_pages_per_s) {
@@ -335,7 +335,7 @@ fn m6(ctx: &mut Ctx<'_>) {
             ));
         }
         (Some(_), Some(_)) => {}
-        _ => ctx.missing("M6", "swap-in and swap-out rates"),
+        _ => ctx.missing(M6.id, "swap-in and swap-out rates"),
     }
     if let Some(rec) = from_evidence(&M6, severity, Target::Host, evidence) {
         ctx.push(rec);
@@ -352,7 +352,7 @@ fn m7(ctx: &mut Ctx<'_>) {
         let (Some(nr), Some(free), Some(size)) =
             (m.hugepages_total, m.hugepages_free, m.hugepagesize)
         else {
-            return ctx.missing("M7", "huge page pools");
+            return ctx.missing(M7.id, "huge page pools");
         };
         (num(nr) * num(size), num(free) * num(size))
     } else {
@@ -382,7 +382,7 @@ fn m7(ctx: &mut Ctx<'_>) {
                 pool_bytes,
             )),
             Some(_) => {}
-            None => ctx.missing("M7", "guest RAM size of hugetlbfs-backed VMs"),
+            None => ctx.missing(M7.id, "guest RAM size of hugetlbfs-backed VMs"),
         }
     }
     let mut severity = if evidence.is_empty() {
@@ -402,7 +402,7 @@ fn m7(ctx: &mut Ctx<'_>) {
                 ));
             }
         }
-        None => ctx.missing("M7", "MemTotal"),
+        None => ctx.missing(M7.id, "MemTotal"),
     }
     if evidence.is_empty() {
         severity = Severity::Info;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::config::Thresholds;
 use super::facts::VmFacts;
 use super::inputs::{Inputs, VmInputs};
+use catalog::{C5, E7, H2, I3, M6};
 pub use catalog::{catalog, explain, rule};
 pub use engine::Engine;
 
@@ -50,31 +51,31 @@ pub struct OutOfReach {
 /// these are the conditions within them that the inputs cannot express.
 pub const OUT_OF_REACH: &[OutOfReach] = &[
     OutOfReach {
-        rule: "H2",
+        rule: H2.id,
         part: "<hap state='off'/> in the domain XML",
         reason: "leaves no trace on the QEMU command line of an x86 KVM guest; the host's \
                  kvm_intel.ept and kvm_amd.npt parameters, which are checked, decide paging",
     },
     OutOfReach {
-        rule: "C5",
+        rule: C5.id,
         part: "threads observed running on vCPU CPUs",
         reason: "the rule uses the affinity in effect (Cpus_allowed_list), i.e. where the \
                  threads may run; the CPUs the scheduling programs saw them on are not an \
                  input of the rules yet",
     },
     OutOfReach {
-        rule: "M6",
+        rule: M6.id,
         part: "swapping attributed to QEMU processes",
         reason: "swap traffic is collected host-wide (pswpin/pswpout), not per process",
     },
     OutOfReach {
-        rule: "E7",
+        rule: E7.id,
         part: "correlation with numa_pte_updates, ksmd or compaction activity",
         reason: "only their configuration (numa_balancing, KSM run) is known; the rule \
                  reports it alongside the shootdown rate rather than proving causation",
     },
     OutOfReach {
-        rule: "I3",
+        rule: I3.id,
         part: "host I/O scheduler and kind (rotational or not) of the backing device",
         reason: "drives are mapped to host block devices, but the device's queue settings \
                  are not read, so the HDD latency threshold applies and the recommendation \

@@ -67,6 +67,15 @@ impl DetailCounterKey {
         })
     }
 
+    /// The value as a number, for kinds that have one (not halt polls and emulation outcomes).
+    #[must_use]
+    pub fn number(&self) -> Option<u64> {
+        match self.kind {
+            DetailKind::HaltPoll | DetailKind::Emulation => None,
+            _ => self.value,
+        }
+    }
+
     /// The value as users look it up: hex for ports, MSRs and addresses.
     #[must_use]
     pub fn value_label(&self) -> String {

@@ -138,6 +138,8 @@ fn detail_groups(
                 .map(|(key, count)| model::DetailCount {
                     sub: key.sub_label().into_owned(),
                     value: key.value_label(),
+                    sub_code: key.sub,
+                    number: key.number(),
                     count: *count,
                     rate: rate(*count, seconds),
                 })
