@@ -24,5 +24,8 @@ pub mod sched;
 pub mod tlb;
 pub mod vmms;
 
+/// The maps several families share.
+pub const SHARED_MAPS: &[&str] = &[vmms::VMM_WATCH_MAP, places::CPU_PLACES_MAP];
+
 /// A tracepoint field offset meaning "this kernel's record has no such field".
 pub const FIELD_ABSENT: u32 = u32::MAX;

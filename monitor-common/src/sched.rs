@@ -217,6 +217,29 @@ const _: () = assert!(core::mem::size_of::<SwitchLayout>() == 16);
 const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 8);
 const _: () = assert!(core::mem::size_of::<MigrateLayout>() == 12);
 
+/// Every program and map of the family, by the name the agent looks it up by.
+pub const PROGRAMS: &[&str] = &[
+    PROG_SCHED_SWITCH,
+    PROG_SCHED_WAKEUP,
+    PROG_SCHED_MIGRATE_TASK,
+    PROG_SCHED_HARNESS,
+];
+pub const MAPS: &[&str] = &[
+    SCHED_WATCH_MAP,
+    SCHED_THREADS_MAP,
+    SCHED_CPU_TIME_MAP,
+    SCHED_CONTENDERS_MAP,
+    SCHED_CONTENDERS_OVERFLOW_MAP,
+    SCHED_DROPS_MAP,
+    SCHED_WATCHED_EVENTS_MAP,
+];
+/// The read-only globals the agent sets before loading (record layouts, settings).
+pub const GLOBALS: &[&str] = &[
+    GLOBAL_SCHED_SWITCH_LAYOUT,
+    GLOBAL_SCHED_WAKEUP_LAYOUT,
+    GLOBAL_SCHED_MIGRATE_TASK_LAYOUT,
+];
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: #[repr(C)], integers only, no padding (sizes asserted above).

@@ -143,6 +143,33 @@ const _: () = assert!(core::mem::size_of::<ExitKey>() == 32);
 const _: () = assert!(core::mem::size_of::<KvmExitLayout>() == 20);
 const _: () = assert!(core::mem::size_of::<UserspaceExitLayout>() == 8);
 
+/// Every program and map of the family, by the name the agent looks it up by: these, and one
+/// program and one global per detail event (`details::DETAIL_EVENTS`).
+pub const PROGRAMS: &[&str] = &[
+    PROG_KVM_EXIT,
+    PROG_KVM_USERSPACE_EXIT,
+    latency::PROG_KVM_ENTRY,
+    latency::PROG_SYS_ENTER_IOCTL,
+    latency::PROG_KVM_VCPU_WAKEUP,
+    PROG_EXITS_HARNESS,
+];
+pub const MAPS: &[&str] = &[
+    EXITS_COUNTS_MAP,
+    EXITS_DROPS_MAP,
+    latency::EXITS_LATENCY_MAP,
+    latency::EXITS_PENDING_MAP,
+    latency::EXITS_PENDING_USERSPACE_MAP,
+    details::EXITS_DETAILS_MAP,
+    details::EXITS_DETAILS_OVERFLOW_MAP,
+];
+/// The read-only globals the agent sets before loading (record layouts, settings).
+pub const GLOBALS: &[&str] = &[
+    GLOBAL_KVM_EXIT_LAYOUT,
+    GLOBAL_KVM_USERSPACE_EXIT_LAYOUT,
+    latency::GLOBAL_SYS_ENTER_IOCTL_LAYOUT,
+    latency::GLOBAL_KVM_VCPU_WAKEUP_LAYOUT,
+];
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all three are #[repr(C)], contain only integers, and have no padding (asserted above),

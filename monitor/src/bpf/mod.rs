@@ -144,3 +144,102 @@ fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    //! The agent finds programs, maps and globals by name; the names live once, in
+    //! monitor-common. These tests hold the built object to those lists, both ways, so a program
+    //! renamed on one side fails here instead of turning into "missing from the object" at run
+    //! time.
+
+    use std::collections::BTreeSet;
+
+    use monitor_common::{block, exits, numa, sched, tlb};
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
+
+    use super::OBJECT;
+
+    /// The object's symbols of one kind: programs (functions outside `.text`), maps (in the
+    /// `maps` section) and globals (data in `.rodata`, `.data` or `.bss`).
+    fn symbols(kind: &str) -> BTreeSet<String> {
+        let file = object::File::parse(OBJECT).expect("the embedded object is ELF");
+        file.symbols()
+            .filter_map(|symbol| {
+                let section = file.section_by_index(symbol.section_index()?).ok()?;
+                let section = section.name().ok()?;
+                let wanted = match kind {
+                    "program" => symbol.kind() == SymbolKind::Text && section != ".text",
+                    "map" => section == "maps" || section == ".maps",
+                    "global" => {
+                        symbol.kind() == SymbolKind::Data
+                            && [".rodata", ".data", ".bss"]
+                                .iter()
+                                .any(|prefix| section.starts_with(prefix))
+                    }
+                    _ => unreachable!(),
+                };
+                (wanted && symbol.is_global()).then(|| symbol.name().ok().map(str::to_owned))?
+            })
+            .collect()
+    }
+
+    fn listed(lists: &[&[&'static str]], more: impl Iterator<Item = &'static str>) -> BTreeSet<String> {
+        lists
+            .iter()
+            .flat_map(|list| list.iter().copied())
+            .chain(more)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_program_of_the_object_is_listed_by_its_family_and_every_listed_one_exists() {
+        let listed = listed(
+            &[
+                exits::PROGRAMS,
+                sched::PROGRAMS,
+                numa::PROGRAMS,
+                tlb::PROGRAMS,
+                block::PROGRAMS,
+            ],
+            exits::details::DETAIL_EVENTS.iter().map(|e| e.program),
+        );
+        assert_eq!(symbols("program"), listed);
+    }
+
+    #[test]
+    fn every_map_of_the_object_is_listed_by_its_family_and_every_listed_one_exists() {
+        let listed = listed(
+            &[
+                exits::MAPS,
+                sched::MAPS,
+                numa::MAPS,
+                tlb::MAPS,
+                block::MAPS,
+                monitor_common::SHARED_MAPS,
+            ],
+            std::iter::empty(),
+        );
+        assert_eq!(symbols("map"), listed);
+    }
+
+    #[test]
+    fn every_global_the_agent_sets_exists_in_the_object() {
+        let listed = listed(
+            &[
+                exits::GLOBALS,
+                sched::GLOBALS,
+                numa::GLOBALS,
+                tlb::GLOBALS,
+                block::GLOBALS,
+            ],
+            exits::details::DETAIL_EVENTS.iter().map(|e| e.global),
+        );
+        let globals = symbols("global");
+        let missing: Vec<_> = listed.difference(&globals).collect();
+        assert!(
+            missing.is_empty(),
+            "globals missing from the object: {missing:?}"
+        );
+    }
+}
