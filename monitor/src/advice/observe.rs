@@ -7,7 +7,7 @@ use super::inputs::{BlockObservation, VcpuObservations, VmObservations};
 use crate::{
     host::proc::ThreadAccounting,
     model::{self, DetailGroup, Exits, block::VmBlock},
-    model::{DetailKind, ExitSource, SourceState},
+    model::{DetailKind, ExitSource},
 };
 
 /// Run-queue wait share and migrations per second of one thread over `seconds`.
@@ -39,7 +39,7 @@ pub fn vm_observations(
     uptime_seconds: Option<f64>,
     threads: &BTreeMap<u32, (Option<f64>, Option<f64>)>,
 ) -> VmObservations {
-    let hardware_live = vm.families.exits.sources.get("kvm_exit") == Some(&SourceState::Live);
+    let hardware_live = vm.families.exits.is_live(ExitSource::KvmExit);
     let exit_p99_ns: BTreeMap<String, f64> = vm
         .families
         .exits
@@ -94,7 +94,9 @@ pub fn vm_observations(
                     migrations.map(|m| m.by_class.get("cross_node").map_or(0.0, |c| c.rate * 60.0));
                 Some(VcpuObservations {
                     index,
-                    exit_rates: (v.exits.sources.get("kvm_exit") == Some(&SourceState::Live))
+                    exit_rates: v
+                        .exits
+                        .is_live(ExitSource::KvmExit)
                         .then(|| rates(&v.exits, ExitSource::KvmExit)),
                     userspace_exit_rates: v
                         .exits

@@ -270,4 +270,10 @@ impl Exits {
             .map(|r| r.rate)
             .fold(0.0, |a, b| a + b)
     }
+
+    /// Whether the source's kernel hook is attached and counting.
+    #[must_use]
+    pub fn is_live(&self, source: ExitSource) -> bool {
+        self.sources.get(source.as_str()) == Some(&super::SourceState::Live)
+    }
 }
