@@ -1,10 +1,12 @@
-//! Formatting and clippy, for the host crates and for the kernel programs.
+//! Formatting, clippy (for the host crates and for the kernel programs) and the agent's layering.
+
+mod layers;
 
 use crate::util::{self, Phase, PhaseResult, cargo};
 
 /// Runs every check even after one fails, so a single run shows all problems.
 pub fn phases() -> Vec<PhaseResult> {
-    vec![fmt(), clippy_host(), clippy_ebpf()]
+    vec![fmt(), clippy_host(), clippy_ebpf(), layering()]
 }
 
 /// `cargo xtask lint`: the checks alone; true when all pass.
@@ -64,4 +66,36 @@ fn clippy_ebpf() -> PhaseResult {
             ])
             .args(["-Z", "build-std=core", "--", "-D", "warnings"]),
     )
+}
+
+/// The agent's layers and its folders' sibling modules import in one direction only.
+fn layering() -> PhaseResult {
+    let phase = Phase::start("layering (xtask/src/lint/layers.rs)");
+    let root = util::workspace_root();
+    let checked = [
+        ("monitor/src", &layers::AGENT),
+        ("monitor-ebpf/src", &layers::KERNEL),
+    ]
+    .into_iter()
+    .map(|(src, table)| layers::check(&root.join(src), table))
+    .collect::<anyhow::Result<Vec<_>>>()
+    .map(|lists| lists.concat());
+    let ok = match checked {
+        Ok(problems) if problems.is_empty() => true,
+        Ok(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                "{} layering problem(s): see ARCHITECTURE.md for the layers and why",
+                problems.len()
+            );
+            false
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            false
+        }
+    };
+    phase.finish(ok)
 }

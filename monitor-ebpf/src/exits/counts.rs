@@ -13,10 +13,7 @@
 
 use crate::tracepoint_program;
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    macros::map,
-    maps::{PerCpuArray, PerCpuHashMap},
-    programs::TracePointContext,
+    helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuHashMap, programs::TracePointContext,
 };
 use monitor_common::{
     FIELD_ABSENT,
@@ -26,16 +23,15 @@ use monitor_common::{
     },
 };
 
-use super::latency::{EXITS_PENDING, EXITS_PENDING_USERSPACE, open_interval};
+use super::{
+    count_drop,
+    latency::{EXITS_PENDING, EXITS_PENDING_USERSPACE, open_interval},
+};
 use crate::record::{current_tgid_tid, read_field, read_fixed};
 
 #[map(name = "EXITS_COUNTS")]
 static EXITS_COUNTS: PerCpuHashMap<ExitKey, u64> =
     PerCpuHashMap::with_max_entries(EXITS_COUNTS_CAPACITY, 0);
-
-/// Events lost to a full map, all exit maps together.
-#[map(name = "EXITS_DROPS")]
-static EXITS_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 // Record layouts, overwritten by the loader with what this kernel's tracefs says. They live in
 // .rodata, so the verifier sees them as constants and prunes the branches they rule out.
@@ -152,14 +148,5 @@ fn count(key: ExitKey) {
     // CPU's slot of it is still 0, so writing 1 (BPF_ANY) is right either way.
     if EXITS_COUNTS.insert(key, 1, 0).is_err() {
         count_drop();
-    }
-}
-
-/// Counts an event lost to a full map.
-#[inline(always)]
-pub fn count_drop() {
-    if let Some(drops) = EXITS_DROPS.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, as above.
-        unsafe { *drops += 1 };
     }
 }

@@ -9,7 +9,7 @@ use monitor_common::exits::details::{
     EXITS_DETAILS_OVERFLOW_CAPACITY, FAULT_ERROR_MASK, FAULT_GPA_SHIFT, MMIO_GPA_SHIFT,
 };
 
-use super::counts::count_drop;
+use super::count_drop;
 use crate::record::{current_tgid_tid, low32, read_field_sized, read_fixed_sized};
 
 #[map(name = "EXITS_DETAILS")]

@@ -28,7 +28,7 @@ use monitor_common::{
     histogram::LatencyHist,
 };
 
-use super::counts::count_drop;
+use super::count_drop;
 use crate::record::{current_tgid_tid, read_field_sized, read_fixed_sized};
 
 #[map(name = "EXITS_PENDING")]

@@ -7,12 +7,10 @@
 //! time goes in plain counters. Exit details (ports, MSRs, …) are gauges of the window's top
 //! values, whose label values change as the top changes, plus a counter per kind.
 
-pub mod histograms;
-
 use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::{
-    model::{Snapshot, SourceState, Vcpu, advice::Severity, advice::Target},
+    model::{Snapshot, SourceState, advice::Severity, advice::Target},
     output::families,
 };
 
@@ -146,26 +144,6 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
             .set(level);
     }
     Ok(gauge)
-}
-
-/// The `vcpu` label: the index, or the thread while the index is not known.
-#[must_use]
-pub fn vcpu_label(vcpu: &Vcpu) -> String {
-    match (vcpu.index, vcpu.tid) {
-        (Some(index), _) => index.to_string(),
-        (None, Some(tid)) => format!("tid{tid}"),
-        (None, None) => "unknown".to_owned(),
-    }
-}
-
-/// Nanoseconds as the seconds Prometheus keeps.
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "seconds as f64, as Prometheus keeps them"
-)]
-#[must_use]
-pub fn ns_to_s(ns: u64) -> f64 {
-    ns as f64 / 1e9
 }
 
 #[cfg(test)]

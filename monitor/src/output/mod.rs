@@ -2,6 +2,7 @@
 mod families;
 pub mod json;
 pub mod metrics;
+pub mod series;
 pub mod serve;
 pub mod text;
 

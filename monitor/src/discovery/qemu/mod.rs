@@ -8,7 +8,6 @@
 mod block;
 mod devices;
 mod disks;
-mod json;
 mod machine;
 mod opts;
 #[cfg(test)]

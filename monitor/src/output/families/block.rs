@@ -10,7 +10,7 @@ use super::Presenter;
 use crate::{
     format,
     model::{Snapshot, Untrusted, Vm},
-    output::metrics::histograms,
+    output::series::histograms,
 };
 
 pub struct Block;

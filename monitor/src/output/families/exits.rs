@@ -11,7 +11,7 @@ use super::Presenter;
 use crate::{
     format,
     model::{DetailGroup, ExitSource, LatencySummary, Snapshot, Vcpu, Vm},
-    output::metrics::{histograms, ns_to_s, vcpu_label},
+    output::series::{histograms, ns_to_s, vcpu_label},
 };
 
 /// How many reasons the text report lists per VM.

@@ -10,7 +10,7 @@ use super::Presenter;
 use crate::{
     format,
     model::{Snapshot, Vcpu, Vm, sched::SchedCumulative},
-    output::metrics::{histograms, ns_to_s, vcpu_label},
+    output::series::{histograms, ns_to_s, vcpu_label},
 };
 
 /// Migration classes, all exported (at 0 when none happened) so queries find every series.

@@ -10,8 +10,8 @@ use ratatui::{
 };
 
 use crate::{
-    advice::{Recommendation, Severity},
     model::Snapshot,
+    model::advice::{Recommendation, Severity},
 };
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {

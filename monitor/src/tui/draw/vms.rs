@@ -8,8 +8,8 @@ use ratatui::{
 };
 
 use crate::{
-    advice::Target,
     format,
+    model::advice::Target,
     model::{ExitSource, Exits, Snapshot, Vm},
     tui::state::App,
 };

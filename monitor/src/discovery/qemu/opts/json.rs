@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::opts::Props;
+use super::Props;
 
 /// A JSON value with object keys in their original order (`serde_json`'s `Map` sorts them).
 enum Json {

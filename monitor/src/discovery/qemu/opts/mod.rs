@@ -10,7 +10,9 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::json::parse_json_object;
+mod json;
+
+use json::parse_json_object;
 
 /// Ordered properties of one option. Keys may repeat (QEMU's list syntax); lookups take the
 /// last value, as QEMU does.
