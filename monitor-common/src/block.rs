@@ -214,22 +214,27 @@ const _: () = assert!(matches!(op_of_rwbs(b'N', 0), BlockOp::Other));
 const _: () = assert!(dev_parts(dev_of(259, 3)).0 == 259 && dev_parts(dev_of(259, 3)).1 == 3);
 
 /// Every program and map of the family, by the name the agent looks it up by.
-pub const PROGRAMS: &[&str] = &[
+const PROGRAMS: &[&str] = &[
     PROG_BLOCK_IO_START,
     PROG_BLOCK_RQ_INSERT,
     PROG_BLOCK_RQ_ISSUE,
     PROG_BLOCK_RQ_COMPLETE,
     PROG_BLOCK_HARNESS,
 ];
-pub const MAPS: &[&str] = &[BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BLOCK_DROPS_MAP];
+const MAPS: &[&str] = &[BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BLOCK_DROPS_MAP];
 /// The read-only globals the agent sets before loading (record layouts, settings).
-pub const GLOBALS: &[&str] = &[
+const GLOBALS: &[&str] = &[
     GLOBAL_BLOCK_IO_START_LAYOUT,
     GLOBAL_BLOCK_RQ_INSERT_LAYOUT,
     GLOBAL_BLOCK_RQ_ISSUE_LAYOUT,
     GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT,
     GLOBAL_BLOCK_SUBMIT_MODE,
 ];
+pub const NAMES: crate::Names = crate::Names {
+    programs: PROGRAMS,
+    maps: MAPS,
+    globals: GLOBALS,
+};
 
 #[cfg(feature = "user")]
 mod pod {

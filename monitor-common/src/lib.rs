@@ -15,17 +15,51 @@
 //! the object, and a test checks that every name the agent expects is there.
 #![no_std]
 
-pub mod block;
-pub mod exits;
 pub mod histogram;
-pub mod numa;
 pub mod places;
-pub mod sched;
-pub mod tlb;
 pub mod vmms;
+
+/// Declares the family modules and lists their names for [`FAMILY_NAMES`]: adding a family is
+/// one word here.
+macro_rules! families {
+    ($($family:ident),* $(,)?) => {
+        $(pub mod $family;)*
+        /// The programs, maps and globals of every family, family by family.
+        pub const FAMILY_NAMES: &[Names] = &[$($family::NAMES),*];
+    };
+}
+families!(exits, sched, numa, tlb, block);
+
+/// What a family's part of the kernel object is called: the names the agent looks its programs
+/// and maps up by, and the globals it sets before loading (record layouts, settings).
+pub struct Names {
+    pub programs: &'static [&'static str],
+    pub maps: &'static [&'static str],
+    pub globals: &'static [&'static str],
+}
 
 /// The maps several families share.
 pub const SHARED_MAPS: &[&str] = &[vmms::VMM_WATCH_MAP, places::CPU_PLACES_MAP];
+
+/// `a` then `b`, as one array (for name lists built from other lists at compile time).
+#[must_use]
+pub const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    assert!(
+        a.len() + b.len() == N,
+        "concat: N must be the sum of the lengths"
+    );
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
 
 /// A tracepoint field offset meaning "this kernel's record has no such field".
 pub const FIELD_ABSENT: u32 = u32::MAX;

@@ -57,14 +57,19 @@ const _: () = assert!(core::mem::size_of::<NumaFaultKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NumaFaultStat>() == 40);
 
 /// Every program and map of the family, by the name the agent looks it up by.
-pub const PROGRAMS: &[&str] = &[
+const PROGRAMS: &[&str] = &[
     PROG_TASK_NUMA_FAULT_FENTRY,
     PROG_TASK_NUMA_FAULT_KPROBE,
     PROG_NUMA_HARNESS,
 ];
-pub const MAPS: &[&str] = &[NUMA_FAULTS_MAP, NUMA_DROPS_MAP];
+const MAPS: &[&str] = &[NUMA_FAULTS_MAP, NUMA_DROPS_MAP];
 /// The read-only globals the agent sets before loading (record layouts, settings).
-pub const GLOBALS: &[&str] = &[];
+const GLOBALS: &[&str] = &[];
+pub const NAMES: crate::Names = crate::Names {
+    programs: PROGRAMS,
+    maps: MAPS,
+    globals: GLOBALS,
+};
 
 #[cfg(feature = "user")]
 mod pod {

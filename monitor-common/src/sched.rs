@@ -218,13 +218,13 @@ const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 8);
 const _: () = assert!(core::mem::size_of::<MigrateLayout>() == 12);
 
 /// Every program and map of the family, by the name the agent looks it up by.
-pub const PROGRAMS: &[&str] = &[
+const PROGRAMS: &[&str] = &[
     PROG_SCHED_SWITCH,
     PROG_SCHED_WAKEUP,
     PROG_SCHED_MIGRATE_TASK,
     PROG_SCHED_HARNESS,
 ];
-pub const MAPS: &[&str] = &[
+const MAPS: &[&str] = &[
     SCHED_WATCH_MAP,
     SCHED_THREADS_MAP,
     SCHED_CPU_TIME_MAP,
@@ -234,11 +234,16 @@ pub const MAPS: &[&str] = &[
     SCHED_WATCHED_EVENTS_MAP,
 ];
 /// The read-only globals the agent sets before loading (record layouts, settings).
-pub const GLOBALS: &[&str] = &[
+const GLOBALS: &[&str] = &[
     GLOBAL_SCHED_SWITCH_LAYOUT,
     GLOBAL_SCHED_WAKEUP_LAYOUT,
     GLOBAL_SCHED_MIGRATE_TASK_LAYOUT,
 ];
+pub const NAMES: crate::Names = crate::Names {
+    programs: PROGRAMS,
+    maps: MAPS,
+    globals: GLOBALS,
+};
 
 #[cfg(feature = "user")]
 mod pod {

@@ -129,10 +129,15 @@ const _: () = assert!(core::mem::size_of::<TlbFlushLayout>() == 8);
 const _: () = assert!(core::mem::size_of::<PvTlbFlushLayout>() == 4);
 
 /// Every program and map of the family, by the name the agent looks it up by.
-pub const PROGRAMS: &[&str] = &[PROG_TLB_FLUSH, PROG_KVM_PV_TLB_FLUSH, PROG_TLB_HARNESS];
-pub const MAPS: &[&str] = &[TLB_VMM_MAP, TLB_HOST_MAP, TLB_DROPS_MAP];
+const PROGRAMS: &[&str] = &[PROG_TLB_FLUSH, PROG_KVM_PV_TLB_FLUSH, PROG_TLB_HARNESS];
+const MAPS: &[&str] = &[TLB_VMM_MAP, TLB_HOST_MAP, TLB_DROPS_MAP];
 /// The read-only globals the agent sets before loading (record layouts, settings).
-pub const GLOBALS: &[&str] = &[GLOBAL_TLB_FLUSH_LAYOUT, GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT];
+const GLOBALS: &[&str] = &[GLOBAL_TLB_FLUSH_LAYOUT, GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT];
+pub const NAMES: crate::Names = crate::Names {
+    programs: PROGRAMS,
+    maps: MAPS,
+    globals: GLOBALS,
+};
 
 #[cfg(feature = "user")]
 mod pod {

@@ -145,7 +145,7 @@ const _: () = assert!(core::mem::size_of::<UserspaceExitLayout>() == 8);
 
 /// Every program and map of the family, by the name the agent looks it up by: these, and one
 /// program and one global per detail event (`details::DETAIL_EVENTS`).
-pub const PROGRAMS: &[&str] = &[
+const PROGRAMS: &[&str] = &[
     PROG_KVM_EXIT,
     PROG_KVM_USERSPACE_EXIT,
     latency::PROG_KVM_ENTRY,
@@ -153,7 +153,7 @@ pub const PROGRAMS: &[&str] = &[
     latency::PROG_KVM_VCPU_WAKEUP,
     PROG_EXITS_HARNESS,
 ];
-pub const MAPS: &[&str] = &[
+const MAPS: &[&str] = &[
     EXITS_COUNTS_MAP,
     EXITS_DROPS_MAP,
     latency::EXITS_LATENCY_MAP,
@@ -163,12 +163,41 @@ pub const MAPS: &[&str] = &[
     details::EXITS_DETAILS_OVERFLOW_MAP,
 ];
 /// The read-only globals the agent sets before loading (record layouts, settings).
-pub const GLOBALS: &[&str] = &[
+const GLOBALS: &[&str] = &[
     GLOBAL_KVM_EXIT_LAYOUT,
     GLOBAL_KVM_USERSPACE_EXIT_LAYOUT,
     latency::GLOBAL_SYS_ENTER_IOCTL_LAYOUT,
     latency::GLOBAL_KVM_VCPU_WAKEUP_LAYOUT,
 ];
+const DETAIL_PROGRAMS: [&str; details::DETAIL_EVENTS.len()] = {
+    let mut names = [""; details::DETAIL_EVENTS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = details::DETAIL_EVENTS[i].program;
+        i += 1;
+    }
+    names
+};
+const DETAIL_GLOBALS: [&str; details::DETAIL_EVENTS.len()] = {
+    let mut names = [""; details::DETAIL_EVENTS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = details::DETAIL_EVENTS[i].global;
+        i += 1;
+    }
+    names
+};
+pub const NAMES: crate::Names = crate::Names {
+    programs: &crate::concat::<{ PROGRAMS.len() + DETAIL_PROGRAMS.len() }>(
+        PROGRAMS,
+        &DETAIL_PROGRAMS,
+    ),
+    maps: MAPS,
+    globals: &crate::concat::<{ GLOBALS.len() + DETAIL_GLOBALS.len() }>(
+        GLOBALS,
+        &DETAIL_GLOBALS,
+    ),
+};
 
 #[cfg(feature = "user")]
 mod pod {

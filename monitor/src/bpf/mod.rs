@@ -154,7 +154,7 @@ mod tests {
 
     use std::collections::BTreeSet;
 
-    use monitor_common::{block, exits, numa, sched, tlb};
+    use monitor_common::{FAMILY_NAMES, Names, SHARED_MAPS};
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 
     use super::OBJECT;
@@ -183,58 +183,31 @@ mod tests {
             .collect()
     }
 
-    fn listed(lists: &[&[&'static str]], more: impl Iterator<Item = &'static str>) -> BTreeSet<String> {
-        lists
+    /// The names of one kind, over every family, plus `more`.
+    fn listed(kind: fn(&Names) -> &'static [&'static str], more: &[&str]) -> BTreeSet<String> {
+        FAMILY_NAMES
             .iter()
-            .flat_map(|list| list.iter().copied())
+            .flat_map(|names| kind(names).iter())
             .chain(more)
-            .map(str::to_owned)
+            .map(|name| (*name).to_owned())
             .collect()
     }
 
     #[test]
     fn every_program_of_the_object_is_listed_by_its_family_and_every_listed_one_exists() {
-        let listed = listed(
-            &[
-                exits::PROGRAMS,
-                sched::PROGRAMS,
-                numa::PROGRAMS,
-                tlb::PROGRAMS,
-                block::PROGRAMS,
-            ],
-            exits::details::DETAIL_EVENTS.iter().map(|e| e.program),
-        );
+        let listed = listed(|n| n.programs, &[]);
         assert_eq!(symbols("program"), listed);
     }
 
     #[test]
     fn every_map_of_the_object_is_listed_by_its_family_and_every_listed_one_exists() {
-        let listed = listed(
-            &[
-                exits::MAPS,
-                sched::MAPS,
-                numa::MAPS,
-                tlb::MAPS,
-                block::MAPS,
-                monitor_common::SHARED_MAPS,
-            ],
-            std::iter::empty(),
-        );
+        let listed = listed(|n| n.maps, SHARED_MAPS);
         assert_eq!(symbols("map"), listed);
     }
 
     #[test]
     fn every_global_the_agent_sets_exists_in_the_object() {
-        let listed = listed(
-            &[
-                exits::GLOBALS,
-                sched::GLOBALS,
-                numa::GLOBALS,
-                tlb::GLOBALS,
-                block::GLOBALS,
-            ],
-            exits::details::DETAIL_EVENTS.iter().map(|e| e.global),
-        );
+        let listed = listed(|n| n.globals, &[]);
         let globals = symbols("global");
         let missing: Vec<_> = listed.difference(&globals).collect();
         assert!(
