@@ -85,7 +85,7 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
     let mut biolatency = Observed::spawn(command);
     biolatency.wait_for("Tracing block device I/O", Duration::from_mins(1));
     signal(guest, "thawing", guest.thaw());
-    thread::sleep(Duration::from_secs(2));
+    run_until_enough_reads(disk);
     signal(guest, "freezing", guest.freeze());
     let snapshot = support::end_window(&mut kvmtop);
     bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
@@ -94,6 +94,28 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
         snapshot,
         bpftrace: bpftrace.stdout_text(),
         biolatency: biolatency.stdout_text(),
+    }
+}
+
+/// Requests the window must hold for the comparison to mean something.
+const ENOUGH_READS: u64 = 1_000;
+
+/// Lets the thawed guest run for at least 2 s and until its loop device has completed
+/// [`ENOUGH_READS`] reads (the kernel's own count, `/sys/block/loopN/stat`), at most 30 s: on a
+/// loaded host the guest reads slowly, and a fixed window would then hold too few requests.
+fn run_until_enough_reads(disk: &LoopDisk) {
+    let stat = Path::new("/sys/block").join(disk.name()).join("stat");
+    let reads = || -> u64 {
+        std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = reads();
+    let started = std::time::Instant::now();
+    thread::sleep(Duration::from_secs(2));
+    while reads() - before < ENOUGH_READS && started.elapsed() < Duration::from_secs(30) {
+        thread::sleep(Duration::from_millis(200));
     }
 }
 
