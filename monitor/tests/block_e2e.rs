@@ -87,6 +87,9 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel) -> Observations {
     signal(guest, "thawing", guest.thaw());
     run_until_enough_reads(disk);
     signal(guest, "freezing", guest.freeze());
+    // Requests submitted just before the freeze are still in the kernel: the window ends once
+    // they have completed, so every observer has seen them complete.
+    wait_until_idle(disk);
     let snapshot = support::end_window(&mut kvmtop);
     bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
     biolatency.interrupt_and_wait(support::EXIT_LIMIT);
@@ -116,6 +119,29 @@ fn run_until_enough_reads(disk: &LoopDisk) {
     thread::sleep(Duration::from_secs(2));
     while reads() - before < ENOUGH_READS && started.elapsed() < Duration::from_secs(30) {
         thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (at most 10 s) until the loop device has no request in flight, by the kernel's own count
+/// (`/sys/block/loopN/inflight`: reads and writes).
+fn wait_until_idle(disk: &LoopDisk) {
+    let inflight = Path::new("/sys/block").join(disk.name()).join("inflight");
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&inflight).unwrap_or_default();
+        let busy: u64 = text
+            .split_whitespace()
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum();
+        if busy == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} still has {busy} request(s) in flight 10 s after the guest froze",
+            disk.name()
+        );
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -240,7 +266,21 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64) {
     );
     let latency = &device["latency"];
     assert!(latency["p50_ns"].as_u64() <= latency["p99_ns"].as_u64());
-    assert_eq!(device["in_flight"], 0, "the guest was frozen: {device:#}");
+    // The guest is frozen and the device idle, so nothing is in flight, except completions the
+    // kernel did not run kvmtop's program for (another BPF program, bpftrace's here, was running
+    // on that CPU): kvmtop reports those itself, and each leaves its request pending.
+    let skipped = seen.snapshot["skipped_events"]["block_rq_complete"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    let in_flight = device["in_flight"].as_u64().unwrap();
+    assert!(
+        in_flight <= skipped,
+        "the guest was frozen, yet {in_flight} request(s) in flight with {skipped} completion(s) \
+         skipped: {device:#}"
+    );
+    if skipped > 0 {
+        eprintln!("{skipped} completion(s) skipped by the kernel, {in_flight} left in flight");
+    }
 }
 
 fn aio_name(aio: DiskAio) -> &'static str {
