@@ -27,6 +27,7 @@ pub fn run() -> Result<bool> {
     let outcome = cargo_test(&skip_log);
     let cargo_ok = outcome.as_ref().is_ok_and(|(ok, _)| *ok);
     phases.push(phase.finish(cargo_ok));
+    phases.push(crate::fuzz::smoke());
     let (counts, output_err) = match outcome {
         Ok((_, counts)) => (counts, None),
         Err(err) => (Counts::default(), Some(err)),

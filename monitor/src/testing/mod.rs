@@ -2,6 +2,7 @@
 //! tests ([`fixture`]) and the skip reporter.
 
 pub mod fixture;
+mod fuzz_seeds;
 
 use std::{collections::BTreeMap, io::Write as _};
 

@@ -41,6 +41,7 @@ fn steps(purpose: Purpose) -> Result<()> {
     linker::ensure(llvm_major)?;
     if for_tests {
         tools::ensure(&mut apt)?;
+        crate::fuzz::ensure()?;
     }
     kernel::ensure()
 }

@@ -11,7 +11,7 @@ mod disks;
 mod machine;
 mod opts;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use serde::Serialize;
 

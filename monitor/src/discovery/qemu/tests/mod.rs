@@ -57,7 +57,7 @@ fn shell_words(text: &str) -> Vec<String> {
     words.split_off(env)
 }
 
-fn fixture_args(name: &str) -> Vec<Vec<u8>> {
+pub(crate) fn fixture_args(name: &str) -> Vec<Vec<u8>> {
     let bytes = std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     if name.ends_with(".cmdline") {
         let bytes = bytes.strip_suffix(b"\0").unwrap_or(&bytes);
