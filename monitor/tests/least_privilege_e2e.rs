@@ -11,23 +11,19 @@ mod test_pki;
 
 use std::{
     net::SocketAddr,
-    os::unix::fs::PermissionsExt as _,
-    path::Path,
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use least_privilege_support::{
-    Binary, as_nobody, assert_every_thread_holds, expected_kept, listed, mask, set_mode,
-    unit_capabilities, unit_capabilities_without,
+    Binary, INTERVAL, RootOnlyTls, as_nobody, assert_every_thread_holds, expected_kept, listed,
+    mask, scrape, serve_args, start_serve, unit_capabilities, unit_capabilities_without,
+    userspace_exits, wait_for_vm,
 };
 use support::Observed;
 
 /// Agreement required between kvmtop and bpftrace, as in `snapshot_e2e`.
 const TOLERANCE: f64 = 0.02;
-/// The sampling interval of `serve` here.
-const INTERVAL: Duration = Duration::from_millis(500);
 
 fn missing(tools: &[&str], needs_guests: bool) -> Option<String> {
     support::missing_prerequisite(needs_guests, tools)
@@ -278,91 +274,6 @@ fn without_sys_ptrace_a_root_vm_is_reported_as_uninspectable() {
     }
 }
 
-/// A TLS web config whose files are root's only: the key 0600 in a 0700 directory.
-struct RootOnlyTls {
-    dir: tempfile::TempDir,
-}
-
-impl RootOnlyTls {
-    fn write() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let _pki = test_pki::Pki::write(dir.path());
-        std::fs::write(
-            dir.path().join("web.yml"),
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
-        )
-        .unwrap();
-        set_mode(&dir.path().join("server-key.pem"), 0o600);
-        set_mode(dir.path(), 0o700);
-        let key = std::fs::metadata(dir.path().join("server-key.pem")).unwrap();
-        assert_eq!(key.permissions().mode() & 0o777, 0o600);
-        Self { dir }
-    }
-
-    fn web_config(&self) -> std::path::PathBuf {
-        self.dir.path().join("web.yml")
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-fn serve_args(command: &mut Command, tls: &RootOnlyTls) {
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--interval"])
-        .arg(INTERVAL.as_secs_f64().to_string())
-        .arg("--web.config.file")
-        .arg(tls.web_config());
-}
-
-/// Starts `kvmtop serve` and returns it with the address it serves HTTPS on.
-fn start_serve(command: Command) -> (Observed, SocketAddr) {
-    let mut kvmtop = Observed::spawn(command);
-    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
-    let address = line
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no https address in {line:?}"));
-    (kvmtop, address)
-}
-
-/// `GET /metrics` over TLS with curl, trusting the test CA; the body, or empty on failure.
-fn scrape(tls: &RootOnlyTls, address: SocketAddr) -> String {
-    let output = Command::new("curl")
-        .current_dir(tls.dir())
-        .args(["-sS", "--fail", "--max-time", "30", "--cacert", "ca.pem"])
-        .arg(format!("https://{address}/metrics"))
-        .output()
-        .unwrap();
-    if !output.status.success() {
-        eprintln!("curl: {}", String::from_utf8_lossy(&output.stderr));
-        return String::new();
-    }
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// Waits until the VM `name` is in the metrics; returns its userspace exits then.
-fn wait_for_vm(tls: &RootOnlyTls, address: SocketAddr, name: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let body = scrape(tls, address);
-        if body
-            .lines()
-            .any(|l| l.starts_with("kvmtop_vm_info{") && l.contains(&format!("vm=\"{name}\"")))
-        {
-            return userspace_exits(&body, name);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} not in the metrics within a minute:\n{body}"
-        );
-        thread::sleep(INTERVAL);
-    }
-}
-
 /// The userspace exits of the VM `name` once the counter has stopped moving: the guest is
 /// frozen, and samples taken after the freeze have been published.
 fn settled_exits(tls: &RootOnlyTls, address: SocketAddr, name: &str) -> u64 {
@@ -381,21 +292,6 @@ fn settled_exits(tls: &RootOnlyTls, address: SocketAddr, name: &str) -> u64 {
         );
         last = now;
     }
-}
-
-/// The sum of `kvmtop_vm_exits_total{source="userspace"}` of the VM `name`.
-fn userspace_exits(exposition: &str, name: &str) -> u64 {
-    let vm = format!("vm=\"{name}\"");
-    exposition
-        .lines()
-        .filter(|l| l.starts_with("kvmtop_vm_exits_total{"))
-        .filter(|l| l.contains(&vm) && l.contains("source=\"userspace\""))
-        .map(|l| {
-            l.rsplit_once(' ')
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("unreadable sample {l:?}"))
-        })
-        .sum()
 }
 
 /// Every userspace exit bpftrace counted.

@@ -1,17 +1,27 @@
 //! Shared by the least-privilege tests: the systemd unit's settings, kvmtop started as `nobody`
-//! with the unit's capabilities, and the capabilities each of kvmtop's threads holds.
+//! with the unit's capabilities, the capabilities each of kvmtop's threads holds, and `serve`
+//! over TLS with files that are root's only. Test binaries using it declare `support` and
+//! `test_pki` too.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
     collections::BTreeSet,
+    net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::Command,
     str::FromStr as _,
+    thread,
+    time::{Duration, Instant},
 };
 
 use caps::Capability;
 use kvmtop::{host::proc::live_sysctl, privileges::reduce::MapAccess};
+
+use crate::{support::Observed, test_pki};
+
+/// The sampling interval of `serve` in these tests.
+pub const INTERVAL: Duration = Duration::from_millis(500);
 
 /// The unit the tests check and mirror.
 pub const UNIT: &str = concat!(
@@ -121,8 +131,9 @@ pub fn set_mode(path: &Path, mode: u32) {
 /// and bounding sets, no supplementary groups, `no_new_privs`.
 #[must_use]
 pub fn as_nobody(binary: &Path, caps: &[String]) -> Command {
-    let list = |prefix: &str| {
-        std::iter::once(format!("{prefix}-all"))
+    // Everything removed, then the capabilities added back.
+    let list = || {
+        std::iter::once("-all".to_owned())
             .chain(caps.iter().map(|c| format!("+{}", setpriv_name(c))))
             .collect::<Vec<_>>()
             .join(",")
@@ -132,8 +143,8 @@ pub fn as_nobody(binary: &Path, caps: &[String]) -> Command {
         .arg(format!("--reuid={NOBODY}"))
         .arg(format!("--regid={NOBODY}"))
         .arg("--clear-groups")
-        .arg(format!("--bounding-set={}", list("")))
-        .arg(format!("--inh-caps={}", list("")));
+        .arg(format!("--bounding-set={}", list()))
+        .arg(format!("--inh-caps={}", list()));
     if !caps.is_empty() {
         let ambient: Vec<String> = caps
             .iter()
@@ -258,4 +269,104 @@ pub fn syscall_names<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeSet<Strin
             .then(|| name.to_owned())
         })
         .collect()
+}
+
+/// A TLS web config whose files are root's only: the key 0600 in a 0700 directory.
+pub struct RootOnlyTls {
+    dir: tempfile::TempDir,
+}
+
+impl RootOnlyTls {
+    pub fn write() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let _pki = test_pki::Pki::write(dir.path());
+        std::fs::write(
+            dir.path().join("web.yml"),
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+        )
+        .unwrap();
+        set_mode(&dir.path().join("server-key.pem"), 0o600);
+        set_mode(dir.path(), 0o700);
+        let key = std::fs::metadata(dir.path().join("server-key.pem")).unwrap();
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        Self { dir }
+    }
+
+    pub fn web_config(&self) -> std::path::PathBuf {
+        self.dir.path().join("web.yml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub fn serve_args(command: &mut Command, tls: &RootOnlyTls) {
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval"])
+        .arg(INTERVAL.as_secs_f64().to_string())
+        .arg("--web.config.file")
+        .arg(tls.web_config());
+}
+
+/// Starts `kvmtop serve` and returns it with the address it serves HTTPS on.
+pub fn start_serve(command: Command) -> (Observed, SocketAddr) {
+    let mut kvmtop = Observed::spawn(command);
+    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
+    let address = line
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no https address in {line:?}"));
+    (kvmtop, address)
+}
+
+/// `GET /metrics` over TLS with curl, trusting the test CA; the body, or empty on failure.
+pub fn scrape(tls: &RootOnlyTls, address: SocketAddr) -> String {
+    let output = Command::new("curl")
+        .current_dir(tls.dir())
+        .args(["-sS", "--fail", "--max-time", "30", "--cacert", "ca.pem"])
+        .arg(format!("https://{address}/metrics"))
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        eprintln!("curl: {}", String::from_utf8_lossy(&output.stderr));
+        return String::new();
+    }
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Waits until the VM `name` is in the metrics; returns its userspace exits then.
+pub fn wait_for_vm(tls: &RootOnlyTls, address: SocketAddr, name: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let body = scrape(tls, address);
+        if body
+            .lines()
+            .any(|l| l.starts_with("kvmtop_vm_info{") && l.contains(&format!("vm=\"{name}\"")))
+        {
+            return userspace_exits(&body, name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not in the metrics within a minute:\n{body}"
+        );
+        thread::sleep(INTERVAL);
+    }
+}
+
+/// The sum of `kvmtop_vm_exits_total{source="userspace"}` of the VM `name`.
+pub fn userspace_exits(exposition: &str, name: &str) -> u64 {
+    let vm = format!("vm=\"{name}\"");
+    exposition
+        .lines()
+        .filter(|l| l.starts_with("kvmtop_vm_exits_total{"))
+        .filter(|l| l.contains(&vm) && l.contains("source=\"userspace\""))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("unreadable sample {l:?}"))
+        })
+        .sum()
 }
