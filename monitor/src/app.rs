@@ -1,8 +1,9 @@
-//! The three ways to run kvmtop. Each opens a [`Session`], samples it, and hands snapshots to a
-//! presenter; collection never waits on presentation.
+//! The three ways to run kvmtop. Each opens a [`Session`], gives up the capabilities it no
+//! longer needs, samples the session, and hands snapshots to a presenter; collection never
+//! waits on presentation.
 
 use std::{
-    net::SocketAddr,
+    net::{SocketAddr, TcpListener},
     path::PathBuf,
     sync::{
         Arc,
@@ -19,6 +20,7 @@ use crate::{
     advice::{Advisor, Roots, Thresholds},
     model::Snapshot,
     output::{self, Format},
+    privileges,
     session::{Config, Sample, Session},
     tui,
 };
@@ -35,6 +37,7 @@ pub fn snapshot(
 ) -> anyhow::Result<()> {
     let interrupted = ends_early_on_interrupt()?;
     let mut session = Session::open(config)?;
+    drop_privileges(Announce::Log);
     // One window: advice reports what holds over it, without waiting for a second window.
     let mut advisor = Advisor::one_shot(thresholds, advice_roots(config));
     let first = session.sample();
@@ -84,6 +87,7 @@ fn ends_early_on_interrupt() -> anyhow::Result<Arc<AtomicBool>> {
 /// `kvmtop` / `kvmtop top`: the live table.
 pub fn top(config: &Config, thresholds: Thresholds, interval: Duration) -> anyhow::Result<()> {
     let session = Session::open(config)?;
+    drop_privileges(Announce::Log);
     let advisor = Advisor::new(thresholds, advice_roots(config));
     let (tx, rx) = mpsc::sync_channel(2);
     spawn_sampler(session, advisor, interval, move |snapshot| {
@@ -104,7 +108,12 @@ pub fn serve(
     if let Some(path) = &web_config {
         output::serve::Access::open(path.clone())?;
     }
+    // Bound before the capabilities are dropped, so a port below
+    // net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE only at start.
+    let listener =
+        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let session = Session::open(config)?;
+    drop_privileges(Announce::Print);
     let advisor = Advisor::new(thresholds, advice_roots(config));
     let (tx, rx) = tokio::sync::watch::channel(None::<Snapshot>);
     spawn_sampler(session, advisor, interval, move |snapshot| {
@@ -114,7 +123,34 @@ pub fn serve(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(output::serve::run(listen, rx, web_config))
+    runtime.block_on(output::serve::run(listener, rx, web_config))
+}
+
+/// Where [`drop_privileges`] says what it kept.
+#[derive(Clone, Copy)]
+enum Announce {
+    /// On stderr: `serve` runs as a service, whose journal should show it.
+    Print,
+    /// At log level info: the other modes write to a terminal or a pipe.
+    Log,
+}
+
+/// Gives up the capabilities kvmtop no longer needs, now that its programs are attached. Runs
+/// before any other thread starts: capabilities belong to threads. Whatever fails is a warning,
+/// and kvmtop carries on with more than it needs.
+fn drop_privileges(announce: Announce) {
+    let reduced = privileges::reduce::after_attach();
+    for problem in &reduced.problems {
+        log::warn!("dropping capabilities: {problem}");
+    }
+    let kept = format!(
+        "capabilities kept after loading the eBPF programs: {}",
+        reduced.kept_list()
+    );
+    match announce {
+        Announce::Print => eprintln!("kvmtop: {kept}"),
+        Announce::Log => log::info!("{kept}"),
+    }
 }
 
 /// Samples every `interval` on its own thread and publishes a snapshot of each interval until

@@ -13,7 +13,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9941";
 /// Live per-VM and per-vCPU performance of a KVM host, from eBPF.
 ///
 /// Without a subcommand, kvmtop shows a live table of the VMs on this host. It needs root, or the
-/// capabilities `CAP_BPF` and `CAP_PERFMON`.
+/// capabilities `CAP_BPF`, `CAP_PERFMON` and `CAP_DAC_READ_SEARCH` (plus `CAP_SYS_PTRACE` to see
+/// every VM), and drops all but the last two once its programs are attached.
 #[derive(Debug, Parser)]
 #[command(name = "kvmtop", version, about, long_about)]
 pub struct Cli {

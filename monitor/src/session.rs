@@ -66,7 +66,7 @@ impl Session {
     /// Only a failure that stops every signal is an error; a missing tracepoint is reported per
     /// source, in every snapshot.
     pub fn open(config: &Config) -> anyhow::Result<Self> {
-        privileges::check().map_err(anyhow::Error::msg)?;
+        privileges::check(&config.tracefs).map_err(anyhow::Error::msg)?;
         // Without the topology migrations are still counted, as of unknown class.
         let topology = Topology::read(&config.sys_root)
             .inspect_err(|e| log::warn!("host topology: {e}"))

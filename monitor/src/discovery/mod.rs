@@ -234,7 +234,8 @@ impl Discovery {
             let remedy = if crate::privileges::may_inspect_any_process() {
                 "a security policy or another user namespace refuses them even to root"
             } else {
-                "run as root (or with CAP_SYS_PTRACE) to see every VM"
+                "run kvmtop as root, or give it CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, to see \
+                 every VM"
             };
             problems.push(format!(
                 "{n} {} could not be inspected (permission denied; pid {}{}): \

@@ -43,13 +43,21 @@ pub enum FormatError {
         event: String,
         path: PathBuf,
     },
-    #[error(
-        "cannot read {path}: {source}; is tracefs mounted? (mount -t tracefs nodev /sys/kernel/tracing)"
-    )]
+    #[error("cannot read {path}: {source}; {}", unreadable_remedy(.source))]
     Unreadable {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// What to do about an unreadable format file: a refusal is about privileges (tracefs is root's
+/// only), anything else most likely about tracefs not being mounted.
+fn unreadable_remedy(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        "tracefs is root's only: run kvmtop as root, or give it CAP_DAC_READ_SEARCH"
+    } else {
+        "is tracefs mounted? (mount -t tracefs nodev /sys/kernel/tracing)"
+    }
 }
 
 impl TraceFs {
@@ -60,6 +68,15 @@ impl TraceFs {
     #[must_use]
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether listing the events is refused: tracefs is root's only (mode 0700). A tracefs
+    /// that is missing or not mounted is not a refusal: it is reported per tracepoint, with what
+    /// to do about it.
+    #[must_use]
+    pub fn refuses_listing(&self) -> bool {
+        fs::read_dir(self.root.join("events"))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     }
 
     /// Reads and parses the format of `system:event`.
@@ -165,6 +182,15 @@ pub fn sized(field: Option<Field>, event: &str, name: &str, size: u32) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refusal needs an unprivileged user: `least_privilege_e2e` runs kvmtop as `nobody`.
+    #[test]
+    fn a_missing_or_readable_tracefs_is_not_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!TraceFs::new(dir.path().join("not-mounted")).refuses_listing());
+        std::fs::create_dir(dir.path().join("events")).unwrap();
+        assert!(!TraceFs::new(dir.path()).refuses_listing());
+    }
 
     // Captured from Linux 6.18 (x86-64).
     const KVM_EXIT_6_18: &str = "name: kvm_exit

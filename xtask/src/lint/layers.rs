@@ -25,8 +25,9 @@ pub struct Layers {
     pub others: Option<&'static [&'static str]>,
 }
 
-/// The agent (`monitor/src`). `format` and `privileges` are leaves any layer may use; they
-/// import nothing. The command line is the top.
+/// The agent (`monitor/src`). `format` is a leaf any layer may use; it imports nothing.
+/// `privileges` reads what it decides on (tracefs, the running kernel's settings) through
+/// `host`. The command line is the top.
 pub const AGENT: Layers = Layers {
     rows: AGENT_ROWS,
     top: Some("cli"),
@@ -49,8 +50,8 @@ pub const KERNEL: Layers = Layers {
 const AGENT_ROWS: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("format", &[]),
-    ("privileges", &[]),
     ("host", &["model"]),
+    ("privileges", &["host"]),
     ("discovery", &["model", "host", "privileges"]),
     ("bpf", &["model", "host", "privileges"]),
     ("family", &["model", "host", "discovery", "bpf"]),

@@ -1,7 +1,9 @@
 //! Step 4: the programs tests, demo and bench use: QEMU for real guests, binutils to assemble
 //! them, and independent tools (bpftrace, libbpf-tools, perf, bpftool, Prometheus, stress-ng)
 //! that the tests compare kvmtop's numbers with, curl as a TLS client independent of kvmtop's,
-//! and tmux to drive the live table in a terminal.
+//! tmux to drive the live table in a terminal, setpriv to run kvmtop as an unprivileged user
+//! with a few capabilities, the systemd tools that check its unit, and strace to see that kvmtop
+//! stays inside that unit's sandbox.
 
 use anyhow::{Result, bail};
 
@@ -69,6 +71,23 @@ const TOOLS: &[Tool] = &[
         command: "tmux",
         packages: &[&["tmux"]],
     },
+    Tool {
+        command: "setpriv",
+        packages: &[&["util-linux"]],
+    },
+    // Both from the systemd package, also where systemd is not the init system (containers).
+    Tool {
+        command: "systemd-analyze",
+        packages: &[&["systemd"]],
+    },
+    Tool {
+        command: "systemd-sysusers",
+        packages: &[&["systemd"]],
+    },
+    Tool {
+        command: "strace",
+        packages: &[&["strace"]],
+    },
 ];
 
 /// Present and working: Ubuntu's perf/bpftool are wrappers that exist but fail when the
@@ -86,7 +105,8 @@ fn works(command: &str) -> bool {
 
 pub fn ensure(apt: &mut Apt) -> Result<()> {
     checking(
-        "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, curl, stress-ng, tmux)",
+        "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, curl, \
+         stress-ng, tmux, setpriv, systemd-analyze, systemd-sysusers, strace)",
     );
     let missing: Vec<&Tool> = TOOLS.iter().filter(|tool| !works(tool.command)).collect();
     if missing.is_empty() {

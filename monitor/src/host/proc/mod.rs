@@ -1,6 +1,7 @@
 //! What kvmtop reads of procfs besides discovery's process scan ([`crate::discovery`]): a
 //! process's name and memory placement, a thread's state, affinity and scheduler accounting,
-//! the host's CPU times, uptime and identity, and the vhost kernel threads of old kernels.
+//! the host's CPU times, uptime and identity, the vhost kernel threads of old kernels, and what
+//! kvmtop needs to know of itself and of the running kernel to drop its privileges.
 //!
 //! Processes vanish at any moment, so every reader returns `None` (or an empty result) for a
 //! file it cannot read, and reads bounded prefixes of files whose size it does not control.
@@ -14,7 +15,7 @@ use std::{
     path::Path,
 };
 
-use super::read::{cpu_list, read_prefix};
+use super::read::{cpu_list, read_line, read_prefix};
 use crate::model::Untrusted;
 
 /// `/proc/PID/comm`, or `None` when the process has gone.
@@ -186,6 +187,20 @@ pub fn vhost_workers<S: BuildHasher>(
 pub fn own_fd_info(fd: i32, name: &str) -> Option<u64> {
     let text = read_prefix(Path::new(&format!("/proc/self/fdinfo/{fd}")), 16 * 1024)?;
     fd_info_field(&text, name)
+}
+
+/// A setting of the running kernel, `/proc/sys/<name>` (e.g. `kernel/osrelease`), trimmed.
+/// Always the live kernel's, whatever procfs root kvmtop was pointed at: what it decides
+/// concerns the kernel kvmtop's own system calls go to.
+#[must_use]
+pub fn live_sysctl(name: &str) -> Option<String> {
+    read_line(&Path::new("/proc/sys").join(name))
+}
+
+/// How many threads this process has (`/proc/self/task`).
+#[must_use]
+pub fn own_thread_count() -> Option<usize> {
+    Some(fs::read_dir("/proc/self/task").ok()?.count())
 }
 
 /// A numeric `name:\tvalue` line of a `/proc/PID/fdinfo/FD` file.

@@ -53,8 +53,10 @@ const CONNECTION_LIFETIME: Duration = Duration::from_mins(1);
 /// Requests in flight on one HTTP/2 connection; a scraper sends one at a time.
 const MAX_STREAMS: u32 = 8;
 
+/// Serves `listener` until Ctrl-C. The caller binds it, while it may still bind any port: by the
+/// time this runs kvmtop has given up its capabilities.
 pub async fn run(
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     snapshots: watch::Receiver<Option<Snapshot>>,
     web_config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -65,18 +67,15 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let listen = listener.local_addr()?;
     let scheme = if config.as_ref().is_some_and(|c| c.tls.is_some()) {
         "https"
     } else {
         "http"
     };
-    eprintln!(
-        "kvmtop: serving metrics at {scheme}://{}/metrics",
-        listener.local_addr()?
-    );
+    eprintln!("kvmtop: serving metrics at {scheme}://{listen}/metrics");
     for warning in exposure_warnings(listen, config.as_ref()) {
         eprintln!("kvmtop: warning: {warning}");
     }
