@@ -76,10 +76,14 @@ fn safe(path: &str) -> bool {
     components <= 12
 }
 
-/// A fresh, empty directory for this process's trees, under the system's temporary directory.
+/// A fresh, empty directory for this process's trees: in `/dev/shm` where there is one (a tree
+/// is rewritten for every input, so memory-backed files make the target several times faster),
+/// else under the system's temporary directory.
 #[must_use]
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kvmtop-fuzz-{name}-{}", std::process::id()));
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let dir = base.join(format!("kvmtop-fuzz-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
     dir
