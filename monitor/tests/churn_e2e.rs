@@ -22,7 +22,7 @@
 //! test, no more entries for tasks that are not VMMs than before the churn, and no watched bit
 //! for a task of the test. Other tests may run VMs meanwhile, so a problem counts only if it is
 //! still there 2 s later. And kvmtop writes nothing but its start-up lines (the serving line,
-//! and a warning for each source this kernel lacks).
+//! the capabilities it kept, and a warning for each source this kernel lacks).
 //!
 //! The VMs run at nice 19 and kvmtop at nice 0: at equal priority, 16 vCPU threads spinning on
 //! port I/O would take most of this 2-CPU machine from kvmtop, and the test would measure
@@ -222,9 +222,11 @@ fn stop_saying_only_startup_lines(kvmtop: &mut support::Observed, startup_lines:
     );
 }
 
-/// The serving line, and the warnings about sources this kernel lacks.
+/// The serving line, the capabilities kept once the programs are attached, and the warnings
+/// about sources this kernel lacks.
 fn is_startup_line(line: &str) -> bool {
     line.starts_with("kvmtop: serving metrics at ")
+        || line.starts_with("kvmtop: capabilities kept after loading the eBPF programs: ")
         || (line.starts_with("[WARN ")
             && line.contains(" source ")
             && line.contains(": unavailable: "))

@@ -19,7 +19,9 @@ pub const SLOTS: usize = 8;
 pub const VCPUS: u32 = 2;
 /// Every this many starts, a slot asks for the pid of its previous VM.
 const REUSE_EVERY: u32 = 3;
-/// How long each VM runs once its vCPUs do, drawn uniformly.
+/// How long each VM lives once its VMM has created it and its vCPUs, drawn uniformly. Counted
+/// from there rather than from its vCPUs running guest code, which on a loaded host takes a
+/// good part of a second more: the churn keeps its pace under stress.
 const LIFETIME_MS: std::ops::RangeInclusive<u64> = 1_000..=4_000;
 /// The VMs' nice value. At nice 0 the 16 vCPU threads, each spinning on port I/O, take their
 /// share of this 2-CPU machine from kvmtop (and from the scrapes), which then falls seconds
@@ -223,6 +225,7 @@ fn run_slot(ledger: &SharedLedger, stop: &AtomicBool) {
         }
         let mut guest = Guest::start(&spec).unwrap_or_else(|e| panic!("starting churn{n}: {e}"));
         let pid = guest.pid();
+        let until = Instant::now() + Duration::from_millis(fastrand::u64(LIFETIME_MS));
         {
             let mut ledger = lock(ledger);
             ledger.lifetimes[n].pid = Some(pid);
@@ -239,7 +242,6 @@ fn run_slot(ledger: &SharedLedger, stop: &AtomicBool) {
             life.vcpus = vcpus;
             life.tids = tids;
         }
-        let until = Instant::now() + Duration::from_millis(fastrand::u64(LIFETIME_MS));
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             thread::sleep(
                 until
