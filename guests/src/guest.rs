@@ -99,10 +99,15 @@ impl Guest {
             .stdout(Stdio::null())
             // A file rather than a pipe: nobody has to drain it, and it survives for error reports.
             .stderr(stderr);
-        let child = process::spawn_tied_to_process(command).map_err(|source| Error::Spawn {
-            program: argv[0].clone(),
-            source,
-        })?;
+        let options = process::SpawnOptions {
+            pid: spec.pid,
+            nice: spec.nice,
+        };
+        let child =
+            process::spawn_tied_to_process(command, options).map_err(|source| Error::Spawn {
+                program: argv[0].clone(),
+                source,
+            })?;
         let guest = Self {
             kind: spec.kind,
             pid: child.id(),

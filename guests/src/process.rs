@@ -8,7 +8,16 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::thread;
 
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+/// The kernel's last allocated pid in this pid namespace: the next fork gets the first free pid
+/// above it.
+const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+
+struct SpawnRequest {
+    command: Command,
+    /// The pid to ask for, if any.
+    pid: Option<u32>,
+    reply: mpsc::Sender<io::Result<Child>>,
+}
 
 /// All VMMs are forked from one thread that lives as long as the process.
 ///
@@ -22,8 +31,14 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
         thread::Builder::new()
             .name("guests-spawner".into())
             .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
+                for mut request in rx {
+                    let child = match request.pid {
+                        // Written here, right before the fork, so that only forks elsewhere
+                        // on the host can come in between.
+                        Some(pid) => ask_for_pid(pid).and_then(|()| request.command.spawn()),
+                        None => request.command.spawn(),
+                    };
+                    let _ = request.reply.send(child);
                 }
             })
             .expect("starting the guest spawner thread");
@@ -31,15 +46,42 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
     })
 }
 
+/// Sets the last allocated pid to `pid - 1`, so that the next fork gets `pid` if it is free.
+fn ask_for_pid(pid: u32) -> io::Result<()> {
+    let last = pid
+        .checked_sub(1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0 cannot be asked for"))?;
+    fs::write(NS_LAST_PID, last.to_string()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {last} to {NS_LAST_PID} to ask for pid {pid} (needs root): {e}"),
+        )
+    })
+}
+
+/// How a VMM process is started besides its command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpawnOptions {
+    /// The pid to ask for (see [`crate::GuestSpec::pid`]).
+    pub pid: Option<u32>,
+    /// The nice value to set before exec.
+    pub nice: Option<i32>,
+}
+
 /// Spawns `command` so that the kernel kills it with SIGKILL if this process dies for any
 /// reason (panic with `panic=abort`, SIGKILL, `process::exit`), when no `Drop` can run.
 ///
 /// It stays in our process group, so Ctrl-C at a terminal reaches it too.
-pub(crate) fn spawn_tied_to_process(mut command: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied_to_process(
+    mut command: Command,
+    options: SpawnOptions,
+) -> io::Result<Child> {
     // SAFETY: getpid is async-signal-safe and has no preconditions.
     let parent = unsafe { libc::getpid() };
+    let nice = options.nice;
     // SAFETY: the hook runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid) and builds errors from raw errno values, which does not allocate.
+    // (prctl, getppid, setpriority) and builds errors from raw errno values, which does not
+    // allocate.
     unsafe {
         command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
@@ -49,12 +91,22 @@ pub(crate) fn spawn_tied_to_process(mut command: Command) -> io::Result<Child> {
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
+            // Threads inherit the nice value of the thread that starts them.
+            if let Some(nice) = nice
+                && libc::setpriority(libc::PRIO_PROCESS as _, 0, nice) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let (reply_tx, reply_rx) = mpsc::channel();
     spawner()
-        .send((command, reply_tx))
+        .send(SpawnRequest {
+            command,
+            pid: options.pid,
+            reply: reply_tx,
+        })
         .map_err(|_| io::Error::other("the guest spawner thread is gone"))?;
     reply_rx
         .recv()
@@ -148,7 +200,8 @@ mod tests {
 
     #[test]
     fn spawned_children_run() {
-        let mut child = spawn_tied_to_process(Command::new("true")).unwrap();
+        let mut child =
+            spawn_tied_to_process(Command::new("true"), SpawnOptions::default()).unwrap();
         assert!(child.wait().unwrap().success());
     }
 }

@@ -176,6 +176,8 @@ pub struct GuestSpec {
     pub(crate) uuid: Option<String>,
     pub(crate) extra_args: Vec<String>,
     pub(crate) work_dir: Option<PathBuf>,
+    pub(crate) pid: Option<u32>,
+    pub(crate) nice: Option<i32>,
 }
 
 impl GuestSpec {
@@ -192,6 +194,8 @@ impl GuestSpec {
             uuid: None,
             extra_args: Vec::new(),
             work_dir: None,
+            pid: None,
+            nice: None,
         }
     }
 
@@ -259,6 +263,24 @@ impl GuestSpec {
         self
     }
 
+    /// Asks for this pid: the kernel's last allocated pid (`/proc/sys/kernel/ns_last_pid`) is
+    /// set to `pid - 1` just before the VMM is forked, so the fork gets `pid` if it is free and
+    /// nothing else forks in between. Not a promise: compare [`crate::Guest::pid`]. Needs
+    /// `CAP_SYS_ADMIN` (root); tests use it to make a new VM reuse an exited VM's pid, as
+    /// happens by itself on a busy host once pids wrap.
+    #[must_use]
+    pub fn pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+
+    /// The VMM's nice value (-20 to 19), set before it execs, so every thread it starts has it.
+    #[must_use]
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.nice = Some(nice);
+        self
+    }
+
     #[must_use]
     pub fn kind(&self) -> GuestKind {
         self.kind
@@ -286,6 +308,18 @@ impl GuestSpec {
         }
         if self.memory_mib == 0 {
             return Err(Error::InvalidSpec("memory_mib must be at least 1".into()));
+        }
+        if self.pid.is_some_and(|pid| pid < 2) {
+            return Err(Error::InvalidSpec(
+                "pid must be at least 2 (1 is init's)".into(),
+            ));
+        }
+        if let Some(nice) = self.nice
+            && !(-20..=19).contains(&nice)
+        {
+            return Err(Error::InvalidSpec(format!(
+                "nice {nice} is outside -20..=19"
+            )));
         }
         if let Some(name) = &self.name
             && (name.is_empty() || name.contains(','))
@@ -404,5 +438,14 @@ mod tests {
                 .validate()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn pids_below_two_and_nice_values_out_of_range_are_rejected() {
+        let spec = || GuestSpec::new(GuestKind::MiniVmm);
+        assert!(spec().pid(1).validate().is_err());
+        assert!(spec().nice(20).validate().is_err());
+        assert!(spec().nice(-21).validate().is_err());
+        assert!(spec().pid(4000).nice(19).validate().is_ok());
     }
 }

@@ -207,3 +207,44 @@ fn guests_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Guest>();
 }
+
+#[test]
+fn the_mini_vmm_takes_its_name_nice_value_and_an_asked_for_pid() {
+    const TEST: &str = "the_mini_vmm_takes_its_name_nice_value_and_an_asked_for_pid";
+    if support::skip(TEST, GuestKind::MiniVmm, false) {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP {TEST}: asking for a pid (kernel.ns_last_pid) needs root");
+        return;
+    }
+    let spec = GuestSpec::new(GuestKind::MiniVmm)
+        .name("lifecycle-nice")
+        .vcpus(2)
+        .nice(19);
+    let mut guest = Guest::start(&spec).unwrap();
+    let vcpus = guest.wait_for_vcpus(support::START).unwrap();
+    let pid = guest.pid();
+    assert_eq!(support::thread_name(pid, pid), "lifecycle-nice");
+    for vcpu in &vcpus {
+        assert_eq!(
+            support::thread_name(pid, vcpu.tid),
+            format!("vcpu{}", vcpu.index)
+        );
+    }
+    for tid in vcpus.iter().map(|v| v.tid).chain([pid]) {
+        assert_eq!(support::nice(pid, tid), Some(19), "thread {tid}");
+    }
+    guest.stop().unwrap();
+
+    // Another fork on the host may take the pid first, so a few tries.
+    let reused = (0..5).any(|_| {
+        let again = Guest::start(&spec.clone().pid(pid)).unwrap();
+        again.pid() == pid
+    });
+    assert!(
+        reused,
+        "pid {pid} was never handed out again when asked for"
+    );
+}

@@ -188,3 +188,32 @@ fn older_kernels_attribute_at_issue_in_the_submitters_context() {
     assert_eq!(reads.latency.buckets, buckets(&[50_000]));
     assert_eq!(reads.queue.buckets, buckets(&[0]));
 }
+
+#[test]
+fn requests_in_flight_end_with_their_process() {
+    let Some(mut h) = Harness::open("requests_in_flight_end_with_their_process", 30) else {
+        return;
+    };
+    let p = h.0.pid;
+    let dev = dev_of(MAJOR, 0xC_0000 + (p & 0xFFFF));
+    let dev_id = DevId::from_kernel(dev);
+    let now = kvmtop::host::clock::monotonic_ns();
+    h.submit(p, dev, 100, "RS", 4_096, now);
+    h.issue(0, dev, 100, 4_096, now + 1_000, false);
+    let in_flight = |h: &mut Harness| {
+        let totals = h.0.session.families_mut().block.counters_mut().read(&[]);
+        totals.in_flight.get(&(p, dev_id)).copied()
+    };
+    assert_eq!(in_flight(&mut h), Some(1));
+    // The process exits (or its pid goes to another process): its totals go, and so does its
+    // request in flight.
+    h.0.session
+        .families_mut()
+        .block
+        .counters_mut()
+        .retain(|pid| pid != p);
+    assert_eq!(in_flight(&mut h), None);
+    // Completed late, when a new process may have the pid, it is counted for no one.
+    h.complete(dev, 100, now + 100_000);
+    assert!(h.block(p).is_empty(), "{:#?}", h.block(p));
+}

@@ -277,3 +277,39 @@ fn contenders_that_exited_leave_the_map_after_a_reading() {
     h.watch(1);
     assert_eq!(h.contenders(), all[..2]);
 }
+
+#[test]
+fn a_contender_whose_pid_now_names_a_thread_has_exited() {
+    const TEST: &str = "a_contender_whose_pid_now_names_a_thread_has_exited";
+    let Some(mut h) = Harness::open(TEST, 7) else {
+        return;
+    };
+    // The VM is this test process, so that procfs shows it and contenders are looked up.
+    h.pid = std::process::id();
+    h.watch(1);
+    // A thread of this process: `/proc/TID` answers for it, but no process has that number,
+    // as when a contender process exits and its pid goes to a new thread.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let tid = u32::try_from(tid_rx.recv().unwrap()).unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{tid}")).exists());
+    h.wakeup(0, 1_000);
+    h.switch_in(0, (OTHER_TID, u64::from(tid)), 2_000);
+    let waited = ContenderTotals {
+        waits: 1,
+        wait_ns: 1_000,
+    };
+    assert_eq!(h.contenders(), [(Contender::Process(tid), waited)]);
+    // Found gone at the next update, removed at the one after.
+    h.watch(1);
+    assert_eq!(h.contenders(), [(Contender::Process(tid), waited)]);
+    h.watch(1);
+    assert_eq!(h.contenders(), []);
+    drop(stop_tx);
+    thread.join().unwrap();
+}

@@ -8,8 +8,9 @@
 //! Usage: `minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH]`
 //!
 //! `--ready-file` is created once every vCPU has handled its first exit, so a harness knows the
-//! guest code is really running. `--name` has no effect besides appearing in the command line,
-//! where tools look for a VM's name (like QEMU's `-name` or Firecracker's `--id`).
+//! guest code is really running. `--name` becomes the process name (its `comm`, cut to 15 bytes
+//! by the kernel) before the VM is created, and stays in the command line, where tools look for a
+//! VM's name (like QEMU's `-name` or Firecracker's `--id`).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ const TSS_ADDR: usize = 0xfffb_d000;
 struct Args {
     vcpus: u32,
     memory_mib: u32,
+    name: Option<String>,
     ready_file: Option<PathBuf>,
 }
 
@@ -41,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         vcpus: 1,
         memory_mib: 1,
+        name: None,
         ready_file: None,
     };
     let mut it = std::env::args().skip(1);
@@ -63,9 +66,7 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| format!("--memory-mib: \"{v}\" is not a positive number"))?;
             }
-            "--name" => {
-                value()?;
-            }
+            "--name" => args.name = Some(value()?),
             "--ready-file" => args.ready_file = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument \"{other}\"")),
         }
@@ -153,7 +154,26 @@ fn run_vcpu(index: u32, mut vcpu: VcpuFd, first_exit: &mpsc::Sender<u32>) -> Str
     }
 }
 
+/// Names the process (its main thread; the vCPU threads get names of their own).
+fn set_process_name(name: &str) -> Result<(), String> {
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| format!("--name: \"{name}\" contains a NUL byte"))?;
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string (at most 16 bytes of it) that outlives
+    // the call.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) } != 0 {
+        return Err(format!(
+            "naming the process: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<(), String> {
+    // Before the VM exists, so that whoever finds the VM finds it under its name.
+    if let Some(name) = &args.name {
+        set_process_name(name)?;
+    }
     let kvm = Kvm::new().map_err(|e| format!("opening /dev/kvm: {e}"))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     // Not every backend implements this ioctl, and those that do not also do not need it.

@@ -173,3 +173,15 @@ pub fn fd_links(pid: u32) -> Vec<String> {
     links.sort();
     links
 }
+
+/// The nice value of a thread of `pid` (field 19 of its `stat`), `None` if it is gone.
+pub fn nice(pid: u32, tid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // Fields after the command name start with the state, field 3.
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(19 - 3)?
+        .parse()
+        .ok()
+}

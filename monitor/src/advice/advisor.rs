@@ -12,7 +12,7 @@ use super::{
     facts::VmStat, observe,
 };
 use crate::{
-    discovery::Vmm,
+    discovery::{Vmm, VmmId},
     host::proc::{ThreadAccounting, cpu_times, uptime},
     model::Snapshot,
 };
@@ -26,8 +26,12 @@ type ThreadRates = HashMap<(u32, u32), (Option<f64>, Option<f64>)>;
 pub struct Advisor {
     engine: Engine,
     roots: Roots,
-    threads: HashMap<(u32, u32), ThreadAccounting>,
+    /// Readings per thread of a VMM process: a new process on a reused pid, even with the
+    /// same thread ids, starts over.
+    threads: HashMap<(VmmId, u32), ThreadAccounting>,
     host: Option<(Instant, VmStat, Option<CpuTimes>)>,
+    /// Start time of each VMM process advised on at the last window, by pid.
+    processes: HashMap<u32, u64>,
 }
 
 impl Advisor {
@@ -40,6 +44,7 @@ impl Advisor {
             roots,
             threads: HashMap::new(),
             host: None,
+            processes: HashMap::new(),
         }
     }
 
@@ -60,6 +65,7 @@ impl Advisor {
     /// discovered at the end of the window.
     pub fn advise(&mut self, snapshot: &Snapshot, vmms: &[Vmm]) -> Evaluation {
         let seconds = snapshot.window.duration_seconds;
+        self.forget_gone_processes(vmms);
         let (threads, host_observations) = self.read_counters(vmms);
         let host = HostFacts::read(&self.roots);
         let uptime = uptime(&self.roots.proc);
@@ -92,6 +98,16 @@ impl Advisor {
         self.engine.evaluate(&inputs)
     }
 
+    /// Forgets the advice history of processes that exited or whose pid now names another
+    /// process, so advice about a VM ends with it and a new VM on its pid starts afresh.
+    fn forget_gone_processes(&mut self, vmms: &[Vmm]) {
+        let now: HashMap<u32, u64> = vmms.iter().map(|v| (v.id.pid, v.id.start_time)).collect();
+        let before = std::mem::replace(&mut self.processes, now);
+        let now = &self.processes;
+        self.engine
+            .forget_processes(|pid| now.get(&pid).is_none_or(|t| before.get(&pid) != Some(t)));
+    }
+
     /// Reads every vCPU thread's run-queue wait and migrations and the host counters; returns
     /// the rates since the previous reading.
     fn read_counters(&mut self, vmms: &[Vmm]) -> (ThreadRates, HostObservations) {
@@ -104,16 +120,16 @@ impl Advisor {
         let mut rates = HashMap::new();
         for vmm in vmms {
             for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
-                let key = (vmm.id.pid, tid);
+                let key = (vmm.id, tid);
                 let reading = ThreadAccounting::read(&self.roots.proc, vmm.id.pid, tid);
                 rates.insert(
-                    key,
+                    (vmm.id.pid, tid),
                     observe::thread_rates(self.threads.get(&key), &reading, seconds),
                 );
                 readings.insert(key, reading);
             }
         }
-        // Threads that are gone are forgotten; a reused tid starts over.
+        // Threads that are gone are forgotten; a reused tid or pid starts over.
         self.threads = readings;
         let vmstat = HostFacts::read_vmstat(&self.roots);
         let cpu = cpu_times(&self.roots.proc);
@@ -138,3 +154,6 @@ fn clock_ticks_per_second() -> f64 {
     #[expect(clippy::cast_precision_loss, reason = "a small positive number")]
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
+
+#[cfg(test)]
+mod tests;

@@ -305,6 +305,14 @@ impl Discovery {
             pass.others.insert(id);
             return;
         }
+        if !known && !self.is_process(pid) {
+            // The pid listed has since become a thread of another process (pids are reused),
+            // and `/proc/PID` answers for it with that process's fds: its VM is found under
+            // its own pid, not a second time under a thread's.
+            self.note_not_vmm(id, &stat.comm);
+            pass.others.insert(id);
+            return;
+        }
         self.not_vmm.remove(&id);
         if !known {
             let Some(vmm) = self.identify(id, &stat, &mut pass.problems) else {
@@ -322,6 +330,13 @@ impl Discovery {
             // Gone between identification and refresh: it never really appeared.
             self.known.remove(&id);
         }
+    }
+
+    /// Whether `pid` is a process of its own rather than a thread of another one. A status
+    /// that cannot be read or understood proves nothing: the reads that follow tell whether the
+    /// process is still there.
+    fn is_process(&self, pid: u32) -> bool {
+        crate::host::proc::tgid(self.proc.path(), pid).is_none_or(|tgid| tgid == pid)
     }
 
     fn sorted_vmms(&self) -> Vec<Vmm> {

@@ -103,6 +103,20 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// The process the target belongs to; `None` for the host.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Host => None,
+            Self::Vm { pid, .. }
+            | Self::Vcpu { pid, .. }
+            | Self::Drive { pid, .. }
+            | Self::Nic { pid, .. } => Some(*pid),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

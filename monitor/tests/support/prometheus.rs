@@ -13,7 +13,12 @@ use super::Observed;
 /// Starts `kvmtop serve` on a free loopback port with the given refresh interval (seconds), and
 /// returns it once it listens, with its address.
 pub fn serve(interval: &str) -> (Observed, SocketAddr) {
-    let mut command = super::kvmtop();
+    serve_with(super::kvmtop(), interval)
+}
+
+/// Like [`serve`], from a kvmtop command the caller has prepared (its environment or
+/// scheduling, say).
+pub fn serve_with(mut command: Command, interval: &str) -> (Observed, SocketAddr) {
     command.args(["serve", "--listen", "127.0.0.1:0", "--interval", interval]);
     let mut kvmtop = Observed::spawn(command);
     let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));

@@ -59,6 +59,15 @@ impl Engine {
         &self.thresholds
     }
 
+    /// Forgets every recommendation about a process for which `gone(pid)` is true: it has
+    /// exited, or its pid now names another process. Its advice is not shown again, not even
+    /// while it would otherwise be clearing (about a VM no longer there), and a new process on
+    /// the pid starts without the old one's history.
+    pub fn forget_processes(&mut self, gone: impl Fn(u32) -> bool) {
+        self.tracks
+            .retain(|key, _| key.target.pid().is_none_or(|pid| !gone(pid)));
+    }
+
     /// Applies the rules to `inputs` and returns the recommendations in force after
     /// hysteresis. The inputs out of reach are those of this evaluation.
     pub fn evaluate(&mut self, inputs: &Inputs) -> Evaluation {

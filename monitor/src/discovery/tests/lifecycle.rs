@@ -51,6 +51,28 @@ fn appearing_exiting_and_vanishing() {
 }
 
 #[test]
+fn a_listed_pid_that_became_a_vcpu_thread_is_not_another_vm() {
+    let proc = FakeProc::new();
+    let vm = proc.process(3000, "churn7", 500);
+    vm.cmdline(&["/usr/bin/minivmm", "--vcpus", "2", "--name", "churn7"])
+        .thread(3000, "churn7", PF_MAIN, FUTEX)
+        .thread(3001, "vcpu0", PF_VCPU_THREAD, &kvm_run(9))
+        .thread(3002, "vcpu1", PF_VCPU_THREAD, &kvm_run(11))
+        .fd(8, "anon_inode:kvm-vm")
+        .fd(9, "anon_inode:kvm-vcpu:0")
+        .fd(11, "anon_inode:kvm-vcpu:1");
+    // 3001 was a process of its own when `/proc` was listed; it exited and its pid went to
+    // vCPU 0's thread of the VM above, which `/proc/3001` now answers for.
+    proc.thread_entry(&vm, 3001, "vcpu0", 501);
+    let scan = proc.discovery().scan();
+    let pids: Vec<u32> = scan.vmms.iter().map(|v| v.id.pid).collect();
+    assert_eq!(pids, [3000], "{:#?}", scan.vmms);
+    assert_eq!(scan.appeared, [vm.id()]);
+    assert_eq!(scan.vmms[0].name, "churn7-3000");
+    assert_eq!(scan.vmms[0].vcpus.len(), 2);
+}
+
+#[test]
 fn processes_that_are_not_vmms() {
     let proc = FakeProc::new();
     proc.process(1, "systemd", 1)

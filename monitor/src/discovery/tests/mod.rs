@@ -36,6 +36,13 @@ fn stat_line(pid: u32, comm: &str, flags: u32, start_time: u64) -> String {
     )
 }
 
+/// The start of `/proc/ID/status`.
+fn status(comm: &str, tgid: u32, pid: u32) -> String {
+    format!(
+        "Name:\t{comm}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{tgid}\nNgid:\t0\nPid:\t{pid}\n"
+    )
+}
+
 impl FakeProc {
     fn new() -> Self {
         Self {
@@ -51,9 +58,25 @@ impl FakeProc {
     fn process(&self, pid: u32, comm: &str, start_time: u64) -> FakeProcess {
         let dir = self.dir.path().join(pid.to_string());
         write(&dir.join("stat"), stat_line(pid, comm, PF_MAIN, start_time));
+        write(&dir.join("status"), status(comm, pid, pid));
         fs::create_dir_all(dir.join("fd")).unwrap();
         fs::create_dir_all(dir.join("task")).unwrap();
         FakeProcess { dir, pid }
+    }
+
+    /// `/proc/TID` for thread `tid` of `process`, as procfs answers for any thread id though
+    /// it lists only processes: the thread's own `stat` and `status`, the process's fds, threads
+    /// and command line.
+    fn thread_entry(&self, process: &FakeProcess, tid: u32, comm: &str, start_time: u64) {
+        let dir = self.dir.path().join(tid.to_string());
+        write(
+            &dir.join("stat"),
+            stat_line(tid, comm, PF_VCPU_THREAD, start_time),
+        );
+        write(&dir.join("status"), status(comm, process.pid, tid));
+        for shared in ["fd", "task", "cmdline"] {
+            symlink(process.dir.join(shared), dir.join(shared)).unwrap();
+        }
     }
 
     fn remove(&self, pid: u32) {

@@ -276,7 +276,10 @@ impl BlockCounters {
         in_flight
     }
 
-    /// Removes the totals of processes for which `keep(pid)` is false (exited VMs).
+    /// Removes the totals and the requests in flight of processes for which `keep(pid)` is
+    /// false (exited VMs, and pids now another process's). A request of theirs that completes
+    /// later is then counted for no one: left pending, it would count as in flight for up to
+    /// [`LOST_AFTER`], and its completion for whichever process has the pid by then.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         let stale: Vec<BlockKey> = self
             .stats
@@ -286,6 +289,17 @@ impl BlockCounters {
             .collect();
         for key in &stale {
             let _ = self.stats.remove(key);
+        }
+        let orphaned: Vec<RequestKey> = self
+            .pending
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, pending)| !keep(pending.tgid))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &orphaned {
+            // Completed meanwhile is fine.
+            let _ = self.pending.remove(key);
         }
     }
 }

@@ -24,7 +24,10 @@ use super::{
     totals::ThreadTotals,
     watch::WatchedThread,
 };
-use crate::{bpf::Kernel, host::clock::monotonic_ns};
+use crate::{
+    bpf::Kernel,
+    host::{clock::monotonic_ns, proc::is_process},
+};
 
 /// Running totals since the programs were attached.
 #[derive(Clone, Debug, Default)]
@@ -192,7 +195,9 @@ impl SchedCounters {
             return;
         }
         let root = &self.proc_root;
-        let exists = |pid: u32| root.join(pid.to_string()).exists();
+        // Not merely `/proc/PID` being there: it is also there when the pid has since gone to a
+        // thread of another process.
+        let exists = |pid: u32| is_process(root, pid);
         // The programs record pids of the initial namespace: a procfs that does not show the
         // watched processes belongs to another one, where a missing pid proves nothing.
         if self.watched_pids.is_empty() || !self.watched_pids.iter().all(|&pid| exists(pid)) {

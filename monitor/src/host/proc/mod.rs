@@ -27,6 +27,28 @@ pub fn comm(proc_root: &Path, pid: u32) -> Option<Untrusted> {
     ))
 }
 
+/// The process (thread group) task `id` belongs to: `Tgid` of `/proc/ID/status`; `None` when
+/// the task has gone or the file is not understood. Only processes are listed in `/proc`, but
+/// `/proc/ID` also answers for the id of any thread, with that thread's view (its own `stat`,
+/// its process's file descriptors): a pid read from a listing may have become a thread of
+/// another process by the time it is read.
+#[must_use]
+pub fn tgid(proc_root: &Path, id: u32) -> Option<u32> {
+    let text = read_prefix(&proc_root.join(id.to_string()).join("status"), 64 * 1024)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` names a live process: not a process that has gone, nor a thread of another
+/// process that was given its number since.
+#[must_use]
+pub fn is_process(proc_root: &Path, pid: u32) -> bool {
+    tgid(proc_root, pid) == Some(pid)
+}
+
 /// Whether thread `tid` of process `pid` is runnable right now (running or waiting for a CPU),
 /// from its `stat`; false when it cannot be read.
 #[must_use]
@@ -251,6 +273,30 @@ mod tests {
             !thread_exited(proc.path(), 200, 201),
             "the process is gone or unseen"
         );
+    }
+
+    #[test]
+    fn a_thread_id_is_not_a_process() {
+        let proc = Path::new("/proc");
+        let me = std::process::id();
+        assert_eq!(tgid(proc, me), Some(me));
+        assert!(is_process(proc, me));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            tx.send(u32::try_from(tid).unwrap()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        // `/proc/TID` is there, and names this process as the thread's.
+        assert!(proc.join(tid.to_string()).exists());
+        assert_eq!(tgid(proc, tid), Some(me));
+        assert!(!is_process(proc, tid));
+        drop(done_tx);
+        thread.join().unwrap();
+        assert!(!is_process(Path::new("/nonexistent"), me));
     }
 
     #[test]

@@ -128,3 +128,25 @@ fn below_rules_relax_upwards() {
     assert!(m4(&mut engine, 0.56));
     assert!(!m4(&mut engine, 0.56));
 }
+
+#[test]
+fn a_forgotten_process_loses_its_advice_and_its_history() {
+    let mut engine = Engine::new(Thresholds::default());
+    e1(&mut engine, 6000.0);
+    e1(&mut engine, 6000.0).expect("firing");
+    engine.forget_processes(|pid| pid == 100);
+    let gone = engine.evaluate(&inputs(host(), vec![]));
+    assert!(
+        gone.recommendations
+            .iter()
+            .all(|r| r.target.pid() != Some(100)),
+        "no advice about a VM that is gone, not even while clearing: {:?}",
+        gone.recommendations
+    );
+    // The pid comes back as another process: it must hold twice again.
+    assert!(e1(&mut engine, 6000.0).is_none());
+    assert!(e1(&mut engine, 6000.0).is_some());
+    // Forgetting other pids changes nothing.
+    engine.forget_processes(|pid| pid == 101);
+    assert!(e1(&mut engine, 6000.0).is_some());
+}
