@@ -169,33 +169,26 @@ const GLOBALS: &[&str] = &[
     latency::GLOBAL_SYS_ENTER_IOCTL_LAYOUT,
     latency::GLOBAL_KVM_VCPU_WAKEUP_LAYOUT,
 ];
-const DETAIL_PROGRAMS: [&str; details::DETAIL_EVENTS.len()] = {
-    let mut names = [""; details::DETAIL_EVENTS.len()];
+/// The program and the global of every detail event, in one pass over the list.
+const DETAIL_NAMES: ([&str; details::DETAIL_EVENTS.len()], [&str; details::DETAIL_EVENTS.len()]) = {
+    let mut names = ([""; details::DETAIL_EVENTS.len()], [""; details::DETAIL_EVENTS.len()]);
     let mut i = 0;
-    while i < names.len() {
-        names[i] = details::DETAIL_EVENTS[i].program;
-        i += 1;
-    }
-    names
-};
-const DETAIL_GLOBALS: [&str; details::DETAIL_EVENTS.len()] = {
-    let mut names = [""; details::DETAIL_EVENTS.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = details::DETAIL_EVENTS[i].global;
+    while i < details::DETAIL_EVENTS.len() {
+        names.0[i] = details::DETAIL_EVENTS[i].program;
+        names.1[i] = details::DETAIL_EVENTS[i].global;
         i += 1;
     }
     names
 };
 pub const NAMES: crate::Names = crate::Names {
-    programs: &crate::concat::<{ PROGRAMS.len() + DETAIL_PROGRAMS.len() }>(
+    programs: &crate::concat::<{ PROGRAMS.len() + DETAIL_NAMES.0.len() }>(
         PROGRAMS,
-        &DETAIL_PROGRAMS,
+        &DETAIL_NAMES.0,
     ),
     maps: MAPS,
-    globals: &crate::concat::<{ GLOBALS.len() + DETAIL_GLOBALS.len() }>(
+    globals: &crate::concat::<{ GLOBALS.len() + DETAIL_NAMES.1.len() }>(
         GLOBALS,
-        &DETAIL_GLOBALS,
+        &DETAIL_NAMES.1,
     ),
 };
 
