@@ -49,13 +49,7 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_a_password() {
         .arg("--web.config.file")
         .arg(&web_config);
     let mut kvmtop = Observed::spawn(command);
-    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
-    let address: SocketAddr = line
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no https address in {line:?}"));
+    let address = support::prometheus::serving_address(&mut kvmtop, "https");
 
     // The right certificate and password: metrics, once the first sample is taken.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -18,7 +18,10 @@ use std::{
 use caps::Capability;
 use kvmtop::{host::proc::live_sysctl, privileges::reduce::MapAccess};
 
-use crate::{support::Observed, test_pki};
+use crate::{
+    support::{self, Observed},
+    test_pki,
+};
 
 /// The sampling interval of `serve` in these tests.
 pub const INTERVAL: Duration = Duration::from_millis(500);
@@ -312,13 +315,7 @@ pub fn serve_args(command: &mut Command, tls: &RootOnlyTls) {
 /// Starts `kvmtop serve` and returns it with the address it serves HTTPS on.
 pub fn start_serve(command: Command) -> (Observed, SocketAddr) {
     let mut kvmtop = Observed::spawn(command);
-    let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
-    let address = line
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no https address in {line:?}"));
+    let address = support::prometheus::serving_address(&mut kvmtop, "https");
     (kvmtop, address)
 }
 

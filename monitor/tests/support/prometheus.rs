@@ -21,14 +21,19 @@ pub fn serve(interval: &str) -> (Observed, SocketAddr) {
 pub fn serve_with(mut command: Command, interval: &str) -> (Observed, SocketAddr) {
     command.args(["serve", "--listen", "127.0.0.1:0", "--interval", interval]);
     let mut kvmtop = Observed::spawn(command);
+    let address = serving_address(&mut kvmtop, "http");
+    (kvmtop, address)
+}
+
+/// Waits for a started `kvmtop serve` to say where it listens (`scheme` is `http` or
+/// `https`), and returns that address.
+pub fn serving_address(kvmtop: &mut Observed, scheme: &str) -> SocketAddr {
     let line = kvmtop.wait_for("serving metrics at", Duration::from_mins(1));
-    let address = line
-        .split("http://")
+    line.split(&format!("{scheme}://"))
         .nth(1)
         .and_then(|rest| rest.strip_suffix("/metrics"))
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (kvmtop, address)
+        .unwrap_or_else(|| panic!("no {scheme} address in {line:?}"))
 }
 
 /// Asserts that `promtool check metrics` accepts `exposition` without a word of complaint.
