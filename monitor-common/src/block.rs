@@ -36,6 +36,18 @@ pub const PROG_BLOCK_IO_START: &str = "block_io_start";
 pub const PROG_BLOCK_RQ_INSERT: &str = "block_rq_insert";
 pub const PROG_BLOCK_RQ_ISSUE: &str = "block_rq_issue";
 pub const PROG_BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
+/// The same programs on the tracepoints' raw arguments (`struct request *`), as BTF tracepoints
+/// (`tp_btf`) and as raw tracepoints (`raw_tp`): the kernel skips these only when the same
+/// program is already running on the CPU, where it skips a classic tracepoint program whenever
+/// any tracing program (or a BPF map syscall) is running there.
+pub const PROG_BLOCK_IO_START_BTF: &str = "blk_start_btf";
+pub const PROG_BLOCK_IO_START_RAW: &str = "blk_start_raw";
+pub const PROG_BLOCK_RQ_INSERT_BTF: &str = "blk_insert_btf";
+pub const PROG_BLOCK_RQ_INSERT_RAW: &str = "blk_insert_raw";
+pub const PROG_BLOCK_RQ_ISSUE_BTF: &str = "blk_issue_btf";
+pub const PROG_BLOCK_RQ_ISSUE_RAW: &str = "blk_issue_raw";
+pub const PROG_BLOCK_RQ_COMPLETE_BTF: &str = "blk_done_btf";
+pub const PROG_BLOCK_RQ_COMPLETE_RAW: &str = "blk_done_raw";
 /// Raw tracepoint program running the block accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_BLOCK_HARNESS: &str = "block_harness";
@@ -54,6 +66,88 @@ pub const GLOBAL_BLOCK_RQ_INSERT_LAYOUT: &str = "BLOCK_RQ_INSERT_LAYOUT";
 pub const GLOBAL_BLOCK_RQ_ISSUE_LAYOUT: &str = "BLOCK_RQ_ISSUE_LAYOUT";
 pub const GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT: &str = "BLOCK_RQ_COMPLETE_LAYOUT";
 pub const GLOBAL_BLOCK_SUBMIT_MODE: &str = "BLOCK_SUBMIT_MODE";
+/// Read-only global: the [`RequestFields`] of this kernel, for the raw-argument programs.
+pub const GLOBAL_BLOCK_REQUEST_FIELDS: &str = "BLOCK_REQUEST_FIELDS";
+
+/// Where this kernel keeps what the raw-argument programs read of a `struct request`, from its
+/// BTF: Rust eBPF programs get no CO-RE relocations, so the agent resolves the offsets at
+/// start-up and hands them over as a load-time constant. The programs compute what the classic
+/// records hold (`dev` of the whole disk, start `sector`, `bytes`, the operation), so requests
+/// are keyed alike whichever kind of program runs each hook.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestFields {
+    /// `request.q` (`struct request_queue *`).
+    pub q: u32,
+    /// `request.__sector` (u64).
+    pub sector: u32,
+    /// `request.__data_len` (u32).
+    pub data_len: u32,
+    /// `request.cmd_flags` (u32, the operation in its low [`REQ_OP_BITS`] bits).
+    pub cmd_flags: u32,
+    /// `request_queue.disk` (`struct gendisk *`).
+    pub disk: u32,
+    /// `gendisk.major` (int).
+    pub major: u32,
+    /// `gendisk.first_minor` (int).
+    pub first_minor: u32,
+    /// This kernel's `enum req_op` values the operation is classified by.
+    pub op_read: u32,
+    pub op_write: u32,
+    pub op_flush: u32,
+    pub op_discard: u32,
+    pub op_secure_erase: u32,
+    /// Passthrough operations, whose records carry sector 0 (`blk_rq_trace_sector`).
+    pub op_drv_in: u32,
+    pub op_drv_out: u32,
+}
+
+/// The operation bits of `cmd_flags` (`REQ_OP_BITS` in `include/linux/blk_types.h`).
+pub const REQ_OP_BITS: u32 = 8;
+
+impl RequestFields {
+    /// Placeholder until the loader sets this kernel's.
+    pub const UNSET: Self = Self {
+        q: 0,
+        sector: 0,
+        data_len: 0,
+        cmd_flags: 0,
+        disk: 0,
+        major: 0,
+        first_minor: 0,
+        op_read: 0,
+        op_write: 0,
+        op_flush: 0,
+        op_discard: 0,
+        op_secure_erase: 0,
+        op_drv_in: 0,
+        op_drv_out: 0,
+    };
+
+    /// The operation of `cmd_flags`, as `blk_fill_rwbs` names it in classic records.
+    #[must_use]
+    pub const fn op_of(&self, cmd_flags: u32) -> BlockOp {
+        let op = cmd_flags & ((1 << REQ_OP_BITS) - 1);
+        if op == self.op_read {
+            BlockOp::Read
+        } else if op == self.op_write {
+            BlockOp::Write
+        } else if op == self.op_flush {
+            BlockOp::Flush
+        } else if op == self.op_discard || op == self.op_secure_erase {
+            BlockOp::Discard
+        } else {
+            BlockOp::Other
+        }
+    }
+
+    /// Whether `cmd_flags` is a passthrough command (its classic records say sector 0).
+    #[must_use]
+    pub const fn is_passthrough(&self, cmd_flags: u32) -> bool {
+        let op = cmd_flags & ((1 << REQ_OP_BITS) - 1);
+        op == self.op_drv_in || op == self.op_drv_out
+    }
+}
 
 /// Where requests are attributed to the submitting process.
 #[repr(u32)]
@@ -204,6 +298,7 @@ const _: () = assert!(core::mem::size_of::<BlockKey>() == 16);
 const _: () =
     assert!(core::mem::size_of::<BlockStats>() == 16 + 2 * core::mem::size_of::<LatencyHist>());
 const _: () = assert!(core::mem::size_of::<BlockRqLayout>() == 16);
+const _: () = assert!(core::mem::size_of::<RequestFields>() == 56);
 const _: () = assert!(matches!(op_of_rwbs(b'R', b'S'), BlockOp::Read));
 const _: () = assert!(matches!(op_of_rwbs(b'F', b'W'), BlockOp::Write));
 const _: () = assert!(matches!(op_of_rwbs(b'W', b'F'), BlockOp::Write));
@@ -219,6 +314,14 @@ const PROGRAMS: &[&str] = &[
     PROG_BLOCK_RQ_INSERT,
     PROG_BLOCK_RQ_ISSUE,
     PROG_BLOCK_RQ_COMPLETE,
+    PROG_BLOCK_IO_START_BTF,
+    PROG_BLOCK_IO_START_RAW,
+    PROG_BLOCK_RQ_INSERT_BTF,
+    PROG_BLOCK_RQ_INSERT_RAW,
+    PROG_BLOCK_RQ_ISSUE_BTF,
+    PROG_BLOCK_RQ_ISSUE_RAW,
+    PROG_BLOCK_RQ_COMPLETE_BTF,
+    PROG_BLOCK_RQ_COMPLETE_RAW,
     PROG_BLOCK_HARNESS,
 ];
 const MAPS: &[&str] = &[BLOCK_PENDING_MAP, BLOCK_STATS_MAP, BLOCK_DROPS_MAP];
@@ -229,6 +332,7 @@ const GLOBALS: &[&str] = &[
     GLOBAL_BLOCK_RQ_ISSUE_LAYOUT,
     GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT,
     GLOBAL_BLOCK_SUBMIT_MODE,
+    GLOBAL_BLOCK_REQUEST_FIELDS,
 ];
 pub const NAMES: crate::Names = crate::Names {
     programs: PROGRAMS,
@@ -244,4 +348,5 @@ mod pod {
     unsafe impl aya::Pod for super::BlockKey {}
     unsafe impl aya::Pod for super::BlockStats {}
     unsafe impl aya::Pod for super::BlockRqLayout {}
+    unsafe impl aya::Pod for super::RequestFields {}
 }

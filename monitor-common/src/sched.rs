@@ -44,6 +44,14 @@ pub const SCHED_WATCHED_EVENTS_MAP: &str = "SCHED_WATCHED_EVENTS";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_MIGRATE_TASK: &str = "sched_migrate_task";
+/// The same programs on the tracepoints' raw arguments, as BTF tracepoints (`tp_btf`) and raw
+/// tracepoints (`raw_tp`): see `block::PROG_BLOCK_IO_START_BTF` for why they are preferred.
+pub const PROG_SCHED_SWITCH_BTF: &str = "switch_btf";
+pub const PROG_SCHED_SWITCH_RAW: &str = "switch_raw";
+pub const PROG_SCHED_WAKEUP_BTF: &str = "wakeup_btf";
+pub const PROG_SCHED_WAKEUP_RAW: &str = "wakeup_raw";
+pub const PROG_SCHED_MIGRATE_TASK_BTF: &str = "migrate_btf";
+pub const PROG_SCHED_MIGRATE_TASK_RAW: &str = "migrate_raw";
 /// Raw tracepoint program that runs the scheduling logic on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_SCHED_HARNESS: &str = "sched_harness";
@@ -72,6 +80,40 @@ pub const TASK_BLOCKED_MASK: u64 = 0xFF;
 pub const GLOBAL_SCHED_SWITCH_LAYOUT: &str = "SCHED_SWITCH_LAYOUT";
 pub const GLOBAL_SCHED_WAKEUP_LAYOUT: &str = "SCHED_WAKEUP_LAYOUT";
 pub const GLOBAL_SCHED_MIGRATE_TASK_LAYOUT: &str = "SCHED_MIGRATE_TASK_LAYOUT";
+/// Read-only global: the [`TaskFields`] of this kernel, for the raw-argument programs.
+pub const GLOBAL_SCHED_TASK_FIELDS: &str = "SCHED_TASK_FIELDS";
+
+/// Where this kernel keeps what the raw-argument programs read of a `struct task_struct`, from
+/// its BTF (Rust eBPF programs get no CO-RE relocations; see `block::RequestFields`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskFields {
+    /// `task_struct.pid` (the thread id).
+    pub pid: u32,
+    /// `task_struct.thread_info.cpu` (or `task_struct.cpu`): the CPU a task is on or queued for.
+    pub cpu: u32,
+}
+
+impl TaskFields {
+    /// Placeholder until the loader sets this kernel's.
+    pub const UNSET: Self = Self { pid: 0, cpu: 0 };
+}
+
+/// A raw `prev_state` (the task's `__state`) turned into what the classic record reports, for
+/// [`TASK_BLOCKED_MASK`]: a preempted task is runnable whatever its state says, and an RT
+/// spinlock wait (`TASK_RTLOCK_WAIT`) reports as uninterruptible.
+#[must_use]
+pub const fn reported_prev_state(preempt: bool, state: u64) -> u64 {
+    const TASK_UNINTERRUPTIBLE: u64 = 0x2;
+    const TASK_RTLOCK_WAIT: u64 = 0x1000;
+    if preempt {
+        0
+    } else if state & TASK_RTLOCK_WAIT != 0 {
+        TASK_UNINTERRUPTIBLE
+    } else {
+        state & TASK_BLOCKED_MASK
+    }
+}
 
 /// Where `sched:sched_switch` keeps the fields the program reads.
 #[repr(C)]
@@ -222,6 +264,12 @@ const PROGRAMS: &[&str] = &[
     PROG_SCHED_SWITCH,
     PROG_SCHED_WAKEUP,
     PROG_SCHED_MIGRATE_TASK,
+    PROG_SCHED_SWITCH_BTF,
+    PROG_SCHED_SWITCH_RAW,
+    PROG_SCHED_WAKEUP_BTF,
+    PROG_SCHED_WAKEUP_RAW,
+    PROG_SCHED_MIGRATE_TASK_BTF,
+    PROG_SCHED_MIGRATE_TASK_RAW,
     PROG_SCHED_HARNESS,
 ];
 const MAPS: &[&str] = &[
@@ -238,6 +286,7 @@ const GLOBALS: &[&str] = &[
     GLOBAL_SCHED_SWITCH_LAYOUT,
     GLOBAL_SCHED_WAKEUP_LAYOUT,
     GLOBAL_SCHED_MIGRATE_TASK_LAYOUT,
+    GLOBAL_SCHED_TASK_FIELDS,
 ];
 pub const NAMES: crate::Names = crate::Names {
     programs: PROGRAMS,
@@ -255,4 +304,5 @@ mod pod {
     unsafe impl aya::Pod for super::SwitchLayout {}
     unsafe impl aya::Pod for super::SchedWakeupLayout {}
     unsafe impl aya::Pod for super::MigrateLayout {}
+    unsafe impl aya::Pod for super::TaskFields {}
 }

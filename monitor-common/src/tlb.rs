@@ -28,6 +28,12 @@ pub const TLB_DROPS_MAP: &str = "TLB_DROPS";
 /// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
 pub const PROG_TLB_FLUSH: &str = "tlb_flush";
 pub const PROG_KVM_PV_TLB_FLUSH: &str = "kvm_pv_tlb_flush";
+/// `tlb_flush` on its raw arguments (`int reason, unsigned long pages`), as a BTF tracepoint
+/// and as a raw tracepoint; `kvm_pv_tlb_flush` as a raw tracepoint (kvm is usually a module, and
+/// BTF tracepoints in modules cannot be attached here). See `block::PROG_BLOCK_IO_START_BTF`.
+pub const PROG_TLB_FLUSH_BTF: &str = "tlb_flush_btf";
+pub const PROG_TLB_FLUSH_RAW: &str = "tlb_flush_raw";
+pub const PROG_KVM_PV_TLB_FLUSH_RAW: &str = "pv_flush_raw";
 /// Raw tracepoint program running the TLB accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_TLB_HARNESS: &str = "tlb_harness";
@@ -129,7 +135,14 @@ const _: () = assert!(core::mem::size_of::<TlbFlushLayout>() == 8);
 const _: () = assert!(core::mem::size_of::<PvTlbFlushLayout>() == 4);
 
 /// Every program and map of the family, by the name the agent looks it up by.
-const PROGRAMS: &[&str] = &[PROG_TLB_FLUSH, PROG_KVM_PV_TLB_FLUSH, PROG_TLB_HARNESS];
+const PROGRAMS: &[&str] = &[
+    PROG_TLB_FLUSH,
+    PROG_KVM_PV_TLB_FLUSH,
+    PROG_TLB_FLUSH_BTF,
+    PROG_TLB_FLUSH_RAW,
+    PROG_KVM_PV_TLB_FLUSH_RAW,
+    PROG_TLB_HARNESS,
+];
 const MAPS: &[&str] = &[TLB_VMM_MAP, TLB_HOST_MAP, TLB_DROPS_MAP];
 /// The read-only globals the agent sets before loading (record layouts, settings).
 const GLOBALS: &[&str] = &[GLOBAL_TLB_FLUSH_LAYOUT, GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT];

@@ -17,6 +17,7 @@ mod exits;
 mod numa;
 mod places;
 mod program;
+mod raw;
 mod record;
 mod sched;
 mod tlb;

@@ -19,3 +19,30 @@ macro_rules! tracepoint_program {
         }
     };
 }
+
+/// `raw_programs!("event", handler => btf_program, raw_program)` declares two programs running
+/// `handler` on the raw arguments of the tracepoint `event`: one as a BTF tracepoint (`tp_btf`,
+/// typed by the kernel's BTF), one as a raw tracepoint (`raw_tp`, for kernels or modules where
+/// the BTF one cannot attach). The agent attaches at most one of them. Both see the same
+/// argument array, so one handler serves both; their return value means nothing to the kernel.
+#[macro_export]
+macro_rules! raw_programs {
+    ($event:literal, $handler:path => $btf:ident, $raw:ident) => {
+        #[unsafe(no_mangle)]
+        #[unsafe(link_section = concat!("tp_btf/", $event))]
+        pub fn $btf(ctx: *mut ::core::ffi::c_void) -> i32 {
+            $handler($crate::raw::Args::new(ctx));
+            0
+        }
+
+        $crate::raw_programs!($event, $handler => $raw);
+    };
+    ($event:literal, $handler:path => $raw:ident) => {
+        #[unsafe(no_mangle)]
+        #[unsafe(link_section = concat!("raw_tp/", $event))]
+        pub fn $raw(ctx: *mut ::core::ffi::c_void) -> i32 {
+            $handler($crate::raw::Args::new(ctx));
+            0
+        }
+    };
+}

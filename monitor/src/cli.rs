@@ -4,7 +4,14 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::{advice::Thresholds, app, host::tracefs::TraceFs, output::Format, session::Config};
+use crate::{
+    advice::Thresholds,
+    app,
+    bpf::hooks::HookKind,
+    host::{btf::SYSTEM_BTF, tracefs::TraceFs},
+    output::Format,
+    session::Config,
+};
 
 /// The default address of `kvmtop serve`: loopback only, so metrics are not exposed to the
 /// network unless asked for.
@@ -52,6 +59,24 @@ pub struct HostArgs {
         value_name = "DIR"
     )]
     pub tracefs: PathBuf,
+
+    /// The kernel's BTF, for the struct offsets of the raw-argument programs. For a kernel
+    /// without `/sys/kernel/btf/vmlinux`, a BTF file for the same build (e.g. from `BTFHub`) lets the
+    /// raw tracepoint programs run; BTF tracepoints need the kernel's own.
+    #[arg(long, global = true, default_value = SYSTEM_BTF, value_name = "FILE")]
+    pub btf: PathBuf,
+
+    /// Which kinds of tracepoint program kvmtop may attach, tried in the order `tp_btf`, `raw_tp`,
+    /// `tracepoint` for each source. `tp_btf` and `raw_tp` lose no events to other tracers; the
+    /// classic tracepoint is the fallback. `kvmtop snapshot` shows which kind each source runs as.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_values_t = HookKind::ALL,
+        value_name = "KINDS"
+    )]
+    pub hook_kinds: Vec<HookKind>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +173,8 @@ pub fn main() -> ExitCode {
         proc_root: cli.host.proc.clone(),
         sys_root: cli.host.sys.clone(),
         tracefs: TraceFs::new(&cli.host.tracefs),
+        btf: cli.host.btf.clone(),
+        hook_kinds: cli.host.hook_kinds.clone(),
     };
     let result = thresholds(cli.host.config.as_deref()).and_then(|thresholds| {
         match cli.command.unwrap_or(Command::Top) {

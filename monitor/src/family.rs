@@ -14,10 +14,10 @@ use std::{collections::HashSet, path::PathBuf};
 use crate::{
     bpf::{
         Kernel,
-        hooks::{Global, SourceSpec, Sources},
+        hooks::{Global, HookKind, SourceSpec, Sources},
     },
     discovery::Vmm,
-    host::{topology::Topology, tracefs::TraceFs},
+    host::{btf::KernelBtf, topology::Topology, tracefs::TraceFs},
     model::Snapshot,
 };
 
@@ -71,6 +71,11 @@ pub struct HostView {
     pub tracefs: TraceFs,
     /// The host's CPUs, caches and nodes; `None` when sysfs could not be read.
     pub topology: Option<Topology>,
+    /// The kernel's BTF (offsets for the raw-argument programs), or why it cannot be read.
+    /// Only while the hook tables are built.
+    pub btf: Result<KernelBtf, String>,
+    /// The kinds of tracepoint program sources may run as.
+    pub hook_kinds: Vec<HookKind>,
 }
 
 /// The VMs discovery sees now, and whose counters the families keep.

@@ -11,11 +11,16 @@ use std::{
 };
 
 use crate::{
-    bpf::Kernel,
+    bpf::{Kernel, hooks::HookKind},
     discovery::{Discovery, ProcRoot, Vmm, VmmKind},
     families::{Families, Totals},
     family::{HostView, VmSpan, Vms},
-    host::{proc, topology::Topology, tracefs::TraceFs},
+    host::{
+        btf::{KernelBtf, SYSTEM_BTF},
+        proc,
+        topology::Topology,
+        tracefs::TraceFs,
+    },
     model::{self, Host, HostFamilies, SkippedEvents, Snapshot, Untrusted, VmFamilies},
     privileges,
 };
@@ -27,6 +32,10 @@ pub struct Config {
     /// Root of sysfs: topology, block devices, and the configuration facts the advice reads.
     pub sys_root: PathBuf,
     pub tracefs: TraceFs,
+    /// The kernel's BTF file (struct offsets for the raw-argument programs).
+    pub btf: PathBuf,
+    /// The kinds of tracepoint program sources may run as.
+    pub hook_kinds: Vec<HookKind>,
 }
 
 impl Default for Config {
@@ -35,6 +44,8 @@ impl Default for Config {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             tracefs: TraceFs::default(),
+            btf: PathBuf::from(SYSTEM_BTF),
+            hook_kinds: HookKind::ALL.to_vec(),
         }
     }
 }
@@ -71,13 +82,26 @@ impl Session {
         let topology = Topology::read(&config.sys_root)
             .inspect_err(|e| log::warn!("host topology: {e}"))
             .ok();
-        let view = HostView {
+        let btf = KernelBtf::open(&config.btf);
+        if let Err(why) = &btf {
+            log::warn!("{why}: sources fall back to classic tracepoints where they need it");
+        }
+        let mut view = HostView {
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             tracefs: config.tracefs.clone(),
             topology,
+            btf,
+            hook_kinds: config.hook_kinds.clone(),
         };
-        let (kernel, families) = Families::open(&view)?;
+        let (mut kernel, families) = Families::open(&view)?;
+        // The parsed BTF (tens of MiB, twice: for the offsets and for typing BTF tracepoints) is
+        // needed only to build the hook tables and attach; handing the freed pages back keeps the
+        // agent's resident memory what it needs while running.
+        view.btf = Err("read at start-up only".to_owned());
+        kernel.release_btf();
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe { libc::malloc_trim(0) };
         Ok(Self {
             host: read_host(&config.proc_root),
             discovery: Discovery::new(ProcRoot::new(&config.proc_root)),

@@ -97,8 +97,17 @@ fn older_block_tracepoints_and_a_missing_pv_flush_degrade_per_source() {
 
     // An idle host may flush no TLB for a whole window, so this test makes its own flushes.
     let flushing = LocalFlushes::start();
-    let (snapshot, kvmtop) =
-        support::run_snapshot(0.5, &["--tracefs".as_ref(), tracefs.path().as_os_str()]);
+    // Classic tracepoints only: their record formats are what the fake tracefs hides (raw
+    // programs do not read tracefs).
+    let (snapshot, kvmtop) = support::run_snapshot(
+        0.5,
+        &[
+            "--tracefs".as_ref(),
+            tracefs.path().as_os_str(),
+            "--hook-kinds".as_ref(),
+            "tracepoint".as_ref(),
+        ],
+    );
     let flushes = flushing.stop();
     assert!(flushes > 0, "the flushing thread never ran");
 

@@ -17,6 +17,7 @@ use std::{
     collections::HashMap,
     fs,
     process::Command,
+    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
@@ -28,6 +29,17 @@ use sched_support::{
     parse_runqlat, pin, vcpu_sched, vm,
 };
 use support::Observed;
+
+/// One scenario at a time: a competing tracer would make the classic-tracepoint observers of
+/// another scenario (bpftrace) lose events, and two contention set-ups on one CPU would blur
+/// each other's figures.
+static ONE_SCENARIO: Mutex<()> = Mutex::new(());
+
+fn one_scenario() -> std::sync::MutexGuard<'static, ()> {
+    ONE_SCENARIO
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// kvmtop vs schedstat for the run-queue wait.
 const WAIT_TOLERANCE: f64 = 0.05;
@@ -43,18 +55,30 @@ const MIGRATION_TOLERANCE: f64 = 0.02;
 const SWITCH_TOLERANCE: f64 = 0.02;
 
 #[test]
+fn run_queue_wait_matches_schedstat_and_runqlat() {
+    run_queue_wait_agrees("run_queue_wait_matches_schedstat_and_runqlat", false);
+}
+
+/// An operator's bpftrace on the scheduler tracepoints during the window costs kvmtop no switch
+/// or wakeup: its figures still agree with the kernel's accounting.
+#[test]
+fn a_competing_tracer_costs_no_scheduler_event() {
+    run_queue_wait_agrees("a_competing_tracer_costs_no_scheduler_event", true);
+}
+
 #[expect(
     clippy::too_many_lines,
     reason = "one end-to-end scenario, read top to bottom"
 )]
-fn run_queue_wait_matches_schedstat_and_runqlat() {
-    const TEST: &str = "run_queue_wait_matches_schedstat_and_runqlat";
-    if let Some(reason) = support::missing_prerequisite(true, &["runqlat", "stress-ng", "stdbuf"]) {
-        return support::skip(TEST, &reason);
+fn run_queue_wait_agrees(test: &str, with_competing_tracer: bool) {
+    let _one = one_scenario();
+    let tools = ["runqlat", "stress-ng", "stdbuf", "bpftrace"];
+    if let Some(reason) = support::missing_prerequisite(true, &tools) {
+        return support::skip(test, &reason);
     }
     let topology = Topology::read(std::path::Path::new("/sys")).expect("host topology");
     let Some(&cpu) = topology.online().iter().next() else {
-        return support::skip(TEST, "no online CPU listed in /sys");
+        return support::skip(test, "no online CPU listed in /sys");
     };
     let cpu = cpu.to_string();
     let (a, a_vcpus) = support::start_portio("kvmtop-sched-a");
@@ -90,12 +114,14 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
         .iter()
         .map(|(g, v)| KernelAccounting::read(g.pid(), v.tid))
         .collect();
+    let competitor = with_competing_tracer.then(support::competing_tracer);
     let mut kvmtop = support::start_window(&[]);
     a.thaw().unwrap();
     b.thaw().unwrap();
     thread::sleep(Duration::from_secs(3));
     freeze(&a);
     freeze(&b);
+    drop(competitor);
     let after: Vec<KernelAccounting> = vcpus
         .iter()
         .map(|(g, v)| KernelAccounting::read(g.pid(), v.tid))
@@ -181,14 +207,35 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
         .iter()
         .map(|c| c["kind"].as_str().unwrap())
         .collect();
-    // stress-ng's workers are processes of their own, named stress-ng-cpu.
+    // stress-ng's workers are processes of their own, named stress-ng-cpu; the other VM is a
+    // "vm". kvmtop names the top five and folds the rest into "other": on a busy host (a build
+    // beside the test) other processes queued on the same CPU can outrank them, and then the
+    // list must be full and sorted by share.
+    let named = contenders.iter().filter(|c| c["kind"] != "other").count();
+    let shares: Vec<f64> = contenders
+        .iter()
+        .filter(|c| c["kind"] != "other")
+        .map(|c| c["share"].as_f64().unwrap())
+        .collect();
     assert!(
-        contenders
-            .iter()
-            .any(|c| c["name"].as_str().unwrap().starts_with("stress-ng")),
-        "{contenders:#?}"
+        shares.windows(2).all(|w| w[0] >= w[1]),
+        "contenders not sorted by share: {contenders:#?}"
     );
-    assert!(kinds.contains(&"vm"), "{contenders:#?}");
+    let stress_listed = contenders
+        .iter()
+        .any(|c| c["name"].as_str().unwrap().starts_with("stress-ng"));
+    let vm_listed = kinds.contains(&"vm");
+    if !(stress_listed && vm_listed) {
+        assert_eq!(
+            named, 5,
+            "stress-ng listed: {stress_listed}, the other VM listed: {vm_listed}, yet the list \
+             has room: {contenders:#?}"
+        );
+        eprintln!(
+            "note: other processes of this busy host outranked stress-ng ({stress_listed}) or the \
+             other VM ({vm_listed}) among the five contenders named"
+        );
+    }
     let classes: Vec<&str> = vm_a["sched"]["classes"]
         .as_array()
         .unwrap()
@@ -208,6 +255,7 @@ fn run_queue_wait_matches_schedstat_and_runqlat() {
 #[test]
 fn migrations_match_bpftrace_and_are_classified_for_this_host() {
     const TEST: &str = "migrations_match_bpftrace_and_are_classified_for_this_host";
+    let _one = one_scenario();
     if let Some(reason) = support::missing_prerequisite(true, &["bpftrace", "taskset"]) {
         return support::skip(TEST, &reason);
     }
@@ -283,6 +331,7 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
 #[test]
 fn a_missing_scheduler_tracepoint_costs_only_its_figures() {
     const TEST: &str = "a_missing_scheduler_tracepoint_costs_only_its_figures";
+    let _one = one_scenario();
     if let Some(reason) = support::missing_prerequisite(true, &[]) {
         return support::skip(TEST, &reason);
     }
@@ -298,7 +347,14 @@ fn a_missing_scheduler_tracepoint_costs_only_its_figures() {
         fs::copy(events.join(event).join("format"), dir.join("format")).unwrap();
     }
     let (guest, vcpus) = support::start_portio("kvmtop-sched-degraded");
-    let mut kvmtop = support::start_window(&["--tracefs".as_ref(), tracefs.path().as_os_str()]);
+    // Classic tracepoints only: their record formats are what the fake tracefs hides (raw
+    // programs do not read tracefs).
+    let mut kvmtop = support::start_window(&[
+        "--tracefs".as_ref(),
+        tracefs.path().as_os_str(),
+        "--hook-kinds".as_ref(),
+        "tracepoint".as_ref(),
+    ]);
     thread::sleep(Duration::from_secs(1));
     let snapshot = support::end_window(&mut kvmtop);
 

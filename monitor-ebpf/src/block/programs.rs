@@ -27,7 +27,7 @@ static BLOCK_RQ_ISSUE_LAYOUT: BlockRqLayout = BlockRqLayout::DEFAULT;
 #[unsafe(no_mangle)]
 static BLOCK_RQ_COMPLETE_LAYOUT: BlockRqLayout = BlockRqLayout::COMPLETE_DEFAULT;
 #[unsafe(no_mangle)]
-static BLOCK_SUBMIT_MODE: u32 = SubmitMode::IoStart as u32;
+pub(super) static BLOCK_SUBMIT_MODE: u32 = SubmitMode::IoStart as u32;
 
 const RQ: BlockRqLayout = BlockRqLayout::DEFAULT;
 const COMPLETE: BlockRqLayout = BlockRqLayout::COMPLETE_DEFAULT;

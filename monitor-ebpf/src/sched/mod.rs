@@ -5,3 +5,4 @@
 mod account;
 mod harness;
 mod programs;
+mod raw_programs;

@@ -6,3 +6,4 @@
 mod account;
 mod harness;
 mod programs;
+mod raw_programs;

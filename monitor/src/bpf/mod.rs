@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
-    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint, TracePoint},
 };
 
 use crate::{host::proc::own_fd_info, privileges};
@@ -27,12 +27,17 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mo
 /// The loaded kernel programs and their maps.
 pub struct Kernel {
     ebpf: Ebpf,
+    /// The kinds of tracepoint program the operator allows (`--hook-kinds`).
+    kinds: Vec<hooks::HookKind>,
+    /// The kernel's own BTF as aya reads it, for typing BTF tracepoints; read on first use.
+    btf: Option<Result<aya::Btf, String>>,
 }
 
 impl Kernel {
     /// Loads the object with `globals` (the record layouts and settings of the families' hook
-    /// tables) set before the kernel sees the programs.
-    pub fn load(globals: &[hooks::Global]) -> anyhow::Result<Self> {
+    /// tables) set before the kernel sees the programs; sources will run only as the tracepoint
+    /// program `kinds` allow.
+    pub fn load(globals: &[hooks::Global], kinds: &[hooks::HookKind]) -> anyhow::Result<Self> {
         let mut loader = EbpfLoader::new();
         for global in globals {
             loader.override_global(global.name, global.bytes(), true);
@@ -41,7 +46,11 @@ impl Kernel {
             let hint = privileges::hint_for_load_error(&e.to_string());
             anyhow::anyhow!("cannot load kvmtop's eBPF programs: {e}{hint}")
         })?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            kinds: kinds.to_vec(),
+            btf: None,
+        })
     }
 
     /// A program of the object, as its type; the error says which and why, for the user.
@@ -69,6 +78,43 @@ impl Kernel {
         prog.attach(system, event)
             .map(drop)
             .map_err(|e| format!("cannot attach to tracepoint {system}:{event}: {e}"))
+    }
+
+    /// Drops the kernel's BTF read for attaching BTF tracepoints: nothing is attached later.
+    pub fn release_btf(&mut self) {
+        self.btf = None;
+    }
+
+    /// Loads and attaches a BTF tracepoint program, typed from the kernel's own BTF.
+    fn attach_btf_tracepoint(&mut self, program: &str, event: &str) -> Result<(), String> {
+        // Taken out while the program is borrowed, and put back: parsed once, never copied.
+        let btf = self.btf.take().unwrap_or_else(|| {
+            aya::Btf::from_sys_fs().map_err(|e| {
+                format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}")
+            })
+        });
+        let result = match &btf {
+            Ok(btf) => self.program::<BtfTracePoint>(program).and_then(|prog| {
+                prog.load(event, btf)
+                    .map_err(|e| format!("tp_btf on {event} rejected: {}", chain(&e)))?;
+                prog.attach()
+                    .map(drop)
+                    .map_err(|e| format!("cannot attach tp_btf to {event}: {}", chain(&e)))
+            }),
+            Err(why) => Err(why.clone()),
+        };
+        self.btf = Some(btf);
+        result
+    }
+
+    /// Loads and attaches a raw tracepoint program (vmlinux or module tracepoint).
+    fn attach_raw_tracepoint(&mut self, program: &str, event: &str) -> Result<(), String> {
+        let prog: &mut RawTracePoint = self.program(program)?;
+        prog.load()
+            .map_err(|e| format!("the kernel rejected program {program}: {}", chain(&e)))?;
+        prog.attach(event)
+            .map(drop)
+            .map_err(|e| format!("cannot attach raw_tp to {event}: {}", chain(&e)))
     }
 
     /// Loads and attaches an fentry program to a kernel function, typed from the kernel's BTF.

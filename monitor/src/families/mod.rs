@@ -55,7 +55,7 @@ macro_rules! families {
                     globals.extend(tables.$name.iter().flat_map(|s| s.globals().cloned()));
                     globals.extend(<$family as Family>::globals(host));
                 )+
-                let mut kernel = Kernel::load(&globals)?;
+                let mut kernel = Kernel::load(&globals, &host.hook_kinds)?;
                 let places = CpuPlaces::open(&mut kernel, host.topology.as_ref())?;
                 let families = Self {
                     $($name: {

@@ -1,6 +1,7 @@
 //! Facts about the host read from the kernel's pseudo-filesystems. Every reader takes its root
 //! directory as a value so tests can point it at fixtures.
 pub mod block;
+pub mod btf;
 pub mod clock;
 pub mod cpu;
 pub mod proc;

@@ -301,6 +301,25 @@ pub fn bpftrace(program: &str) -> Observed {
     observed
 }
 
+/// Another tracer, as an operator starts one beside kvmtop in an incident: a bpftrace program
+/// updating maps on the scheduler and block tracepoints kvmtop hooks, and on every system call
+/// (which runs with interrupts enabled, so block completions arriving in an interrupt meet it
+/// mid-run). As a classic tracepoint program it makes the kernel skip every other classic
+/// tracepoint program on a CPU while it runs there; kvmtop's BTF and raw tracepoint programs
+/// must lose nothing to it. Stopped on drop.
+pub fn competing_tracer() -> Observed {
+    bpftrace(
+        "tracepoint:raw_syscalls:sys_enter { @syscalls[cpu] = count(); }
+         tracepoint:sched:sched_switch { @switches[cpu] = count(); }
+         tracepoint:sched:sched_wakeup { @wakeups[cpu] = count(); }
+         tracepoint:block:block_rq_issue { @issued[cpu] = count(); }
+         tracepoint:block:block_rq_complete { @completed[args->dev] = count(); }
+         tracepoint:tlb:tlb_flush { @flushes[cpu] = count(); }
+         END { clear(@syscalls); clear(@switches); clear(@wakeups); clear(@issued);
+               clear(@completed); clear(@flushes); }",
+    )
+}
+
 /// Parses bpftrace map output lines `@name[a, b, c]: N` into (keys, N).
 pub fn parse_bpftrace_map(output: &str, name: &str) -> Vec<(Vec<i64>, u64)> {
     let prefix = format!("@{name}[");

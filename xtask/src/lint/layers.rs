@@ -42,9 +42,10 @@ pub const KERNEL: Layers = Layers {
         ("places", &[]),
         ("program", &[]),
         ("record", &[]),
+        ("raw", &[]),
     ],
     top: None,
-    others: Some(&["vmms", "places", "program", "record"]),
+    others: Some(&["vmms", "places", "program", "record", "raw"]),
 };
 
 const AGENT_ROWS: &[(&str, &[&str])] = &[

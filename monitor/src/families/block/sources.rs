@@ -4,17 +4,23 @@
 use monitor_common::{
     FIELD_ABSENT,
     block::{
-        BlockRqLayout, GLOBAL_BLOCK_IO_START_LAYOUT, GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT,
-        GLOBAL_BLOCK_RQ_INSERT_LAYOUT, GLOBAL_BLOCK_RQ_ISSUE_LAYOUT, GLOBAL_BLOCK_SUBMIT_MODE,
-        PROG_BLOCK_IO_START, PROG_BLOCK_RQ_COMPLETE, PROG_BLOCK_RQ_INSERT, PROG_BLOCK_RQ_ISSUE,
-        SubmitMode,
+        BlockRqLayout, GLOBAL_BLOCK_IO_START_LAYOUT, GLOBAL_BLOCK_REQUEST_FIELDS,
+        GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT, GLOBAL_BLOCK_RQ_INSERT_LAYOUT,
+        GLOBAL_BLOCK_RQ_ISSUE_LAYOUT, GLOBAL_BLOCK_SUBMIT_MODE, PROG_BLOCK_IO_START,
+        PROG_BLOCK_IO_START_BTF, PROG_BLOCK_IO_START_RAW, PROG_BLOCK_RQ_COMPLETE,
+        PROG_BLOCK_RQ_COMPLETE_BTF, PROG_BLOCK_RQ_COMPLETE_RAW, PROG_BLOCK_RQ_INSERT,
+        PROG_BLOCK_RQ_INSERT_BTF, PROG_BLOCK_RQ_INSERT_RAW, PROG_BLOCK_RQ_ISSUE,
+        PROG_BLOCK_RQ_ISSUE_BTF, PROG_BLOCK_RQ_ISSUE_RAW, RequestFields, SubmitMode,
     },
 };
 
 use crate::{
-    bpf::hooks::{Attempt, Global, SourceSpec},
+    bpf::hooks::{Attempt, Global, SourceSpec, every_kind},
     family::HostView,
-    host::tracefs::{Field, TraceFs, sized},
+    host::{
+        btf::KernelBtf,
+        tracefs::{Field, TraceFs, sized},
+    },
 };
 
 /// `block:block_io_start`: a request created, in the submitter's context (Linux 6.5+).
@@ -90,22 +96,74 @@ fn layouts(tracefs: &TraceFs) -> Vec<(&'static str, Result<BlockRqLayout, String
     ]
 }
 
-/// The hook table.
+/// The hook table: each source on its raw arguments (BTF, then raw tracepoint) when this
+/// kernel's BTF gives the request's fields, else on the classic tracepoint.
 #[must_use]
 pub fn table(host: &HostView) -> Vec<SourceSpec> {
+    let fields = request_fields(&host.btf);
     layouts(&host.tracefs)
         .into_iter()
         .map(|(name, layout)| {
-            let (program, global) = match name {
-                IO_START => (PROG_BLOCK_IO_START, GLOBAL_BLOCK_IO_START_LAYOUT),
-                RQ_INSERT => (PROG_BLOCK_RQ_INSERT, GLOBAL_BLOCK_RQ_INSERT_LAYOUT),
-                RQ_ISSUE => (PROG_BLOCK_RQ_ISSUE, GLOBAL_BLOCK_RQ_ISSUE_LAYOUT),
-                _ => (PROG_BLOCK_RQ_COMPLETE, GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT),
+            let (classic, raw, global, args) = match name {
+                IO_START => (
+                    PROG_BLOCK_IO_START,
+                    (PROG_BLOCK_IO_START_BTF, PROG_BLOCK_IO_START_RAW),
+                    GLOBAL_BLOCK_IO_START_LAYOUT,
+                    1,
+                ),
+                RQ_INSERT => (
+                    PROG_BLOCK_RQ_INSERT,
+                    (PROG_BLOCK_RQ_INSERT_BTF, PROG_BLOCK_RQ_INSERT_RAW),
+                    GLOBAL_BLOCK_RQ_INSERT_LAYOUT,
+                    1,
+                ),
+                RQ_ISSUE => (
+                    PROG_BLOCK_RQ_ISSUE,
+                    (PROG_BLOCK_RQ_ISSUE_BTF, PROG_BLOCK_RQ_ISSUE_RAW),
+                    GLOBAL_BLOCK_RQ_ISSUE_LAYOUT,
+                    1,
+                ),
+                _ => (
+                    PROG_BLOCK_RQ_COMPLETE,
+                    (PROG_BLOCK_RQ_COMPLETE_BTF, PROG_BLOCK_RQ_COMPLETE_RAW),
+                    GLOBAL_BLOCK_RQ_COMPLETE_LAYOUT,
+                    3,
+                ),
             };
             let needs = layout.map(|l| vec![Global::new(global, &l)]);
-            SourceSpec::one(name, Attempt::tracepoint("block", name, program, needs))
+            // The raw programs read the request first: the queue came first before Linux 5.11.
+            let raw_needs = fields.clone().and_then(|fields| {
+                host.btf
+                    .as_ref()
+                    .map_err(Clone::clone)?
+                    .expect_args(name, args)?;
+                Ok(vec![Global::new(GLOBAL_BLOCK_REQUEST_FIELDS, &fields)])
+            });
+            let classic = Attempt::tracepoint("block", name, classic, needs);
+            SourceSpec::new(name, every_kind(&host.btf, name, raw, raw_needs, classic))
         })
         .collect()
+}
+
+/// Where this kernel keeps a request's device, sector, size and operation, from its BTF.
+fn request_fields(btf: &Result<KernelBtf, String>) -> Result<RequestFields, String> {
+    let btf = btf.as_ref().map_err(Clone::clone)?;
+    Ok(RequestFields {
+        q: btf.offset("request", "q", 8)?,
+        sector: btf.offset("request", "__sector", 8)?,
+        data_len: btf.offset("request", "__data_len", 4)?,
+        cmd_flags: btf.offset("request", "cmd_flags", 4)?,
+        disk: btf.offset("request_queue", "disk", 8)?,
+        major: btf.offset("gendisk", "major", 4)?,
+        first_minor: btf.offset("gendisk", "first_minor", 4)?,
+        op_read: btf.enum_value("REQ_OP_READ")?,
+        op_write: btf.enum_value("REQ_OP_WRITE")?,
+        op_flush: btf.enum_value("REQ_OP_FLUSH")?,
+        op_discard: btf.enum_value("REQ_OP_DISCARD")?,
+        op_secure_erase: btf.enum_value("REQ_OP_SECURE_ERASE")?,
+        op_drv_in: btf.enum_value("REQ_OP_DRV_IN")?,
+        op_drv_out: btf.enum_value("REQ_OP_DRV_OUT")?,
+    })
 }
 
 /// A `block_rq`-class record: `dev` and `sector` required; `rwbs` required where the program

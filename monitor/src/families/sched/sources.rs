@@ -2,14 +2,17 @@
 //! and the record layouts they need on this kernel.
 
 use monitor_common::sched::{
-    GLOBAL_SCHED_MIGRATE_TASK_LAYOUT, GLOBAL_SCHED_SWITCH_LAYOUT, GLOBAL_SCHED_WAKEUP_LAYOUT,
-    PROG_SCHED_MIGRATE_TASK, PROG_SCHED_SWITCH, PROG_SCHED_WAKEUP, WatchedEvent,
+    GLOBAL_SCHED_MIGRATE_TASK_LAYOUT, GLOBAL_SCHED_SWITCH_LAYOUT, GLOBAL_SCHED_TASK_FIELDS,
+    GLOBAL_SCHED_WAKEUP_LAYOUT, PROG_SCHED_MIGRATE_TASK, PROG_SCHED_MIGRATE_TASK_BTF,
+    PROG_SCHED_MIGRATE_TASK_RAW, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_BTF, PROG_SCHED_SWITCH_RAW,
+    PROG_SCHED_WAKEUP, PROG_SCHED_WAKEUP_BTF, PROG_SCHED_WAKEUP_RAW, TaskFields, WatchedEvent,
 };
 
 use super::layout;
 use crate::{
-    bpf::hooks::{Attempt, Global, SourceSpec},
+    bpf::hooks::{Attempt, Global, SourceSpec, every_kind},
     family::HostView,
+    host::btf::KernelBtf,
 };
 
 /// On-CPU time, switches, the end of every run-queue wait and who held the CPU until then.
@@ -31,34 +34,76 @@ pub const SOURCES: [(&str, WatchedEvent); 3] = [
 #[must_use]
 pub fn table(host: &HostView) -> Vec<SourceSpec> {
     let tracefs = &host.tracefs;
+    let fields = task_fields(&host.btf);
+    // What the raw programs of `event` need: the task fields, and the argument list they read.
+    let raw_needs = |event: &str, args: usize| {
+        fields.clone().and_then(|fields| {
+            host.btf
+                .as_ref()
+                .map_err(Clone::clone)?
+                .expect_args(event, args)?;
+            Ok(vec![Global::new(GLOBAL_SCHED_TASK_FIELDS, &fields)])
+        })
+    };
     vec![
-        SourceSpec::one(
+        SourceSpec::new(
             SWITCH,
-            Attempt::tracepoint(
-                "sched",
+            every_kind(
+                &host.btf,
                 "sched_switch",
-                PROG_SCHED_SWITCH,
-                layout::switch(tracefs).map(|l| vec![Global::new(GLOBAL_SCHED_SWITCH_LAYOUT, &l)]),
+                (PROG_SCHED_SWITCH_BTF, PROG_SCHED_SWITCH_RAW),
+                // `prev_state` became an argument in Linux 5.18.
+                raw_needs("sched_switch", 4),
+                Attempt::tracepoint(
+                    "sched",
+                    "sched_switch",
+                    PROG_SCHED_SWITCH,
+                    layout::switch(tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_SCHED_SWITCH_LAYOUT, &l)]),
+                ),
             ),
         ),
-        SourceSpec::one(
+        SourceSpec::new(
             WAKEUP,
-            Attempt::tracepoint(
-                "sched",
+            every_kind(
+                &host.btf,
                 "sched_wakeup",
-                PROG_SCHED_WAKEUP,
-                layout::wakeup(tracefs).map(|l| vec![Global::new(GLOBAL_SCHED_WAKEUP_LAYOUT, &l)]),
+                (PROG_SCHED_WAKEUP_BTF, PROG_SCHED_WAKEUP_RAW),
+                raw_needs("sched_wakeup", 1),
+                Attempt::tracepoint(
+                    "sched",
+                    "sched_wakeup",
+                    PROG_SCHED_WAKEUP,
+                    layout::wakeup(tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_SCHED_WAKEUP_LAYOUT, &l)]),
+                ),
             ),
         ),
-        SourceSpec::one(
+        SourceSpec::new(
             MIGRATE,
-            Attempt::tracepoint(
-                "sched",
+            every_kind(
+                &host.btf,
                 "sched_migrate_task",
-                PROG_SCHED_MIGRATE_TASK,
-                layout::migrate(tracefs)
-                    .map(|l| vec![Global::new(GLOBAL_SCHED_MIGRATE_TASK_LAYOUT, &l)]),
+                (PROG_SCHED_MIGRATE_TASK_BTF, PROG_SCHED_MIGRATE_TASK_RAW),
+                raw_needs("sched_migrate_task", 2),
+                Attempt::tracepoint(
+                    "sched",
+                    "sched_migrate_task",
+                    PROG_SCHED_MIGRATE_TASK,
+                    layout::migrate(tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_SCHED_MIGRATE_TASK_LAYOUT, &l)]),
+                ),
             ),
         ),
     ]
+}
+
+/// Where this kernel keeps a task's thread id and CPU, from its BTF.
+fn task_fields(btf: &Result<KernelBtf, String>) -> Result<TaskFields, String> {
+    let btf = btf.as_ref().map_err(Clone::clone)?;
+    Ok(TaskFields {
+        pid: btf.offset("task_struct", "pid", 4)?,
+        // In thread_info when it lives in the task (x86, arm64 since 5.16), else in the task.
+        cpu: btf.first_offset("task_struct", &["thread_info.cpu", "cpu"], 4)?,
+    })
 }

@@ -2,12 +2,13 @@
 //! on this kernel.
 
 use monitor_common::tlb::{
-    GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT, GLOBAL_TLB_FLUSH_LAYOUT, PROG_KVM_PV_TLB_FLUSH, PROG_TLB_FLUSH,
+    GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT, GLOBAL_TLB_FLUSH_LAYOUT, PROG_KVM_PV_TLB_FLUSH,
+    PROG_KVM_PV_TLB_FLUSH_RAW, PROG_TLB_FLUSH, PROG_TLB_FLUSH_BTF, PROG_TLB_FLUSH_RAW,
     PvTlbFlushLayout, TlbFlushLayout,
 };
 
 use crate::{
-    bpf::hooks::{Attempt, Global, SourceSpec},
+    bpf::hooks::{Attempt, Global, SourceSpec, every_kind},
     family::HostView,
     host::tracefs::{TraceFs, sized},
 };
@@ -20,25 +21,43 @@ pub const PV_TLB_FLUSH: &str = "pv_tlb_flush";
 /// The hook table.
 #[must_use]
 pub fn table(host: &HostView) -> Vec<SourceSpec> {
+    // The raw arguments are plain values, `(int reason, unsigned long pages)` since tlb_flush
+    // exists: nothing to read from the kernel's BTF, which checks them when it is there.
+    let flush_args = match &host.btf {
+        Ok(btf) => btf.expect_args("tlb_flush", 2).map(|()| Vec::new()),
+        Err(_) => Ok(Vec::new()),
+    };
     vec![
-        SourceSpec::one(
+        SourceSpec::new(
             TLB_FLUSH,
-            Attempt::tracepoint(
-                "tlb",
+            every_kind(
+                &host.btf,
                 "tlb_flush",
-                PROG_TLB_FLUSH,
-                flush_layout(&host.tracefs).map(|l| vec![Global::new(GLOBAL_TLB_FLUSH_LAYOUT, &l)]),
+                (PROG_TLB_FLUSH_BTF, PROG_TLB_FLUSH_RAW),
+                flush_args,
+                Attempt::tracepoint(
+                    "tlb",
+                    "tlb_flush",
+                    PROG_TLB_FLUSH,
+                    flush_layout(&host.tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_TLB_FLUSH_LAYOUT, &l)]),
+                ),
             ),
         ),
-        SourceSpec::one(
+        // kvm is usually a module, whose tracepoints take raw programs only (BTF tracepoints in
+        // modules need the module's BTF object at load, which aya cannot pass yet).
+        SourceSpec::new(
             PV_TLB_FLUSH,
-            Attempt::tracepoint(
-                "kvm",
-                "kvm_pv_tlb_flush",
-                PROG_KVM_PV_TLB_FLUSH,
-                pv_flush_layout(&host.tracefs)
-                    .map(|l| vec![Global::new(GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT, &l)]),
-            ),
+            vec![
+                Attempt::raw("kvm_pv_tlb_flush", PROG_KVM_PV_TLB_FLUSH_RAW, Ok(Vec::new())),
+                Attempt::tracepoint(
+                    "kvm",
+                    "kvm_pv_tlb_flush",
+                    PROG_KVM_PV_TLB_FLUSH,
+                    pv_flush_layout(&host.tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_KVM_PV_TLB_FLUSH_LAYOUT, &l)]),
+                ),
+            ],
         ),
     ]
 }

@@ -1,0 +1,121 @@
+//! The block programs on the tracepoints' raw arguments (`struct request *rq` first): the same
+//! accounting as the classic programs in `programs.rs`, with the request's device, sector, size
+//! and operation read from `rq` at this kernel's offsets instead of from a filled record.
+
+#![expect(
+    clippy::inline_always,
+    reason = "one flat function per program for the verifier"
+)]
+
+use monitor_common::block::{RequestFields, RequestKey, SubmitMode, dev_of};
+
+use super::account::{Request, on_complete, on_issue, on_submit};
+use crate::{
+    raw::{Args, read_kernel},
+    raw_programs,
+    record::current_tgid_tid,
+    vmms::is_vmm,
+};
+
+/// This kernel's offsets, overwritten by the loader (see exits/counts.rs for why settings are
+/// .rodata globals).
+#[unsafe(no_mangle)]
+static BLOCK_REQUEST_FIELDS: RequestFields = RequestFields::UNSET;
+
+raw_programs!("block_io_start", on_io_start => blk_start_btf, blk_start_raw);
+
+fn on_io_start(args: Args) -> u32 {
+    let (tgid, _) = current_tgid_tid();
+    if !is_vmm(tgid) {
+        return 0;
+    }
+    on_submit(tgid, &request(args.get::<0>(), &fields()), now(), false);
+    0
+}
+
+// Attached only on kernels without `block_io_start` (before 6.5, where the rq is argument 0
+// since 5.11; older raw arguments start with the queue and the loader keeps the classic program).
+raw_programs!("block_rq_insert", on_insert => blk_insert_btf, blk_insert_raw);
+
+fn on_insert(args: Args) -> u32 {
+    let (tgid, _) = current_tgid_tid();
+    if !is_vmm(tgid) {
+        return 0;
+    }
+    on_submit(tgid, &request(args.get::<0>(), &fields()), now(), true);
+    0
+}
+
+raw_programs!("block_rq_issue", on_issue_raw => blk_issue_btf, blk_issue_raw);
+
+fn on_issue_raw(args: Args) -> u32 {
+    // SAFETY: volatile read of a loader-initialised global (the classic programs' setting).
+    let mode = unsafe { core::ptr::read_volatile(&raw const super::programs::BLOCK_SUBMIT_MODE) };
+    let mut current_vmm = 0;
+    if mode == SubmitMode::InsertOrIssue as u32 {
+        let (tgid, _) = current_tgid_tid();
+        if is_vmm(tgid) {
+            current_vmm = tgid;
+        }
+    }
+    on_issue(&request(args.get::<0>(), &fields()), now(), current_vmm);
+    0
+}
+
+raw_programs!("block_rq_complete", on_complete_raw => blk_done_btf, blk_done_raw);
+
+fn on_complete_raw(args: Args) -> u32 {
+    let fields = fields();
+    let rq = args.get::<0>();
+    let cmd_flags = read_kernel::<u32>(rq, fields.cmd_flags).unwrap_or(0);
+    on_complete(&key(rq, cmd_flags, &fields), now());
+    0
+}
+
+/// What the classic `block_rq` records say of a request.
+#[inline(always)]
+fn request(rq: u64, fields: &RequestFields) -> Request {
+    let cmd_flags = read_kernel::<u32>(rq, fields.cmd_flags).unwrap_or(0);
+    Request {
+        key: key(rq, cmd_flags, fields),
+        op: fields.op_of(cmd_flags) as u32,
+        bytes: u64::from(read_kernel::<u32>(rq, fields.data_len).unwrap_or(0)),
+    }
+}
+
+/// A request's identity as the classic records give it: the whole disk's `dev_t`
+/// (`disk_devt(rq->q->disk)`, 0 without a disk) and the start sector (0 for passthrough).
+#[inline(always)]
+fn key(rq: u64, cmd_flags: u32, fields: &RequestFields) -> RequestKey {
+    let q = read_kernel::<u64>(rq, fields.q).unwrap_or(0);
+    let disk = read_kernel::<u64>(q, fields.disk).unwrap_or(0);
+    let dev = match (
+        read_kernel::<u32>(disk, fields.major),
+        read_kernel::<u32>(disk, fields.first_minor),
+    ) {
+        (Some(major), Some(minor)) => dev_of(major, minor),
+        _ => 0,
+    };
+    let sector = if fields.is_passthrough(cmd_flags) {
+        0
+    } else {
+        read_kernel::<u64>(rq, fields.sector).unwrap_or(0)
+    };
+    RequestKey {
+        dev,
+        pad: 0,
+        sector,
+    }
+}
+
+#[inline(always)]
+fn fields() -> RequestFields {
+    // SAFETY: volatile read of a loader-initialised global.
+    unsafe { core::ptr::read_volatile(&raw const BLOCK_REQUEST_FIELDS) }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a helper call without arguments.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}

@@ -1,0 +1,88 @@
+//! The scheduler programs on the tracepoints' raw arguments (task pointers): the same accounting
+//! as the classic programs in `programs.rs`, with thread ids and CPUs read from the tasks at this
+//! kernel's offsets. The watched-thread test still comes first; for `sched_switch` the outgoing
+//! task is the current one, so its id costs a helper call rather than a read.
+
+// `prev_tid`/`next_tid` and `tid`/`tgid` are the kernel's names.
+#![expect(clippy::inline_always, clippy::similar_names)]
+
+use monitor_common::sched::{TaskFields, reported_prev_state};
+
+use super::{
+    account::{Switch, is_watched, on_migrate, on_switch, on_wakeup},
+    programs::{cpu, now},
+};
+use crate::{
+    raw::{Args, read_kernel},
+    raw_programs,
+    record::current_tgid_tid,
+};
+
+/// This kernel's offsets, overwritten by the loader (see exits/counts.rs for why settings are
+/// .rodata globals).
+#[unsafe(no_mangle)]
+static SCHED_TASK_FIELDS: TaskFields = TaskFields::UNSET;
+
+// (bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+// since Linux 5.18; the loader keeps the classic program on older kernels.
+raw_programs!("sched_switch", on_switch_raw => switch_btf, switch_raw);
+
+fn on_switch_raw(args: Args) -> u32 {
+    let (prev_tgid, prev_tid) = current_tgid_tid();
+    let next_tid = read_kernel::<u32>(args.get::<2>(), fields().pid).unwrap_or(0);
+    let prev_watched = is_watched(prev_tid);
+    let next_watched = is_watched(next_tid);
+    if !prev_watched && !next_watched {
+        return 0;
+    }
+    let prev_state = reported_prev_state(args.get::<0>() & 1 != 0, args.get::<3>());
+    let event = Switch {
+        cpu: cpu(),
+        prev_tid,
+        prev_state,
+        next_tid,
+        prev_tgid,
+        now: now(),
+    };
+    on_switch(&event, prev_watched, next_watched);
+    0
+}
+
+// (struct task_struct *p)
+raw_programs!("sched_wakeup", on_wakeup_raw => wakeup_btf, wakeup_raw);
+
+fn on_wakeup_raw(args: Args) -> u32 {
+    let fields = fields();
+    let task = args.get::<0>();
+    let tid = read_kernel::<u32>(task, fields.pid).unwrap_or(0);
+    if !is_watched(tid) {
+        return 0;
+    }
+    // The record's `target_cpu` is `task_cpu(p)`.
+    let target_cpu = read_kernel::<u32>(task, fields.cpu).unwrap_or(u32::MAX);
+    on_wakeup(tid, target_cpu, now());
+    0
+}
+
+// (struct task_struct *p, int dest_cpu), fired before the task moves: its CPU is the origin.
+raw_programs!("sched_migrate_task", on_migrate_raw => migrate_btf, migrate_raw);
+
+fn on_migrate_raw(args: Args) -> u32 {
+    let fields = fields();
+    let task = args.get::<0>();
+    let tid = read_kernel::<u32>(task, fields.pid).unwrap_or(0);
+    if !is_watched(tid) {
+        return 0;
+    }
+    let orig = read_kernel::<u32>(task, fields.cpu).unwrap_or(u32::MAX);
+    #[expect(clippy::cast_possible_truncation, reason = "an int argument")]
+    let dest = args.get::<1>() as u32;
+    on_migrate(tid, orig, dest);
+    0
+}
+
+#[inline(always)]
+fn fields() -> TaskFields {
+    // SAFETY: volatile read of a loader-initialised global.
+    unsafe { core::ptr::read_volatile(&raw const SCHED_TASK_FIELDS) }
+}

@@ -1,0 +1,120 @@
+//! Each source runs as the best kind of tracepoint program this kernel and the operator allow:
+//! a BTF tracepoint, else a raw tracepoint, else the classic tracepoint; and the snapshot says
+//! which. The chain is exercised here by hiding the kernel's BTF (`--btf`) and by refusing kinds
+//! (`--hook-kinds`), on the real kernel.
+
+mod support;
+
+use std::{ffi::OsStr, path::Path};
+
+const SYSTEM_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The hook of every scheduler, block and TLB source in a snapshot taken with `extra`.
+fn hooks(extra: &[&str]) -> Vec<(String, String)> {
+    let extra: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
+    let (snapshot, _) = support::run_snapshot(0.3, &extra);
+    let mut hooks = Vec::new();
+    for family in ["sched", "block", "tlb"] {
+        let Some(map) = snapshot[family]["hooks"].as_object() else {
+            panic!("no {family} hooks in {snapshot:#}");
+        };
+        for (source, hook) in map {
+            let state = &snapshot[family]["sources"][source];
+            assert!(
+                matches!(state.as_str(), Some("live" | "silent")),
+                "{family} source {source} on {hook}: {state}"
+            );
+            hooks.push((source.clone(), hook.as_str().unwrap_or_default().to_owned()));
+        }
+    }
+    hooks
+}
+
+/// Asserts that every source in `hooks` runs as `kind`, except those in `except`, which run as
+/// `otherwise`.
+fn assert_kinds(hooks: &[(String, String)], kind: &str, except: &[&str], otherwise: &str) {
+    for (source, hook) in hooks {
+        let expected = if except.contains(&source.as_str()) {
+            otherwise
+        } else {
+            kind
+        };
+        assert!(
+            hook.starts_with(expected),
+            "{source} runs on {hook}, expected {expected}: {hooks:?}"
+        );
+    }
+}
+
+fn prerequisites(test: &str) -> bool {
+    if let Some(reason) = support::missing_prerequisite(false, &[]) {
+        support::skip(test, &reason);
+        return false;
+    }
+    if !Path::new(SYSTEM_BTF).exists() {
+        support::skip(test, "this kernel publishes no BTF");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn every_source_that_can_runs_as_a_btf_tracepoint() {
+    if !prerequisites("every_source_that_can_runs_as_a_btf_tracepoint") {
+        return;
+    }
+    // kvm is a module: its tracepoints take raw programs only.
+    assert_kinds(&hooks(&[]), "tp_btf:", &["pv_tlb_flush"], "raw_tp:");
+}
+
+#[test]
+fn with_raw_tracepoints_only_every_source_runs_as_one() {
+    if !prerequisites("with_raw_tracepoints_only_every_source_runs_as_one") {
+        return;
+    }
+    assert_kinds(&hooks(&["--hook-kinds", "raw_tp"]), "raw_tp:", &[], "");
+}
+
+#[test]
+fn without_raw_kinds_every_source_runs_on_its_classic_tracepoint() {
+    if !prerequisites("without_raw_kinds_every_source_runs_on_its_classic_tracepoint") {
+        return;
+    }
+    assert_kinds(
+        &hooks(&["--hook-kinds", "tracepoint"]),
+        "tracepoint:",
+        &[],
+        "",
+    );
+}
+
+/// Without BTF there are no struct offsets: the scheduler and block programs, which read tasks
+/// and requests, fall back to their classic tracepoints; the TLB ones read no struct and run
+/// as raw tracepoints.
+#[test]
+fn with_the_btf_hidden_only_programs_reading_no_struct_stay_raw() {
+    if !prerequisites("with_the_btf_hidden_only_programs_reading_no_struct_stay_raw") {
+        return;
+    }
+    let hooks = hooks(&["--btf", "/nonexistent/vmlinux"]);
+    assert_kinds(
+        &hooks,
+        "tracepoint:",
+        &["tlb_flush", "pv_tlb_flush"],
+        "raw_tp:",
+    );
+}
+
+/// A BTF file other than the kernel's own (as for kernels without one, from `BTFHub`) gives the
+/// offsets, but BTF tracepoints must be typed by the kernel's own: every source runs raw.
+#[test]
+fn a_btf_file_of_the_operator_s_choice_runs_raw_tracepoints() {
+    if !prerequisites("a_btf_file_of_the_operator_s_choice_runs_raw_tracepoints") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("vmlinux");
+    std::fs::copy(SYSTEM_BTF, &copy).unwrap();
+    let hooks = hooks(&["--btf", copy.to_str().unwrap()]);
+    assert_kinds(&hooks, "raw_tp:", &[], "");
+}
