@@ -5,6 +5,7 @@
 //! a tracepoint missing on this kernel turns into an "unavailable: why" for the figures that need
 //! it while the others keep working.
 
+pub mod batch;
 pub mod hooks;
 
 use std::{

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::{devices, sources::Submission};
 use crate::{
-    bpf::Kernel,
+    bpf::{Kernel, batch::Batched},
     discovery::{Vmm, VmmId},
     host::block::{DevId, SysBlock},
     host::clock::monotonic_ns,
@@ -161,8 +161,8 @@ pub struct BlockTotals {
 
 /// The block maps of the running kernel programs.
 pub struct BlockCounters {
-    pending: BpfHashMap<MapData, RequestKey, PendingRequest>,
-    stats: BpfHashMap<MapData, BlockKey, BlockStats>,
+    pending: Batched<BpfHashMap<MapData, RequestKey, PendingRequest>>,
+    stats: Batched<BpfHashMap<MapData, BlockKey, BlockStats>>,
     drops: PerCpuArray<MapData, u64>,
     submission: Submission,
     proc_root: PathBuf,
@@ -195,7 +195,7 @@ impl BlockCounters {
     /// Reads every counter and the requests in flight, and maps the drives of `vmms`.
     pub fn read(&mut self, vmms: &[Vmm]) -> BlockTotals {
         let mut stats = HashMap::new();
-        for (raw, value) in self.stats.iter().filter_map(Result::ok) {
+        for (raw, value) in self.stats.entries() {
             let Some(op) = BlockOp::decode(raw.op) else {
                 continue;
             };
@@ -260,7 +260,7 @@ impl BlockCounters {
         let lost_after = u64::try_from(LOST_AFTER.as_nanos()).unwrap_or(u64::MAX);
         let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
         let mut lost = Vec::new();
-        for (key, pending) in self.pending.iter().filter_map(Result::ok) {
+        for (key, pending) in self.pending.entries() {
             if now.saturating_sub(pending.submit_ns) > lost_after {
                 lost.push(key);
             } else {
@@ -269,10 +269,8 @@ impl BlockCounters {
                     .or_default() += 1;
             }
         }
-        for key in &lost {
-            // Completed or evicted meanwhile is fine.
-            let _ = self.pending.remove(key);
-        }
+        // Completed or evicted meanwhile is fine.
+        self.pending.remove_keys(&lost);
         in_flight
     }
 
@@ -283,24 +281,20 @@ impl BlockCounters {
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         let stale: Vec<BlockKey> = self
             .stats
-            .keys()
-            .filter_map(Result::ok)
+            .all_keys()
+            .into_iter()
             .filter(|k| !keep(k.tgid))
             .collect();
-        for key in &stale {
-            let _ = self.stats.remove(key);
-        }
+        self.stats.remove_keys(&stale);
         let orphaned: Vec<RequestKey> = self
             .pending
-            .iter()
-            .filter_map(Result::ok)
+            .entries()
+            .into_iter()
             .filter(|(_, pending)| !keep(pending.tgid))
             .map(|(key, _)| key)
             .collect();
-        for key in &orphaned {
-            // Completed meanwhile is fine.
-            let _ = self.pending.remove(key);
-        }
+        // Completed meanwhile is fine.
+        self.pending.remove_keys(&orphaned);
     }
 }
 

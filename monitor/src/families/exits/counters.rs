@@ -18,7 +18,7 @@ use monitor_common::{
 
 use super::{details::DetailCounterKey, reasons::ExitReason};
 use crate::{
-    bpf::Kernel,
+    bpf::{Kernel, batch::Batched},
     model::{ExitSource, Histogram},
 };
 
@@ -46,11 +46,11 @@ pub struct ExitTotals {
 
 /// The exit maps of the running kernel programs.
 pub struct ExitCounters {
-    counts: PerCpuHashMap<MapData, ExitKey, u64>,
+    counts: Batched<PerCpuHashMap<MapData, ExitKey, u64>>,
     drops: PerCpuArray<MapData, u64>,
-    latency: BpfHashMap<MapData, ExitKey, LatencyHist>,
-    pending: [BpfHashMap<MapData, u32, PendingExit>; 2],
-    details: [PerCpuHashMap<MapData, DetailKey, u64>; 2],
+    latency: Batched<BpfHashMap<MapData, ExitKey, LatencyHist>>,
+    pending: [Batched<BpfHashMap<MapData, u32, PendingExit>>; 2],
+    details: [Batched<PerCpuHashMap<MapData, DetailKey, u64>>; 2],
 }
 
 impl ExitCounters {
@@ -76,12 +76,12 @@ impl ExitCounters {
     /// concurrent removal) are skipped.
     pub fn read(&self) -> ExitTotals {
         let mut totals = ExitTotals::default();
-        for (raw, per_cpu) in self.counts.iter().filter_map(Result::ok) {
+        for (raw, per_cpu) in self.counts.entries() {
             if let Some(key) = decode_key(&raw) {
                 *totals.counts.entry(key).or_default() += sum(per_cpu.iter());
             }
         }
-        for (raw, hist) in self.latency.iter().filter_map(Result::ok) {
+        for (raw, hist) in self.latency.entries() {
             let Some(key) = decode_key(&raw) else {
                 continue;
             };
@@ -91,7 +91,7 @@ impl ExitCounters {
             totals.latency.insert(key, Histogram::from(&hist));
         }
         for map in &self.details {
-            for (raw, per_cpu) in map.iter().filter_map(Result::ok) {
+            for (raw, per_cpu) in map.entries() {
                 if let Some(key) = DetailCounterKey::decode(&raw) {
                     *totals.details.entry(key).or_default() += sum(per_cpu.iter());
                 }
@@ -107,45 +107,37 @@ impl ExitCounters {
     /// Removes every counter of processes for which `keep(pid)` is false (exited VMs), so the
     /// maps hold live state only and a reused pid starts from zero.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        // Keys already gone are skipped, here and below.
         let stale: Vec<ExitKey> = self
             .counts
-            .keys()
-            .filter_map(Result::ok)
+            .all_keys()
+            .into_iter()
             .filter(|k| !keep(k.tgid))
             .collect();
-        for key in &stale {
-            // Already gone is fine, here and below.
-            let _ = self.counts.remove(key);
-        }
+        self.counts.remove_keys(&stale);
         let stale: Vec<ExitKey> = self
             .latency
-            .keys()
-            .filter_map(Result::ok)
+            .all_keys()
+            .into_iter()
             .filter(|k| !keep(k.tgid))
             .collect();
-        for key in &stale {
-            let _ = self.latency.remove(key);
-        }
+        self.latency.remove_keys(&stale);
         for map in &mut self.pending {
             let stale: Vec<u32> = map
-                .iter()
-                .filter_map(Result::ok)
+                .entries()
+                .into_iter()
                 .filter(|(_, p)| !keep(p.key.tgid))
                 .map(|(tid, _)| tid)
                 .collect();
-            for tid in &stale {
-                let _ = map.remove(tid);
-            }
+            map.remove_keys(&stale);
         }
         for map in &mut self.details {
             let stale: Vec<DetailKey> = map
-                .keys()
-                .filter_map(Result::ok)
+                .all_keys()
+                .into_iter()
                 .filter(|k| !keep(k.tgid))
                 .collect();
-            for key in &stale {
-                let _ = map.remove(key);
-            }
+            map.remove_keys(&stale);
         }
     }
 }

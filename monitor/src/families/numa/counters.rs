@@ -9,7 +9,7 @@ use monitor_common::{
     places::PLACE_UNKNOWN,
 };
 
-use crate::bpf::Kernel;
+use crate::bpf::{Kernel, batch::Batched};
 
 /// NUMA faults of one VMM process from CPUs of one node on memory of one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,7 +72,7 @@ crate::running_totals!(NumaFaultCounts {
 
 /// The NUMA maps of the running kernel programs.
 pub struct NumaCounters {
-    faults: PerCpuHashMap<MapData, NumaFaultKey, NumaFaultStat>,
+    faults: Batched<PerCpuHashMap<MapData, NumaFaultKey, NumaFaultStat>>,
     drops: PerCpuArray<MapData, u64>,
 }
 
@@ -88,7 +88,7 @@ impl NumaCounters {
     #[must_use]
     pub fn read(&self) -> (HashMap<NumaFaultId, NumaFaultCounts>, u64) {
         let mut faults: HashMap<NumaFaultId, NumaFaultCounts> = HashMap::new();
-        for (key, per_cpu) in self.faults.iter().filter_map(Result::ok) {
+        for (key, per_cpu) in self.faults.entries() {
             let slot = faults.entry(NumaFaultId::decode(&key)).or_default();
             for stat in per_cpu.iter() {
                 slot.add_raw(stat);
@@ -104,13 +104,11 @@ impl NumaCounters {
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         let stale: Vec<NumaFaultKey> = self
             .faults
-            .keys()
-            .filter_map(Result::ok)
+            .all_keys()
+            .into_iter()
             .filter(|k| !keep(k.tgid))
             .collect();
-        for key in &stale {
-            // Already gone is fine.
-            let _ = self.faults.remove(key);
-        }
+        // Already gone is fine.
+        self.faults.remove_keys(&stale);
     }
 }

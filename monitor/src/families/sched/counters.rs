@@ -25,7 +25,7 @@ use super::{
     watch::WatchedThread,
 };
 use crate::{
-    bpf::Kernel,
+    bpf::{Kernel, batch::Batched},
     host::{clock::monotonic_ns, proc::is_process},
 };
 
@@ -47,9 +47,9 @@ pub struct SchedTotals {
 /// The scheduler maps of the running kernel programs.
 pub struct SchedCounters {
     watch_words: Array<MapData, u64>,
-    threads: BpfHashMap<MapData, u32, ThreadSched>,
-    cpu_time: BpfHashMap<MapData, ThreadCpuKey, u64>,
-    contenders: [PerCpuHashMap<MapData, ContenderKey, ContenderStat>; 2],
+    threads: Batched<BpfHashMap<MapData, u32, ThreadSched>>,
+    cpu_time: Batched<BpfHashMap<MapData, ThreadCpuKey, u64>>,
+    contenders: [Batched<PerCpuHashMap<MapData, ContenderKey, ContenderStat>>; 2],
     drops: PerCpuArray<MapData, u64>,
     watched_events: PerCpuArray<MapData, u64>,
     /// The threads the kernel watches now, and the bitmap words written for them.
@@ -127,13 +127,11 @@ impl SchedCounters {
         if !gone.is_empty() {
             let stale: Vec<ThreadCpuKey> = self
                 .cpu_time
-                .keys()
-                .filter_map(Result::ok)
+                .all_keys()
+                .into_iter()
                 .filter(|k| gone.contains(&k.tid))
                 .collect();
-            for key in &stale {
-                let _ = self.cpu_time.remove(key);
-            }
+            self.cpu_time.remove_keys(&stale);
         }
         for (tid, thread) in &desired {
             if let Some(known) = self.watched.get_mut(tid) {
@@ -205,14 +203,16 @@ impl SchedCounters {
             return;
         }
         let [map, _] = &mut self.contenders;
-        let keys: Vec<ContenderKey> = map.keys().filter_map(Result::ok).collect();
+        let keys: Vec<ContenderKey> = map.all_keys();
         let exited = self
             .exited
             .check(keys.iter().map(|k| k.contender).collect(), exists);
-        for key in keys.iter().filter(|k| exited.contains(&k.contender)) {
-            // Already gone is fine.
-            let _ = map.remove(key);
-        }
+        let stale: Vec<ContenderKey> = keys
+            .into_iter()
+            .filter(|k| exited.contains(&k.contender))
+            .collect();
+        // Already gone is fine.
+        map.remove_keys(&stale);
     }
 
     /// Writes the bitmap words that differ from what the kernel has.
@@ -239,13 +239,11 @@ impl SchedCounters {
     fn forget_processes(&mut self, keep: &HashSet<u32>) {
         for map in &mut self.contenders {
             let stale: Vec<ContenderKey> = map
-                .keys()
-                .filter_map(Result::ok)
+                .all_keys()
+                .into_iter()
                 .filter(|k| !keep.contains(&k.tgid))
                 .collect();
-            for key in &stale {
-                let _ = map.remove(key);
-            }
+            map.remove_keys(&stale);
         }
     }
 
@@ -261,7 +259,7 @@ impl SchedCounters {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let now = monotonic_ns();
         let mut out = SchedTotals::default();
-        for (tid, raw) in self.threads.iter().filter_map(Result::ok) {
+        for (tid, raw) in self.threads.entries() {
             let Some(thread) = self.watched.get(&tid) else {
                 continue;
             };
@@ -272,11 +270,11 @@ impl SchedCounters {
                 .map_or(0, |&since| now.saturating_sub(since));
             out.threads.insert(tid, totals);
         }
-        for (key, ns) in self.cpu_time.iter().filter_map(Result::ok) {
+        for (key, ns) in self.cpu_time.entries() {
             out.cpu_time.entry(key.tid).or_default().insert(key.cpu, ns);
         }
         for map in &self.contenders {
-            for (key, per_cpu) in map.iter().filter_map(Result::ok) {
+            for (key, per_cpu) in map.entries() {
                 let contender = Contender::decode(key.contender);
                 let slot = out.contenders.entry((key.tgid, contender)).or_default();
                 for stat in per_cpu.iter() {

@@ -18,7 +18,7 @@ use monitor_common::tlb::{
 use serde::Serialize;
 
 use crate::{
-    bpf::Kernel,
+    bpf::{Kernel, batch::Batched},
     discovery::Vmm,
     host::proc::{status_list, thread_exited},
 };
@@ -144,7 +144,7 @@ pub struct TlbTotals {
 
 /// The TLB maps of the running kernel programs.
 pub struct TlbCounters {
-    vmm: PerCpuHashMap<MapData, TlbKey, TlbCount>,
+    vmm: Batched<PerCpuHashMap<MapData, TlbKey, TlbCount>>,
     host: PerCpuArray<MapData, TlbCount>,
     drops: PerCpuArray<MapData, u64>,
     /// Where the threads of the counted processes are looked up, to forget exited ones.
@@ -166,7 +166,7 @@ impl TlbCounters {
     /// Reads every counter. Entries that vanish while we iterate are skipped.
     pub fn read(&self) -> TlbTotals {
         let mut totals = TlbTotals::default();
-        for (raw, per_cpu) in self.vmm.iter().filter_map(Result::ok) {
+        for (raw, per_cpu) in self.vmm.entries() {
             if let Some(key) = decode_key(&raw) {
                 totals.vmm.insert(key, by_cpu(&per_cpu));
             }
@@ -195,8 +195,8 @@ impl TlbCounters {
         let mut exited: HashMap<(u32, u32), bool> = HashMap::new();
         let stale: Vec<TlbKey> = self
             .vmm
-            .keys()
-            .filter_map(Result::ok)
+            .all_keys()
+            .into_iter()
             .filter(|k| {
                 !keep(k.tgid)
                     || *exited
@@ -204,10 +204,8 @@ impl TlbCounters {
                         .or_insert_with(|| thread_exited(&self.proc_root, k.tgid, k.tid))
             })
             .collect();
-        for key in &stale {
-            // Already gone is fine.
-            let _ = self.vmm.remove(key);
-        }
+        // Already gone is fine.
+        self.vmm.remove_keys(&stale);
     }
 }
 
