@@ -53,6 +53,8 @@ pub struct VmBalancing {
     pub scan_passes: Option<u64>,
     /// Pages migrated since the VM was first read.
     pub migrated_cumulative: u64,
+    /// Whether a thread's fault figures moved between the two latest readings.
+    pub faults_moved: bool,
 }
 
 impl VmBalancing {
@@ -64,15 +66,20 @@ impl VmBalancing {
             .map(|m| m.values().fold(0u64, |a, b| a.saturating_add(*b)))
     }
 
-    /// Whether the reading shows NUMA balancing at work: recent faults or pages migrated.
+    /// Whether the readings show NUMA balancing at work: since the reading before, pages
+    /// migrated, a scan pass or fault figures that moved (they only move when NUMA balancing
+    /// takes faults); after the first reading, any recent fault.
     #[must_use]
     pub fn active(&self) -> bool {
-        self.migrated().is_some_and(|m| m > 0)
-            || self
-                .latest
-                .threads
-                .values()
-                .any(|t| t.total_faults.is_some_and(|f| f > 0))
+        if self.span.is_some() {
+            return self.faults_moved
+                || self.migrated().is_some_and(|m| m > 0)
+                || self.scan_passes.is_some_and(|p| p > 0);
+        }
+        self.latest
+            .threads
+            .values()
+            .any(|t| t.total_faults.is_some_and(|f| f > 0))
     }
 }
 
@@ -169,6 +176,7 @@ impl BalancingReader {
                 migrated_by_thread: None,
                 scan_passes: None,
                 migrated_cumulative: 0,
+                faults_moved: false,
             },
             Some(before) => {
                 let migrated: HashMap<u32, u64> = latest
@@ -184,11 +192,17 @@ impl BalancingReader {
                     .zip(seq(&before.latest))
                     .map(|(now, was)| now.saturating_sub(was));
                 let added = migrated.values().fold(0u64, |a, b| a.saturating_add(*b));
+                let faults_moved = latest.threads.iter().any(|(tid, now)| {
+                    before.latest.threads.get(tid).is_some_and(|was| {
+                        was.total_faults != now.total_faults || was.by_node != now.by_node
+                    })
+                });
                 VmBalancing {
                     span: Some(latest.at.duration_since(before.latest.at)),
                     migrated_by_thread: Some(migrated),
                     scan_passes,
                     migrated_cumulative: before.migrated_cumulative.saturating_add(added),
+                    faults_moved,
                     latest,
                 }
             }

@@ -227,6 +227,12 @@ mod tests {
         assert_eq!(second.vcpus[1].migrated_pages, Some(1536));
         assert!(later.active());
         assert_eq!(reader.statistics(), crate::families::numa::Statistics::Present);
+        // Read again unchanged: nothing migrated, no scan pass, no figure moved.
+        reader.refresh(&fixture("two-node-later"), std::slice::from_ref(&vmm));
+        let still = &reader.readings()[&4242];
+        assert!(!still.active(), "{still:?}");
+        assert_eq!(still.migrated(), Some(0));
+        assert_eq!(still.migrated_cumulative, 2048);
     }
 
     #[test]
@@ -298,5 +304,86 @@ mod tests {
         );
         let fresh = placement(7, &now, None);
         assert_eq!(fresh.moves, 5, "a VM new in the window counts from zero");
+    }
+
+    #[test]
+    fn a_window_with_the_hook_refused_shows_the_fallback_and_why() {
+        use crate::{
+            bpf::hooks::{Hook, Source, Sources},
+            family::{Pair, VmSpan},
+            families::numa::{NumaTotals, window},
+            model::{Attachment, SourceState, numa::FaultSource},
+        };
+        let vmm = vmm();
+        let mut reader = BalancingReader::new(Duration::ZERO, 256);
+        reader.refresh(&fixture("two-node"), std::slice::from_ref(&vmm));
+        let before = NumaTotals {
+            balancing: reader.readings(),
+            statistics: reader.statistics(),
+            ..NumaTotals::default()
+        };
+        reader.refresh(&fixture("two-node-later"), std::slice::from_ref(&vmm));
+        let moved = NumaMoveId {
+            pid: 4242,
+            kind: MoveKind::Move,
+            from_node: Some(0),
+            to_node: Some(1),
+        };
+        let now = NumaTotals {
+            balancing: reader.readings(),
+            statistics: reader.statistics(),
+            moves: [(moved, 3)].into(),
+            ..NumaTotals::default()
+        };
+        let why = "fentry on task_numa_fault rejected: Operation not permitted";
+        let mut sources = Sources::new();
+        sources.insert(
+            "numa_fault",
+            Source {
+                attachment: Attachment::Unavailable(why.into()),
+                hook: Hook::Fentry("task_numa_fault"),
+                program: "task_numa_fault_fentry",
+            },
+        );
+        sources.insert(
+            "sched_move_numa",
+            Source {
+                attachment: Attachment::Attached,
+                hook: Hook::tracepoint("sched", "sched_move_numa"),
+                program: "sched_move_numa",
+            },
+        );
+        let mut snapshot = crate::testing::fixture::snapshot();
+        snapshot.vms.truncate(1);
+        let spans = [VmSpan {
+            vmm: &vmm,
+            new: false,
+        }];
+        let pair = Pair {
+            now: &now,
+            before: &before,
+            vms: &spans,
+            seconds: 2.0,
+        };
+        window::fill(&pair, &sources, &mut snapshot);
+        let host = &snapshot.families.numa;
+        assert_eq!(host.fault_source, FaultSource::ProcfsFallback);
+        assert_eq!(
+            host.sources["numa_fault"],
+            SourceState::Unavailable(why.into())
+        );
+        assert_eq!(host.sources["numa_fault_procfs"], SourceState::Live);
+        assert_eq!(host.sources["sched_move_numa"], SourceState::Live);
+        assert_eq!(
+            host.hooks["numa_fault_procfs"],
+            "procfs:/proc/PID/task/TID/sched"
+        );
+        let vm = &snapshot.vms[0].families.numa;
+        assert_eq!(vm.faults, None, "no hook, no hook figures");
+        let balancing = vm.balancing.as_ref().unwrap();
+        assert_eq!(balancing.migrated_pages, Some(2048));
+        assert_eq!(balancing.vcpus.len(), 2);
+        let placement = vm.placement.as_ref().unwrap();
+        assert_eq!((placement.moves, placement.swaps, placement.stuck), (3, 0, 0));
     }
 }

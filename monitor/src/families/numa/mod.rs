@@ -88,8 +88,9 @@ impl Family for Numa {
     fn start(kernel: &mut Kernel, sources: Sources, host: &HostView) -> anyhow::Result<Self> {
         let fallback = !attached(&sources, sources::NUMA_FAULT);
         if fallback {
-            log::info!(
-                "numa: task_numa_fault cannot be hooked; reading NUMA balancing statistics from                  {}/PID/task/TID/sched instead",
+            log::warn!(
+                "numa source numa_fault_procfs: stands in for numa_fault, reading NUMA balancing \
+                 statistics from {}/PID/task/TID/sched",
                 host.proc_root.display()
             );
         }
