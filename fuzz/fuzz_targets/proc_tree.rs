@@ -1,5 +1,6 @@
 //! A whole `/proc` as a file tree (see `kvmtop_fuzz::records`): processes with their `stat`,
-//! `status`, `cmdline`, `comm`, `fd/` links, `task/*/{stat,comm,syscall,schedstat,sched}`,
+//! `status`, `cmdline`, `comm`, `fd/` links, `task/*/{stat,comm,syscall,schedstat,sched}` (the
+//! scheduler's and NUMA balancing's figures of `sched`),
 //! `numa_maps`, `smaps_rollup`, `mountinfo`, and the host files (`stat`, `uptime`,
 //! `sys/kernel/*`). Discovery scans it twice (it keeps state between scans) and every procfs
 //! reader of `host::proc` reads each process and thread. Nothing may panic, and every name that
@@ -57,6 +58,11 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         for tid in tids {
             let _ = ThreadAccounting::read(root, pid, tid);
+            if let Ok(Some(stats)) = procfs::numa_sched::read(root, pid, tid) {
+                // Node numbers are bounded, whatever the file says.
+                assert!(stats.by_node.len() <= 1024);
+                assert!(stats.by_node.keys().all(|&node| node <= 65_535));
+            }
             let _ = procfs::thread_runnable(root, pid, tid);
             let _ = procfs::status_list(root, pid, Some(tid), "Cpus_allowed_list");
         }

@@ -124,3 +124,123 @@ fn an_interrupt_ends_the_snapshot_window_early_and_still_reports_it() {
         kvmtop.stderr_lines
     );
 }
+
+/// The kernel's own NUMA line of a thread's `sched` file, as a test reads it: `key` of
+/// `key : value` lines, or of `current_node=N, numa_group_id=G`.
+fn sched_value(pid: u32, tid: u32, key: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched")).ok()?;
+    text.lines().find_map(|line| {
+        let line = line.split(',').next()?;
+        let (k, v) = line.split_once(':').or_else(|| line.split_once('='))?;
+        (k.trim() == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+#[test]
+fn a_refused_fault_hook_falls_back_to_procfs_and_says_so() {
+    const TEST: &str = "a_refused_fault_hook_falls_back_to_procfs_and_says_so";
+    if let Some(reason) = support::missing_prerequisite(true, &[]) {
+        return support::skip(TEST, &reason);
+    }
+    let (guest, vcpus) = support::start_portio("numa-fallback");
+    let (snapshot, _kvmtop) = support::run_snapshot(2.0, &[]);
+    let numa = &snapshot["numa"];
+    let hook = numa["sources"]["numa_fault"].as_str().unwrap();
+    if !hook.starts_with("unavailable: ") {
+        assert_eq!(numa["fault_source"], "hook");
+        assert!(numa["sources"]["numa_fault_procfs"].is_null(), "{numa}");
+        return support::skip(
+            TEST,
+            "task_numa_fault can be hooked on this kernel, so the procfs fallback is not used",
+        );
+    }
+    let has_statistics = sched_value(std::process::id(), std::process::id(), "total_numa_faults");
+    if has_statistics.is_none() {
+        assert_eq!(numa["fault_source"], "none", "{numa}");
+        let state = numa["sources"]["numa_fault_procfs"].as_str().unwrap();
+        assert!(state.contains("CONFIG_NUMA_BALANCING"), "{state}");
+        return support::skip(TEST, "this kernel prints no NUMA balancing statistics");
+    }
+    // The fallback runs, names itself and where it reads, and the hook's refusal stays visible.
+    assert_eq!(numa["fault_source"], "procfs_fallback", "{numa}");
+    let state = numa["sources"]["numa_fault_procfs"].as_str().unwrap();
+    assert!(matches!(state, "live" | "silent"), "{state}");
+    assert_eq!(
+        numa["hooks"]["numa_fault_procfs"],
+        "procfs:/proc/PID/task/TID/sched"
+    );
+    // The placement tracepoints are classic ones, attached wherever sched events exist.
+    for source in ["sched_move_numa", "sched_swap_numa", "sched_stick_numa"] {
+        let state = numa["sources"][source].as_str().unwrap();
+        assert!(matches!(state, "live" | "silent"), "{source}: {state}");
+    }
+
+    let pid = guest.pid();
+    let vm = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == pid)
+        .expect("the guest in the snapshot");
+    let balancing = &vm["numa"]["balancing"];
+    assert!(vm["numa"]["faults"].is_null(), "no hook, no hook figures");
+    // Read once in a 2 s window: each VM is read at most every 10 s.
+    assert!(
+        balancing["age_seconds"].as_f64().unwrap() < 10.0,
+        "{balancing}"
+    );
+    assert!(
+        balancing["migrated_pages"].is_null(),
+        "one reading has no span"
+    );
+    // Every vCPU thread, with the node and preference the kernel prints for it (the kernel's
+    // figures of a parked vCPU do not move while NUMA balancing is off).
+    let by_index: Vec<&serde_json::Value> = balancing["vcpus"].as_array().unwrap().iter().collect();
+    assert_eq!(by_index.len(), vcpus.len(), "{balancing}");
+    for vcpu in &vcpus {
+        let seen = by_index
+            .iter()
+            .find(|v| v["index"] == vcpu.index)
+            .unwrap_or_else(|| panic!("vCPU {} missing: {balancing}", vcpu.index));
+        assert_eq!(seen["tid"], vcpu.tid);
+        let preferred = sched_value(pid, vcpu.tid, "numa_preferred_nid").unwrap();
+        let expected = if preferred < 0 {
+            serde_json::Value::Null
+        } else {
+            preferred.into()
+        };
+        assert_eq!(seen["preferred_node"], expected, "{seen}");
+        assert!(seen["current_node"].is_u64(), "{seen}");
+    }
+    // One node and NUMA balancing off (this machine kind): no fault, no move, no migration.
+    let nodes = std::fs::read_dir("/sys/devices/system/node").map_or(0, |dir| {
+        dir.flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.strip_prefix("node")
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count()
+    });
+    let balancing_on =
+        std::fs::read_to_string("/proc/sys/kernel/numa_balancing").is_ok_and(|v| v.trim() != "0");
+    if nodes == 1 && !balancing_on {
+        let placement = &vm["numa"]["placement"];
+        assert_eq!(
+            (
+                &placement["moves"],
+                &placement["swaps"],
+                &placement["stuck"]
+            ),
+            (&0.into(), &0.into(), &0.into()),
+            "{placement}"
+        );
+        assert_eq!(balancing["recent_remote_share"], serde_json::Value::Null);
+    } else {
+        eprintln!(
+            "{TEST}: {nodes} nodes, NUMA balancing {}: the zero checks do not apply",
+            if balancing_on { "on" } else { "off" }
+        );
+    }
+}

@@ -1,17 +1,21 @@
-//! The NUMA programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with synthetic faults:
-//! they are attributed to their VM and split local/remote by node on a fixture two-node topology
-//! this host does not have.
+//! The NUMA programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with synthetic events:
+//! faults are attributed to their VM and split local/remote by node on a fixture two-node
+//! topology this host does not have, and the scheduler's placement decisions (which a one-node
+//! host never makes) are counted per VM, kind and node pair.
 
 mod support;
 
 use std::path::Path;
 
 use kvmtop::{
-    families::numa::{NumaFaultCounts, NumaFaultId},
+    families::numa::{MoveKind, NumaFaultCounts, NumaFaultId, NumaMoveId},
     host::topology::Topology,
     model::running::Running as _,
 };
-use monitor_common::numa::{PROG_NUMA_HARNESS, TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL, TNF_MIGRATED};
+use monitor_common::numa::{
+    HARNESS_NUMA_FAULT, HARNESS_NUMA_MOVE, NUMA_NODE_NONE, NumaMoveKind, PROG_NUMA_HARNESS,
+    TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL, TNF_MIGRATED,
+};
 use support::harness::VmmHarness;
 
 /// A fault of process `pid` on `cpu`, as `task_numa_fault` gets it.
@@ -19,7 +23,7 @@ fn fault(h: &mut VmmHarness, pid: u32, cpu: u64, mem_node: u64, pages: u64, flag
     h.run(
         PROG_NUMA_HARNESS,
         None,
-        &[pid.into(), cpu, mem_node, pages, flags],
+        &[HARNESS_NUMA_FAULT, pid.into(), cpu, mem_node, pages, flags],
     );
 }
 
@@ -50,7 +54,8 @@ fn numa_faults_are_attributed_to_nodes_and_split_local_remote() {
     // Not a watched VMM.
     fault(&mut h, me + 1, 1, 1, 1, 0);
 
-    let (faults, dropped) = h.session.families().numa.counters().read();
+    let reading = h.session.families().numa.counters().read();
+    let (faults, dropped) = (reading.faults, reading.dropped);
     let id = |cpu_node, mem_node| NumaFaultId {
         pid: h.pid,
         cpu_node: Some(cpu_node),
@@ -77,4 +82,63 @@ fn numa_faults_are_attributed_to_nodes_and_split_local_remote() {
         });
     assert_eq!((all.local_pages, all.remote_pages()), (3, 514));
     assert_eq!(dropped, 0);
+}
+
+/// A placement record: `kind` about a task of `tgid` from node `from` to node `to`; for a swap,
+/// `other` is the tgid of the task that moved the other way.
+fn decision(h: &mut VmmHarness, kind: NumaMoveKind, tgid: u32, from: u32, to: u32, other: u32) {
+    h.run(
+        PROG_NUMA_HARNESS,
+        None,
+        &[
+            HARNESS_NUMA_MOVE,
+            u64::from(kind as u32),
+            tgid.into(),
+            from.into(),
+            to.into(),
+            other.into(),
+        ],
+    );
+}
+
+#[test]
+fn placement_decisions_are_counted_per_vm_kind_and_node_pair() {
+    const TEST: &str = "placement_decisions_are_counted_per_vm_kind_and_node_pair";
+    let Some(mut h) = VmmHarness::open(TEST, 41) else {
+        return;
+    };
+    let (me, stranger) = (h.pid, h.pid + 1);
+    for _ in 0..2 {
+        decision(&mut h, NumaMoveKind::Move, me, 0, 1, 0);
+    }
+    decision(&mut h, NumaMoveKind::Move, me, 1, 0, 0);
+    // A swap with a task of another process: only the VM's side counts, from 1 to 0.
+    decision(&mut h, NumaMoveKind::Swap, stranger, 0, 1, me);
+    // A swap between two threads of the VM counts twice, once each way.
+    decision(&mut h, NumaMoveKind::Swap, me, 0, 1, me);
+    // A move that found no CPU, with and without a candidate node.
+    decision(&mut h, NumaMoveKind::Stick, me, 1, 0, 0);
+    decision(&mut h, NumaMoveKind::Stick, me, 1, NUMA_NODE_NONE, 0);
+    // Not a watched VMM.
+    decision(&mut h, NumaMoveKind::Move, stranger, 0, 1, 0);
+
+    let reading = h.session.families().numa.counters().read();
+    let id = |kind, from_node, to_node| NumaMoveId {
+        pid: me,
+        kind,
+        from_node,
+        to_node,
+    };
+    let expected: std::collections::HashMap<NumaMoveId, u64> = [
+        (id(MoveKind::Move, Some(0), Some(1)), 2),
+        (id(MoveKind::Move, Some(1), Some(0)), 1),
+        (id(MoveKind::Swap, Some(1), Some(0)), 2),
+        (id(MoveKind::Swap, Some(0), Some(1)), 1),
+        (id(MoveKind::Stick, Some(1), Some(0)), 1),
+        (id(MoveKind::Stick, Some(1), None), 1),
+    ]
+    .into();
+    assert_eq!(reading.moves, expected);
+    assert!(reading.faults.is_empty(), "{:?}", reading.faults);
+    assert_eq!(reading.dropped, 0);
 }

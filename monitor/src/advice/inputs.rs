@@ -101,6 +101,11 @@ pub struct VmObservations {
     pub numa_hint_faults: Option<f64>,
     /// Of those, faults on memory of another node than the faulting CPU's.
     pub numa_hint_faults_remote: Option<f64>,
+    /// Where the fault hook cannot run: of the VM threads' recent hinting faults (NUMA
+    /// balancing's decaying per-thread statistics in procfs), the share on memory of another
+    /// node than the one each thread runs on. Only when NUMA balancing scanned the VM between
+    /// its two latest readings, so the figures are current; a share, never a count.
+    pub numa_recent_remote_fault_share: Option<f64>,
     /// Resident memory per NUMA node (`numa_maps`), bytes.
     pub rss_by_node: Option<BTreeMap<u32, u64>>,
     /// `AnonHugePages` of the process (`smaps_rollup`), bytes.

@@ -70,6 +70,13 @@ pub fn vm_observations(
             .faults
             .as_ref()
             .map(|f| to_f64(f.remote_pages)),
+        numa_recent_remote_fault_share: vm
+            .families
+            .numa
+            .balancing
+            .as_ref()
+            .filter(|b| b.scan_passes.is_some_and(|passes| passes > 0))
+            .and_then(|b| b.recent_remote_share),
         tlb_shootdowns_per_s: vm
             .families
             .tlb

@@ -11,12 +11,42 @@ use super::SourceState;
 /// Host-wide state of the NUMA sources.
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct HostNuma {
-    /// `numa_fault`.
+    /// `numa_fault`, the placement tracepoints (`sched_move_numa`, `sched_swap_numa`,
+    /// `sched_stick_numa`) and, while it stands in for `numa_fault`, `numa_fault_procfs`.
     pub sources: BTreeMap<String, SourceState>,
-    /// Where each source runs (`fentry:task_numa_fault`, …).
+    /// Where each source runs (`fentry:task_numa_fault`, `procfs:/proc/PID/task/TID/sched`, …).
     pub hooks: BTreeMap<String, String>,
-    /// Faults not counted because a kernel map was full, since counting began.
+    /// Where the VMs' NUMA fault figures come from.
+    pub fault_source: FaultSource,
+    /// Faults and placement decisions not counted because a kernel map was full, since
+    /// counting began.
     pub dropped: u64,
+}
+
+/// Where the VMs' NUMA fault figures come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultSource {
+    /// The `numa_fault` program counts every hinting fault (`faults` of each VM).
+    Hook,
+    /// `task_numa_fault` could not be hooked (`sources.numa_fault` says why): NUMA balancing's
+    /// own per-thread statistics are read from procfs instead (`balancing` of each VM).
+    ProcfsFallback,
+    /// Neither: the hook was refused and this kernel prints no NUMA balancing statistics.
+    #[default]
+    None,
+}
+
+impl FaultSource {
+    /// As snapshots and metrics name it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hook => "hook",
+            Self::ProcfsFallback => "procfs_fallback",
+            Self::None => "none",
+        }
+    }
 }
 
 /// A VM's NUMA figures.
@@ -26,6 +56,12 @@ pub struct VmNuma {
     pub memory: Option<MemoryFigures>,
     /// Null when `task_numa_fault` cannot be hooked on this kernel.
     pub faults: Option<NumaFaultFigures>,
+    /// NUMA balancing's own statistics of the VM's threads, read from procfs when
+    /// `task_numa_fault` cannot be hooked; null while the hook runs, and until the first reading.
+    pub balancing: Option<BalancingFigures>,
+    /// The scheduler's NUMA placement decisions about the VM's threads over the window; null
+    /// when none of the placement tracepoints is attached.
+    pub placement: Option<PlacementDecisions>,
     /// The mean over the vCPUs of their `remote_memory_share`.
     pub vcpu_memory_mismatch: Option<f64>,
 }
@@ -75,4 +111,90 @@ pub struct NodeFaults {
     pub faults: u64,
     pub pages: u64,
     pub local_pages: u64,
+}
+
+/// NUMA balancing's own per-thread statistics of a VM (`/proc/PID/task/TID/sched`), summed over
+/// its threads. Each VM is read at most every 10 s, so these figures cover the span between its
+/// two latest readings, not the window. The kernel keeps no running count of hinting faults
+/// there, only decaying averages (halved at each scan pass), so they say where the VM's recent
+/// faults went, not how many there were: they do not replace `faults`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct BalancingFigures {
+    /// Pages NUMA balancing migrated on the VM's faults between the two latest readings
+    /// (`numa_pages_migrated`, threads seen in both): what `faults.migrated_pages` counts, over
+    /// `span_seconds`. Null until the second reading.
+    pub migrated_pages: Option<u64>,
+    pub migrated_pages_per_s: Option<f64>,
+    /// Scan passes over the VM's memory between the two readings (`mm->numa_scan_seq`).
+    pub scan_passes: Option<u64>,
+    /// Seconds between the two latest readings.
+    pub span_seconds: Option<f64>,
+    /// Seconds since the latest reading.
+    pub age_seconds: f64,
+    /// The threads' recent hinting faults by memory node, in pages (decaying averages).
+    pub recent_faults_by_node: Vec<NodeFaultWeight>,
+    /// Of those, the share on memory of a node other than the one the faulting thread runs on
+    /// now: the procfs estimate of `faults.remote_pages / faults.pages` (the hook judges each
+    /// fault by the CPU it was taken on). Null without recent faults or known nodes.
+    pub recent_remote_share: Option<f64>,
+    /// The vCPU threads' own figures, by vCPU index.
+    pub vcpus: Vec<VcpuBalancing>,
+    /// Pages migrated since kvmtop began reading the VM (for Prometheus counters).
+    #[serde(skip)]
+    pub migrated_pages_cumulative: u64,
+}
+
+/// Recent hinting faults on one node's memory (decaying averages, pages).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct NodeFaultWeight {
+    pub node: u32,
+    /// On pages only the faulting thread touched lately.
+    pub private: u64,
+    /// On pages other threads touched too.
+    pub shared: u64,
+    /// Of all the VM's recent faults.
+    pub share: f64,
+}
+
+/// One vCPU thread's NUMA balancing statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct VcpuBalancing {
+    pub index: u32,
+    pub tid: u32,
+    /// The node of the CPU the thread last ran on.
+    pub current_node: Option<u32>,
+    /// The node NUMA balancing wants the thread on (`numa_preferred_nid`); null for none yet.
+    pub preferred_node: Option<u32>,
+    /// Between the two latest readings; null until the second.
+    pub migrated_pages: Option<u64>,
+    /// Of the thread's recent faults, the share on memory of another node than `current_node`.
+    pub recent_remote_share: Option<f64>,
+}
+
+/// The scheduler's NUMA placement decisions about a VM's threads over the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct PlacementDecisions {
+    /// A thread moved to a CPU of another node, usually its preferred one (`sched_move_numa`).
+    pub moves: u64,
+    /// A thread exchanged CPUs with a thread on another node (`sched_swap_numa`; counted for each
+    /// of the two that is the VM's).
+    pub swaps: u64,
+    /// A move the scheduler wanted found no CPU on the wanted node (`sched_stick_numa`).
+    pub stuck: u64,
+    /// By kind and node pair, largest first.
+    pub by_node: Vec<NodeMoves>,
+    /// Moves, swaps and stuck since counting began (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative: [u64; 3],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NodeMoves {
+    /// `move`, `swap` or `stick`.
+    pub kind: &'static str,
+    /// Null when the record named no node.
+    pub from_node: Option<u32>,
+    /// For `stick`, the node the thread could not go to; null when there was no candidate.
+    pub to_node: Option<u32>,
+    pub count: u64,
 }

@@ -120,6 +120,9 @@ fn tracefs_format() {
         "sched/sched_switch",
         "sched/sched_wakeup",
         "sched/sched_migrate_task",
+        "sched/sched_move_numa",
+        "sched/sched_swap_numa",
+        "sched/sched_stick_numa",
         "tlb/tlb_flush",
         "block/block_io_start",
         "block/block_rq_issue",
@@ -255,10 +258,12 @@ fn proc_tree() {
             format!("Name:\t{comm}\nTgid:\t4242\nPid:\t{tid}\nCpus_allowed_list:\t0-1\n")
                 .as_bytes(),
         );
-        write(
-            &format!("4242/task/{tid}/sched"),
-            format!("{comm} ({tid}, #threads: 4)\n-------\nse.nr_migrations : 12\nnr_switches : 900\nnr_voluntary_switches : 800\nnr_involuntary_switches : 100\nnuma_faults_memory, 0, 0, 1, 0, -1\n").as_bytes(),
-        );
+        // The two-node fixture's sched files (with NUMA balancing lines); its iothread is 4260.
+        let sched = workspace()
+            .join("monitor/tests/fixtures/numa/sched/two-node/4242/task")
+            .join(if tid == 4252 { 4260 } else { tid }.to_string())
+            .join("sched");
+        write(&format!("4242/task/{tid}/sched"), &fs::read(sched).unwrap());
     }
     let numa = workspace().join("monitor/tests/fixtures/numa");
     write(

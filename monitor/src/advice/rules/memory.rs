@@ -33,8 +33,20 @@ fn total_guest_ram(ctx: &Ctx<'_>) -> Option<u64> {
         .try_fold(0u64, |acc, vm| acc.checked_add(vm.facts.memory_bytes?))
 }
 
-/// Judges `faults` hinting faults of which `remote` were remote, over the window.
-fn m1_check(ctx: &Ctx<'_>, faults: f64, remote: f64) -> Option<Vec<Evidence>> {
+/// What M1's evidence calls the remote share and the fault rate: counted at the fault hook.
+const M1_COUNTED: [&str; 2] = [
+    "remote share of NUMA hinting faults",
+    "NUMA hinting faults/min",
+];
+/// The same from the procfs fallback: the VM's recent share, the host's rate.
+const M1_RECENT: [&str; 2] = [
+    "recent remote share of the VM's NUMA hinting faults (procfs)",
+    "host NUMA hinting faults/min",
+];
+
+/// Judges `faults` hinting faults of which `remote` were remote, over the window; `names`
+/// label the share and the rate in the evidence.
+fn m1_check(ctx: &Ctx<'_>, faults: f64, remote: f64, names: [&str; 2]) -> Option<Vec<Evidence>> {
     let t = ctx.t;
     let window = ctx.window.filter(|w| *w > 0.0)?;
     let per_min = faults / window * 60.0;
@@ -46,14 +58,9 @@ fn m1_check(ctx: &Ctx<'_>, faults: f64, remote: f64) -> Option<Vec<Evidence>> {
         return Some(Vec::new());
     }
     Some(vec![
+        ctx.measured(names[0], share, Comparison::Above, t.m1_remote_fault_share),
         ctx.measured(
-            "remote share of NUMA hinting faults",
-            share,
-            Comparison::Above,
-            t.m1_remote_fault_share,
-        ),
-        ctx.measured(
-            "NUMA hinting faults/min",
+            names[1],
             per_min,
             Comparison::AtLeast,
             t.m1_min_faults_per_min,
@@ -64,14 +71,19 @@ fn m1_check(ctx: &Ctx<'_>, faults: f64, remote: f64) -> Option<Vec<Evidence>> {
 fn m1(ctx: &mut Ctx<'_>) {
     let inputs = ctx.inputs;
     let mut per_vm = false;
+    // VMs known only through the procfs fallback: their recent remote share.
+    let mut recent = Vec::new();
     for vm in &inputs.vms {
         let obs = &vm.observations;
         let (Some(faults), Some(remote)) = (obs.numa_hint_faults, obs.numa_hint_faults_remote)
         else {
+            if let Some(share) = obs.numa_recent_remote_fault_share {
+                recent.push((vm, share));
+            }
             continue;
         };
         per_vm = true;
-        match m1_check(ctx, faults, remote) {
+        match m1_check(ctx, faults, remote, M1_COUNTED) {
             Some(evidence) => {
                 if let Some(rec) =
                     from_evidence(&M1, Severity::Warning, vm_target(&vm.facts), evidence)
@@ -90,7 +102,25 @@ fn m1(ctx: &mut Ctx<'_>) {
         ctx.missing(M1.id, "NUMA hinting faults (per VM or host-wide)");
         return;
     };
-    match m1_check(ctx, faults, (faults - local).max(0.0)) {
+    if !recent.is_empty() {
+        // The fault hook is refused: per VM from NUMA balancing's own statistics, which give
+        // a share but no count, so the host's fault rate decides whether there are enough
+        // faults to judge.
+        for (vm, share) in recent {
+            match m1_check(ctx, faults, share * faults, M1_RECENT) {
+                Some(evidence) => {
+                    if let Some(rec) =
+                        from_evidence(&M1, Severity::Warning, vm_target(&vm.facts), evidence)
+                    {
+                        ctx.push(rec);
+                    }
+                }
+                None => ctx.missing(M1.id, "observation window"),
+            }
+        }
+        return;
+    }
+    match m1_check(ctx, faults, (faults - local).max(0.0), M1_COUNTED) {
         Some(evidence) => {
             if let Some(rec) = from_evidence(&M1, Severity::Warning, Target::Host, evidence) {
                 ctx.push(rec);

@@ -1,30 +1,43 @@
-//! A VM's NUMA figures over a window: where its memory sits, its hinting faults, and how far its
-//! vCPUs run from their memory.
+//! A VM's NUMA figures over a window: where its memory sits, its hinting faults (from the hook,
+//! or NUMA balancing's statistics in procfs where it cannot run), the scheduler's placement
+//! decisions about its threads, and how far its vCPUs run from their memory.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    NumaTotals,
+    NumaTotals, Statistics,
     counters::{NumaFaultCounts, NumaFaultId},
+    figures,
     memory::MemoryPlacement,
-    sources::NUMA_FAULT,
+    sources::{MOVE_NUMA, NUMA_FAULT, NUMA_FAULT_PROCFS, PROCFS_HOOK, STICK_NUMA, SWAP_NUMA},
 };
 use crate::{
     bpf::hooks::{Sources, attached},
     family::Pair,
     model::{
-        SourceState, Vm,
-        numa::{HostNuma, MemoryFigures, NodeFaults, NodeMemory, NumaFaultFigures, VmNuma},
+        Snapshot, SourceState, Vm,
+        numa::{
+            FaultSource, HostNuma, MemoryFigures, NodeFaults, NodeMemory, NumaFaultFigures, VmNuma,
+        },
         running::Running,
-        Snapshot,
     },
 };
+
+/// Why the procfs fallback cannot stand in for the hook on a kernel without NUMA balancing.
+const NO_STATISTICS: &str = "this kernel prints no NUMA balancing statistics in \
+                             /proc/PID/task/TID/sched (built without CONFIG_NUMA_BALANCING)";
 
 /// Fills each VM's NUMA figures and its vCPUs' `remote_memory_share` (their placement, which
 /// the sched family fills, must be there), and the state of the sources.
 pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snapshot) {
     let faults_attached = attached(sources, NUMA_FAULT);
-    let mut events = 0;
+    let placement_attached = [MOVE_NUMA, SWAP_NUMA, STICK_NUMA]
+        .iter()
+        .any(|name| attached(sources, name));
+    let mut fault_events = 0;
+    // Moves, swaps, stuck.
+    let mut decisions = [0u64; 3];
+    let mut active = 0;
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
         let guest_bytes = span
             .vmm
@@ -32,36 +45,82 @@ pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snaps
             .as_ref()
             .and_then(|q| q.memory.as_ref())
             .and_then(|m| m.size_bytes);
-        let faults = faults_attached.then(|| {
-            faults(vm.pid, &pair.now.faults, pair.before_for(span).map(|b| &b.faults))
+        let before = pair.before_for(span);
+        let faults = faults_attached
+            .then(|| faults(vm.pid, &pair.now.faults, before.map(|b| &b.faults)));
+        fault_events += faults.as_ref().map_or(0, |f| f.faults);
+        // Only read while the hook is refused (the map is empty otherwise).
+        let balancing = pair.now.balancing.get(&vm.pid).map(|reading| {
+            active += usize::from(reading.active());
+            figures::balancing(reading, &span.vmm.vcpus)
         });
-        events += faults.as_ref().map_or(0, |f| f.faults);
-        fill_vm(vm, pair.now.memory.get(&vm.pid), guest_bytes, faults);
+        let placement = placement_attached.then(|| {
+            figures::placement(vm.pid, &pair.now.moves, before.map(|b| &b.moves))
+        });
+        if let Some(p) = &placement {
+            for (sum, n) in decisions.iter_mut().zip([p.moves, p.swaps, p.stuck]) {
+                *sum += n;
+            }
+        }
+        let numa = VmNuma {
+            faults,
+            balancing,
+            placement,
+            ..VmNuma::default()
+        };
+        fill_vm(vm, pair.now.memory.get(&vm.pid), guest_bytes, numa);
     }
+    let mut states: BTreeMap<String, SourceState> = sources
+        .iter()
+        .map(|(name, source)| {
+            let events = match *name {
+                NUMA_FAULT => fault_events,
+                MOVE_NUMA => decisions[0],
+                SWAP_NUMA => decisions[1],
+                STICK_NUMA => decisions[2],
+                _ => 0,
+            };
+            let state = SourceState::from_window(&source.attachment, events);
+            ((*name).to_owned(), state)
+        })
+        .collect();
+    let mut hooks: BTreeMap<String, String> = sources
+        .iter()
+        .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
+        .collect();
+    let fault_source = if faults_attached {
+        FaultSource::Hook
+    } else {
+        // The fallback runs exactly when the hook does not: its state is a source's like any.
+        let state = match pair.now.statistics {
+            Statistics::Absent => SourceState::Unavailable(NO_STATISTICS.to_owned()),
+            _ if active > 0 => SourceState::Live,
+            _ => SourceState::Silent,
+        };
+        let kind = if matches!(state, SourceState::Unavailable(_)) {
+            FaultSource::None
+        } else {
+            FaultSource::ProcfsFallback
+        };
+        states.insert(NUMA_FAULT_PROCFS.to_owned(), state);
+        hooks.insert(NUMA_FAULT_PROCFS.to_owned(), PROCFS_HOOK.to_owned());
+        kind
+    };
     snapshot.families.numa = HostNuma {
-        sources: sources
-            .iter()
-            .map(|(name, source)| {
-                (
-                    (*name).to_owned(),
-                    SourceState::from_window(&source.attachment, events),
-                )
-            })
-            .collect(),
-        hooks: sources
-            .iter()
-            .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
-            .collect(),
+        sources: states,
+        hooks,
+        fault_source,
         dropped: pair.now.dropped,
     };
 }
 
-/// Fills `vm.families.numa` and each vCPU's `remote_memory_share`.
+/// Fills `vm.families.numa` with `numa` plus the memory figures, and each vCPU's
+/// `remote_memory_share`.
 fn fill_vm(
     vm: &mut Vm,
     placement: Option<&MemoryPlacement>,
     guest_bytes: Option<u64>,
-    faults: Option<NumaFaultFigures>,
+    numa: VmNuma,
 ) {
     let mut shares = Vec::new();
     for vcpu in &mut vm.vcpus {
@@ -77,8 +136,8 @@ fn fill_vm(
     let mismatch = (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64);
     vm.families.numa = VmNuma {
         memory: placement.map(|p| memory_figures(p, guest_bytes)),
-        faults,
         vcpu_memory_mismatch: mismatch,
+        ..numa
     };
 }
 

@@ -7,6 +7,7 @@
 //! file it cannot read, and reads bounded prefixes of files whose size it does not control.
 
 pub mod memory;
+pub mod numa_sched;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -234,7 +235,7 @@ fn fd_info_field(text: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
-fn task_dir(proc_root: &Path, pid: u32, tid: u32) -> std::path::PathBuf {
+pub(crate) fn task_dir(proc_root: &Path, pid: u32, tid: u32) -> std::path::PathBuf {
     proc_root
         .join(pid.to_string())
         .join("task")

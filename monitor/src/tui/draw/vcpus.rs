@@ -136,6 +136,32 @@ fn notes(vm: &Vm) -> Vec<Line<'static>> {
             format::share(memory.huge_page_coverage),
         )));
     }
+    if let Some(b) = &vm.families.numa.balancing {
+        let nodes: Vec<String> = b
+            .recent_faults_by_node
+            .iter()
+            .map(|n| format!("node {} {}", n.node, format::share(Some(n.share))))
+            .collect();
+        lines.push(Line::from(format!(
+            "NUMA faults (procfs fallback): recent {}, {} off their node; {} pages migrated",
+            if nodes.is_empty() {
+                "none".to_owned()
+            } else {
+                nodes.join(", ")
+            },
+            format::share(b.recent_remote_share),
+            b.migrated_pages
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        )));
+    }
+    if let Some(p) = &vm.families.numa.placement
+        && p.moves + p.swaps + p.stuck > 0
+    {
+        lines.push(Line::from(format!(
+            "NUMA placement: {} moves, {} swaps, {} stuck",
+            p.moves, p.swaps, p.stuck
+        )));
+    }
     if lines.is_empty() {
         lines.push(Line::from("no scheduling figures yet"));
     }

@@ -13,7 +13,9 @@ pub const M1: RuleInfo = RuleInfo {
     title: "NUMA hinting faults find memory on the wrong node",
     checks: "The share of NUMA hinting faults whose page sits on another node than the \
              faulting CPU's, per VM when known, else host-wide, once there are enough faults \
-             per minute to judge.",
+             per minute to judge. Where task_numa_fault cannot be hooked, a VM's share is the \
+             one of its threads' recent faults in NUMA balancing's own statistics (procfs), \
+             judged once the host has enough faults per minute.",
     diagnosis: "vCPUs and their memory sit on different nodes.",
     change: StaticChange {
         libvirt: Some(

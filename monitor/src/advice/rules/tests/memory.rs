@@ -27,6 +27,35 @@ fn m1_remote_numa_faults() {
     after.numa_hint_faults_local = Some(2500);
     i.host_observations = HostObservations::from_vmstat(&before, &after, 60.0);
     quiet(&i, "M1");
+
+    // The fault hook refused: per VM from the procfs fallback's recent share, gated by the
+    // host's fault rate (2000 faults in 60 s here).
+    let recent = |share: f64| {
+        let mut v = small_vm(100);
+        v.observations.numa_recent_remote_fault_share = Some(share);
+        let mut i = inputs(host(), vec![v]);
+        i.host_observations = HostObservations::from_vmstat(&before, &after, 60.0);
+        i
+    };
+    let rec = fires(&recent(0.5), "M1");
+    assert!(
+        matches!(rec.target, Target::Vm { pid: 100, .. }),
+        "{:?}",
+        rec.target
+    );
+    assert!(
+        rec.evidence()[0].name.exact().contains("procfs"),
+        "{:?}",
+        rec.evidence()
+    );
+    quiet(&recent(0.2), "M1");
+    // Too few faults on the host to judge.
+    let mut few = recent(0.9);
+    let mut quiet_after = before.clone();
+    quiet_after.numa_hint_faults = before.numa_hint_faults.map(|f| f + 10);
+    quiet_after.numa_hint_faults_local = before.numa_hint_faults_local;
+    few.host_observations = HostObservations::from_vmstat(&before, &quiet_after, 60.0);
+    quiet(&few, "M1");
 }
 
 #[test]
