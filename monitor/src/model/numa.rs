@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use schemars::JsonSchema;
 
-use super::SourceState;
+use super::{LostEvents, SourceState};
 
 /// Host-wide state of the NUMA sources.
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
@@ -15,8 +15,11 @@ pub struct HostNuma {
     pub sources: BTreeMap<String, SourceState>,
     /// Where each source runs (`fentry:task_numa_fault`, …).
     pub hooks: BTreeMap<String, String>,
-    /// Faults not counted because a kernel map was full, since counting began.
-    pub dropped: u64,
+    /// Per source, events the kernel did not run its program for (another BPF program was
+    /// running on that CPU): in the window and since start. Only sources that lost any.
+    pub lost: BTreeMap<String, LostEvents>,
+    /// Faults not counted because a kernel map (`NUMA_DROPS` counts them) was full.
+    pub dropped: LostEvents,
 }
 
 /// A VM's NUMA figures.

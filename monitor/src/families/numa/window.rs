@@ -13,6 +13,7 @@ use crate::{
     bpf::hooks::{Sources, attached},
     family::Pair,
     model::{
+        LostEvents,
         SourceState, Vm,
         numa::{HostNuma, MemoryFigures, NodeFaults, NodeMemory, NumaFaultFigures, VmNuma},
         running::Running,
@@ -52,7 +53,9 @@ pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snaps
             .iter()
             .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
             .collect(),
-        dropped: pair.now.dropped,
+        // Filled by the session, which reads what the kernel skipped.
+        lost: BTreeMap::new(),
+        dropped: LostEvents::between(pair.before.dropped, pair.now.dropped),
     };
 }
 
