@@ -16,11 +16,15 @@
 
 use crate::histogram::LatencyHist;
 
-/// LRU hash map: [`RequestKey`] → [`PendingRequest`], requests of watched VMMs in flight. LRU
-/// because a request can vanish without a completion this program recognises (a front merge
-/// moves its start sector); such entries age out instead of filling the map. Two requests in
-/// flight at once for the same start sector of one device (a guest reading a block twice
-/// concurrently) share an entry: the later completion finds none and is not counted.
+/// Hash map: [`RequestKey`] → [`PendingRequest`], requests of watched VMMs in flight. A request
+/// can vanish without a completion this program recognises (a front merge moves its start
+/// sector, or the kernel skipped the completion program); the agent removes such entries once
+/// they are older than any plausible request and counts them as expired. Not an LRU map: an LRU
+/// evicts live requests silently when full (and, with its per-CPU free lists, even before it is
+/// full), where a plain hash map refuses the insert and the programs count it in
+/// [`BLOCK_DROPS_MAP`]. Two requests in flight at once for the same start sector of one device (a
+/// guest reading a block twice concurrently) share an entry: the later completion finds none and
+/// is not counted.
 pub const BLOCK_PENDING_MAP: &str = "BLOCK_PENDING";
 pub const BLOCK_PENDING_CAPACITY: u32 = 16_384;
 /// Hash map: [`BlockKey`] → [`BlockStats`]. Not per-CPU (two histograms per key would cost
@@ -28,7 +32,8 @@ pub const BLOCK_PENDING_CAPACITY: u32 = 16_384;
 pub const BLOCK_STATS_MAP: &str = "BLOCK_STATS";
 /// VMMs × devices × operations.
 pub const BLOCK_STATS_CAPACITY: u32 = 2_048;
-/// Per-CPU array with one u64 slot: requests not tracked because a map was full.
+/// Per-CPU array with one u64 slot: requests not tracked because a map was full (no room in
+/// [`BLOCK_PENDING_MAP`] at submission, or in [`BLOCK_STATS_MAP`] at completion).
 pub const BLOCK_DROPS_MAP: &str = "BLOCK_DROPS";
 
 /// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).

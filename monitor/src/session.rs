@@ -11,7 +11,10 @@ use std::{
 };
 
 use crate::{
-    bpf::{Kernel, hooks::HookKind},
+    bpf::{
+        Kernel,
+        hooks::{HookKind, Sources},
+    },
     discovery::{Discovery, ProcRoot, Vmm, VmmKind},
     families::{Families, Totals},
     family::{HostView, VmSpan, Vms},
@@ -21,7 +24,7 @@ use crate::{
         topology::Topology,
         tracefs::TraceFs,
     },
-    model::{self, Host, HostFamilies, SkippedEvents, Snapshot, Untrusted, VmFamilies},
+    model::{self, Host, HostFamilies, LostEvents, Snapshot, Untrusted, VmFamilies},
     privileges,
 };
 
@@ -208,6 +211,11 @@ impl Session {
             seconds,
             &mut snapshot,
         );
+        for (family, sources) in self.families.sources() {
+            if let Some(lost) = snapshot.families.lost_mut(family) {
+                *lost = source_losses(sources, &earlier.skipped, &later.skipped);
+            }
+        }
         snapshot
     }
 
@@ -284,15 +292,34 @@ fn vm(vmm: &Vmm) -> model::Vm {
 fn skipped_events(
     earlier: &BTreeMap<String, u64>,
     later: &BTreeMap<String, u64>,
-) -> BTreeMap<String, SkippedEvents> {
+) -> BTreeMap<String, LostEvents> {
     later
         .iter()
         .map(|(program, &total)| {
             let before = earlier.get(program).copied().unwrap_or(0);
-            let count = total.saturating_sub(before);
-            (program.clone(), SkippedEvents { count, total })
+            (program.clone(), LostEvents::between(before, total))
         })
         .filter(|(_, skipped)| skipped.total > 0)
+        .collect()
+}
+
+/// Per attached source of a family, the events the kernel skipped its program for, in the window
+/// and since it was loaded (sources that never lost any are left out). A source is its program
+/// on its hook, so what the program missed, the source missed.
+fn source_losses(
+    sources: &Sources,
+    earlier: &BTreeMap<String, u64>,
+    later: &BTreeMap<String, u64>,
+) -> BTreeMap<String, LostEvents> {
+    sources
+        .iter()
+        .filter(|(_, source)| source.is_attached())
+        .filter_map(|(name, source)| {
+            let total = *later.get(source.program)?;
+            let before = earlier.get(source.program).copied().unwrap_or(0);
+            Some(((*name).to_owned(), LostEvents::between(before, total)))
+        })
+        .filter(|(_, lost)| lost.total > 0)
         .collect()
 }
 
@@ -300,4 +327,79 @@ fn skipped_events(
 fn read_host(proc_root: &Path) -> Host {
     let (hostname, kernel) = proc::host_identity(proc_root);
     Host { hostname, kernel }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        bpf::hooks::{Hook, Source},
+        model::Attachment,
+    };
+
+    fn source(program: &'static str, attachment: Attachment) -> Source {
+        Source {
+            attachment,
+            hook: Hook::tracepoint("block", program),
+            program,
+        }
+    }
+
+    #[test]
+    fn each_source_loses_what_the_kernel_skipped_its_program_for() {
+        let sources: Sources = [
+            (
+                "block_rq_complete",
+                source("block_rq_complete", Attachment::Attached),
+            ),
+            (
+                "block_rq_issue",
+                source("block_rq_issue", Attachment::Attached),
+            ),
+            (
+                "block_io_start",
+                source("block_io_start", Attachment::Attached),
+            ),
+            (
+                "block_rq_insert",
+                source("block_rq_insert", Attachment::Unavailable("no".into())),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let programs = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(p, n)| ((*p).to_owned(), *n)).collect()
+        };
+        let earlier = programs(&[
+            ("block_rq_complete", 10),
+            ("block_rq_issue", 4),
+            ("block_io_start", 0),
+        ]);
+        let later = programs(&[
+            ("block_rq_complete", 40),
+            ("block_rq_issue", 4),
+            ("block_io_start", 0),
+            // An unattached source's program never runs; a count for it is not the source's.
+            ("block_rq_insert", 7),
+        ]);
+        let lost = source_losses(&sources, &earlier, &later);
+        assert_eq!(
+            lost,
+            [
+                (
+                    "block_rq_complete".to_owned(),
+                    LostEvents {
+                        count: 30,
+                        total: 40
+                    }
+                ),
+                (
+                    "block_rq_issue".to_owned(),
+                    LostEvents { count: 0, total: 4 }
+                ),
+            ]
+            .into_iter()
+            .collect()
+        );
+    }
 }

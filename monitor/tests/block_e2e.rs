@@ -304,7 +304,8 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64, beside: Besid
     // The guest is frozen and the device idle, so nothing is in flight, except completions the
     // kernel did not run kvmtop's program for (on a classic tracepoint, another BPF program,
     // bpftrace's here, was running on that CPU): kvmtop reports those itself, and each leaves its
-    // request pending. Its BTF and raw tracepoint programs skip none.
+    // request pending until it expires (counted as such, no longer in flight). Its BTF and raw
+    // tracepoint programs skip none.
     let skipped: u64 = seen.snapshot["skipped_events"]
         .as_object()
         .into_iter()
@@ -325,13 +326,22 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64, beside: Besid
         );
     }
     let in_flight = device["in_flight"].as_u64().unwrap();
+    let expired = device["expired"].as_u64().unwrap();
     assert!(
-        in_flight <= skipped,
-        "the guest was frozen, yet {in_flight} request(s) in flight with {skipped} completion(s) \
-         skipped: {device:#}"
+        in_flight + expired <= skipped,
+        "the guest was frozen, yet {in_flight} request(s) in flight and {expired} expired with \
+         {skipped} completion(s) skipped: {device:#}"
     );
+    // The skipped completions are the completion source's losses in the window.
+    let lost = seen.snapshot["block"]["lost"]["block_rq_complete"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(lost, skipped, "{:#}", seen.snapshot["block"]);
     if skipped > 0 {
-        eprintln!("{skipped} completion(s) skipped by the kernel, {in_flight} left in flight");
+        eprintln!(
+            "{skipped} completion(s) skipped by the kernel, {in_flight} left in flight, \
+             {expired} expired"
+        );
     }
 }
 

@@ -6,9 +6,14 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use kvmtop::families::block::{BlockCounterKey, BlockOp, DevId, OpTotals};
+use kvmtop::families::block::{
+    BlockCounterKey, BlockOp, BlockTotals, DevId, OpTotals, expiry::EXPIRE_AFTER,
+};
 use monitor_common::{
-    block::{HARNESS_COMPLETE, HARNESS_ISSUE, HARNESS_SUBMIT, PROG_BLOCK_HARNESS, dev_of},
+    block::{
+        BLOCK_PENDING_CAPACITY, HARNESS_COMPLETE, HARNESS_ISSUE, HARNESS_SUBMIT,
+        PROG_BLOCK_HARNESS, dev_of,
+    },
     histogram::{HIST_BUCKETS, bucket_of},
 };
 use support::harness::VmmHarness;
@@ -61,13 +66,13 @@ impl Harness {
         );
     }
 
+    /// The agent's reading of the block maps: totals, requests in flight, expired requests.
+    fn read(&mut self) -> BlockTotals {
+        self.0.session.families_mut().block.counters_mut().read(&[])
+    }
+
     fn block(&mut self, pid: u32) -> BTreeMap<(DevId, BlockOp), OpTotals> {
-        self.0
-            .session
-            .families_mut()
-            .block
-            .counters_mut()
-            .read(&[])
+        self.read()
             .stats
             .into_iter()
             .filter(|(k, _)| k.pid == pid)
@@ -123,7 +128,7 @@ fn block_requests_are_attributed_to_their_submitter_with_exact_buckets() {
     h.submit(p, dev, 70_000, "DS", 1 << 20, 300_000_000);
     h.issue(kworker, dev, 70_000, 1 << 20, 300_000_500, false);
     h.complete(dev, 70_000, 300_500_500);
-    // Pending requests older than a minute are taken as lost, so this one is submitted now.
+    // Pending requests older than EXPIRE_AFTER are taken as lost, so this one is submitted now.
     let now = kvmtop::host::clock::monotonic_ns();
     h.submit(p, dev, 90_000, "RS", 4_096, now);
     // Another process's request on the same device is not counted for anyone.
@@ -216,4 +221,88 @@ fn requests_in_flight_end_with_their_process() {
     // Completed late, when a new process may have the pid, it is counted for no one.
     h.complete(dev, 100, now + 100_000);
     assert!(h.block(p).is_empty(), "{:#?}", h.block(p));
+}
+
+/// A request whose completion never comes (the kernel skipped the completion program, say) is
+/// removed once pending longer than `EXPIRE_AFTER` and counted as expired for its VM and device,
+/// once; it no longer counts as in flight, and a completion arriving after all counts nothing.
+#[test]
+fn a_request_whose_completion_is_missed_expires_and_is_counted_once() {
+    let Some(mut h) = Harness::open(
+        "a_request_whose_completion_is_missed_expires_and_is_counted_once",
+        40,
+    ) else {
+        return;
+    };
+    let p = h.0.pid;
+    let dev = dev_of(MAJOR, 0xD_0000 + (p & 0xFFFF));
+    let dev_id = DevId::from_kernel(dev);
+    let bound = u64::try_from(EXPIRE_AFTER.as_nanos()).unwrap();
+    let now = kvmtop::host::clock::monotonic_ns();
+    let long_ago = now
+        .checked_sub(bound + 1_000_000_000)
+        .expect("the host has been up longer than the expiry bound");
+    // Submitted and issued longer ago than the bound; its completion is never run.
+    h.submit(p, dev, 200, "RS", 4_096, long_ago);
+    h.issue(0, dev, 200, 4_096, long_ago + 1_000, false);
+    // Pending for 1 s less than the bound: a slow request, still in flight.
+    h.submit(p, dev, 300, "WS", 4_096, long_ago + 2_000_000_000);
+    // Just submitted.
+    h.submit(p, dev, 400, "RS", 4_096, now);
+
+    let totals = h.read();
+    assert_eq!(totals.in_flight.get(&(p, dev_id)), Some(&2), "{totals:#?}");
+    assert_eq!(totals.expired.get(&(p, dev_id)), Some(&1), "{totals:#?}");
+    assert_eq!(totals.expired_total, 1);
+    // Removed from the kernel map, so a second reading does not count it again.
+    let again = h.read();
+    assert_eq!(again.expired.get(&(p, dev_id)), Some(&1));
+    assert_eq!(again.in_flight.get(&(p, dev_id)), Some(&2));
+    // Its completion, should it come after all, finds no request: nothing is counted.
+    h.complete(dev, 200, now + 1_000);
+    assert!(h.block(p).is_empty(), "{:#?}", h.block(p));
+    // The others complete as usual.
+    h.complete(dev, 300, now + 2_000);
+    h.complete(dev, 400, now + 3_000);
+    let stats = h.block(p);
+    assert_eq!(stats[&(dev_id, BlockOp::Write)].requests(), 1);
+    assert_eq!(stats[&(dev_id, BlockOp::Read)].requests(), 1);
+    let totals = h.read();
+    assert_eq!(totals.in_flight.get(&(p, dev_id)), None);
+    assert_eq!(totals.expired.get(&(p, dev_id)), Some(&1));
+    // The process goes: its expired count goes with its other totals, the host total stays.
+    let counters = h.0.session.families_mut().block.counters_mut();
+    counters.retain(|pid| pid != p);
+    let totals = counters.read(&[]);
+    assert_eq!(totals.expired.get(&(p, dev_id)), None);
+    assert_eq!(totals.expired_total, 1);
+}
+
+/// Requests beyond the pending map's capacity are not tracked, and each one is counted as
+/// dropped: none is lost silently (an LRU map would have evicted tracked ones instead).
+#[test]
+fn requests_beyond_the_pending_map_s_capacity_are_counted_as_dropped() {
+    let Some(mut h) = Harness::open(
+        "requests_beyond_the_pending_map_s_capacity_are_counted_as_dropped",
+        50,
+    ) else {
+        return;
+    };
+    let p = h.0.pid;
+    let dev = dev_of(MAJOR, 0xE_0000 + (p & 0xFFFF));
+    let dev_id = DevId::from_kernel(dev);
+    let extra = 5;
+    let now = kvmtop::host::clock::monotonic_ns();
+    for i in 0..u64::from(BLOCK_PENDING_CAPACITY) + extra {
+        h.submit(p, dev, i * 8, "RS", 4_096, now);
+    }
+    let totals = h.read();
+    assert_eq!(totals.dropped, extra);
+    assert_eq!(
+        totals.in_flight.get(&(p, dev_id)),
+        Some(&u64::from(BLOCK_PENDING_CAPACITY))
+    );
+    // The first request is still tracked, so its completion counts.
+    h.complete(dev, 0, now + 1_000);
+    assert_eq!(h.block(p)[&(dev_id, BlockOp::Read)].requests(), 1);
 }

@@ -50,6 +50,7 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_exit_series() {
     };
     a_client_that_never_finishes_its_headers_is_cut_off(address);
     support::prometheus::assert_promtool_accepts(&exposition);
+    every_attached_source_has_a_loss_counter(&exposition);
 
     // Anything but GET /metrics is refused.
     assert_eq!(http_get(address, "/").0, 404);
@@ -160,6 +161,23 @@ fn panels_without_data(prometheus: &Prometheus, kvm_exit_silent: bool) -> Vec<St
         without_data.len()
     );
     without_data
+}
+
+/// Losses are never left out: every attached source (`kvmtop_source_up` 1) has its
+/// `kvmtop_source_lost_events_total` series, 0 when it lost nothing.
+fn every_attached_source_has_a_loss_counter(exposition: &str) {
+    let attached: Vec<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("kvmtop_source_up")?.strip_suffix(" 1"))
+        .collect();
+    assert!(!attached.is_empty(), "no attached source:\n{exposition}");
+    for labels in attached {
+        let series = format!("kvmtop_source_lost_events_total{labels} ");
+        assert!(
+            exposition.lines().any(|l| l.starts_with(&series)),
+            "no loss counter for {labels}:\n{exposition}"
+        );
+    }
 }
 
 /// A connection that sends half a request is closed by the server within its header timeout

@@ -10,7 +10,7 @@
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray},
 };
 use monitor_common::{
     block::{
@@ -21,8 +21,8 @@ use monitor_common::{
 };
 
 #[map(name = "BLOCK_PENDING")]
-static BLOCK_PENDING: LruHashMap<RequestKey, PendingRequest> =
-    LruHashMap::with_max_entries(BLOCK_PENDING_CAPACITY, 0);
+static BLOCK_PENDING: HashMap<RequestKey, PendingRequest> =
+    HashMap::with_max_entries(BLOCK_PENDING_CAPACITY, 0);
 
 #[map(name = "BLOCK_STATS")]
 static BLOCK_STATS: HashMap<BlockKey, BlockStats> =
@@ -55,8 +55,7 @@ pub fn on_submit(tgid: u32, request: &Request, now: u64, keep_first: bool) {
         issue_ns: 0,
     };
     let flags = if keep_first { BPF_NOEXIST } else { BPF_ANY };
-    // An LRU map makes room rather than fail, so an error here is the expected BPF_NOEXIST one.
-    let _ = BLOCK_PENDING.insert(request.key, pending, u64::from(flags));
+    track(request.key, &pending, flags);
 }
 
 /// A request handed to the driver. `current_vmm` is the current process when it is a watched VMM
@@ -85,9 +84,23 @@ pub fn on_issue(request: &Request, now: u64, current_vmm: u32) {
             submit_ns: now,
             issue_ns: now,
         };
-        let _ = BLOCK_PENDING.insert(request.key, pending, u64::from(BPF_ANY));
+        track(request.key, &pending, BPF_ANY);
     }
 }
+
+/// Starts tracking a request. A full map is counted: the request is then lost to every figure.
+/// An existing entry kept under `BPF_NOEXIST` is the caller's intent, not a loss.
+#[inline(always)]
+fn track(key: RequestKey, pending: &PendingRequest, flags: u32) {
+    if let Err(errno) = BLOCK_PENDING.insert(key, pending, u64::from(flags))
+        && errno != -EEXIST
+    {
+        drop_one();
+    }
+}
+
+/// `EEXIST` from the kernel's errno-base.h: the key exists and `BPF_NOEXIST` kept it.
+const EEXIST: i32 = 17;
 
 /// A request completed: its intervals go to its submitter's totals.
 #[inline(always)]

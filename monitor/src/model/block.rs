@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use schemars::JsonSchema;
 
-use super::{Bucket, Histogram, LatencySummary, SourceState, Untrusted};
+use super::{Bucket, Histogram, LatencySummary, LostEvents, SourceState, Untrusted};
 
 /// Host-wide state of the block sources.
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
@@ -16,8 +16,16 @@ pub struct HostBlock {
     pub hooks: BTreeMap<String, String>,
     /// Where requests are attributed to the submitting VM on this kernel.
     pub attributed_at: &'static str,
-    /// Requests not tracked because a kernel map was full, since counting began.
-    pub dropped: u64,
+    /// Per source, events the kernel did not run its program for (another BPF program was
+    /// running on that CPU): in the window and since start. Only sources that lost any.
+    pub lost: BTreeMap<String, LostEvents>,
+    /// Requests not tracked because a kernel map (`BLOCK_DROPS` counts them) was full.
+    pub dropped: LostEvents,
+    /// Requests removed unfinished after pending longer than `expire_after_seconds`: their
+    /// completion was missed, or the device stalled. Per VM and device in `devices[].expired`.
+    pub expired: LostEvents,
+    /// How long a request may be pending before it counts as expired.
+    pub expire_after_seconds: u64,
 }
 
 /// A VM's block I/O over the window.
@@ -45,6 +53,13 @@ pub struct BlockDevice {
     pub bytes_per_second: f64,
     /// Requests submitted and not completed at the end of the window.
     pub in_flight: u64,
+    /// Requests removed unfinished in the window because they were pending longer than the
+    /// host's `block.expire_after_seconds`: a completion the kernel programs missed, or a
+    /// stalled device. Not in `requests`, `latency` nor `in_flight`.
+    pub expired: u64,
+    /// Running total of `expired` (for Prometheus counters).
+    #[serde(skip)]
+    pub cumulative_expired: u64,
     /// Mean number of requests in flight over the window (queued or at the device).
     pub avg_in_flight: f64,
     /// Issue → completion over all operations.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use schemars::JsonSchema;
 
-use super::{Histogram, LatencySummary, SourceState};
+use super::{Histogram, LatencySummary, LostEvents, SourceState};
 
 /// The tracepoint that produced an exit count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
@@ -149,8 +149,12 @@ pub struct HostExits {
     pub sources: BTreeMap<String, SourceState>,
     /// Where each source runs (`tracepoint:kvm:kvm_exit`, …).
     pub hooks: BTreeMap<String, String>,
-    /// Exits that could not be counted because a kernel map was full, since counting began.
-    pub dropped: u64,
+    /// Per source, events the kernel did not run its program for (another BPF program was
+    /// running on that CPU): in the window and since start. Only sources that lost any.
+    pub lost: BTreeMap<String, LostEvents>,
+    /// Exits that could not be counted because a kernel map (`EXITS_DROPS` counts them) was
+    /// full.
+    pub dropped: LostEvents,
 }
 
 /// One kind of exit detail of a VM over the window.

@@ -21,10 +21,10 @@ pub use exits::{
 };
 pub use histogram::{Bucket, Histogram, LatencySummary};
 pub use running::rate;
-pub use source::{Attachment, SourceState};
+pub use source::{Attachment, LostEvents, SourceState};
 pub use untrusted::Untrusted;
 
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Declares the signal families' figures: a module each, with a host-wide part
 /// ([`HostFamilies`], in the snapshot) and a per-VM part ([`VmFamilies`], in each VM). Both are
@@ -54,8 +54,18 @@ macro_rules! families {
                     family: stringify!($name),
                     sources: &self.$name.sources,
                     hooks: &self.$name.hooks,
+                    lost: &self.$name.lost,
                     dropped: self.$name.dropped,
                 },)+]
+            }
+
+            /// The per-source losses of the family `family`, to fill in once the window's
+            /// sources are known.
+            pub fn lost_mut(&mut self, family: &str) -> Option<&mut BTreeMap<String, LostEvents>> {
+                match family {
+                    $(stringify!($name) => Some(&mut self.$name.lost),)+
+                    _ => None,
+                }
             }
         }
     };
@@ -89,31 +99,34 @@ pub struct Snapshot {
     pub problems: Vec<Untrusted>,
     /// Per kernel program, events the kernel did not run it for because another BPF program was
     /// already running on that CPU (only programs that have skipped any): figures built from
-    /// those programs undercount by that much.
-    pub skipped_events: BTreeMap<String, SkippedEvents>,
+    /// those programs undercount by that much. Each family's `lost` says which of its sources
+    /// these are.
+    pub skipped_events: BTreeMap<String, LostEvents>,
     /// Tuning advice in force after this window, each with its evidence (see `kvmtop explain`).
     pub recommendations: Vec<advice::Recommendation>,
     /// Rule inputs that could not be measured this window, so those rules stayed quiet.
     pub advice_inputs_missing: Vec<advice::Unavailable>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct SkippedEvents {
-    /// In the window.
-    pub count: u64,
-    /// Since the program was loaded.
-    pub total: u64,
-}
-
-/// One signal family's kernel sources and the events it lost to full maps.
+/// One signal family's kernel sources and the events they lost.
 pub struct FamilyState<'a> {
     /// The family's name (`exits`, `sched`, `numa`, `tlb`, `block`).
     pub family: &'static str,
     pub sources: &'a BTreeMap<String, SourceState>,
     /// Where each source runs (`tracepoint:sched:sched_switch`, `fentry:task_numa_fault`, …).
     pub hooks: &'a BTreeMap<String, String>,
-    /// Since counting began (not per window).
-    pub dropped: u64,
+    /// Per source, the events the kernel skipped its program for (only sources that lost any).
+    pub lost: &'a BTreeMap<String, LostEvents>,
+    /// Events the family's programs did not count because one of its kernel maps was full.
+    pub dropped: LostEvents,
+}
+
+impl FamilyState<'_> {
+    /// The events `source` lost in the window.
+    #[must_use]
+    pub fn lost_in_window(&self, source: &str) -> u64 {
+        self.lost.get(source).map_or(0, |lost| lost.count)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]

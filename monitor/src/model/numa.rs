@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use schemars::JsonSchema;
 
-use super::SourceState;
+use super::{LostEvents, SourceState};
 
 /// Host-wide state of the NUMA sources.
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
@@ -18,9 +18,12 @@ pub struct HostNuma {
     pub hooks: BTreeMap<String, String>,
     /// Where the VMs' NUMA fault figures come from.
     pub fault_source: FaultSource,
-    /// Faults and placement decisions not counted because a kernel map was full, since
-    /// counting began.
-    pub dropped: u64,
+    /// Per source, events the kernel did not run its program for (another BPF program was
+    /// running on that CPU): in the window and since start. Only sources that lost any.
+    pub lost: BTreeMap<String, LostEvents>,
+    /// Faults and placement decisions not counted because a kernel map (`NUMA_DROPS` counts
+    /// them) was full.
+    pub dropped: LostEvents,
 }
 
 /// Where the VMs' NUMA fault figures come from.

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 
 use super::Untrusted;
 
-use super::{Bucket, Histogram, LatencySummary, SourceState};
+use super::{Bucket, Histogram, LatencySummary, LostEvents, SourceState};
 
 /// What a VMM thread does, as its figures are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
@@ -60,8 +60,11 @@ pub struct HostSched {
     pub hooks: BTreeMap<String, String>,
     /// VMM threads the programs watch.
     pub watched_threads: usize,
-    /// Events not counted because a kernel map was full, since counting began.
-    pub dropped: u64,
+    /// Per source, events the kernel did not run its program for (another BPF program was
+    /// running on that CPU): in the window and since start. Only sources that lost any.
+    pub lost: BTreeMap<String, LostEvents>,
+    /// Events not counted because a kernel map (`SCHED_DROPS` counts them) was full.
+    pub dropped: LostEvents,
 }
 
 /// Scheduling figures of one thread, or of a group of threads added up, over the window.

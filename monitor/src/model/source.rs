@@ -3,6 +3,26 @@
 use schemars::JsonSchema;
 use serde::{Serialize, Serializer};
 
+/// Events lost over a window, and since counting began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct LostEvents {
+    /// In the window.
+    pub count: u64,
+    /// Since counting began (the program was loaded, the map created).
+    pub total: u64,
+}
+
+impl LostEvents {
+    /// From two readings of a running total.
+    #[must_use]
+    pub fn between(before: u64, now: u64) -> Self {
+        Self {
+            count: now.saturating_sub(before),
+            total: now,
+        }
+    }
+}
+
 /// Whether a kernel source (tracepoint) could be attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attachment {

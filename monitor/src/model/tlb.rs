@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use schemars::JsonSchema;
 
-use crate::model::SourceState;
+use crate::model::{LostEvents, SourceState};
 
 /// Host-wide TLB flushing over the window.
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
@@ -18,8 +18,11 @@ pub struct HostTlb {
     /// Every CPU that has flushed since counting began, whatever task it ran; window counts
     /// may be 0.
     pub cpus: Vec<CpuTlb>,
-    /// VMM flushes not counted because the kernel map was full, since counting began.
-    pub dropped: u64,
+    /// Per source, events the kernel did not run its program for (another BPF program was
+    /// running on that CPU): in the window and since start. Only sources that lost any.
+    pub lost: BTreeMap<String, LostEvents>,
+    /// VMM flushes not counted because the kernel map (`TLB_DROPS` counts them) was full.
+    pub dropped: LostEvents,
 }
 
 /// One host CPU over the window, all tasks.

@@ -62,7 +62,7 @@ fn register_vms(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> 
 }
 
 /// Whether each kernel source is attached, and what the kernel programs lost: events dropped
-/// on full maps and events the kernel skipped a program for.
+/// on full maps, events the kernel skipped a program for, and the same per source.
 fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
     let source_up = IntGaugeVec::new(
         Opts::new(
@@ -75,9 +75,19 @@ fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<(
     let dropped = IntCounterVec::new(
         Opts::new(
             "kvmtop_events_dropped_total",
-            "Events of a signal family not counted because a kernel map was full.",
+            "Events of a signal family not counted because one of its kernel maps was full \
+             (counted by the family's *_DROPS map).",
         ),
         &["family"],
+    )?;
+    let lost = IntCounterVec::new(
+        Opts::new(
+            "kvmtop_source_lost_events_total",
+            "Events of an attached kernel source the kernel did not run its program for (another \
+             BPF program was already running on that CPU): the source's figures undercount by as \
+             much. Per source what kvmtop_program_skipped_events_total counts per program.",
+        ),
+        &["family", "source"],
     )?;
     let skipped = IntCounterVec::new(
         Opts::new(
@@ -97,13 +107,18 @@ fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<(
             source_up
                 .with_label_values(&[family.family, source.as_str()])
                 .set(i64::from(up));
+            if up {
+                lost.with_label_values(&[family.family, source.as_str()])
+                    .inc_by(family.lost.get(source).map_or(0, |l| l.total));
+            }
         }
         dropped
             .with_label_values(&[family.family])
-            .inc_by(family.dropped);
+            .inc_by(family.dropped.total);
     }
     registry.register(Box::new(source_up))?;
     registry.register(Box::new(dropped))?;
+    registry.register(Box::new(lost))?;
     Ok(())
 }
 
@@ -289,6 +304,31 @@ mod tests {
         let text = render(&fixture::snapshot()).unwrap();
         assert!(
             text.contains("kvmtop_program_skipped_events_total{program=\"block_rq_complete\"} 400"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn losses_are_counted_per_source_and_expired_requests_per_device() {
+        let text = render(&fixture::snapshot()).unwrap();
+        for line in [
+            "kvmtop_source_lost_events_total{family=\"block\",source=\"block_rq_complete\"} 400",
+            "kvmtop_source_lost_events_total{family=\"block\",source=\"block_io_start\"} 0",
+            "kvmtop_source_lost_events_total{family=\"exits\",source=\"kvm_exit\"} 0",
+            "kvmtop_events_dropped_total{family=\"block\"} 0",
+            "kvmtop_vm_block_expired_requests_total{device=\"nvme0n1\",pid=\"4242\",vm=\"web-1\"} 5",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        // An unavailable source runs no program: it has no loss series, only kvmtop_source_up 0.
+        assert!(
+            !text.contains("kvmtop_source_lost_events_total{family=\"numa\",source=\"numa_fault\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kvmtop_source_lost_events_total{family=\"numa\",source=\"sched_move_numa\"} 0"
+            ),
             "{text}"
         );
     }

@@ -18,44 +18,8 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         snapshot.host.kernel,
         snapshot.window.duration_seconds
     )?;
-    // Every family's sources grouped by state; each unavailable one on its own line with the
-    // reason, and any events lost to a full map.
-    let families = snapshot.families.states();
-    for wanted in [SourceState::Live, SourceState::Silent] {
-        let names: Vec<&str> = families
-            .iter()
-            .flat_map(|f| f.sources.iter())
-            .filter(|(_, state)| **state == wanted)
-            .map(|(name, _)| name.as_str())
-            .collect();
-        if !names.is_empty() {
-            writeln!(out, "sources {wanted}: {}", names.join(" "))?;
-        }
-    }
-    for family in &families {
-        for (name, state) in family.sources {
-            if let SourceState::Unavailable(_) = state {
-                writeln!(out, "source {name} ({}): {state}", family.family)?;
-            }
-        }
-        if family.dropped > 0 {
-            writeln!(
-                out,
-                "warning: {} {} events not counted since start (kernel map full)",
-                family.dropped, family.family
-            )?;
-        }
-    }
-    for (program, skipped) in &snapshot.skipped_events {
-        if skipped.count > 0 {
-            writeln!(
-                out,
-                "warning: the kernel skipped {program} on {} events in the window ({} since start): \
-                 another BPF program was running on that CPU",
-                skipped.count, skipped.total
-            )?;
-        }
-    }
+    write_sources(out, snapshot)?;
+    write_losses(out, snapshot)?;
     if snapshot.vms.is_empty() {
         writeln!(out, "\nno KVM virtual machines found on this host")?;
     }
@@ -75,6 +39,69 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
     write_advice(out, snapshot)?;
     for problem in &snapshot.problems {
         writeln!(out, "note: {problem}")?;
+    }
+    Ok(())
+}
+
+/// Every family's sources grouped by state, a source that lost events in the window marked
+/// `name(lost N)`; each unavailable one on its own line with the reason.
+fn write_sources(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
+    let families = snapshot.families.states();
+    for wanted in [SourceState::Live, SourceState::Silent] {
+        let names: Vec<String> = families
+            .iter()
+            .flat_map(|f| f.sources.iter().map(move |source| (f, source)))
+            .filter(|(_, (_, state))| **state == wanted)
+            .map(|(family, (name, _))| match family.lost_in_window(name) {
+                0 => name.clone(),
+                lost => format!("{name}(lost {lost})"),
+            })
+            .collect();
+        if !names.is_empty() {
+            writeln!(out, "sources {wanted}: {}", names.join(" "))?;
+        }
+    }
+    for family in &families {
+        for (name, state) in family.sources {
+            if let SourceState::Unavailable(_) = state {
+                writeln!(out, "source {name} ({}): {state}", family.family)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A warning for each kind of loss in the window: events a family's full map dropped, events
+/// the kernel skipped a program for, block requests whose completion was never seen.
+fn write_losses(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
+    for family in snapshot.families.states() {
+        if family.dropped.count > 0 {
+            writeln!(
+                out,
+                "warning: {} {} events dropped in the window ({} since start): a kernel map was \
+                 full",
+                family.dropped.count, family.family, family.dropped.total
+            )?;
+        }
+    }
+    for (program, skipped) in &snapshot.skipped_events {
+        if skipped.count > 0 {
+            writeln!(
+                out,
+                "warning: the kernel skipped {program} on {} events in the window ({} since start): \
+                 another BPF program was running on that CPU",
+                skipped.count, skipped.total
+            )?;
+        }
+    }
+    let block = &snapshot.families.block;
+    if block.expired.count > 0 {
+        writeln!(
+            out,
+            "warning: {} block requests expired in the window ({} since start): no completion \
+             seen within {} s",
+            block.expired.count, block.expired.total, block.expire_after_seconds
+        )?;
     }
     Ok(())
 }
@@ -146,6 +173,18 @@ mod tests {
             text.contains("the kernel skipped block_rq_complete on 30 events in the window"),
             "{text}"
         );
+        assert!(text.contains(" block_rq_complete(lost 30) "), "{text}");
+        assert!(
+            text.contains(
+                "warning: 2 block requests expired in the window (5 since start): no completion \
+                 seen within 10 s"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("0.2 in flight, 2 expired (completion never seen)"),
+            "{text}"
+        );
         assert!(
             text.contains("block nvme0n1 (virtio-disk0): 2400 IOPS"),
             "{text}"
@@ -156,5 +195,29 @@ mod tests {
         );
         assert!(text.contains("TLB shootdowns: sent 600/s"), "{text}");
         assert!(text.contains("waited behind: idle-db 60%"), "{text}");
+    }
+
+    #[test]
+    fn a_full_map_is_reported_for_the_window_it_happened_in() {
+        let mut snapshot = fixture::snapshot();
+        snapshot.families.tlb.dropped = crate::model::LostEvents {
+            count: 4,
+            total: 11,
+        };
+        let mut out = Vec::new();
+        super::write(&mut out, &snapshot).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "warning: 4 tlb events dropped in the window (11 since start): a kernel map was full"
+            ),
+            "{text}"
+        );
+        // Drops of earlier windows only: no warning.
+        snapshot.families.tlb.dropped.count = 0;
+        let mut out = Vec::new();
+        super::write(&mut out, &snapshot).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("dropped"), "{text}");
     }
 }

@@ -3,12 +3,13 @@
 //!
 //! The kernel keeps running totals; this module decodes raw keys into domain values at the
 //! boundary, counts the requests in flight, ages out requests whose completion was never
-//! recognised, and removes the totals of processes that no longer exist.
+//! recognised (counting them as expired, see [`super::expiry`]), and removes the totals of
+//! processes that no longer exist.
 
 use std::{
     collections::{BTreeSet, HashMap},
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
@@ -21,7 +22,7 @@ use monitor_common::{
 };
 use serde::Serialize;
 
-use super::{devices, sources::Submission};
+use super::{devices, expiry, sources::Submission};
 use crate::{
     bpf::{Kernel, batch::Batched},
     discovery::{Vmm, VmmId},
@@ -30,9 +31,9 @@ use crate::{
     model::Histogram,
 };
 
-/// A request pending longer than this is taken as one whose completion was missed (a front
-/// merge moved its start sector) and removed, so it stops counting as in flight.
-const LOST_AFTER: Duration = Duration::from_mins(1);
+/// How often requests are aged between samples (on discovery's rescans), so missed
+/// completions do not pile up in the kernel map over a long window.
+const AGE_BETWEEN_SAMPLES: Duration = Duration::from_secs(1);
 
 /// The operation of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -150,6 +151,11 @@ pub struct BlockTotals {
     pub stats: HashMap<BlockCounterKey, OpTotals>,
     /// Requests in flight at the reading, per (VMM, device).
     pub in_flight: HashMap<(u32, DevId), u64>,
+    /// Requests removed unfinished because they were pending longer than
+    /// [`expiry::EXPIRE_AFTER`], per (VMM, device): running totals of the processes kept.
+    pub expired: HashMap<(u32, DevId), u64>,
+    /// All requests expired since the programs were attached, of every process.
+    pub expired_total: u64,
     /// Requests not tracked because a kernel map was full.
     pub dropped: u64,
     pub submission: Submission,
@@ -170,6 +176,9 @@ pub struct BlockCounters {
     /// Drives per VMM process: its command line does not change while it lives.
     drives: HashMap<VmmId, Vec<DriveDevices>>,
     names: HashMap<DevId, Option<String>>,
+    expired: HashMap<(u32, DevId), u64>,
+    expired_total: u64,
+    aged_at: Instant,
 }
 
 impl BlockCounters {
@@ -189,6 +198,9 @@ impl BlockCounters {
             sys: SysBlock::new(sys_root),
             drives: HashMap::new(),
             names: HashMap::new(),
+            expired: HashMap::new(),
+            expired_total: 0,
+            aged_at: Instant::now(),
         })
     }
 
@@ -222,6 +234,7 @@ impl BlockCounters {
             .keys()
             .map(|k: &BlockCounterKey| k.dev)
             .chain(in_flight.keys().map(|(_, dev)| *dev))
+            .chain(self.expired.keys().map(|(_, dev)| *dev))
             .chain(
                 drives
                     .values()
@@ -245,6 +258,8 @@ impl BlockCounters {
         BlockTotals {
             stats,
             in_flight,
+            expired: self.expired.clone(),
+            expired_total: self.expired_total,
             dropped: self.drops.get(&0, 0).map_or(0, |per_cpu| {
                 per_cpu.iter().copied().fold(0, u64::wrapping_add)
             }),
@@ -254,30 +269,51 @@ impl BlockCounters {
         }
     }
 
-    /// Counts the pending requests per (VMM, device), removing those pending for too long.
+    /// Counts the pending requests per (VMM, device), after removing those pending for too
+    /// long.
     fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
-        let now = monotonic_ns();
-        let lost_after = u64::try_from(LOST_AFTER.as_nanos()).unwrap_or(u64::MAX);
         let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
-        let mut lost = Vec::new();
-        for (key, pending) in self.pending.entries() {
-            if now.saturating_sub(pending.submit_ns) > lost_after {
-                lost.push(key);
-            } else {
-                *in_flight
-                    .entry((pending.tgid, DevId::from_kernel(key.dev)))
-                    .or_default() += 1;
+        for entry in self.age() {
+            *in_flight.entry(owner(&entry)).or_default() += 1;
+        }
+        in_flight
+    }
+
+    /// Ages the pending requests between samples, at most every [`AGE_BETWEEN_SAMPLES`]: a
+    /// long window (`kvmtop snapshot --duration 600`) must not let missed completions fill the
+    /// map. Each map operation briefly keeps classic tracepoint programs from running on that
+    /// CPU, so this is not done on every rescan.
+    pub fn age_if_due(&mut self) {
+        if self.aged_at.elapsed() >= AGE_BETWEEN_SAMPLES {
+            self.age();
+        }
+    }
+
+    /// Removes the requests pending longer than [`expiry::EXPIRE_AFTER`] from the kernel map,
+    /// counting each as expired for its (VMM, device), and returns the others.
+    fn age(&mut self) -> Vec<(RequestKey, PendingRequest)> {
+        self.aged_at = Instant::now();
+        let entries = self.pending.entries();
+        let aged = expiry::age(entries, monotonic_ns(), |(_, pending)| pending.submit_ns);
+        for entry in aged.expired {
+            // A request that completed since the map was read was counted as completed: only
+            // the ones removed here are lost. (A completion that has read its entry but not yet
+            // deleted it when this removes it counts twice; it would have to arrive in the same
+            // microsecond as its request turns EXPIRE_AFTER old.) Expired requests are rare, so
+            // they are removed one by one, each removal telling whether it was still there.
+            if self.pending.remove(&entry.0).is_ok() {
+                *self.expired.entry(owner(&entry)).or_default() += 1;
+                self.expired_total += 1;
             }
         }
-        // Completed or evicted meanwhile is fine.
-        self.pending.remove_keys(&lost);
-        in_flight
+        aged.live
     }
 
     /// Removes the totals and the requests in flight of processes for which `keep(pid)` is
     /// false (exited VMs, and pids now another process's). A request of theirs that completes
     /// later is then counted for no one: left pending, it would count as in flight for up to
-    /// [`LOST_AFTER`], and its completion for whichever process has the pid by then.
+    /// [`expiry::EXPIRE_AFTER`], then as expired, and its completion for whichever process has
+    /// the pid by then.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         let stale: Vec<BlockKey> = self
             .stats
@@ -286,6 +322,7 @@ impl BlockCounters {
             .filter(|k| !keep(k.tgid))
             .collect();
         self.stats.remove_keys(&stale);
+        self.expired.retain(|(pid, _), _| keep(*pid));
         let orphaned: Vec<RequestKey> = self
             .pending
             .entries()
@@ -296,6 +333,11 @@ impl BlockCounters {
         // Completed meanwhile is fine.
         self.pending.remove_keys(&orphaned);
     }
+}
+
+/// The (VMM, device) a pending request is counted for.
+fn owner((key, pending): &(RequestKey, PendingRequest)) -> (u32, DevId) {
+    (pending.tgid, DevId::from_kernel(key.dev))
 }
 
 #[cfg(test)]

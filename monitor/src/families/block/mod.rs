@@ -7,6 +7,7 @@
 
 mod counters;
 pub mod devices;
+pub mod expiry;
 pub mod sources;
 mod window;
 
@@ -14,7 +15,6 @@ pub use crate::host::block::{DevId, SysBlock};
 
 pub use self::{
     counters::{BlockCounterKey, BlockCounters, BlockOp, BlockTotals, DriveDevices, OpTotals},
-
     sources::Submission,
 };
 use crate::{
@@ -65,6 +65,11 @@ impl Family for Block {
 
     fn sources_attached(&self) -> &Sources {
         &self.sources
+    }
+
+    fn follow(&mut self, _vms: &Vms<'_>) -> Vec<String> {
+        self.counters.age_if_due();
+        Vec::new()
     }
 
     fn sample(&mut self, vms: &Vms<'_>) -> BlockTotals {

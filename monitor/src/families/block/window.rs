@@ -12,6 +12,7 @@ use crate::{
     family::Pair,
     host::block::DevId,
     model::{
+        LostEvents,
         Snapshot, SourceState, Untrusted,
         block::{BlockDevice, BlockOpStats, DriveInfo, HostBlock, VmBlock},
         rate,
@@ -51,6 +52,7 @@ pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f
     devices.extend(
         now.in_flight
             .keys()
+            .chain(now.expired.keys())
             .filter(|(p, _)| *p == pid)
             .map(|(_, dev)| *dev),
     );
@@ -68,14 +70,15 @@ pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f
                 .filter(|d| d.devices.as_ref().is_ok_and(|set| set.contains(&dev)))
                 .filter_map(|d| d.id.clone().or_else(|| d.file.clone()).map(Untrusted::from))
                 .collect();
-            device(
-                name(&dev),
-                dev,
-                on_device,
-                &ops,
-                now.in_flight.get(&(pid, dev)).copied().unwrap_or(0),
-                seconds,
-            )
+            let expired = |totals: &BlockTotals| totals.expired.get(&(pid, dev)).copied();
+            let requests = Requests {
+                in_flight: now.in_flight.get(&(pid, dev)).copied().unwrap_or(0),
+                expired: LostEvents::between(
+                    before.and_then(expired).unwrap_or(0),
+                    expired(now).unwrap_or(0),
+                ),
+            };
+            device(name(&dev), dev, on_device, &ops, requests, seconds)
         })
         .collect();
     devices.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.device.cmp(&b.device)));
@@ -100,12 +103,20 @@ pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f
     }
 }
 
+/// A device's requests that have not completed: in flight at the end of the window, and
+/// expired (in the window and in all).
+#[derive(Clone, Copy)]
+struct Requests {
+    in_flight: u64,
+    expired: LostEvents,
+}
+
 fn device(
     name: String,
     dev: DevId,
     drives: Vec<Untrusted>,
     ops: &BTreeMap<BlockOp, (OpTotals, OpTotals)>,
-    in_flight: u64,
+    unfinished: Requests,
     seconds: f64,
 ) -> BlockDevice {
     let mut all = OpTotals::default();
@@ -131,7 +142,9 @@ fn device(
         iops: rate(all.requests(), seconds),
         bytes: all.bytes,
         bytes_per_second: rate(all.bytes, seconds),
-        in_flight,
+        in_flight: unfinished.in_flight,
+        expired: unfinished.expired.count,
+        cumulative_expired: unfinished.expired.total,
         avg_in_flight,
         latency: all.latency.summary(),
         ops: ops
@@ -186,6 +199,69 @@ pub fn host(now: &BlockTotals, before: &BlockTotals, sources: &Sources) -> HostB
             .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
             .collect(),
         attributed_at: now.submission.tracepoints(),
-        dropped: now.dropped,
+        // Filled by the session, which reads what the kernel skipped.
+        lost: BTreeMap::new(),
+        dropped: LostEvents::between(before.dropped, now.dropped),
+        expired: LostEvents::between(before.expired_total, now.expired_total),
+        expire_after_seconds: super::expiry::EXPIRE_AFTER.as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{VmmId, VmmKind};
+
+    const PID: u32 = 4_000;
+
+    fn vmm() -> Vmm {
+        Vmm {
+            id: VmmId {
+                pid: PID,
+                start_time: 1,
+            },
+            kind: VmmKind::Qemu,
+            name: "vm".into(),
+            uuid: None,
+            comm: "qemu".into(),
+            qemu: None,
+            vcpus: Vec::new(),
+            threads: Vec::new(),
+        }
+    }
+
+    fn expired(per_device: &[(DevId, u64)], total: u64) -> BlockTotals {
+        BlockTotals {
+            expired: per_device
+                .iter()
+                .map(|&(dev, n)| ((PID, dev), n))
+                .collect(),
+            expired_total: total,
+            ..BlockTotals::default()
+        }
+    }
+
+    #[test]
+    fn expired_requests_count_per_window_and_show_their_device_without_other_requests() {
+        let dev = DevId {
+            major: 259,
+            minor: 0,
+        };
+        let before = expired(&[(dev, 2)], 7);
+        let now = expired(&[(dev, 5)], 12);
+        let block = vm(&vmm(), &now, Some(&before), 2.0);
+        let device = &block.devices[0];
+        assert_eq!(
+            (device.expired, device.cumulative_expired, device.requests),
+            (3, 5, 0)
+        );
+        // A VM new in the window counts everything.
+        assert_eq!(vm(&vmm(), &now, None, 2.0).devices[0].expired, 5);
+        let host = host(&now, &before, &Sources::new());
+        assert_eq!(host.expired, LostEvents { count: 5, total: 12 });
+        assert_eq!(
+            host.expire_after_seconds,
+            super::super::expiry::EXPIRE_AFTER.as_secs()
+        );
     }
 }

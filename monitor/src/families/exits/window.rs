@@ -14,6 +14,7 @@ use crate::{
     bpf::hooks::{Sources, attached},
     family::Pair,
     model::{
+        LostEvents,
         self, ExitSource, Exits, Histogram, HostExits, ReasonCount, Snapshot, SourceState, rate,
         running::Running,
     },
@@ -75,7 +76,9 @@ pub fn fill(pair: &Pair<'_, ExitTotals>, sources: &Sources, snapshot: &mut Snaps
             .iter()
             .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
             .collect(),
-        dropped: pair.now.dropped,
+        // Filled by the session, which reads what the kernel skipped.
+        lost: BTreeMap::new(),
+        dropped: LostEvents::between(pair.before.dropped, pair.now.dropped),
     };
 }
 

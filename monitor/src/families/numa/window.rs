@@ -15,7 +15,7 @@ use crate::{
     bpf::hooks::{Sources, attached},
     family::Pair,
     model::{
-        Snapshot, SourceState, Vm,
+        LostEvents, Snapshot, SourceState, Vm,
         numa::{
             FaultSource, HostNuma, MemoryFigures, NodeFaults, NodeMemory, NumaFaultFigures, VmNuma,
         },
@@ -110,7 +110,9 @@ pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snaps
         sources: states,
         hooks,
         fault_source,
-        dropped: pair.now.dropped,
+        // Filled by the session, which reads what the kernel skipped.
+        lost: BTreeMap::new(),
+        dropped: LostEvents::between(pair.before.dropped, pair.now.dropped),
     };
 }
 

@@ -14,6 +14,7 @@ use crate::{
     family::Pair,
     host::topology::{MigrationClass, Topology},
     model::{
+        LostEvents,
         Histogram, SourceState, rate,
         running::Running,
         sched::{
@@ -252,7 +253,9 @@ fn host(now: &SchedTotals, earlier: &SchedTotals, ctx: &Context<'_>) -> HostSche
             .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
             .collect(),
         watched_threads: now.threads.len(),
-        dropped: now.dropped,
+        // Filled by the session, which reads what the kernel skipped.
+        lost: BTreeMap::new(),
+        dropped: LostEvents::between(earlier.dropped, now.dropped),
     }
 }
 

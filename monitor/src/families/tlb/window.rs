@@ -11,6 +11,7 @@ use crate::{
     discovery::Vmm,
     family::Pair,
     model::{
+        LostEvents,
         Snapshot, SourceState, rate,
         running::Running,
         tlb::{
@@ -233,7 +234,9 @@ pub fn host(
             .map(|(name, source)| ((*name).to_owned(), source.hook.to_string()))
             .collect(),
         cpus,
-        dropped: now.dropped,
+        // Filled by the session, which reads what the kernel skipped.
+        lost: BTreeMap::new(),
+        dropped: LostEvents::between(before.dropped, now.dropped),
     }
 }
 

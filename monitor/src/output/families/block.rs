@@ -1,5 +1,5 @@
-//! Block I/O: requests, bytes and requests in flight per VM, host device and operation, and
-//! latency and queue-time histograms. In the text report: the VM's devices with their IOPS,
+//! Block I/O: requests, bytes, requests in flight and requests expired (completion never seen)
+//! per VM, host device and operation, and latency and queue-time histograms. In the text report: the VM's devices with their IOPS,
 //! throughput and latency, and its drives with their cache and AIO modes.
 
 use std::io::Write;
@@ -40,6 +40,15 @@ impl Presenter for Block {
             ),
             &["vm", "pid", "device"],
         )?;
+        let expired = IntCounterVec::new(
+            Opts::new(
+                "kvmtop_vm_block_expired_requests_total",
+                "Block requests of each VM removed unfinished because no completion was seen within \
+                 the expiry bound (10 s): a completion the kernel programs missed, or a stalled \
+                 device. They are in no other block figure.",
+            ),
+            &["vm", "pid", "device"],
+        )?;
         let mut latency = histograms::Family::new(
             "kvmtop_vm_block_latency_seconds",
             "Block request latency, issue to completion, per VM, host device and operation, from \
@@ -58,6 +67,9 @@ impl Presenter for Block {
                 in_flight
                     .with_label_values(&[vm.name.exact(), pid.as_str(), &device.device])
                     .set(i64::try_from(device.in_flight).unwrap_or(i64::MAX));
+                expired
+                    .with_label_values(&[vm.name.exact(), pid.as_str(), &device.device])
+                    .inc_by(device.cumulative_expired);
                 for op in &device.ops {
                     let values = [vm.name.exact(), pid.as_str(), device.device.as_str(), op.op];
                     requests
@@ -84,6 +96,7 @@ impl Presenter for Block {
         registry.register(Box::new(requests))?;
         registry.register(Box::new(bytes))?;
         registry.register(Box::new(in_flight))?;
+        registry.register(Box::new(expired))?;
         Ok([latency.into_family(), queue.into_family()]
             .into_iter()
             .flatten()
@@ -99,9 +112,14 @@ impl Presenter for Block {
                     format::duration_ns(l.p99_ns)
                 )
             });
+            let expired = if device.expired > 0 {
+                format!(", {} expired (completion never seen)", device.expired)
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "  block {} ({}): {:.0} IOPS, {}/s{latency}, {:.1} in flight",
+                "  block {} ({}): {:.0} IOPS, {}/s{latency}, {:.1} in flight{expired}",
                 device.device,
                 Untrusted::join(&device.drives, ", "),
                 device.iops,

@@ -1,6 +1,6 @@
 //! One VM's I/O: each host block device its requests reached (per operation: IOPS, throughput,
-//! latency, in flight), the drives behind it with their cache and aio modes, and its TLB
-//! shootdowns.
+//! latency, in flight), requests that expired without a completion, the drives behind it with
+//! their cache and aio modes, and its TLB shootdowns.
 
 use std::fmt::Write as _;
 
@@ -100,6 +100,12 @@ fn notes(vm: &Vm) -> Vec<Line<'static>> {
             ))
         })
         .collect();
+    for device in vm.families.block.devices.iter().filter(|d| d.expired > 0) {
+        lines.push(Line::from(format!(
+            "{}: {} requests expired in the window (no completion seen)",
+            device.device, device.expired
+        )));
+    }
     let tlb = &vm.families.tlb;
     let mut shootdowns = format!(
         "TLB shootdowns: sent {}/s ({} pages), received {}/s",

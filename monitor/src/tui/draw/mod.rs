@@ -74,11 +74,17 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
             SourceState::Unavailable(_) => unavailable.push(name.clone()),
         }
     }
-    // Live sources are the rule, so only their number is shown; the others by name.
+    // Live sources are the rule, so only their number is shown; the others by name. What was
+    // lost comes first, so a narrow terminal cuts the advice count rather than the losses.
     let mut sources = vec![
         Span::raw("sources: "),
         Span::styled(format!("{} live  ", live.len()), Style::new().green()),
     ];
+    sources.extend(
+        losses(snapshot)
+            .into_iter()
+            .map(|loss| Span::styled(format!("{loss}  "), Style::new().red())),
+    );
     for (label, names, style) in [
         ("silent", silent, Style::new().yellow()),
         ("unavailable", unavailable, Style::new().red()),
@@ -96,20 +102,6 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
             Style::new().yellow(),
         ));
     }
-    let skipped: u64 = snapshot.skipped_events.values().map(|s| s.count).sum();
-    if skipped > 0 {
-        sources.push(Span::styled(
-            format!("{skipped} events skipped  "),
-            Style::new().red(),
-        ));
-    }
-    let dropped: u64 = families.iter().map(|f| f.dropped).sum();
-    if dropped > 0 {
-        sources.push(Span::styled(
-            format!("{dropped} events lost (map full)"),
-            Style::new().red(),
-        ));
-    }
     vec![
         Line::from(format!(
             "kvmtop {} — {} (Linux {}) — every {:.1} s",
@@ -120,6 +112,32 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
         )),
         Line::from(sources),
     ]
+}
+
+/// What was lost in the window, in red in the header: each source that lost events (the
+/// kernel skipped its program) with how many, the events full maps dropped, and the block
+/// requests that expired without a completion.
+fn losses(snapshot: &Snapshot) -> Vec<String> {
+    let families = snapshot.families.states();
+    let mut losses = Vec::new();
+    let lost: Vec<String> = families
+        .iter()
+        .flat_map(|f| f.lost.iter())
+        .filter(|(_, lost)| lost.count > 0)
+        .map(|(source, lost)| format!("{source} {}", lost.count))
+        .collect();
+    if !lost.is_empty() {
+        losses.push(format!("lost: {}", lost.join(" ")));
+    }
+    let dropped: u64 = families.iter().map(|f| f.dropped.count).sum();
+    if dropped > 0 {
+        losses.push(format!("{dropped} dropped (map full)"));
+    }
+    let expired = snapshot.families.block.expired.count;
+    if expired > 0 {
+        losses.push(format!("{expired} I/O expired"));
+    }
+    losses
 }
 
 fn footer_line(view: View) -> Paragraph<'static> {
@@ -261,6 +279,27 @@ mod tests {
                 assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in {line:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_header_marks_what_was_lost_in_the_window() {
+        let mut snapshot = fixture::snapshot();
+        snapshot.families.sched.dropped = crate::model::LostEvents { count: 3, total: 9 };
+        let mut app = App::new(Duration::from_secs(1));
+        app.update(snapshot);
+        let screen = render(&app, 200, 6);
+        assert!(
+            screen.contains("lost: block_rq_complete 30  3 dropped (map full)  2 I/O expired"),
+            "{screen}"
+        );
+        // Losses of earlier windows only: nothing marked.
+        let mut quiet = fixture::snapshot();
+        quiet.families.block.lost.clear();
+        quiet.families.block.expired.count = 0;
+        app.update(quiet);
+        let screen = render(&app, 200, 6);
+        assert!(!screen.contains("lost:"), "{screen}");
+        assert!(!screen.contains("expired"), "{screen}");
     }
 
     #[test]
