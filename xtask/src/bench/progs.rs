@@ -13,6 +13,10 @@ pub struct Prog {
     pub id: u32,
     #[serde(default)]
     pub name: String,
+    /// bpftool's program type: `tracepoint` (classic), `raw_tracepoint`, `tracing` (`tp_btf`,
+    /// fentry).
+    #[serde(default, rename = "type")]
+    pub kind: String,
     /// bpftool omits the counters while they are zero.
     #[serde(default)]
     pub run_cnt: u64,
@@ -121,6 +125,33 @@ pub fn same_name(a: &str, b: &str) -> bool {
     short(a) == short(b)
 }
 
+/// Hook kind suffixes a program name may carry after its event's name.
+const KIND_SUFFIXES: [&str; 6] = ["tp_btf", "btf", "raw_tp", "rawtp", "raw", "tp"];
+
+/// Whether the program `name` is named after `event`: the event's name itself, or with a suffix
+/// naming its hook kind (`sched_switch_btf`), both cut to the kernel's 15 bytes.
+pub fn names_event(name: &str, event: &str) -> bool {
+    if same_name(name, event) {
+        return true;
+    }
+    let name: Vec<u8> = name.bytes().take(15).collect();
+    let stem: Vec<u8> = event.bytes().chain([b'_']).take(15).collect();
+    name.len() > stem.len()
+        && name.starts_with(&stem)
+        && KIND_SUFFIXES
+            .iter()
+            .any(|suffix| suffix.as_bytes().starts_with(&name[stem.len()..]))
+}
+
+/// The hook kind a program of bpftool's type `kind` runs as, in the names the bench uses.
+pub fn hook_kind(kind: &str) -> &str {
+    match kind {
+        "raw_tracepoint" => "raw_tp",
+        "tracing" => "tp_btf",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +166,16 @@ mod tests {
         assert_eq!(progs[1].run_time_ns, 0);
         assert!(same_name("kvm_userspace_exit", &progs[0].name));
         assert!(!same_name("kvm_exit", &progs[0].name));
+        assert_eq!(hook_kind(&progs[0].kind), "tracepoint");
+    }
+
+    #[test]
+    fn names_programs_after_their_event() {
+        assert!(names_event("sched_switch", "sched_switch"));
+        assert!(names_event("sched_switch_bt", "sched_switch"));
+        assert!(names_event("kvm_userspace_e", "kvm_userspace_exit"));
+        assert!(!names_event("sched_wakeup_ne", "sched_wakeup"));
+        assert!(!names_event("kvm_exit", "kvm_entry"));
     }
 
     #[test]
