@@ -94,7 +94,12 @@ fn print_throughput(report: &Throughput) {
         "tracepoint", "program", "guest/exit", "ns/event", "ns/exit"
     );
     let cell = |n: Option<f64>| n.map_or_else(|| "-".to_owned(), |n| format!("{n:.1}"));
-    for cost in &report.exit_path {
+    // Hooks this guest's exits never fired are in the JSON only.
+    for cost in report
+        .exit_path
+        .iter()
+        .filter(|c| c.guest_events_per_exit > 0.0)
+    {
         println!(
             "  {:<26} {:<18} {:>11.3} {:>9} {:>8}",
             cost.tracepoint,
