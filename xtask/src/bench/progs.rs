@@ -1,7 +1,10 @@
 //! eBPF program statistics from `bpftool prog show --json`, which programs a process holds, and
 //! which tracepoint each of them is attached to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
 
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
@@ -68,6 +71,7 @@ pub fn held_by(pid: u32, progs: &BTreeMap<u32, Prog>) -> Held {
                 continue;
             };
             let (id, tracepoint) = parse_fdinfo(&info);
+            let tracepoint = tracepoint.or_else(|| btf_tracepoint(&info));
             if let Some(id) = id {
                 held.ids.insert(id);
                 if let Some(tracepoint) = tracepoint {
@@ -90,6 +94,59 @@ fn parse_fdinfo(info: &str) -> (Option<u32>, Option<String>) {
     let tracepoint =
         field("tp_name:").filter(|_| field("event_type:").is_none_or(|kind| kind == "tracepoint"));
     (id, tracepoint.filter(|name| !name.is_empty()))
+}
+
+/// The tracepoint of a BTF tracepoint link (`link_type: tracing`), whose fdinfo gives only the
+/// BTF object and type it attached to: the type is the kernel's `btf_trace_<event>` typedef.
+fn btf_tracepoint(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u32>().ok())
+    };
+    if !info
+        .lines()
+        .any(|line| line.starts_with("link_type:") && line.contains("tracing"))
+    {
+        return None;
+    }
+    let (object, type_id) = (field("target_obj_id:")?, field("target_btf_id:")?);
+    btf_trace_names(object).get(&type_id).cloned()
+}
+
+/// `btf_trace_<event>` type id → event, of one BTF object, read once per object.
+fn btf_trace_names(object: u32) -> BTreeMap<u32, String> {
+    static CACHE: Mutex<BTreeMap<u32, BTreeMap<u32, String>>> = Mutex::new(BTreeMap::new());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(object)
+        .or_insert_with(|| {
+            let dump = output(cmd("bpftool").args([
+                "btf",
+                "dump",
+                "id",
+                &object.to_string(),
+                "format",
+                "raw",
+            ]))
+            .unwrap_or_default();
+            parse_btf_trace_names(&dump)
+        })
+        .clone()
+}
+
+/// `[10306] TYPEDEF 'btf_trace_sched_switch' type_id=10307` lines of a raw BTF dump.
+fn parse_btf_trace_names(dump: &str) -> BTreeMap<u32, String> {
+    dump.lines()
+        .filter_map(|line| {
+            let (id, rest) = line
+                .strip_prefix('[')?
+                .split_once("] TYPEDEF 'btf_trace_")?;
+            let (event, _) = rest.split_once('\'')?;
+            Some((id.parse().ok()?, event.to_owned()))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -192,6 +249,19 @@ mod tests {
         let kprobe = "link_type:\tperf\nprog_id:\t7\ntp_name:\tx\nevent_type:\tkprobe\n";
         assert_eq!(parse_fdinfo(kprobe), (Some(7), None));
         assert_eq!(parse_fdinfo("pos:\t0\nflags:\t01\n"), (None, None));
+    }
+
+    #[test]
+    fn names_btf_tracepoints_from_the_kernel_btf() {
+        let dump = "[1] INT 'long unsigned int' size=8 bits_offset=0\n\
+                    [10306] TYPEDEF 'btf_trace_sched_switch' type_id=10307\n\
+                    [10308] TYPEDEF 'btf_trace_sched_wakeup' type_id=10309\n";
+        let names = parse_btf_trace_names(dump);
+        assert_eq!(names[&10306], "sched_switch");
+        assert_eq!(names.len(), 2);
+        let raw = "link_type:\traw_tracepoint\nlink_id:\t5\nprog_id:\t9\ntp_name:\tkvm_pio\n";
+        assert_eq!(parse_fdinfo(raw), (Some(9), Some("kvm_pio".to_owned())));
+        assert_eq!(btf_tracepoint(raw), None);
     }
 
     #[test]
