@@ -8,13 +8,15 @@
 //! Names follow one rule. A program is named after the kernel event it runs on (`kvm_exit`,
 //! `sched_switch`, `block_rq_complete`; the function for fentry and kprobe programs), with a
 //! suffix naming its hook kind when one event has programs of several kinds (`_fentry`,
-//! `_kprobe`); a test harness is `<family>_harness`. A record layout handed to a program is the
-//! global `<EVENT>_LAYOUT`. A map is `<FAMILY>_<WHAT IT HOLDS>`; the two maps several families
-//! share are named for what they hold (`VMM_WATCH`, `CPU_PLACES`). The kernel keeps the first 15
-//! bytes of a name (`BPF_OBJ_NAME_LEN`); kvmtop looks programs and maps up by their full name in
-//! the object, and a test checks that every name the agent expects is there.
+//! `_kprobe`); a test harness is `<family>_harness`; the bench's empty programs are
+//! `floor_<hook kind>`. A record layout handed to a program is the global `<EVENT>_LAYOUT`. A
+//! map is `<FAMILY>_<WHAT IT HOLDS>`; the two maps several families share are named for what
+//! they hold (`VMM_WATCH`, `CPU_PLACES`). The kernel keeps the first 15 bytes of a name
+//! (`BPF_OBJ_NAME_LEN`); kvmtop looks programs and maps up by their full name in the object, and
+//! a test checks that every name the agent expects is there.
 #![no_std]
 
+pub mod floor;
 pub mod histogram;
 pub mod places;
 pub mod vmms;
@@ -37,6 +39,9 @@ pub struct Names {
     pub maps: &'static [&'static str],
     pub globals: &'static [&'static str],
 }
+
+/// What is in the object for `cargo xtask bench` only (the floor programs), never for the agent.
+pub const BENCH_NAMES: &[Names] = &[floor::NAMES];
 
 /// The maps several families share.
 pub const SHARED_MAPS: &[&str] = &[vmms::VMM_WATCH_MAP, places::CPU_PLACES_MAP];

@@ -14,6 +14,7 @@
 
 mod block;
 mod exits;
+mod floor;
 mod numa;
 mod places;
 mod program;

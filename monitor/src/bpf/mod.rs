@@ -25,6 +25,13 @@ use crate::{host::proc::own_fd_info, privileges};
 /// The object built from `monitor-ebpf` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
+/// The object's bytes, for tools that load some of its programs themselves: `cargo xtask bench`
+/// loads the floor programs from it (`monitor_common::BENCH_NAMES`), which the agent never does.
+#[must_use]
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
 /// The loaded kernel programs and their maps.
 pub struct Kernel {
     ebpf: Ebpf,
@@ -201,7 +208,7 @@ mod tests {
 
     use std::collections::BTreeSet;
 
-    use monitor_common::{FAMILY_NAMES, Names, SHARED_MAPS};
+    use monitor_common::{BENCH_NAMES, FAMILY_NAMES, Names, SHARED_MAPS};
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 
     use super::OBJECT;
@@ -230,10 +237,11 @@ mod tests {
             .collect()
     }
 
-    /// The names of one kind, over every family, plus `more`.
+    /// The names of one kind, over every family and the bench's programs, plus `more`.
     fn listed(kind: fn(&Names) -> &'static [&'static str], more: &[&str]) -> BTreeSet<String> {
         FAMILY_NAMES
             .iter()
+            .chain(BENCH_NAMES)
             .flat_map(|names| kind(names).iter())
             .chain(more)
             .map(|name| (*name).to_owned())
@@ -244,6 +252,22 @@ mod tests {
     fn every_program_of_the_object_is_listed_by_its_family_and_every_listed_one_exists() {
         let listed = listed(|n| n.programs, &[]);
         assert_eq!(symbols("program"), listed);
+    }
+
+    /// The agent attaches only what the families list; the bench's empty programs must never be
+    /// among them.
+    #[test]
+    fn no_family_lists_a_bench_program() {
+        let bench: BTreeSet<&str> = BENCH_NAMES
+            .iter()
+            .flat_map(|names| names.programs.iter().copied())
+            .collect();
+        for names in FAMILY_NAMES {
+            for program in names.programs {
+                assert!(!bench.contains(program), "{program} is a bench program");
+            }
+        }
+        assert!(!bench.is_empty());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use serde::Serialize;
 use crate::util::{self, cmd};
 
 const RUNNER: &str = "kvmtop-bench-harness";
+/// The second binary of the same crate: attaches the floor programs (see `floors.rs`).
+const FLOORS: &str = "kvmtop-bench-floors";
 /// Rounds of the runner: each runs every operation once on each of its 4 threads.
 pub const ROUNDS: u64 = 25_000;
 
@@ -52,8 +54,14 @@ impl TestRun {
     }
 }
 
-/// Writes the runner's crate under `target_dir` and builds it; returns the binary.
-pub fn build(target_dir: &Path) -> Result<PathBuf> {
+/// The runner crate's two binaries.
+pub struct Runners {
+    pub harness: PathBuf,
+    pub floors: PathBuf,
+}
+
+/// Writes the runner's crate under `target_dir` and builds it; returns its binaries.
+pub fn build(target_dir: &Path) -> Result<Runners> {
     let root = util::workspace_root();
     let dir = target_dir.join("bench").join("harness-runner");
     std::fs::create_dir_all(dir.join("src"))?;
@@ -61,6 +69,10 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
     std::fs::write(
         dir.join("src").join("main.rs"),
         include_str!("harness_runner.rs"),
+    )?;
+    std::fs::write(
+        dir.join("src").join("floors.rs"),
+        include_str!("floor_runner.rs"),
     )?;
     // The workspace's lock file, so the runner builds against the same dependency versions.
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).context("copying Cargo.lock")?;
@@ -70,7 +82,11 @@ pub fn build(target_dir: &Path) -> Result<PathBuf> {
             .arg(dir.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", target_dir),
     )?;
-    Ok(target_dir.join("release").join(RUNNER))
+    let release = target_dir.join("release");
+    Ok(Runners {
+        harness: release.join(RUNNER),
+        floors: release.join(FLOORS),
+    })
 }
 
 fn manifest(root: &Path) -> String {
@@ -80,6 +96,14 @@ name = "{RUNNER}"
 version = "0.0.0"
 edition = "2024"
 publish = false
+
+[[bin]]
+name = "{RUNNER}"
+path = "src/main.rs"
+
+[[bin]]
+name = "{FLOORS}"
+path = "src/floors.rs"
 
 [dependencies]
 # The versions the copied Cargo.lock pins.
@@ -150,5 +174,6 @@ mod tests {
         let text = manifest(Path::new("/src/kvmtop"));
         assert!(text.contains(r#"monitor = { path = "/src/kvmtop/monitor" }"#));
         assert!(text.contains("\n[workspace]\n"));
+        assert!(text.contains(&format!("name = \"{FLOORS}\"\npath = \"src/floors.rs\"")));
     }
 }

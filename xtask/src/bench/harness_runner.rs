@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .nth(1)
         .ok_or("usage: runner ROUNDS")?
         .parse()?;
-    let mut kernel = Kernel::load(|_| {})?;
+    let mut kernel = Kernel::load(&[], &[])?;
     let program = kernel.load_harness(PROG_EXITS_HARNESS)?;
     let info = program.info()?;
     let mut meter = Meter {

@@ -1,10 +1,17 @@
-//! `cargo xtask bench`: kvmtop's per-event cost next to equivalent bpftrace programs, both
-//! attached at the same time to the same busy guest, kvmtop's `kvm_exit`/`kvm_entry` logic through
-//! `BPF_PROG_TEST_RUN`, and the agent's CPU time and memory. Then, phase by phase, its scheduling
-//! programs next to `runqlat` (and split into the cost of unwatched and watched events), its block
-//! programs next to `biolatency`, and its TLB program next to bpftrace (see `phases.rs`).
+//! `cargo xtask bench`: what kvmtop costs a user, in one run. Its per-event cost next to
+//! equivalent bpftrace programs, both attached at the same time to the same busy guest, and next
+//! to an empty program of the same hook kind on the same hook (the floor, `floors.rs`); its
+//! `kvm_exit`/`kvm_entry` logic through `BPF_PROG_TEST_RUN`, and the agent's CPU time and memory.
+//! Then, phase by phase, its scheduling programs next to `runqlat` (and split into the cost of
+//! unwatched and watched events), its block programs next to `biolatency`, and its TLB program
+//! next to bpftrace (see `phases.rs`); the events its programs are skipped for with all those
+//! peers attached at once (`contention.rs`); and a pinned guest's exits per second without and
+//! with `kvmtop serve`, with the running agent's CPU and memory (`throughput.rs`).
 
 mod agent;
+mod contention;
+mod cost_table;
+mod floors;
 mod harness;
 mod peer_tools;
 mod peers;
@@ -16,6 +23,7 @@ mod report;
 mod sampling;
 mod split;
 mod table;
+mod throughput;
 mod vmms;
 mod watched;
 mod workload;
@@ -49,27 +57,51 @@ pub fn run(seconds: u64) -> Result<()> {
     }
     setup::ensure(Purpose::Test)?;
     let target_dir = util::target_dir()?;
-    let phase = Phase::start("build kvmtop and the test-run harness runner");
+    let phase = Phase::start("build kvmtop and the test-run and floor runners");
     let built = util::build_kvmtop(true);
-    let runner = built.as_ref().ok().map(|_| harness::build(&target_dir));
+    let runners = built.as_ref().ok().map(|_| harness::build(&target_dir));
     phase.finish(built.is_ok());
     let binary = built?;
     let out_dir = target_dir.join("bench");
     std::fs::create_dir_all(&out_dir)?;
+    let (harness_runner, floor_runner) = match runners {
+        Some(Ok(runners)) => (Ok(runners.harness), Ok(runners.floors)),
+        Some(Err(err)) => {
+            let why = format!("building the runners: {err:#}");
+            (Err(why.clone()), Err(why))
+        }
+        None => (Err("not built".to_owned()), Err("not built".to_owned())),
+    };
 
     interrupt::install();
     let _stats = StatsEnabled::turn_on()?;
+    let phase = Phase::start("hooks: where kvmtop's sources run (a 1 s snapshot)");
+    let hooks = floors::probe(&binary, &out_dir).map_err(|err| format!("{err:#}"));
+    if let Ok(hooks) = &hooks {
+        let list: Vec<String> = hooks
+            .iter()
+            .map(|hook| format!("{} ({})", hook.event, hook.kind))
+            .collect();
+        table::print_wrapped("  kvmtop's hooks:", &list.join(", "));
+    }
+    phase.finish(hooks.is_ok());
+    let setting = Setting {
+        binary: &binary,
+        out_dir: &out_dir,
+        seconds,
+        floor_runner: floor_runner.as_deref().map_err(String::as_str),
+        hooks: hooks.as_deref().unwrap_or_default(),
+    };
     let phase = Phase::start(&format!("exits: benchmark ({seconds}s window)"));
     let before = load_average();
-    let result = measure(&binary, &out_dir, seconds);
+    let result = measure(&setting);
     let after = load_average();
     phase.finish(result.is_ok());
-    let (sampled, (bpftrace, unavailable)) = result?;
+    let (sampled, (bpftrace, unavailable), floor_ids) = result?;
     let phase = Phase::start("kvm_exit/kvm_entry logic through BPF_PROG_TEST_RUN");
-    let test_run = match runner {
-        Some(Ok(runner)) => harness::run(&runner),
-        Some(Err(err)) => harness::TestRun::unavailable(format!("building the runner: {err:#}")),
-        None => harness::TestRun::unavailable("not built".to_owned()),
+    let test_run = match &harness_runner {
+        Ok(runner) => harness::run(runner),
+        Err(why) => harness::TestRun::unavailable(why.clone()),
     };
     phase.finish(test_run.unavailable.is_none());
     let window = report::Window {
@@ -78,33 +110,64 @@ pub fn run(seconds: u64) -> Result<()> {
         kvmtop: &sampled.kvmtop,
         bpftrace: &bpftrace,
         unavailable: &unavailable,
+        floors: &floor_ids,
         length: sampled.length,
     };
     let mut report = report::build(&window, test_run, sampled.usage, sampled.lifetime);
     report.load_average = [before, after];
-    report.phases = phases::run_all(&binary, &out_dir, seconds);
+    report.hooks.clone_from(&hooks);
+    report.phases = phases::run_all(&setting);
     report.sched_split = split::sched(&report.phases);
+    let phase = Phase::start(&format!(
+        "contention: kvmtop with bpftrace, runqlat and biolatency at once ({seconds}s window)"
+    ));
+    let contention = contention::run(&binary, &out_dir, seconds);
+    phase.finish(contention.unavailable.is_none());
+    report.contention = Some(contention);
+    let phase = Phase::start(&format!(
+        "throughput: a pinned port-I/O guest without and with kvmtop serve ({} pairs)",
+        throughput::PAIRS
+    ));
+    let throughput = throughput::run(&binary, &out_dir, setting.hooks);
+    phase.finish(throughput.unavailable.is_none());
+    report.throughput = Some(throughput);
     table::print(&report);
     phase_table::print(&report.phases, &report.sched_split);
+    cost_table::print(&report);
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
 }
 
+/// What every measured window needs: kvmtop, where to write, how long, and the floors.
+pub struct Setting<'a> {
+    pub binary: &'a Path,
+    pub out_dir: &'a Path,
+    pub seconds: u64,
+    /// The floor runner, or why it is missing.
+    pub floor_runner: Result<&'a Path, &'a str>,
+    /// Where kvmtop's sources run.
+    pub hooks: &'a [floors::Hook],
+}
+
 /// bpftrace's program id → tracepoint, and why each peer left out is missing.
 type Attached = (BTreeMap<u32, String>, BTreeMap<&'static str, String>);
 
-/// The exits phase: a port-I/O guest, every bpftrace peer and kvmtop over the same window.
-fn measure(binary: &Path, out_dir: &Path, seconds: u64) -> Result<(Sampled, Attached)> {
+/// The exits phase: a port-I/O guest, every bpftrace peer, the floors and kvmtop over the same
+/// window.
+fn measure(setting: &Setting<'_>) -> Result<(Sampled, Attached, floors::FloorIds)> {
     println!("starting a port-I/O guest (a steady stream of exits)…");
     let _guest = vm::start(guests::GuestKind::PortIo, "bench-portio", true)?;
-    let bpftrace = peers::start(out_dir)?;
-    let sampled = sampling::snapshot(binary, out_dir, seconds, "snapshot")?;
+    let bpftrace = peers::start(setting.out_dir)?;
+    let floors = floors::for_window(setting.floor_runner, setting.hooks);
+    let sampled = sampling::snapshot(setting.binary, setting.out_dir, setting.seconds, "snapshot")?;
     let attached = (bpftrace.tracepoints.clone(), bpftrace.unavailable.clone());
     // Stopped before the guest, as the other phases start from a quiet host.
+    let floor_ids = floors.attached.clone();
+    drop(floors);
     drop(bpftrace);
-    Ok((sampled, attached))
+    Ok((sampled, attached, floor_ids))
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 minute averages.

@@ -172,7 +172,7 @@ fn runnable(unavailable: &mut BTreeMap<&'static str, String>) -> Vec<&'static Pe
         .collect()
 }
 
-fn tracepoint_exists(peer: &Peer) -> bool {
+pub fn tracepoint_exists(peer: &Peer) -> bool {
     ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
         .iter()
         .any(|root| {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
+    floors::FloorIds,
     peer_tools::PeerSpec,
     report::{Measured, Side, Window},
     sampling::Sampled,
@@ -42,9 +43,18 @@ pub struct PhaseReport {
 #[derive(Serialize)]
 pub struct PhaseRow {
     pub tracepoint: &'static str,
+    /// The hook kind kvmtop's program ran as (`tracepoint`, `raw_tp`, `tp_btf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Absent where kvmtop has no program on the tracepoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kvmtop: Option<Side>,
+    /// An empty program of the same kind on the same hook, over the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Side>,
+    /// kvmtop's ns/event divided by the floor's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_ratio: Option<f64>,
     /// Events kvmtop's program handled for a watched thread (scheduling programs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watched_events: Option<u64>,
@@ -104,7 +114,13 @@ impl PhaseReport {
     }
 
     /// Fills the rows and counts from a measured window.
-    pub fn fill(&mut self, specs: &[RowSpec], sampled: &Sampled, peer: &PeerRun<'_>) {
+    pub fn fill(
+        &mut self,
+        specs: &[RowSpec],
+        sampled: &Sampled,
+        peer: &PeerRun<'_>,
+        floors: &FloorIds,
+    ) {
         let (none, nothing) = (BTreeMap::new(), BTreeMap::new());
         let window = Window {
             start: &sampled.start,
@@ -112,6 +128,7 @@ impl PhaseReport {
             kvmtop: &sampled.kvmtop,
             bpftrace: &none,
             unavailable: &nothing,
+            floors,
             length: sampled.length,
         };
         self.window_seconds = sampled.length.as_secs_f64();
@@ -122,7 +139,10 @@ impl PhaseReport {
         for spec in specs {
             let mut row = PhaseRow {
                 tracepoint: spec.tracepoint,
+                kind: None,
                 kvmtop: None,
+                floor: None,
+                floor_ratio: None,
                 watched_events: None,
                 peer: None,
                 ratio: None,
@@ -147,6 +167,11 @@ impl PhaseReport {
                         |id| window.cost(id),
                     ),
                 });
+                if id.is_some() {
+                    row.kind = window.kind(spec.tracepoint, id);
+                    row.floor = window.floor(spec.tracepoint);
+                    row.floor_ratio = ratio(row.kvmtop.as_ref(), row.floor.as_ref());
+                }
             }
             if spec.peer {
                 let id = peer
@@ -188,11 +213,9 @@ fn observe(sampled: &Sampled, id: u32, watched: Option<u64>) -> Observed {
     }
 }
 
-fn ratio(ours: Option<&Side>, theirs: Option<&Side>) -> Option<f64> {
-    let ns = |side: Option<&Side>| match side?.measured {
-        Measured::Cost { ns_per_event, .. } => ns_per_event,
-        Measured::Unavailable { .. } => None,
-    };
+/// `ours` ns/event divided by `theirs`; absent unless both saw events.
+pub fn ratio(ours: Option<&Side>, theirs: Option<&Side>) -> Option<f64> {
+    let ns = |side: Option<&Side>| side?.measured.ns_per_event();
     match (ns(ours), ns(theirs)) {
         (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
         _ => None,
@@ -222,8 +245,16 @@ mod tests {
     #[test]
     fn pairs_kvmtop_and_peer_and_counts_watched_events() {
         let sampled = Sampled {
-            start: BTreeMap::from([prog(1, "sched_switch", 10, 1_000), prog(7, "x", 0, 0)]),
-            end: BTreeMap::from([prog(1, "sched_switch", 110, 6_000), prog(7, "x", 50, 5_000)]),
+            start: BTreeMap::from([
+                prog(1, "sched_switch", 10, 1_000),
+                prog(7, "x", 0, 0),
+                prog(9, "floor_tp_btf", 0, 0),
+            ]),
+            end: BTreeMap::from([
+                prog(1, "sched_switch", 110, 6_000),
+                prog(7, "x", 50, 5_000),
+                prog(9, "floor_tp_btf", 200, 4_000),
+            ]),
             kvmtop: Held {
                 ids: [1].into(),
                 tracepoints: BTreeMap::from([(1, "sched_switch".to_owned())]),
@@ -267,10 +298,22 @@ mod tests {
             tracepoints: &tracepoints,
             unavailable: None,
         };
-        report.fill(&specs, &sampled, &peer);
+        let floors = FloorIds {
+            ids: BTreeMap::from([(String::from("sched_switch"), (9, "tp_btf".to_owned()))]),
+            unavailable: BTreeMap::from([(
+                "sched_migrate_task".to_owned(),
+                "no empty program".to_owned(),
+            )]),
+            kinds: BTreeMap::from([("sched_switch".to_owned(), "tp_btf".to_owned())]),
+        };
+        report.fill(&specs, &sampled, &peer, &floors);
         let switch = &report.rows[0];
         assert_eq!(switch.watched_events, Some(20));
+        // kvmtop 50 ns/event, the peer 100, the floor 20.
         assert_eq!(switch.ratio, Some(0.5));
+        assert_eq!(switch.floor_ratio, Some(2.5));
+        assert_eq!(switch.kind.as_deref(), Some("tp_btf"));
+        assert_eq!(switch.floor.as_ref().unwrap().program, "empty tp_btf");
         assert_eq!(switch.peer.as_ref().unwrap().program, "runqlat x");
         let observed = report.sched["sched_switch"];
         assert_eq!(
@@ -285,7 +328,9 @@ mod tests {
         // Misses grew by 10 for kvmtop's program and by 5 for the peer's.
         assert_eq!(json[0]["kvmtop"]["missed"], 10);
         assert_eq!(json[0]["peer"]["missed"], 5);
+        assert_eq!(json[0]["floor"]["ns_per_event"], 20.0);
         assert!(json[1].get("kvmtop").is_none());
+        assert!(json[1].get("floor").is_none());
         assert_eq!(json[1]["peer"]["unavailable"], "not attached by the peer");
         assert_eq!(json[2]["kvmtop"]["unavailable"], "not attached by kvmtop");
         assert!(json[2].get("peer").is_none());

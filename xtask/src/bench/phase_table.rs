@@ -4,7 +4,7 @@ use super::{
     phase_report::{Observed, PhaseReport, PhaseRow},
     report::{Measured, Side},
     split::{SchedSplit, Solved},
-    table::print_wrapped,
+    table::{floor_cells, print_wrapped, times},
 };
 
 pub fn print(phases: &[PhaseReport], split: &SchedSplit) {
@@ -47,12 +47,15 @@ fn print_phase(phase: &PhaseReport) {
         .collect();
     print_wrapped("  VMMs kvmtop watched:", &vmms.join(", "));
     println!(
-        "  {:<18} {:<16} {:>9} {:>9} {:>8}   {:<32} {:>9} {:>8}   {:>5}",
+        "  {:<18} {:<10} {:<18} {:>9} {:>9} {:>8}   {:>8} {:>6}   {:<32} {:>9} {:>8}   {:>5}",
         "tracepoint",
+        "kind",
         "kvmtop program",
         "events",
         "watched",
         "ns/event",
+        "floor ns",
+        "×floor",
         "peer program",
         "events",
         "ns/event",
@@ -74,9 +77,7 @@ fn print_row(row: &PhaseRow) {
     let watched = row
         .watched_events
         .map_or_else(|| "-".to_owned(), |n| n.to_string());
-    let ratio = row
-        .ratio
-        .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+    let (floor_ns, floor_note) = floor_cells(row.floor.as_ref());
     let theirs = if theirs.starts_with("tracepoint:") {
         "bpftrace (as above)".to_owned()
     } else {
@@ -86,11 +87,15 @@ fn print_row(row: &PhaseRow) {
     if their_note != notes[0] {
         notes.push(their_note);
     }
+    notes.extend(floor_note);
     notes.retain(|note| !note.is_empty());
     let line = format!(
-        "  {:<18} {ours:<16} {our_events:>9} {watched:>9} {our_ns:>8}   {theirs:<32} \
-         {their_events:>9} {their_ns:>8}   {ratio:>5}  {}",
+        "  {:<18} {:<10} {ours:<18} {our_events:>9} {watched:>9} {our_ns:>8}   {floor_ns:>8} \
+         {:>6}   {theirs:<32} {their_events:>9} {their_ns:>8}   {:>5}  {}",
         row.tracepoint,
+        row.kind.as_deref().unwrap_or("-"),
+        times(row.floor_ratio),
+        times(row.ratio),
         notes.join("; ")
     );
     println!("{}", line.trim_end());

@@ -3,12 +3,12 @@
 //! unwatched split), the block programs under a disk-reading guest, and the TLB program under a
 //! shootdown loop.
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 
 use super::{
-    load_average,
+    Setting, floors, load_average,
     peer_tools::{self, PeerSpec},
     peers::Peer,
     phase_report::{PeerRun, PhaseReport, RowSpec},
@@ -43,7 +43,7 @@ const SCHED_CAVEAT: &str = "runqlat's programs are BTF tracepoint programs (tp_b
     tracepoint program runs on the same CPU (an interrupt's wakeup, say), and a tp_btf program only \
     when that same program is re-entered: the skipped events are shown as missed.";
 
-const RUNQLAT: PeerSpec = PeerSpec::Tool {
+pub const RUNQLAT: PeerSpec = PeerSpec::Tool {
     path: "/usr/sbin/runqlat",
     attaches: &["sched_wakeup", "sched_wakeup_new", "sched_switch"],
 };
@@ -75,8 +75,13 @@ const SCHED_ROWS: &[RowSpec] = &[
     },
 ];
 
+pub const BIOLATENCY: PeerSpec = PeerSpec::Tool {
+    path: "/usr/sbin/biolatency",
+    attaches: &["block_rq_issue", "block_rq_complete"],
+};
+
 /// kvmtop's TLB program's work: a count per process, thread and reason.
-const TLB_PEER: Peer = Peer {
+pub const TLB_PEER: Peer = Peer {
     category: "tlb",
     event: "tlb_flush",
     kvmtop: "tlb_flush",
@@ -111,10 +116,7 @@ const PLANS: [Plan; 4] = [
             VM, disk and operation. block_io_start, where kvmtop attributes a request to its VMM, \
             has no biolatency counterpart.",
         load: Load::DiskReader,
-        peer: PeerSpec::Tool {
-            path: "/usr/sbin/biolatency",
-            attaches: &["block_rq_issue", "block_rq_complete"],
-        },
+        peer: BIOLATENCY,
         rows: &[
             RowSpec {
                 tracepoint: "block_io_start",
@@ -170,7 +172,8 @@ const PLANS: [Plan; 4] = [
 ];
 
 /// Runs every phase; one that fails is reported unavailable and the others still run.
-pub fn run_all(binary: &Path, out_dir: &Path, seconds: u64) -> Vec<PhaseReport> {
+pub fn run_all(setting: &Setting<'_>) -> Vec<PhaseReport> {
+    let seconds = setting.seconds;
     PLANS
         .iter()
         .map(|plan| {
@@ -184,7 +187,7 @@ pub fn run_all(binary: &Path, out_dir: &Path, seconds: u64) -> Vec<PhaseReport> 
             let result = if interrupt::interrupted() {
                 Err(anyhow::anyhow!("interrupted"))
             } else {
-                measure(plan, binary, out_dir, seconds, &mut report)
+                measure(plan, setting, &mut report)
             };
             report.load_average[1] = load_average();
             if let Err(err) = &result {
@@ -196,19 +199,15 @@ pub fn run_all(binary: &Path, out_dir: &Path, seconds: u64) -> Vec<PhaseReport> 
         .collect()
 }
 
-fn measure(
-    plan: &Plan,
-    binary: &Path,
-    out_dir: &Path,
-    seconds: u64,
-    report: &mut PhaseReport,
-) -> Result<()> {
+fn measure(plan: &Plan, setting: &Setting<'_>, report: &mut PhaseReport) -> Result<()> {
+    let (binary, out_dir, seconds) = (setting.binary, setting.out_dir, setting.seconds);
     let running = workload::start(plan.load, out_dir)?;
     report.workload.clone_from(&running.description);
     let peer = peer_tools::start(&plan.peer, out_dir, &format!("peer-{}", plan.name));
     if let Err(why) = &peer {
         util::warn(&format!("{}: peer unavailable: {why}", plan.name));
     }
+    let floors = floors::for_window(setting.floor_runner, setting.hooks);
     let stem = format!("snapshot-{}", plan.name);
     let sampled = sampling::snapshot(binary, out_dir, seconds, &stem)?;
     let snapshot =
@@ -226,7 +225,9 @@ fn measure(
             tracepoints: &tracepoints,
             unavailable: why,
         },
+        &floors.attached,
     );
+    drop(floors);
     let printed = peer.map(peer_tools::Running::stop).unwrap_or_default();
     if plan.name == TLB {
         report.notes.extend(tlb_notes(&printed, running.churn_pid));

@@ -1,7 +1,10 @@
 //! eBPF program statistics from `bpftool prog show --json`, which programs a process holds, and
 //! which tracepoint each of them is attached to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
 
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
@@ -13,6 +16,10 @@ pub struct Prog {
     pub id: u32,
     #[serde(default)]
     pub name: String,
+    /// bpftool's program type: `tracepoint` (classic), `raw_tracepoint`, `tracing` (`tp_btf`,
+    /// fentry).
+    #[serde(default, rename = "type")]
+    pub kind: String,
     /// bpftool omits the counters while they are zero.
     #[serde(default)]
     pub run_cnt: u64,
@@ -64,6 +71,7 @@ pub fn held_by(pid: u32, progs: &BTreeMap<u32, Prog>) -> Held {
                 continue;
             };
             let (id, tracepoint) = parse_fdinfo(&info);
+            let tracepoint = tracepoint.or_else(|| btf_tracepoint(&info));
             if let Some(id) = id {
                 held.ids.insert(id);
                 if let Some(tracepoint) = tracepoint {
@@ -86,6 +94,59 @@ fn parse_fdinfo(info: &str) -> (Option<u32>, Option<String>) {
     let tracepoint =
         field("tp_name:").filter(|_| field("event_type:").is_none_or(|kind| kind == "tracepoint"));
     (id, tracepoint.filter(|name| !name.is_empty()))
+}
+
+/// The tracepoint of a BTF tracepoint link (`link_type: tracing`), whose fdinfo gives only the
+/// BTF object and type it attached to: the type is the kernel's `btf_trace_<event>` typedef.
+fn btf_tracepoint(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u32>().ok())
+    };
+    if !info
+        .lines()
+        .any(|line| line.starts_with("link_type:") && line.contains("tracing"))
+    {
+        return None;
+    }
+    let (object, type_id) = (field("target_obj_id:")?, field("target_btf_id:")?);
+    btf_trace_names(object).get(&type_id).cloned()
+}
+
+/// `btf_trace_<event>` type id → event, of one BTF object, read once per object.
+fn btf_trace_names(object: u32) -> BTreeMap<u32, String> {
+    static CACHE: Mutex<BTreeMap<u32, BTreeMap<u32, String>>> = Mutex::new(BTreeMap::new());
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(object)
+        .or_insert_with(|| {
+            let dump = output(cmd("bpftool").args([
+                "btf",
+                "dump",
+                "id",
+                &object.to_string(),
+                "format",
+                "raw",
+            ]))
+            .unwrap_or_default();
+            parse_btf_trace_names(&dump)
+        })
+        .clone()
+}
+
+/// `[10306] TYPEDEF 'btf_trace_sched_switch' type_id=10307` lines of a raw BTF dump.
+fn parse_btf_trace_names(dump: &str) -> BTreeMap<u32, String> {
+    dump.lines()
+        .filter_map(|line| {
+            let (id, rest) = line
+                .strip_prefix('[')?
+                .split_once("] TYPEDEF 'btf_trace_")?;
+            let (event, _) = rest.split_once('\'')?;
+            Some((id.parse().ok()?, event.to_owned()))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -121,6 +182,33 @@ pub fn same_name(a: &str, b: &str) -> bool {
     short(a) == short(b)
 }
 
+/// Hook kind suffixes a program name may carry after its event's name.
+const KIND_SUFFIXES: [&str; 6] = ["tp_btf", "btf", "raw_tp", "rawtp", "raw", "tp"];
+
+/// Whether the program `name` is named after `event`: the event's name itself, or with a suffix
+/// naming its hook kind (`sched_switch_btf`), both cut to the kernel's 15 bytes.
+pub fn names_event(name: &str, event: &str) -> bool {
+    if same_name(name, event) {
+        return true;
+    }
+    let name: Vec<u8> = name.bytes().take(15).collect();
+    let stem: Vec<u8> = event.bytes().chain([b'_']).take(15).collect();
+    name.len() > stem.len()
+        && name.starts_with(&stem)
+        && KIND_SUFFIXES
+            .iter()
+            .any(|suffix| suffix.as_bytes().starts_with(&name[stem.len()..]))
+}
+
+/// The hook kind a program of bpftool's type `kind` runs as, in the names the bench uses.
+pub fn hook_kind(kind: &str) -> &str {
+    match kind {
+        "raw_tracepoint" => "raw_tp",
+        "tracing" => "tp_btf",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +223,16 @@ mod tests {
         assert_eq!(progs[1].run_time_ns, 0);
         assert!(same_name("kvm_userspace_exit", &progs[0].name));
         assert!(!same_name("kvm_exit", &progs[0].name));
+        assert_eq!(hook_kind(&progs[0].kind), "tracepoint");
+    }
+
+    #[test]
+    fn names_programs_after_their_event() {
+        assert!(names_event("sched_switch", "sched_switch"));
+        assert!(names_event("sched_switch_bt", "sched_switch"));
+        assert!(names_event("kvm_userspace_e", "kvm_userspace_exit"));
+        assert!(!names_event("sched_wakeup_ne", "sched_wakeup"));
+        assert!(!names_event("kvm_exit", "kvm_entry"));
     }
 
     #[test]
@@ -151,6 +249,19 @@ mod tests {
         let kprobe = "link_type:\tperf\nprog_id:\t7\ntp_name:\tx\nevent_type:\tkprobe\n";
         assert_eq!(parse_fdinfo(kprobe), (Some(7), None));
         assert_eq!(parse_fdinfo("pos:\t0\nflags:\t01\n"), (None, None));
+    }
+
+    #[test]
+    fn names_btf_tracepoints_from_the_kernel_btf() {
+        let dump = "[1] INT 'long unsigned int' size=8 bits_offset=0\n\
+                    [10306] TYPEDEF 'btf_trace_sched_switch' type_id=10307\n\
+                    [10308] TYPEDEF 'btf_trace_sched_wakeup' type_id=10309\n";
+        let names = parse_btf_trace_names(dump);
+        assert_eq!(names[&10306], "sched_switch");
+        assert_eq!(names.len(), 2);
+        let raw = "link_type:\traw_tracepoint\nlink_id:\t5\nprog_id:\t9\ntp_name:\tkvm_pio\n";
+        assert_eq!(parse_fdinfo(raw), (Some(9), Some("kvm_pio".to_owned())));
+        assert_eq!(btf_tracepoint(raw), None);
     }
 
     #[test]

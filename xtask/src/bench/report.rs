@@ -9,44 +9,65 @@ use serde::Serialize;
 
 use super::{
     agent::Usage,
+    contention::Contention,
+    floors::{FloorIds, Hook},
     harness::TestRun,
     peers::PEERS,
-    phase_report::PhaseReport,
-    progs::{Held, Prog, same_name},
+    phase_report::{PhaseReport, ratio},
+    progs::{Held, Prog, hook_kind, names_event, same_name},
     split::SchedSplit,
+    throughput::Throughput,
 };
 
 const NO_EVENTS: &str = "no events on this host";
 /// What the numbers do not show.
-const CAVEATS: [&str; 2] = [
+const CAVEATS: [&str; 3] = [
     "bpftrace attaches first, and a tracepoint runs its programs in attach order: on each shared \
      tracepoint bpftrace's program runs just before kvmtop's, which may find the record and the \
      task's data already in cache.",
     "ns/event is the kernel's run_time_ns / run_cnt for each program alone; the tracepoint's own \
      dispatch cost, paid once for both, is in neither.",
+    "floor: an empty program of the same hook kind as kvmtop's, attached to the same hook for \
+     the same window (from kvmtop's own object, monitor-ebpf/src/floor.rs). Its ns/event is what \
+     the kernel's statistics charge any program there; ×floor is kvmtop's ns/event over it. A \
+     classic tracepoint program also runs on a record the kernel fills first, which is in no \
+     program's run time.",
 ];
 
 #[derive(Serialize)]
 pub struct Report {
     pub window_seconds: f64,
+    /// Where kvmtop's sources ran, from a short snapshot at the start (unavailable: why not).
+    pub hooks: Result<Vec<Hook>, String>,
     /// `/proc/loadavg` (1, 5, 15 min) before and after: other work on the host adds noise.
     pub load_average: [String; 2],
     pub cpus: usize,
     /// kvmtop's programs with a bpftrace counterpart first, then its others.
     pub programs: Vec<Row>,
-    pub caveats: [&'static str; 2],
+    pub caveats: [&'static str; 3],
     pub test_run: TestRun,
     pub agent: Agent,
     /// The scheduling, block and TLB phases, each with its own workload, peer and window.
     pub phases: Vec<PhaseReport>,
     pub sched_split: SchedSplit,
+    /// Events kvmtop's programs were skipped for with every peer attached at once.
+    pub contention: Option<Contention>,
+    /// A pinned port-I/O guest's exits/s without and with kvmtop, and the agent's cost.
+    pub throughput: Option<Throughput>,
 }
 
 #[derive(Serialize)]
 pub struct Row {
     /// The tracepoint's event name.
     pub tracepoint: String,
+    /// The hook kind kvmtop's program ran as (`tracepoint`, `raw_tp`, `tp_btf`).
+    pub kind: Option<String>,
     pub kvmtop: Side,
+    /// An empty program of the same kind on the same hook, over the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Side>,
+    /// kvmtop's ns/event divided by the floor's.
+    pub floor_ratio: Option<f64>,
     /// Absent for kvmtop programs without a bpftrace counterpart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpftrace: Option<Side>,
@@ -86,7 +107,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Measured {
-    fn ns_per_event(&self) -> Option<f64> {
+    pub(super) fn ns_per_event(&self) -> Option<f64> {
         match self {
             Self::Cost { ns_per_event, .. } => *ns_per_event,
             Self::Unavailable { .. } => None,
@@ -110,6 +131,7 @@ pub struct Window<'a> {
     pub bpftrace: &'a BTreeMap<u32, String>,
     /// Tracepoint → why its bpftrace program is not measured.
     pub unavailable: &'a BTreeMap<&'static str, String>,
+    pub floors: &'a FloorIds,
     pub length: Duration,
 }
 
@@ -149,10 +171,36 @@ impl Window<'_> {
                     .is_some_and(|tp| tp == event)
             })
             .or_else(|| {
-                ids.iter()
-                    .copied()
-                    .find(|id| same_name(program, self.name(*id)))
+                ids.iter().copied().find(|id| {
+                    same_name(program, self.name(*id)) || names_event(self.name(*id), event)
+                })
             })
+    }
+
+    /// The hook kind of kvmtop's program `id` on `event`: as its snapshot said, else by its
+    /// program type.
+    pub(super) fn kind(&self, event: &str, id: Option<u32>) -> Option<String> {
+        self.floors.kinds.get(event).cloned().or_else(|| {
+            let prog = self.end.get(&id?)?;
+            (!prog.kind.is_empty()).then(|| hook_kind(&prog.kind).to_owned())
+        })
+    }
+
+    /// The floor on `event`, if one was attached or tried.
+    pub(super) fn floor(&self, event: &str) -> Option<Side> {
+        if let Some((id, kind)) = self.floors.ids.get(event) {
+            return Some(Side {
+                program: format!("empty {kind}"),
+                measured: self.cost(*id),
+            });
+        }
+        let why = self.floors.unavailable.get(event)?;
+        Some(Side {
+            program: "empty".to_owned(),
+            measured: Measured::Unavailable {
+                unavailable: why.clone(),
+            },
+        })
     }
 }
 
@@ -160,17 +208,18 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
     let mut programs = Vec::new();
     let mut seen = BTreeSet::new();
     for peer in &PEERS {
-        let kvmtop = window.kvmtop_program(peer.event, peer.kvmtop);
-        seen.extend(kvmtop);
+        let id = window.kvmtop_program(peer.event, peer.kvmtop);
+        seen.extend(id);
         let kvmtop = Side {
             program: peer.kvmtop.to_owned(),
-            measured: kvmtop.map_or_else(
+            measured: id.map_or_else(
                 || Measured::Unavailable {
                     unavailable: "not attached by kvmtop".to_owned(),
                 },
                 |id| window.cost(id),
             ),
         };
+        let floor = id.and_then(|_| window.floor(peer.event));
         let twin = window.bpftrace.iter().find(|(_, tp)| *tp == peer.event);
         let measured = match (window.unavailable.get(peer.event), twin) {
             (Some(why), _) => Measured::Unavailable {
@@ -185,18 +234,14 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
             program: peer.one_liner(),
             measured,
         };
-        let ratio = match (
-            kvmtop.measured.ns_per_event(),
-            bpftrace.measured.ns_per_event(),
-        ) {
-            (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
-            _ => None,
-        };
         programs.push(Row {
             tracepoint: peer.event.to_owned(),
+            kind: id.and_then(|id| window.kind(peer.event, Some(id))),
+            floor_ratio: ratio(Some(&kvmtop), floor.as_ref()),
+            ratio: ratio(Some(&kvmtop), Some(&bpftrace)),
             kvmtop,
+            floor,
             bpftrace: Some(bpftrace),
-            ratio,
         });
     }
     // kvmtop's other programs, for their share of the cost.
@@ -204,12 +249,26 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
     others.sort_by_key(|id| window.name(*id).to_owned());
     for id in others {
         let name = window.name(id).to_owned();
+        let tracepoint = window.kvmtop.tracepoints.get(&id).unwrap_or(&name).clone();
+        // The floor's event: the hook the snapshot named whose event this program is named after.
+        let event = window
+            .floors
+            .kinds
+            .keys()
+            .find(|event| **event == tracepoint || names_event(&name, event))
+            .cloned()
+            .unwrap_or_else(|| tracepoint.clone());
+        let kvmtop = Side {
+            program: name,
+            measured: window.cost(id),
+        };
+        let floor = window.floor(&event);
         programs.push(Row {
-            tracepoint: window.kvmtop.tracepoints.get(&id).unwrap_or(&name).clone(),
-            kvmtop: Side {
-                program: name,
-                measured: window.cost(id),
-            },
+            kind: window.kind(&event, Some(id)),
+            floor_ratio: ratio(Some(&kvmtop), floor.as_ref()),
+            tracepoint: event,
+            kvmtop,
+            floor,
             bpftrace: None,
             ratio: None,
         });
@@ -217,6 +276,7 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
     let lifetime_ms = lifetime.as_secs_f64() * 1000.0;
     Report {
         window_seconds: window.length.as_secs_f64(),
+        hooks: Err("not read".to_owned()),
         load_average: [String::new(), String::new()],
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
         programs,
@@ -234,6 +294,8 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
         },
         phases: Vec::new(),
         sched_split: SchedSplit::default(),
+        contention: None,
+        throughput: None,
     }
 }
 
@@ -256,6 +318,7 @@ mod tests {
             prog(3, "kvm_msr", 0, 0),
             prog(10, "sys_enter_ioctl", 0, 0),
             prog(11, "kvm_exit", 0, 0),
+            prog(20, "floor_tp", 0, 0),
         ]);
         let end = BTreeMap::from([
             prog(1, "kvm_run", 100, 5_000),
@@ -263,6 +326,7 @@ mod tests {
             prog(3, "kvm_msr", 0, 0),
             prog(10, "sys_enter_ioctl", 100, 10_000),
             prog(11, "kvm_exit", 0, 0),
+            prog(20, "floor_tp", 100, 2_500),
         ]);
         let kvmtop = Held {
             ids: BTreeSet::from([1, 2, 3]),
@@ -274,12 +338,18 @@ mod tests {
         ]);
         let unavailable =
             BTreeMap::from([("kvm_pio", "tracepoint kvm:kvm_pio missing".to_owned())]);
+        let floors = FloorIds {
+            ids: BTreeMap::from([("sys_enter_ioctl".to_owned(), (20, "tracepoint".to_owned()))]),
+            unavailable: BTreeMap::from([("kvm_msr".to_owned(), "refused".to_owned())]),
+            kinds: BTreeMap::from([("sys_enter_ioctl".to_owned(), "tracepoint".to_owned())]),
+        };
         let window = Window {
             start: &start,
             end: &end,
             kvmtop: &kvmtop,
             bpftrace: &bpftrace,
             unavailable: &unavailable,
+            floors: &floors,
             length: Duration::from_secs(1),
         };
         let report = build(
@@ -297,7 +367,10 @@ mod tests {
         };
         let ioctl = row("sys_enter_ioctl");
         assert_eq!(ioctl.kvmtop.program, "kvm_run");
+        // kvmtop 50 ns/event, bpftrace 100, the floor 25.
         assert_eq!(ioctl.ratio, Some(0.5));
+        assert_eq!(ioctl.floor_ratio, Some(2.0));
+        assert_eq!(ioctl.kind.as_deref(), Some("tracepoint"));
         let exit = serde_json::to_value(&row("kvm_exit").kvmtop).unwrap();
         assert_eq!(exit["note"], NO_EVENTS);
         assert_eq!(exit["ns_per_event"], serde_json::Value::Null);
@@ -307,7 +380,13 @@ mod tests {
             pio["bpftrace"]["unavailable"],
             "tracepoint kvm:kvm_pio missing"
         );
-        assert!(row("kvm_msr").bpftrace.is_none());
+        let msr = row("kvm_msr");
+        assert!(msr.bpftrace.is_none());
+        let msr = serde_json::to_value(msr).unwrap();
+        assert_eq!(msr["floor"]["unavailable"], "refused");
+        assert_eq!(msr["floor_ratio"], serde_json::Value::Null);
+        // Without a snapshot's word, the kind is bpftool's type.
+        assert_eq!(msr["kind"], serde_json::Value::Null);
         assert_eq!(report.programs.len(), PEERS.len() + 1);
     }
 }

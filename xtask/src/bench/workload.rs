@@ -30,6 +30,8 @@ pub enum Load {
     DiskReader,
     /// A process unmapping touched pages on one CPU while its other thread runs on another.
     TlbChurn,
+    /// All of the above at once, with one port-I/O guest: every hook kvmtop uses is busy.
+    Everything,
 }
 
 /// Two tasks passing a message back and forth through a pipe, 5000 times a second: context
@@ -98,6 +100,17 @@ pub fn start(load: Load, out_dir: &Path) -> Result<Running> {
         }
         Load::DiskReader => running.disk_reader("bench-disk")?,
         Load::TlbChurn => running.churn(out_dir)?,
+        Load::Everything => {
+            let name = "bench-all-portio";
+            let guest = vm::start(GuestKind::PortIo, name, true)?;
+            running
+                .description
+                .push(format!("port-io guest {name} (QEMU pid {})", guest.pid()));
+            running.guests.push(guest);
+            running.disk_reader("bench-all-disk")?;
+            running.switch_load(out_dir)?;
+            running.churn(out_dir)?;
+        }
     }
     Ok(running)
 }

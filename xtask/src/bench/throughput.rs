@@ -1,0 +1,507 @@
+//! What a guest pays: a port-I/O guest pinned to one CPU, its exits per second counted by
+//! `perf stat -e kvm:kvm_pio` over runs alternating without and with `kvmtop serve` attached
+//! (the order flipped every pair, so a slow drift of the host weighs on both sides alike). During
+//! the runs with kvmtop, its programs' run time is read over the same interval, giving the ns it
+//! spends per exit, and the running agent's CPU time and peak memory are read from /proc.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use guests::GuestKind;
+use serde::Serialize;
+
+use super::{
+    Killed, POLL, agent,
+    floors::Hook,
+    progs::{self, names_event},
+};
+use crate::{
+    interrupt,
+    util::{self, cmd},
+    vm,
+};
+
+/// Pairs of runs, one without and one with kvmtop.
+pub const PAIRS: usize = 3;
+/// Length of one counted run.
+const RUN: Duration = Duration::from_secs(5);
+/// The CPU the guest's threads are pinned to.
+const GUEST_CPU: &str = "1";
+
+pub const METHOD: &str = "A QEMU port-I/O guest (one vCPU looping on `out 0x80, al`, every \
+    iteration an exit to QEMU), all its threads pinned to one CPU with `taskset -a -p`. Each run \
+    counts the guest process's kvm:kvm_pio events (its exits) and the other exit-path tracepoints \
+    kvmtop hooks with `perf stat -p PID` for a fixed time, alternately without kvmtop and with a \
+    `kvmtop serve` started for the run (counting starts once all its programs are attached); the \
+    order is flipped every pair. kvmtop's ns per exit, per exit-path hook, is the guest's events \
+    on that hook per exit (from perf, this process only) times the ns/event of kvmtop's program \
+    there (run_time_ns / run_cnt over the run, all processes); their sum is what kvmtop's \
+    programs add to one exit. Host-wide, its programs' run time per second over the runs is also \
+    shown. The agent's CPU is its utime + stime growth over the counted run; its peak RSS is \
+    VmHWM.";
+
+#[derive(Serialize)]
+pub struct Throughput {
+    pub method: &'static str,
+    pub guest: String,
+    pub runs: Vec<Run>,
+    /// Mean exits/s without and with kvmtop.
+    pub exits_per_second: Option<[f64; 2]>,
+    /// How much slower the guest ran with kvmtop, in percent of the rate without.
+    pub slowdown_percent: Option<f64>,
+    /// The time each exit took longer with kvmtop: `1/rate_with − 1/rate_without`.
+    pub added_ns_per_exit: Option<f64>,
+    /// kvmtop's programs on the exit path, per exit, over the runs with kvmtop.
+    pub exit_path: Vec<ExitCost>,
+    /// The sum over the exit path: what kvmtop's programs add to one exit.
+    pub exit_path_ns_per_exit: Option<f64>,
+    /// All of kvmtop's programs' run time per second of the runs, host-wide, in percent of one
+    /// CPU.
+    pub programs_cpu_percent_of_one_cpu: Option<f64>,
+    /// The running `kvmtop serve`, averaged over the runs with kvmtop.
+    pub agent: Option<ServeAgent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    pub with_kvmtop: bool,
+    pub exits: u64,
+    pub seconds: f64,
+    pub exits_per_second: f64,
+    /// The guest's events per counted tracepoint (`kvm:kvm_pio` …), from perf.
+    pub guest_events: BTreeMap<String, u64>,
+    /// kvmtop's programs over the run: event name → (program, events, `run_time_ns`), for those
+    /// on the counted tracepoints.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kvmtop: BTreeMap<String, (String, u64, u64)>,
+    /// All of kvmtop's programs' run time from just before to just after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kvmtop_run_time_ns: Option<u64>,
+    /// The time `kvmtop_run_time_ns` and the agent's CPU cover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_cpu_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_peak_rss_kib: Option<u64>,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+pub struct ExitCost {
+    /// The tracepoint, `system:event`.
+    pub tracepoint: String,
+    pub program: String,
+    /// The guest's events on it per exit.
+    pub guest_events_per_exit: f64,
+    /// kvmtop's program's cost per event over the runs.
+    pub ns_per_event: Option<f64>,
+    pub ns_per_exit: Option<f64>,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+pub struct ServeAgent {
+    /// Of one CPU, over the counted runs.
+    pub cpu_percent_of_one_cpu: f64,
+    pub peak_rss_kib: u64,
+}
+
+impl Throughput {
+    fn unavailable(guest: String, why: String) -> Self {
+        Self {
+            method: METHOD,
+            guest,
+            runs: Vec::new(),
+            exits_per_second: None,
+            slowdown_percent: None,
+            added_ns_per_exit: None,
+            exit_path: Vec::new(),
+            exit_path_ns_per_exit: None,
+            programs_cpu_percent_of_one_cpu: None,
+            agent: None,
+            unavailable: Some(why),
+        }
+    }
+}
+
+/// The tracepoints one exit can fire that kvmtop hooks, `system:event`, the exit count first.
+pub fn exit_tracepoints(hooks: &[Hook]) -> Vec<String> {
+    let mut tracepoints = vec![EXITS.to_owned()];
+    for hook in hooks {
+        let system = match (&hook.system, hook.event.as_str()) {
+            (Some(system), _) => system.as_str(),
+            (None, event) if event.starts_with("kvm_") => "kvm",
+            (None, event) if event.starts_with("sys_enter_") => "syscalls",
+            _ => continue,
+        };
+        let on_exit_path = system == "kvm" || hook.event == "sys_enter_ioctl";
+        let tracepoint = format!("{system}:{}", hook.event);
+        if on_exit_path && !tracepoints.contains(&tracepoint) {
+            tracepoints.push(tracepoint);
+        }
+    }
+    tracepoints
+}
+
+/// The exit count.
+const EXITS: &str = "kvm:kvm_pio";
+
+/// Runs the pairs; a failure makes the whole measurement unavailable, with its reason.
+pub fn run(binary: &Path, out_dir: &Path, hooks: &[Hook]) -> Throughput {
+    let mut guest_text = String::new();
+    let tracepoints = exit_tracepoints(hooks);
+    match measure(binary, out_dir, &tracepoints, &mut guest_text) {
+        Ok(runs) => summarise(guest_text, runs),
+        Err(err) => Throughput::unavailable(guest_text, format!("{err:#}")),
+    }
+}
+
+fn measure(
+    binary: &Path,
+    out_dir: &Path,
+    tracepoints: &[String],
+    guest_text: &mut String,
+) -> Result<Vec<Run>> {
+    let guest = vm::start(GuestKind::PortIo, "bench-throughput", true)?;
+    let pid = guest.pid();
+    util::run(cmd("taskset").args(["-a", "-p", "-c", GUEST_CPU, &pid.to_string()]))?;
+    *guest_text = format!("port-io guest bench-throughput (QEMU pid {pid}) on CPU {GUEST_CPU}");
+    let mut runs = Vec::new();
+    for pair in 0..PAIRS {
+        let order = if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with in order {
+            interrupt::bail_if_interrupted()?;
+            let run = if with {
+                with_kvmtop(binary, out_dir, pid, tracepoints)?
+            } else {
+                count(out_dir, pid, tracepoints)?
+            };
+            println!(
+                "  pair {} {}: {:.0} exits/s",
+                pair + 1,
+                if with {
+                    "with kvmtop   "
+                } else {
+                    "without kvmtop"
+                },
+                run.exits_per_second
+            );
+            runs.push(run);
+        }
+    }
+    drop(guest);
+    Ok(runs)
+}
+
+/// One counted run without kvmtop.
+fn count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<Run> {
+    let guest_events = perf_count(out_dir, pid, tracepoints)?;
+    Ok(Run::counted(false, guest_events))
+}
+
+impl Run {
+    fn counted(with_kvmtop: bool, guest_events: BTreeMap<String, u64>) -> Self {
+        let exits = guest_events.get(EXITS).copied().unwrap_or(0);
+        let seconds = RUN.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+        Self {
+            with_kvmtop,
+            exits,
+            seconds,
+            exits_per_second: exits as f64 / seconds,
+            guest_events,
+            ..Self::default()
+        }
+    }
+}
+
+/// One counted run with a `kvmtop serve` started for it.
+fn with_kvmtop(binary: &Path, out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<Run> {
+    let mut serve = cmd(binary);
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(File::create(out_dir.join("serve.out"))?)
+        .stderr(File::create(out_dir.join("serve.err"))?);
+    util::echo(&serve);
+    let mut kvmtop = Killed(serve.spawn().context("starting kvmtop serve")?);
+    let agent_pid = kvmtop.0.id();
+    let held = wait_attached(&mut kvmtop, agent_pid)?;
+    let before = progs::sample()?;
+    let usage_before = agent::read(agent_pid).context("kvmtop serve exited")?;
+    let started = Instant::now();
+    let guest_events = perf_count(out_dir, pid, tracepoints)?;
+    let usage_after = agent::read(agent_pid).context("kvmtop serve exited")?;
+    let after = progs::sample()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(kvmtop);
+    let growth = |id: &u32| {
+        let (a, b) = (before.get(id)?, after.get(id)?);
+        let events = b.run_cnt.saturating_sub(a.run_cnt);
+        let ns = b.run_time_ns.saturating_sub(a.run_time_ns);
+        Some((b.name.clone(), events, ns))
+    };
+    let mut run = Run::counted(true, guest_events);
+    // The programs' counters and the agent's CPU were read around the counted run, a little
+    // longer than it: their rates are per second of the time they cover.
+    run.kvmtop_run_time_ns = Some(
+        held.ids
+            .iter()
+            .filter_map(growth)
+            .map(|(_, _, ns)| ns)
+            .sum(),
+    );
+    run.sampled_seconds = Some(elapsed);
+    for tracepoint in tracepoints {
+        let event = tracepoint.rsplit(':').next().unwrap_or(tracepoint);
+        let id = held
+            .tracepoints
+            .iter()
+            .find(|(_, tp)| *tp == event)
+            .map(|(id, _)| *id)
+            .or_else(|| {
+                held.ids
+                    .iter()
+                    .copied()
+                    .find(|id| after.get(id).is_some_and(|p| names_event(&p.name, event)))
+            });
+        if let Some(counters) = id.as_ref().and_then(growth) {
+            run.kvmtop.insert(tracepoint.clone(), counters);
+        }
+    }
+    run.agent_cpu_percent = Some((usage_after.cpu_ms - usage_before.cpu_ms) / (elapsed * 10.0));
+    run.agent_peak_rss_kib = Some(usage_after.peak_rss_kib);
+    Ok(run)
+}
+
+/// Waits until kvmtop's set of programs stops growing.
+fn wait_attached(kvmtop: &mut Killed, pid: u32) -> Result<progs::Held> {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let mut last = 0;
+    let mut steady = 0;
+    loop {
+        interrupt::bail_if_interrupted()?;
+        if let Some(status) = kvmtop.0.try_wait()? {
+            bail!("kvmtop serve exited with {status} (see serve.err)");
+        }
+        let held = progs::held_by(pid, &progs::sample()?);
+        let count = held.ids.len();
+        steady = if count > 0 && count == last {
+            steady + 1
+        } else {
+            0
+        };
+        if steady >= 3 {
+            return Ok(held);
+        }
+        last = count;
+        if Instant::now() > deadline {
+            bail!("kvmtop serve did not attach its programs within a minute");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `perf stat -e TRACEPOINTS -p PID` for [`RUN`]: the events counted, by tracepoint.
+fn perf_count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<BTreeMap<String, u64>> {
+    let out = out_dir.join("perf-stat.csv");
+    let mut perf = cmd("perf");
+    perf.args(["stat", "-x", ","])
+        .args(["-e", &tracepoints.join(",")])
+        .args(["-p", &pid.to_string(), "-o"])
+        .arg(&out)
+        .args(["--", "sleep", &RUN.as_secs().to_string()]);
+    util::run(&mut perf)?;
+    let counts = parse_perf(&std::fs::read_to_string(&out)?);
+    if !counts.contains_key(EXITS) {
+        bail!("no {EXITS} count in perf's output ({})", out.display());
+    }
+    Ok(counts)
+}
+
+/// The counts of `perf stat -x ,` output: `123456,,kvm:kvm_pio,5001234567,100.00,,`.
+fn parse_perf(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let count = fields.first()?.parse().ok()?;
+            Some(((*fields.get(2)?).to_owned(), count))
+        })
+        .collect()
+}
+
+/// Means, slowdown and kvmtop's cost per exit.
+#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
+    let mean = |with: bool| {
+        let rates: Vec<f64> = runs
+            .iter()
+            .filter(|run| run.with_kvmtop == with)
+            .map(|run| run.exits_per_second)
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    };
+    let rates = mean(false).zip(mean(true));
+    let with: Vec<&Run> = runs.iter().filter(|run| run.with_kvmtop).collect();
+    let exits: u64 = with.iter().map(|run| run.exits).sum();
+    // Tracepoint → (program, guest events, program events, program ns), over the runs.
+    let mut totals: BTreeMap<&str, (&str, u64, u64, u64)> = BTreeMap::new();
+    for run in &with {
+        for (tracepoint, (program, events, ns)) in &run.kvmtop {
+            let total = totals.entry(tracepoint).or_insert((program, 0, 0, 0));
+            total.1 += run.guest_events.get(tracepoint).copied().unwrap_or(0);
+            total.2 += events;
+            total.3 += ns;
+        }
+    }
+    let exit_path: Vec<ExitCost> = if exits == 0 {
+        Vec::new()
+    } else {
+        totals
+            .into_iter()
+            .map(|(tracepoint, (program, guest, events, ns))| {
+                let guest_events_per_exit = guest as f64 / exits as f64;
+                let ns_per_event = (events > 0).then(|| ns as f64 / events as f64);
+                ExitCost {
+                    tracepoint: tracepoint.to_owned(),
+                    program: program.to_owned(),
+                    guest_events_per_exit,
+                    ns_per_event,
+                    ns_per_exit: ns_per_event.map(|ns| ns * guest_events_per_exit),
+                }
+            })
+            .collect()
+    };
+    let exit_path_ns_per_exit =
+        (!exit_path.is_empty()).then(|| exit_path.iter().filter_map(|c| c.ns_per_exit).sum());
+    let seconds: f64 = with.iter().map(|run| run.seconds).sum();
+    let run_time: Vec<u64> = with
+        .iter()
+        .filter_map(|run| run.kvmtop_run_time_ns)
+        .collect();
+    let programs_cpu_percent_of_one_cpu = (!run_time.is_empty() && seconds > 0.0)
+        .then(|| run_time.iter().sum::<u64>() as f64 / (seconds * 1e9) * 100.0);
+    let cpu: Vec<f64> = with
+        .iter()
+        .filter_map(|run| run.agent_cpu_percent)
+        .collect();
+    let agent = (!cpu.is_empty()).then(|| ServeAgent {
+        cpu_percent_of_one_cpu: cpu.iter().sum::<f64>() / cpu.len() as f64,
+        peak_rss_kib: with
+            .iter()
+            .filter_map(|run| run.agent_peak_rss_kib)
+            .max()
+            .unwrap_or(0),
+    });
+    Throughput {
+        method: METHOD,
+        guest,
+        exits_per_second: rates.map(|(a, b)| [a, b]),
+        slowdown_percent: rates.map(|(without, with)| (1.0 - with / without) * 100.0),
+        added_ns_per_exit: rates.map(|(without, with)| 1e9 / with - 1e9 / without),
+        exit_path,
+        exit_path_ns_per_exit,
+        programs_cpu_percent_of_one_cpu,
+        agent,
+        runs,
+        unavailable: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(with: bool, guest: &[(&str, u64)], kvmtop: &[(&str, &str, u64, u64)]) -> Run {
+        let mut run = Run::counted(
+            with,
+            guest.iter().map(|(tp, n)| ((*tp).to_owned(), *n)).collect(),
+        );
+        run.kvmtop = kvmtop
+            .iter()
+            .map(|(tp, name, events, ns)| ((*tp).to_owned(), ((*name).to_owned(), *events, *ns)))
+            .collect();
+        if with {
+            run.kvmtop_run_time_ns = Some(50_000_000);
+            run.sampled_seconds = Some(5.0);
+            run.agent_cpu_percent = Some(2.0);
+            run.agent_peak_rss_kib = Some(10_000);
+        }
+        run
+    }
+
+    #[test]
+    fn summarises_slowdown_and_cost_per_exit() {
+        // 500k exits in 5 s without, 400k with; each exit one kvm_pio and two emulated
+        // instructions in this guest, while kvmtop's programs also ran for other processes.
+        let with = run(
+            true,
+            &[("kvm:kvm_pio", 400_000), ("kvm:kvm_emulate_insn", 800_000)],
+            &[
+                ("kvm:kvm_pio", "kvm_pio", 500_000, 25_000_000),
+                (
+                    "kvm:kvm_emulate_insn",
+                    "kvm_emulate_insn",
+                    1_000_000,
+                    30_000_000,
+                ),
+            ],
+        );
+        let without = run(false, &[("kvm:kvm_pio", 500_000)], &[]);
+        let runs = vec![without.clone(), with.clone(), with, without];
+        let t = summarise(String::new(), runs);
+        assert_eq!(t.exits_per_second, Some([100_000.0, 80_000.0]));
+        assert!((t.slowdown_percent.unwrap() - 20.0).abs() < 1e-9);
+        // 12.5 µs per exit with, 10 µs without.
+        assert!((t.added_ns_per_exit.unwrap() - 2_500.0).abs() < 1e-6);
+        let pio = &t.exit_path[1];
+        assert_eq!(pio.tracepoint, "kvm:kvm_pio");
+        assert_eq!(pio.ns_per_event, Some(50.0));
+        assert!((pio.guest_events_per_exit - 1.0).abs() < 1e-12);
+        let emulate = &t.exit_path[0];
+        assert_eq!(emulate.ns_per_exit, Some(60.0));
+        assert!((t.exit_path_ns_per_exit.unwrap() - 110.0).abs() < 1e-9);
+        // 50 ms of program run time in each 5 s run.
+        assert!((t.programs_cpu_percent_of_one_cpu.unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(
+            t.agent,
+            Some(ServeAgent {
+                cpu_percent_of_one_cpu: 2.0,
+                peak_rss_kib: 10_000
+            })
+        );
+    }
+
+    #[test]
+    fn reads_perf_csv() {
+        let text = "# started on Thu\n\n523456,,kvm:kvm_pio,5001234567,100.00,,\n\
+                    <not counted>,,kvm:kvm_exit,0,0.00,,\n12,,syscalls:sys_enter_ioctl,5,100.00,,\n";
+        let counts = parse_perf(text);
+        assert_eq!(counts["kvm:kvm_pio"], 523_456);
+        assert_eq!(counts["syscalls:sys_enter_ioctl"], 12);
+        assert!(!counts.contains_key("kvm:kvm_exit"));
+    }
+
+    #[test]
+    fn counts_the_exit_path_tracepoints_kvmtop_hooks() {
+        let hooks = [
+            Hook::parse("pio", "tracepoint:kvm:kvm_pio").unwrap(),
+            Hook::parse("run", "tracepoint:syscalls:sys_enter_ioctl").unwrap(),
+            Hook::parse("exit", "raw_tp:kvm_exit").unwrap(),
+            Hook::parse("switch", "tp_btf:sched_switch").unwrap(),
+        ];
+        assert_eq!(
+            exit_tracepoints(&hooks),
+            ["kvm:kvm_pio", "syscalls:sys_enter_ioctl", "kvm:kvm_exit"]
+        );
+    }
+}
