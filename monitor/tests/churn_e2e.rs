@@ -223,13 +223,13 @@ fn stop_saying_only_startup_lines(kvmtop: &mut support::Observed, startup_lines:
 }
 
 /// The serving line, the capabilities kept once the programs are attached, and the warnings
-/// about sources this kernel lacks.
+/// about sources this kernel lacks or the fallbacks standing in for them.
 fn is_startup_line(line: &str) -> bool {
     line.starts_with("kvmtop: serving metrics at ")
         || line.starts_with("kvmtop: capabilities kept after loading the eBPF programs: ")
         || (line.starts_with("[WARN ")
             && line.contains(" source ")
-            && line.contains(": unavailable: "))
+            && (line.contains(": unavailable: ") || line.contains(": stands in for ")))
 }
 
 /// Figures gathered along the way.

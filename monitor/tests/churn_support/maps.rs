@@ -18,7 +18,7 @@ use monitor_common::{
         details::{DetailKey, EXITS_DETAILS_MAP, EXITS_DETAILS_OVERFLOW_MAP},
         latency::{EXITS_LATENCY_MAP, EXITS_PENDING_MAP, EXITS_PENDING_USERSPACE_MAP, PendingExit},
     },
-    numa::{NUMA_FAULTS_MAP, NumaFaultKey},
+    numa::{NUMA_FAULTS_MAP, NUMA_MOVES_MAP, NumaFaultKey, NumaMoveKey},
     sched::{
         CONTENDER_OTHER, ContenderKey, SCHED_CONTENDERS_MAP, SCHED_CPU_TIME_MAP, SCHED_THREADS_MAP,
         SCHED_WATCH_MAP, ThreadCpuKey,
@@ -46,7 +46,7 @@ enum Field {
 fn layout(name: &str) -> Option<Vec<Field>> {
     use Field::{KeyContender, KeyPid, KeyTid, ValuePid, ValueTid};
     let pending_exit = offset_of!(PendingExit, key);
-    let table: [(&str, Vec<Field>); 13] = [
+    let table: [(&str, Vec<Field>); 14] = [
         (SCHED_THREADS_MAP, vec![KeyTid(0)]),
         (
             SCHED_CPU_TIME_MAP,
@@ -103,6 +103,7 @@ fn layout(name: &str) -> Option<Vec<Field>> {
             NUMA_FAULTS_MAP,
             vec![KeyPid(offset_of!(NumaFaultKey, tgid))],
         ),
+        (NUMA_MOVES_MAP, vec![KeyPid(offset_of!(NumaMoveKey, tgid))]),
         (
             TLB_VMM_MAP,
             vec![
