@@ -188,7 +188,7 @@ impl Kernel {
 
 /// An error and its causes, one after the other: aya's attach errors name a file in their own
 /// message and keep the reason in their source.
-fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {

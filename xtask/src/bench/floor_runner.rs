@@ -10,7 +10,9 @@
 //! `tp_btf` (HOOK `event`). Prints one line per hook, `<KIND:HOOK> id <program id>` or
 //! `<KIND:HOOK> error <why>`, then `ready`.
 
-use std::{error::Error, io::Read as _};
+use std::io::Read as _;
+
+use kvmtop::bpf::chain;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -21,7 +23,7 @@ use monitor_common::{
     floor::{PROG_FLOOR_RAW_TP, PROG_FLOOR_TP_BTF, PROG_FLOOR_TRACEPOINT},
 };
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hooks: Vec<String> = std::env::args().skip(1).collect();
     let btf = Btf::from_sys_fs();
     // The copies must stay loaded (and their links attached) until the end.
@@ -105,14 +107,3 @@ fn attach(spec: &str, btf: Result<&Btf, String>) -> Result<(Ebpf, u32), String> 
     Ok((ebpf, id))
 }
 
-/// An error and its causes: aya keeps the kernel's reason in the source.
-fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
-}
