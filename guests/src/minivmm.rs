@@ -15,7 +15,10 @@ pub const MINIVMM_ENV: &str = "KVMTOP_MINIVMM";
 
 const BIN: &str = "minivmm";
 const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/minivmm.rs");
+const SOURCES: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/minivmm/main.rs"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/minivmm/disk.rs"),
+];
 
 /// Path of the `minivmm` binary: `$KVMTOP_MINIVMM` if set; else `minivmm` in the cargo profile
 /// directory of the running executable (`target/debug/deps/foo-hash` → `target/debug/minivmm`),
@@ -70,14 +73,16 @@ fn profile_dir() -> Option<PathBuf> {
     Some(dir.to_path_buf())
 }
 
-/// Whether the source checkout this library was built from has a newer `minivmm.rs`.
+/// Whether the source checkout this library was built from has a newer source of `minivmm`.
 fn is_stale(binary: &Path) -> bool {
     let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
-    match (modified(binary), modified(Path::new(SOURCE))) {
-        (Some(bin), Some(src)) => src > bin,
-        // No source checkout (e.g. an installed tool): nothing to compare against.
-        _ => false,
-    }
+    SOURCES.iter().any(|source| {
+        match (modified(binary), modified(Path::new(source))) {
+            (Some(bin), Some(src)) => src > bin,
+            // No source checkout (e.g. an installed tool): nothing to compare against.
+            _ => false,
+        }
+    })
 }
 
 /// Cargo flags that put the build output into `profile_dir`, when it is a cargo target layout:

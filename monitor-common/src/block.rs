@@ -5,7 +5,7 @@
 //! loop and iothreads (`aio=native` submits in the caller), its thread-pool workers
 //! (`aio=threads`) and `io_uring` workers (`iou-wrk-*`) are all threads of the VMM process, so
 //! the tgid names the VM. Issue and completion run wherever the block layer or the driver
-//! happens to be (kworkers, interrupts), so they find the request by (device, start sector) in
+//! happens to be (kworkers, interrupts), so they find the request by its [`RequestKey`] in
 //! [`BLOCK_PENDING_MAP`] instead.
 //!
 //! Submission is `block:block_io_start` (Linux 6.5+, fired when a bio becomes a request); older
@@ -17,14 +17,12 @@
 use crate::histogram::LatencyHist;
 
 /// Hash map: [`RequestKey`] → [`PendingRequest`], requests of watched VMMs in flight. A request
-/// can vanish without a completion this program recognises (a front merge moves its start
-/// sector, or the kernel skipped the completion program); the agent removes such entries once
-/// they are older than any plausible request and counts them as expired. Not an LRU map: an LRU
-/// evicts live requests silently when full (and, with its per-CPU free lists, even before it is
-/// full), where a plain hash map refuses the insert and the programs count it in
-/// [`BLOCK_DROPS_MAP`]. Two requests in flight at once for the same start sector of one device (a
-/// guest reading a block twice concurrently) share an entry: the later completion finds none and
-/// is not counted.
+/// can vanish without a completion this program recognises (the kernel skipped a classic
+/// completion program, or a request merged into another one); the agent removes such entries
+/// once they are older than any plausible request and counts them as expired. Not an LRU map: an
+/// LRU evicts live requests silently when full (and, with its per-CPU free lists, even before it
+/// is full), where a plain hash map refuses the insert and the programs count it in
+/// [`BLOCK_DROPS_MAP`].
 pub const BLOCK_PENDING_MAP: &str = "BLOCK_PENDING";
 pub const BLOCK_PENDING_CAPACITY: u32 = 16_384;
 /// Hash map: [`BlockKey`] → [`BlockStats`]. Not per-CPU (two histograms per key would cost
@@ -56,13 +54,13 @@ pub const PROG_BLOCK_RQ_COMPLETE_RAW: &str = "blk_done_raw";
 /// Raw tracepoint program running the block accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_BLOCK_HARNESS: &str = "block_harness";
-/// tgid of the submitter, dev, sector, rwbs (its first two bytes, little-endian), bytes, ns.
+/// tgid of the submitter, dev, request id, rwbs (its first two bytes, little-endian), bytes, ns.
 /// Ignored unless the tgid is a watched VMM, as in the real program.
 pub const HARNESS_SUBMIT: u64 = 1;
-/// tgid of the current task, dev, sector, rwbs, bytes, ns, and 1 when submissions are only seen
-/// at insert/issue (kernels before 6.5).
+/// tgid of the current task, dev, request id, rwbs, bytes, ns, and 1 when submissions are only
+/// seen at insert/issue (kernels before 6.5).
 pub const HARNESS_ISSUE: u64 = 2;
-/// 0 (unused), dev, sector, ns.
+/// 0 (unused), dev, request id, ns.
 pub const HARNESS_COMPLETE: u64 = 3;
 
 /// Read-only globals: one [`BlockRqLayout`] per program, and the [`SubmitMode`] as u32.
@@ -76,16 +74,14 @@ pub const GLOBAL_BLOCK_REQUEST_FIELDS: &str = "BLOCK_REQUEST_FIELDS";
 
 /// Where this kernel keeps what the raw-argument programs read of a `struct request`, from its
 /// BTF: Rust eBPF programs get no CO-RE relocations, so the agent resolves the offsets at
-/// start-up and hands them over as a load-time constant. The programs compute what the classic
-/// records hold (`dev` of the whole disk, start `sector`, `bytes`, the operation), so requests
-/// are keyed alike whichever kind of program runs each hook.
+/// start-up and hands them over as a load-time constant. The programs compute the device as the
+/// classic records give it (`dev` of the whole disk), the size and the operation; they key the
+/// request by its address (see [`RequestKey`]), so they need no sector.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestFields {
     /// `request.q` (`struct request_queue *`).
     pub q: u32,
-    /// `request.__sector` (u64).
-    pub sector: u32,
     /// `request.__data_len` (u32).
     pub data_len: u32,
     /// `request.cmd_flags` (u32, the operation in its low [`REQ_OP_BITS`] bits).
@@ -102,9 +98,6 @@ pub struct RequestFields {
     pub op_flush: u32,
     pub op_discard: u32,
     pub op_secure_erase: u32,
-    /// Passthrough operations, whose records carry sector 0 (`blk_rq_trace_sector`).
-    pub op_drv_in: u32,
-    pub op_drv_out: u32,
 }
 
 /// The operation bits of `cmd_flags` (`REQ_OP_BITS` in `include/linux/blk_types.h`).
@@ -114,7 +107,6 @@ impl RequestFields {
     /// Placeholder until the loader sets this kernel's.
     pub const UNSET: Self = Self {
         q: 0,
-        sector: 0,
         data_len: 0,
         cmd_flags: 0,
         disk: 0,
@@ -125,8 +117,6 @@ impl RequestFields {
         op_flush: 0,
         op_discard: 0,
         op_secure_erase: 0,
-        op_drv_in: 0,
-        op_drv_out: 0,
     };
 
     /// The operation of `cmd_flags`, as `blk_fill_rwbs` names it in classic records.
@@ -144,13 +134,6 @@ impl RequestFields {
         } else {
             BlockOp::Other
         }
-    }
-
-    /// Whether `cmd_flags` is a passthrough command (its classic records say sector 0).
-    #[must_use]
-    pub const fn is_passthrough(&self, cmd_flags: u32) -> bool {
-        let op = cmd_flags & ((1 << REQ_OP_BITS) - 1);
-        op == self.op_drv_in || op == self.op_drv_out
     }
 }
 
@@ -197,13 +180,22 @@ pub const fn op_of_rwbs(first: u8, second: u8) -> BlockOp {
 }
 
 /// A request in flight: its device (the kernel's `dev_t`, major << 20 | minor, of the whole
-/// disk) and start sector.
+/// disk) and its identity on that device.
+///
+/// The identity is the request's address (`struct request *`) where the programs read the
+/// request itself (BTF and raw tracepoints): it stays the same from creation to completion,
+/// whatever the block layer does to the request meanwhile. Classic records carry no address, so
+/// there it is the start sector, which a bio merged at the front of the request moves (the
+/// completion then finds nothing and the entry expires) and which two requests in flight at once
+/// may share. The programs of the block family therefore all run as one kind of hook: the agent
+/// never mixes the two identities in one map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RequestKey {
     pub dev: u32,
     pub pad: u32,
-    pub sector: u64,
+    /// The request's address, or its start sector on classic tracepoints.
+    pub id: u64,
 }
 
 #[repr(C)]
@@ -303,7 +295,7 @@ const _: () = assert!(core::mem::size_of::<BlockKey>() == 16);
 const _: () =
     assert!(core::mem::size_of::<BlockStats>() == 16 + 2 * core::mem::size_of::<LatencyHist>());
 const _: () = assert!(core::mem::size_of::<BlockRqLayout>() == 16);
-const _: () = assert!(core::mem::size_of::<RequestFields>() == 56);
+const _: () = assert!(core::mem::size_of::<RequestFields>() == 44);
 const _: () = assert!(matches!(op_of_rwbs(b'R', b'S'), BlockOp::Read));
 const _: () = assert!(matches!(op_of_rwbs(b'F', b'W'), BlockOp::Write));
 const _: () = assert!(matches!(op_of_rwbs(b'W', b'F'), BlockOp::Write));

@@ -33,6 +33,10 @@ pub trait Family: Sized {
     #[must_use]
     fn sources(host: &HostView) -> Vec<SourceSpec>;
 
+    /// Whether every source must run as the same kind of hook (its programs share state that
+    /// each kind keys its own way); otherwise each source runs as the best kind it can.
+    const SOURCES_RUN_AS_ONE_KIND: bool = false;
+
     /// Load-time constants that belong to no single source.
     #[must_use]
     fn globals(_host: &HostView) -> Vec<Global> {

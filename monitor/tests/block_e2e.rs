@@ -13,7 +13,7 @@ mod support;
 use std::{path::Path, process::Command, sync::Mutex, thread, time::Duration};
 
 use block_support::{
-    LoopDisk, OBSERVER_SKEW_NS, bucket_range, median_bucket, ns_buckets, parse_biolatency,
+    LoopDisk, OBSERVER_SKEW_NS, Stat, bucket_range, median_bucket, ns_buckets, parse_biolatency,
     to_usec_buckets, total,
 };
 use guests::{DiskAio, DiskCache, DiskInterface, DiskOptions, Guest, GuestKind, GuestSpec};
@@ -118,11 +118,7 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel, beside: Beside) -> Ob
 
 /// Reads the kernel has completed on `disk` since it was set up (`/sys/block/loopN/stat`).
 fn completed_reads(disk: &LoopDisk) -> u64 {
-    let stat = Path::new("/sys/block").join(disk.name()).join("stat");
-    std::fs::read_to_string(&stat)
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{} unreadable", stat.display()))
+    disk.stat(Stat::Reads)
 }
 
 /// Requests the window must hold for the comparison to mean something.
@@ -237,13 +233,7 @@ fn disk_reader_agrees(test: &str, aio: DiskAio, kernel: Kernel, beside: Beside) 
 fn check_device(device: &Value, seen: &Observations, seconds: f64, beside: Beside) {
     let dev = (device["major"].as_i64().unwrap() << 20) | device["minor"].as_i64().unwrap();
     let requests = device["requests"].as_u64().unwrap();
-    let reads: u64 = device["ops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|op| op["op"] == "read")
-        .filter_map(|op| op["requests"].as_u64())
-        .sum();
+    let reads = read_requests(device);
     // The kernel's own count of the device's reads: nothing else reads it in the window.
     assert_eq!(
         reads, seen.completed_reads,
@@ -396,4 +386,141 @@ fn without_block_io_start_requests_are_attributed_at_issue() {
         Kernel::Before6_5,
         Beside::Alone,
     );
+}
+
+/// A VMM whose iothread submits its reads in descending batches: the block layer builds one
+/// request per batch, moving the request's start sector down with each read it merges at the
+/// front. kvmtop still counts every request the device completed, with the merged size, and
+/// leaves none in flight. The same window on classic tracepoints, where the start sector stands
+/// in for a request's address, loses them: the workload really does move start sectors.
+#[test]
+fn requests_merged_at_the_front_are_each_counted_once() {
+    let test = "requests_merged_at_the_front_are_each_counted_once";
+    if let Some(reason) = support::missing_prerequisite(true, &["losetup", "mkfs.ext4", "mount"]) {
+        return support::skip(test, &reason);
+    }
+    let _one = ONE_GUEST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let disk = match LoopDisk::create() {
+        Ok(disk) => disk,
+        Err(reason) => return support::skip(test, &format!("no loop device: {reason}")),
+    };
+    let spec = GuestSpec::new(GuestKind::MiniVmm)
+        .name("kvmtop-frontmerge")
+        // The vCPU spins on port I/O; kept from starving the observers on a small host.
+        .nice(19)
+        .extra_args(["--front-merged-reads", disk.device()]);
+    let guest = Guest::start(&spec).expect("starting the minivmm");
+    guest
+        .wait_for_vcpus(support::START_LIMIT)
+        .expect("minivmm running");
+    signal(&guest, "freezing", guest.freeze());
+
+    let merged = front_merged_window(&guest, &disk, &[]);
+    let device = &merged.device;
+    assert!(
+        merged.reads >= 100 && merged.merges >= merged.reads * (FRONT_MERGE_BATCH - 1) / 2,
+        "the device completed {} reads with {} merges: the batches were not merged",
+        merged.reads,
+        merged.merges
+    );
+    let reads = read_requests(device);
+    assert_eq!(
+        reads, merged.reads,
+        "kvmtop's reads vs the reads the kernel completed on the device: {device:#}"
+    );
+    let read = &device["ops"][0];
+    assert_eq!(read["op"], "read", "{device:#}");
+    assert_eq!(
+        read["bytes"].as_u64(),
+        Some(reads * FRONT_MERGE_BATCH * 4096),
+        "each request carries its whole batch: {device:#}"
+    );
+    assert_eq!(device["in_flight"], 0, "{device:#}");
+    assert_eq!(device["expired"], 0, "{device:#}");
+
+    let classic = front_merged_window(&guest, &disk, &["--hook-kinds", "tracepoint"]);
+    eprintln!(
+        "device: {} reads, {} merges; kvmtop: {reads} reads, in flight {}, as {}; \
+         classic window: device {} reads, kvmtop {}",
+        merged.reads,
+        merged.merges,
+        device["in_flight"],
+        merged.snapshot["block"]["hooks"]["block_rq_complete"],
+        classic.reads,
+        read_requests(&classic.device)
+    );
+    assert_eq!(
+        classic.snapshot["block"]["hooks"]["block_rq_complete"],
+        "tracepoint:block:block_rq_complete",
+        "{:#}",
+        classic.snapshot["block"]
+    );
+    assert!(
+        read_requests(&classic.device) < classic.reads / 2,
+        "on classic tracepoints, requests known by their start sector should be lost to front \
+         merges ({} completed): {:#}",
+        classic.reads,
+        classic.device
+    );
+}
+
+/// Reads per batch of `minivmm --front-merged-reads`.
+const FRONT_MERGE_BATCH: u64 = 8;
+
+/// What one window of the front-merging VMM showed.
+struct FrontMerged {
+    snapshot: Value,
+    /// kvmtop's figures for the loop device.
+    device: Value,
+    /// Reads completed and merged on the device in the window, by the kernel's count.
+    reads: u64,
+    merges: u64,
+}
+
+/// Runs kvmtop (with `extra` arguments) over 2 s of the thawed guest, frozen again at the end.
+fn front_merged_window(guest: &Guest, disk: &LoopDisk, extra: &[&str]) -> FrontMerged {
+    let extra: Vec<&std::ffi::OsStr> = extra.iter().map(std::ffi::OsStr::new).collect();
+    let mut kvmtop = support::start_window(&extra);
+    let (reads, merges) = (disk.stat(Stat::Reads), disk.stat(Stat::ReadsMerged));
+    signal(guest, "thawing", guest.thaw());
+    thread::sleep(Duration::from_secs(2));
+    signal(guest, "freezing", guest.freeze());
+    wait_until_idle(disk);
+    let (reads, merges) = (
+        disk.stat(Stat::Reads) - reads,
+        disk.stat(Stat::ReadsMerged) - merges,
+    );
+    let snapshot = support::end_window(&mut kvmtop);
+    let device = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == guest.pid())
+        .and_then(|vm| {
+            vm["block"]["devices"]
+                .as_array()?
+                .iter()
+                .find(|d| d["device"] == disk.name())
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no {} under VM {}: {snapshot:#}", disk.name(), guest.pid()));
+    FrontMerged {
+        snapshot,
+        device,
+        reads,
+        merges,
+    }
+}
+
+/// The read requests kvmtop counted on one device.
+fn read_requests(device: &Value) -> u64 {
+    device["ops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| op["op"] == "read")
+        .filter_map(|op| op["requests"].as_u64())
+        .sum()
 }

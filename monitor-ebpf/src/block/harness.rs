@@ -22,7 +22,7 @@ pub fn block_harness(ctx: RawTracePointContext) -> i32 {
             key: RequestKey {
                 dev: low32(arg(2)),
                 pad: 0,
-                sector: arg(3),
+                id: arg(3),
             },
             op: op_of_rwbs(first, second) as u32,
             bytes,
@@ -39,7 +39,7 @@ pub fn block_harness(ctx: RawTracePointContext) -> i32 {
             let key = RequestKey {
                 dev: low32(arg(2)),
                 pad: 0,
-                sector: arg(3),
+                id: arg(3),
             };
             on_complete(&key, arg(4));
         }

@@ -1,5 +1,6 @@
 //! Block I/O of VMM processes: each request is attributed to the submitting process when it is
-//! created, found again by (device, sector) when it is issued and completed, and its times and
+//! created, found again by its key (device and address, or start sector on classic tracepoints;
+//! see `monitor_common::block::RequestKey`) when it is issued and completed, and its times and
 //! size are added to the histograms of its (VMM, device, operation). See
 //! `monitor_common::block` for which tracepoints play which part on which kernels.
 

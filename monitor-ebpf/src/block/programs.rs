@@ -87,13 +87,13 @@ fn on_block_rq_complete(ctx: TracePointContext) -> u32 {
         RequestKey {
             dev: read_fixed::<u32, { COMPLETE.dev_offset as usize }>(&ctx),
             pad: 0,
-            sector: read_fixed::<u64, { COMPLETE.sector_offset as usize }>(&ctx),
+            id: read_fixed::<u64, { COMPLETE.sector_offset as usize }>(&ctx),
         }
     } else {
         RequestKey {
             dev: read_field::<u32>(&ctx, layout.dev_offset).unwrap_or(0),
             pad: 0,
-            sector: read_field::<u64>(&ctx, layout.sector_offset).unwrap_or(0),
+            id: read_field::<u64>(&ctx, layout.sector_offset).unwrap_or(0),
         }
     };
     on_complete(&key, now());
@@ -120,10 +120,11 @@ fn read_request(ctx: &TracePointContext, layout: &BlockRqLayout) -> Request {
     };
     let [first, second] = rwbs.to_le_bytes();
     Request {
+        // Classic records carry no request address: the start sector stands in for it.
         key: RequestKey {
             dev,
             pad: 0,
-            sector,
+            id: sector,
         },
         op: op_of_rwbs(first, second) as u32,
         bytes: u64::from(bytes),

@@ -1,6 +1,7 @@
 //! The block programs on the tracepoints' raw arguments (`struct request *rq` first): the same
-//! accounting as the classic programs in `programs.rs`, with the request's device, sector, size
-//! and operation read from `rq` at this kernel's offsets instead of from a filled record.
+//! accounting as the classic programs in `programs.rs`, with the request's device, size and
+//! operation read from `rq` at this kernel's offsets instead of from a filled record, and the
+//! request known by its address (see `monitor_common::block::RequestKey`).
 
 #![expect(
     clippy::inline_always,
@@ -65,10 +66,7 @@ fn on_issue_raw(args: Args) -> u32 {
 raw_programs!("block_rq_complete", on_complete_raw => blk_done_btf, blk_done_raw);
 
 fn on_complete_raw(args: Args) -> u32 {
-    let fields = fields();
-    let rq = args.get::<0>();
-    let cmd_flags = read_kernel::<u32>(rq, fields.cmd_flags).unwrap_or(0);
-    on_complete(&key(rq, cmd_flags, &fields), now());
+    on_complete(&key(args.get::<0>(), &fields()), now());
     0
 }
 
@@ -77,16 +75,16 @@ fn on_complete_raw(args: Args) -> u32 {
 fn request(rq: u64, fields: &RequestFields) -> Request {
     let cmd_flags = read_kernel::<u32>(rq, fields.cmd_flags).unwrap_or(0);
     Request {
-        key: key(rq, cmd_flags, fields),
+        key: key(rq, fields),
         op: fields.op_of(cmd_flags) as u32,
         bytes: u64::from(read_kernel::<u32>(rq, fields.data_len).unwrap_or(0)),
     }
 }
 
-/// A request's identity as the classic records give it: the whole disk's `dev_t`
-/// (`disk_devt(rq->q->disk)`, 0 without a disk) and the start sector (0 for passthrough).
+/// A request's identity: the whole disk's `dev_t` as the classic records give it
+/// (`disk_devt(rq->q->disk)`, 0 without a disk), and the request's own address.
 #[inline(always)]
-fn key(rq: u64, cmd_flags: u32, fields: &RequestFields) -> RequestKey {
+fn key(rq: u64, fields: &RequestFields) -> RequestKey {
     let q = read_kernel::<u64>(rq, fields.q).unwrap_or(0);
     let disk = read_kernel::<u64>(q, fields.disk).unwrap_or(0);
     let dev = match (
@@ -96,15 +94,10 @@ fn key(rq: u64, cmd_flags: u32, fields: &RequestFields) -> RequestKey {
         (Some(major), Some(minor)) => dev_of(major, minor),
         _ => 0,
     };
-    let sector = if fields.is_passthrough(cmd_flags) {
-        0
-    } else {
-        read_kernel::<u64>(rq, fields.sector).unwrap_or(0)
-    };
     RequestKey {
         dev,
         pad: 0,
-        sector,
+        id: rq,
     }
 }
 

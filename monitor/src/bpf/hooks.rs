@@ -274,46 +274,20 @@ impl Kernel {
     /// Attaches every source of `specs`, trying each one's attempts in order, and reports what
     /// became of each. `family` names them in the log.
     pub fn attach_all(&mut self, family: &str, specs: &[SourceSpec]) -> Sources {
-        specs
+        let outcomes = specs
             .iter()
-            .filter_map(|spec| {
-                let first = spec.attempts.first()?;
-                let mut why = Vec::new();
-                for attempt in &spec.attempts {
-                    match self
-                        .allowed(attempt.hook)
-                        .and_then(|()| attempt.needs.as_ref().map_err(Clone::clone))
-                        .and_then(|_| self.attach(attempt.program, attempt.hook))
-                    {
-                        Ok(()) => {
-                            if !why.is_empty() {
-                                log::info!(
-                                    "{family} source {} runs as {}: {}",
-                                    spec.name,
-                                    attempt.hook,
-                                    why.join("; ")
-                                );
-                            }
-                            let source = Source {
-                                attachment: Attachment::Attached,
-                                hook: attempt.hook,
-                                program: attempt.program,
-                            };
-                            return Some((spec.name, source));
-                        }
-                        Err(reason) => why.push(reason),
-                    }
-                }
-                let why = why.join("; ");
-                log::warn!("{family} source {}: unavailable: {why}", spec.name);
-                let source = Source {
-                    attachment: Attachment::Unavailable(why),
-                    hook: first.hook,
-                    program: first.program,
-                };
-                Some((spec.name, source))
-            })
-            .collect()
+            .map(|spec| first_attached(self, &spec.attempts, 0, Vec::new()))
+            .collect();
+        report(family, specs, outcomes)
+    }
+
+    /// Attaches every source of `specs` as the same kind of hook: the best kind every source can
+    /// run as, for families whose programs share state that each kind keys its own way (block
+    /// requests: by address on raw arguments, by start sector on classic records). Where no kind
+    /// suits every source, each runs as its last attempt or is unavailable.
+    pub fn attach_alike(&mut self, family: &str, specs: &[SourceSpec]) -> Sources {
+        let outcomes = attach_as_one_kind(self, specs);
+        report(family, specs, outcomes)
     }
 
     /// Whether the operator allows `hook`'s kind (`--hook-kinds`).
@@ -336,6 +310,152 @@ impl Kernel {
             Hook::Kprobe(function) => self.attach_kprobe(program, function),
         }
     }
+}
+
+/// What attaching needs of the kernel; a seam so tests can check the order of attempts.
+trait Attacher {
+    /// Attaches one attempt, if the operator allows its kind and this kernel meets its needs.
+    fn try_attempt(&mut self, attempt: &Attempt) -> Result<(), String>;
+    /// Detaches and unloads an attempt's program (attached as part of a kind that did not suit
+    /// every source of its family).
+    fn undo(&mut self, attempt: &Attempt);
+}
+
+impl Attacher for Kernel {
+    fn try_attempt(&mut self, attempt: &Attempt) -> Result<(), String> {
+        self.allowed(attempt.hook)
+            .and_then(|()| attempt.needs.as_ref().map_err(Clone::clone))
+            .and_then(|_| self.attach(attempt.program, attempt.hook))
+    }
+
+    fn undo(&mut self, attempt: &Attempt) {
+        if let Err(e) = self.unload(attempt.program, attempt.hook) {
+            log::warn!("detaching {} from {}: {e}", attempt.program, attempt.hook);
+        }
+    }
+}
+
+/// What became of one source: the attempt that attached (by index), and why the ones before it
+/// did not.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    attached: Option<usize>,
+    why: Vec<String>,
+}
+
+/// Tries `attempts` from index `from` on until one attaches.
+fn first_attached(
+    kernel: &mut impl Attacher,
+    attempts: &[Attempt],
+    from: usize,
+    mut why: Vec<String>,
+) -> Outcome {
+    for (index, attempt) in attempts.iter().enumerate().skip(from) {
+        match kernel.try_attempt(attempt) {
+            Ok(()) => {
+                return Outcome {
+                    attached: Some(index),
+                    why,
+                };
+            }
+            Err(reason) => why.push(reason),
+        }
+    }
+    Outcome {
+        attached: None,
+        why,
+    }
+}
+
+/// Attaches `specs` round by round, round `r` being every source's attempt `r` (all of one kind):
+/// the first round in which every source attaches is kept; a round in which one fails is undone.
+/// The last round, or specs whose attempts do not line up by kind, attach source by source.
+fn attach_as_one_kind(kernel: &mut impl Attacher, specs: &[SourceSpec]) -> Vec<Outcome> {
+    let rounds = specs.iter().map(|s| s.attempts.len()).min().unwrap_or(0);
+    let lined_up = specs.iter().all(|spec| {
+        spec.attempts.len() == rounds
+            && spec
+                .attempts
+                .iter()
+                .zip(&specs[0].attempts)
+                .all(|(a, b)| a.hook.kind() == b.hook.kind())
+    });
+    let mut why: Vec<Vec<String>> = vec![Vec::new(); specs.len()];
+    let mut from = 0;
+    if lined_up {
+        for round in 0..rounds.saturating_sub(1) {
+            let mut attached = Vec::new();
+            let mut failure = None;
+            for (index, spec) in specs.iter().enumerate() {
+                match kernel.try_attempt(&spec.attempts[round]) {
+                    Ok(()) => attached.push(index),
+                    Err(reason) => {
+                        failure = Some(format!("{}: {reason}", spec.name));
+                        break;
+                    }
+                }
+            }
+            let Some(failure) = failure else {
+                return why
+                    .into_iter()
+                    .map(|why| Outcome {
+                        attached: Some(round),
+                        why,
+                    })
+                    .collect();
+            };
+            for &index in &attached {
+                kernel.undo(&specs[index].attempts[round]);
+            }
+            let kind = specs[0].attempts[round].hook.kind();
+            let kind = kind.map_or_else(|| "that hook".to_owned(), |k| k.to_string());
+            for why in &mut why {
+                why.push(format!("not every source can run as {kind} ({failure})"));
+            }
+        }
+        from = rounds.saturating_sub(1);
+    }
+    specs
+        .iter()
+        .zip(why)
+        .map(|(spec, why)| first_attached(kernel, &spec.attempts, from, why))
+        .collect()
+}
+
+/// The sources as attached, each outcome logged: an attempt other than the first at info, an
+/// unavailable source as a warning.
+fn report(family: &str, specs: &[SourceSpec], outcomes: Vec<Outcome>) -> Sources {
+    specs
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(spec, outcome)| {
+            let first = spec.attempts.first()?;
+            let why = outcome.why.join("; ");
+            let source = if let Some(index) = outcome.attached {
+                let attempt = &spec.attempts[index];
+                if !why.is_empty() {
+                    log::info!(
+                        "{family} source {} runs as {}: {why}",
+                        spec.name,
+                        attempt.hook
+                    );
+                }
+                Source {
+                    attachment: Attachment::Attached,
+                    hook: attempt.hook,
+                    program: attempt.program,
+                }
+            } else {
+                log::warn!("{family} source {}: unavailable: {why}", spec.name);
+                Source {
+                    attachment: Attachment::Unavailable(why),
+                    hook: first.hook,
+                    program: first.program,
+                }
+            };
+            Some((spec.name, source))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -376,5 +496,105 @@ mod tests {
         };
         let names: Vec<&str> = spec.globals().map(|g| g.name).collect();
         assert_eq!(names, ["Q"]);
+    }
+
+    /// Attaches what `refuse` does not name, and keeps a log of what happened.
+    struct Fake {
+        refuse: Vec<&'static str>,
+        log: Vec<String>,
+    }
+
+    impl Attacher for Fake {
+        fn try_attempt(&mut self, attempt: &Attempt) -> Result<(), String> {
+            if self.refuse.contains(&attempt.program) {
+                self.log.push(format!("refused {}", attempt.program));
+                Err(format!("{} refused", attempt.program))
+            } else {
+                self.log.push(format!("attached {}", attempt.program));
+                Ok(())
+            }
+        }
+
+        fn undo(&mut self, attempt: &Attempt) {
+            self.log.push(format!("undone {}", attempt.program));
+        }
+    }
+
+    fn three_kinds(name: &'static str, programs: [&'static str; 3]) -> SourceSpec {
+        SourceSpec::new(
+            name,
+            vec![
+                Attempt::btf(name, programs[0], Ok(Vec::new())),
+                Attempt::raw(name, programs[1], Ok(Vec::new())),
+                Attempt::tracepoint("sys", name, programs[2], Ok(Vec::new())),
+            ],
+        )
+    }
+
+    fn specs() -> Vec<SourceSpec> {
+        vec![
+            three_kinds("start", ["start_btf", "start_raw", "start_tp"]),
+            three_kinds("done", ["done_btf", "done_raw", "done_tp"]),
+        ]
+    }
+
+    #[test]
+    fn a_family_runs_as_the_best_kind_every_source_can_run_as() {
+        let mut fake = Fake {
+            refuse: vec!["done_btf"],
+            log: Vec::new(),
+        };
+        let outcomes = attach_as_one_kind(&mut fake, &specs());
+        assert_eq!(
+            fake.log,
+            [
+                "attached start_btf",
+                "refused done_btf",
+                "undone start_btf",
+                "attached start_raw",
+                "attached done_raw"
+            ]
+        );
+        assert_eq!(
+            outcomes.iter().map(|o| o.attached).collect::<Vec<_>>(),
+            [Some(1), Some(1)]
+        );
+        assert_eq!(
+            outcomes[0].why,
+            ["not every source can run as tp_btf (done: done_btf refused)"]
+        );
+    }
+
+    #[test]
+    fn without_a_kind_for_all_each_source_takes_its_last_attempt() {
+        let mut fake = Fake {
+            refuse: vec!["start_btf", "done_raw", "done_tp"],
+            log: Vec::new(),
+        };
+        let outcomes = attach_as_one_kind(&mut fake, &specs());
+        let attached: Vec<_> = outcomes.iter().map(|o| o.attached).collect();
+        assert_eq!(attached, [Some(2), None]);
+        assert!(
+            fake.log.contains(&"undone start_raw".to_owned()),
+            "{:?}",
+            fake.log
+        );
+        assert_eq!(outcomes[1].why.len(), 3, "{:?}", outcomes[1].why);
+    }
+
+    #[test]
+    fn sources_each_take_their_own_best_kind_when_they_need_not_agree() {
+        let mut fake = Fake {
+            refuse: vec!["done_btf"],
+            log: Vec::new(),
+        };
+        let outcomes: Vec<_> = specs()
+            .iter()
+            .map(|spec| first_attached(&mut fake, &spec.attempts, 0, Vec::new()))
+            .collect();
+        assert_eq!(
+            outcomes.iter().map(|o| o.attached).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
     }
 }

@@ -148,6 +148,19 @@ impl Kernel {
             .map_err(|e| format!("cannot attach a kprobe to {function}: {}", chain(&e)))
     }
 
+    /// Detaches and unloads a program attached to `hook`.
+    fn unload(&mut self, program: &str, hook: hooks::Hook) -> Result<(), String> {
+        use hooks::Hook;
+        let unloaded = match hook {
+            Hook::BtfTracepoint(_) => self.program::<BtfTracePoint>(program)?.unload(),
+            Hook::RawTracepoint(_) => self.program::<RawTracePoint>(program)?.unload(),
+            Hook::Tracepoint { .. } => self.program::<TracePoint>(program)?.unload(),
+            Hook::Fentry(_) => self.program::<FEntry>(program)?.unload(),
+            Hook::Kprobe(_) => self.program::<KProbe>(program)?.unload(),
+        };
+        unloaded.map_err(|e| chain(&e))
+    }
+
     /// Loads (never attaches) a raw tracepoint harness program so tests can drive the kernel-side
     /// logic with `BPF_PROG_TEST_RUN`.
     pub fn load_harness(&mut self, program: &str) -> anyhow::Result<&RawTracePoint> {

@@ -59,10 +59,12 @@ macro_rules! families {
                 let places = CpuPlaces::open(&mut kernel, host.topology.as_ref())?;
                 let families = Self {
                     $($name: {
-                        let sources = kernel.attach_all(
-                            <$family as Family>::NAME,
-                            &tables.$name,
-                        );
+                        let (family, table) = (<$family as Family>::NAME, &tables.$name);
+                        let sources = if <$family as Family>::SOURCES_RUN_AS_ONE_KIND {
+                            kernel.attach_alike(family, table)
+                        } else {
+                            kernel.attach_all(family, table)
+                        };
                         <$family as Family>::start(&mut kernel, sources, host).with_context(
                             || format!("starting the {} family", <$family as Family>::NAME),
                         )?

@@ -19,6 +19,26 @@ pub struct LoopDisk {
     mount: PathBuf,
 }
 
+/// One field of `/sys/block/<name>/stat` (see the kernel's `Documentation/block/stat.rst`).
+#[derive(Clone, Copy)]
+pub enum Stat {
+    /// Reads completed.
+    Reads = 0,
+    /// Reads merged into a request already queued.
+    ReadsMerged = 1,
+}
+
+impl LoopDisk {
+    /// The kernel's own count of `field` on this device since it was set up.
+    pub fn stat(&self, field: Stat) -> u64 {
+        let stat = Path::new("/sys/block").join(self.name()).join("stat");
+        std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|text| text.split_whitespace().nth(field as usize)?.parse().ok())
+            .unwrap_or_else(|| panic!("{} unreadable", stat.display()))
+    }
+}
+
 pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new(program)
         .args(args)
@@ -71,6 +91,11 @@ impl LoopDisk {
             &["-o", "noatime", &disk.device, &disk.mount.to_string_lossy()],
         )?;
         Ok(disk)
+    }
+
+    /// `/dev/loopN`.
+    pub fn device(&self) -> &str {
+        &self.device
     }
 
     /// `loopN`.

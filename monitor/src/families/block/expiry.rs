@@ -2,7 +2,8 @@
 //!
 //! The kernel programs keep a request pending from submission to completion. A completion the
 //! programs never match (the kernel skipped the completion program because another BPF program
-//! was running on that CPU, or a front merge moved the request's start sector) would leave the
+//! was running on that CPU; on classic tracepoints, a front merge moved the start sector that
+//! stands in for the request's address; a request merged into another) would leave the
 //! request pending for good: counted as in flight, and its latency lost without a trace. The
 //! agent therefore removes requests pending longer than [`EXPIRE_AFTER`] and counts them as
 //! expired, per VM and device.

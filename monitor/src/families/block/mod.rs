@@ -3,7 +3,9 @@
 //! (with its cache and AIO modes).
 //!
 //! A request is attributed to its VM when it is created, in the submitting thread (see
-//! `monitor_common::block`); issue and completion find it by (device, sector).
+//! `monitor_common::block`); issue and completion find it by its device and identity
+//! (`monitor_common::block::RequestKey`). All the family's sources run as one kind of hook, so
+//! that every event of a request names it alike.
 
 mod counters;
 pub mod devices;
@@ -46,6 +48,9 @@ impl Family for Block {
     fn sources(host: &HostView) -> Vec<SourceSpec> {
         sources::table(host)
     }
+
+    /// Requests are keyed by address on raw arguments and by start sector on classic records.
+    const SOURCES_RUN_AS_ONE_KIND: bool = true;
 
     fn globals(host: &HostView) -> Vec<Global> {
         vec![Submission::on(&host.tracefs).global()]

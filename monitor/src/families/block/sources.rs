@@ -145,12 +145,11 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
         .collect()
 }
 
-/// Where this kernel keeps a request's device, sector, size and operation, from its BTF.
+/// Where this kernel keeps a request's device, size and operation, from its BTF.
 fn request_fields(btf: &Result<KernelBtf, String>) -> Result<RequestFields, String> {
     let btf = btf.as_ref().map_err(Clone::clone)?;
     Ok(RequestFields {
         q: btf.offset("request", "q", 8)?,
-        sector: btf.offset("request", "__sector", 8)?,
         data_len: btf.offset("request", "__data_len", 4)?,
         cmd_flags: btf.offset("request", "cmd_flags", 4)?,
         disk: btf.offset("request_queue", "disk", 8)?,
@@ -161,8 +160,6 @@ fn request_fields(btf: &Result<KernelBtf, String>) -> Result<RequestFields, Stri
         op_flush: btf.enum_value("REQ_OP_FLUSH")?,
         op_discard: btf.enum_value("REQ_OP_DISCARD")?,
         op_secure_erase: btf.enum_value("REQ_OP_SECURE_ERASE")?,
-        op_drv_in: btf.enum_value("REQ_OP_DRV_IN")?,
-        op_drv_out: btf.enum_value("REQ_OP_DRV_OUT")?,
     })
 }
 

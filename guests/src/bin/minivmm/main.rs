@@ -5,12 +5,17 @@
 //! `CPU n/KVM`), all running a real-mode loop of `out 0x80, al`. Every iteration is a
 //! `KVM_EXIT_IO` handled here, in userspace. It runs until it is killed.
 //!
-//! Usage: `minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH]`
+//! Usage: `minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH]
+//! [--front-merged-reads DEVICE]`
 //!
 //! `--ready-file` is created once every vCPU has handled its first exit, so a harness knows the
 //! guest code is really running. `--name` becomes the process name (its `comm`, cut to 15 bytes
 //! by the kernel) before the VM is created, and stays in the command line, where tools look for a
-//! VM's name (like QEMU's `-name` or Firecracker's `--id`).
+//! VM's name (like QEMU's `-name` or Firecracker's `--id`). `--front-merged-reads` adds a thread
+//! `iothread0` reading a block device in batches the block layer merges at the front (see
+//! `disk.rs`).
+
+mod disk;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -37,6 +42,7 @@ struct Args {
     memory_mib: u32,
     name: Option<String>,
     ready_file: Option<PathBuf>,
+    front_merged_reads: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         memory_mib: 1,
         name: None,
         ready_file: None,
+        front_merged_reads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--name" => args.name = Some(value()?),
             "--ready-file" => args.ready_file = Some(PathBuf::from(value()?)),
+            "--front-merged-reads" => args.front_merged_reads = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument \"{other}\"")),
         }
     }
@@ -201,6 +209,15 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("starting the vcpu{index} thread: {e}"))?;
     }
     drop(first_exit_tx);
+    if let Some(device) = args.front_merged_reads.clone() {
+        let failed = failed_tx.clone();
+        thread::Builder::new()
+            .name("iothread0".to_owned())
+            .spawn(move || {
+                let _ = failed.send(disk::read_front_merged(&device));
+            })
+            .map_err(|e| format!("starting the iothread0 thread: {e}"))?;
+    }
     drop(failed_tx);
 
     for _ in 0..args.vcpus {
@@ -212,7 +229,8 @@ fn run(args: &Args) -> Result<(), String> {
         std::fs::write(path, b"ready\n")
             .map_err(|e| format!("writing ready file \"{}\": {e}", path.display()))?;
     }
-    // vCPU threads only ever return with an error; the VM and its fds stay alive until then.
+    // vCPU and I/O threads only ever return with an error; the VM and its fds stay alive until
+    // then.
     match failed_rx.recv() {
         Ok(message) => Err(message),
         Err(_) => Err("all vCPU threads ended".to_owned()),
@@ -225,7 +243,8 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("minivmm: {message}");
             eprintln!(
-                "usage: minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH]"
+                "usage: minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH] \
+                 [--front-merged-reads DEVICE]"
             );
             return ExitCode::from(2);
         }
