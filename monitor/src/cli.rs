@@ -8,6 +8,7 @@ use crate::{
     advice::Thresholds,
     app,
     bpf::hooks::HookKind,
+    family::CollectLevel,
     host::{btf::SYSTEM_BTF, tracefs::TraceFs},
     output::Format,
     session::Config,
@@ -77,6 +78,13 @@ pub struct HostArgs {
         value_name = "KINDS"
     )]
     pub hook_kinds: Vec<HookKind>,
+
+    /// How deep to look into every VM exit: `counts` (exit reasons only: the fewest programs on
+    /// each exit, the least a guest pays), `latency` (also how long each exit takes to handle, in
+    /// KVM and in the VMM, and halt durations), `details` (also which port, MSR, address,
+    /// hypercall or IPI each exit was for). Sources left out show as "not collected".
+    #[arg(long, global = true, default_value_t = CollectLevel::default(), value_name = "LEVEL")]
+    pub collect: CollectLevel,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +183,7 @@ pub fn main() -> ExitCode {
         tracefs: TraceFs::new(&cli.host.tracefs),
         btf: cli.host.btf.clone(),
         hook_kinds: cli.host.hook_kinds.clone(),
+        collect: cli.host.collect,
     };
     let result = thresholds(cli.host.config.as_deref()).and_then(|thresholds| {
         match cli.command.unwrap_or(Command::Top) {

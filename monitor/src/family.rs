@@ -80,6 +80,43 @@ pub struct HostView {
     pub btf: Result<KernelBtf, String>,
     /// The kinds of tracepoint program sources may run as.
     pub hook_kinds: Vec<HookKind>,
+    /// How much the operator asked the families to collect.
+    pub collect: CollectLevel,
+}
+
+/// How deep kvmtop looks into every exit, trading depth for what each exit costs the guest: each
+/// level attaches the programs of the one before and more, and a program not attached costs an
+/// exit nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum CollectLevel {
+    /// Exit counts by reason (`kvm_exit`, `kvm_userspace_exit`): the fewest programs per exit.
+    Counts,
+    /// Also the time each exit takes to handle, in KVM and in the VMM, and halt durations
+    /// (`kvm_entry`, the `KVM_RUN` ioctl, `kvm_vcpu_wakeup`).
+    Latency,
+    /// Also which port, MSR, guest-physical region, hypercall or IPI each exit was for (KVM's
+    /// detail tracepoints).
+    #[default]
+    Details,
+}
+
+impl CollectLevel {
+    /// Why a source of `level` is not attached at this level, or `None` when it is.
+    #[must_use]
+    pub fn leaves_out(self, level: Self) -> Option<String> {
+        (level > self).then(|| format!("not collected (--collect {self}; it needs {level})"))
+    }
+}
+
+impl std::fmt::Display for CollectLevel {
+    /// As `--collect` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Counts => "counts",
+            Self::Latency => "latency",
+            Self::Details => "details",
+        })
+    }
 }
 
 /// The VMs discovery sees now, and whose counters the families keep.

@@ -17,7 +17,7 @@ use crate::{
     },
     discovery::{Discovery, ProcRoot, Vmm, VmmKind},
     families::{Families, Totals},
-    family::{HostView, VmSpan, Vms},
+    family::{CollectLevel, HostView, VmSpan, Vms},
     host::{
         btf::{KernelBtf, SYSTEM_BTF},
         proc,
@@ -39,6 +39,8 @@ pub struct Config {
     pub btf: PathBuf,
     /// The kinds of tracepoint program sources may run as.
     pub hook_kinds: Vec<HookKind>,
+    /// How much the families collect (`--collect`).
+    pub collect: CollectLevel,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             tracefs: TraceFs::default(),
             btf: PathBuf::from(SYSTEM_BTF),
             hook_kinds: HookKind::ALL.to_vec(),
+            collect: CollectLevel::default(),
         }
     }
 }
@@ -96,6 +99,7 @@ impl Session {
             topology,
             btf,
             hook_kinds: config.hook_kinds.clone(),
+            collect: config.collect,
         };
         let (mut kernel, families) = Families::open(&view)?;
         // The parsed BTF (tens of MiB, twice: for the offsets and for typing BTF tracepoints) is

@@ -217,22 +217,34 @@ pub struct SourceSpec {
     /// The source's name in snapshots and metrics.
     pub name: &'static str,
     pub attempts: Vec<Attempt>,
+    /// Why the operator left this source out (`--collect`): it is then not attached at all.
+    pub left_out: Option<String>,
 }
 
 impl SourceSpec {
     /// A source with one way to run it.
     #[must_use]
     pub fn one(name: &'static str, attempt: Attempt) -> Self {
-        Self {
-            name,
-            attempts: vec![attempt],
-        }
+        Self::new(name, vec![attempt])
     }
 
     /// A source with several ways to run it, best first.
     #[must_use]
     pub fn new(name: &'static str, attempts: Vec<Attempt>) -> Self {
-        Self { name, attempts }
+        Self {
+            name,
+            attempts,
+            left_out: None,
+        }
+    }
+
+    /// This source, not attached when `why` says the operator left it out.
+    #[must_use]
+    pub fn unless_left_out(self, why: Option<String>) -> Self {
+        Self {
+            left_out: why,
+            ..self
+        }
     }
 
     /// Every global this source's attempts need, for those whose needs are met.
@@ -276,7 +288,10 @@ impl Kernel {
     pub fn attach_all(&mut self, family: &str, specs: &[SourceSpec]) -> Sources {
         let outcomes = specs
             .iter()
-            .map(|spec| first_attached(self, &spec.attempts, 0, Vec::new()))
+            .map(|spec| match &spec.left_out {
+                Some(why) => Outcome::left_out(why),
+                None => first_attached(self, &spec.attempts, 0, Vec::new()),
+            })
             .collect();
         report(family, specs, outcomes)
     }
@@ -286,7 +301,18 @@ impl Kernel {
     /// requests: by address on raw arguments, by start sector on classic records). Where no kind
     /// suits every source, each runs as its last attempt or is unavailable.
     pub fn attach_alike(&mut self, family: &str, specs: &[SourceSpec]) -> Sources {
-        let outcomes = attach_as_one_kind(self, specs);
+        let (left_out, attached): (Vec<&SourceSpec>, Vec<&SourceSpec>) =
+            specs.iter().partition(|spec| spec.left_out.is_some());
+        let attached: Vec<SourceSpec> = attached.into_iter().cloned().collect();
+        let mut outcomes = attach_as_one_kind(self, &attached).into_iter();
+        let outcomes = specs
+            .iter()
+            .map(|spec| match &spec.left_out {
+                Some(why) => Outcome::left_out(why),
+                None => outcomes.next().expect("one outcome per source attached"),
+            })
+            .collect();
+        drop(left_out);
         report(family, specs, outcomes)
     }
 
@@ -341,6 +367,18 @@ impl Attacher for Kernel {
 struct Outcome {
     attached: Option<usize>,
     why: Vec<String>,
+    /// Not attached by the operator's choice, not for a lack of the kernel.
+    left_out: bool,
+}
+
+impl Outcome {
+    fn left_out(why: &str) -> Self {
+        Self {
+            attached: None,
+            why: vec![why.to_owned()],
+            left_out: true,
+        }
+    }
 }
 
 /// Tries `attempts` from index `from` on until one attaches.
@@ -356,6 +394,7 @@ fn first_attached(
                 return Outcome {
                     attached: Some(index),
                     why,
+                    left_out: false,
                 };
             }
             Err(reason) => why.push(reason),
@@ -364,6 +403,7 @@ fn first_attached(
     Outcome {
         attached: None,
         why,
+        left_out: false,
     }
 }
 
@@ -401,6 +441,7 @@ fn attach_as_one_kind(kernel: &mut impl Attacher, specs: &[SourceSpec]) -> Vec<O
                     .map(|why| Outcome {
                         attached: Some(round),
                         why,
+                        left_out: false,
                     })
                     .collect();
             };
@@ -446,7 +487,11 @@ fn report(family: &str, specs: &[SourceSpec], outcomes: Vec<Outcome>) -> Sources
                     program: attempt.program,
                 }
             } else {
-                log::warn!("{family} source {}: unavailable: {why}", spec.name);
+                if outcome.left_out {
+                    log::info!("{family} source {}: {why}", spec.name);
+                } else {
+                    log::warn!("{family} source {}: unavailable: {why}", spec.name);
+                }
                 Source {
                     attachment: Attachment::Unavailable(why),
                     hook: first.hook,
@@ -487,13 +532,13 @@ mod tests {
 
     #[test]
     fn only_the_globals_of_attempts_whose_needs_are_met_are_set() {
-        let spec = SourceSpec {
-            name: "s",
-            attempts: vec![
+        let spec = SourceSpec::new(
+            "s",
+            vec![
                 Attempt::tracepoint("a", "b", "p", Err("no layout".into())),
                 Attempt::tracepoint("a", "c", "q", Ok(vec![Global::new("Q", &1u32)])),
             ],
-        };
+        );
         let names: Vec<&str> = spec.globals().map(|g| g.name).collect();
         assert_eq!(names, ["Q"]);
     }

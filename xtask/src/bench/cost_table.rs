@@ -61,13 +61,23 @@ fn print_throughput(report: &Throughput) {
         print_wrapped("  unavailable:", why);
         return;
     }
+    for level in &report.levels {
+        println!(
+            "  --collect {:<8} {:>9.0} exits/s with kvmtop, {:>9.0} without: {:.1}%",
+            level.level,
+            level.exits_per_second[1],
+            level.exits_per_second[0],
+            level.percent_of_without
+        );
+    }
     for run in &report.runs {
         let agent = match (run.agent_cpu_percent, run.agent_peak_rss_kib) {
             (Some(cpu), Some(rss)) => format!("  (kvmtop serve {cpu:.2}% CPU, peak RSS {rss} KiB)"),
             _ => String::new(),
         };
         println!(
-            "  {:<15} {:>9} exits in {:.2} s = {:>9.0} exits/s{agent}",
+            "  {:<8} {:<15} {:>9} exits in {:.2} s = {:>9.0} exits/s{agent}",
+            run.level,
             if run.with_kvmtop {
                 "with kvmtop"
             } else {

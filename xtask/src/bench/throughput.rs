@@ -26,8 +26,10 @@ use crate::{
     vm,
 };
 
-/// Pairs of runs, one without and one with kvmtop.
+/// Pairs of runs, one without and one with kvmtop, per collection level.
 pub const PAIRS: usize = 3;
+/// kvmtop's collection levels (`--collect`), the default first: the headline figures are its.
+pub const LEVELS: [&str; 3] = ["details", "latency", "counts"];
 /// Length of one counted run.
 const RUN: Duration = Duration::from_secs(5);
 /// The CPU the guest's threads are pinned to.
@@ -38,7 +40,8 @@ pub const METHOD: &str = "A QEMU port-I/O guest (one vCPU looping on `out 0x80, 
     counts the guest process's kvm:kvm_pio events (its exits) and the other exit-path tracepoints \
     kvmtop hooks with `perf stat -p PID` for a fixed time, alternately without kvmtop and with a \
     `kvmtop serve` started for the run (counting starts once all its programs are attached); the \
-    order is flipped every pair. kvmtop's ns per exit, per exit-path hook, is the guest's events \
+    order is flipped every pair. The pairs are repeated for each collection level (`--collect`), \
+    each level against its own runs without kvmtop; the other figures are the default level's. kvmtop's ns per exit, per exit-path hook, is the guest's events \
     on that hook per exit (from perf, this process only) times the ns/event of kvmtop's program \
     there (run_time_ns / run_cnt over the run, all processes); their sum is what kvmtop's \
     programs add to one exit. Host-wide, its programs' run time per second over the runs is also \
@@ -58,6 +61,8 @@ pub struct Throughput {
     pub added_ns_per_exit: Option<f64>,
     /// kvmtop's programs on the exit path, per exit, over the runs with kvmtop.
     pub exit_path: Vec<ExitCost>,
+    /// The guest's exit rate at each collection level, the default first.
+    pub levels: Vec<LevelThroughput>,
     /// The sum over the exit path: what kvmtop's programs add to one exit.
     pub exit_path_ns_per_exit: Option<f64>,
     /// All of kvmtop's programs' run time per second of the runs, host-wide, in percent of one
@@ -69,8 +74,21 @@ pub struct Throughput {
     pub unavailable: Option<String>,
 }
 
+/// The guest's exit rate without and with kvmtop at one collection level.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct LevelThroughput {
+    /// As `--collect` takes it.
+    pub level: &'static str,
+    /// Mean exits/s without and with kvmtop, over this level's pairs.
+    pub exits_per_second: [f64; 2],
+    /// The rate with kvmtop, in percent of the rate without.
+    pub percent_of_without: f64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Run {
+    /// The collection level of the pair this run belongs to.
+    pub level: &'static str,
     pub with_kvmtop: bool,
     pub exits: u64,
     pub seconds: f64,
@@ -122,6 +140,7 @@ impl Throughput {
             slowdown_percent: None,
             added_ns_per_exit: None,
             exit_path: Vec::new(),
+            levels: Vec::new(),
             exit_path_ns_per_exit: None,
             programs_cpu_percent_of_one_cpu: None,
             agent: None,
@@ -173,30 +192,33 @@ fn measure(
     util::run(cmd("taskset").args(["-a", "-p", "-c", GUEST_CPU, &pid.to_string()]))?;
     *guest_text = format!("port-io guest bench-throughput (QEMU pid {pid}) on CPU {GUEST_CPU}");
     let mut runs = Vec::new();
-    for pair in 0..PAIRS {
-        let order = if pair % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for with in order {
-            interrupt::bail_if_interrupted()?;
-            let run = if with {
-                with_kvmtop(binary, out_dir, pid, tracepoints)?
+    for level in LEVELS {
+        for pair in 0..PAIRS {
+            let order = if pair % 2 == 0 {
+                [false, true]
             } else {
-                count(out_dir, pid, tracepoints)?
+                [true, false]
             };
-            println!(
-                "  pair {} {}: {:.0} exits/s",
-                pair + 1,
-                if with {
-                    "with kvmtop   "
+            for with in order {
+                interrupt::bail_if_interrupted()?;
+                let mut run = if with {
+                    with_kvmtop(binary, out_dir, pid, tracepoints, level)?
                 } else {
-                    "without kvmtop"
-                },
-                run.exits_per_second
-            );
-            runs.push(run);
+                    count(out_dir, pid, tracepoints)?
+                };
+                run.level = level;
+                println!(
+                    "  --collect {level:<7} pair {} {}: {:.0} exits/s",
+                    pair + 1,
+                    if with {
+                        "with kvmtop   "
+                    } else {
+                        "without kvmtop"
+                    },
+                    run.exits_per_second
+                );
+                runs.push(run);
+            }
         }
     }
     drop(guest);
@@ -226,10 +248,16 @@ impl Run {
 }
 
 /// One counted run with a `kvmtop serve` started for it.
-fn with_kvmtop(binary: &Path, out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<Run> {
+fn with_kvmtop(
+    binary: &Path,
+    out_dir: &Path,
+    pid: u32,
+    tracepoints: &[String],
+    level: &str,
+) -> Result<Run> {
     let mut serve = cmd(binary);
     serve
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--collect", level])
         .stdout(File::create(out_dir.join("serve.out"))?)
         .stderr(File::create(out_dir.join("serve.err"))?);
     util::echo(&serve);
@@ -339,19 +367,40 @@ fn parse_perf(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Means, slowdown and kvmtop's cost per exit.
-#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
+/// Mean exits/s of `level`'s runs without and with kvmtop.
+#[allow(clippy::cast_precision_loss)] // Run counts are tiny.
+fn mean_rates(runs: &[Run], level: &str) -> Option<(f64, f64)> {
     let mean = |with: bool| {
         let rates: Vec<f64> = runs
             .iter()
-            .filter(|run| run.with_kvmtop == with)
+            .filter(|run| run.level == level && run.with_kvmtop == with)
             .map(|run| run.exits_per_second)
             .collect();
         (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
     };
-    let rates = mean(false).zip(mean(true));
-    let with: Vec<&Run> = runs.iter().filter(|run| run.with_kvmtop).collect();
+    mean(false).zip(mean(true))
+}
+
+/// Means, slowdown and kvmtop's cost per exit, at the default level; the rates at each level.
+#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
+    let default = LEVELS[0];
+    let rates = mean_rates(&runs, default);
+    let levels = LEVELS
+        .iter()
+        .filter_map(|level| {
+            let (without, with) = mean_rates(&runs, level)?;
+            Some(LevelThroughput {
+                level,
+                exits_per_second: [without, with],
+                percent_of_without: with / without * 100.0,
+            })
+        })
+        .collect();
+    let with: Vec<&Run> = runs
+        .iter()
+        .filter(|run| run.with_kvmtop && run.level == default)
+        .collect();
     let exits: u64 = with.iter().map(|run| run.exits).sum();
     // Tracepoint → (program, guest events, program events, program ns), over the runs.
     let mut totals: BTreeMap<&str, (&str, u64, u64, u64)> = BTreeMap::new();
@@ -409,6 +458,7 @@ fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
         slowdown_percent: rates.map(|(without, with)| (1.0 - with / without) * 100.0),
         added_ns_per_exit: rates.map(|(without, with)| 1e9 / with - 1e9 / without),
         exit_path,
+        levels,
         exit_path_ns_per_exit,
         programs_cpu_percent_of_one_cpu,
         agent,
@@ -426,6 +476,7 @@ mod tests {
             with,
             guest.iter().map(|(tp, n)| ((*tp).to_owned(), *n)).collect(),
         );
+        run.level = LEVELS[0];
         run.kvmtop = kvmtop
             .iter()
             .map(|(tp, name, events, ns)| ((*tp).to_owned(), ((*name).to_owned(), *events, *ns)))
@@ -479,6 +530,33 @@ mod tests {
                 peak_rss_kib: 10_000
             })
         );
+    }
+
+    #[test]
+    fn each_level_is_compared_with_its_own_runs_without_kvmtop() {
+        let at = |level, with, exits| {
+            let mut r = run(with, &[("kvm:kvm_pio", exits)], &[]);
+            r.level = level;
+            r
+        };
+        let runs = vec![
+            at("details", false, 500_000),
+            at("details", true, 450_000),
+            at("counts", false, 400_000),
+            at("counts", true, 396_000),
+        ];
+        let t = summarise(String::new(), runs);
+        assert_eq!(t.exits_per_second, Some([100_000.0, 90_000.0]));
+        let levels: Vec<(&str, f64)> = t
+            .levels
+            .iter()
+            .map(|l| (l.level, l.percent_of_without))
+            .collect();
+        assert_eq!(levels.len(), 2, "{levels:?}");
+        assert_eq!(levels[0].0, "details");
+        assert!((levels[0].1 - 90.0).abs() < 1e-9);
+        assert_eq!(levels[1].0, "counts");
+        assert!((levels[1].1 - 99.0).abs() < 1e-9);
     }
 
     #[test]

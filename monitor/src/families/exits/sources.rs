@@ -14,7 +14,7 @@ use monitor_common::exits::{
 use super::layout;
 use crate::{
     bpf::hooks::{Attempt, Global, SourceSpec},
-    family::HostView,
+    family::{CollectLevel, HostView},
     model::{DetailKind, ExitSource},
 };
 
@@ -60,10 +60,11 @@ pub fn detail_event(kind: DetailKind) -> DetailEvent {
         .expect("every detail kind has its event")
 }
 
-/// The hook table.
+/// The hook table; sources beyond the operator's `--collect` level are left out.
 #[must_use]
 pub fn table(host: &HostView) -> Vec<SourceSpec> {
     let tracefs = &host.tracefs;
+    let at = |level: CollectLevel| host.collect.leaves_out(level);
     let mut table = vec![
         SourceSpec::one(
             counts_source(ExitSource::KvmExit),
@@ -78,7 +79,8 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
         SourceSpec::one(
             KVM_ENTRY,
             Attempt::tracepoint("kvm", "kvm_entry", PROG_KVM_ENTRY, Ok(Vec::new())),
-        ),
+        )
+        .unless_left_out(at(CollectLevel::Latency)),
         SourceSpec::one(
             counts_source(ExitSource::Userspace),
             Attempt::tracepoint(
@@ -97,7 +99,8 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 PROG_SYS_ENTER_IOCTL,
                 layout::ioctl(tracefs).map(|l| vec![Global::new(GLOBAL_SYS_ENTER_IOCTL_LAYOUT, &l)]),
             ),
-        ),
+        )
+        .unless_left_out(at(CollectLevel::Latency)),
         SourceSpec::one(
             counts_source(ExitSource::Halt),
             Attempt::tracepoint(
@@ -107,19 +110,23 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 layout::vcpu_wakeup(tracefs)
                     .map(|l| vec![Global::new(GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, &l)]),
             ),
-        ),
+        )
+        .unless_left_out(at(CollectLevel::Latency)),
     ];
     for kind in DetailKind::ALL {
         let event = detail_event(kind);
-        table.push(SourceSpec::one(
-            detail_source(kind),
-            Attempt::tracepoint(
-                "kvm",
-                event.event,
-                event.program,
-                layout::detail(tracefs, &event).map(|l| vec![Global::new(event.global, &l)]),
-            ),
-        ));
+        table.push(
+            SourceSpec::one(
+                detail_source(kind),
+                Attempt::tracepoint(
+                    "kvm",
+                    event.event,
+                    event.program,
+                    layout::detail(tracefs, &event).map(|l| vec![Global::new(event.global, &l)]),
+                ),
+            )
+            .unless_left_out(at(CollectLevel::Details)),
+        );
     }
     table
 }

@@ -49,9 +49,9 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
         )
     };
     vec![
-        SourceSpec {
-            name: NUMA_FAULT,
-            attempts: vec![
+        SourceSpec::new(
+            NUMA_FAULT,
+            vec![
                 Attempt {
                     hook: Hook::Fentry(NUMA_FAULT_FUNCTION),
                     program: PROG_TASK_NUMA_FAULT_FENTRY,
@@ -63,7 +63,7 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                     needs: Ok(Vec::new()),
                 },
             ],
-        },
+        ),
         placement(
             MOVE_NUMA,
             "sched_move_numa",

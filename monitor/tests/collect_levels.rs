@@ -1,0 +1,158 @@
+//! `--collect` trades depth for what each exit costs the guest. A level keeps the programs of the
+//! levels above it out of the kernel altogether (checked in kvmtop's own descriptors, each
+//! program named by bpftool), says so in the snapshot, and the leanest level still counts every
+//! exit, against bpftrace over the same frozen window.
+
+mod support;
+
+use std::{collections::BTreeSet, process::Command, thread, time::Duration};
+
+/// The exit programs each level adds to the one before, as bpftool names them (by their BTF).
+const COUNTS: &[&str] = &["kvm_exit", "kvm_userspace_exit"];
+const LATENCY: &[&str] = &["kvm_entry", "sys_enter_ioctl", "kvm_vcpu_wakeup"];
+const DETAILS: &[&str] = &[
+    "kvm_pio",
+    "kvm_mmio",
+    "kvm_msr",
+    "kvm_page_fault",
+    "kvm_hypercall",
+    "kvm_apic_ipi",
+    "kvm_halt_poll_ns",
+    "kvm_emulate_insn",
+];
+
+/// The names of the programs kvmtop (`pid`) holds: the program ids in its `/proc/PID/fdinfo`,
+/// named by `bpftool prog show`.
+fn programs_of(pid: u32) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("kvmtop's fdinfo") {
+        let Ok(info) = std::fs::read_to_string(entry.expect("an fdinfo entry").path()) else {
+            continue;
+        };
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_id:"))
+            .and_then(|id| id.trim().parse::<u64>().ok())
+        {
+            ids.insert(id);
+        }
+    }
+    let output = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("running bpftool");
+    assert!(output.status.success(), "bpftool prog show failed");
+    let all: serde_json::Value = serde_json::from_slice(&output.stdout).expect("bpftool's JSON");
+    all.as_array()
+        .expect("bpftool lists programs")
+        .iter()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The exit programs kvmtop holds while it samples at `level`, and its snapshot.
+fn exit_programs_at(level: &str) -> (BTreeSet<String>, serde_json::Value) {
+    let mut kvmtop = support::start_window(&["--collect".as_ref(), level.as_ref()]);
+    let programs = programs_of(kvmtop.child.id());
+    let snapshot = support::end_window(&mut kvmtop);
+    let exit_programs = [COUNTS, LATENCY, DETAILS]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>();
+    (
+        programs.intersection(&exit_programs).cloned().collect(),
+        snapshot,
+    )
+}
+
+fn names(lists: &[&[&str]]) -> BTreeSet<String> {
+    lists.concat().into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn each_level_loads_exactly_the_exit_programs_of_its_depth() {
+    const TEST: &str = "each_level_loads_exactly_the_exit_programs_of_its_depth";
+    if let Some(reason) = support::missing_prerequisite(false, &["bpftool"]) {
+        return support::skip(TEST, &reason);
+    }
+    for (level, expected) in [
+        ("counts", names(&[COUNTS])),
+        ("latency", names(&[COUNTS, LATENCY])),
+        ("details", names(&[COUNTS, LATENCY, DETAILS])),
+    ] {
+        let (programs, snapshot) = exit_programs_at(level);
+        assert_eq!(programs, expected, "exit programs at --collect {level}");
+        let sources = &snapshot["exits"]["sources"];
+        for (source, needs) in [
+            ("kvm_entry", "latency"),
+            ("halt", "latency"),
+            ("pio", "details"),
+        ] {
+            let state = sources[source].as_str().unwrap_or_default();
+            let left_out = (level, needs) == ("counts", "latency")
+                || (level != "details" && needs == "details");
+            assert_eq!(
+                state.contains("not collected"),
+                left_out,
+                "{source} at --collect {level}: {state}"
+            );
+            if left_out {
+                assert!(state.contains(&format!("needs {needs}")), "{state}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_leanest_level_still_counts_every_exit() {
+    const TEST: &str = "the_leanest_level_still_counts_every_exit";
+    if let Some(reason) = support::missing_prerequisite(true, &["bpftrace"]) {
+        return support::skip(TEST, &reason);
+    }
+    let (guest, _) = support::start_portio("kvmtop-collect-counts");
+    let pid = guest.pid();
+    guest.freeze().unwrap();
+    let mut bpftrace = support::bpftrace(&format!(
+        "tracepoint:kvm:kvm_userspace_exit /pid == {pid} && args->reason == 2/ {{ @io = count(); }}"
+    ));
+    let mut kvmtop = support::start_window(&["--collect".as_ref(), "counts".as_ref()]);
+    guest.thaw().unwrap();
+    thread::sleep(Duration::from_secs(2));
+    guest.freeze().unwrap();
+    let snapshot = support::end_window(&mut kvmtop);
+    bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
+    let reference = bpftrace.stdout_text();
+    let expected: u64 = reference
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("@io: ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count from bpftrace: {reference}"));
+    assert!(expected > 10_000, "the guest barely ran: {reference}");
+    let vm = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == pid)
+        .unwrap_or_else(|| panic!("VM {pid} missing from {snapshot:#}"));
+    let io = vm["exits"]["by_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "userspace" && r["reason"] == "IO")
+        .unwrap_or_else(|| panic!("no IO exits in {vm:#}"));
+    support::assert_within(
+        "port I/O exits to QEMU at --collect counts",
+        io["count"].as_u64().unwrap(),
+        expected,
+        0.02,
+    );
+    assert!(
+        io["latency"].is_null() || io["latency"]["count"] == 0,
+        "no latency is measured at --collect counts: {io:#}"
+    );
+    assert!(
+        vm["exits"]["details"].as_array().is_none_or(Vec::is_empty),
+        "no details at --collect counts: {vm:#}"
+    );
+}
