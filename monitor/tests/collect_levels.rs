@@ -7,18 +7,26 @@ mod support;
 
 use std::{collections::BTreeSet, process::Command, thread, time::Duration};
 
-/// The exit programs each level adds to the one before, as bpftool names them (by their BTF).
-const COUNTS: &[&str] = &["kvm_exit", "kvm_userspace_exit"];
-const LATENCY: &[&str] = &["kvm_entry", "sys_enter_ioctl", "kvm_vcpu_wakeup"];
-const DETAILS: &[&str] = &[
-    "kvm_pio",
-    "kvm_mmio",
-    "kvm_msr",
-    "kvm_page_fault",
-    "kvm_hypercall",
-    "kvm_apic_ipi",
-    "kvm_halt_poll_ns",
-    "kvm_emulate_insn",
+/// The exit programs each level adds to the one before, as bpftool names them (by their BTF):
+/// per source, its program of each kind (classic, BTF tracepoint, raw tracepoint).
+const COUNTS: &[&[&str]] = &[
+    &["kvm_exit"],
+    &["kvm_userspace_exit", "kvm_uexit_btf", "kvm_uexit_raw"],
+];
+const LATENCY: &[&[&str]] = &[
+    &["kvm_entry", "kvm_entry_btf", "kvm_entry_raw"],
+    &["sys_enter_ioctl"],
+    &["kvm_vcpu_wakeup", "kvm_wakeup_btf", "kvm_wakeup_raw"],
+];
+const DETAILS: &[&[&str]] = &[
+    &["kvm_pio", "kvm_pio_btf", "kvm_pio_raw"],
+    &["kvm_mmio", "kvm_mmio_btf", "kvm_mmio_raw"],
+    &["kvm_msr", "kvm_msr_btf", "kvm_msr_raw"],
+    &["kvm_page_fault", "kvm_pf_btf", "kvm_pf_raw"],
+    &["kvm_hypercall", "kvm_hcall_btf", "kvm_hcall_raw"],
+    &["kvm_apic_ipi", "kvm_ipi_btf", "kvm_ipi_raw"],
+    &["kvm_halt_poll_ns", "kvm_hpoll_btf", "kvm_hpoll_raw"],
+    &["kvm_emulate_insn", "kvm_emul_btf", "kvm_emul_raw"],
 ];
 
 /// The names of the programs kvmtop (`pid`) holds: the program ids in its `/proc/PID/fdinfo`,
@@ -51,24 +59,19 @@ fn programs_of(pid: u32) -> BTreeSet<String> {
         .collect()
 }
 
-/// The exit programs kvmtop holds while it samples at `level`, and its snapshot.
-fn exit_programs_at(level: &str) -> (BTreeSet<String>, serde_json::Value) {
+/// kvmtop's programs while it samples at `level`, and its snapshot.
+fn programs_at(level: &str) -> (BTreeSet<String>, serde_json::Value) {
     let mut kvmtop = support::start_window(&["--collect".as_ref(), level.as_ref()]);
     let programs = programs_of(kvmtop.child.id());
-    let snapshot = support::end_window(&mut kvmtop);
-    let exit_programs = [COUNTS, LATENCY, DETAILS]
-        .concat()
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<BTreeSet<_>>();
-    (
-        programs.intersection(&exit_programs).cloned().collect(),
-        snapshot,
-    )
+    (programs, support::end_window(&mut kvmtop))
 }
 
-fn names(lists: &[&[&str]]) -> BTreeSet<String> {
-    lists.concat().into_iter().map(str::to_owned).collect()
+/// How many of `source`'s programs (one per kind) kvmtop holds: 1 when attached, 0 when not.
+fn held(programs: &BTreeSet<String>, source: &[&str]) -> usize {
+    source
+        .iter()
+        .filter(|name| programs.contains(**name))
+        .count()
 }
 
 #[test]
@@ -77,13 +80,18 @@ fn each_level_loads_exactly_the_exit_programs_of_its_depth() {
     if let Some(reason) = support::missing_prerequisite(false, &["bpftool"]) {
         return support::skip(TEST, &reason);
     }
-    for (level, expected) in [
-        ("counts", names(&[COUNTS])),
-        ("latency", names(&[COUNTS, LATENCY])),
-        ("details", names(&[COUNTS, LATENCY, DETAILS])),
-    ] {
-        let (programs, snapshot) = exit_programs_at(level);
-        assert_eq!(programs, expected, "exit programs at --collect {level}");
+    for (level, depth) in [("counts", 1), ("latency", 2), ("details", 3)] {
+        let (programs, snapshot) = programs_at(level);
+        for (index, sources) in [COUNTS, LATENCY, DETAILS].iter().enumerate() {
+            let expected = usize::from(index < depth);
+            for source in *sources {
+                assert_eq!(
+                    held(&programs, source),
+                    expected,
+                    "{source:?} at --collect {level}: kvmtop holds {programs:?}"
+                );
+            }
+        }
         let sources = &snapshot["exits"]["sources"];
         for (source, needs) in [
             ("kvm_entry", "latency"),

@@ -82,6 +82,11 @@ pub struct DetailEvent {
     pub value_field: &'static str,
     /// The layout of Linux 6.x on x86-64; the loader checks it against tracefs.
     pub default: DetailLayout,
+    /// The same program on the tracepoint's raw arguments, as a BTF and as a raw tracepoint.
+    pub raw_programs: (&'static str, &'static str),
+    /// How many raw arguments the raw programs expect (they read `sub` and `value` by position;
+    /// a kernel passing another number falls back to the classic program).
+    pub raw_args: usize,
 }
 
 const fn layout(sub: (u32, u32), value: (u32, u32)) -> DetailLayout {
@@ -101,6 +106,8 @@ pub const PIO: DetailEvent = DetailEvent {
     sub_field: "rw",
     value_field: "port",
     default: layout((8, 4), (12, 4)),
+    raw_programs: ("kvm_pio_btf", "kvm_pio_raw"),
+    raw_args: 5,
 };
 pub const MMIO: DetailEvent = DetailEvent {
     kind: DetailKind::Mmio,
@@ -110,6 +117,8 @@ pub const MMIO: DetailEvent = DetailEvent {
     sub_field: "type",
     value_field: "gpa",
     default: layout((8, 4), (16, 8)),
+    raw_programs: ("kvm_mmio_btf", "kvm_mmio_raw"),
+    raw_args: 4,
 };
 pub const MSR: DetailEvent = DetailEvent {
     kind: DetailKind::Msr,
@@ -119,6 +128,8 @@ pub const MSR: DetailEvent = DetailEvent {
     sub_field: "write",
     value_field: "ecx",
     default: layout((8, 4), (12, 4)),
+    raw_programs: ("kvm_msr_btf", "kvm_msr_raw"),
+    raw_args: 4,
 };
 pub const PAGE_FAULT: DetailEvent = DetailEvent {
     kind: DetailKind::PageFault,
@@ -128,6 +139,8 @@ pub const PAGE_FAULT: DetailEvent = DetailEvent {
     sub_field: "error_code",
     value_field: "fault_address",
     default: layout((32, 8), (24, 8)),
+    raw_programs: ("kvm_pf_btf", "kvm_pf_raw"),
+    raw_args: 3,
 };
 pub const HYPERCALL: DetailEvent = DetailEvent {
     kind: DetailKind::Hypercall,
@@ -137,6 +150,8 @@ pub const HYPERCALL: DetailEvent = DetailEvent {
     sub_field: "",
     value_field: "nr",
     default: layout((crate::FIELD_ABSENT, 0), (8, 8)),
+    raw_programs: ("kvm_hcall_btf", "kvm_hcall_raw"),
+    raw_args: 5,
 };
 pub const APIC_IPI: DetailEvent = DetailEvent {
     kind: DetailKind::ApicIpi,
@@ -146,6 +161,8 @@ pub const APIC_IPI: DetailEvent = DetailEvent {
     sub_field: "icr_low",
     value_field: "dest_id",
     default: layout((8, 4), (12, 4)),
+    raw_programs: ("kvm_ipi_btf", "kvm_ipi_raw"),
+    raw_args: 2,
 };
 pub const HALT_POLL: DetailEvent = DetailEvent {
     kind: DetailKind::HaltPoll,
@@ -155,6 +172,8 @@ pub const HALT_POLL: DetailEvent = DetailEvent {
     sub_field: "grow",
     value_field: "",
     default: layout((8, 1), (crate::FIELD_ABSENT, 0)),
+    raw_programs: ("kvm_hpoll_btf", "kvm_hpoll_raw"),
+    raw_args: 4,
 };
 pub const EMULATION: DetailEvent = DetailEvent {
     kind: DetailKind::Emulation,
@@ -164,6 +183,8 @@ pub const EMULATION: DetailEvent = DetailEvent {
     sub_field: "failed",
     value_field: "",
     default: layout((37, 1), (crate::FIELD_ABSENT, 0)),
+    raw_programs: ("kvm_emul_btf", "kvm_emul_raw"),
+    raw_args: 2,
 };
 
 /// Every detail tracepoint, in [`DetailKind`] order.

@@ -23,6 +23,11 @@ pub const PROG_KVM_ENTRY: &str = "kvm_entry";
 /// `syscalls:sys_enter_ioctl`, filtered to `KVM_RUN` in its first instructions.
 pub const PROG_SYS_ENTER_IOCTL: &str = "sys_enter_ioctl";
 pub const PROG_KVM_VCPU_WAKEUP: &str = "kvm_vcpu_wakeup";
+/// The same programs on the tracepoints' raw arguments, as BTF and as raw tracepoints.
+pub const PROG_KVM_ENTRY_BTF: &str = "kvm_entry_btf";
+pub const PROG_KVM_ENTRY_RAW: &str = "kvm_entry_raw";
+pub const PROG_KVM_VCPU_WAKEUP_BTF: &str = "kvm_wakeup_btf";
+pub const PROG_KVM_VCPU_WAKEUP_RAW: &str = "kvm_wakeup_raw";
 
 /// `KVM_RUN`, i.e. `_IO(KVMIO, 0x80)`.
 pub const KVM_RUN_IOCTL: u64 = 0xAE80;

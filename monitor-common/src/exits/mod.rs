@@ -15,6 +15,10 @@ pub const EXITS_COUNTS_CAPACITY: u32 = 16_384;
 /// Program names, as the loader looks them up in the object.
 pub const PROG_KVM_EXIT: &str = "kvm_exit";
 pub const PROG_KVM_USERSPACE_EXIT: &str = "kvm_userspace_exit";
+/// The programs on the tracepoints' raw arguments (BTF and raw tracepoints): the kernel skips
+/// these only when the same program is already running on the CPU, and fills no record for them.
+pub const PROG_KVM_USERSPACE_EXIT_BTF: &str = "kvm_uexit_btf";
+pub const PROG_KVM_USERSPACE_EXIT_RAW: &str = "kvm_uexit_raw";
 /// Raw tracepoint program that runs the exit programs' logic (counts, latency, details) on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is one of the `HARNESS_*`
 /// operations below; the rest are listed with each.
@@ -148,9 +152,15 @@ const _: () = assert!(core::mem::size_of::<UserspaceExitLayout>() == 8);
 const PROGRAMS: &[&str] = &[
     PROG_KVM_EXIT,
     PROG_KVM_USERSPACE_EXIT,
+    PROG_KVM_USERSPACE_EXIT_BTF,
+    PROG_KVM_USERSPACE_EXIT_RAW,
     latency::PROG_KVM_ENTRY,
+    latency::PROG_KVM_ENTRY_BTF,
+    latency::PROG_KVM_ENTRY_RAW,
     latency::PROG_SYS_ENTER_IOCTL,
     latency::PROG_KVM_VCPU_WAKEUP,
+    latency::PROG_KVM_VCPU_WAKEUP_BTF,
+    latency::PROG_KVM_VCPU_WAKEUP_RAW,
     PROG_EXITS_HARNESS,
 ];
 const MAPS: &[&str] = &[
@@ -169,13 +179,17 @@ const GLOBALS: &[&str] = &[
     latency::GLOBAL_SYS_ENTER_IOCTL_LAYOUT,
     latency::GLOBAL_KVM_VCPU_WAKEUP_LAYOUT,
 ];
-/// The program and the global of every detail event, in one pass over the list.
-const DETAIL_NAMES: ([&str; details::DETAIL_EVENTS.len()], [&str; details::DETAIL_EVENTS.len()]) = {
-    let mut names = ([""; details::DETAIL_EVENTS.len()], [""; details::DETAIL_EVENTS.len()]);
+/// The programs (classic, BTF, raw) and the global of every detail event, in one pass.
+const DETAIL_COUNT: usize = details::DETAIL_EVENTS.len();
+const DETAIL_NAMES: ([&str; 3 * DETAIL_COUNT], [&str; DETAIL_COUNT]) = {
+    let mut names = ([""; 3 * DETAIL_COUNT], [""; DETAIL_COUNT]);
     let mut i = 0;
-    while i < details::DETAIL_EVENTS.len() {
-        names.0[i] = details::DETAIL_EVENTS[i].program;
-        names.1[i] = details::DETAIL_EVENTS[i].global;
+    while i < DETAIL_COUNT {
+        let event = &details::DETAIL_EVENTS[i];
+        names.0[3 * i] = event.program;
+        names.0[3 * i + 1] = event.raw_programs.0;
+        names.0[3 * i + 2] = event.raw_programs.1;
+        names.1[i] = event.global;
         i += 1;
     }
     names

@@ -9,6 +9,7 @@ mod counts;
 mod details;
 mod harness;
 mod latency;
+mod raw_programs;
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 

@@ -3,17 +3,18 @@
 
 use monitor_common::exits::{
     GLOBAL_KVM_EXIT_LAYOUT, GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, PROG_KVM_EXIT,
-    PROG_KVM_USERSPACE_EXIT,
+    PROG_KVM_USERSPACE_EXIT, PROG_KVM_USERSPACE_EXIT_BTF, PROG_KVM_USERSPACE_EXIT_RAW,
     details::{DETAIL_EVENTS, DetailEvent, DetailKind as RawKind},
     latency::{
         GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, GLOBAL_SYS_ENTER_IOCTL_LAYOUT, PROG_KVM_ENTRY,
-        PROG_KVM_VCPU_WAKEUP, PROG_SYS_ENTER_IOCTL,
+        PROG_KVM_ENTRY_BTF, PROG_KVM_ENTRY_RAW, PROG_KVM_VCPU_WAKEUP, PROG_KVM_VCPU_WAKEUP_BTF,
+        PROG_KVM_VCPU_WAKEUP_RAW, PROG_SYS_ENTER_IOCTL,
     },
 };
 
 use super::layout;
 use crate::{
-    bpf::hooks::{Attempt, Global, SourceSpec},
+    bpf::hooks::{Attempt, Global, SourceSpec, every_kind},
     family::{CollectLevel, HostView},
     model::{DetailKind, ExitSource},
 };
@@ -76,19 +77,32 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                     .map(|l| vec![Global::new(GLOBAL_KVM_EXIT_LAYOUT, &l)]),
             ),
         ),
-        SourceSpec::one(
+        SourceSpec::new(
             KVM_ENTRY,
-            Attempt::tracepoint("kvm", "kvm_entry", PROG_KVM_ENTRY, Ok(Vec::new())),
+            every_kind(
+                &host.btf,
+                "kvm_entry",
+                (PROG_KVM_ENTRY_BTF, PROG_KVM_ENTRY_RAW),
+                // Its arguments are not read, so their number does not matter.
+                described(host, "kvm_entry", None),
+                Attempt::tracepoint("kvm", "kvm_entry", PROG_KVM_ENTRY, Ok(Vec::new())),
+            ),
         )
         .unless_left_out(at(CollectLevel::Latency)),
-        SourceSpec::one(
+        SourceSpec::new(
             counts_source(ExitSource::Userspace),
-            Attempt::tracepoint(
-                "kvm",
+            every_kind(
+                &host.btf,
                 "kvm_userspace_exit",
-                PROG_KVM_USERSPACE_EXIT,
-                layout::userspace_exit(tracefs)
-                    .map(|l| vec![Global::new(GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, &l)]),
+                (PROG_KVM_USERSPACE_EXIT_BTF, PROG_KVM_USERSPACE_EXIT_RAW),
+                described(host, "kvm_userspace_exit", Some(2)),
+                Attempt::tracepoint(
+                    "kvm",
+                    "kvm_userspace_exit",
+                    PROG_KVM_USERSPACE_EXIT,
+                    layout::userspace_exit(tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, &l)]),
+                ),
             ),
         ),
         SourceSpec::one(
@@ -101,14 +115,20 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
             ),
         )
         .unless_left_out(at(CollectLevel::Latency)),
-        SourceSpec::one(
+        SourceSpec::new(
             counts_source(ExitSource::Halt),
-            Attempt::tracepoint(
-                "kvm",
+            every_kind(
+                &host.btf,
                 "kvm_vcpu_wakeup",
-                PROG_KVM_VCPU_WAKEUP,
-                layout::vcpu_wakeup(tracefs)
-                    .map(|l| vec![Global::new(GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, &l)]),
+                (PROG_KVM_VCPU_WAKEUP_BTF, PROG_KVM_VCPU_WAKEUP_RAW),
+                described(host, "kvm_vcpu_wakeup", Some(3)),
+                Attempt::tracepoint(
+                    "kvm",
+                    "kvm_vcpu_wakeup",
+                    PROG_KVM_VCPU_WAKEUP,
+                    layout::vcpu_wakeup(tracefs)
+                        .map(|l| vec![Global::new(GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, &l)]),
+                ),
             ),
         )
         .unless_left_out(at(CollectLevel::Latency)),
@@ -116,17 +136,42 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
     for kind in DetailKind::ALL {
         let event = detail_event(kind);
         table.push(
-            SourceSpec::one(
+            SourceSpec::new(
                 detail_source(kind),
-                Attempt::tracepoint(
-                    "kvm",
+                every_kind(
+                    &host.btf,
                     event.event,
-                    event.program,
-                    layout::detail(tracefs, &event).map(|l| vec![Global::new(event.global, &l)]),
+                    event.raw_programs,
+                    described(host, event.event, Some(event.raw_args)),
+                    Attempt::tracepoint(
+                        "kvm",
+                        event.event,
+                        event.program,
+                        layout::detail(tracefs, &event)
+                            .map(|l| vec![Global::new(event.global, &l)]),
+                    ),
                 ),
             )
             .unless_left_out(at(CollectLevel::Details)),
         );
     }
     table
+}
+
+/// What the raw-argument programs of `event` need: nothing but the kernel's BTF describing the
+/// tracepoint, with `args` arguments where the programs read them by position. kvm is often a
+/// module, whose tracepoints the kernel's own BTF does not describe: those run classic.
+fn described(
+    host: &HostView,
+    event: &str,
+    args: Option<usize>,
+) -> Result<Vec<Global>, String> {
+    let btf = host.btf.as_ref().map_err(Clone::clone)?;
+    match args {
+        Some(args) => btf.expect_args(event, args)?,
+        None => {
+            btf.tracepoint_args(event)?;
+        }
+    }
+    Ok(Vec::new())
 }
