@@ -54,7 +54,8 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 impl LoopDisk {
-    pub fn create() -> Result<Self, String> {
+    /// A fresh loop device with nothing on it: whatever reads it is the test's own.
+    pub fn bare() -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("kvmtop-block-")
             .tempdir()
@@ -68,11 +69,16 @@ impl LoopDisk {
         // counts as two requests.
         let device = run("losetup", &["--find", "--show", &backing.to_string_lossy()])?;
         let mount = dir.path().join("mnt");
-        let disk = Self {
+        Ok(Self {
             _dir: dir,
             device,
             mount,
-        };
+        })
+    }
+
+    /// A loop device with an ext4 filesystem mounted on it, for a guest's disk image.
+    pub fn create() -> Result<Self, String> {
+        let disk = Self::bare()?;
         run(
             "mkfs.ext4",
             &[
