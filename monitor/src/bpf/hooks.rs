@@ -301,18 +301,19 @@ impl Kernel {
     /// requests: by address on raw arguments, by start sector on classic records). Where no kind
     /// suits every source, each runs as its last attempt or is unavailable.
     pub fn attach_alike(&mut self, family: &str, specs: &[SourceSpec]) -> Sources {
-        let (left_out, attached): (Vec<&SourceSpec>, Vec<&SourceSpec>) =
-            specs.iter().partition(|spec| spec.left_out.is_some());
-        let attached: Vec<SourceSpec> = attached.into_iter().cloned().collect();
-        let mut outcomes = attach_as_one_kind(self, &attached).into_iter();
+        let tried: Vec<SourceSpec> = specs
+            .iter()
+            .filter(|spec| spec.left_out.is_none())
+            .cloned()
+            .collect();
+        let mut outcomes = attach_as_one_kind(self, &tried).into_iter();
         let outcomes = specs
             .iter()
             .map(|spec| match &spec.left_out {
                 Some(why) => Outcome::left_out(why),
-                None => outcomes.next().expect("one outcome per source attached"),
+                None => outcomes.next().expect("one outcome per source tried"),
             })
             .collect();
-        drop(left_out);
         report(family, specs, outcomes)
     }
 
