@@ -92,7 +92,7 @@ pub enum CollectLevel {
     /// Exit counts by reason (`kvm_exit`, `kvm_userspace_exit`): the fewest programs per exit.
     Counts,
     /// Also the time each exit takes to handle, in KVM and in the VMM, and halt durations
-    /// (`kvm_entry`, the `KVM_RUN` ioctl, `kvm_vcpu_wakeup`).
+    /// (`kvm_entry`, the start of each `KVM_RUN`, `kvm_vcpu_wakeup`).
     Latency,
     /// Also which port, MSR, guest-physical region, hypercall or IPI each exit was for (KVM's
     /// detail tracepoints).

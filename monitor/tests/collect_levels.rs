@@ -15,7 +15,7 @@ const COUNTS: &[&[&str]] = &[
 ];
 const LATENCY: &[&[&str]] = &[
     &["kvm_entry", "kvm_entry_btf", "kvm_entry_raw"],
-    &["sys_enter_ioctl"],
+    &["kvm_fpu", "kvm_fpu_btf", "kvm_fpu_raw"],
     &["kvm_vcpu_wakeup", "kvm_wakeup_btf", "kvm_wakeup_raw"],
 ];
 const DETAILS: &[&[&str]] = &[
@@ -29,9 +29,9 @@ const DETAILS: &[&[&str]] = &[
     &["kvm_emulate_insn", "kvm_emul_btf", "kvm_emul_raw"],
 ];
 
-/// The names of the programs kvmtop (`pid`) holds: the program ids in its `/proc/PID/fdinfo`,
-/// named by `bpftool prog show`.
-fn programs_of(pid: u32) -> BTreeSet<String> {
+/// The ids of the BPF objects of one kind (`prog_id:`, `map_id:`) kvmtop (`pid`) holds, from its
+/// `/proc/PID/fdinfo`.
+fn ids_of(pid: u32, kind: &str) -> BTreeSet<u64> {
     let mut ids = BTreeSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("kvmtop's fdinfo") {
         let Ok(info) = std::fs::read_to_string(entry.expect("an fdinfo entry").path()) else {
@@ -39,18 +39,50 @@ fn programs_of(pid: u32) -> BTreeSet<String> {
         };
         if let Some(id) = info
             .lines()
-            .find_map(|l| l.strip_prefix("prog_id:"))
+            .find_map(|l| l.strip_prefix(kind))
             .and_then(|id| id.trim().parse::<u64>().ok())
         {
             ids.insert(id);
         }
     }
+    ids
+}
+
+/// bpftool's JSON answer to `args`.
+fn bpftool(args: &[&str]) -> serde_json::Value {
     let output = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
+        .arg("-j")
+        .args(args)
         .output()
         .expect("running bpftool");
-    assert!(output.status.success(), "bpftool prog show failed");
-    let all: serde_json::Value = serde_json::from_slice(&output.stdout).expect("bpftool's JSON");
+    assert!(output.status.success(), "bpftool {args:?} failed");
+    serde_json::from_slice(&output.stdout).expect("bpftool's JSON")
+}
+
+/// The entries in each of kvmtop's (`pid`) maps whose name starts with `prefix` (bpftool shows
+/// the first 15 bytes of a map's name).
+fn entries_of_maps(pid: u32, prefix: &str) -> Vec<(String, usize)> {
+    let ids = ids_of(pid, "map_id:");
+    let all = bpftool(&["map", "show"]);
+    all.as_array()
+        .expect("bpftool lists maps")
+        .iter()
+        .filter(|m| m["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .filter_map(|m| {
+            let name = m["name"].as_str()?;
+            name.starts_with(prefix).then(|| {
+                let id = m["id"].as_u64().unwrap().to_string();
+                let entries = bpftool(&["map", "dump", "id", &id]);
+                (name.to_owned(), entries.as_array().map_or(0, Vec::len))
+            })
+        })
+        .collect()
+}
+
+/// The names of the programs kvmtop (`pid`) holds, named by `bpftool prog show`.
+fn programs_of(pid: u32) -> BTreeSet<String> {
+    let ids = ids_of(pid, "prog_id:");
+    let all = bpftool(&["prog", "show"]);
     all.as_array()
         .expect("bpftool lists programs")
         .iter()
@@ -116,7 +148,7 @@ fn each_level_loads_exactly_the_exit_programs_of_its_depth() {
 #[test]
 fn the_leanest_level_still_counts_every_exit() {
     const TEST: &str = "the_leanest_level_still_counts_every_exit";
-    if let Some(reason) = support::missing_prerequisite(true, &["bpftrace"]) {
+    if let Some(reason) = support::missing_prerequisite(true, &["bpftrace", "bpftool"]) {
         return support::skip(TEST, &reason);
     }
     let (guest, _) = support::start_portio("kvmtop-collect-counts");
@@ -129,6 +161,13 @@ fn the_leanest_level_still_counts_every_exit() {
     guest.thaw().unwrap();
     thread::sleep(Duration::from_secs(2));
     guest.freeze().unwrap();
+    // Counting alone opens no latency interval: the exit programs never touch these maps.
+    let pending = entries_of_maps(kvmtop.child.id(), "EXITS_PENDING");
+    assert_eq!(pending.len(), 2, "kvmtop's pending-exit maps: {pending:?}");
+    assert!(
+        pending.iter().all(|(_, entries)| *entries == 0),
+        "intervals opened at --collect counts: {pending:?}"
+    );
     let snapshot = support::end_window(&mut kvmtop);
     bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
     let reference = bpftrace.stdout_text();

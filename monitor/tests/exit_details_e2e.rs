@@ -72,6 +72,7 @@ fn port_0x80_count_matches_bpftrace_kvm_pio() {
     let (guest, _) = support::start_portio("kvmtop-details-portio");
     let pid = guest.pid();
     // Ports by direction, and the intervals from a userspace exit to the thread's next KVM_RUN.
+    // kvmtop sees a KVM_RUN start on kvm_fpu; the observer sees the ioctl itself.
     let program = format!(
         "tracepoint:kvm:kvm_pio /pid == {pid}/ {{ @pio[args->port, args->rw] = count(); }}
          tracepoint:kvm:kvm_userspace_exit /pid == {pid}/ {{ @start[tid] = nsecs; }}

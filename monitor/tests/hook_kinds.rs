@@ -10,8 +10,8 @@ use std::{ffi::OsStr, path::Path};
 const SYSTEM_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Exit sources that run on classic tracepoints only: `kvm_exit`'s raw arguments carry no exit
-/// reason, and `KVM_RUN` is seen on the `sys_enter_ioctl` syscall tracepoint.
-const CLASSIC_ONLY: &[&str] = &["kvm_exit", "kvm_run"];
+/// reason.
+const CLASSIC_ONLY: &[&str] = &["kvm_exit"];
 
 /// The hook of every scheduler, block, TLB and exit source in a snapshot taken with `extra`.
 /// Every source must run, except the classic-only ones when `--hook-kinds` turns classic

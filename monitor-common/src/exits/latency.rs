@@ -2,8 +2,13 @@
 //!
 //! Three intervals are measured, each from an event to the next one on the same thread:
 //! `kvm_exit` → `kvm_entry` (a hardware exit handled, by KVM or through the VMM),
-//! `kvm_userspace_exit` → the next `KVM_RUN` ioctl (time spent in the VMM), and the halt a
+//! `kvm_userspace_exit` → the thread's next `KVM_RUN` (time spent in the VMM), and the halt a
 //! `kvm_vcpu_wakeup` reports (the kernel measures that one itself).
+//!
+//! The start of a `KVM_RUN` is seen on `kvm:kvm_fpu` (load), which KVM fires early in every
+//! `KVM_RUN`, before the guest runs. The `syscalls:sys_enter_ioctl` tracepoint would say the same
+//! a little earlier, but any program on a system-call tracepoint sends every system call of every
+//! process on the host through the kernel's slow path for traced system calls.
 
 use super::ExitKey;
 
@@ -20,17 +25,20 @@ pub const PENDING_CAPACITY: u32 = 16_384;
 
 /// Program names.
 pub const PROG_KVM_ENTRY: &str = "kvm_entry";
-/// `syscalls:sys_enter_ioctl`, filtered to `KVM_RUN` in its first instructions.
-pub const PROG_SYS_ENTER_IOCTL: &str = "sys_enter_ioctl";
+/// `kvm:kvm_fpu`, filtered to loads (the start of a `KVM_RUN`) in its first instructions.
+pub const PROG_KVM_FPU: &str = "kvm_fpu";
 pub const PROG_KVM_VCPU_WAKEUP: &str = "kvm_vcpu_wakeup";
 /// The same programs on the tracepoints' raw arguments, as BTF and as raw tracepoints.
 pub const PROG_KVM_ENTRY_BTF: &str = "kvm_entry_btf";
 pub const PROG_KVM_ENTRY_RAW: &str = "kvm_entry_raw";
 pub const PROG_KVM_VCPU_WAKEUP_BTF: &str = "kvm_wakeup_btf";
 pub const PROG_KVM_VCPU_WAKEUP_RAW: &str = "kvm_wakeup_raw";
+pub const PROG_KVM_FPU_BTF: &str = "kvm_fpu_btf";
+pub const PROG_KVM_FPU_RAW: &str = "kvm_fpu_raw";
 
-/// `KVM_RUN`, i.e. `_IO(KVMIO, 0x80)`.
-pub const KVM_RUN_IOCTL: u64 = 0xAE80;
+/// `kvm:kvm_fpu`'s `load` when the guest's FPU state is loaded, at the start of a `KVM_RUN` (0
+/// when it is put back, at its end).
+pub const FPU_LOAD: u32 = 1;
 
 /// Where the fields of `kvm:kvm_vcpu_wakeup` sit: `ns` (u64), `waited` and `valid` (bool).
 #[repr(C)]
@@ -50,23 +58,23 @@ impl WakeupLayout {
     };
 }
 
-/// Where `cmd` sits in a `syscalls:sys_enter_ioctl` record, and its size.
+/// Where `load` (u32) sits in a `kvm:kvm_fpu` record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoctlLayout {
-    pub cmd_offset: u32,
-    pub cmd_size: u32,
+pub struct FpuLayout {
+    pub load_offset: u32,
 }
 
-impl IoctlLayout {
-    pub const DEFAULT: Self = Self {
-        cmd_offset: 24,
-        cmd_size: 8,
-    };
+impl FpuLayout {
+    pub const DEFAULT: Self = Self { load_offset: 8 };
 }
 
 pub const GLOBAL_KVM_VCPU_WAKEUP_LAYOUT: &str = "KVM_VCPU_WAKEUP_LAYOUT";
-pub const GLOBAL_SYS_ENTER_IOCTL_LAYOUT: &str = "SYS_ENTER_IOCTL_LAYOUT";
+pub const GLOBAL_KVM_FPU_LAYOUT: &str = "KVM_FPU_LAYOUT";
+/// A u32 set to 1 when exit latency is collected: the exit programs then open the intervals the
+/// latency programs close. Left 0 (`--collect counts`), they only count, and save a map update and
+/// a clock read per exit.
+pub const GLOBAL_EXITS_TIMED: &str = "EXITS_TIMED";
 
 /// The exit a thread is handling: what to file its latency under once it ends.
 #[repr(C)]
@@ -86,12 +94,12 @@ pub const HALT_SPURIOUS: u64 = 2;
 
 const _: () = assert!(core::mem::size_of::<PendingExit>() == 40);
 const _: () = assert!(core::mem::size_of::<WakeupLayout>() == 12);
-const _: () = assert!(core::mem::size_of::<IoctlLayout>() == 8);
+const _: () = assert!(core::mem::size_of::<FpuLayout>() == 4);
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: #[repr(C)], integers only, no padding (sizes asserted above).
     unsafe impl aya::Pod for super::PendingExit {}
     unsafe impl aya::Pod for super::WakeupLayout {}
-    unsafe impl aya::Pod for super::IoctlLayout {}
+    unsafe impl aya::Pod for super::FpuLayout {}
 }

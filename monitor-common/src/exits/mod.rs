@@ -157,7 +157,9 @@ const PROGRAMS: &[&str] = &[
     latency::PROG_KVM_ENTRY,
     latency::PROG_KVM_ENTRY_BTF,
     latency::PROG_KVM_ENTRY_RAW,
-    latency::PROG_SYS_ENTER_IOCTL,
+    latency::PROG_KVM_FPU,
+    latency::PROG_KVM_FPU_BTF,
+    latency::PROG_KVM_FPU_RAW,
     latency::PROG_KVM_VCPU_WAKEUP,
     latency::PROG_KVM_VCPU_WAKEUP_BTF,
     latency::PROG_KVM_VCPU_WAKEUP_RAW,
@@ -176,7 +178,8 @@ const MAPS: &[&str] = &[
 const GLOBALS: &[&str] = &[
     GLOBAL_KVM_EXIT_LAYOUT,
     GLOBAL_KVM_USERSPACE_EXIT_LAYOUT,
-    latency::GLOBAL_SYS_ENTER_IOCTL_LAYOUT,
+    latency::GLOBAL_KVM_FPU_LAYOUT,
+    latency::GLOBAL_EXITS_TIMED,
     latency::GLOBAL_KVM_VCPU_WAKEUP_LAYOUT,
 ];
 /// The programs (classic, BTF, raw) and the global of every detail event, in one pass.

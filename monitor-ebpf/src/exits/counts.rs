@@ -25,7 +25,7 @@ use monitor_common::{
 
 use super::{
     count_drop,
-    latency::{EXITS_PENDING, EXITS_PENDING_USERSPACE, open_interval},
+    latency::{EXITS_PENDING, EXITS_PENDING_USERSPACE, open_interval, timed},
 };
 use crate::record::{current_tgid_tid, read_field, read_fixed};
 
@@ -52,7 +52,7 @@ fn on_kvm_exit(ctx: TracePointContext) -> u32 {
         let isa = read_fixed::<u32, { L.isa_offset as usize }>(&ctx);
         let vcpu_id = read_fixed::<u32, { L.vcpu_id_offset as usize }>(&ctx);
         let (tgid, tid) = current_tgid_tid();
-        record_kvm_exit(tgid, tid, vcpu_id, isa, u64::from(reason), now());
+        record_kvm_exit(tgid, tid, vcpu_id, isa, u64::from(reason), started());
         return 0;
     }
     let reason = if layout.exit_reason_size == 8 {
@@ -68,7 +68,7 @@ fn on_kvm_exit(ctx: TracePointContext) -> u32 {
     };
     let vcpu_id = read_field::<u32>(&ctx, layout.vcpu_id_offset).unwrap_or(VCPU_ID_UNKNOWN);
     let (tgid, tid) = current_tgid_tid();
-    record_kvm_exit(tgid, tid, vcpu_id, isa, reason, now());
+    record_kvm_exit(tgid, tid, vcpu_id, isa, reason, started());
     0
 }
 
@@ -82,7 +82,7 @@ fn on_kvm_userspace_exit(ctx: TracePointContext) -> u32 {
         let reason = read_fixed::<u32, { L.reason_offset as usize }>(&ctx);
         let errno = read_fixed::<i32, { L.errno_offset as usize }>(&ctx);
         let (tgid, tid) = current_tgid_tid();
-        record_userspace_exit(tgid, tid, reason, errno, now());
+        record_userspace_exit(tgid, tid, reason, errno, started());
         return 0;
     }
     let Some(reason) = read_field::<u32>(&ctx, layout.reason_offset) else {
@@ -90,18 +90,26 @@ fn on_kvm_userspace_exit(ctx: TracePointContext) -> u32 {
     };
     let errno = read_field::<i32>(&ctx, layout.errno_offset).unwrap_or(0);
     let (tgid, tid) = current_tgid_tid();
-    record_userspace_exit(tgid, tid, reason, errno, now());
+    record_userspace_exit(tgid, tid, reason, errno, started());
     0
 }
 
+/// When the exit started, if its latency is collected (the clock is read only then).
 #[inline(always)]
-fn now() -> u64 {
+pub fn started() -> Option<u64> {
     // SAFETY: a helper call without arguments.
-    unsafe { bpf_ktime_get_ns() }
+    timed().then(|| unsafe { bpf_ktime_get_ns() })
 }
 
 #[inline(always)]
-pub fn record_kvm_exit(tgid: u32, tid: u32, vcpu_id: u32, isa: u32, reason: u64, now: u64) {
+pub fn record_kvm_exit(
+    tgid: u32,
+    tid: u32,
+    vcpu_id: u32,
+    isa: u32,
+    reason: u64,
+    started: Option<u64>,
+) {
     let key = ExitKey {
         tgid,
         tid,
@@ -112,11 +120,13 @@ pub fn record_kvm_exit(tgid: u32, tid: u32, vcpu_id: u32, isa: u32, reason: u64,
         reason,
     };
     count(key);
-    open_interval(&EXITS_PENDING, key, now);
+    if let Some(now) = started {
+        open_interval(&EXITS_PENDING, key, now);
+    }
 }
 
 #[inline(always)]
-pub fn record_userspace_exit(tgid: u32, tid: u32, reason: u32, errno: i32, now: u64) {
+pub fn record_userspace_exit(tgid: u32, tid: u32, reason: u32, errno: i32, started: Option<u64>) {
     // A negative errno means KVM_RUN failed (e.g. -EINTR when a signal is pending): `reason` then
     // still holds the previous exit's reason and must not be counted as one.
     let reason = if errno < 0 {
@@ -134,7 +144,9 @@ pub fn record_userspace_exit(tgid: u32, tid: u32, reason: u32, errno: i32, now: 
         reason,
     };
     count(key);
-    open_interval(&EXITS_PENDING_USERSPACE, key, now);
+    if let Some(now) = started {
+        open_interval(&EXITS_PENDING_USERSPACE, key, now);
+    }
 }
 
 #[inline(always)]

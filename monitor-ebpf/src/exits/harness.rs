@@ -27,7 +27,14 @@ pub fn exits_harness(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = (low32(arg(1)), low32(arg(2)));
     match arg(0) {
         HARNESS_KVM_EXIT => {
-            record_kvm_exit(tgid, tid, low32(arg(3)), low32(arg(4)), arg(5), arg(6));
+            record_kvm_exit(
+                tgid,
+                tid,
+                low32(arg(3)),
+                low32(arg(4)),
+                arg(5),
+                Some(arg(6)),
+            );
         }
         HARNESS_KVM_ENTRY => close_interval(&EXITS_PENDING, tid, arg(3)),
         HARNESS_USERSPACE_EXIT => record_userspace_exit(
@@ -35,7 +42,7 @@ pub fn exits_harness(ctx: RawTracePointContext) -> i32 {
             tid,
             low32(arg(3)),
             low32(arg(4)).cast_signed(),
-            arg(5),
+            Some(arg(5)),
         ),
         HARNESS_KVM_RUN => close_interval(&EXITS_PENDING_USERSPACE, tid, arg(3)),
         HARNESS_WAKEUP => record_halt(tgid, tid, arg(3), arg(4) != 0, arg(5) != 0),

@@ -1,6 +1,7 @@
 //! Exit-handling latency, as log2 histograms per (VMM, thread, source, reason):
 //! `kvm_exit` → `kvm_entry` on the same thread (a hardware exit handled end to end),
-//! `kvm_userspace_exit` → the thread's next `KVM_RUN` (time spent in the VMM), and the halt
+//! `kvm_userspace_exit` → the thread's next `KVM_RUN` (time spent in the VMM; its start is seen
+//! on `kvm_fpu`, see `monitor_common::exits::latency`), and the halt
 //! duration `kvm_vcpu_wakeup` reports.
 //!
 //! An exit opens an interval in a per-thread pending map; the next entry on that thread closes
@@ -21,7 +22,7 @@ use monitor_common::{
     exits::{
         ExitKey, ExitSource, Isa, VCPU_ID_UNKNOWN,
         latency::{
-            EXITS_LATENCY_CAPACITY, HALT_BLOCKED, HALT_SPURIOUS, IoctlLayout, KVM_RUN_IOCTL,
+            EXITS_LATENCY_CAPACITY, FPU_LOAD, FpuLayout, HALT_BLOCKED, HALT_SPURIOUS,
             PENDING_CAPACITY, PendingExit, WakeupLayout,
         },
     },
@@ -50,7 +51,18 @@ static ZERO_HIST: LatencyHist = LatencyHist::ZERO;
 #[unsafe(no_mangle)]
 static KVM_VCPU_WAKEUP_LAYOUT: WakeupLayout = WakeupLayout::DEFAULT;
 #[unsafe(no_mangle)]
-static SYS_ENTER_IOCTL_LAYOUT: IoctlLayout = IoctlLayout::DEFAULT;
+static KVM_FPU_LAYOUT: FpuLayout = FpuLayout::DEFAULT;
+/// 1 when latency is collected (see `monitor_common::exits::latency::GLOBAL_EXITS_TIMED`).
+#[unsafe(no_mangle)]
+static EXITS_TIMED: u32 = 0;
+
+/// Whether exits open intervals. A loader-set .rodata global: the verifier knows its value and
+/// drops the untaken branch from the program.
+#[inline(always)]
+pub fn timed() -> bool {
+    // SAFETY: volatile read of a loader-initialised global (see counts.rs).
+    unsafe { core::ptr::read_volatile(&raw const EXITS_TIMED) != 0 }
+}
 
 tracepoint_program!("kvm", "kvm_entry", on_kvm_entry => kvm_entry);
 
@@ -60,25 +72,30 @@ fn on_kvm_entry(_ctx: TracePointContext) -> u32 {
     0
 }
 
-// `syscalls:sys_enter_ioctl`: fires for every ioctl on the host, so `KVM_RUN` is checked first.
-tracepoint_program!("syscalls", "sys_enter_ioctl", on_kvm_run => sys_enter_ioctl);
+// `kvm:kvm_fpu` fires twice per `KVM_RUN`: load at its start, unload at its end.
+tracepoint_program!("kvm", "kvm_fpu", on_kvm_fpu => kvm_fpu);
 
-fn on_kvm_run(ctx: TracePointContext) -> u32 {
+fn on_kvm_fpu(ctx: TracePointContext) -> u32 {
     // SAFETY: volatile read of a loader-initialised global (see counts.rs).
-    let layout = unsafe { core::ptr::read_volatile(&raw const SYS_ENTER_IOCTL_LAYOUT) };
-    let cmd = if layout == IoctlLayout::DEFAULT {
-        const L: IoctlLayout = IoctlLayout::DEFAULT;
-        read_fixed_sized::<{ L.cmd_offset as usize }, { L.cmd_size }>(&ctx)
+    let layout = unsafe { core::ptr::read_volatile(&raw const KVM_FPU_LAYOUT) };
+    let load = if layout == FpuLayout::DEFAULT {
+        const L: FpuLayout = FpuLayout::DEFAULT;
+        read_fixed_sized::<{ L.load_offset as usize }, 4>(&ctx)
     } else {
-        read_field_sized(&ctx, layout.cmd_offset, layout.cmd_size)
+        read_field_sized(&ctx, layout.load_offset, 4)
     };
-    // `cmd` is an unsigned int in a u64 slot.
-    if cmd & 0xFFFF_FFFF != KVM_RUN_IOCTL {
-        return 0;
+    on_kvm_run_start(load);
+    0
+}
+
+/// Ends the thread's time in the VMM when `load` says a `KVM_RUN` starts.
+#[inline(always)]
+pub fn on_kvm_run_start(load: u64) {
+    if load & 0xFFFF_FFFF != u64::from(FPU_LOAD) {
+        return;
     }
     let (_, tid) = current_tgid_tid();
     close_interval(&EXITS_PENDING_USERSPACE, tid, now());
-    0
 }
 
 tracepoint_program!("kvm", "kvm_vcpu_wakeup", on_kvm_vcpu_wakeup => kvm_vcpu_wakeup);

@@ -3,17 +3,16 @@
 //! position instead of from a filled record. The arguments are plain values (a `kvm_vcpu`
 //! pointer, where there is one, is never read), so these need no struct offsets; the agent checks
 //! each tracepoint's argument count in the kernel's BTF before it attaches them. `kvm_exit`
-//! stays classic: its raw arguments carry no exit reason. `KVM_RUN` stays on the classic
-//! `sys_enter_ioctl`: the raw `sys_enter` would run for every system call of the host.
+//! stays classic: its raw arguments carry no exit reason.
 
 #![expect(clippy::similar_names, reason = "tgid/tid are the kernel's names")]
 
 use monitor_common::exits::details::DetailKind;
 
 use super::{
-    counts::record_userspace_exit,
+    counts::{record_userspace_exit, started},
     details::record_detail,
-    latency::{EXITS_PENDING, close_interval, record_halt},
+    latency::{EXITS_PENDING, close_interval, on_kvm_run_start, record_halt},
 };
 use crate::{
     raw::Args,
@@ -31,7 +30,7 @@ fn on_userspace_exit(args: Args) -> u32 {
         reason = "an int argument, sign-extended to u64"
     )]
     let errno = low32(args.get::<1>()) as i32;
-    record_userspace_exit(tgid, tid, low32(args.get::<0>()), errno, now());
+    record_userspace_exit(tgid, tid, low32(args.get::<0>()), errno, started());
     0
 }
 
@@ -41,6 +40,14 @@ raw_programs!("kvm_entry", on_entry => kvm_entry_btf, kvm_entry_raw);
 fn on_entry(_args: Args) -> u32 {
     let (_, tid) = current_tgid_tid();
     close_interval(&EXITS_PENDING, tid, now());
+    0
+}
+
+// (u32 load): load at the start of a `KVM_RUN`, unload at its end.
+raw_programs!("kvm_fpu", on_fpu => kvm_fpu_btf, kvm_fpu_raw);
+
+fn on_fpu(args: Args) -> u32 {
+    on_kvm_run_start(args.get::<0>());
     0
 }
 

@@ -127,7 +127,7 @@ fn tracefs_format() {
         "block/block_io_start",
         "block/block_rq_issue",
         "block/block_rq_complete",
-        "syscalls/sys_enter_ioctl",
+        "kvm/kvm_fpu",
     ] {
         if let Ok(text) = fs::read(tracefs.join(event).join("format")) {
             fs::write(dir.join(event.replace('/', "-")), text).unwrap();

@@ -54,10 +54,10 @@ pub const PEERS: [Peer; 8] = [
         needs: None,
     },
     Peer {
-        category: "syscalls",
-        event: "sys_enter_ioctl",
+        category: "kvm",
+        event: "kvm_fpu",
         kvmtop: "kvm_run",
-        body: "/args->cmd == 0xae80/ { $start = @uexit_start[tid]; if ($start) { \
+        body: "/args->load == 1/ { $start = @uexit_start[tid]; if ($start) { \
                @vmm_ns[pid, tid] = hist(nsecs - $start); delete(@uexit_start[tid]); } }",
         needs: Some("kvm_userspace_exit"),
     },
@@ -261,9 +261,11 @@ mod tests {
             PEERS[4].one_liner(),
             "tracepoint:kvm:kvm_pio { @pio[pid, args->port, args->rw] = count(); }"
         );
-        assert!(PEERS[3].one_liner().starts_with(
-            "tracepoint:syscalls:sys_enter_ioctl /args->cmd == 0xae80/ { $start = @uexit_start[tid];"
-        ));
+        assert!(
+            PEERS[3].one_liner().starts_with(
+                "tracepoint:kvm:kvm_fpu /args->load == 1/ { $start = @uexit_start[tid];"
+            )
+        );
     }
 
     #[test]
@@ -273,9 +275,9 @@ mod tests {
             .iter()
             .map(|peer| peer.event)
             .collect();
-        assert!(!chosen.contains(&"sys_enter_ioctl"));
+        assert!(!chosen.contains(&"kvm_fpu"));
         assert!(chosen.contains(&"kvm_entry"));
-        assert!(unavailable["sys_enter_ioctl"].contains("kvm_userspace_exit"));
+        assert!(unavailable["kvm_fpu"].contains("kvm_userspace_exit"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn sample() -> Result<BTreeMap<u32, Prog>> {
 #[derive(Clone, Debug, Default)]
 pub struct Held {
     pub ids: BTreeSet<u32>,
-    /// Program id → tracepoint event name (`kvm_exit`, `sys_enter_ioctl`).
+    /// Program id → tracepoint event name (`kvm_exit`, `kvm_fpu`).
     pub tracepoints: BTreeMap<u32, String>,
 }
 

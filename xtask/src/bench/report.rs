@@ -316,7 +316,7 @@ mod tests {
             prog(1, "kvm_run", 0, 0),
             prog(2, "kvm_exit", 0, 0),
             prog(3, "kvm_msr", 0, 0),
-            prog(10, "sys_enter_ioctl", 0, 0),
+            prog(10, "kvm_fpu", 0, 0),
             prog(11, "kvm_exit", 0, 0),
             prog(20, "floor_tp", 0, 0),
         ]);
@@ -324,24 +324,21 @@ mod tests {
             prog(1, "kvm_run", 100, 5_000),
             prog(2, "kvm_exit", 0, 0),
             prog(3, "kvm_msr", 0, 0),
-            prog(10, "sys_enter_ioctl", 100, 10_000),
+            prog(10, "kvm_fpu", 100, 10_000),
             prog(11, "kvm_exit", 0, 0),
             prog(20, "floor_tp", 100, 2_500),
         ]);
         let kvmtop = Held {
             ids: BTreeSet::from([1, 2, 3]),
-            tracepoints: BTreeMap::from([(1, "sys_enter_ioctl".to_owned())]),
+            tracepoints: BTreeMap::from([(1, "kvm_fpu".to_owned())]),
         };
-        let bpftrace = BTreeMap::from([
-            (10, "sys_enter_ioctl".to_owned()),
-            (11, "kvm_exit".to_owned()),
-        ]);
+        let bpftrace = BTreeMap::from([(10, "kvm_fpu".to_owned()), (11, "kvm_exit".to_owned())]);
         let unavailable =
             BTreeMap::from([("kvm_pio", "tracepoint kvm:kvm_pio missing".to_owned())]);
         let floors = FloorIds {
-            ids: BTreeMap::from([("sys_enter_ioctl".to_owned(), (20, "tracepoint".to_owned()))]),
+            ids: BTreeMap::from([("kvm_fpu".to_owned(), (20, "tracepoint".to_owned()))]),
             unavailable: BTreeMap::from([("kvm_msr".to_owned(), "refused".to_owned())]),
-            kinds: BTreeMap::from([("sys_enter_ioctl".to_owned(), "tracepoint".to_owned())]),
+            kinds: BTreeMap::from([("kvm_fpu".to_owned(), "tracepoint".to_owned())]),
         };
         let window = Window {
             start: &start,
@@ -365,12 +362,12 @@ mod tests {
                 .find(|row| row.tracepoint == tp)
                 .unwrap()
         };
-        let ioctl = row("sys_enter_ioctl");
-        assert_eq!(ioctl.kvmtop.program, "kvm_run");
+        let run = row("kvm_fpu");
+        assert_eq!(run.kvmtop.program, "kvm_run");
         // kvmtop 50 ns/event, bpftrace 100, the floor 25.
-        assert_eq!(ioctl.ratio, Some(0.5));
-        assert_eq!(ioctl.floor_ratio, Some(2.0));
-        assert_eq!(ioctl.kind.as_deref(), Some("tracepoint"));
+        assert_eq!(run.ratio, Some(0.5));
+        assert_eq!(run.floor_ratio, Some(2.0));
+        assert_eq!(run.kind.as_deref(), Some("tracepoint"));
         let exit = serde_json::to_value(&row("kvm_exit").kvmtop).unwrap();
         assert_eq!(exit["note"], NO_EVENTS);
         assert_eq!(exit["ns_per_event"], serde_json::Value::Null);

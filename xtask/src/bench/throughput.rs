@@ -41,10 +41,13 @@ pub const METHOD: &str = "A QEMU port-I/O guest (one vCPU looping on `out 0x80, 
     kvmtop hooks with `perf stat -p PID` for a fixed time, alternately without kvmtop and with a \
     `kvmtop serve` started for the run (counting starts once all its programs are attached); the \
     order is flipped every pair. The pairs are repeated for each collection level (`--collect`), \
-    each level against its own runs without kvmtop; the other figures are the default level's. kvmtop's ns per exit, per exit-path hook, is the guest's events \
-    on that hook per exit (from perf, this process only) times the ns/event of kvmtop's program \
-    there (run_time_ns / run_cnt over the run, all processes); their sum is what kvmtop's \
-    programs add to one exit. Host-wide, its programs' run time per second over the runs is also \
+    each level against its own runs without kvmtop; the other figures are the default level's. \
+    The pairs run with the kernel's BPF statistics off, as on a host in production (with them on, \
+    every program run also pays two clock reads). One more run with kvmtop at the default level, \
+    statistics on and not counted in the rates, costs each program: kvmtop's ns per exit, per \
+    exit-path hook, is the guest's events on that hook per exit (from perf, this process only) \
+    times the ns/event of kvmtop's program there (run_time_ns / run_cnt over the run, all \
+    processes); their sum is what kvmtop's programs add to one exit. Host-wide, its programs' run time per second over the runs is also \
     shown. The agent's CPU is its utime + stime growth over the counted run; its peak RSS is \
     VmHWM.";
 
@@ -90,6 +93,8 @@ pub struct Run {
     /// The collection level of the pair this run belongs to.
     pub level: &'static str,
     pub with_kvmtop: bool,
+    /// Run with BPF statistics on, to cost kvmtop's programs; not one of the pairs.
+    pub costed: bool,
     pub exits: u64,
     pub seconds: f64,
     pub exits_per_second: f64,
@@ -156,12 +161,10 @@ pub fn exit_tracepoints(hooks: &[Hook]) -> Vec<String> {
         let system = match (&hook.system, hook.event.as_str()) {
             (Some(system), _) => system.as_str(),
             (None, event) if event.starts_with("kvm_") => "kvm",
-            (None, event) if event.starts_with("sys_enter_") => "syscalls",
             _ => continue,
         };
-        let on_exit_path = system == "kvm" || hook.event == "sys_enter_ioctl";
         let tracepoint = format!("{system}:{}", hook.event);
-        if on_exit_path && !tracepoints.contains(&tracepoint) {
+        if system == "kvm" && !tracepoints.contains(&tracepoint) {
             tracepoints.push(tracepoint);
         }
     }
@@ -192,6 +195,7 @@ fn measure(
     util::run(cmd("taskset").args(["-a", "-p", "-c", GUEST_CPU, &pid.to_string()]))?;
     *guest_text = format!("port-io guest bench-throughput (QEMU pid {pid}) on CPU {GUEST_CPU}");
     let mut runs = Vec::new();
+    set_bpf_stats(false)?;
     for level in LEVELS {
         for pair in 0..PAIRS {
             let order = if pair % 2 == 0 {
@@ -221,8 +225,27 @@ fn measure(
             }
         }
     }
+    set_bpf_stats(true)?;
+    let mut costed = with_kvmtop(binary, out_dir, pid, tracepoints, LEVELS[0])?;
+    costed.level = LEVELS[0];
+    costed.costed = true;
+    println!(
+        "  --collect {:<7} costing run, BPF statistics on: {:.0} exits/s",
+        LEVELS[0], costed.exits_per_second
+    );
+    runs.push(costed);
     drop(guest);
     Ok(runs)
+}
+
+/// Turns the kernel's BPF run-time statistics on or off (the bench turned them on and restores
+/// the operator's setting at its end).
+fn set_bpf_stats(on: bool) -> Result<()> {
+    std::fs::write(
+        "/proc/sys/kernel/bpf_stats_enabled",
+        if on { "1" } else { "0" },
+    )
+    .context("setting kernel.bpf_stats_enabled")
 }
 
 /// One counted run without kvmtop.
@@ -373,7 +396,7 @@ fn mean_rates(runs: &[Run], level: &str) -> Option<(f64, f64)> {
     let mean = |with: bool| {
         let rates: Vec<f64> = runs
             .iter()
-            .filter(|run| run.level == level && run.with_kvmtop == with)
+            .filter(|run| run.level == level && run.with_kvmtop == with && !run.costed)
             .map(|run| run.exits_per_second)
             .collect();
         (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
@@ -399,12 +422,21 @@ fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
         .collect();
     let with: Vec<&Run> = runs
         .iter()
-        .filter(|run| run.with_kvmtop && run.level == default)
+        .filter(|run| run.with_kvmtop && run.level == default && !run.costed)
         .collect();
-    let exits: u64 = with.iter().map(|run| run.exits).sum();
+    // Program costs come from the run with statistics on, or from the pairs when there was none.
+    let costed: Vec<&Run> = {
+        let costed: Vec<&Run> = runs.iter().filter(|run| run.costed).collect();
+        if costed.is_empty() {
+            with.clone()
+        } else {
+            costed
+        }
+    };
+    let exits: u64 = costed.iter().map(|run| run.exits).sum();
     // Tracepoint → (program, guest events, program events, program ns), over the runs.
     let mut totals: BTreeMap<&str, (&str, u64, u64, u64)> = BTreeMap::new();
-    for run in &with {
+    for run in &costed {
         for (tracepoint, (program, events, ns)) in &run.kvmtop {
             let total = totals.entry(tracepoint).or_insert((program, 0, 0, 0));
             total.1 += run.guest_events.get(tracepoint).copied().unwrap_or(0);
@@ -432,8 +464,8 @@ fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
     };
     let exit_path_ns_per_exit =
         (!exit_path.is_empty()).then(|| exit_path.iter().filter_map(|c| c.ns_per_exit).sum());
-    let seconds: f64 = with.iter().map(|run| run.seconds).sum();
-    let run_time: Vec<u64> = with
+    let seconds: f64 = costed.iter().map(|run| run.seconds).sum();
+    let run_time: Vec<u64> = costed
         .iter()
         .filter_map(|run| run.kvmtop_run_time_ns)
         .collect();
@@ -573,13 +605,14 @@ mod tests {
     fn counts_the_exit_path_tracepoints_kvmtop_hooks() {
         let hooks = [
             Hook::parse("pio", "tracepoint:kvm:kvm_pio").unwrap(),
-            Hook::parse("run", "tracepoint:syscalls:sys_enter_ioctl").unwrap(),
+            Hook::parse("run", "tp_btf:kvm_fpu").unwrap(),
             Hook::parse("exit", "raw_tp:kvm_exit").unwrap(),
             Hook::parse("switch", "tp_btf:sched_switch").unwrap(),
+            Hook::parse("other", "tracepoint:syscalls:sys_enter_ioctl").unwrap(),
         ];
         assert_eq!(
             exit_tracepoints(&hooks),
-            ["kvm:kvm_pio", "syscalls:sys_enter_ioctl", "kvm:kvm_exit"]
+            ["kvm:kvm_pio", "kvm:kvm_fpu", "kvm:kvm_exit"]
         );
     }
 }

@@ -7,7 +7,7 @@ use monitor_common::{
     exits::{
         Isa, KvmExitLayout, UserspaceExitLayout,
         details::{DetailEvent, DetailLayout},
-        latency::{IoctlLayout, WakeupLayout},
+        latency::{FpuLayout, WakeupLayout},
     },
 };
 
@@ -94,16 +94,20 @@ pub fn vcpu_wakeup(tracefs: &TraceFs) -> Result<WakeupLayout, String> {
     })
 }
 
-/// Reads where `cmd` sits in `syscalls:sys_enter_ioctl` (absent on kernels built without
-/// syscall tracepoints).
-pub fn ioctl(tracefs: &TraceFs) -> Result<IoctlLayout, String> {
-    let [cmd] = tracefs
-        .fields("syscalls", "sys_enter_ioctl", ["cmd"])
+/// Reads where `load` sits in `kvm:kvm_fpu`.
+pub fn fpu(tracefs: &TraceFs) -> Result<FpuLayout, String> {
+    let [load] = tracefs
+        .fields("kvm", "kvm_fpu", ["load"])
         .map_err(|e| e.to_string())?;
-    let cmd = cmd.ok_or("syscalls:sys_enter_ioctl has no cmd field on this kernel")?;
-    Ok(IoctlLayout {
-        cmd_offset: cmd.offset,
-        cmd_size: cmd.size,
+    let load = load.ok_or("kvm:kvm_fpu has no load field on this kernel")?;
+    if load.size != 4 {
+        return Err(format!(
+            "kvm:kvm_fpu's load field has an unexpected size {}",
+            load.size
+        ));
+    }
+    Ok(FpuLayout {
+        load_offset: load.offset,
     })
 }
 
@@ -165,7 +169,7 @@ mod tests {
             );
         }
         assert_eq!(vcpu_wakeup(&tracefs), Ok(WakeupLayout::DEFAULT));
-        assert_eq!(ioctl(&tracefs), Ok(IoctlLayout::DEFAULT));
+        assert_eq!(fpu(&tracefs), Ok(FpuLayout::DEFAULT));
     }
 
     #[test]

@@ -6,9 +6,9 @@ use monitor_common::exits::{
     PROG_KVM_USERSPACE_EXIT, PROG_KVM_USERSPACE_EXIT_BTF, PROG_KVM_USERSPACE_EXIT_RAW,
     details::{DETAIL_EVENTS, DetailEvent, DetailKind as RawKind},
     latency::{
-        GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, GLOBAL_SYS_ENTER_IOCTL_LAYOUT, PROG_KVM_ENTRY,
-        PROG_KVM_ENTRY_BTF, PROG_KVM_ENTRY_RAW, PROG_KVM_VCPU_WAKEUP, PROG_KVM_VCPU_WAKEUP_BTF,
-        PROG_KVM_VCPU_WAKEUP_RAW, PROG_SYS_ENTER_IOCTL,
+        GLOBAL_EXITS_TIMED, GLOBAL_KVM_FPU_LAYOUT, GLOBAL_KVM_VCPU_WAKEUP_LAYOUT, PROG_KVM_ENTRY,
+        PROG_KVM_ENTRY_BTF, PROG_KVM_ENTRY_RAW, PROG_KVM_FPU, PROG_KVM_FPU_BTF, PROG_KVM_FPU_RAW,
+        PROG_KVM_VCPU_WAKEUP, PROG_KVM_VCPU_WAKEUP_BTF, PROG_KVM_VCPU_WAKEUP_RAW,
     },
 };
 
@@ -21,7 +21,8 @@ use crate::{
 
 /// Ends the hardware-exit interval a `kvm_exit` opened.
 pub const KVM_ENTRY: &str = "kvm_entry";
-/// `KVM_RUN` ioctls: ends the time-in-VMM interval a userspace exit opened.
+/// The start of each `KVM_RUN` (`kvm:kvm_fpu`, load): ends the time-in-VMM interval a userspace
+/// exit opened.
 pub const KVM_RUN: &str = "kvm_run";
 
 /// The source name of an exit source's counts.
@@ -73,8 +74,11 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 "kvm",
                 "kvm_exit",
                 PROG_KVM_EXIT,
-                layout::kvm_exit(tracefs, &host.proc_root)
-                    .map(|l| vec![Global::new(GLOBAL_KVM_EXIT_LAYOUT, &l)]),
+                timing(
+                    host,
+                    layout::kvm_exit(tracefs, &host.proc_root)
+                        .map(|l| vec![Global::new(GLOBAL_KVM_EXIT_LAYOUT, &l)]),
+                ),
             ),
         ),
         SourceSpec::new(
@@ -95,23 +99,32 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 &host.btf,
                 "kvm_userspace_exit",
                 (PROG_KVM_USERSPACE_EXIT_BTF, PROG_KVM_USERSPACE_EXIT_RAW),
-                described(host, "kvm_userspace_exit", Some(2)),
+                timing(host, described(host, "kvm_userspace_exit", Some(2))),
                 Attempt::tracepoint(
                     "kvm",
                     "kvm_userspace_exit",
                     PROG_KVM_USERSPACE_EXIT,
-                    layout::userspace_exit(tracefs)
-                        .map(|l| vec![Global::new(GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, &l)]),
+                    timing(
+                        host,
+                        layout::userspace_exit(tracefs)
+                            .map(|l| vec![Global::new(GLOBAL_KVM_USERSPACE_EXIT_LAYOUT, &l)]),
+                    ),
                 ),
             ),
         ),
-        SourceSpec::one(
+        SourceSpec::new(
             KVM_RUN,
-            Attempt::tracepoint(
-                "syscalls",
-                "sys_enter_ioctl",
-                PROG_SYS_ENTER_IOCTL,
-                layout::ioctl(tracefs).map(|l| vec![Global::new(GLOBAL_SYS_ENTER_IOCTL_LAYOUT, &l)]),
+            every_kind(
+                &host.btf,
+                "kvm_fpu",
+                (PROG_KVM_FPU_BTF, PROG_KVM_FPU_RAW),
+                described(host, "kvm_fpu", Some(1)),
+                Attempt::tracepoint(
+                    "kvm",
+                    "kvm_fpu",
+                    PROG_KVM_FPU,
+                    layout::fpu(tracefs).map(|l| vec![Global::new(GLOBAL_KVM_FPU_LAYOUT, &l)]),
+                ),
             ),
         )
         .unless_left_out(at(CollectLevel::Latency)),
@@ -133,29 +146,39 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
         )
         .unless_left_out(at(CollectLevel::Latency)),
     ];
-    for kind in DetailKind::ALL {
-        let event = detail_event(kind);
-        table.push(
-            SourceSpec::new(
-                detail_source(kind),
-                every_kind(
-                    &host.btf,
-                    event.event,
-                    event.raw_programs,
-                    described(host, event.event, Some(event.raw_args)),
-                    Attempt::tracepoint(
-                        "kvm",
-                        event.event,
-                        event.program,
-                        layout::detail(tracefs, &event)
-                            .map(|l| vec![Global::new(event.global, &l)]),
-                    ),
-                ),
-            )
-            .unless_left_out(at(CollectLevel::Details)),
-        );
-    }
+    table.extend(DetailKind::ALL.into_iter().map(|kind| detail_spec(host, kind)));
     table
+}
+
+/// The source of one kind of detail, left out below `--collect details`.
+fn detail_spec(host: &HostView, kind: DetailKind) -> SourceSpec {
+    let event = detail_event(kind);
+    SourceSpec::new(
+        detail_source(kind),
+        every_kind(
+            &host.btf,
+            event.event,
+            event.raw_programs,
+            described(host, event.event, Some(event.raw_args)),
+            Attempt::tracepoint(
+                "kvm",
+                event.event,
+                event.program,
+                layout::detail(&host.tracefs, &event).map(|l| vec![Global::new(event.global, &l)]),
+            ),
+        ),
+    )
+    .unless_left_out(host.collect.leaves_out(CollectLevel::Details))
+}
+
+/// `needs`, plus the setting that makes the exit programs time each exit when latency is
+/// collected. At `--collect counts` they only count: no interval map update, no clock read.
+fn timing(host: &HostView, needs: Result<Vec<Global>, String>) -> Result<Vec<Global>, String> {
+    let mut needs = needs?;
+    if host.collect.leaves_out(CollectLevel::Latency).is_none() {
+        needs.push(Global::new(GLOBAL_EXITS_TIMED, &1_u32));
+    }
+    Ok(needs)
 }
 
 /// What the raw-argument programs of `event` need: nothing but the kernel's BTF describing the
