@@ -31,7 +31,7 @@ macro_rules! raw_programs {
         #[unsafe(no_mangle)]
         #[unsafe(link_section = concat!("tp_btf/", $event))]
         pub fn $btf(ctx: *mut ::core::ffi::c_void) -> i32 {
-            $handler($crate::raw::Args::new(ctx));
+            $handler($crate::raw::Args::typed(ctx));
             0
         }
 

@@ -1,6 +1,6 @@
 //! The scheduler programs on the tracepoints' raw arguments (task pointers): the same accounting
 //! as the classic programs in `programs.rs`, with thread ids and CPUs read from the tasks at this
-//! kernel's offsets. The watched-thread test still comes first; for `sched_switch` the outgoing
+//! kernel's offsets (plain loads in the BTF programs). The watched-thread test still comes first; for `sched_switch` the outgoing
 //! task is the current one, so its id costs a helper call rather than a read.
 
 // `prev_tid`/`next_tid` and `tid`/`tgid` are the kernel's names.
@@ -12,11 +12,7 @@ use super::{
     account::{Switch, is_watched, on_migrate, on_switch, on_wakeup},
     programs::{cpu, now},
 };
-use crate::{
-    raw::{Args, read_kernel},
-    raw_programs,
-    record::current_tgid_tid,
-};
+use crate::{raw::Args, raw_programs, record::current_tgid_tid};
 
 /// This kernel's offsets, overwritten by the loader (see exits/counts.rs for why settings are
 /// .rodata globals).
@@ -29,7 +25,7 @@ raw_programs!("sched_switch", on_switch_raw => switch_btf, switch_raw);
 
 fn on_switch_raw(args: Args) -> u32 {
     let (prev_tgid, prev_tid) = current_tgid_tid();
-    let next_tid = read_kernel::<u32>(args.get::<2>(), fields().pid).unwrap_or(0);
+    let next_tid = args.field_u32(args.get::<2>(), fields().pid).unwrap_or(0);
     let prev_watched = is_watched(prev_tid);
     let next_watched = is_watched(next_tid);
     if !prev_watched && !next_watched {
@@ -54,12 +50,12 @@ raw_programs!("sched_wakeup", on_wakeup_raw => wakeup_btf, wakeup_raw);
 fn on_wakeup_raw(args: Args) -> u32 {
     let fields = fields();
     let task = args.get::<0>();
-    let tid = read_kernel::<u32>(task, fields.pid).unwrap_or(0);
+    let tid = args.field_u32(task, fields.pid).unwrap_or(0);
     if !is_watched(tid) {
         return 0;
     }
     // The record's `target_cpu` is `task_cpu(p)`.
-    let target_cpu = read_kernel::<u32>(task, fields.cpu).unwrap_or(u32::MAX);
+    let target_cpu = args.field_u32(task, fields.cpu).unwrap_or(u32::MAX);
     on_wakeup(tid, target_cpu, now());
     0
 }
@@ -70,11 +66,11 @@ raw_programs!("sched_migrate_task", on_migrate_raw => migrate_btf, migrate_raw);
 fn on_migrate_raw(args: Args) -> u32 {
     let fields = fields();
     let task = args.get::<0>();
-    let tid = read_kernel::<u32>(task, fields.pid).unwrap_or(0);
+    let tid = args.field_u32(task, fields.pid).unwrap_or(0);
     if !is_watched(tid) {
         return 0;
     }
-    let orig = read_kernel::<u32>(task, fields.cpu).unwrap_or(u32::MAX);
+    let orig = args.field_u32(task, fields.cpu).unwrap_or(u32::MAX);
     #[expect(clippy::cast_possible_truncation, reason = "an int argument")]
     let dest = args.get::<1>() as u32;
     on_migrate(tid, orig, dest);
