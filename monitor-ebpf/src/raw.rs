@@ -38,6 +38,12 @@ impl Args {
         }
     }
 
+    /// Whether this is a BTF tracepoint program (see [`field_u32`](Self::field_u32)).
+    #[inline(always)]
+    pub fn is_typed(self) -> bool {
+        self.typed
+    }
+
     /// A u32 field at `offset` in the kernel struct the pointer argument `ptr` (from [`get`])
     /// points to. In a BTF program it is one load, which the verifier checks against the field
     /// the kernel's BTF has at that offset (the offset is a load-time constant) and which reads 0

@@ -1,7 +1,6 @@
 //! The scheduler programs on the tracepoints' raw arguments (task pointers): the same accounting
 //! as the classic programs in `programs.rs`, with thread ids and CPUs read from the tasks at this
-//! kernel's offsets (plain loads in the BTF programs). The watched-thread test still comes first; for `sched_switch` the outgoing
-//! task is the current one, so its id costs a helper call rather than a read.
+//! kernel's offsets (plain loads in the BTF programs). The watched-thread test comes first.
 
 // `prev_tid`/`next_tid` and `tid`/`tgid` are the kernel's names.
 #![expect(clippy::inline_always, clippy::similar_names)]
@@ -24,13 +23,21 @@ static SCHED_TASK_FIELDS: TaskFields = TaskFields::UNSET;
 raw_programs!("sched_switch", on_switch_raw => switch_btf, switch_raw);
 
 fn on_switch_raw(args: Args) -> u32 {
-    let (prev_tgid, prev_tid) = current_tgid_tid();
-    let next_tid = args.field_u32(args.get::<2>(), fields().pid).unwrap_or(0);
+    let pid = fields().pid;
+    // `prev` is the current task: a plain load in a BTF program, else a helper call, cheaper
+    // than a probe read.
+    let prev_tid = if args.is_typed() {
+        args.field_u32(args.get::<1>(), pid).unwrap_or(0)
+    } else {
+        current_tgid_tid().1
+    };
+    let next_tid = args.field_u32(args.get::<2>(), pid).unwrap_or(0);
     let prev_watched = is_watched(prev_tid);
     let next_watched = is_watched(next_tid);
     if !prev_watched && !next_watched {
         return 0;
     }
+    let (prev_tgid, _) = current_tgid_tid();
     let prev_state = reported_prev_state(args.get::<0>() & 1 != 0, args.get::<3>());
     let event = Switch {
         cpu: cpu(),

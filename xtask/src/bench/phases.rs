@@ -34,10 +34,9 @@ struct Plan {
     rows: &'static [RowSpec],
 }
 
-const SCHED_CAVEAT: &str = "runqlat's programs are BTF tracepoint programs (tp_btf): they read \
-    the task structs the tracepoint passes, while kvmtop's are classic tracepoint programs, run on \
-    a record the kernel fills first; that fill is paid for kvmtop only and is in neither figure. \
-    runqlat works on every task (a timestamp per wakeup, a histogram update per switch), kvmtop \
+const SCHED_CAVEAT: &str = "runqlat's programs are BTF tracepoint programs (tp_btf), as kvmtop's \
+    are where the kernel allows (the kind column says; a classic tracepoint program also runs on a \
+    record the kernel fills first, paid for kvmtop only and in neither figure). runqlat works on every task (a timestamp per wakeup, a histogram update per switch), kvmtop \
     only on watched threads, so the ratio compares what each tool does, not the same work. The \
     kernel skips a classic tracepoint program when the tracepoint fires while another kprobe or \
     tracepoint program runs on the same CPU (an interrupt's wakeup, say), and a tp_btf program only \
@@ -147,8 +146,8 @@ const PLANS: [Plan; 4] = [
     Plan {
         name: TLB,
         purpose: "TLB program under a shootdown loop",
-        caveat: "Both are classic tracepoint programs sharing one record, as in the exits table, \
-            and bpftrace's runs first. The churn process holds a KVM VM fd, so kvmtop takes it for \
+        caveat: "bpftrace's is a classic tracepoint program, kvmtop's a BTF tracepoint program \
+            where the kernel allows (the kind column says). The churn process holds a KVM VM fd, so kvmtop takes it for \
             a VMM and counts its flushes per process, thread and reason (a hash-map update, as \
             bpftrace does for every flush) besides its per-CPU host counters; other tasks' flushes \
             take only the host counters in kvmtop.",
