@@ -16,6 +16,7 @@
 //! a test checks that every name the agent expects is there.
 #![no_std]
 
+pub mod diagnostics;
 pub mod floor;
 pub mod histogram;
 pub mod places;
@@ -43,8 +44,13 @@ pub struct Names {
 /// What is in the object for `cargo xtask bench` only (the floor programs), never for the agent.
 pub const BENCH_NAMES: &[Names] = &[floor::NAMES];
 
-/// The maps several families share.
-pub const SHARED_MAPS: &[&str] = &[vmms::VMM_WATCH_MAP, places::CPU_PLACES_MAP];
+/// The maps several families share, and the diagnostics' (see [`diagnostics`]).
+pub const SHARED_MAPS: &[&str] = &[
+    vmms::VMM_WATCH_MAP,
+    places::CPU_PLACES_MAP,
+    diagnostics::DIAGNOSTICS_LOGGED_MAP,
+    diagnostics::LOG_RING_MAP,
+];
 
 /// `a` then `b`, as one array (for name lists built from other lists at compile time).
 #[must_use]

@@ -13,6 +13,7 @@
 #![expect(internal_features, reason = "core_intrinsics, see above")]
 
 mod block;
+mod diagnostics;
 mod exits;
 mod floor;
 mod numa;

@@ -82,5 +82,9 @@ pub fn read_kernel<T: Copy>(base: u64, offset: u32) -> Option<T> {
         return None;
     }
     // SAFETY: the helper validates the address; a bad one returns an error, never faults.
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.ok()
+    let read = unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) };
+    if read.is_err() {
+        crate::diagnostics::report(monitor_common::diagnostics::Condition::StructReadFailed);
+    }
+    read.ok()
 }

@@ -162,6 +162,10 @@ impl Session {
         let at = Instant::now();
         self.learn_vcpu_threads(&mut scan.vmms, &totals);
         self.identities.forget_all_but(&scan.vmms);
+        for message in self.kernel.diagnostics() {
+            log::warn!("kernel programs: {message}");
+            scan.problems.push(format!("kernel programs: {message}"));
+        }
         Sample {
             at,
             wall: SystemTime::now(),

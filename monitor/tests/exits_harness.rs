@@ -437,3 +437,35 @@ fn details_beyond_the_map_capacity_are_kept_as_other() {
     assert_eq!(other[0].1, capacity + 10 - named);
     assert_eq!(h.session.families().exits.counters().read().dropped, 0);
 }
+
+#[test]
+fn the_first_full_map_is_logged_once_by_the_kernel_programs() {
+    let Some(mut h) = Harness::open(
+        "the_first_full_map_is_logged_once_by_the_kernel_programs",
+        70,
+    ) else {
+        return;
+    };
+    let details = u64::from(monitor_common::exits::details::EXITS_DETAILS_CAPACITY);
+    let overflow = u64::from(monitor_common::exits::details::EXITS_DETAILS_OVERFLOW_CAPACITY);
+    let pio = raw_kind(DetailKind::Pio) as u64;
+    // Distinct ports of one VM fill the details map; then each further VM has its first port
+    // counted under its own "other" entry, until that map is full too and events are dropped.
+    for port in 0..details {
+        h.run(&[HARNESS_DETAIL, h.pid, pio, 0, port]);
+    }
+    for vm in 0..overflow + 20 {
+        h.run(&[HARNESS_DETAIL, h.pid + 1 + vm, pio, 0, 0x80]);
+    }
+    let dropped = h.session.families().exits.counters().read().dropped;
+    assert!(dropped >= 20, "dropped {dropped}");
+    let messages = h.session.kernel_mut().diagnostics();
+    let full: Vec<_> = messages
+        .iter()
+        .filter(|m| m.starts_with("exits: a map is full"))
+        .collect();
+    assert_eq!(full.len(), 1, "{messages:?}");
+    // Logged once per load, not per dropped event.
+    h.run(&[HARNESS_DETAIL, h.pid + overflow + 100, pio, 0, 0x80]);
+    assert_eq!(h.session.kernel_mut().diagnostics(), Vec::<String>::new());
+}

@@ -26,4 +26,5 @@ fn count_drop() {
         // SAFETY: this CPU's slot of a per-CPU array; no other program writes it concurrently.
         unsafe { *drops += 1 };
     }
+    crate::diagnostics::report(monitor_common::diagnostics::Condition::ExitsMapFull);
 }

@@ -101,4 +101,5 @@ fn count_drop() {
         // SAFETY: per-CPU slot owned by this CPU while the program runs.
         unsafe { *drops += 1 };
     }
+    crate::diagnostics::report(monitor_common::diagnostics::Condition::NumaMapFull);
 }

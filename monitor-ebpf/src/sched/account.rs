@@ -236,4 +236,5 @@ pub fn count_drop() {
         // SAFETY: per-CPU slot, as above.
         unsafe { *drops += 1 };
     }
+    crate::diagnostics::report(monitor_common::diagnostics::Condition::SchedMapFull);
 }

@@ -8,6 +8,8 @@
 pub mod batch;
 pub mod hooks;
 
+mod diagnostics;
+
 use std::{
     collections::BTreeMap,
     os::fd::{AsFd as _, AsRawFd as _},
@@ -39,6 +41,9 @@ pub struct Kernel {
     kinds: Vec<hooks::HookKind>,
     /// The kernel's own BTF as aya reads it, for typing BTF tracepoints; read on first use.
     btf: Option<Result<aya::Btf, String>>,
+    /// What the programs logged (rare conditions, see `monitor_common::diagnostics`); `None` when
+    /// the log could not be opened (the programs still run).
+    diagnostics: Option<diagnostics::KernelLog>,
 }
 
 impl Kernel {
@@ -50,15 +55,28 @@ impl Kernel {
         for global in globals {
             loader.override_global(global.name, global.bytes(), true);
         }
-        let ebpf = loader.load(OBJECT).map_err(|e| {
+        let mut ebpf = loader.load(OBJECT).map_err(|e| {
             let hint = privileges::hint_for_load_error(&e.to_string());
             anyhow::anyhow!("cannot load kvmtop's eBPF programs: {e}{hint}")
         })?;
+        let diagnostics = diagnostics::KernelLog::open(&mut ebpf)
+            .inspect_err(|e| log::warn!("the kernel programs' diagnostics are unavailable: {e}"))
+            .ok();
         Ok(Self {
             ebpf,
             kinds: kinds.to_vec(),
             btf: None,
+            diagnostics,
         })
+    }
+
+    /// What the kernel programs logged since the last call: rare conditions such as the first
+    /// full map of a family, once each.
+    pub fn diagnostics(&mut self) -> Vec<String> {
+        self.diagnostics
+            .as_mut()
+            .map(diagnostics::KernelLog::drain)
+            .unwrap_or_default()
     }
 
     /// A program of the object, as its type; the error says which and why, for the user.

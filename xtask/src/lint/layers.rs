@@ -34,18 +34,20 @@ pub const AGENT: Layers = Layers {
     others: None,
 };
 
-/// The kernel programs (`monitor-ebpf/src`): the shared pieces import nothing, and every other
-/// module is a family, which uses the shared pieces and never another family.
+/// The kernel programs (`monitor-ebpf/src`): the shared pieces import nothing but the
+/// diagnostics log, and every other module is a family, which uses the shared pieces and never
+/// another family.
 pub const KERNEL: Layers = Layers {
     rows: &[
+        ("diagnostics", &[]),
         ("vmms", &[]),
         ("places", &[]),
         ("program", &[]),
         ("record", &[]),
-        ("raw", &[]),
+        ("raw", &["diagnostics"]),
     ],
     top: None,
-    others: Some(&["vmms", "places", "program", "record", "raw"]),
+    others: Some(&["diagnostics", "vmms", "places", "program", "record", "raw"]),
 };
 
 const AGENT_ROWS: &[(&str, &[&str])] = &[
