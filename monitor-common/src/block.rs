@@ -54,8 +54,10 @@ pub const PROG_BLOCK_RQ_COMPLETE_RAW: &str = "blk_done_raw";
 /// Raw tracepoint program running the block accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_BLOCK_HARNESS: &str = "block_harness";
-/// tgid of the submitter, dev, request id, rwbs (its first two bytes, little-endian), bytes, ns.
-/// Ignored unless the tgid is a watched VMM, as in the real program.
+/// tgid of the submitter, dev, request id, rwbs (its first two bytes, little-endian), bytes, ns,
+/// and 1 to key the request by its id alone, as the raw-argument programs key it by its address
+/// (the device then is in the pending entry only, and issue and completion pass dev 0). Ignored
+/// unless the tgid is a watched VMM, as in the real program.
 pub const HARNESS_SUBMIT: u64 = 1;
 /// tgid of the current task, dev, request id, rwbs, bytes, ns, and 1 when submissions are only
 /// seen at insert/issue (kernels before 6.5).
@@ -179,23 +181,47 @@ pub const fn op_of_rwbs(first: u8, second: u8) -> BlockOp {
     }
 }
 
-/// A request in flight: its device (the kernel's `dev_t`, major << 20 | minor, of the whole
-/// disk) and its identity on that device.
+/// A request in flight, as its programs find it again at issue and completion.
 ///
-/// The identity is the request's address (`struct request *`) where the programs read the
-/// request itself (BTF and raw tracepoints): it stays the same from creation to completion,
-/// whatever the block layer does to the request meanwhile. Classic records carry no address, so
-/// there it is the start sector, which a bio merged at the front of the request moves (the
-/// completion then finds nothing and the entry expires) and which two requests in flight at once
-/// may share. The programs of the block family therefore all run as one kind of hook: the agent
-/// never mixes the two identities in one map.
+/// Where the programs read the request itself (BTF and raw tracepoints), the key is its address
+/// (`struct request *`) alone, with `dev` 0: the address stays the same from creation to
+/// completion, whatever the block layer does to the request meanwhile, and no two requests in
+/// flight share it. The device is kept in [`PendingRequest::dev`] from the request's creation,
+/// so completion needs nothing of the request but its address. Classic records carry no
+/// address, so there the key is the device and the start sector, which a bio merged at the
+/// front of the request moves (the completion then finds nothing and the entry expires) and
+/// which two requests in flight at once may share. The programs of the block family therefore
+/// all run as one kind of hook: the agent never mixes the two identities in one map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RequestKey {
+    /// The kernel's `dev_t` on classic records, 0 where the request is known by its address.
     pub dev: u32,
     pub pad: u32,
     /// The request's address, or its start sector on classic tracepoints.
     pub id: u64,
+}
+
+impl RequestKey {
+    /// A request read from its `struct request` (BTF and raw tracepoints).
+    #[must_use]
+    pub const fn by_address(rq: u64) -> Self {
+        Self {
+            dev: 0,
+            pad: 0,
+            id: rq,
+        }
+    }
+
+    /// A request read from a classic record.
+    #[must_use]
+    pub const fn by_sector(dev: u32, sector: u64) -> Self {
+        Self {
+            dev,
+            pad: 0,
+            id: sector,
+        }
+    }
 }
 
 #[repr(C)]
@@ -205,8 +231,12 @@ pub struct PendingRequest {
     pub tgid: u32,
     /// [`BlockOp`] as u32.
     pub op: u32,
-    /// Size when issued (merges grow a request after it is created), else when created.
-    pub bytes: u64,
+    /// The kernel's `dev_t` (major << 20 | minor) of the whole disk, as the classic records give
+    /// it; 0 when it could not be read.
+    pub dev: u32,
+    /// Size when issued (merges grow a request after it is created), else when created. The
+    /// kernel keeps a request's size in 32 bits (`__data_len`, and `nr_bytes` in the records).
+    pub bytes: u32,
     pub submit_ns: u64,
     /// 0 until the request is issued to the driver.
     pub issue_ns: u64,

@@ -12,7 +12,7 @@ use kvmtop::families::block::{
 use monitor_common::{
     block::{
         BLOCK_PENDING_CAPACITY, HARNESS_COMPLETE, HARNESS_ISSUE, HARNESS_SUBMIT,
-        PROG_BLOCK_HARNESS, dev_of,
+        PROG_BLOCK_HARNESS, PROG_BLOCK_RQ_COMPLETE_RAW, PROG_BLOCK_RQ_ISSUE_RAW, dev_of,
     },
     histogram::{HIST_BUCKETS, bucket_of},
 };
@@ -30,14 +30,38 @@ impl Harness {
     }
 
     fn submit(&mut self, pid: u32, dev: u32, sector: u64, rwbs: &str, bytes: u64, at: u64) {
+        self.submit_keyed(pid, dev, sector, rwbs, bytes, at, false);
+    }
+
+    /// A submission as the raw-argument programs make it: the request keyed by its address
+    /// alone, its device kept in the pending entry.
+    fn submit_by_address(&mut self, pid: u32, dev: u32, rq: u64, rwbs: &str, bytes: u64, at: u64) {
+        self.submit_keyed(pid, dev, rq, rwbs, bytes, at, true);
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the harness operation's arguments"
+    )]
+    fn submit_keyed(
+        &mut self,
+        pid: u32,
+        dev: u32,
+        id: u64,
+        rwbs: &str,
+        bytes: u64,
+        at: u64,
+        by_address: bool,
+    ) {
         let args = [
             HARNESS_SUBMIT,
             pid.into(),
             dev.into(),
-            sector,
+            id,
             rwbs_arg(rwbs),
             bytes,
             at,
+            u64::from(by_address),
         ];
         self.0.run(PROG_BLOCK_HARNESS, None, &args);
     }
@@ -305,4 +329,45 @@ fn requests_beyond_the_pending_map_s_capacity_are_counted_as_dropped() {
     // The first request is still tracked, so its completion counts.
     h.complete(dev, 0, now + 1_000);
     assert_eq!(h.block(p)[&(dev_id, BlockOp::Read)].requests(), 1);
+}
+
+/// On BTF and raw tracepoints a request is known by its address alone, and its device is read
+/// once, when a VMM submits it. The real issue and completion programs, run on a request none of
+/// whose fields can be read (not a kernel address), still time it and count it for the device
+/// noted at submission: completion reads nothing of the request.
+#[test]
+fn a_request_known_by_address_completes_without_reading_its_device() {
+    let Some(mut h) = Harness::open(
+        "a_request_known_by_address_completes_without_reading_its_device",
+        60,
+    ) else {
+        return;
+    };
+    let p = h.0.pid;
+    let dev = dev_of(MAJOR, 0xF_0000 + (p & 0xFFFF));
+    let dev_id = DevId::from_kernel(dev);
+    // A user-space address: `bpf_probe_read_kernel` refuses it, and no request lives there.
+    let rq = 0xDEAD_0000 + u64::from(p);
+    // The programs time the request with the kernel's monotonic clock.
+    let now = kvmtop::host::clock::monotonic_ns();
+    h.submit_by_address(p, dev, rq, "WS", 4_096, now);
+    h.0.run(PROG_BLOCK_RQ_ISSUE_RAW, None, &[rq]);
+    let totals = h.read();
+    assert_eq!(totals.in_flight.get(&(p, dev_id)), Some(&1), "{totals:#?}");
+    h.0.run(PROG_BLOCK_RQ_COMPLETE_RAW, None, &[rq]);
+
+    let stats = h.block(p);
+    assert_eq!(stats.len(), 1, "{stats:#?}");
+    let writes = &stats[&(dev_id, BlockOp::Write)];
+    assert_eq!(writes.requests(), 1);
+    assert_eq!(
+        writes.bytes, 4_096,
+        "an unreadable size at issue keeps the submitted one"
+    );
+    assert_eq!(
+        (writes.unissued, writes.queue.count),
+        (0, 1),
+        "the issue was seen"
+    );
+    assert_eq!(h.read().in_flight.get(&(p, dev_id)), None);
 }

@@ -38,9 +38,11 @@ static ZERO_STATS: BlockStats = BlockStats::ZERO;
 /// A request as its record describes it.
 pub struct Request {
     pub key: RequestKey,
+    /// The whole disk's `dev_t`, kept in the pending entry for the totals.
+    pub dev: u32,
     /// `monitor_common::block::BlockOp` as u32.
     pub op: u32,
-    pub bytes: u64,
+    pub bytes: u32,
 }
 
 /// A request created by `tgid` (a watched VMM: the caller tested it). `keep_first` keeps an
@@ -50,6 +52,7 @@ pub fn on_submit(tgid: u32, request: &Request, now: u64, keep_first: bool) {
     let pending = PendingRequest {
         tgid,
         op: request.op,
+        dev: request.dev,
         bytes: request.bytes,
         submit_ns: now,
         issue_ns: 0,
@@ -80,6 +83,7 @@ pub fn on_issue(request: &Request, now: u64, current_vmm: u32) {
         let pending = PendingRequest {
             tgid: current_vmm,
             op: request.op,
+            dev: request.dev,
             bytes: request.bytes,
             submit_ns: now,
             issue_ns: now,
@@ -102,7 +106,8 @@ fn track(key: RequestKey, pending: &PendingRequest, flags: u32) {
 /// `EEXIST` from the kernel's errno-base.h: the key exists and `BPF_NOEXIST` kept it.
 const EEXIST: i32 = 17;
 
-/// A request completed: its intervals go to its submitter's totals.
+/// A request completed: its intervals go to its submitter's totals, under the device kept since
+/// its submission (the key may not name one).
 #[inline(always)]
 pub fn on_complete(key: &RequestKey, now: u64) {
     let Some(pending) = BLOCK_PENDING.get_ptr(key) else {
@@ -113,7 +118,7 @@ pub fn on_complete(key: &RequestKey, now: u64) {
     let _ = BLOCK_PENDING.remove(key);
     let stats_key = BlockKey {
         tgid: pending.tgid,
-        dev: key.dev,
+        dev: pending.dev,
         op: pending.op,
         pad: 0,
     };
@@ -124,7 +129,7 @@ pub fn on_complete(key: &RequestKey, now: u64) {
     // SAFETY: a map value; the fields are only ever changed with atomic adds (and the racy
     // maximum, see `record`).
     unsafe {
-        atomic_add(&raw mut (*stats).bytes, pending.bytes);
+        atomic_add(&raw mut (*stats).bytes, u64::from(pending.bytes));
         if pending.issue_ns != 0 && pending.issue_ns <= now {
             record(&raw mut (*stats).latency, now - pending.issue_ns);
             record(

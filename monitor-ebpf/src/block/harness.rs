@@ -16,33 +16,32 @@ use crate::{record::low32, vmms::is_vmm};
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
 pub fn block_harness(ctx: RawTracePointContext) -> i32 {
     let arg = |n: usize| -> u64 { ctx.arg(n) };
-    let request = |rwbs: u64, bytes: u64| {
-        let [first, second, ..] = rwbs.to_le_bytes();
+    // A device of 0 with an id is how the raw-argument programs key a request by its address.
+    let key = || RequestKey::by_sector(low32(arg(2)), arg(3));
+    let request = |key: RequestKey| {
+        let [first, second, ..] = arg(4).to_le_bytes();
         Request {
-            key: RequestKey {
-                dev: low32(arg(2)),
-                pad: 0,
-                id: arg(3),
-            },
+            key,
+            dev: low32(arg(2)),
             op: op_of_rwbs(first, second) as u32,
-            bytes,
+            bytes: low32(arg(5)),
         }
     };
     let tgid = low32(arg(1));
     match arg(0) {
-        HARNESS_SUBMIT if is_vmm(tgid) => on_submit(tgid, &request(arg(4), arg(5)), arg(6), false),
+        HARNESS_SUBMIT if is_vmm(tgid) => {
+            let key = if arg(7) != 0 {
+                RequestKey::by_address(arg(3))
+            } else {
+                key()
+            };
+            on_submit(tgid, &request(key), arg(6), false);
+        }
         HARNESS_ISSUE => {
             let current_vmm = if arg(7) != 0 && is_vmm(tgid) { tgid } else { 0 };
-            on_issue(&request(arg(4), arg(5)), arg(6), current_vmm);
+            on_issue(&request(key()), arg(6), current_vmm);
         }
-        HARNESS_COMPLETE => {
-            let key = RequestKey {
-                dev: low32(arg(2)),
-                pad: 0,
-                id: arg(3),
-            };
-            on_complete(&key, arg(4));
-        }
+        HARNESS_COMPLETE => on_complete(&key(), arg(4)),
         _ => {}
     }
     0

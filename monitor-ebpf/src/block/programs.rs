@@ -84,17 +84,15 @@ fn on_block_rq_complete(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const BLOCK_RQ_COMPLETE_LAYOUT) };
     let key = if layout == COMPLETE {
-        RequestKey {
-            dev: read_fixed::<u32, { COMPLETE.dev_offset as usize }>(&ctx),
-            pad: 0,
-            id: read_fixed::<u64, { COMPLETE.sector_offset as usize }>(&ctx),
-        }
+        RequestKey::by_sector(
+            read_fixed::<u32, { COMPLETE.dev_offset as usize }>(&ctx),
+            read_fixed::<u64, { COMPLETE.sector_offset as usize }>(&ctx),
+        )
     } else {
-        RequestKey {
-            dev: read_field::<u32>(&ctx, layout.dev_offset).unwrap_or(0),
-            pad: 0,
-            id: read_field::<u64>(&ctx, layout.sector_offset).unwrap_or(0),
-        }
+        RequestKey::by_sector(
+            read_field::<u32>(&ctx, layout.dev_offset).unwrap_or(0),
+            read_field::<u64>(&ctx, layout.sector_offset).unwrap_or(0),
+        )
     };
     on_complete(&key, now());
     0
@@ -121,13 +119,10 @@ fn read_request(ctx: &TracePointContext, layout: &BlockRqLayout) -> Request {
     let [first, second] = rwbs.to_le_bytes();
     Request {
         // Classic records carry no request address: the start sector stands in for it.
-        key: RequestKey {
-            dev,
-            pad: 0,
-            id: sector,
-        },
+        key: RequestKey::by_sector(dev, sector),
+        dev,
         op: op_of_rwbs(first, second) as u32,
-        bytes: u64::from(bytes),
+        bytes,
     }
 }
 

@@ -1,7 +1,9 @@
 //! The block programs on the tracepoints' raw arguments (`struct request *rq` first): the same
 //! accounting as the classic programs in `programs.rs`, with the request's device, size and
 //! operation read from `rq` at this kernel's offsets instead of from a filled record, and the
-//! request known by its address (see `monitor_common::block::RequestKey`).
+//! request known by its address alone (see `monitor_common::block::RequestKey`). Only the
+//! submission of a watched VMM's request reads its device; completion reads nothing of the
+//! request.
 
 #![expect(
     clippy::inline_always,
@@ -66,38 +68,34 @@ fn on_issue_raw(args: Args) -> u32 {
 raw_programs!("block_rq_complete", on_complete_raw => blk_done_btf, blk_done_raw);
 
 fn on_complete_raw(args: Args) -> u32 {
-    on_complete(&key(args.get::<0>(), &fields()), now());
+    on_complete(&RequestKey::by_address(args.get::<0>()), now());
     0
 }
 
-/// What the classic `block_rq` records say of a request.
+/// What the classic `block_rq` records say of a request, with the request known by its address.
 #[inline(always)]
 fn request(rq: u64, fields: &RequestFields) -> Request {
     let cmd_flags = read_kernel::<u32>(rq, fields.cmd_flags).unwrap_or(0);
     Request {
-        key: key(rq, fields),
+        key: RequestKey::by_address(rq),
+        dev: device(rq, fields),
         op: fields.op_of(cmd_flags) as u32,
-        bytes: u64::from(read_kernel::<u32>(rq, fields.data_len).unwrap_or(0)),
+        bytes: read_kernel::<u32>(rq, fields.data_len).unwrap_or(0),
     }
 }
 
-/// A request's identity: the whole disk's `dev_t` as the classic records give it
-/// (`disk_devt(rq->q->disk)`, 0 without a disk), and the request's own address.
+/// The whole disk's `dev_t` as the classic records give it (`disk_devt(rq->q->disk)`), 0 without
+/// a disk.
 #[inline(always)]
-fn key(rq: u64, fields: &RequestFields) -> RequestKey {
+fn device(rq: u64, fields: &RequestFields) -> u32 {
     let q = read_kernel::<u64>(rq, fields.q).unwrap_or(0);
     let disk = read_kernel::<u64>(q, fields.disk).unwrap_or(0);
-    let dev = match (
+    match (
         read_kernel::<u32>(disk, fields.major),
         read_kernel::<u32>(disk, fields.first_minor),
     ) {
         (Some(major), Some(minor)) => dev_of(major, minor),
         _ => 0,
-    };
-    RequestKey {
-        dev,
-        pad: 0,
-        id: rq,
     }
 }
 

@@ -335,9 +335,10 @@ impl BlockCounters {
     }
 }
 
-/// The (VMM, device) a pending request is counted for.
-fn owner((key, pending): &(RequestKey, PendingRequest)) -> (u32, DevId) {
-    (pending.tgid, DevId::from_kernel(key.dev))
+/// The (VMM, device) a pending request is counted for: the device is in the entry, as the key
+/// names none where requests are known by their address.
+fn owner((_, pending): &(RequestKey, PendingRequest)) -> (u32, DevId) {
+    (pending.tgid, DevId::from_kernel(pending.dev))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! (with its cache and AIO modes).
 //!
 //! A request is attributed to its VM when it is created, in the submitting thread (see
-//! `monitor_common::block`); issue and completion find it by its device and identity
+//! `monitor_common::block`), with the device it is on; issue and completion find it by its
+//! address, or by its device and start sector on classic tracepoints
 //! (`monitor_common::block::RequestKey`). All the family's sources run as one kind of hook, so
 //! that every event of a request names it alike.
 
