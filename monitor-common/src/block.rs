@@ -78,7 +78,8 @@ pub const GLOBAL_BLOCK_REQUEST_FIELDS: &str = "BLOCK_REQUEST_FIELDS";
 /// BTF: Rust eBPF programs get no CO-RE relocations, so the agent resolves the offsets at
 /// start-up and hands them over as a load-time constant. The programs compute the device as the
 /// classic records give it (`dev` of the whole disk), the size and the operation; they key the
-/// request by its address (see [`RequestKey`]), so they need no sector.
+/// request by its address (see [`RequestKey`]), so they need no sector, and read the device and
+/// operation only where they first see a watched VMM's request.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestFields {
@@ -187,11 +188,12 @@ pub const fn op_of_rwbs(first: u8, second: u8) -> BlockOp {
 /// (`struct request *`) alone, with `dev` 0: the address stays the same from creation to
 /// completion, whatever the block layer does to the request meanwhile, and no two requests in
 /// flight share it. The device is kept in [`PendingRequest::dev`] from the request's creation,
-/// so completion needs nothing of the request but its address. Classic records carry no
-/// address, so there the key is the device and the start sector, which a bio merged at the
-/// front of the request moves (the completion then finds nothing and the entry expires) and
-/// which two requests in flight at once may share. The programs of the block family therefore
-/// all run as one kind of hook: the agent never mixes the two identities in one map.
+/// so completion needs nothing of the request but its address, and issue nothing but the size
+/// of a request that is pending. Classic records carry no address, so there the key is the
+/// device and the start sector, which a bio merged at the front of the request moves (the
+/// completion then finds nothing and the entry expires) and which two requests in flight at
+/// once may share. The programs of the block family therefore all run as one kind of hook: the
+/// agent never mixes the two identities in one map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RequestKey {

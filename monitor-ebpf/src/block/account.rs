@@ -61,35 +61,41 @@ pub fn on_submit(tgid: u32, request: &Request, now: u64, keep_first: bool) {
     track(request.key, &pending, flags);
 }
 
-/// A request handed to the driver. `current_vmm` is the current process when it is a watched VMM
-/// and submissions are only seen here (kernels without `block_io_start`), else 0 (never a VMM).
-/// A plain u32 rather than an `Option`: the verifier rejects the uninitialised payload register
-/// LLVM may spill for `None`.
+/// A request handed to the driver: when it is pending, its issue time and its size then are
+/// kept. Returns whether it was pending. `bytes` is called only then, so that the raw-argument
+/// programs read nothing of the many requests no VMM submitted.
 #[inline(always)]
-pub fn on_issue(request: &Request, now: u64, current_vmm: u32) {
-    if let Some(pending) = BLOCK_PENDING.get_ptr_mut(request.key) {
-        // SAFETY: this request's entry; its events are serialised by the block layer.
-        unsafe {
-            // The last issue counts, as for biolatency: a requeued request is timed from its
-            // final dispatch.
-            (*pending).issue_ns = now;
-            if request.bytes != 0 {
-                (*pending).bytes = request.bytes;
-            }
+pub fn issue_pending(key: &RequestKey, now: u64, bytes: impl FnOnce() -> u32) -> bool {
+    let Some(pending) = BLOCK_PENDING.get_ptr_mut(key) else {
+        return false;
+    };
+    let bytes = bytes();
+    // SAFETY: this request's entry; its events are serialised by the block layer.
+    unsafe {
+        // The last issue counts, as for biolatency: a requeued request is timed from its final
+        // dispatch.
+        (*pending).issue_ns = now;
+        if bytes != 0 {
+            (*pending).bytes = bytes;
         }
-        return;
     }
-    if current_vmm != 0 {
-        let pending = PendingRequest {
-            tgid: current_vmm,
-            op: request.op,
-            dev: request.dev,
-            bytes: request.bytes,
-            submit_ns: now,
-            issue_ns: now,
-        };
-        track(request.key, &pending, BPF_ANY);
-    }
+    true
+}
+
+/// A request not pending at its issue, issued in the context of `tgid`, a watched VMM, on
+/// kernels where submissions are only seen at insert/issue (without `block_io_start`): tracked
+/// from here, with no time queued.
+#[inline(always)]
+pub fn issue_untracked(tgid: u32, request: &Request, now: u64) {
+    let pending = PendingRequest {
+        tgid,
+        op: request.op,
+        dev: request.dev,
+        bytes: request.bytes,
+        submit_ns: now,
+        issue_ns: now,
+    };
+    track(request.key, &pending, BPF_ANY);
 }
 
 /// Starts tracking a request. A full map is counted: the request is then lost to every figure.
@@ -113,7 +119,7 @@ pub fn on_complete(key: &RequestKey, now: u64) {
     let Some(pending) = BLOCK_PENDING.get_ptr(key) else {
         return;
     };
-    // SAFETY: as in `on_issue`; copied out before the entry is deleted.
+    // SAFETY: as in `issue_pending`; copied out before the entry is deleted.
     let pending = unsafe { *pending };
     let _ = BLOCK_PENDING.remove(key);
     let stats_key = BlockKey {

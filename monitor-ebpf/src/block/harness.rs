@@ -10,7 +10,7 @@ use monitor_common::block::{
     HARNESS_COMPLETE, HARNESS_ISSUE, HARNESS_SUBMIT, RequestKey, op_of_rwbs,
 };
 
-use super::account::{Request, on_complete, on_issue, on_submit};
+use super::account::{Request, issue_pending, issue_untracked, on_complete, on_submit};
 use crate::{record::low32, vmms::is_vmm};
 
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
@@ -38,8 +38,11 @@ pub fn block_harness(ctx: RawTracePointContext) -> i32 {
             on_submit(tgid, &request(key), arg(6), false);
         }
         HARNESS_ISSUE => {
-            let current_vmm = if arg(7) != 0 && is_vmm(tgid) { tgid } else { 0 };
-            on_issue(&request(key()), arg(6), current_vmm);
+            let request = request(key());
+            if !issue_pending(&request.key, arg(6), || request.bytes) && arg(7) != 0 && is_vmm(tgid)
+            {
+                issue_untracked(tgid, &request, arg(6));
+            }
         }
         HARNESS_COMPLETE => on_complete(&key(), arg(4)),
         _ => {}

@@ -10,7 +10,7 @@ use crate::tracepoint_program;
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use monitor_common::block::{BlockRqLayout, RequestKey, SubmitMode, op_of_rwbs};
 
-use super::account::{Request, on_complete, on_issue, on_submit};
+use super::account::{Request, issue_pending, issue_untracked, on_complete, on_submit};
 use crate::{
     record::{current_tgid_tid, read_field, read_fixed},
     vmms::is_vmm,
@@ -65,16 +65,19 @@ tracepoint_program!("block", "block_rq_issue", on_block_rq_issue => block_rq_iss
 fn on_block_rq_issue(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let layout = unsafe { core::ptr::read_volatile(&raw const BLOCK_RQ_ISSUE_LAYOUT) };
+    let request = read_request(&ctx, &layout);
+    let now = now();
+    if issue_pending(&request.key, now, || request.bytes) {
+        return 0;
+    }
     // SAFETY: as above.
     let mode = unsafe { core::ptr::read_volatile(&raw const BLOCK_SUBMIT_MODE) };
-    let mut current_vmm = 0;
     if mode == SubmitMode::InsertOrIssue as u32 {
         let (tgid, _) = current_tgid_tid();
         if is_vmm(tgid) {
-            current_vmm = tgid;
+            issue_untracked(tgid, &request, now);
         }
     }
-    on_issue(&read_request(&ctx, &layout), now(), current_vmm);
     0
 }
 

@@ -1,9 +1,9 @@
 //! The block programs on the tracepoints' raw arguments (`struct request *rq` first): the same
 //! accounting as the classic programs in `programs.rs`, with the request's device, size and
 //! operation read from `rq` at this kernel's offsets instead of from a filled record, and the
-//! request known by its address alone (see `monitor_common::block::RequestKey`). Only the
-//! submission of a watched VMM's request reads its device; completion reads nothing of the
-//! request.
+//! request known by its address alone (see `monitor_common::block::RequestKey`). A request's
+//! device and operation are read only where a watched VMM's request is first seen; otherwise
+//! issue reads the size of a pending request and nothing of the others, and completion nothing.
 
 #![expect(
     clippy::inline_always,
@@ -12,7 +12,7 @@
 
 use monitor_common::block::{RequestFields, RequestKey, SubmitMode, dev_of};
 
-use super::account::{Request, on_complete, on_issue, on_submit};
+use super::account::{Request, issue_pending, issue_untracked, on_complete, on_submit};
 use crate::{
     raw::{Args, read_kernel},
     raw_programs,
@@ -52,16 +52,22 @@ fn on_insert(args: Args) -> u32 {
 raw_programs!("block_rq_issue", on_issue_raw => blk_issue_btf, blk_issue_raw);
 
 fn on_issue_raw(args: Args) -> u32 {
+    let rq = args.get::<0>();
+    let now = now();
+    // SAFETY: as in `fields`; the one offset this path needs, not the whole struct.
+    let data_len = || unsafe { core::ptr::read_volatile(&raw const BLOCK_REQUEST_FIELDS.data_len) };
+    let bytes = || read_kernel::<u32>(rq, data_len()).unwrap_or(0);
+    if issue_pending(&RequestKey::by_address(rq), now, bytes) {
+        return 0;
+    }
     // SAFETY: volatile read of a loader-initialised global (the classic programs' setting).
     let mode = unsafe { core::ptr::read_volatile(&raw const super::programs::BLOCK_SUBMIT_MODE) };
-    let mut current_vmm = 0;
     if mode == SubmitMode::InsertOrIssue as u32 {
         let (tgid, _) = current_tgid_tid();
         if is_vmm(tgid) {
-            current_vmm = tgid;
+            issue_untracked(tgid, &request(rq, &fields()), now);
         }
     }
-    on_issue(&request(args.get::<0>(), &fields()), now(), current_vmm);
     0
 }
 
