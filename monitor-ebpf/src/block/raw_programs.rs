@@ -1,9 +1,10 @@
 //! The block programs on the tracepoints' raw arguments (`struct request *rq` first): the same
 //! accounting as the classic programs in `programs.rs`, with the request's device, size and
-//! operation read from `rq` at this kernel's offsets instead of from a filled record, and the
-//! request known by its address alone (see `monitor_common::block::RequestKey`). A request's
-//! device and operation are read only where a watched VMM's request is first seen; otherwise
-//! issue reads the size of a pending request and nothing of the others, and completion nothing.
+//! operation read from `rq` at this kernel's offsets (its own fields with plain loads in the BTF
+//! programs) instead of from a filled record, and the request known by its address alone (see
+//! `monitor_common::block::RequestKey`). A request's device and operation are read only where a
+//! watched VMM's request is first seen; otherwise issue reads the size of a pending request and
+//! nothing of the others, and completion nothing.
 
 #![expect(
     clippy::inline_always,
@@ -32,7 +33,7 @@ fn on_io_start(args: Args) -> u32 {
     if !is_vmm(tgid) {
         return 0;
     }
-    on_submit(tgid, &request(args.get::<0>(), &fields()), now(), false);
+    on_submit(tgid, &request(args, &fields()), now(), false);
     0
 }
 
@@ -45,7 +46,7 @@ fn on_insert(args: Args) -> u32 {
     if !is_vmm(tgid) {
         return 0;
     }
-    on_submit(tgid, &request(args.get::<0>(), &fields()), now(), true);
+    on_submit(tgid, &request(args, &fields()), now(), true);
     0
 }
 
@@ -56,7 +57,7 @@ fn on_issue_raw(args: Args) -> u32 {
     let now = now();
     // SAFETY: as in `fields`; the one offset this path needs, not the whole struct.
     let data_len = || unsafe { core::ptr::read_volatile(&raw const BLOCK_REQUEST_FIELDS.data_len) };
-    let bytes = || read_kernel::<u32>(rq, data_len()).unwrap_or(0);
+    let bytes = || args.field_u32(rq, data_len()).unwrap_or(0);
     if issue_pending(&RequestKey::by_address(rq), now, bytes) {
         return 0;
     }
@@ -65,7 +66,7 @@ fn on_issue_raw(args: Args) -> u32 {
     if mode == SubmitMode::InsertOrIssue as u32 {
         let (tgid, _) = current_tgid_tid();
         if is_vmm(tgid) {
-            issue_untracked(tgid, &request(rq, &fields()), now);
+            issue_untracked(tgid, &request(args, &fields()), now);
         }
     }
     0
@@ -78,20 +79,23 @@ fn on_complete_raw(args: Args) -> u32 {
     0
 }
 
-/// What the classic `block_rq` records say of a request, with the request known by its address.
+/// What the classic `block_rq` records say of the request `args` start with, known by its
+/// address.
 #[inline(always)]
-fn request(rq: u64, fields: &RequestFields) -> Request {
-    let cmd_flags = read_kernel::<u32>(rq, fields.cmd_flags).unwrap_or(0);
+fn request(args: Args, fields: &RequestFields) -> Request {
+    let rq = args.get::<0>();
+    let cmd_flags = args.field_u32(rq, fields.cmd_flags).unwrap_or(0);
     Request {
         key: RequestKey::by_address(rq),
         dev: device(rq, fields),
         op: fields.op_of(cmd_flags) as u32,
-        bytes: read_kernel::<u32>(rq, fields.data_len).unwrap_or(0),
+        bytes: args.field_u32(rq, fields.data_len).unwrap_or(0),
     }
 }
 
 /// The whole disk's `dev_t` as the classic records give it (`disk_devt(rq->q->disk)`), 0 without
-/// a disk.
+/// a disk. Probe reads in every kind (`Args::field_u32` reads only the argument's own fields);
+/// this runs once per watched request.
 #[inline(always)]
 fn device(rq: u64, fields: &RequestFields) -> u32 {
     let q = read_kernel::<u64>(rq, fields.q).unwrap_or(0);
