@@ -208,4 +208,5 @@ fn drop_one() {
         // SAFETY: per-CPU slot owned by this CPU while the program runs.
         unsafe { *drops += 1 };
     }
+    crate::diagnostics::report(monitor_common::diagnostics::Condition::BlockMapFull);
 }
