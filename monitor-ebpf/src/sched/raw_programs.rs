@@ -22,6 +22,8 @@ static SCHED_TASK_FIELDS: TaskFields = TaskFields::UNSET;
 // since Linux 5.18; the loader keeps the classic program on older kernels.
 raw_programs!("sched_switch", on_switch_raw => switch_btf, switch_raw);
 
+// Inlined into each program: both kinds get a flat program with the kind folded in.
+#[inline(always)]
 fn on_switch_raw(args: Args) -> u32 {
     let pid = fields().pid;
     // `prev` is the current task: a plain load in a BTF program, else a helper call, cheaper
@@ -54,6 +56,8 @@ fn on_switch_raw(args: Args) -> u32 {
 // (struct task_struct *p)
 raw_programs!("sched_wakeup", on_wakeup_raw => wakeup_btf, wakeup_raw);
 
+// Inlined into each program: both kinds get a flat program with the kind folded in.
+#[inline(always)]
 fn on_wakeup_raw(args: Args) -> u32 {
     let fields = fields();
     let task = args.get::<0>();
@@ -70,6 +74,8 @@ fn on_wakeup_raw(args: Args) -> u32 {
 // (struct task_struct *p, int dest_cpu), fired before the task moves: its CPU is the origin.
 raw_programs!("sched_migrate_task", on_migrate_raw => migrate_btf, migrate_raw);
 
+// Inlined into each program: both kinds get a flat program with the kind folded in.
+#[inline(always)]
 fn on_migrate_raw(args: Args) -> u32 {
     let fields = fields();
     let task = args.get::<0>();
