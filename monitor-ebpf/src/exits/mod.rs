@@ -3,7 +3,8 @@
 //!
 //! No "is this a watched VM?" filter is needed here: every tracepoint used fires only in vCPU
 //! threads of KVM users, so every event is one we want. The VMM is identified from the current
-//! task. The one exception, `sys_enter_ioctl`, filters on `KVM_RUN` in its first instructions.
+//! task. `kvm_fpu` also fires on unloads; its program keeps loads (the start of a `KVM_RUN`) in its
+//! first instructions.
 
 mod counts;
 mod details;
