@@ -22,6 +22,8 @@ use support::Observed;
 
 /// Agreement required between kvmtop and the reference tools.
 const TOLERANCE: f64 = 0.02;
+/// Device reads in a window that no observer attributes to the VMM (see `assert_device_reads`).
+const UNATTRIBUTED_READS: u64 = 2;
 /// One guest at a time: two CPU-bound emulated guests on a 2-CPU machine would starve each other.
 static ONE_GUEST: Mutex<()> = Mutex::new(());
 
@@ -229,16 +231,27 @@ fn disk_reader_agrees(test: &str, aio: DiskAio, kernel: Kernel, beside: Beside) 
     check_device(device, &seen, seconds, beside);
 }
 
+/// Compares kvmtop's reads of a device with the kernel's own count (`/sys/block/loopN/stat`).
+/// kvmtop never counts more. On a quiet host the device counts one or two reads more in about
+/// one window in five, and then bpftrace (the VMM's requests from `block_io_start` to
+/// completion) counts exactly what kvmtop counts: reads neither observer sees the VMM submit.
+/// Which context submits them is not known yet. A lost request as these tests are built to catch
+/// (a missed completion, a tracer beside kvmtop, a moved start sector) loses far more in a window
+/// of 1,000 reads or more.
+fn assert_device_reads(kvmtop: u64, device_reads: u64, device: &Value) {
+    assert!(
+        kvmtop <= device_reads && device_reads - kvmtop <= UNATTRIBUTED_READS,
+        "kvmtop's reads ({kvmtop}) vs the reads the kernel completed on the device \
+         ({device_reads}): {device:#}"
+    );
+}
+
 /// Checks one device's figures against bpftrace (requests) and biolatency (histogram).
 fn check_device(device: &Value, seen: &Observations, seconds: f64, beside: Beside) {
     let dev = (device["major"].as_i64().unwrap() << 20) | device["minor"].as_i64().unwrap();
     let requests = device["requests"].as_u64().unwrap();
     let reads = read_requests(device);
-    // The kernel's own count of the device's reads: nothing else reads it in the window.
-    assert_eq!(
-        reads, seen.completed_reads,
-        "kvmtop's reads vs the reads the kernel completed on the device: {device:#}"
-    );
+    assert_device_reads(reads, seen.completed_reads, device);
     if beside == Beside::Alone {
         // bpftrace's classic tracepoint programs would lose events to a competing tracer; alone
         // they see every request.
@@ -428,10 +441,7 @@ fn requests_merged_at_the_front_are_each_counted_once() {
         merged.merges
     );
     let reads = read_requests(device);
-    assert_eq!(
-        reads, merged.reads,
-        "kvmtop's reads vs the reads the kernel completed on the device: {device:#}"
-    );
+    assert_device_reads(reads, merged.reads, device);
     let read = &device["ops"][0];
     assert_eq!(read["op"], "read", "{device:#}");
     assert_eq!(
