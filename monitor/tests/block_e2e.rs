@@ -139,28 +139,51 @@ fn run_until_enough_reads(disk: &LoopDisk) {
     }
 }
 
-/// Waits (at most 10 s) until the loop device has no request in flight, by the kernel's own count
-/// (`/sys/block/loopN/inflight`: reads and writes).
+/// Waits (at most 10 s) until the loop device is idle: no request in flight by the kernel's own
+/// count (`/sys/block/loopN/inflight`, reads and writes) and no completion counted in its `stat`
+/// for [`SETTLE`]. `inflight` alone is not enough: blk-mq marks a request complete, which takes it
+/// out of `inflight`, before the driver's completion handler runs (often in a softirq, or on
+/// another CPU) and fires `block_rq_complete`; a window ended in that gap would see the request
+/// still in flight in every tracer. The device's completed count only moves after the
+/// tracepoint, so it standing still for a while means no completion is still on its way.
 fn wait_until_idle(disk: &LoopDisk) {
-    let inflight = Path::new("/sys/block").join(disk.name()).join("inflight");
-    let started = std::time::Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&inflight).unwrap_or_default();
-        let busy: u64 = text
+    let name = disk.name();
+    let dir = Path::new("/sys/block").join(name);
+    let numbers = |file: &str| -> Vec<u64> {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
             .split_whitespace()
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum();
-        if busy == 0 {
-            return;
-        }
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    let mut quiet_since: Option<(std::time::Instant, (Option<u64>, Option<u64>))> = None;
+    loop {
+        let busy: u64 = numbers("inflight").iter().sum();
+        // Reads and writes completed (fields 1 and 5 of `stat`).
+        let stat = numbers("stat");
+        let completed = (stat.first().copied(), stat.get(4).copied());
+        quiet_since = match quiet_since {
+            Some((since, before)) if busy == 0 && before == completed => {
+                if since.elapsed() >= SETTLE {
+                    return;
+                }
+                Some((since, completed))
+            }
+            _ if busy == 0 => Some((std::time::Instant::now(), completed)),
+            _ => None,
+        };
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "{} still has {busy} request(s) in flight 10 s after the guest froze",
-            disk.name()
+            "{name} still has {busy} request(s) in flight, or completions still counting, 10 s \
+             after the guest froze"
         );
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How long an idle device's completed count must stand still before a window ends.
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// Runs the disk reader with `aio` over one frozen window and checks kvmtop against both tools.
 fn disk_reader_agrees(test: &str, aio: DiskAio, kernel: Kernel, beside: Beside) {

@@ -57,6 +57,10 @@ enum Task {
         /// Length of the measurement window.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Run only the guest-throughput pairs (about 3 minutes), written to
+        /// `target/bench/throughput.json`.
+        #[arg(long, value_enum)]
+        only: Option<bench::Only>,
     },
     /// Only the formatting and lint checks of `test`.
     Lint,
@@ -69,7 +73,7 @@ fn main() -> ExitCode {
         Task::Run { debug, args, .. } => run::run(!debug, &args).map(|()| true),
         Task::Test => test::run(),
         Task::Demo { seconds } => demo::run(seconds).map(|()| true),
-        Task::Bench { seconds } => bench::run(seconds).map(|()| true),
+        Task::Bench { seconds, only } => bench::run(seconds, only).map(|()| true),
         Task::Lint => lint::run_all(),
     };
     match result {

@@ -54,7 +54,7 @@ fn print_skipped(row: &ProgramSkips) {
     );
 }
 
-fn print_throughput(report: &Throughput) {
+pub fn print_throughput(report: &Throughput) {
     println!("\nguest throughput without and with kvmtop serve:");
     print_wrapped("  guest:", &report.guest);
     if let Some(why) = &report.unavailable {
@@ -62,8 +62,15 @@ fn print_throughput(report: &Throughput) {
         return;
     }
     for level in &report.levels {
+        let cpu = match (level.exits_per_cpu_second, level.cpu_percent_of_without) {
+            (Some([without, with]), Some(percent)) => format!(
+                "; per second of the guest's CPU {with:.0} with, {without:.0} without: \
+                 {percent:.1}%"
+            ),
+            _ => String::new(),
+        };
         println!(
-            "  --collect {:<8} {:>9.0} exits/s with kvmtop, {:>9.0} without: {:.1}%",
+            "  --collect {:<8} {:>9.0} exits/s with kvmtop, {:>9.0} without: {:.1}%{cpu}",
             level.level,
             level.exits_per_second[1],
             level.exits_per_second[0],
@@ -75,8 +82,11 @@ fn print_throughput(report: &Throughput) {
             (Some(cpu), Some(rss)) => format!("  (kvmtop serve {cpu:.2}% CPU, peak RSS {rss} KiB)"),
             _ => String::new(),
         };
+        let cpu = run
+            .exits_per_cpu_second
+            .map_or_else(String::new, |rate| format!(", {rate:>9.0} per CPU-second"));
         println!(
-            "  {:<8} {:<15} {:>9} exits in {:.2} s = {:>9.0} exits/s{agent}",
+            "  {:<8} {:<15} {:>9} exits in {:.2} s = {:>9.0} exits/s{cpu}{agent}",
             run.level,
             if run.with_kvmtop {
                 "with kvmtop"

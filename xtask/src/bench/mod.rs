@@ -48,7 +48,14 @@ use crate::{
 
 const POLL: Duration = Duration::from_millis(200);
 
-pub fn run(seconds: u64) -> Result<()> {
+/// A part of the bench that runs alone.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Only {
+    /// The guest's exit rate without and with kvmtop at each collection level.
+    Throughput,
+}
+
+pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
     if !is_root() {
         bail!(
             "bench needs root: it changes kernel.bpf_stats_enabled and reads other processes' BPF \
@@ -85,6 +92,9 @@ pub fn run(seconds: u64) -> Result<()> {
         table::print_wrapped("  kvmtop's hooks:", &list.join(", "));
     }
     phase.finish(hooks.is_ok());
+    if let Some(Only::Throughput) = only {
+        return throughput_alone(&binary, &out_dir, hooks.as_deref().unwrap_or_default());
+    }
     let setting = Setting {
         binary: &binary,
         out_dir: &out_dir,
@@ -136,6 +146,21 @@ pub fn run(seconds: u64) -> Result<()> {
     cost_table::print(&report);
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("written to {}", path.display());
+    Ok(())
+}
+
+/// `--only throughput`: the pairs, their table and `throughput.json`.
+fn throughput_alone(binary: &Path, out_dir: &Path, hooks: &[floors::Hook]) -> Result<()> {
+    let phase = Phase::start(&format!(
+        "throughput: a pinned port-I/O guest without and with kvmtop serve ({} pairs)",
+        throughput::PAIRS
+    ));
+    let throughput = throughput::run(binary, out_dir, hooks);
+    phase.finish(throughput.unavailable.is_none());
+    cost_table::print_throughput(&throughput);
+    let path = out_dir.join("throughput.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&throughput)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Pairs of runs, one without and one with kvmtop, per collection level.
-pub const PAIRS: usize = 3;
+pub const PAIRS: usize = 5;
 /// kvmtop's collection levels (`--collect`), the default first: the headline figures are its.
 pub const LEVELS: [&str; 3] = ["details", "latency", "counts"];
 /// Length of one counted run.
@@ -42,6 +42,11 @@ pub const METHOD: &str = "A QEMU port-I/O guest (one vCPU looping on `out 0x80, 
     `kvmtop serve` started for the run (counting starts once all its programs are attached); the \
     order is flipped every pair. The pairs are repeated for each collection level (`--collect`), \
     each level against its own runs without kvmtop; the other figures are the default level's. \
+    Each run also reads the CPU time the guest's threads got (`/proc/PID/task/*/schedstat`, which \
+    leaves out time stolen by a hypervisor below this host): exits per second of the guest's own \
+    CPU time is what one exit costs the guest, and stays steady when other work or a hypervisor \
+    takes the guest's CPU for a while, which moves exits/s by several percent between runs of the \
+    same kind. Both rates are reported; each level's percentage is the median over its pairs. \
     The pairs run with the kernel's BPF statistics off, as on a host in production (with them on, \
     every program run also pays two clock reads). One more run with kvmtop at the default level, \
     statistics on and not counted in the rates, costs each program: kvmtop's ns per exit, per \
@@ -84,8 +89,13 @@ pub struct LevelThroughput {
     pub level: &'static str,
     /// Mean exits/s without and with kvmtop, over this level's pairs.
     pub exits_per_second: [f64; 2],
-    /// The rate with kvmtop, in percent of the rate without.
+    /// The rate with kvmtop, in percent of the rate without: the median over the pairs.
     pub percent_of_without: f64,
+    /// Mean exits per second of the guest's own CPU time, without and with kvmtop.
+    pub exits_per_cpu_second: Option<[f64; 2]>,
+    /// The CPU-time rate with kvmtop in percent of the one without: the median over the pairs.
+    /// What one exit costs the guest, unmoved by time the guest did not get its CPU.
+    pub cpu_percent_of_without: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -98,6 +108,13 @@ pub struct Run {
     pub exits: u64,
     pub seconds: f64,
     pub exits_per_second: f64,
+    /// CPU time the guest's threads got over the run (the scheduler's own clock, without
+    /// hypervisor steal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_cpu_ns: Option<u64>,
+    /// Exits per second of the guest's CPU time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exits_per_cpu_second: Option<f64>,
     /// The guest's events per counted tracepoint (`kvm:kvm_pio` …), from perf.
     pub guest_events: BTreeMap<String, u64>,
     /// kvmtop's programs over the run: event name → (program, events, `run_time_ns`), for those
@@ -212,14 +229,16 @@ fn measure(
                 };
                 run.level = level;
                 println!(
-                    "  --collect {level:<7} pair {} {}: {:.0} exits/s",
+                    "  --collect {level:<7} pair {} {}: {:.0} exits/s, {} per CPU-second",
                     pair + 1,
                     if with {
                         "with kvmtop   "
                     } else {
                         "without kvmtop"
                     },
-                    run.exits_per_second
+                    run.exits_per_second,
+                    run.exits_per_cpu_second
+                        .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}"))
                 );
                 runs.push(run);
             }
@@ -250,13 +269,13 @@ fn set_bpf_stats(on: bool) -> Result<()> {
 
 /// One counted run without kvmtop.
 fn count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<Run> {
-    let guest_events = perf_count(out_dir, pid, tracepoints)?;
-    Ok(Run::counted(false, guest_events))
+    let counted = perf_count(out_dir, pid, tracepoints)?;
+    Ok(Run::counted(false, counted))
 }
 
 impl Run {
-    fn counted(with_kvmtop: bool, guest_events: BTreeMap<String, u64>) -> Self {
-        let exits = guest_events.get(EXITS).copied().unwrap_or(0);
+    fn counted(with_kvmtop: bool, counted: Counted) -> Self {
+        let exits = counted.events.get(EXITS).copied().unwrap_or(0);
         let seconds = RUN.as_secs_f64();
         #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
         Self {
@@ -264,7 +283,12 @@ impl Run {
             exits,
             seconds,
             exits_per_second: exits as f64 / seconds,
-            guest_events,
+            exits_per_cpu_second: counted
+                .cpu_ns
+                .filter(|ns| *ns > 0)
+                .map(|ns| exits as f64 / (ns as f64 / 1e9)),
+            guest_cpu_ns: counted.cpu_ns,
+            guest_events: counted.events,
             ..Self::default()
         }
     }
@@ -290,7 +314,7 @@ fn with_kvmtop(
     let before = progs::sample()?;
     let usage_before = agent::read(agent_pid).context("kvmtop serve exited")?;
     let started = Instant::now();
-    let guest_events = perf_count(out_dir, pid, tracepoints)?;
+    let counted = perf_count(out_dir, pid, tracepoints)?;
     let usage_after = agent::read(agent_pid).context("kvmtop serve exited")?;
     let after = progs::sample()?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -301,7 +325,7 @@ fn with_kvmtop(
         let ns = b.run_time_ns.saturating_sub(a.run_time_ns);
         Some((b.name.clone(), events, ns))
     };
-    let mut run = Run::counted(true, guest_events);
+    let mut run = Run::counted(true, counted);
     // The programs' counters and the agent's CPU were read around the counted run, a little
     // longer than it: their rates are per second of the time they cover.
     run.kvmtop_run_time_ns = Some(
@@ -362,8 +386,17 @@ fn wait_attached(kvmtop: &mut Killed, pid: u32) -> Result<progs::Held> {
     }
 }
 
-/// `perf stat -e TRACEPOINTS -p PID` for [`RUN`]: the events counted, by tracepoint.
-fn perf_count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<BTreeMap<String, u64>> {
+/// One counted run of the guest.
+pub struct Counted {
+    /// Events by tracepoint.
+    events: BTreeMap<String, u64>,
+    /// The guest's CPU time over the run, where /proc had it for every read.
+    cpu_ns: Option<u64>,
+}
+
+/// `perf stat -e TRACEPOINTS -p PID` for [`RUN`]: the events counted, by tracepoint, and the CPU
+/// time the guest got meanwhile.
+fn perf_count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<Counted> {
     let out = out_dir.join("perf-stat.csv");
     let mut perf = cmd("perf");
     perf.args(["stat", "-x", ","])
@@ -371,12 +404,32 @@ fn perf_count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<BTreeM
         .args(["-p", &pid.to_string(), "-o"])
         .arg(&out)
         .args(["--", "sleep", &RUN.as_secs().to_string()]);
+    let cpu_before = guest_cpu_ns(pid);
     util::run(&mut perf)?;
+    let cpu_after = guest_cpu_ns(pid);
     let counts = parse_perf(&std::fs::read_to_string(&out)?);
     if !counts.contains_key(EXITS) {
         bail!("no {EXITS} count in perf's output ({})", out.display());
     }
-    Ok(counts)
+    Ok(Counted {
+        events: counts,
+        cpu_ns: cpu_before
+            .zip(cpu_after)
+            .and_then(|(before, after)| after.checked_sub(before)),
+    })
+}
+
+/// The CPU time all of `pid`'s threads have had, in ns: the first field of each
+/// `/proc/PID/task/TID/schedstat` (the scheduler's `sum_exec_runtime`, which leaves out time a
+/// hypervisor stole where the kernel accounts steal).
+fn guest_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// The counts of `perf stat -x ,` output: `123456,,kvm:kvm_pio,5001234567,100.00,,`.
@@ -388,6 +441,57 @@ fn parse_perf(text: &str) -> BTreeMap<String, u64> {
             Some(((*fields.get(2)?).to_owned(), count))
         })
         .collect()
+}
+
+/// The median of `values` (none when empty).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some(f64::midpoint(values[n / 2 - 1], values[n / 2])),
+    }
+}
+
+/// The median over `level`'s pairs of `rate` with kvmtop in percent of `rate` without. Runs are
+/// paired in the order they ran (each pair is one without and one with kvmtop, either first).
+fn median_pair_percent(
+    runs: &[Run],
+    level: &str,
+    rate: impl Fn(&Run) -> Option<f64>,
+) -> Option<f64> {
+    let counted: Vec<&Run> = runs
+        .iter()
+        .filter(|run| run.level == level && !run.costed)
+        .collect();
+    let ratios = counted
+        .chunks(2)
+        .filter_map(|pair| {
+            let [a, b] = pair else { return None };
+            let (without, with) = if a.with_kvmtop { (b, a) } else { (a, b) };
+            if without.with_kvmtop || !with.with_kvmtop {
+                return None;
+            }
+            let (without, with) = (rate(without)?, rate(with)?);
+            (without > 0.0).then(|| with / without * 100.0)
+        })
+        .collect();
+    median(ratios)
+}
+
+/// Mean exits per CPU-second of `level`'s runs without and with kvmtop.
+#[allow(clippy::cast_precision_loss)] // Run counts are tiny.
+fn mean_cpu_rates(runs: &[Run], level: &str) -> Option<[f64; 2]> {
+    let mean = |with: bool| {
+        let rates: Vec<f64> = runs
+            .iter()
+            .filter(|run| run.level == level && run.with_kvmtop == with && !run.costed)
+            .map(|run| run.exits_per_cpu_second)
+            .collect::<Option<_>>()?;
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    };
+    Some([mean(false)?, mean(true)?])
 }
 
 /// Mean exits/s of `level`'s runs without and with kvmtop.
@@ -416,7 +520,14 @@ fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
             Some(LevelThroughput {
                 level,
                 exits_per_second: [without, with],
-                percent_of_without: with / without * 100.0,
+                percent_of_without: median_pair_percent(&runs, level, |run| {
+                    Some(run.exits_per_second)
+                })
+                .unwrap_or(with / without * 100.0),
+                exits_per_cpu_second: mean_cpu_rates(&runs, level),
+                cpu_percent_of_without: median_pair_percent(&runs, level, |run| {
+                    run.exits_per_cpu_second
+                }),
             })
         })
         .collect();
@@ -506,7 +617,10 @@ mod tests {
     fn run(with: bool, guest: &[(&str, u64)], kvmtop: &[(&str, &str, u64, u64)]) -> Run {
         let mut run = Run::counted(
             with,
-            guest.iter().map(|(tp, n)| ((*tp).to_owned(), *n)).collect(),
+            Counted {
+                events: guest.iter().map(|(tp, n)| ((*tp).to_owned(), *n)).collect(),
+                cpu_ns: None,
+            },
         );
         run.level = LEVELS[0];
         run.kvmtop = kvmtop
@@ -589,6 +703,43 @@ mod tests {
         assert!((levels[0].1 - 90.0).abs() < 1e-9);
         assert_eq!(levels[1].0, "counts");
         assert!((levels[1].1 - 99.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_level_takes_the_median_pair_and_the_cpu_normalised_rate() {
+        // Exits and guest CPU time (ms) per run; pairs in the order they ran, either side first.
+        let at = |with, exits, cpu_ms: u64| {
+            let mut r = Run::counted(
+                with,
+                Counted {
+                    events: BTreeMap::from([("kvm:kvm_pio".to_owned(), exits)]),
+                    cpu_ns: Some(cpu_ms * 1_000_000),
+                },
+            );
+            r.level = LEVELS[0];
+            r
+        };
+        let runs = vec![
+            // The host took the guest's CPU during this pair: exits/s fell, exits per CPU-second
+            // did not.
+            at(false, 500_000, 5_000),
+            at(true, 300_000, 3_060),
+            at(true, 490_000, 5_000),
+            at(false, 500_000, 5_000),
+            at(false, 500_000, 5_000),
+            at(true, 480_000, 5_000),
+        ];
+        let t = summarise(String::new(), runs);
+        let level = &t.levels[0];
+        // Pair ratios 60 %, 98 %, 96 %: the median is 96 %.
+        assert!((level.percent_of_without - 96.0).abs() < 1e-9, "{level:?}");
+        // Per CPU-second: 98.04 %, 98 %, 96 %.
+        let cpu = level.cpu_percent_of_without.unwrap();
+        assert!((cpu - 98.0).abs() < 1e-9, "{level:?}");
+        assert_eq!(
+            level.exits_per_cpu_second.map(|r| r[0].round()),
+            Some(100_000.0)
+        );
     }
 
     #[test]
