@@ -395,41 +395,48 @@ pub struct Counted {
 }
 
 /// `perf stat -e TRACEPOINTS -p PID` for [`RUN`]: the events counted, by tracepoint, and the CPU
-/// time the guest got meanwhile.
+/// time the guest got meanwhile. perf counts while its command runs, so the command reads the
+/// guest's CPU time at its start and end: both figures cover the same interval (perf's own start,
+/// which takes a while with many tracepoints, is outside both).
 fn perf_count(out_dir: &Path, pid: u32, tracepoints: &[String]) -> Result<Counted> {
     let out = out_dir.join("perf-stat.csv");
+    let before = out_dir.join("schedstat-before");
+    let after = out_dir.join("schedstat-after");
+    let snapshot = |to: &Path| format!("cat /proc/{pid}/task/*/schedstat > '{}'", to.display());
+    let script = format!(
+        "{}; sleep {}; {}",
+        snapshot(&before),
+        RUN.as_secs(),
+        snapshot(&after)
+    );
     let mut perf = cmd("perf");
     perf.args(["stat", "-x", ","])
         .args(["-e", &tracepoints.join(",")])
         .args(["-p", &pid.to_string(), "-o"])
         .arg(&out)
-        .args(["--", "sleep", &RUN.as_secs().to_string()]);
-    let cpu_before = guest_cpu_ns(pid);
+        .args(["--", "sh", "-c", &script]);
     util::run(&mut perf)?;
-    let cpu_after = guest_cpu_ns(pid);
     let counts = parse_perf(&std::fs::read_to_string(&out)?);
     if !counts.contains_key(EXITS) {
         bail!("no {EXITS} count in perf's output ({})", out.display());
     }
+    let cpu = |path: &Path| std::fs::read_to_string(path).ok().and_then(|t| cpu_ns(&t));
     Ok(Counted {
         events: counts,
-        cpu_ns: cpu_before
-            .zip(cpu_after)
+        cpu_ns: cpu(&before)
+            .zip(cpu(&after))
             .and_then(|(before, after)| after.checked_sub(before)),
     })
 }
 
-/// The CPU time all of `pid`'s threads have had, in ns: the first field of each
-/// `/proc/PID/task/TID/schedstat` (the scheduler's `sum_exec_runtime`, which leaves out time a
-/// hypervisor stole where the kernel accounts steal).
-fn guest_cpu_ns(pid: u32) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut total = 0;
-    for task in tasks {
-        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
+/// The CPU time of a process's threads in ns: the sum of the first field of each thread's
+/// `schedstat` line (the scheduler's `sum_exec_runtime`, which leaves out time a hypervisor stole
+/// where the kernel accounts steal).
+fn cpu_ns(schedstats: &str) -> Option<u64> {
+    schedstats
+        .lines()
+        .map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// The counts of `perf stat -x ,` output: `123456,,kvm:kvm_pio,5001234567,100.00,,`.
@@ -740,6 +747,12 @@ mod tests {
             level.exits_per_cpu_second.map(|r| r[0].round()),
             Some(100_000.0)
         );
+    }
+
+    #[test]
+    fn sums_the_threads_cpu_time() {
+        assert_eq!(cpu_ns("100 5 2\n250 1 1\n"), Some(350));
+        assert_eq!(cpu_ns("100 5 2\nx 1 1\n"), None);
     }
 
     #[test]
