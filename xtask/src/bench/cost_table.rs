@@ -4,7 +4,7 @@ use super::{
     contention::{Contention, ProgramSkips},
     report::Report,
     table::print_wrapped,
-    throughput::Throughput,
+    throughput::{LevelThroughput, Throughput},
 };
 
 pub fn print(report: &Report) {
@@ -62,20 +62,7 @@ pub fn print_throughput(report: &Throughput) {
         return;
     }
     for level in &report.levels {
-        let cpu = match (level.exits_per_cpu_second, level.cpu_percent_of_without) {
-            (Some([without, with]), Some(percent)) => format!(
-                "; per second of the guest's CPU {with:.0} with, {without:.0} without: \
-                 {percent:.1}%"
-            ),
-            _ => String::new(),
-        };
-        println!(
-            "  --collect {:<8} {:>9.0} exits/s with kvmtop, {:>9.0} without: {:.1}%{cpu}",
-            level.level,
-            level.exits_per_second[1],
-            level.exits_per_second[0],
-            level.percent_of_without
-        );
+        print_level(level);
     }
     for run in &report.runs {
         let agent = match (run.agent_cpu_percent, run.agent_peak_rss_kib) {
@@ -146,4 +133,36 @@ pub fn print_throughput(report: &Throughput) {
         );
     }
     print_wrapped("  method:", report.method);
+}
+
+/// One collection level's rates, their spread and what its programs cost.
+fn print_level(level: &LevelThroughput) {
+    let cpu = match (level.exits_per_cpu_second, level.cpu_percent_of_without) {
+        (Some([without, with]), Some(percent)) => format!(
+            "; per second of the guest's CPU {with:.0} with, {without:.0} without: \
+             {percent:.1}%"
+        ),
+        _ => String::new(),
+    };
+    let spread = level
+        .pair_percents
+        .iter()
+        .copied()
+        .fold(None, |range: Option<(f64, f64)>, p| {
+            Some(range.map_or((p, p), |(lo, hi)| (lo.min(p), hi.max(p))))
+        })
+        .map_or_else(String::new, |(lo, hi)| {
+            format!(
+                " (median of {} pairs, {lo:.1}–{hi:.1}%)",
+                level.pair_percents.len()
+            )
+        });
+    let programs = level
+        .programs_ns_per_exit
+        .map_or_else(String::new, |ns| format!("; programs {ns:.0} ns per exit"));
+    println!(
+        "  --collect {:<8} {:>9.0} exits/s with kvmtop, {:>9.0} without: \
+         {:.1}%{spread}{cpu}{programs}",
+        level.level, level.exits_per_second[1], level.exits_per_second[0], level.percent_of_without
+    );
 }

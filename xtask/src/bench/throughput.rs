@@ -27,11 +27,11 @@ use crate::{
 };
 
 /// Pairs of runs, one without and one with kvmtop, per collection level.
-pub const PAIRS: usize = 5;
+pub const PAIRS: usize = 8;
 /// kvmtop's collection levels (`--collect`), the default first: the headline figures are its.
 pub const LEVELS: [&str; 3] = ["details", "latency", "counts"];
 /// Length of one counted run.
-const RUN: Duration = Duration::from_secs(5);
+const RUN: Duration = Duration::from_secs(4);
 /// The CPU the guest's threads are pinned to.
 const GUEST_CPU: &str = "1";
 
@@ -91,8 +91,14 @@ pub struct LevelThroughput {
     pub exits_per_second: [f64; 2],
     /// The rate with kvmtop, in percent of the rate without: the median over the pairs.
     pub percent_of_without: f64,
+    /// Each pair's rate with kvmtop in percent of its rate without, in the order they ran: their
+    /// spread is the noise of the host the bench ran on.
+    pub pair_percents: Vec<f64>,
     /// Mean exits per second of the guest's own CPU time, without and with kvmtop.
     pub exits_per_cpu_second: Option<[f64; 2]>,
+    /// What kvmtop's programs add to one exit at this level (its run with BPF statistics on):
+    /// the sum over the exit-path hooks of the guest's events per exit × ns per event.
+    pub programs_ns_per_exit: Option<f64>,
     /// The CPU-time rate with kvmtop in percent of the one without: the median over the pairs.
     /// What one exit costs the guest, unmoved by time the guest did not get its CPU.
     pub cpu_percent_of_without: Option<f64>,
@@ -245,14 +251,17 @@ fn measure(
         }
     }
     set_bpf_stats(true)?;
-    let mut costed = with_kvmtop(binary, out_dir, pid, tracepoints, LEVELS[0])?;
-    costed.level = LEVELS[0];
-    costed.costed = true;
-    println!(
-        "  --collect {:<7} costing run, BPF statistics on: {:.0} exits/s",
-        LEVELS[0], costed.exits_per_second
-    );
-    runs.push(costed);
+    for level in LEVELS {
+        interrupt::bail_if_interrupted()?;
+        let mut costed = with_kvmtop(binary, out_dir, pid, tracepoints, level)?;
+        costed.level = level;
+        costed.costed = true;
+        println!(
+            "  --collect {level:<7} costing run, BPF statistics on: {:.0} exits/s",
+            costed.exits_per_second
+        );
+        runs.push(costed);
+    }
     drop(guest);
     Ok(runs)
 }
@@ -461,18 +470,14 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// The median over `level`'s pairs of `rate` with kvmtop in percent of `rate` without. Runs are
-/// paired in the order they ran (each pair is one without and one with kvmtop, either first).
-fn median_pair_percent(
-    runs: &[Run],
-    level: &str,
-    rate: impl Fn(&Run) -> Option<f64>,
-) -> Option<f64> {
+/// For each of `level`'s pairs, `rate` with kvmtop in percent of `rate` without. Runs are paired
+/// in the order they ran (each pair is one without and one with kvmtop, either first).
+fn pair_percents(runs: &[Run], level: &str, rate: impl Fn(&Run) -> Option<f64>) -> Vec<f64> {
     let counted: Vec<&Run> = runs
         .iter()
         .filter(|run| run.level == level && !run.costed)
         .collect();
-    let ratios = counted
+    counted
         .chunks(2)
         .filter_map(|pair| {
             let [a, b] = pair else { return None };
@@ -483,8 +488,7 @@ fn median_pair_percent(
             let (without, with) = (rate(without)?, rate(with)?);
             (without > 0.0).then(|| with / without * 100.0)
         })
-        .collect();
-    median(ratios)
+        .collect()
 }
 
 /// Mean exits per CPU-second of `level`'s runs without and with kvmtop.
@@ -515,6 +519,45 @@ fn mean_rates(runs: &[Run], level: &str) -> Option<(f64, f64)> {
     mean(false).zip(mean(true))
 }
 
+/// kvmtop's programs on the exit path over `costed`, per hook: the guest's events per exit and
+/// the program's ns per event.
+#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+fn exit_path_costs(costed: &[&Run]) -> Vec<ExitCost> {
+    let exits: u64 = costed.iter().map(|run| run.exits).sum();
+    if exits == 0 {
+        return Vec::new();
+    }
+    // Tracepoint → (program, guest events, program events, program ns), over the runs.
+    let mut totals: BTreeMap<&str, (&str, u64, u64, u64)> = BTreeMap::new();
+    for run in costed {
+        for (tracepoint, (program, events, ns)) in &run.kvmtop {
+            let total = totals.entry(tracepoint).or_insert((program, 0, 0, 0));
+            total.1 += run.guest_events.get(tracepoint).copied().unwrap_or(0);
+            total.2 += events;
+            total.3 += ns;
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(tracepoint, (program, guest, events, ns))| {
+            let guest_events_per_exit = guest as f64 / exits as f64;
+            let ns_per_event = (events > 0).then(|| ns as f64 / events as f64);
+            ExitCost {
+                tracepoint: tracepoint.to_owned(),
+                program: program.to_owned(),
+                guest_events_per_exit,
+                ns_per_event,
+                ns_per_exit: ns_per_event.map(|ns| ns * guest_events_per_exit),
+            }
+        })
+        .collect()
+}
+
+/// What the programs of `path` add to one exit, if any was costed.
+fn sum_ns_per_exit(path: &[ExitCost]) -> Option<f64> {
+    (!path.is_empty()).then(|| path.iter().filter_map(|c| c.ns_per_exit).sum())
+}
+
 /// Means, slowdown and kvmtop's cost per exit, at the default level; the rates at each level.
 #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
 fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
@@ -524,17 +567,22 @@ fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
         .iter()
         .filter_map(|level| {
             let (without, with) = mean_rates(&runs, level)?;
+            let pairs = pair_percents(&runs, level, |run| Some(run.exits_per_second));
             Some(LevelThroughput {
                 level,
                 exits_per_second: [without, with],
-                percent_of_without: median_pair_percent(&runs, level, |run| {
-                    Some(run.exits_per_second)
-                })
-                .unwrap_or(with / without * 100.0),
+                percent_of_without: median(pairs.clone()).unwrap_or(with / without * 100.0),
+                pair_percents: pairs,
                 exits_per_cpu_second: mean_cpu_rates(&runs, level),
-                cpu_percent_of_without: median_pair_percent(&runs, level, |run| {
+                programs_ns_per_exit: sum_ns_per_exit(&exit_path_costs(
+                    &runs
+                        .iter()
+                        .filter(|run| run.costed && run.level == *level)
+                        .collect::<Vec<_>>(),
+                )),
+                cpu_percent_of_without: median(pair_percents(&runs, level, |run| {
                     run.exits_per_cpu_second
-                }),
+                })),
             })
         })
         .collect();
@@ -544,44 +592,18 @@ fn summarise(guest: String, runs: Vec<Run>) -> Throughput {
         .collect();
     // Program costs come from the run with statistics on, or from the pairs when there was none.
     let costed: Vec<&Run> = {
-        let costed: Vec<&Run> = runs.iter().filter(|run| run.costed).collect();
+        let costed: Vec<&Run> = runs
+            .iter()
+            .filter(|run| run.costed && run.level == default)
+            .collect();
         if costed.is_empty() {
             with.clone()
         } else {
             costed
         }
     };
-    let exits: u64 = costed.iter().map(|run| run.exits).sum();
-    // Tracepoint → (program, guest events, program events, program ns), over the runs.
-    let mut totals: BTreeMap<&str, (&str, u64, u64, u64)> = BTreeMap::new();
-    for run in &costed {
-        for (tracepoint, (program, events, ns)) in &run.kvmtop {
-            let total = totals.entry(tracepoint).or_insert((program, 0, 0, 0));
-            total.1 += run.guest_events.get(tracepoint).copied().unwrap_or(0);
-            total.2 += events;
-            total.3 += ns;
-        }
-    }
-    let exit_path: Vec<ExitCost> = if exits == 0 {
-        Vec::new()
-    } else {
-        totals
-            .into_iter()
-            .map(|(tracepoint, (program, guest, events, ns))| {
-                let guest_events_per_exit = guest as f64 / exits as f64;
-                let ns_per_event = (events > 0).then(|| ns as f64 / events as f64);
-                ExitCost {
-                    tracepoint: tracepoint.to_owned(),
-                    program: program.to_owned(),
-                    guest_events_per_exit,
-                    ns_per_event,
-                    ns_per_exit: ns_per_event.map(|ns| ns * guest_events_per_exit),
-                }
-            })
-            .collect()
-    };
-    let exit_path_ns_per_exit =
-        (!exit_path.is_empty()).then(|| exit_path.iter().filter_map(|c| c.ns_per_exit).sum());
+    let exit_path = exit_path_costs(&costed);
+    let exit_path_ns_per_exit = sum_ns_per_exit(&exit_path);
     let seconds: f64 = costed.iter().map(|run| run.seconds).sum();
     let run_time: Vec<u64> = costed
         .iter()
@@ -629,6 +651,12 @@ mod tests {
                 cpu_ns: None,
             },
         );
+        // The figures below are for 5 s runs, whatever length the bench uses.
+        run.seconds = 5.0;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            run.exits_per_second = run.exits as f64 / 5.0;
+        }
         run.level = LEVELS[0];
         run.kvmtop = kvmtop
             .iter()
