@@ -157,7 +157,8 @@ fn wait_until_idle(disk: &LoopDisk) {
             .collect()
     };
     let started = std::time::Instant::now();
-    let mut quiet_since: Option<(std::time::Instant, (Option<u64>, Option<u64>))> = None;
+    // Since when the device has been idle, and its completed reads and writes then.
+    let mut quiet_since: Option<(std::time::Instant, Completed)> = None;
     loop {
         let busy: u64 = numbers("inflight").iter().sum();
         // Reads and writes completed (fields 1 and 5 of `stat`).
@@ -181,6 +182,9 @@ fn wait_until_idle(disk: &LoopDisk) {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A device's completed reads and writes (`stat` fields 1 and 5).
+type Completed = (Option<u64>, Option<u64>);
 
 /// How long an idle device's completed count must stand still before a window ends.
 const SETTLE: Duration = Duration::from_millis(300);
