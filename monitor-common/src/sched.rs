@@ -57,7 +57,7 @@ pub const PROG_SCHED_MIGRATE_TASK_RAW: &str = "migrate_raw";
 pub const PROG_SCHED_HARNESS: &str = "sched_harness";
 /// cpu, prev tid, prev state, next tid, tgid of prev (the current task), timestamp ns.
 pub const HARNESS_SWITCH: u64 = 1;
-/// tid, target cpu, timestamp ns.
+/// tid, timestamp ns.
 pub const HARNESS_WAKEUP: u64 = 2;
 /// tid, orig cpu, dest cpu.
 pub const HARNESS_MIGRATE: u64 = 3;
@@ -136,19 +136,15 @@ impl SwitchLayout {
     };
 }
 
-/// Where `sched:sched_wakeup` keeps `pid` and `target_cpu`.
+/// Where `sched:sched_wakeup` keeps `pid`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedWakeupLayout {
     pub pid_offset: u32,
-    pub target_cpu_offset: u32,
 }
 
 impl SchedWakeupLayout {
-    pub const DEFAULT: Self = Self {
-        pid_offset: 24,
-        target_cpu_offset: 32,
-    };
+    pub const DEFAULT: Self = Self { pid_offset: 24 };
 }
 
 /// Where `sched:sched_migrate_task` keeps `pid`, `orig_cpu` and `dest_cpu`.
@@ -176,7 +172,7 @@ impl MigrateLayout {
 pub struct ThreadSched {
     /// The VMM process, written by userspace: the key contenders are counted under.
     pub tgid: u32,
-    /// The CPU it last ran on, was queued on or was moved to; [`CPU_UNKNOWN`] until seen.
+    /// The CPU it runs on or last ran on, or was moved to; [`CPU_UNKNOWN`] until seen.
     pub cpu: u32,
     /// `bpf_ktime_get_ns()` when it was switched in; 0 while it is not on a CPU.
     pub run_start_ns: u64,
@@ -256,7 +252,7 @@ const _: () = assert!(core::mem::size_of::<ThreadCpuKey>() == 8);
 const _: () = assert!(core::mem::size_of::<ContenderKey>() == 8);
 const _: () = assert!(core::mem::size_of::<ContenderStat>() == 16);
 const _: () = assert!(core::mem::size_of::<SwitchLayout>() == 16);
-const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 8);
+const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 4);
 const _: () = assert!(core::mem::size_of::<MigrateLayout>() == 12);
 
 /// Every program and map of the family, by the name the agent looks it up by.

@@ -27,7 +27,7 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     let other = (OTHER_TID, OTHER_PID);
     let ms = 1_000_000;
     // Woken, waits 3 µs behind another process.
-    h.wakeup(0, ms);
+    h.wakeup(ms);
     h.switch_in(0, other, ms + 3_000);
     // Runs 100 µs, is preempted, waits 50 µs.
     h.switch_out(0, PREEMPTED, ms + 103_000);
@@ -35,10 +35,10 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     // Runs 47 µs, sleeps.
     h.switch_out(0, SLEEPING, ms + 200_000);
     // Woken onto an idle CPU: 500 ns of wake-up latency.
-    h.wakeup(1, 2 * ms);
+    h.wakeup(2 * ms);
     h.switch_in(1, (0, 0), 2 * ms + 500);
     // A wakeup while it runs enqueues nothing.
-    h.wakeup(1, 2 * ms + 1_000);
+    h.wakeup(2 * ms + 1_000);
     // Preempted after 9.5 µs; gets the CPU back 100 ns later from a thread of its own VM.
     h.switch_out(1, PREEMPTED, 2 * ms + 10_000);
     h.switch_in(1, (OTHER_TID + 1, me_pid), 2 * ms + 10_100);
@@ -97,7 +97,7 @@ fn intervals_in_progress_are_counted_up_to_the_reading() {
     };
     // Timestamps on the kernel's clock: a wait that began 1 ms ago is still going on.
     let now = kvmtop::host::clock::monotonic_ns();
-    h.wakeup(0, now - 1_000_000);
+    h.wakeup(now - 1_000_000);
     let t = h.thread();
     assert!(t.waiting && t.wait.count == 0);
     assert!(t.wait_ns >= 1_000_000 && t.wait_ns < 1_000_000_000, "{t:?}");
@@ -168,14 +168,14 @@ fn unwatched_threads_and_a_reused_identity_leave_no_trace() {
         return;
     };
     // Events of a thread that is not watched.
-    h.run(&[HARNESS_WAKEUP, OTHER_TID, 0, 1_000]);
+    h.run(&[HARNESS_WAKEUP, OTHER_TID, 1_000]);
     h.run(&[HARNESS_SWITCH, 0, 0, 0, OTHER_TID, 0, 2_000]);
     h.run(&[HARNESS_MIGRATE, OTHER_TID, 0, 1]);
     let totals = h.session.families().sched.counters().read();
     assert_eq!(totals.threads.len(), 1, "{:?}", totals.threads.keys());
     assert!(totals.watched_events.values().all(|n| *n == 0));
 
-    h.wakeup(0, 1_000);
+    h.wakeup(1_000);
     h.switch_in(0, (OTHER_TID, OTHER_PID), 2_000);
     h.switch_out(0, SLEEPING, 5_000);
     assert_eq!(h.thread().run_ns, 3_000);
@@ -253,12 +253,12 @@ fn contenders_that_exited_leave_the_map_after_a_reading() {
     h.watch(1);
     let me = u64::from(h.pid);
     // Waits behind a process that has exited, behind the VM itself, and on an idle CPU.
-    h.wakeup(0, 1_000);
+    h.wakeup(1_000);
     h.switch_in(0, (OTHER_TID, EXITED_PID), 2_000);
     h.switch_out(0, PREEMPTED, 3_000);
     h.switch_in(0, (OTHER_TID + 1, me), 3_500);
     h.switch_out(0, SLEEPING, 4_000);
-    h.wakeup(1, 5_000);
+    h.wakeup(5_000);
     h.switch_in(1, (0, 0), 5_200);
     let key = |waits, wait_ns| ContenderTotals { waits, wait_ns };
     let exited = Contender::Process(u32::try_from(EXITED_PID).unwrap());
@@ -298,7 +298,7 @@ fn a_contender_whose_pid_now_names_a_thread_has_exited() {
     });
     let tid = u32::try_from(tid_rx.recv().unwrap()).unwrap();
     assert!(std::path::Path::new(&format!("/proc/{tid}")).exists());
-    h.wakeup(0, 1_000);
+    h.wakeup(1_000);
     h.switch_in(0, (OTHER_TID, u64::from(tid)), 2_000);
     let waited = ContenderTotals {
         waits: 1,

@@ -137,18 +137,15 @@ fn switch_in(event: &Switch) {
 /// is still on its CPU (it had not finished going to sleep) enqueues nothing and is ignored; one
 /// of a thread already waiting (preempted while going to sleep) keeps the earlier start.
 #[inline(always)]
-pub fn on_wakeup(tid: u32, target_cpu: u32, now: u64) {
+pub fn on_wakeup(tid: u32, now: u64) {
     count_watched(WatchedEvent::Wakeup);
     let Some(thread) = SCHED_THREADS.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: this thread's entry; its events are serialised (module docs).
     unsafe {
-        if (*thread).run_start_ns == 0 {
-            if (*thread).queue_start_ns == 0 {
-                (*thread).queue_start_ns = now;
-            }
-            (*thread).cpu = target_cpu;
+        if (*thread).run_start_ns == 0 && (*thread).queue_start_ns == 0 {
+            (*thread).queue_start_ns = now;
         }
     }
 }

@@ -30,7 +30,7 @@ pub fn sched_harness(ctx: RawTracePointContext) -> i32 {
             }
         }
         HARNESS_WAKEUP if is_watched(low32(arg(1))) => {
-            on_wakeup(low32(arg(1)), low32(arg(2)), arg(3));
+            on_wakeup(low32(arg(1)), arg(2));
         }
         HARNESS_MIGRATE if is_watched(low32(arg(1))) => {
             on_migrate(low32(arg(1)), low32(arg(2)), low32(arg(3)));

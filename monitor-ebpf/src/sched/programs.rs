@@ -92,12 +92,7 @@ fn on_sched_wakeup(ctx: TracePointContext) -> u32 {
     if !is_watched(tid) {
         return 0;
     }
-    let target_cpu = if fixed {
-        read_fixed::<u32, { WAKEUP.target_cpu_offset as usize }>(&ctx)
-    } else {
-        read_field::<u32>(&ctx, layout.target_cpu_offset).unwrap_or(u32::MAX)
-    };
-    on_wakeup(tid, target_cpu, now());
+    on_wakeup(tid, now());
     0
 }
 

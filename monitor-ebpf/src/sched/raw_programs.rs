@@ -59,15 +59,11 @@ raw_programs!("sched_wakeup", on_wakeup_raw => wakeup_btf, wakeup_raw);
 // Inlined into each program: both kinds get a flat program with the kind folded in.
 #[inline(always)]
 fn on_wakeup_raw(args: Args) -> u32 {
-    let fields = fields();
-    let task = args.get::<0>();
-    let tid = args.field_u32(task, fields.pid).unwrap_or(0);
+    let tid = args.field_u32(args.get::<0>(), fields().pid).unwrap_or(0);
     if !is_watched(tid) {
         return 0;
     }
-    // The record's `target_cpu` is `task_cpu(p)`.
-    let target_cpu = args.field_u32(task, fields.cpu).unwrap_or(u32::MAX);
-    on_wakeup(tid, target_cpu, now());
+    on_wakeup(tid, now());
     0
 }
 

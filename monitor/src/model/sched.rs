@@ -131,7 +131,7 @@ pub struct VcpuSched {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Placement {
-    /// The host CPU the thread runs on, waits on or last ran on, and that CPU's NUMA node.
+    /// The host CPU the thread runs on or last ran on, and that CPU's NUMA node.
     pub cpu: Option<u32>,
     pub node: Option<u32>,
     /// The host CPU it ran on longest in the window, the share of its on-CPU time spent there,

@@ -87,8 +87,8 @@ impl Harness {
         u64::from(self.tid)
     }
 
-    pub fn wakeup(&mut self, cpu: u64, at: u64) {
-        self.run(&[HARNESS_WAKEUP, self.me(), cpu, at]);
+    pub fn wakeup(&mut self, at: u64) {
+        self.run(&[HARNESS_WAKEUP, self.me(), at]);
     }
 
     /// The watched thread gets `cpu` from `(prev_tid, prev_pid)`.

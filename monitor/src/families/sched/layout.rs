@@ -43,12 +43,11 @@ pub fn switch(tracefs: &TraceFs) -> Result<SwitchLayout, String> {
 
 pub fn wakeup(tracefs: &TraceFs) -> Result<SchedWakeupLayout, String> {
     const EVENT: &str = "sched_wakeup";
-    let [pid, target_cpu] = tracefs
-        .fields("sched", EVENT, ["pid", "target_cpu"])
+    let [pid] = tracefs
+        .fields("sched", EVENT, ["pid"])
         .map_err(|e| e.to_string())?;
     Ok(SchedWakeupLayout {
         pid_offset: int(pid, EVENT, "pid")?,
-        target_cpu_offset: int(target_cpu, EVENT, "target_cpu")?,
     })
 }
 
