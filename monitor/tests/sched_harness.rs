@@ -1,7 +1,7 @@
 //! The scheduler programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with synthetic event
 //! sequences and exact timestamps: run-queue waits land in exact log2 buckets with exact totals,
-//! switches and migrations are classified (on fixture multi-node topologies this host does not
-//! have), and contenders are attributed.
+//! switches and migrations (runs that begin on another CPU) are classified (on fixture multi-node
+//! topologies this host does not have), and contenders are attributed.
 
 mod sched_support;
 mod support;
@@ -13,7 +13,7 @@ use kvmtop::{
 };
 use monitor_common::{
     histogram::{HIST_BUCKETS, bucket_of},
-    sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP},
+    sched::{HARNESS_SWITCH, HARNESS_WAKEUP},
 };
 use sched_support::harness::{EXITED_PID, Harness, OTHER_PID, OTHER_TID, PREEMPTED, SLEEPING};
 
@@ -60,6 +60,8 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     assert_eq!(t.run_ns, 100_000 + 47_000 + 9_500 + 10_000);
     assert_eq!((t.voluntary, t.involuntary), (2, 2));
     assert_eq!(t.cpu, Some(1));
+    // Its runs began on CPU 0 twice, then on CPU 1 twice: one migration.
+    assert_eq!(t.migrations.total(), 1);
     assert!(!t.running && !t.waiting);
     let summary = t.wait.summary().unwrap();
     assert_eq!(summary.count, 4);
@@ -170,7 +172,7 @@ fn unwatched_threads_and_a_reused_identity_leave_no_trace() {
     // Events of a thread that is not watched.
     h.run(&[HARNESS_WAKEUP, OTHER_TID, 1_000]);
     h.run(&[HARNESS_SWITCH, 0, 0, 0, OTHER_TID, 0, 2_000]);
-    h.run(&[HARNESS_MIGRATE, OTHER_TID, 0, 1]);
+    h.run(&[HARNESS_SWITCH, 1, 0, 0, OTHER_TID, 0, 3_000]);
     let totals = h.session.families().sched.counters().read();
     assert_eq!(totals.threads.len(), 1, "{:?}", totals.threads.keys());
     assert!(totals.watched_events.values().all(|n| *n == 0));
@@ -211,20 +213,30 @@ fn migrations_are_classified_with_the_topology_the_agent_wrote() {
     let Some(mut h) = Harness::open(TEST, 3) else {
         return;
     };
+    // A migration is a run that begins on another CPU than the thread's previous run: the
+    // thread's runs, one after another, on these CPUs, 10 µs apart.
+    let mut at = 1_000_000;
+    let mut switches = 0;
+    let mut runs_on = |h: &mut Harness, at: &mut u64, cpus: &[u64]| {
+        for &cpu in cpus {
+            h.run_on(cpu, *at);
+            *at += 10_000;
+            switches += 2;
+        }
+    };
     // Two sockets × 4 cores × 2 threads: 0 and 8 are siblings, 0-3 share an L3, 4-7 are the
-    // other node.
+    // other node. The first run has no previous one, and a run on the same CPU is no move.
     h.topology("dual-socket");
-    h.migrate(0, 8);
-    h.migrate(8, 1);
-    h.migrate(1, 2);
-    h.migrate(2, 5);
-    // Four 4-core L3 domains, nodes 0-7 and 8-15.
+    runs_on(&mut h, &mut at, &[0, 0, 8, 1, 2, 5]);
+    // Preempted, and back on the same CPU: no move either.
+    h.switch_in(5, (OTHER_TID, OTHER_PID), at);
+    h.switch_out(5, PREEMPTED, at + 1_000);
+    h.switch_in(5, (OTHER_TID, OTHER_PID), at + 2_000);
+    h.switch_out(5, SLEEPING, at + 3_000);
+    at += 10_000;
+    // Four 4-core L3 domains, nodes 0-7 and 8-15; then a CPU beyond any topology.
     h.topology("chiplet-snc");
-    h.migrate(5, 0);
-    h.migrate(0, 4);
-    h.migrate(4, 12);
-    // A CPU beyond any topology.
-    h.migrate(12, 5_000);
+    runs_on(&mut h, &mut at, &[0, 4, 12, 5_000]);
     let t = h.thread();
     let counts: Vec<(MigrationClass, u64)> = t.migrations.iter().collect();
     assert_eq!(
@@ -237,9 +249,11 @@ fn migrations_are_classified_with_the_topology_the_agent_wrote() {
             (MigrationClass::Unknown, 1),
         ]
     );
-    assert_eq!(t.cpu, Some(5_000), "the thread's CPU follows it");
+    assert_eq!(t.cpu, Some(5_000), "the CPU it last ran on");
+    // Counted by the switches alone.
     let events = h.session.families().sched.counters().watched_events();
-    assert_eq!(events[&"sched_migrate_task"], 8);
+    assert_eq!(events[&"sched_switch"], switches + 4);
+    assert_eq!(events.len(), 2, "{events:?}");
 }
 
 #[test]
