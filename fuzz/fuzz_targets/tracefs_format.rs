@@ -8,8 +8,8 @@ use libfuzzer_sys::fuzz_target;
 
 /// The fields kvmtop looks up, across all families.
 const FIELDS: &[&str] = &[
-    "exit_reason", "isa", "vcpu_id", "prev_pid", "prev_state", "next_pid", "pid", "orig_cpu",
-    "dest_cpu", "dev", "sector", "nr_sector", "rwbs", "bytes", "reason", "pages", "port", "rw",
+    "exit_reason", "isa", "vcpu_id", "prev_pid", "prev_state", "next_pid", "pid", "dev",
+    "sector", "nr_sector", "rwbs", "bytes", "reason", "pages", "port", "rw",
     "len", "type", "gpa", "index", "write", "nr", "vcpu", "grow", "failed", "id", "args", "__data_loc",
     "tgid", "src_tgid", "src_nid", "dst_nid", "dst_tgid",
 ];

@@ -1,6 +1,10 @@
 //! Scheduling of VMM threads: run-queue wait (steal), on-CPU time, context switches, migrations
 //! by topology class, and which tasks held the CPU while a VMM thread waited.
 //!
+//! A migration is a watched thread starting a run on another CPU than the one it last ran on:
+//! `sched_switch` counts it at switch-in, so a thread the load balancer moves several times while
+//! it waits migrates once, and no program runs on `sched_migrate_task` (every task's moves).
+//!
 //! `sched_switch` and `sched_wakeup` fire for every task on the host, so the programs decide in
 //! their first instructions whether a thread is watched: [`SCHED_WATCH_MAP`] is an array of u64
 //! words, bit `tid % 64` of word `tid / 64` set for every watched thread. Array lookups are
@@ -43,24 +47,19 @@ pub const SCHED_WATCHED_EVENTS_MAP: &str = "SCHED_WATCHED_EVENTS";
 /// Program names (≤ 15 bytes: the kernel keeps no more, and `bpftool` reports them by it).
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
-pub const PROG_SCHED_MIGRATE_TASK: &str = "sched_migrate_task";
 /// The same programs on the tracepoints' raw arguments, as BTF tracepoints (`tp_btf`) and raw
 /// tracepoints (`raw_tp`): see `block::PROG_BLOCK_IO_START_BTF` for why they are preferred.
 pub const PROG_SCHED_SWITCH_BTF: &str = "switch_btf";
 pub const PROG_SCHED_SWITCH_RAW: &str = "switch_raw";
 pub const PROG_SCHED_WAKEUP_BTF: &str = "wakeup_btf";
 pub const PROG_SCHED_WAKEUP_RAW: &str = "wakeup_raw";
-pub const PROG_SCHED_MIGRATE_TASK_BTF: &str = "migrate_btf";
-pub const PROG_SCHED_MIGRATE_TASK_RAW: &str = "migrate_raw";
 /// Raw tracepoint program that runs the scheduling logic on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_SCHED_HARNESS: &str = "sched_harness";
 /// cpu, prev tid, prev state, next tid, tgid of prev (the current task), timestamp ns.
 pub const HARNESS_SWITCH: u64 = 1;
-/// tid, target cpu, timestamp ns.
+/// tid, timestamp ns.
 pub const HARNESS_WAKEUP: u64 = 2;
-/// tid, orig cpu, dest cpu.
-pub const HARNESS_MIGRATE: u64 = 3;
 
 /// Which program handled a watched event: the index into [`SCHED_WATCHED_EVENTS_MAP`].
 #[repr(u32)]
@@ -68,9 +67,8 @@ pub const HARNESS_MIGRATE: u64 = 3;
 pub enum WatchedEvent {
     Switch = 0,
     Wakeup = 1,
-    Migrate = 2,
 }
-pub const WATCHED_EVENT_KINDS: u32 = 3;
+pub const WATCHED_EVENT_KINDS: u32 = 2;
 
 /// `prev_state` bits that mean the task blocked (S, D, T, t, X, Z, P, I). A preempted task is
 /// reported as 0 or, since 4.14, as `TASK_REPORT_MAX` (0x100): both leave these bits clear.
@@ -79,7 +77,6 @@ pub const TASK_BLOCKED_MASK: u64 = 0xFF;
 /// Read-only globals holding the record layouts.
 pub const GLOBAL_SCHED_SWITCH_LAYOUT: &str = "SCHED_SWITCH_LAYOUT";
 pub const GLOBAL_SCHED_WAKEUP_LAYOUT: &str = "SCHED_WAKEUP_LAYOUT";
-pub const GLOBAL_SCHED_MIGRATE_TASK_LAYOUT: &str = "SCHED_MIGRATE_TASK_LAYOUT";
 /// Read-only global: the [`TaskFields`] of this kernel, for the raw-argument programs.
 pub const GLOBAL_SCHED_TASK_FIELDS: &str = "SCHED_TASK_FIELDS";
 
@@ -90,13 +87,11 @@ pub const GLOBAL_SCHED_TASK_FIELDS: &str = "SCHED_TASK_FIELDS";
 pub struct TaskFields {
     /// `task_struct.pid` (the thread id).
     pub pid: u32,
-    /// `task_struct.thread_info.cpu` (or `task_struct.cpu`): the CPU a task is on or queued for.
-    pub cpu: u32,
 }
 
 impl TaskFields {
     /// Placeholder until the loader sets this kernel's.
-    pub const UNSET: Self = Self { pid: 0, cpu: 0 };
+    pub const UNSET: Self = Self { pid: 0 };
 }
 
 /// A raw `prev_state` (the task's `__state`) turned into what the classic record reports, for
@@ -136,38 +131,15 @@ impl SwitchLayout {
     };
 }
 
-/// Where `sched:sched_wakeup` keeps `pid` and `target_cpu`.
+/// Where `sched:sched_wakeup` keeps `pid`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedWakeupLayout {
     pub pid_offset: u32,
-    pub target_cpu_offset: u32,
 }
 
 impl SchedWakeupLayout {
-    pub const DEFAULT: Self = Self {
-        pid_offset: 24,
-        target_cpu_offset: 32,
-    };
-}
-
-/// Where `sched:sched_migrate_task` keeps `pid`, `orig_cpu` and `dest_cpu`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MigrateLayout {
-    pub pid_offset: u32,
-    pub orig_cpu_offset: u32,
-    pub dest_cpu_offset: u32,
-}
-
-impl MigrateLayout {
-    /// Linux 6.x, where `comm` became a `__data_loc` string; before, it was `char[16]` and the
-    /// fields sat 12 bytes further.
-    pub const DEFAULT: Self = Self {
-        pid_offset: 12,
-        orig_cpu_offset: 20,
-        dest_cpu_offset: 24,
-    };
+    pub const DEFAULT: Self = Self { pid_offset: 24 };
 }
 
 /// The running state and totals of one watched thread (value of `SCHED_THREADS`).
@@ -176,7 +148,8 @@ impl MigrateLayout {
 pub struct ThreadSched {
     /// The VMM process, written by userspace: the key contenders are counted under.
     pub tgid: u32,
-    /// The CPU it last ran on, was queued on or was moved to; [`CPU_UNKNOWN`] until seen.
+    /// The CPU it runs on or last ran on (set at switch-in and switch-out only: a switch-in on
+    /// another CPU is a migration); [`CPU_UNKNOWN`] until seen.
     pub cpu: u32,
     /// `bpf_ktime_get_ns()` when it was switched in; 0 while it is not on a CPU.
     pub run_start_ns: u64,
@@ -190,7 +163,7 @@ pub struct ThreadSched {
     pub voluntary: u64,
     /// Switches out while still runnable (preempted, yielded): `nivcsw`.
     pub involuntary: u64,
-    /// Migrations by [`MigrationClass`] index.
+    /// Migrations (runs started on another CPU than the last one) by [`MigrationClass`] index.
     pub migrations: [u64; MIGRATION_CLASSES],
     /// Run-queue waits that ended, in ns.
     pub wait: LatencyHist,
@@ -256,20 +229,17 @@ const _: () = assert!(core::mem::size_of::<ThreadCpuKey>() == 8);
 const _: () = assert!(core::mem::size_of::<ContenderKey>() == 8);
 const _: () = assert!(core::mem::size_of::<ContenderStat>() == 16);
 const _: () = assert!(core::mem::size_of::<SwitchLayout>() == 16);
-const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 8);
-const _: () = assert!(core::mem::size_of::<MigrateLayout>() == 12);
+const _: () = assert!(core::mem::size_of::<SchedWakeupLayout>() == 4);
+const _: () = assert!(core::mem::size_of::<TaskFields>() == 4);
 
 /// Every program and map of the family, by the name the agent looks it up by.
 const PROGRAMS: &[&str] = &[
     PROG_SCHED_SWITCH,
     PROG_SCHED_WAKEUP,
-    PROG_SCHED_MIGRATE_TASK,
     PROG_SCHED_SWITCH_BTF,
     PROG_SCHED_SWITCH_RAW,
     PROG_SCHED_WAKEUP_BTF,
     PROG_SCHED_WAKEUP_RAW,
-    PROG_SCHED_MIGRATE_TASK_BTF,
-    PROG_SCHED_MIGRATE_TASK_RAW,
     PROG_SCHED_HARNESS,
 ];
 const MAPS: &[&str] = &[
@@ -285,7 +255,6 @@ const MAPS: &[&str] = &[
 const GLOBALS: &[&str] = &[
     GLOBAL_SCHED_SWITCH_LAYOUT,
     GLOBAL_SCHED_WAKEUP_LAYOUT,
-    GLOBAL_SCHED_MIGRATE_TASK_LAYOUT,
     GLOBAL_SCHED_TASK_FIELDS,
 ];
 pub const NAMES: crate::Names = crate::Names {
@@ -303,6 +272,5 @@ mod pod {
     unsafe impl aya::Pod for super::ContenderStat {}
     unsafe impl aya::Pod for super::SwitchLayout {}
     unsafe impl aya::Pod for super::SchedWakeupLayout {}
-    unsafe impl aya::Pod for super::MigrateLayout {}
     unsafe impl aya::Pod for super::TaskFields {}
 }

@@ -1,6 +1,7 @@
 //! End to end with real QEMU/KVM guests: kvmtop's run-queue wait per vCPU agrees with the
 //! kernel's own accounting (`/proc/PID/task/TID/schedstat`) and with libbpf-tools' `runqlat`,
-//! and its migration counts agree with bpftrace and are classified for this host's topology.
+//! and its migration counts (runs a thread begins on another CPU than its previous run) agree
+//! with bpftrace counting the same at `sched_switch`, and are classified for this host's topology.
 //!
 //! Windows are made exact by freezing the guests (SIGSTOP) outside them. A stopped thread is not
 //! runnable, so it accrues no run-queue wait: once every thread of a guest has stopped, nothing
@@ -272,8 +273,12 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
     // the thread may be elsewhere, and that first move would be of another class.
     pin(tid, &first.to_string());
     freeze(&guest);
+    // A migration is a run that begins on another CPU than the thread's previous run: at each
+    // switch-in of the thread, compare with the CPU of the previous one (CPU + 1, so that 0 is
+    // "none yet").
     let mut bpftrace = support::bpftrace(&format!(
-        "tracepoint:sched:sched_migrate_task /args->pid == {tid}/ {{ @moves = count(); }}"
+        "tracepoint:sched:sched_switch /args->next_pid == {tid}/ {{ \
+         if (@last != 0 && @last != cpu + 1) {{ @moves = count(); }} @last = cpu + 1; }}"
     ));
     let mut kvmtop = support::start_window(&[]);
     guest.thaw().unwrap();
@@ -339,13 +344,11 @@ fn a_missing_scheduler_tracepoint_costs_only_its_figures() {
     if !events.join("sched_switch/format").exists() {
         return support::skip(TEST, "tracefs is not mounted");
     }
-    // A tracefs view of this kernel without sched:sched_migrate_task.
+    // A tracefs view of this kernel without sched:sched_wakeup.
     let tracefs = tempfile::tempdir().unwrap();
-    for event in ["sched_switch", "sched_wakeup"] {
-        let dir = tracefs.path().join("events/sched").join(event);
-        fs::create_dir_all(&dir).unwrap();
-        fs::copy(events.join(event).join("format"), dir.join("format")).unwrap();
-    }
+    let dir = tracefs.path().join("events/sched/sched_switch");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(events.join("sched_switch/format"), dir.join("format")).unwrap();
     let (guest, vcpus) = support::start_portio("kvmtop-sched-degraded");
     // Classic tracepoints only: their record formats are what the fake tracefs hides (raw
     // programs do not read tracefs).
@@ -359,15 +362,17 @@ fn a_missing_scheduler_tracepoint_costs_only_its_figures() {
     let snapshot = support::end_window(&mut kvmtop);
 
     let sources = &snapshot["sched"]["sources"];
-    let migrate = sources["sched_migrate_task"].as_str().unwrap();
+    let wakeup = sources["sched_wakeup"].as_str().unwrap();
     assert!(
-        migrate.starts_with("unavailable: ") && migrate.contains("sched:sched_migrate_task"),
+        wakeup.starts_with("unavailable: ") && wakeup.contains("sched:sched_wakeup"),
         "{sources:#}"
     );
     assert_eq!(sources["sched_switch"], "live", "{sources:#}");
     let sched = vcpu_sched(vm(&snapshot, guest.pid()), vcpus[0].tid);
-    assert!(sched["migrations"].is_null(), "{sched:#}");
+    // Run-queue waits after sleeping start at wakeups: no steal. Everything `sched_switch`
+    // gives stays, migrations included.
+    assert!(sched["steal"].is_null(), "{sched:#}");
     let on_cpu = sched["on_cpu"].as_f64().expect("on-CPU share");
     assert!(on_cpu > 0.1, "a busy vCPU runs: {sched:#}");
-    assert!(sched["steal"].is_number(), "{sched:#}");
+    assert!(sched["migrations"]["count"].is_u64(), "{sched:#}");
 }

@@ -1,7 +1,7 @@
 //! The scheduler programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with synthetic event
 //! sequences and exact timestamps: run-queue waits land in exact log2 buckets with exact totals,
-//! switches and migrations are classified (on fixture multi-node topologies this host does not
-//! have), and contenders are attributed.
+//! switches and migrations (runs that begin on another CPU) are classified (on fixture multi-node
+//! topologies this host does not have), and contenders are attributed.
 
 mod sched_support;
 mod support;
@@ -13,7 +13,7 @@ use kvmtop::{
 };
 use monitor_common::{
     histogram::{HIST_BUCKETS, bucket_of},
-    sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP},
+    sched::{HARNESS_SWITCH, HARNESS_WAKEUP},
 };
 use sched_support::harness::{EXITED_PID, Harness, OTHER_PID, OTHER_TID, PREEMPTED, SLEEPING};
 
@@ -27,7 +27,7 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     let other = (OTHER_TID, OTHER_PID);
     let ms = 1_000_000;
     // Woken, waits 3 µs behind another process.
-    h.wakeup(0, ms);
+    h.wakeup(ms);
     h.switch_in(0, other, ms + 3_000);
     // Runs 100 µs, is preempted, waits 50 µs.
     h.switch_out(0, PREEMPTED, ms + 103_000);
@@ -35,10 +35,10 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     // Runs 47 µs, sleeps.
     h.switch_out(0, SLEEPING, ms + 200_000);
     // Woken onto an idle CPU: 500 ns of wake-up latency.
-    h.wakeup(1, 2 * ms);
+    h.wakeup(2 * ms);
     h.switch_in(1, (0, 0), 2 * ms + 500);
     // A wakeup while it runs enqueues nothing.
-    h.wakeup(1, 2 * ms + 1_000);
+    h.wakeup(2 * ms + 1_000);
     // Preempted after 9.5 µs; gets the CPU back 100 ns later from a thread of its own VM.
     h.switch_out(1, PREEMPTED, 2 * ms + 10_000);
     h.switch_in(1, (OTHER_TID + 1, me_pid), 2 * ms + 10_100);
@@ -60,6 +60,8 @@ fn waits_after_wakeups_and_preemptions_land_in_exact_buckets() {
     assert_eq!(t.run_ns, 100_000 + 47_000 + 9_500 + 10_000);
     assert_eq!((t.voluntary, t.involuntary), (2, 2));
     assert_eq!(t.cpu, Some(1));
+    // Its runs began on CPU 0 twice, then on CPU 1 twice: one migration.
+    assert_eq!(t.migrations.total(), 1);
     assert!(!t.running && !t.waiting);
     let summary = t.wait.summary().unwrap();
     assert_eq!(summary.count, 4);
@@ -97,7 +99,7 @@ fn intervals_in_progress_are_counted_up_to_the_reading() {
     };
     // Timestamps on the kernel's clock: a wait that began 1 ms ago is still going on.
     let now = kvmtop::host::clock::monotonic_ns();
-    h.wakeup(0, now - 1_000_000);
+    h.wakeup(now - 1_000_000);
     let t = h.thread();
     assert!(t.waiting && t.wait.count == 0);
     assert!(t.wait_ns >= 1_000_000 && t.wait_ns < 1_000_000_000, "{t:?}");
@@ -168,14 +170,14 @@ fn unwatched_threads_and_a_reused_identity_leave_no_trace() {
         return;
     };
     // Events of a thread that is not watched.
-    h.run(&[HARNESS_WAKEUP, OTHER_TID, 0, 1_000]);
+    h.run(&[HARNESS_WAKEUP, OTHER_TID, 1_000]);
     h.run(&[HARNESS_SWITCH, 0, 0, 0, OTHER_TID, 0, 2_000]);
-    h.run(&[HARNESS_MIGRATE, OTHER_TID, 0, 1]);
+    h.run(&[HARNESS_SWITCH, 1, 0, 0, OTHER_TID, 0, 3_000]);
     let totals = h.session.families().sched.counters().read();
     assert_eq!(totals.threads.len(), 1, "{:?}", totals.threads.keys());
     assert!(totals.watched_events.values().all(|n| *n == 0));
 
-    h.wakeup(0, 1_000);
+    h.wakeup(1_000);
     h.switch_in(0, (OTHER_TID, OTHER_PID), 2_000);
     h.switch_out(0, SLEEPING, 5_000);
     assert_eq!(h.thread().run_ns, 3_000);
@@ -211,20 +213,30 @@ fn migrations_are_classified_with_the_topology_the_agent_wrote() {
     let Some(mut h) = Harness::open(TEST, 3) else {
         return;
     };
+    // A migration is a run that begins on another CPU than the thread's previous run: the
+    // thread's runs, one after another, on these CPUs, 10 µs apart.
+    let mut at = 1_000_000;
+    let mut switches = 0;
+    let mut runs_on = |h: &mut Harness, at: &mut u64, cpus: &[u64]| {
+        for &cpu in cpus {
+            h.run_on(cpu, *at);
+            *at += 10_000;
+            switches += 2;
+        }
+    };
     // Two sockets × 4 cores × 2 threads: 0 and 8 are siblings, 0-3 share an L3, 4-7 are the
-    // other node.
+    // other node. The first run has no previous one, and a run on the same CPU is no move.
     h.topology("dual-socket");
-    h.migrate(0, 8);
-    h.migrate(8, 1);
-    h.migrate(1, 2);
-    h.migrate(2, 5);
-    // Four 4-core L3 domains, nodes 0-7 and 8-15.
+    runs_on(&mut h, &mut at, &[0, 0, 8, 1, 2, 5]);
+    // Preempted, and back on the same CPU: no move either.
+    h.switch_in(5, (OTHER_TID, OTHER_PID), at);
+    h.switch_out(5, PREEMPTED, at + 1_000);
+    h.switch_in(5, (OTHER_TID, OTHER_PID), at + 2_000);
+    h.switch_out(5, SLEEPING, at + 3_000);
+    at += 10_000;
+    // Four 4-core L3 domains, nodes 0-7 and 8-15; then a CPU beyond any topology.
     h.topology("chiplet-snc");
-    h.migrate(5, 0);
-    h.migrate(0, 4);
-    h.migrate(4, 12);
-    // A CPU beyond any topology.
-    h.migrate(12, 5_000);
+    runs_on(&mut h, &mut at, &[0, 4, 12, 5_000]);
     let t = h.thread();
     let counts: Vec<(MigrationClass, u64)> = t.migrations.iter().collect();
     assert_eq!(
@@ -237,9 +249,11 @@ fn migrations_are_classified_with_the_topology_the_agent_wrote() {
             (MigrationClass::Unknown, 1),
         ]
     );
-    assert_eq!(t.cpu, Some(5_000), "the thread's CPU follows it");
+    assert_eq!(t.cpu, Some(5_000), "the CPU it last ran on");
+    // Counted by the switches alone.
     let events = h.session.families().sched.counters().watched_events();
-    assert_eq!(events[&"sched_migrate_task"], 8);
+    assert_eq!(events[&"sched_switch"], switches + 4);
+    assert_eq!(events.len(), 2, "{events:?}");
 }
 
 #[test]
@@ -253,12 +267,12 @@ fn contenders_that_exited_leave_the_map_after_a_reading() {
     h.watch(1);
     let me = u64::from(h.pid);
     // Waits behind a process that has exited, behind the VM itself, and on an idle CPU.
-    h.wakeup(0, 1_000);
+    h.wakeup(1_000);
     h.switch_in(0, (OTHER_TID, EXITED_PID), 2_000);
     h.switch_out(0, PREEMPTED, 3_000);
     h.switch_in(0, (OTHER_TID + 1, me), 3_500);
     h.switch_out(0, SLEEPING, 4_000);
-    h.wakeup(1, 5_000);
+    h.wakeup(5_000);
     h.switch_in(1, (0, 0), 5_200);
     let key = |waits, wait_ns| ContenderTotals { waits, wait_ns };
     let exited = Contender::Process(u32::try_from(EXITED_PID).unwrap());
@@ -298,7 +312,7 @@ fn a_contender_whose_pid_now_names_a_thread_has_exited() {
     });
     let tid = u32::try_from(tid_rx.recv().unwrap()).unwrap();
     assert!(std::path::Path::new(&format!("/proc/{tid}")).exists());
-    h.wakeup(0, 1_000);
+    h.wakeup(1_000);
     h.switch_in(0, (OTHER_TID, u64::from(tid)), 2_000);
     let waited = ContenderTotals {
         waits: 1,

@@ -15,7 +15,7 @@ use aya_ebpf::{
 use monitor_common::{
     places::classify_migration,
     sched::{
-        CONTENDER_OTHER, ContenderKey, ContenderStat, SCHED_CONTENDERS_CAPACITY,
+        CONTENDER_OTHER, CPU_UNKNOWN, ContenderKey, ContenderStat, SCHED_CONTENDERS_CAPACITY,
         SCHED_CONTENDERS_OVERFLOW_CAPACITY, SCHED_CPU_TIME_CAPACITY, SCHED_THREADS_CAPACITY,
         TASK_BLOCKED_MASK, ThreadCpuKey, ThreadSched, WATCH_WORDS, WATCHED_EVENT_KINDS,
         WatchedEvent,
@@ -117,9 +117,18 @@ fn switch_in(event: &Switch) {
         return;
     };
     // SAFETY: this thread's entry; its events are serialised (module docs).
-    let (queued, tgid) = unsafe { ((*thread).queue_start_ns, (*thread).tgid) };
+    let (queued, tgid, last_cpu) =
+        unsafe { ((*thread).queue_start_ns, (*thread).tgid, (*thread).cpu) };
     // SAFETY: as above.
     unsafe {
+        if last_cpu != CPU_UNKNOWN
+            && last_cpu != event.cpu
+            && let Some(slot) = (*thread)
+                .migrations
+                .get_mut(migration_class(last_cpu, event.cpu))
+        {
+            *slot += 1;
+        }
         (*thread).queue_start_ns = 0;
         (*thread).run_start_ns = event.now;
         (*thread).cpu = event.cpu;
@@ -137,39 +146,28 @@ fn switch_in(event: &Switch) {
 /// is still on its CPU (it had not finished going to sleep) enqueues nothing and is ignored; one
 /// of a thread already waiting (preempted while going to sleep) keeps the earlier start.
 #[inline(always)]
-pub fn on_wakeup(tid: u32, target_cpu: u32, now: u64) {
+pub fn on_wakeup(tid: u32, now: u64) {
     count_watched(WatchedEvent::Wakeup);
     let Some(thread) = SCHED_THREADS.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: this thread's entry; its events are serialised (module docs).
     unsafe {
-        if (*thread).run_start_ns == 0 {
-            if (*thread).queue_start_ns == 0 {
-                (*thread).queue_start_ns = now;
-            }
-            (*thread).cpu = target_cpu;
+        if (*thread).run_start_ns == 0 && (*thread).queue_start_ns == 0 {
+            (*thread).queue_start_ns = now;
         }
     }
 }
 
-/// A `sched_migrate_task` of a watched thread, classified with the host topology userspace wrote
-/// into `CPU_PLACES`. Classifying here keeps the map one counter per class and thread, where
-/// counting per (thread, from, to) would grow with the square of the CPU count.
+/// The class of a migration from `from` to `to`: a watched thread starting a run on another CPU
+/// than the one it last ran on, classified with the host topology userspace wrote into
+/// `CPU_PLACES`. Counted at switch-in, every move between two runs counts once, however many
+/// times the load balancer moved the thread while it waited, and no program runs on the
+/// migrations of other tasks. Classifying here keeps the map one counter per class and thread,
+/// where counting per (thread, from, to) would grow with the square of the CPU count.
 #[inline(always)]
-pub fn on_migrate(tid: u32, orig_cpu: u32, dest_cpu: u32) {
-    count_watched(WatchedEvent::Migrate);
-    let Some(thread) = SCHED_THREADS.get_ptr_mut(tid) else {
-        return;
-    };
-    let class = classify_migration(&place(orig_cpu), &place(dest_cpu));
-    // SAFETY: this thread's entry; its events are serialised (module docs).
-    unsafe {
-        if let Some(slot) = (*thread).migrations.get_mut(class as usize) {
-            *slot += 1;
-        }
-        (*thread).cpu = dest_cpu;
-    }
+fn migration_class(from: u32, to: u32) -> usize {
+    classify_migration(&place(from), &place(to)) as usize
 }
 
 #[inline(always)]

@@ -5,9 +5,9 @@
 #![expect(clippy::needless_pass_by_value)]
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use monitor_common::sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP};
+use monitor_common::sched::{HARNESS_SWITCH, HARNESS_WAKEUP};
 
-use super::account::{Switch, is_watched, on_migrate, on_switch, on_wakeup};
+use super::account::{Switch, is_watched, on_switch, on_wakeup};
 use crate::record::low32;
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
@@ -30,10 +30,7 @@ pub fn sched_harness(ctx: RawTracePointContext) -> i32 {
             }
         }
         HARNESS_WAKEUP if is_watched(low32(arg(1))) => {
-            on_wakeup(low32(arg(1)), low32(arg(2)), arg(3));
-        }
-        HARNESS_MIGRATE if is_watched(low32(arg(1))) => {
-            on_migrate(low32(arg(1)), low32(arg(2)), low32(arg(3)));
+            on_wakeup(low32(arg(1)), arg(2));
         }
         _ => {}
     }

@@ -1,5 +1,8 @@
 //! The scheduler tracepoint programs: read the record, test the watched bitmap, and only then do
-//! anything else. These run for every context switch, wakeup and migration on the host.
+//! anything else. These run for every context switch and wakeup on the host. Migrations are
+//! counted by `sched_switch`, when a watched thread starts running on another CPU than the one it
+//! last ran on: no program runs on `sched_migrate_task`, which fires for every task the load
+//! balancer moves.
 //!
 //! `sched_wakeup_new` is not hooked: a thread is watched only once userspace has seen it, which
 //! is always after its first wakeup, so the program would pay on every fork for nothing.
@@ -17,9 +20,9 @@ use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
     programs::TracePointContext,
 };
-use monitor_common::sched::{MigrateLayout, SchedWakeupLayout, SwitchLayout};
+use monitor_common::sched::{SchedWakeupLayout, SwitchLayout};
 
-use super::account::{Switch, is_watched, on_migrate, on_switch, on_wakeup};
+use super::account::{Switch, is_watched, on_switch, on_wakeup};
 use crate::record::{current_tgid_tid, read_field, read_field_sized, read_fixed, read_fixed_sized};
 
 // Record layouts, overwritten by the loader with this kernel's (see exits/counts.rs for why they
@@ -28,13 +31,10 @@ use crate::record::{current_tgid_tid, read_field, read_field_sized, read_fixed, 
 static SCHED_SWITCH_LAYOUT: SwitchLayout = SwitchLayout::DEFAULT;
 #[unsafe(no_mangle)]
 static SCHED_WAKEUP_LAYOUT: SchedWakeupLayout = SchedWakeupLayout::DEFAULT;
-#[unsafe(no_mangle)]
-static SCHED_MIGRATE_TASK_LAYOUT: MigrateLayout = MigrateLayout::DEFAULT;
 
 // The built-in layouts, whose offsets the fast paths read at (see `crate::record::read_fixed`).
 const SWITCH: SwitchLayout = SwitchLayout::DEFAULT;
 const WAKEUP: SchedWakeupLayout = SchedWakeupLayout::DEFAULT;
-const MIGRATE: MigrateLayout = MigrateLayout::DEFAULT;
 
 tracepoint_program!("sched", "sched_switch", on_sched_switch => sched_switch);
 
@@ -92,41 +92,7 @@ fn on_sched_wakeup(ctx: TracePointContext) -> u32 {
     if !is_watched(tid) {
         return 0;
     }
-    let target_cpu = if fixed {
-        read_fixed::<u32, { WAKEUP.target_cpu_offset as usize }>(&ctx)
-    } else {
-        read_field::<u32>(&ctx, layout.target_cpu_offset).unwrap_or(u32::MAX)
-    };
-    on_wakeup(tid, target_cpu, now());
-    0
-}
-
-tracepoint_program!("sched", "sched_migrate_task", on_sched_migrate_task => sched_migrate_task);
-
-fn on_sched_migrate_task(ctx: TracePointContext) -> u32 {
-    // SAFETY: as above.
-    let layout = unsafe { core::ptr::read_volatile(&raw const SCHED_MIGRATE_TASK_LAYOUT) };
-    let fixed = layout == MIGRATE;
-    let tid = if fixed {
-        read_fixed::<u32, { MIGRATE.pid_offset as usize }>(&ctx)
-    } else {
-        read_field::<u32>(&ctx, layout.pid_offset).unwrap_or(0)
-    };
-    if !is_watched(tid) {
-        return 0;
-    }
-    let (orig, dest) = if fixed {
-        (
-            read_fixed::<u32, { MIGRATE.orig_cpu_offset as usize }>(&ctx),
-            read_fixed::<u32, { MIGRATE.dest_cpu_offset as usize }>(&ctx),
-        )
-    } else {
-        (
-            read_field::<u32>(&ctx, layout.orig_cpu_offset).unwrap_or(u32::MAX),
-            read_field::<u32>(&ctx, layout.dest_cpu_offset).unwrap_or(u32::MAX),
-        )
-    };
-    on_migrate(tid, orig, dest);
+    on_wakeup(tid, now());
     0
 }
 

@@ -1,6 +1,6 @@
 //! The scheduler programs on the tracepoints' raw arguments (task pointers): the same accounting
-//! as the classic programs in `programs.rs`, with thread ids and CPUs read from the tasks at this
-//! kernel's offsets (plain loads in the BTF programs). The watched-thread test comes first.
+//! as the classic programs in `programs.rs`, with thread ids read from the tasks at this kernel's
+//! offset (plain loads in the BTF programs). The watched-thread test comes first.
 
 // `prev_tid`/`next_tid` and `tid`/`tgid` are the kernel's names.
 #![expect(clippy::inline_always, clippy::similar_names)]
@@ -8,7 +8,7 @@
 use monitor_common::sched::{TaskFields, reported_prev_state};
 
 use super::{
-    account::{Switch, is_watched, on_migrate, on_switch, on_wakeup},
+    account::{Switch, is_watched, on_switch, on_wakeup},
     programs::{cpu, now},
 };
 use crate::{raw::Args, raw_programs, record::current_tgid_tid};
@@ -59,34 +59,11 @@ raw_programs!("sched_wakeup", on_wakeup_raw => wakeup_btf, wakeup_raw);
 // Inlined into each program: both kinds get a flat program with the kind folded in.
 #[inline(always)]
 fn on_wakeup_raw(args: Args) -> u32 {
-    let fields = fields();
-    let task = args.get::<0>();
-    let tid = args.field_u32(task, fields.pid).unwrap_or(0);
+    let tid = args.field_u32(args.get::<0>(), fields().pid).unwrap_or(0);
     if !is_watched(tid) {
         return 0;
     }
-    // The record's `target_cpu` is `task_cpu(p)`.
-    let target_cpu = args.field_u32(task, fields.cpu).unwrap_or(u32::MAX);
-    on_wakeup(tid, target_cpu, now());
-    0
-}
-
-// (struct task_struct *p, int dest_cpu), fired before the task moves: its CPU is the origin.
-raw_programs!("sched_migrate_task", on_migrate_raw => migrate_btf, migrate_raw);
-
-// Inlined into each program: both kinds get a flat program with the kind folded in.
-#[inline(always)]
-fn on_migrate_raw(args: Args) -> u32 {
-    let fields = fields();
-    let task = args.get::<0>();
-    let tid = args.field_u32(task, fields.pid).unwrap_or(0);
-    if !is_watched(tid) {
-        return 0;
-    }
-    let orig = args.field_u32(task, fields.cpu).unwrap_or(u32::MAX);
-    #[expect(clippy::cast_possible_truncation, reason = "an int argument")]
-    let dest = args.get::<1>() as u32;
-    on_migrate(tid, orig, dest);
+    on_wakeup(tid, now());
     0
 }
 

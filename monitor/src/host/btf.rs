@@ -87,18 +87,6 @@ impl KernelBtf {
         Ok(offset)
     }
 
-    /// The first of `fields` that `struct name` has, as [`offset`](Self::offset) reads it.
-    pub fn first_offset(&self, name: &str, fields: &[&str], size: usize) -> Result<u32, String> {
-        let mut why = Vec::new();
-        for field in fields {
-            match self.offset(name, field, size) {
-                Ok(offset) => return Ok(offset),
-                Err(e) => why.push(e),
-            }
-        }
-        Err(why.join("; "))
-    }
-
     /// The value of the enumerator `value` (of any enum).
     pub fn enum_value(&self, value: &str) -> Result<u32, String> {
         self.types
@@ -177,10 +165,7 @@ mod tests {
     #[test]
     fn this_kernel_s_task_and_request_fields_are_found() {
         let Some(btf) = system() else { return };
-        // task_struct begins with thread_info on x86-64, whose cpu follows its flags words.
         assert!(btf.offset("task_struct", "pid", 4).unwrap() > 0);
-        btf.first_offset("task_struct", &["thread_info.cpu", "cpu"], 4)
-            .unwrap();
         for (field, size) in [
             ("q", 8),
             ("__sector", 8),

@@ -54,7 +54,7 @@ impl ThreadClass {
 /// Host-wide state of the scheduling sources.
 #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct HostSched {
-    /// `sched_switch`, `sched_wakeup`, `sched_migrate_task`.
+    /// `sched_switch`, `sched_wakeup`.
     pub sources: BTreeMap<String, SourceState>,
     /// Where each source runs (`tracepoint:sched:sched_switch`, …).
     pub hooks: BTreeMap<String, String>,
@@ -88,7 +88,9 @@ pub struct SchedFigures {
     pub voluntary_switches: u64,
     /// Switches out while runnable (preempted).
     pub involuntary_switches: u64,
-    /// Null without `sched_migrate_task`.
+    /// Runs started on another host CPU than the thread's previous run (counted by
+    /// `sched_switch` at switch-in: a thread moved several times while it waited migrates
+    /// once); null without `sched_switch`.
     pub migrations: Option<Migrations>,
     /// Running totals, for Prometheus counters.
     #[serde(skip)]
@@ -131,7 +133,7 @@ pub struct VcpuSched {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Placement {
-    /// The host CPU the thread runs on, waits on or last ran on, and that CPU's NUMA node.
+    /// The host CPU the thread runs on or last ran on, and that CPU's NUMA node.
     pub cpu: Option<u32>,
     pub node: Option<u32>,
     /// The host CPU it ran on longest in the window, the share of its on-CPU time spent there,

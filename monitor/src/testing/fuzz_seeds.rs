@@ -119,7 +119,6 @@ fn tracefs_format() {
         "kvm/kvm_pv_tlb_flush",
         "sched/sched_switch",
         "sched/sched_wakeup",
-        "sched/sched_migrate_task",
         "sched/sched_move_numa",
         "sched/sched_swap_numa",
         "sched/sched_stick_numa",

@@ -8,7 +8,7 @@ use kvmtop::{
     model::sched::ThreadClass,
     session::{Config, Session},
 };
-use monitor_common::sched::{HARNESS_MIGRATE, HARNESS_SWITCH, HARNESS_WAKEUP, PROG_SCHED_HARNESS};
+use monitor_common::sched::{HARNESS_SWITCH, HARNESS_WAKEUP, PROG_SCHED_HARNESS};
 
 use crate::support::{self, harness::synthetic_ids_in_use};
 
@@ -87,8 +87,8 @@ impl Harness {
         u64::from(self.tid)
     }
 
-    pub fn wakeup(&mut self, cpu: u64, at: u64) {
-        self.run(&[HARNESS_WAKEUP, self.me(), cpu, at]);
+    pub fn wakeup(&mut self, at: u64) {
+        self.run(&[HARNESS_WAKEUP, self.me(), at]);
     }
 
     /// The watched thread gets `cpu` from `(prev_tid, prev_pid)`.
@@ -102,8 +102,10 @@ impl Harness {
         self.run(&[HARNESS_SWITCH, cpu, self.me(), state, OTHER_TID, pid, at]);
     }
 
-    pub fn migrate(&mut self, from: u64, to: u64) {
-        self.run(&[HARNESS_MIGRATE, self.me(), from, to]);
+    /// The watched thread runs on `cpu` from `at` for 1 µs, then sleeps.
+    pub fn run_on(&mut self, cpu: u64, at: u64) {
+        self.switch_in(cpu, (OTHER_TID, OTHER_PID), at);
+        self.switch_out(cpu, SLEEPING, at + 1_000);
     }
 
     pub fn thread(&self) -> ThreadTotals {

@@ -259,7 +259,7 @@ mod tests {
                 ids: [1].into(),
                 tracepoints: BTreeMap::from([(1, "sched_switch".to_owned())]),
             },
-            watched: Some([[5, 0, 0, 0], [25, 3, 0, 0]]),
+            watched: Some([[5, 0], [25, 3]]),
             length: Duration::from_secs(2),
             usage: Usage {
                 cpu_ms: 20.0,
@@ -287,10 +287,10 @@ mod tests {
                 watched: None,
             },
             RowSpec {
-                tracepoint: "sched_migrate_task",
-                kvmtop: Some("sched_migrate_task"),
+                tracepoint: "sched_wakeup",
+                kvmtop: Some("sched_wakeup"),
                 peer: false,
-                watched: Some(2),
+                watched: Some(1),
             },
         ];
         let peer = PeerRun {
@@ -301,7 +301,7 @@ mod tests {
         let floors = FloorIds {
             ids: BTreeMap::from([(String::from("sched_switch"), (9, "tp_btf".to_owned()))]),
             unavailable: BTreeMap::from([(
-                "sched_migrate_task".to_owned(),
+                "sched_wakeup".to_owned(),
                 "no empty program".to_owned(),
             )]),
             kinds: BTreeMap::from([("sched_switch".to_owned(), "tp_btf".to_owned())]),

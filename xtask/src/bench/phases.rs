@@ -66,12 +66,6 @@ const SCHED_ROWS: &[RowSpec] = &[
         peer: true,
         watched: None,
     },
-    RowSpec {
-        tracepoint: "sched_migrate_task",
-        kvmtop: Some("sched_migrate_task"),
-        peer: false,
-        watched: Some(watched::MIGRATE),
-    },
 ];
 
 pub const BIOLATENCY: PeerSpec = PeerSpec::Tool {

@@ -209,8 +209,7 @@ mod tests {
         let mut a = PhaseReport::new(SCHED_HOST, "", &spec);
         let mut b = PhaseReport::new(SCHED_GUESTS, "", &spec);
         a.sched.insert("sched_switch", observed(1_000, 0, 40, 0));
-        a.sched
-            .insert("sched_migrate_task", observed(10, 0, 100, 0));
+        a.sched.insert("sched_wakeup", observed(10, 0, 100, 0));
         b.sched
             .insert("sched_switch", observed(1_000, 500, 40, 140));
         b.vmms.push(Vmm {

@@ -1,6 +1,6 @@
 //! The record layouts of the scheduler tracepoints on this kernel, read from tracefs.
 
-use monitor_common::sched::{MigrateLayout, SchedWakeupLayout, SwitchLayout};
+use monitor_common::sched::{SchedWakeupLayout, SwitchLayout};
 
 use crate::host::tracefs::{Field, TraceFs};
 
@@ -43,24 +43,11 @@ pub fn switch(tracefs: &TraceFs) -> Result<SwitchLayout, String> {
 
 pub fn wakeup(tracefs: &TraceFs) -> Result<SchedWakeupLayout, String> {
     const EVENT: &str = "sched_wakeup";
-    let [pid, target_cpu] = tracefs
-        .fields("sched", EVENT, ["pid", "target_cpu"])
+    let [pid] = tracefs
+        .fields("sched", EVENT, ["pid"])
         .map_err(|e| e.to_string())?;
     Ok(SchedWakeupLayout {
         pid_offset: int(pid, EVENT, "pid")?,
-        target_cpu_offset: int(target_cpu, EVENT, "target_cpu")?,
-    })
-}
-
-pub fn migrate(tracefs: &TraceFs) -> Result<MigrateLayout, String> {
-    const EVENT: &str = "sched_migrate_task";
-    let [pid, orig, dest] = tracefs
-        .fields("sched", EVENT, ["pid", "orig_cpu", "dest_cpu"])
-        .map_err(|e| e.to_string())?;
-    Ok(MigrateLayout {
-        pid_offset: int(pid, EVENT, "pid")?,
-        orig_cpu_offset: int(orig, EVENT, "orig_cpu")?,
-        dest_cpu_offset: int(dest, EVENT, "dest_cpu")?,
     })
 }
 
@@ -74,29 +61,6 @@ mod tests {
         std::fs::create_dir_all(&path).unwrap();
         std::fs::write(path.join("format"), format).unwrap();
         dir
-    }
-
-    #[test]
-    fn reads_the_pre_6_x_migrate_layout() {
-        // Linux 5.15: `comm` was a char[16], so every field sat 12 bytes further.
-        let dir = fixture(
-            "sched_migrate_task",
-            "\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
-             \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\
-             \tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;\n\
-             \tfield:int orig_cpu;\toffset:32;\tsize:4;\tsigned:1;\n\
-             \tfield:int dest_cpu;\toffset:36;\tsize:4;\tsigned:1;\n",
-        );
-        let layout = migrate(&TraceFs::new(dir.path())).unwrap();
-        assert_eq!(
-            layout,
-            MigrateLayout {
-                pid_offset: 24,
-                orig_cpu_offset: 32,
-                dest_cpu_offset: 36
-            }
-        );
-        assert_ne!(layout, MigrateLayout::DEFAULT);
     }
 
     #[test]
@@ -130,6 +94,5 @@ mod tests {
         }
         assert_eq!(switch(&tracefs), Ok(SwitchLayout::DEFAULT));
         assert_eq!(wakeup(&tracefs), Ok(SchedWakeupLayout::DEFAULT));
-        assert_eq!(migrate(&tracefs), Ok(MigrateLayout::DEFAULT));
     }
 }

@@ -2,10 +2,9 @@
 //! and the record layouts they need on this kernel.
 
 use monitor_common::sched::{
-    GLOBAL_SCHED_MIGRATE_TASK_LAYOUT, GLOBAL_SCHED_SWITCH_LAYOUT, GLOBAL_SCHED_TASK_FIELDS,
-    GLOBAL_SCHED_WAKEUP_LAYOUT, PROG_SCHED_MIGRATE_TASK, PROG_SCHED_MIGRATE_TASK_BTF,
-    PROG_SCHED_MIGRATE_TASK_RAW, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_BTF, PROG_SCHED_SWITCH_RAW,
-    PROG_SCHED_WAKEUP, PROG_SCHED_WAKEUP_BTF, PROG_SCHED_WAKEUP_RAW, TaskFields, WatchedEvent,
+    GLOBAL_SCHED_SWITCH_LAYOUT, GLOBAL_SCHED_TASK_FIELDS, GLOBAL_SCHED_WAKEUP_LAYOUT,
+    PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_BTF, PROG_SCHED_SWITCH_RAW, PROG_SCHED_WAKEUP,
+    PROG_SCHED_WAKEUP_BTF, PROG_SCHED_WAKEUP_RAW, TaskFields, WatchedEvent,
 };
 
 use super::layout;
@@ -15,19 +14,18 @@ use crate::{
     host::btf::KernelBtf,
 };
 
-/// On-CPU time, switches, the end of every run-queue wait and who held the CPU until then.
+/// On-CPU time, switches, the end of every run-queue wait and who held the CPU until then, and
+/// migrations: a run started on another CPU than the last one, classified in the kernel with the
+/// host topology.
 pub const SWITCH: &str = "sched_switch";
 /// The start of a run-queue wait after sleeping (a preemption starts one at the switch).
 pub const WAKEUP: &str = "sched_wakeup";
-/// Migrations, classified in the kernel with the host topology.
-pub const MIGRATE: &str = "sched_migrate_task";
 
 /// Every source, with the slot of `SCHED_WATCHED_EVENTS` where its program counts the events of
 /// watched threads.
-pub const SOURCES: [(&str, WatchedEvent); 3] = [
+pub const SOURCES: [(&str, WatchedEvent); 2] = [
     (SWITCH, WatchedEvent::Switch),
     (WAKEUP, WatchedEvent::Wakeup),
-    (MIGRATE, WatchedEvent::Migrate),
 ];
 
 /// The hook table.
@@ -79,31 +77,13 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 ),
             ),
         ),
-        SourceSpec::new(
-            MIGRATE,
-            every_kind(
-                &host.btf,
-                "sched_migrate_task",
-                (PROG_SCHED_MIGRATE_TASK_BTF, PROG_SCHED_MIGRATE_TASK_RAW),
-                raw_needs("sched_migrate_task", 2),
-                Attempt::tracepoint(
-                    "sched",
-                    "sched_migrate_task",
-                    PROG_SCHED_MIGRATE_TASK,
-                    layout::migrate(tracefs)
-                        .map(|l| vec![Global::new(GLOBAL_SCHED_MIGRATE_TASK_LAYOUT, &l)]),
-                ),
-            ),
-        ),
     ]
 }
 
-/// Where this kernel keeps a task's thread id and CPU, from its BTF.
+/// Where this kernel keeps a task's thread id, from its BTF.
 fn task_fields(btf: &Result<KernelBtf, String>) -> Result<TaskFields, String> {
     let btf = btf.as_ref().map_err(Clone::clone)?;
     Ok(TaskFields {
         pid: btf.offset("task_struct", "pid", 4)?,
-        // In thread_info when it lives in the task (x86, arm64 since 5.16), else in the task.
-        cpu: btf.first_offset("task_struct", &["thread_info.cpu", "cpu"], 4)?,
     })
 }

@@ -74,7 +74,7 @@ pub struct ThreadTotals {
     /// The VMM process.
     pub pid: u32,
     pub class: ThreadClass,
-    /// The CPU it runs on, waits on or last ran on.
+    /// The CPU it runs on or last ran on.
     pub cpu: Option<u32>,
     pub running: bool,
     pub waiting: bool,

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use super::{
     counters::SchedTotals,
-    sources::{MIGRATE, SWITCH, WAKEUP},
+    sources::{SWITCH, WAKEUP},
     totals::{MigrationCounts, ThreadTotals},
     contenders,
 };
@@ -44,9 +44,9 @@ struct ThreadWindow<'a> {
 /// Which figures the attached sources make meaningful.
 #[derive(Clone, Copy)]
 struct Available {
+    /// On-CPU time, switches and migrations.
     switch: bool,
     wait: bool,
-    migrate: bool,
 }
 
 /// Fills the scheduling parts of `snapshot`: each vCPU's (with its placement), each VM's, and the
@@ -56,7 +56,6 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
     let available = Available {
         switch: attached(ctx.sources, SWITCH),
         wait: attached(ctx.sources, SWITCH) && attached(ctx.sources, WAKEUP),
-        migrate: attached(ctx.sources, MIGRATE),
     };
     let vmms: Vec<_> = pair.vms.iter().map(|v| v.vmm.clone()).collect();
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
@@ -166,7 +165,7 @@ fn figures(threads: &[&ThreadWindow], seconds: f64, available: Available) -> Sch
     out.on_cpu = share(out.run_ns, available.switch);
     out.wait = wait.summary();
     out.wait_buckets = wait.nonempty_buckets();
-    out.migrations = available.migrate.then(|| Migrations {
+    out.migrations = available.switch.then(|| Migrations {
         count: migrations.total(),
         rate: rate(migrations.total(), seconds),
         by_class: migrations
@@ -296,7 +295,6 @@ mod tests {
         let all = Available {
             switch: true,
             wait: true,
-            migrate: true,
         };
         // A 1 s window: thread 1, watched throughout, waited 100 ms of it; thread 2, watched
         // from half-way, waited 250 ms of its 500.
@@ -316,5 +314,19 @@ mod tests {
         let first = thread_windows(&now, None, 1, 1e9);
         assert!((first[0].watched_ns - 1e9).abs() < 1e-3);
         assert!((first[1].watched_ns - 5e8).abs() < 1e-3);
+    }
+
+    #[test]
+    fn migrations_need_only_sched_switch() {
+        let mut now = SchedTotals::default();
+        now.threads.insert(1, thread(1, 0, 1_000 * MS));
+        let windows = thread_windows(&now, None, 1, 1e9);
+        let migrations = |switch, wait| {
+            figures(&[&windows[0]], 1.0, Available { switch, wait })
+                .migrations
+                .is_some()
+        };
+        assert!(migrations(true, false), "counted at switch-in");
+        assert!(!migrations(false, false));
     }
 }

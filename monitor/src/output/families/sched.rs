@@ -48,8 +48,8 @@ impl Presenter for Sched {
         let migrations = IntCounterVec::new(
             Opts::new(
                 "kvmtop_vcpu_migrations_total",
-                "Moves of each vCPU thread to another host CPU, by what the move crossed: \
-                 same_core (SMT sibling), same_llc, cross_llc, cross_node.",
+                "Runs of each vCPU thread begun on another host CPU than its previous run, by \
+                 what the move crossed: same_core (SMT sibling), same_llc, cross_llc, cross_node.",
             ),
             &["vm", "pid", "vcpu", "class"],
         )?;
