@@ -28,6 +28,7 @@ static BLOCK_REQUEST_FIELDS: RequestFields = RequestFields::UNSET;
 
 raw_programs!("block_io_start", on_io_start => blk_start_btf, blk_start_raw);
 
+#[inline(always)]
 fn on_io_start(args: Args) -> u32 {
     let (tgid, _) = current_tgid_tid();
     if !is_vmm(tgid) {
@@ -41,6 +42,7 @@ fn on_io_start(args: Args) -> u32 {
 // since 5.11; older raw arguments start with the queue and the loader keeps the classic program).
 raw_programs!("block_rq_insert", on_insert => blk_insert_btf, blk_insert_raw);
 
+#[inline(always)]
 fn on_insert(args: Args) -> u32 {
     let (tgid, _) = current_tgid_tid();
     if !is_vmm(tgid) {
@@ -52,6 +54,7 @@ fn on_insert(args: Args) -> u32 {
 
 raw_programs!("block_rq_issue", on_issue_raw => blk_issue_btf, blk_issue_raw);
 
+#[inline(always)]
 fn on_issue_raw(args: Args) -> u32 {
     let rq = args.get::<0>();
     let now = now();
@@ -74,6 +77,7 @@ fn on_issue_raw(args: Args) -> u32 {
 
 raw_programs!("block_rq_complete", on_complete_raw => blk_done_btf, blk_done_raw);
 
+#[inline(always)]
 fn on_complete_raw(args: Args) -> u32 {
     on_complete(&RequestKey::by_address(args.get::<0>()), now());
     0

@@ -5,7 +5,9 @@
 //! each tracepoint's argument count in the kernel's BTF before it attaches them. `kvm_exit`
 //! stays classic: its raw arguments carry no exit reason.
 
-#![expect(clippy::similar_names, reason = "tgid/tid are the kernel's names")]
+// `tgid`/`tid` are the kernel's names; each handler is inlined into its two programs (BTF and
+// raw), so each program is one flat function: a BPF-to-BPF call costs every event.
+#![expect(clippy::similar_names, clippy::inline_always)]
 
 use monitor_common::exits::details::DetailKind;
 
@@ -23,6 +25,7 @@ use crate::{
 // (__u32 reason, int errno)
 raw_programs!("kvm_userspace_exit", on_userspace_exit => kvm_uexit_btf, kvm_uexit_raw);
 
+#[inline(always)]
 fn on_userspace_exit(args: Args) -> u32 {
     let (tgid, tid) = current_tgid_tid();
     #[expect(
@@ -37,6 +40,7 @@ fn on_userspace_exit(args: Args) -> u32 {
 // (struct kvm_vcpu *vcpu[, bool immediate_exit]): only the thread matters.
 raw_programs!("kvm_entry", on_entry => kvm_entry_btf, kvm_entry_raw);
 
+#[inline(always)]
 fn on_entry(_args: Args) -> u32 {
     let (_, tid) = current_tgid_tid();
     close_interval(&EXITS_PENDING, tid, now());
@@ -46,6 +50,7 @@ fn on_entry(_args: Args) -> u32 {
 // (u32 load): load at the start of a `KVM_RUN`, unload at its end.
 raw_programs!("kvm_fpu", on_fpu => kvm_fpu_btf, kvm_fpu_raw);
 
+#[inline(always)]
 fn on_fpu(args: Args) -> u32 {
     on_kvm_run_start(args.get::<0>());
     0
@@ -54,6 +59,7 @@ fn on_fpu(args: Args) -> u32 {
 // (__u64 ns, bool waited, bool valid)
 raw_programs!("kvm_vcpu_wakeup", on_wakeup => kvm_wakeup_btf, kvm_wakeup_raw);
 
+#[inline(always)]
 fn on_wakeup(args: Args) -> u32 {
     let (tgid, tid) = current_tgid_tid();
     let waited = args.get::<1>() & 0xff != 0;
@@ -72,6 +78,7 @@ macro_rules! raw_detail {
 
             raw_programs!($event, handle => $btf, $raw);
 
+            #[inline(always)]
             fn handle(args: Args) -> u32 {
                 let (tgid, _) = current_tgid_tid();
                 record_detail(tgid, $kind, raw_detail!(@arg args $sub), raw_detail!(@arg args $value));
@@ -104,10 +111,6 @@ raw_detail!("kvm_halt_poll_ns", DetailKind::HaltPoll, sub 0, value _ => kvm_hpol
 // (struct kvm_vcpu *vcpu, __u8 failed)
 raw_detail!("kvm_emulate_insn", DetailKind::Emulation, sub 1, value _ => kvm_emul_btf, kvm_emul_raw);
 
-#[expect(
-    clippy::inline_always,
-    reason = "one flat function per program for the verifier"
-)]
 #[inline(always)]
 fn now() -> u64 {
     // SAFETY: a helper call without arguments.
