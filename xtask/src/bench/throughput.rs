@@ -396,7 +396,7 @@ fn wait_attached(kvmtop: &mut Killed, pid: u32) -> Result<progs::Held> {
 }
 
 /// One counted run of the guest.
-pub struct Counted {
+struct Counted {
     /// Events by tracepoint.
     events: BTreeMap<String, u64>,
     /// The guest's CPU time over the run, where /proc had it for every read.
