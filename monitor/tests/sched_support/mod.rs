@@ -29,6 +29,24 @@ pub fn freeze(guest: &Guest) {
     guest.freeze().expect("freezing the guest");
 }
 
+/// Time a hypervisor below this host has stolen from `cpu` so far, in ns (the `steal` column of
+/// its `/proc/stat` line, in `USER_HZ` ticks of 10 ms).
+///
+/// Where the kernel accounts steal (paravirtualised steal clock), a thread's `schedstat` run time
+/// leaves out time stolen while it was on a CPU, but kvmtop's on-CPU time, taken from the
+/// monotonic clock at each switch, keeps it (as run-queue wait does in both): on a host whose own
+/// CPUs are shared, the two run times differ by the steal that fell in the thread's runs.
+pub fn cpu_steal_ns(cpu: &str) -> u64 {
+    let stat = fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let prefix = format!("cpu{cpu} ");
+    let steal_ticks: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|fields| fields.split_whitespace().nth(7)?.parse().ok())
+        .unwrap_or_else(|| panic!("no steal column for cpu{cpu} in /proc/stat"));
+    steal_ticks * 10_000_000
+}
+
 /// The kernel's own accounting of a thread: `/proc/PID/task/TID/schedstat` (run time, run-queue
 /// wait, times switched in) and the context-switch counts of its `status`.
 #[derive(Clone, Copy, Debug, Default)]
