@@ -2,6 +2,7 @@
 //! installs what is missing, so running it again is fast.
 
 mod apt;
+mod disk;
 mod kernel;
 mod linker;
 mod llvm;
@@ -35,6 +36,7 @@ fn steps(purpose: Purpose) -> Result<()> {
     let for_tests = matches!(purpose, Purpose::Test);
     let mut apt = apt::Apt::default();
 
+    disk::ensure(for_tests)?;
     rust::ensure(for_tests)?;
     let llvm_major = rust::nightly_llvm_major()?;
     llvm::ensure(&mut apt, llvm_major)?;

@@ -1,6 +1,7 @@
 //! Step 4: the programs tests, demo and bench use: QEMU for real guests, binutils to assemble
 //! them, and independent tools (bpftrace, libbpf-tools, perf, bpftool, Prometheus, stress-ng)
-//! that the tests compare kvmtop's numbers with, curl as a TLS client independent of kvmtop's,
+//! that the tests compare kvmtop's numbers with (Prometheus' promtool also checks and
+//! unit-tests the shipped alerting rules), curl as a TLS client independent of kvmtop's,
 //! tmux to drive the live table in a terminal, setpriv to run kvmtop as an unprivileged user
 //! with a few capabilities, the systemd tools that check its unit, and strace to see that kvmtop
 //! stays inside that unit's sandbox.
@@ -128,7 +129,7 @@ pub fn ensure(apt: &mut Apt) -> Result<()> {
     }
     installing(
         &packages.join(" "),
-        "tests run real guests and compare with these tools",
+        "tests run real guests and compare with these tools; promtool checks the alert rules",
     );
     apt.install(&packages)?;
 
