@@ -46,6 +46,7 @@ fn prometheus_scrapes_over_tls_with_a_client_certificate_and_a_password() {
     let mut command = support::kvmtop();
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--interval", "0.5"])
+        .arg("--no-flight-recorder")
         .arg("--web.config.file")
         .arg(&web_config);
     let mut kvmtop = Observed::spawn(command);

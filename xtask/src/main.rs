@@ -5,6 +5,7 @@ mod demo;
 mod fuzz;
 mod interrupt;
 mod lint;
+mod rules;
 mod run;
 mod setup;
 mod summary;
@@ -52,18 +53,46 @@ enum Task {
         #[arg(long)]
         seconds: Option<u64>,
     },
-    /// Measure kvmtop's per-event cost next to an equivalent bpftrace program.
+    /// Measure kvmtop's cost: per event next to an equivalent bpftrace program, or, with
+    /// `--scale`, the agent's on a host with many VMs.
     Bench {
         /// Length of the measurement window.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Run only the guest-throughput pairs (about 3 minutes), written to
         /// `target/bench/throughput.json`.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, conflicts_with = "scale")]
         only: Option<bench::Only>,
+        /// Instead of the per-event bench: `kvmtop serve --interval 1 --metrics-detail full`
+        /// with many mini VMMs (2 vCPUs each, kept lightly busy), one configuration per
+        /// `--scale-vmms` count and one more at the largest with `--scale-idle` idle processes.
+        /// For each: the agent's CPU % and peak RSS over the window, every scrape's latency (one
+        /// a second) and whether it parses, its system calls per second (perf trace or strace,
+        /// 10 s after the window), `kvmtop snapshot --duration 5`'s wall time (after serve
+        /// stopped), and whether every VM and vCPU thread is right. About 2 minutes per configuration at the default window;
+        /// writes `target/bench/scale.json`.
+        #[arg(long)]
+        scale: bool,
+        /// Length of each scale configuration's measurement window, in seconds.
+        #[arg(long, default_value_t = 60, requires = "scale")]
+        scale_seconds: u64,
+        /// VMM counts of the scale bench, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10,50,100",
+            requires = "scale"
+        )]
+        scale_vmms: Vec<usize>,
+        /// Idle processes (not VMs) for the last scale configuration; 0 leaves it out.
+        #[arg(long, default_value_t = 2000, requires = "scale")]
+        scale_idle: usize,
     },
     /// Only the formatting and lint checks of `test`.
     Lint,
+    /// Only the Prometheus rule checks of `test`: `promtool check rules` and `promtool test
+    /// rules` on `dashboards/rules/`, and the alert conventions.
+    Rules,
 }
 
 fn main() -> ExitCode {
@@ -73,8 +102,21 @@ fn main() -> ExitCode {
         Task::Run { debug, args, .. } => run::run(!debug, &args).map(|()| true),
         Task::Test => test::run(),
         Task::Demo { seconds } => demo::run(seconds).map(|()| true),
-        Task::Bench { seconds, only } => bench::run(seconds, only).map(|()| true),
+        Task::Bench {
+            scale: true,
+            scale_seconds,
+            scale_vmms,
+            scale_idle,
+            ..
+        } => bench::run_scale(&bench::ScaleOptions {
+            seconds: scale_seconds,
+            vmms: scale_vmms,
+            idle: scale_idle,
+        })
+        .map(|()| true),
+        Task::Bench { seconds, only, .. } => bench::run(seconds, only).map(|()| true),
         Task::Lint => lint::run_all(),
+        Task::Rules => rules::run(),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! `cargo xtask test`: setup, lint, then the whole test suite, with a summary whose last line
+//! `cargo xtask test`: setup, lint, the shipped Prometheus rules, then the whole test suite, with a summary whose last line
 //! is `N passed, M failed, K skipped`.
 
 use std::{
@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::{
-    lint,
+    lint, rules,
     setup::{self, Purpose},
     summary::{self, Counts},
     util::{self, Phase, PhaseResult, cargo, seconds},
@@ -20,6 +20,7 @@ use crate::{
 pub fn run() -> Result<bool> {
     let mut phases = vec![setup::ensure(Purpose::Test)?];
     phases.extend(lint::phases());
+    phases.push(rules::phase());
     phases.push(build_guests());
 
     let skip_log = SkipLog::create()?;

@@ -1,40 +1,95 @@
 //! Prometheus metrics for a snapshot.
 //!
 //! Counters carry the kernel's running totals since kvmtop started watching each VM; Prometheus
-//! computes rates with `rate()`. Label sets are bounded: per VM, per vCPU, per exit reason (the
-//! reason tables are finite; unknown codes are rare by definition). Latency histograms are per
-//! VM and reason, not per vCPU, to keep the series count at VMs × reasons × 19 buckets; per-vCPU
-//! time goes in plain counters. Exit details (ports, MSRs, …) are gauges of the window's top
-//! values, whose label values change as the top changes, plus a counter per kind.
+//! computes rates with `rate()`. Label sets are bounded, and how many series each VM gets is set
+//! by the level ([`Level`], `--metrics-detail`): at `vm` (the default) per VM and exit reason
+//! (the reason tables are finite; unknown codes are rare by definition), with per-vCPU families
+//! summed over the VM's vCPUs and latency histograms reduced to sum and count (block latency
+//! keeps a few buckets); `vcpu` keeps vCPUs apart; `full` adds every histogram bucket and each
+//! VM's top exit-detail values (ports, MSRs, …), at most a fixed number per VM and kind
+//! ([`details`]). Latency histograms are never per vCPU; per-vCPU time goes in plain counters.
+//!
+//! Every series about a VM carries only the VM's identity, `vm` and `pid` (a pid alone is reused,
+//! a name alone may repeat); what else kvmtop knows of the VM is in one `kvmtop_vm_info` series
+//! to join on, as the libvirt exporters do.
 
-use prometheus::{Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-
-use crate::{
-    model::{Snapshot, SourceState, advice::Severity, advice::Target},
-    output::families,
+use prometheus::{
+    Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, proto::MetricFamily,
 };
 
-/// Renders `snapshot` in the Prometheus text exposition format: the VMs' identities, every
-/// family's metrics, the health of the kernel sources, and the advice in force.
-pub fn render(snapshot: &Snapshot) -> anyhow::Result<String> {
+pub use crate::output::series::Level;
+use crate::{
+    model::{Snapshot, SourceState, advice::Severity, advice::Target},
+    output::{
+        families,
+        series::{Context, details},
+    },
+};
+
+/// Turns each window's snapshot into its exposition, keeping what must last from one window to
+/// the next: the exit-detail values with a series and their counters.
+pub struct Exporter {
+    level: Level,
+    details: details::Kept,
+}
+
+impl Exporter {
+    /// `top_n`: exit-detail values per VM and kind that get a series each window, at most
+    /// [`details::MAX_TOP_N`] (only at the `full` level).
+    #[must_use]
+    pub fn new(level: Level, top_n: usize) -> Self {
+        Self {
+            level,
+            details: details::Kept::new(top_n),
+        }
+    }
+
+    /// The exposition of one window. Call once per window, in order: the detail-value counters
+    /// add each window's counts.
+    pub fn window(&mut self, snapshot: &Snapshot) -> anyhow::Result<String> {
+        let metric_families = self.window_families(snapshot)?;
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&metric_families, &mut text)?;
+        Ok(String::from_utf8(text)?)
+    }
+
+    /// The metric families of one window, before encoding: what [`Exporter::window`] encodes
+    /// for `/metrics`, and what the `OpenMetrics` export of a recording encodes with timestamps.
+    /// Call once per window, in order, as [`Exporter::window`].
+    pub fn window_families(&mut self, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+        self.details.observe(snapshot);
+        gather(
+            snapshot,
+            Context {
+                level: self.level,
+                details: &self.details,
+            },
+        )
+    }
+}
+
+/// The metric families of `snapshot`: the VMs' identities, every family's metrics at
+/// `context`'s level, the health of the kernel sources, and the advice in force.
+fn gather(snapshot: &Snapshot, context: Context<'_>) -> anyhow::Result<Vec<MetricFamily>> {
     let registry = Registry::new();
     register_vms(&registry, snapshot)?;
     register_health(&registry, snapshot)?;
     registry.register(Box::new(recommendations(snapshot)?))?;
-    let histograms = families::metrics(&registry, snapshot)?;
+    let histograms = families::metrics(&registry, snapshot, context)?;
     let mut metric_families = registry.gather();
     metric_families.extend(histograms);
-    let mut text = Vec::new();
-    TextEncoder::new().encode(&metric_families, &mut text)?;
-    Ok(String::from_utf8(text)?)
+    Ok(metric_families)
 }
 
-/// One info series per VM with its identity as labels, and its vCPU count.
+/// One info series per VM with everything kvmtop knows of it as labels, to join on `vm` and
+/// `pid` (`* on (vm, pid) group_left (uuid, vmm) kvmtop_vm_info`), and its vCPU count.
 fn register_vms(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
     let info = IntGaugeVec::new(
         Opts::new(
             "kvmtop_vm_info",
-            "Always 1: one series per VM with its identity as labels.",
+            "Always 1: one series per VM with what kvmtop knows of it as labels (uuid: QEMU's \
+             -uuid, the libvirt domain UUID and OpenStack instance id under libvirt and nova; \
+             vmm: qemu or the executable of another VMM). Join on vm and pid.",
         ),
         &["vm", "pid", "uuid", "vmm"],
     )?;
@@ -162,13 +217,21 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
-    use crate::testing::fixture;
+    use crate::{output::series::histograms, testing::fixture};
+
+    /// `snapshot` as the first window of an exporter at the `full` level.
+    #[must_use]
+    pub fn full(snapshot: &Snapshot) -> String {
+        Exporter::new(Level::Full, details::MAX_TOP_N)
+            .window(snapshot)
+            .unwrap()
+    }
 
     #[test]
     fn exit_counters_carry_every_label() {
-        let text = render(&fixture::snapshot()).unwrap();
+        let text = full(&fixture::snapshot());
         assert!(
             text.contains("# TYPE kvmtop_vm_exits_total counter"),
             "{text}"
@@ -197,7 +260,7 @@ mod tests {
 
     #[test]
     fn latency_is_a_histogram_on_power_of_two_bounds() {
-        let text = render(&fixture::snapshot()).unwrap();
+        let text = full(&fixture::snapshot());
         assert!(
             text.contains("# TYPE kvmtop_vm_exit_latency_seconds histogram"),
             "{text}"
@@ -242,7 +305,7 @@ mod tests {
         let vcpu = snapshot.vms[0].vcpus[0].sched.as_mut().unwrap();
         vcpu.figures.cumulative.wait_ns = 1_500_000_000;
         vcpu.figures.cumulative.migrations.insert("same_llc", 7);
-        let text = render(&snapshot).unwrap();
+        let text = full(&snapshot);
         assert!(
             text.contains(
                 "kvmtop_vcpu_run_queue_wait_seconds_total{pid=\"4242\",vcpu=\"0\",vm=\"web-1\"} 1.5"
@@ -273,7 +336,7 @@ mod tests {
         let read = &mut snapshot.vms[0].families.block.devices[0].ops[0];
         read.cumulative_latency.count = 4_800;
         read.cumulative_latency.buckets[16] = 4_800;
-        let text = render(&snapshot).unwrap();
+        let text = full(&snapshot);
         assert!(
             text.contains("# TYPE kvmtop_vm_block_latency_seconds histogram"),
             "{text}"
@@ -292,7 +355,7 @@ mod tests {
 
     #[test]
     fn each_recommendation_is_a_gauge() {
-        let text = render(&fixture::snapshot()).unwrap();
+        let text = full(&fixture::snapshot());
         assert!(
             text.contains("kvmtop_recommendation{pid=\"4242\",rule=\"C1\",severity=\"critical\",target=\"vCPU 0 of pid 4242 (tid 4250)\",vm=\"web-1\"} 3"),
             "{text}"
@@ -301,7 +364,7 @@ mod tests {
 
     #[test]
     fn skipped_events_are_counted_per_program() {
-        let text = render(&fixture::snapshot()).unwrap();
+        let text = full(&fixture::snapshot());
         assert!(
             text.contains("kvmtop_program_skipped_events_total{program=\"block_rq_complete\"} 400"),
             "{text}"
@@ -310,7 +373,7 @@ mod tests {
 
     #[test]
     fn losses_are_counted_per_source_and_expired_requests_per_device() {
-        let text = render(&fixture::snapshot()).unwrap();
+        let text = full(&fixture::snapshot());
         for line in [
             "kvmtop_source_lost_events_total{family=\"block\",source=\"block_rq_complete\"} 400",
             "kvmtop_source_lost_events_total{family=\"block\",source=\"block_io_start\"} 0",
@@ -338,7 +401,7 @@ mod tests {
         let mut snapshot = fixture::snapshot();
         snapshot.vms.clear();
         snapshot.recommendations.clear();
-        let text = render(&snapshot).unwrap();
+        let text = full(&snapshot);
         assert!(text.contains("kvmtop_source_up"), "{text}");
         assert!(
             text.contains("kvmtop_source_up{family=\"numa\",source=\"numa_fault\"} 0"),
@@ -346,11 +409,135 @@ mod tests {
         );
     }
 
+    fn at(level: Level, snapshot: &Snapshot) -> String {
+        Exporter::new(level, details::MAX_TOP_N)
+            .window(snapshot)
+            .unwrap()
+    }
+
+    /// The series of `text` about the VM with pid 4242.
+    fn of_web_1(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains("pid=\"4242\""))
+            .collect()
+    }
+
+    #[test]
+    fn level_vm_sums_over_vcpus_and_keeps_sums_counts_and_few_block_buckets() {
+        let mut snapshot = fixture::snapshot();
+        let read = &mut snapshot.vms[0].families.block.devices[0].ops[0];
+        read.cumulative_latency.count = 4_800;
+        read.cumulative_latency.buckets[16] = 4_800;
+        let text = at(Level::Vm, &snapshot);
+        let series = of_web_1(&text);
+        assert!(!series.iter().any(|l| l.contains("vcpu=")), "{text}");
+        assert!(!text.contains("kvmtop_vm_exit_detail_rate"), "{text}");
+        assert!(
+            !text.contains("kvmtop_vm_exit_detail_value_events_total"),
+            "{text}"
+        );
+        // The fixture's vCPUs took 2,000,000 and 1,000,000 IO_INSTRUCTION exits: one series.
+        let vcpu_exits: u64 = snapshot.vms[0]
+            .vcpus
+            .iter()
+            .flat_map(|v| &v.exits.by_reason)
+            .filter(|r| r.reason == "IO_INSTRUCTION")
+            .map(|r| r.cumulative)
+            .sum();
+        assert!(
+            text.contains(&format!(
+                "kvmtop_vm_exits_total{{isa=\"vmx\",pid=\"4242\",reason=\"IO_INSTRUCTION\",source=\"kvm_exit\",vm=\"web-1\"}} {vcpu_exits}"
+            )),
+            "{text}"
+        );
+        // Exit latency: +Inf, sum and count only; the mean stays exact.
+        let exit_buckets: Vec<&&str> = series
+            .iter()
+            .filter(|l| l.starts_with("kvmtop_vm_exit_latency_seconds_bucket"))
+            .collect();
+        assert!(
+            exit_buckets.iter().all(|l| l.contains("le=\"+Inf\"")),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvmtop_vm_exit_latency_seconds_sum{"),
+            "{text}"
+        );
+        // Block latency keeps its coarse buckets, with the same bounds as at full.
+        let block_buckets = series
+            .iter()
+            .filter(|l| l.starts_with("kvmtop_vm_block_latency_seconds_bucket"))
+            .count();
+        assert_eq!(
+            block_buckets,
+            histograms::BLOCK_LATENCY_COARSE.len() + 1,
+            "{text}"
+        );
+        assert!(text.contains("le=\"0.000016384\""), "{text}");
+        let full = at(Level::Full, &snapshot);
+        for line in series
+            .iter()
+            .filter(|l| l.starts_with("kvmtop_vm_block_latency_seconds_bucket"))
+        {
+            assert!(full.contains(line), "{line} differs at full:\n{full}");
+        }
+    }
+
+    #[test]
+    fn level_vcpu_keeps_vcpus_apart_without_buckets_or_detail_values() {
+        let snapshot = fixture::snapshot();
+        let text = at(Level::Vcpu, &snapshot);
+        assert!(
+            text.contains("kvmtop_vm_exits_total{isa=\"vmx\",pid=\"4242\",reason=\"IO_INSTRUCTION\",source=\"kvm_exit\",vcpu=\"0\",vm=\"web-1\"} 2000000"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kvmtop_vcpu_run_queue_wait_seconds_total{pid=\"4242\",vcpu=\"0\",vm=\"web-1\"}"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("kvmtop_vm_exit_detail_rate"), "{text}");
+        assert!(!text.contains("le=\"0.000002048\""), "{text}");
+    }
+
+    #[test]
+    fn each_level_adds_series_to_the_one_below() {
+        let snapshot = fixture::snapshot();
+        let counts: Vec<usize> = [Level::Vm, Level::Vcpu, Level::Full]
+            .into_iter()
+            .map(|level| of_web_1(&at(level, &snapshot)).len())
+            .collect();
+        assert!(counts[0] < counts[1] && counts[1] < counts[2], "{counts:?}");
+        // Every level is a valid exposition with every VM's identity.
+        for level in [Level::Vm, Level::Vcpu] {
+            let text = at(level, &snapshot);
+            assert!(text.contains("kvmtop_vm_info{pid=\"5000\""), "{text}");
+        }
+    }
+
+    #[test]
+    fn detail_values_fold_into_other_beyond_top_n_at_full() {
+        let snapshot = fixture::snapshot();
+        let text = Exporter::new(Level::Full, 1).window(&snapshot).unwrap();
+        let values: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kvmtop_vm_exit_detail_value_events_total{"))
+            .collect();
+        assert_eq!(values.len(), 2, "{text}");
+        assert!(text.contains("kvmtop_vm_exit_detail_value_events_total{kind=\"pio\",pid=\"4242\",sub=\"\",value=\"other\",vm=\"web-1\"} 1000"), "{text}");
+        let rates = text
+            .lines()
+            .filter(|l| l.starts_with("kvmtop_vm_exit_detail_rate{"))
+            .count();
+        assert_eq!(rates, 2, "the top value and other:\n{text}");
+    }
+
     #[test]
     fn hostile_names_are_escaped() {
         let mut snapshot = fixture::snapshot();
         snapshot.vms[0].name = "evil\"} 1\nfake_metric 2".into();
-        let text = render(&snapshot).unwrap();
+        let text = full(&snapshot);
         assert!(
             !text.lines().any(|l| l.starts_with("fake_metric")),
             "{text}"

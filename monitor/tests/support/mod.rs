@@ -2,6 +2,7 @@
 //! observers (bpftrace, Prometheus, a terminal), and waiting for their readiness lines.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod dashboards;
 pub mod harness;
 pub mod prometheus;
 pub mod tmux;

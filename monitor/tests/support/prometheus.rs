@@ -18,8 +18,21 @@ pub fn serve(interval: &str) -> (Observed, SocketAddr) {
 
 /// Like [`serve`], from a kvmtop command the caller has prepared (its environment or
 /// scheduling, say).
-pub fn serve_with(mut command: Command, interval: &str) -> (Observed, SocketAddr) {
+pub fn serve_with(command: Command, interval: &str) -> (Observed, SocketAddr) {
+    serve_with_options(command, interval, &[])
+}
+
+/// Like [`serve_with`], with more options of `serve` (`--metrics-detail full`, say).
+pub fn serve_with_options(
+    mut command: Command,
+    interval: &str,
+    options: &[&str],
+) -> (Observed, SocketAddr) {
     command.args(["serve", "--listen", "127.0.0.1:0", "--interval", interval]);
+    // Tests leave the host's /var/lib/kvmtop alone (flight_e2e tests the ring in a directory
+    // of its own), and parallel serves would contend for the one default ring.
+    command.arg("--no-flight-recorder");
+    command.args(options);
     let mut kvmtop = Observed::spawn(command);
     let address = serving_address(&mut kvmtop, "http");
     (kvmtop, address)
@@ -60,25 +73,41 @@ pub fn assert_promtool_accepts(exposition: &str) {
     );
 }
 
-/// A Prometheus server on a free loopback port, scraping one target every second, with its
-/// storage in a directory of its own. Stopped and removed on drop.
+/// A Prometheus server on a free loopback port, with its configuration and storage in a
+/// directory of its own. Stopped and removed on drop.
 pub struct Prometheus {
     pub web: SocketAddr,
-    _server: Observed,
+    server: Observed,
     _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
+    /// Scraping one target every second.
     pub fn start(target: SocketAddr) -> Self {
+        Self::start_scraping(&[target])
+    }
+
+    /// Scraping each of `targets` every second; its series carry the target's address as
+    /// `instance`.
+    pub fn start_scraping(targets: &[SocketAddr]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kvmtop\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kvmtop\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
             ),
         )
         .unwrap();
+        Self::start_with_config(dir, &config)
+    }
+
+    /// A Prometheus server on a free loopback port with a configuration the caller has written
+    /// into `dir` (its storage goes there too). Stopped on drop; the caller's `dir` is removed
+    /// with it.
+    pub fn start_with_config(dir: tempfile::TempDir, config: &std::path::Path) -> Self {
         let web = free_loopback_address();
         let mut command = Command::new("prometheus");
         command
@@ -90,9 +119,26 @@ impl Prometheus {
             .arg(format!("--web.listen-address={web}"));
         Self {
             web,
-            _server: Observed::spawn(command),
+            server: Observed::spawn(command),
             _dir: dir,
         }
+    }
+
+    /// Fails the test with the server's log if it has exited (a configuration it refused,
+    /// say).
+    pub fn assert_running(&mut self) {
+        if matches!(self.server.child.try_wait(), Ok(Some(_))) {
+            let status = self.server.wait(Duration::from_secs(5));
+            panic!(
+                "prometheus exited ({status}):\n{}",
+                self.server.stderr_lines.join("\n")
+            );
+        }
+    }
+
+    /// `GET` of any path of Prometheus' HTTP API: the status and the body.
+    pub fn api(&self, path: &str) -> (u16, String) {
+        http_get(self.web, path)
     }
 
     /// Evaluates `promql` now; the HTTP status and the answer (0 and nothing while the server

@@ -7,6 +7,7 @@
 //! next to bpftrace (see `phases.rs`); the events its programs are skipped for with all those
 //! peers attached at once (`contention.rs`); and a pinned guest's exits per second without and
 //! with `kvmtop serve`, with the running agent's CPU and memory (`throughput.rs`).
+//! `--scale` instead measures `kvmtop serve` on a host with 10 to 100 VMs (`scale/`).
 
 mod agent;
 mod contention;
@@ -21,6 +22,7 @@ mod phases;
 mod progs;
 mod report;
 mod sampling;
+mod scale;
 mod split;
 mod table;
 mod throughput;
@@ -54,6 +56,8 @@ pub enum Only {
     /// The guest's exit rate without and with kvmtop at each collection level.
     Throughput,
 }
+
+pub use scale::Options as ScaleOptions;
 
 pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
     if !is_root() {
@@ -148,6 +152,24 @@ pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
+}
+
+/// `--scale`: kvmtop serve with many VMs; needs no BPF statistics, peers or floors.
+pub fn run_scale(options: &ScaleOptions) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "bench --scale needs root: it starts KVM VMs, runs kvmtop and traces its system calls. \
+             Run it from a root shell (e.g. `sudo -i`, then `cargo xtask bench --scale`)."
+        );
+    }
+    setup::ensure(Purpose::Test)?;
+    let phase = Phase::start("build kvmtop");
+    let built = util::build_kvmtop(true);
+    phase.finish(built.is_ok());
+    let binary = built?;
+    let out_dir = util::target_dir()?.join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    scale::run(&binary, &out_dir, options)
 }
 
 /// `--only throughput`: the pairs, their table and `throughput.json`.

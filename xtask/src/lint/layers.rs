@@ -73,8 +73,10 @@ const AGENT_ROWS: &[(&str, &[&str])] = &[
     ),
     ("advice", &["model", "host", "discovery"]),
     ("output", &["model", "format"]),
-    ("tui", &["model", "format"]),
+    ("tui", &["model", "format", "recording", "control"]),
     ("recording", &["model"]),
+    ("report", &["model", "recording"]),
+    ("control", &["model"]),
     (
         "app",
         &[
@@ -91,6 +93,8 @@ const AGENT_ROWS: &[(&str, &[&str])] = &[
             "output",
             "tui",
             "recording",
+            "report",
+            "control",
         ],
     ),
 ];

@@ -10,13 +10,17 @@ use super::Presenter;
 use crate::{
     format,
     model::{Snapshot, Untrusted, Vm},
-    output::series::histograms,
+    output::series::{Context, histograms},
 };
 
 pub struct Block;
 
 impl Presenter for Block {
-    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+    fn metrics(
+        registry: &Registry,
+        snapshot: &Snapshot,
+        context: Context<'_>,
+    ) -> anyhow::Result<Vec<MetricFamily>> {
         let labels = ["vm", "pid", "device", "op"];
         let requests = IntCounterVec::new(
             Opts::new(
@@ -53,13 +57,21 @@ impl Presenter for Block {
             "kvmtop_vm_block_latency_seconds",
             "Block request latency, issue to completion, per VM, host device and operation, from \
              in-kernel log2 histograms.",
-            histograms::WAIT_POWERS,
+            histograms::powers(
+                context.level,
+                histograms::WAIT_POWERS,
+                histograms::BLOCK_LATENCY_COARSE,
+            ),
         );
         let mut queue = histograms::Family::new(
             "kvmtop_vm_block_queue_seconds",
             "Time block requests of each VM spent before being issued to the device (submission \
              to issue), per host device and operation.",
-            histograms::WAIT_POWERS,
+            histograms::powers(
+                context.level,
+                histograms::WAIT_POWERS,
+                histograms::SUM_AND_COUNT,
+            ),
         );
         for vm in &snapshot.vms {
             let pid = vm.pid.to_string();

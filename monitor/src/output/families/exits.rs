@@ -1,5 +1,7 @@
-//! VM exits: counts per vCPU, source and reason; handling-latency histograms per VM and reason;
-//! time per exit source per vCPU; each VM's exit details. In the text report: the VM's exit
+//! VM exits: counts per vCPU (or per VM), source and reason; handling-latency histograms per VM
+//! and reason; time per exit source per vCPU (or per VM); each VM's exit details, per kind and,
+//! at the `full` level, per value (bounded, see `output::series::details`). In the text report:
+//! the VM's exit
 //! rates and top reasons with their latency, what they were about, and each vCPU's rates and
 //! where its time went.
 
@@ -11,7 +13,10 @@ use super::Presenter;
 use crate::{
     format,
     model::{DetailGroup, ExitSource, LatencySummary, Snapshot, Vcpu, Vm},
-    output::series::{histograms, ns_to_s, vcpu_label},
+    output::series::{
+        Context, Level, details::KindCounters, histograms, ns_to_s, vcpu_label,
+        vcpu_label_names, vcpu_label_values,
+    },
 };
 
 /// How many reasons the text report lists per VM.
@@ -20,15 +25,23 @@ const TOP_REASONS: usize = 5;
 pub struct Exits;
 
 impl Presenter for Exits {
-    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
-        let per_vcpu = PerVcpu::new()?;
-        let details = Details::new()?;
+    fn metrics(
+        registry: &Registry,
+        snapshot: &Snapshot,
+        context: Context<'_>,
+    ) -> anyhow::Result<Vec<MetricFamily>> {
+        let per_vcpu = PerVcpu::new(context.level)?;
+        let details = Details::new(context)?;
         let mut latency = histograms::Family::new(
             "kvmtop_vm_exit_latency_seconds",
             "Exit handling time per VM and reason, from in-kernel log2 histograms: kvm_exit to \
              kvm_entry (source kvm_exit), userspace exit to the next KVM_RUN (source userspace), \
              or halt duration (source halt).",
-            histograms::EXIT_POWERS,
+            histograms::powers(
+                context.level,
+                histograms::EXIT_POWERS,
+                histograms::SUM_AND_COUNT,
+            ),
         );
         for vm in &snapshot.vms {
             let pid = vm.pid.to_string();
@@ -53,11 +66,21 @@ impl Presenter for Exits {
             for group in &vm.families.exits.details {
                 details.add(name, &pid, group);
             }
+            if context.level.full()
+                && let Some(kinds) = context.details.of(vm.pid, vm.start_time)
+            {
+                for (kind, counters) in kinds {
+                    details.add_values(name, &pid, kind, counters);
+                }
+            }
         }
         registry.register(Box::new(per_vcpu.exits))?;
         registry.register(Box::new(per_vcpu.time))?;
         registry.register(Box::new(details.events))?;
-        registry.register(Box::new(details.rate))?;
+        if context.level.full() {
+            registry.register(Box::new(details.rate))?;
+            registry.register(Box::new(details.values))?;
+        }
         Ok(latency.into_family().into_iter().collect())
     }
 
@@ -117,23 +140,26 @@ impl Presenter for Exits {
     }
 }
 
-/// Exits and the time they took, per vCPU.
+/// Exits and the time they took, per vCPU, or per VM (summed over its vCPUs) at the `vm` level.
 struct PerVcpu {
+    level: Level,
     exits: IntCounterVec,
     time: CounterVec,
 }
 
 impl PerVcpu {
-    fn new() -> prometheus::Result<Self> {
+    fn new(level: Level) -> prometheus::Result<Self> {
         Ok(Self {
+            level,
             exits: IntCounterVec::new(
                 Opts::new(
                     "kvmtop_vm_exits_total",
                     "VM exits handled, by VM, vCPU, kernel source (kvm_exit: hardware exits; \
                      userspace: returns of KVM_RUN to the VMM), ISA (vmx/svm, empty for \
-                     userspace) and reason.",
+                     userspace) and reason. At --metrics-detail vm, one series per VM and \
+                     reason: the sum over its vCPUs.",
                 ),
-                &["vm", "pid", "vcpu", "source", "isa", "reason"],
+                &vcpu_label_names(level, &["source", "isa", "reason"]),
             )?,
             time: CounterVec::new(
                 Opts::new(
@@ -141,9 +167,11 @@ impl PerVcpu {
                     "Time each vCPU spent per exit source: handling hardware exits (kvm_exit: \
                      from kvm_exit to kvm_entry), in the VMM after a userspace exit (userspace: \
                      until the next KVM_RUN), or halted (halt). Divide its rate by 1 s for the \
-                     share of the vCPU's time.",
+                     share of the vCPU's time. At --metrics-detail vm, one series per VM and \
+                     source: the sum over its vCPUs (divide by kvmtop_vm_vcpus for the mean \
+                     share).",
                 ),
-                &["vm", "pid", "vcpu", "source"],
+                &vcpu_label_names(level, &["source"]),
             )?,
         })
     }
@@ -153,7 +181,13 @@ impl PerVcpu {
         for reason in &vcpu.exits.by_reason {
             let isa = reason.isa.map_or("", |i| i.as_str());
             self.exits
-                .with_label_values(&[name, pid, &label, reason.source.as_str(), isa, &reason.reason])
+                .with_label_values(&vcpu_label_values(
+                    self.level,
+                    name,
+                    pid,
+                    &label,
+                    &[reason.source.as_str(), isa, &reason.reason],
+                ))
                 .inc_by(reason.cumulative);
         }
         for source in ExitSource::ALL {
@@ -166,22 +200,32 @@ impl PerVcpu {
                 .sum();
             if ns > 0 {
                 self.time
-                    .with_label_values(&[name, pid, &label, source.as_str()])
+                    .with_label_values(&vcpu_label_values(
+                        self.level,
+                        name,
+                        pid,
+                        &label,
+                        &[source.as_str()],
+                    ))
                     .inc_by(ns_to_s(ns));
             }
         }
     }
 }
 
-/// What a VM's exits were about: events per kind, and the rates of the top values.
+/// What a VM's exits were about: events per kind; at the `full` level also the rates of the
+/// window's top N values and the events of each value with a series.
 struct Details {
+    top_n: usize,
     events: IntCounterVec,
     rate: GaugeVec,
+    values: IntCounterVec,
 }
 
 impl Details {
-    fn new() -> prometheus::Result<Self> {
+    fn new(context: Context<'_>) -> prometheus::Result<Self> {
         Ok(Self {
+            top_n: context.details.top_n(),
             events: IntCounterVec::new(
                 Opts::new(
                     "kvmtop_vm_exit_detail_events_total",
@@ -194,11 +238,34 @@ impl Details {
                 Opts::new(
                     "kvmtop_vm_exit_detail_rate",
                     "Events per second over the last window of each VM's top detail values \
-                     (port, MSR, guest page, …); the rest of a kind is value=\"other\".",
+                     (port, MSR, guest page, …), the --metrics-top-n largest of each kind; the \
+                     rest of a kind is value=\"other\".",
+                ),
+                &["vm", "pid", "kind", "sub", "value"],
+            )?,
+            values: IntCounterVec::new(
+                Opts::new(
+                    "kvmtop_vm_exit_detail_value_events_total",
+                    "Exit detail events per VM, kind and value (port, MSR, guest page, …). A \
+                     value gets a series once it is among the --metrics-top-n largest of its \
+                     kind in a window, and keeps it until the VM exits; at most twice \
+                     --metrics-top-n values per VM and kind, every other event is \
+                     value=\"other\".",
                 ),
                 &["vm", "pid", "kind", "sub", "value"],
             )?,
         })
+    }
+
+    fn add_values(&self, name: &str, pid: &str, kind: &str, counters: &KindCounters) {
+        for ((sub, value), count) in &counters.values {
+            self.values
+                .with_label_values(&[name, pid, kind, sub, value])
+                .inc_by(*count);
+        }
+        self.values
+            .with_label_values(&[name, pid, kind, "", "other"])
+            .inc_by(counters.other);
     }
 
     fn add(&self, name: &str, pid: &str, group: &DetailGroup) {
@@ -206,14 +273,16 @@ impl Details {
         self.events
             .with_label_values(&[name, pid, kind])
             .inc_by(group.cumulative);
-        for detail in &group.top {
+        let top = &group.top[..group.top.len().min(self.top_n)];
+        for detail in top {
             self.rate
                 .with_label_values(&[name, pid, kind, &detail.sub, &detail.value])
                 .set(detail.rate);
         }
-        if group.other > 0 && group.count > 0 {
+        let other = group.count - top.iter().map(|d| d.count).sum::<u64>().min(group.count);
+        if other > 0 {
             #[expect(clippy::cast_precision_loss, reason = "event counts far below 2^52")]
-            let other_rate = group.rate * group.other as f64 / group.count as f64;
+            let other_rate = group.rate * other as f64 / group.count as f64;
             self.rate
                 .with_label_values(&[name, pid, kind, "", "other"])
                 .set(other_rate);

@@ -7,13 +7,21 @@ use std::io::Write;
 
 use prometheus::{Registry, proto::MetricFamily};
 
-use crate::model::{Snapshot, Vcpu, Vm};
+use crate::{
+    model::{Snapshot, Vcpu, Vm},
+    output::series::Context,
+};
 
 /// A family's presentation.
 pub trait Presenter {
-    /// Registers the family's counters and gauges of `snapshot` with `registry`, and returns
-    /// its histogram families, which are assembled directly (see `crate::output::metrics`).
-    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>>;
+    /// Registers the family's counters and gauges of `snapshot` at `context`'s level with
+    /// `registry`, and returns its histogram families, which are assembled directly (see
+    /// `crate::output::metrics`).
+    fn metrics(
+        registry: &Registry,
+        snapshot: &Snapshot,
+        context: Context<'_>,
+    ) -> anyhow::Result<Vec<MetricFamily>>;
 
     /// The family's lines about a VM in the text report.
     fn text_vm(_out: &mut dyn Write, _vm: &Vm) -> std::io::Result<()> {
@@ -33,9 +41,13 @@ macro_rules! presenters {
         $(mod $name;)+
 
         /// Every family's metrics; the histogram families in list order.
-        pub fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+        pub fn metrics(
+            registry: &Registry,
+            snapshot: &Snapshot,
+            context: Context<'_>,
+        ) -> anyhow::Result<Vec<MetricFamily>> {
             let mut histograms = Vec::new();
-            $(histograms.extend(<$name::$family as Presenter>::metrics(registry, snapshot)?);)+
+            $(histograms.extend(<$name::$family as Presenter>::metrics(registry, snapshot, context)?);)+
             Ok(histograms)
         }
 

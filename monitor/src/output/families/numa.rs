@@ -14,12 +14,17 @@ use crate::{
         Snapshot, SourceState, Vm,
         numa::{BalancingFigures, PlacementDecisions},
     },
+    output::series::Context,
 };
 
 pub struct Numa;
 
 impl Presenter for Numa {
-    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+    fn metrics(
+        registry: &Registry,
+        snapshot: &Snapshot,
+        _context: Context<'_>,
+    ) -> anyhow::Result<Vec<MetricFamily>> {
         let memory = IntGaugeVec::new(
             Opts::new(
                 "kvmtop_vm_memory_bytes",

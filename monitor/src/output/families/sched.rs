@@ -1,5 +1,5 @@
-//! Scheduling: per-vCPU run-queue wait (steal), run time, switches and migrations by class as
-//! counters; each VM's run-queue wait as a histogram; wait per thread class. In the text report:
+//! Scheduling: per-vCPU (or, at the `vm` level, per-VM) run-queue wait (steal), run time,
+//! switches and migrations by class as counters; each VM's run-queue wait as a histogram; wait per thread class. In the text report:
 //! who the VM waited behind, and each vCPU's steal, on-CPU share, migrations and placement.
 
 use std::io::Write;
@@ -10,7 +10,9 @@ use super::Presenter;
 use crate::{
     format,
     model::{Snapshot, Vcpu, Vm, sched::SchedCumulative},
-    output::series::{histograms, ns_to_s, vcpu_label},
+    output::series::{
+        Context, histograms, ns_to_s, vcpu_label, vcpu_label_names, vcpu_label_values,
+    },
 };
 
 /// Migration classes, all exported (at 0 when none happened) so queries find every series.
@@ -25,33 +27,43 @@ const CLASSES: [&str; 5] = [
 pub struct Sched;
 
 impl Presenter for Sched {
-    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
-        let seconds =
-            |name: &str, help: &str| CounterVec::new(Opts::new(name, help), &["vm", "pid", "vcpu"]);
+    fn metrics(
+        registry: &Registry,
+        snapshot: &Snapshot,
+        context: Context<'_>,
+    ) -> anyhow::Result<Vec<MetricFamily>> {
+        let level = context.level;
+        let seconds = |name: &str, help: &str| {
+            CounterVec::new(Opts::new(name, help), &vcpu_label_names(level, &[]))
+        };
         let wait = seconds(
             "kvmtop_vcpu_run_queue_wait_seconds_total",
             "Time each vCPU thread was runnable but not running (the steal its guest sees); \
-             rate() gives the steal share.",
+             rate() gives the steal share. At --metrics-detail vm, one series per VM: the sum \
+             over its vCPUs (divide by kvmtop_vm_vcpus for the mean steal share).",
         )?;
         let run = seconds(
             "kvmtop_vcpu_run_seconds_total",
-            "Time each vCPU thread ran on a host CPU.",
+            "Time each vCPU thread ran on a host CPU. At --metrics-detail vm, one series per VM: \
+             the sum over its vCPUs.",
         )?;
         let switches = IntCounterVec::new(
             Opts::new(
                 "kvmtop_vcpu_context_switches_total",
                 "Switches of each vCPU thread off its CPU: voluntary (it blocked, e.g. halted) \
-                 or involuntary (preempted while runnable).",
+                 or involuntary (preempted while runnable). At --metrics-detail vm, one series \
+                 per VM and kind: the sum over its vCPUs.",
             ),
-            &["vm", "pid", "vcpu", "kind"],
+            &vcpu_label_names(level, &["kind"]),
         )?;
         let migrations = IntCounterVec::new(
             Opts::new(
                 "kvmtop_vcpu_migrations_total",
                 "Runs of each vCPU thread begun on another host CPU than its previous run, by \
-                 what the move crossed: same_core (SMT sibling), same_llc, cross_llc, cross_node.",
+                 what the move crossed: same_core (SMT sibling), same_llc, cross_llc, cross_node. \
+                 At --metrics-detail vm, one series per VM and class: the sum over its vCPUs.",
             ),
-            &["vm", "pid", "vcpu", "class"],
+            &vcpu_label_names(level, &["class"]),
         )?;
         let class_wait = CounterVec::new(
             Opts::new(
@@ -65,7 +77,7 @@ impl Presenter for Sched {
             "kvmtop_vm_run_queue_wait_seconds",
             "Run-queue waits of the VM's vCPU threads (from wakeup or preemption to running), \
              from in-kernel log2 histograms.",
-            histograms::WAIT_POWERS,
+            histograms::powers(level, histograms::WAIT_POWERS, histograms::SUM_AND_COUNT),
         );
         for vm in &snapshot.vms {
             let pid = vm.pid.to_string();
@@ -73,7 +85,7 @@ impl Presenter for Sched {
             for vcpu in &vm.vcpus {
                 let Some(sched) = &vcpu.sched else { continue };
                 let label = vcpu_label(vcpu);
-                let labels = [name, pid.as_str(), label.as_str()];
+                let labels = vcpu_label_values(level, name, &pid, &label, &[]);
                 let c = &sched.figures.cumulative;
                 wait.with_label_values(&labels).inc_by(ns_to_s(c.wait_ns));
                 run.with_label_values(&labels).inc_by(ns_to_s(c.run_ns));
@@ -82,13 +94,19 @@ impl Presenter for Sched {
                     ("involuntary", c.involuntary_switches),
                 ] {
                     switches
-                        .with_label_values(&[name, &pid, &label, kind])
+                        .with_label_values(&vcpu_label_values(level, name, &pid, &label, &[kind]))
                         .inc_by(n);
                 }
                 if sched.figures.migrations.is_some() {
                     for class in CLASSES {
                         migrations
-                            .with_label_values(&[name, &pid, &label, class])
+                            .with_label_values(&vcpu_label_values(
+                                level,
+                                name,
+                                &pid,
+                                &label,
+                                &[class],
+                            ))
                             .inc_by(c.migrations.get(class).copied().unwrap_or(0));
                     }
                 }

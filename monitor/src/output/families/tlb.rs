@@ -6,12 +6,19 @@ use std::io::Write;
 use prometheus::{IntCounterVec, Opts, Registry, proto::MetricFamily};
 
 use super::Presenter;
-use crate::model::{Snapshot, Vm};
+use crate::{
+    model::{Snapshot, Vm},
+    output::series::Context,
+};
 
 pub struct Tlb;
 
 impl Presenter for Tlb {
-    fn metrics(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+    fn metrics(
+        registry: &Registry,
+        snapshot: &Snapshot,
+        _context: Context<'_>,
+    ) -> anyhow::Result<Vec<MetricFamily>> {
         let shootdowns = IntCounterVec::new(
             Opts::new(
                 "kvmtop_vm_tlb_shootdowns_total",

@@ -22,6 +22,23 @@ pub const WAIT_POWERS: &[usize] = &[
     10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 32, 34,
 ];
 
+/// No bucket but `+Inf`: the histogram's sum and count only, which keep rates and means exact
+/// in three series (the levels below `full`, see [`super::Level`]).
+pub const SUM_AND_COUNT: &[usize] = &[];
+/// Block latency below `full`: every other power from 16 µs to 1.07 s, a subset of
+/// [`WAIT_POWERS`] so every `le` means the same at every level; enough for a p99 alert.
+pub const BLOCK_LATENCY_COARSE: &[usize] = &[14, 16, 18, 20, 22, 24, 26, 28, 30];
+
+/// `full` at the full level, else `reduced`.
+#[must_use]
+pub fn powers(
+    level: super::Level,
+    full: &'static [usize],
+    reduced: &'static [usize],
+) -> &'static [usize] {
+    if level.full() { full } else { reduced }
+}
+
 /// A histogram metric family.
 pub struct Family {
     family: MetricFamily,

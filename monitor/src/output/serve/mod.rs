@@ -40,7 +40,6 @@ use tokio::{
     sync::{Semaphore, watch},
 };
 
-use crate::{model::Snapshot, output::metrics};
 use web_config::{Secret, WebConfig};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -53,11 +52,23 @@ const CONNECTION_LIFETIME: Duration = Duration::from_mins(1);
 /// Requests in flight on one HTTP/2 connection; a scraper sends one at a time.
 const MAX_STREAMS: u32 = 8;
 
+/// One window's exposition, rendered once when the window closes and served to every scrape
+/// until the next (or why it could not be rendered).
+#[derive(Clone, Debug)]
+pub struct Exposition(Arc<Result<String, String>>);
+
+impl Exposition {
+    #[must_use]
+    pub fn new(rendered: anyhow::Result<String>) -> Self {
+        Self(Arc::new(rendered.map_err(|e| format!("{e:#}"))))
+    }
+}
+
 /// Serves `listener` until Ctrl-C. The caller binds it, while it may still bind any port: by the
 /// time this runs kvmtop has given up its capabilities.
 pub async fn run(
     listener: std::net::TcpListener,
-    snapshots: watch::Receiver<Option<Snapshot>>,
+    expositions: watch::Receiver<Option<Exposition>>,
     web_config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let (access, config) = match web_config {
@@ -79,7 +90,7 @@ pub async fn run(
     for warning in exposure_warnings(listen, config.as_ref()) {
         eprintln!("kvmtop: warning: {warning}");
     }
-    serve(listener, snapshots, access, tokio::signal::ctrl_c()).await
+    serve(listener, expositions, access, tokio::signal::ctrl_c()).await
 }
 
 /// Why serving on `listen` with `config` may expose the metrics, with what to do about it.
@@ -115,7 +126,7 @@ pub fn exposure_warnings(listen: SocketAddr, config: Option<&WebConfig>) -> Vec<
 /// Serves `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    snapshots: watch::Receiver<Option<Snapshot>>,
+    expositions: watch::Receiver<Option<Exposition>>,
     access: Option<Access>,
     shutdown: impl Future,
 ) -> anyhow::Result<()> {
@@ -131,11 +142,11 @@ pub async fn serve(
             log::warn!("metrics: {MAX_CONNECTIONS} connections open; closing one from {peer}");
             continue;
         };
-        let snapshots = snapshots.clone();
+        let expositions = expositions.clone();
         let access = access.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let connection = connection(stream, peer, snapshots, access);
+            let connection = connection(stream, peer, expositions, access);
             if tokio::time::timeout(CONNECTION_LIFETIME, connection)
                 .await
                 .is_err()
@@ -203,7 +214,7 @@ impl Access {
 
 /// Everything a request on one connection is answered with.
 struct Context {
-    snapshots: watch::Receiver<Option<Snapshot>>,
+    expositions: watch::Receiver<Option<Exposition>>,
     policy: Option<Policy>,
     access: Option<Arc<Access>>,
 }
@@ -211,7 +222,7 @@ struct Context {
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    snapshots: watch::Receiver<Option<Snapshot>>,
+    expositions: watch::Receiver<Option<Exposition>>,
     access: Option<Arc<Access>>,
 ) {
     let policy = match &access {
@@ -234,7 +245,7 @@ async fn connection(
     };
     let tls = policy.as_ref().and_then(|p| p.tls.clone());
     let context = Arc::new(Context {
-        snapshots,
+        expositions,
         policy,
         access,
     });
@@ -308,7 +319,7 @@ async fn respond(
             );
             response
         }
-        _ => metrics_response(request, &context.snapshots),
+        _ => metrics_response(request, &context.expositions),
     };
     if let Some(policy) = &context.policy {
         for (name, value) in &policy.headers {
@@ -326,7 +337,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 fn metrics_response(
     request: &Request<Incoming>,
-    snapshots: &watch::Receiver<Option<Snapshot>>,
+    expositions: &watch::Receiver<Option<Exposition>>,
 ) -> Response<Full<Bytes>> {
     if request.uri().path() != "/metrics" {
         return reply(
@@ -340,21 +351,21 @@ fn metrics_response(
             "only GET is supported\n".into(),
         );
     }
-    let Some(snapshot) = snapshots.borrow().clone() else {
+    let Some(exposition) = expositions.borrow().clone() else {
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "first sample not taken yet\n".into(),
         );
     };
-    match metrics::render(&snapshot) {
+    match exposition.0.as_ref() {
         Ok(text) => {
-            let mut response = reply(StatusCode::OK, text);
+            let mut response = reply(StatusCode::OK, text.clone());
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 HeaderValue::from_static(CONTENT_TYPE),
             );
             response
         }
-        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }

@@ -22,7 +22,7 @@ struct Server {
     address: SocketAddr,
     dir: tempfile::TempDir,
     pki: test_pki::Pki,
-    _snapshots: watch::Sender<Option<Snapshot>>,
+    _snapshots: watch::Sender<Option<Exposition>>,
     _stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -36,7 +36,10 @@ impl Server {
         let (access, _) = Access::open(path).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (snapshots, receiver) = watch::channel(Some(fixture::snapshot()));
+        let exposition = Exposition::new(Ok(crate::output::metrics::tests::full(
+            &fixture::snapshot(),
+        )));
+        let (snapshots, receiver) = watch::channel(Some(exposition));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, receiver, Some(access), stopped));
         Self {
