@@ -64,6 +64,12 @@ pub trait Family: Sized {
         Vec::new()
     }
 
+    /// Processes the kernel programs saw running a vCPU that are not among the VMMs sampled,
+    /// for discovery to inspect at its next scan.
+    fn unknown_vmms(_totals: &Self::Totals) -> Vec<u32> {
+        Vec::new()
+    }
+
     /// Fills the family's part of the window's snapshot, whose VMs are `pair.vms` in order.
     fn window(&self, pair: &Pair<'_, Self::Totals>, snapshot: &mut Snapshot);
 }

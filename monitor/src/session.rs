@@ -159,8 +159,13 @@ impl Session {
         let vms = Vms::new(&scan.vmms, &reused);
         scan.problems.extend(self.families.follow(&vms));
         let totals = self.families.sample(&vms);
-        let at = Instant::now();
+        // Both clocks at the moment the totals were read, so that consecutive windows tile:
+        // one ends on the wall clock where the next starts.
+        let (at, wall) = (Instant::now(), SystemTime::now());
         self.learn_vcpu_threads(&mut scan.vmms, &totals);
+        for pid in Families::unknown_vmms(&totals) {
+            self.discovery.note_kvm_activity(pid);
+        }
         self.identities.forget_all_but(&scan.vmms);
         for message in self.kernel.diagnostics() {
             log::warn!("kernel programs: {message}");
@@ -168,7 +173,7 @@ impl Session {
         }
         Sample {
             at,
-            wall: SystemTime::now(),
+            wall,
             vmms: scan.vmms,
             totals,
             skipped: self.kernel.skipped_events(),

@@ -271,6 +271,42 @@ fn run_queue_wait_agrees(test: &str, with_competing_tracer: bool) {
     }
 }
 
+/// The thread's time on a CPU so far, in ns (`schedstat`).
+fn run_ns(pid: u32, tid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the thread, within `limit`, is seen on `cpu` and then runs there: its run time grows
+/// after it was first seen on that CPU's run queue.
+fn ran_on(pid: u32, tid: u32, cpu: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut arrived: Option<u64> = None;
+    while Instant::now() < deadline {
+        let on = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let after = &s[s.rfind(')')? + 1..];
+                // Field 39, `processor`: fields after the name start at 3.
+                after.split_whitespace().nth(36)?.parse::<u32>().ok()
+            });
+        if on == Some(cpu) {
+            let ran = run_ns(pid, tid);
+            match arrived {
+                Some(base) if ran > base => return true,
+                Some(_) => {}
+                None => arrived = Some(ran),
+            }
+        } else {
+            arrived = None;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
 #[test]
 fn migrations_match_bpftrace_and_are_classified_for_this_host() {
     const TEST: &str = "migrations_match_bpftrace_and_are_classified_for_this_host";
@@ -309,8 +345,12 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
         } else {
             first
         };
+        // Count a move only once the thread has run on its new CPU: on a loaded host it may
+        // be moved back before it ever runs there, which is no migration.
         pin(tid, &cpu.to_string());
-        moves += 1;
+        if ran_on(guest.pid(), tid, cpu, Duration::from_millis(500)) {
+            moves += 1;
+        }
         thread::sleep(Duration::from_millis(10));
     }
     freeze(&guest);
@@ -330,7 +370,7 @@ fn migrations_match_bpftrace_and_are_classified_for_this_host() {
         .unwrap_or(0);
     assert!(
         reference >= u64::from(moves) / 2,
-        "{moves} affinity changes, bpftrace saw {reference} migrations"
+        "{moves} moves seen to run on their new CPU, bpftrace saw {reference} migrations"
     );
     let sched = vcpu_sched(vm(&snapshot, guest.pid()), tid);
     let migrations = &sched["migrations"];

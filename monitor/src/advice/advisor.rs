@@ -17,11 +17,43 @@ use crate::{
     model::Snapshot,
 };
 
+/// Whether the kernel programs measured vCPU `index`'s run-queue wait and migrations in the
+/// window, so the kernel's own accounting in procfs need not be read for it.
+fn kernel_measured(vm: &crate::model::Vm, index: u32) -> bool {
+    vm.vcpus
+        .iter()
+        .find(|v| v.index == Some(index))
+        .and_then(|v| v.sched.as_ref())
+        .is_some_and(|s| s.figures.steal.is_some() && s.figures.migrations.is_some())
+}
+
 /// Host CPU time from the first line of `/proc/stat`: (busy, total) in clock ticks.
 type CpuTimes = (u64, u64);
 
 /// Per (pid, tid): run-queue wait share and migrations per second over the last window.
 type ThreadRates = HashMap<(u32, u32), (Option<f64>, Option<f64>)>;
+
+/// A VM's configuration facts are read again once every this many windows (spread over pids),
+/// or as soon as its vCPUs or threads change: they read a `status` file per thread and the
+/// mount table, and change only when an operator reconfigures the VM.
+const FACTS_REFRESH_EVERY: u64 = 10;
+
+/// A VM's facts as last read, and the threads they were read for.
+struct CachedFacts {
+    facts: VmFacts,
+    threads: Vec<(u32, Option<u32>)>,
+}
+
+impl CachedFacts {
+    /// What the facts depend on: every vCPU's thread, and every thread.
+    fn threads_of(vmm: &Vmm) -> Vec<(u32, Option<u32>)> {
+        vmm.vcpus
+            .iter()
+            .map(|v| (v.index, v.tid))
+            .chain(vmm.threads.iter().map(|t| (u32::MAX, Some(t.tid))))
+            .collect()
+    }
+}
 
 pub struct Advisor {
     engine: Engine,
@@ -32,6 +64,8 @@ pub struct Advisor {
     host: Option<(Instant, VmStat, Option<CpuTimes>)>,
     /// Start time of each VMM process advised on at the last window, by pid.
     processes: HashMap<u32, u64>,
+    facts: HashMap<VmmId, CachedFacts>,
+    windows: u64,
 }
 
 impl Advisor {
@@ -45,6 +79,8 @@ impl Advisor {
             threads: HashMap::new(),
             host: None,
             processes: HashMap::new(),
+            facts: HashMap::new(),
+            windows: 0,
         }
     }
 
@@ -58,7 +94,7 @@ impl Advisor {
 
     /// Takes the counter readings a window starts from.
     pub fn start_window(&mut self, vmms: &[Vmm]) {
-        let _ = self.read_counters(vmms);
+        let _ = self.read_counters(vmms, None);
     }
 
     /// The recommendations in force after the window `snapshot` describes. `vmms` are the VMs
@@ -66,7 +102,9 @@ impl Advisor {
     pub fn advise(&mut self, snapshot: &Snapshot, vmms: &[Vmm]) -> Evaluation {
         let seconds = snapshot.window.duration_seconds;
         self.forget_gone_processes(vmms);
-        let (threads, host_observations) = self.read_counters(vmms);
+        self.windows += 1;
+        let (threads, host_observations) = self.read_counters(vmms, Some(snapshot));
+        self.refresh_facts(vmms);
         let host = HostFacts::read(&self.roots);
         let uptime = uptime(&self.roots.proc);
         let vm_inputs = vmms
@@ -84,7 +122,7 @@ impl Advisor {
                     (up - started).max(0.0)
                 });
                 Some(VmInputs {
-                    facts: VmFacts::collect(vmm, &self.roots),
+                    facts: self.facts.get(&vmm.id)?.facts.clone(),
                     observations: observe::vm_observations(vm, uptime_seconds, &per_vcpu),
                 })
             })
@@ -108,9 +146,34 @@ impl Advisor {
             .forget_processes(|pid| now.get(&pid).is_none_or(|t| before.get(&pid) != Some(t)));
     }
 
-    /// Reads every vCPU thread's run-queue wait and migrations and the host counters; returns
-    /// the rates since the previous reading.
-    fn read_counters(&mut self, vmms: &[Vmm]) -> (ThreadRates, HostObservations) {
+    /// Reads the facts of VMs that are new, changed or due (see [`FACTS_REFRESH_EVERY`]) and
+    /// forgets those of VMs gone.
+    fn refresh_facts(&mut self, vmms: &[Vmm]) {
+        let mut facts = HashMap::with_capacity(vmms.len());
+        for vmm in vmms {
+            let threads = CachedFacts::threads_of(vmm);
+            let due = (self.windows + u64::from(vmm.id.pid)).is_multiple_of(FACTS_REFRESH_EVERY);
+            let cached = self
+                .facts
+                .remove(&vmm.id)
+                .filter(|c| !due && c.threads == threads);
+            let cached = cached.unwrap_or_else(|| CachedFacts {
+                facts: VmFacts::collect(vmm, &self.roots),
+                threads,
+            });
+            facts.insert(vmm.id, cached);
+        }
+        self.facts = facts;
+    }
+
+    /// Reads the host counters and the run-queue wait and migrations of the vCPU threads the
+    /// kernel programs gave no figures for in `snapshot` (of every vCPU thread without one);
+    /// returns the rates since the previous reading.
+    fn read_counters(
+        &mut self,
+        vmms: &[Vmm],
+        snapshot: Option<&Snapshot>,
+    ) -> (ThreadRates, HostObservations) {
         let now = Instant::now();
         let seconds = self
             .host
@@ -119,7 +182,11 @@ impl Advisor {
         let mut readings = HashMap::new();
         let mut rates = HashMap::new();
         for vmm in vmms {
-            for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
+            let vm = snapshot.and_then(|s| s.vms.iter().find(|v| v.pid == vmm.id.pid));
+            for (index, tid) in vmm.vcpus.iter().filter_map(|v| Some((v.index, v.tid?))) {
+                if vm.is_some_and(|vm| kernel_measured(vm, index)) {
+                    continue;
+                }
                 let key = (vmm.id, tid);
                 let reading = ThreadAccounting::read(&self.roots.proc, vmm.id.pid, tid);
                 rates.insert(

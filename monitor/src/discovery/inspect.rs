@@ -1,5 +1,7 @@
 //! Reading one VMM: what it is (once, when it appears) and its vCPUs and threads (every scan).
 
+use std::collections::HashMap;
+
 use crate::model::Untrusted;
 
 use super::procfs::{KvmFds, ProcStat};
@@ -80,16 +82,18 @@ impl Discovery {
     }
 
     /// Re-reads what changes: vCPUs (hot-plug), threads and the vCPU→thread mapping.
-    /// `false` when the process is gone.
+    /// `tids` is the thread list when the caller read it already. `false` when the process is
+    /// gone.
     pub(super) fn refresh(
         &mut self,
         id: VmmId,
         stat: &ProcStat,
         fds: &KvmFds,
+        tids: Option<Vec<u32>>,
         problems: &mut Vec<String>,
     ) -> bool {
         let pid = id.pid;
-        let tids = match self.proc.tasks(pid) {
+        let tids = match tids.map_or_else(|| self.proc.tasks(pid), Ok) {
             Ok(tids) => tids,
             Err(ProcError::Gone) => return false,
             Err(e) => {
@@ -97,23 +101,46 @@ impl Discovery {
                 return true;
             }
         };
+        let full = self.refresh_due(pid);
+        let before: HashMap<u32, (TaskInfo, u64)> = self
+            .known
+            .get_mut(&id)
+            .map(|k| std::mem::take(&mut k.tasks))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(task, first_seen)| (task.tid, (task, first_seen)))
+            .collect();
         let mut tasks = Vec::with_capacity(tids.len());
         for tid in tids {
+            let first_seen = before.get(&tid).map_or(self.scans, |(_, scan)| *scan);
+            // A thread's name is read while it is young (VMMs name a thread just after they
+            // create it) and on the slow refresh; otherwise it is as last read.
+            let young = self.scans.saturating_sub(first_seen) < self.young_scans.max(1);
+            if let Some((task, _)) = before.get(&tid).filter(|_| !young && !full) {
+                tasks.push((task.clone(), first_seen));
+                continue;
+            }
             match self.proc.task_stat(pid, tid) {
-                Ok(task) => tasks.push(TaskInfo {
-                    tid,
-                    worker: task.is_kernel_worker(),
-                    comm: task.comm,
-                }),
+                Ok(task) => tasks.push((
+                    TaskInfo {
+                        tid,
+                        worker: task.is_kernel_worker(),
+                        comm: task.comm,
+                    },
+                    first_seen,
+                )),
                 Err(ProcError::Gone) => {}
                 Err(e) => {
                     problems.push(format!("pid {pid} ({}): {e}", stat.comm));
                     if let Ok(comm) = self.proc.task_comm(pid, tid) {
-                        tasks.push(TaskInfo {
-                            tid,
-                            comm,
-                            worker: false,
-                        });
+                        tasks.push((
+                            TaskInfo {
+                                tid,
+                                comm,
+                                worker: false,
+                            },
+                            first_seen,
+                        ));
                     }
                 }
             }
@@ -123,19 +150,30 @@ impl Discovery {
         let Some(known) = self.known.get_mut(&id) else {
             return false;
         };
+        // `syscall` files are read only while a vCPU has no thread, or on the slow refresh:
+        // once every vCPU has one, better evidence can wait.
+        let probe = full
+            || known.vmm.vcpus.len() != fds.vcpus.len()
+            || known.vmm.vcpus.iter().any(|v| v.tid.is_none());
         let mut syscall_problem = None;
+        let infos: Vec<TaskInfo> = tasks.iter().map(|(task, _)| task.clone()).collect();
         let (vcpus, threads) = map_vcpus(
             pid,
             &fds.vcpus,
-            &tasks,
+            &infos,
             known.vmm.qemu.as_ref(),
             &mut known.memory,
-            |tid| match proc.task_syscall(pid, tid) {
-                Ok(state) => state,
-                Err(ProcError::Gone) => None,
-                Err(e) => {
-                    syscall_problem.get_or_insert(e);
-                    None
+            |tid| {
+                if !probe {
+                    return None;
+                }
+                match proc.task_syscall(pid, tid) {
+                    Ok(state) => state,
+                    Err(ProcError::Gone) => None,
+                    Err(e) => {
+                        syscall_problem.get_or_insert(e);
+                        None
+                    }
                 }
             },
         );
@@ -148,6 +186,8 @@ impl Discovery {
         known.vmm.comm.clone_from(&stat.comm);
         known.vmm.vcpus = vcpus;
         known.vmm.threads = threads;
+        known.fds = fds.clone();
+        known.tasks = tasks;
         true
     }
 }

@@ -3,10 +3,23 @@
 //! `kvm-ioctls` program), with its vCPUs and the thread running each.
 //!
 //! [`Discovery`] is stateful: it reports VMMs that appeared and exited since the last scan,
-//! remembers vCPU→thread evidence that is only sometimes visible, and avoids re-reading the
-//! file descriptors of every other process on every scan. A process is identified by its pid
-//! *and* start time, so a reused pid is a new process. Processes vanish at any moment; that
-//! is never an error, only absence.
+//! remembers vCPU→thread evidence that is only sometimes visible, and keeps the work of a scan
+//! proportional to what changed rather than to everything on the host:
+//!
+//! - every scan lists `/proc` (one directory read) and reads each known VMM's `stat` and thread
+//!   list;
+//! - a process is inspected (its `stat` and file descriptors) when it is new in the listing,
+//!   while it is young, when the kernel programs saw it run a vCPU
+//!   ([`Discovery::note_kvm_activity`]), and otherwise once every [`RECHECK_OTHERS_EVERY`]
+//!   scans, spread over pids (the safety net for a process that creates a VM long after it
+//!   started and has not run it yet);
+//! - a known VMM's file descriptors (its vCPUs) are re-read when its thread list changes (a
+//!   vCPU is a thread) and otherwise every [`REFRESH_VMM_EVERY`] scans; a thread's `stat` is
+//!   read while the thread is young (VMMs name threads just after creating them) and then on
+//!   the same slow refresh; `syscall` files only while a vCPU has no better evidence.
+//!
+//! A process is identified by its pid *and* start time, so a reused pid is a new process.
+//! Processes vanish at any moment; that is never an error, only absence.
 
 mod inspect;
 mod proc_parse;
@@ -24,10 +37,10 @@ use serde::Serialize;
 
 use crate::model::Untrusted;
 
-use procfs::MAX_FDS;
+use procfs::{KvmFds, MAX_FDS};
 pub use procfs::{ProcError, ProcRoot};
 pub use qemu::QemuCommandLine;
-use threads::VcpuMemory;
+use threads::{TaskInfo, VcpuMemory};
 pub use threads::{ThreadRole, TidSource, VmmThread};
 
 /// A process for its whole life: the pid plus its start time (clock ticks after boot).
@@ -88,6 +101,7 @@ pub struct ScanResult {
 /// A process found not to be a VMM.
 #[derive(Debug, Clone)]
 struct NotVmm {
+    start_time: u64,
     comm: Untrusted,
     since: Instant,
     scans: u64,
@@ -97,19 +111,32 @@ struct NotVmm {
 struct Known {
     vmm: Vmm,
     memory: VcpuMemory,
+    /// The KVM file descriptors as last read.
+    fds: KvmFds,
+    /// Every thread as last read, with the scan it was first seen in.
+    tasks: Vec<(TaskInfo, u64)>,
 }
+
+/// A non-VMM process is inspected again once every this many scans, spread over pids: the
+/// safety net behind the listing and the kernel's sightings (module docs).
+pub const RECHECK_OTHERS_EVERY: u64 = 60;
+/// A known VMM's file descriptors and thread names are all read again once every this many
+/// scans, spread over pids, whatever else says they changed.
+pub const REFRESH_VMM_EVERY: u64 = 10;
 
 /// What one scan has seen so far.
 #[derive(Debug, Default)]
 struct Pass {
     /// Known VMMs still running.
     alive: HashSet<VmmId>,
-    /// Other processes still running.
-    others: HashSet<VmmId>,
+    /// Pids of other processes still running.
+    others: HashSet<u32>,
     /// Permission problems are summarised: without privileges there is one per process.
     denied: Vec<String>,
     appeared: Vec<VmmId>,
     problems: Vec<String>,
+    /// The thread list of the process being scanned, when it has been read already.
+    tids: Option<Vec<u32>>,
 }
 
 /// Hints kept for a pid not (yet) known as a VMM, until the next scan.
@@ -119,15 +146,20 @@ const MAX_PENDING_HINTS: usize = 4096;
 pub struct Discovery {
     proc: ProcRoot,
     known: HashMap<VmmId, Known>,
-    not_vmm: HashMap<VmmId, NotVmm>,
+    /// By pid: a process is not `stat`ed on every scan, so its start time is what was read last.
+    not_vmm: HashMap<u32, NotVmm>,
     pending_hints: Vec<(u32, u32, u32)>,
+    /// Pids the kernel programs saw running a vCPU, to inspect at the next scan.
+    active: HashSet<u32>,
     scans: u64,
     /// A process that is not a VMM is checked again on every scan while it is this young
-    /// (a VMM creates its VM shortly after exec, which changes the comm and restarts this)…
+    /// (a VMM creates its VM shortly after it starts)…
     young_for: Duration,
     young_scans: u64,
     /// …and after that once every this many scans, spread over pids.
     recheck_every: u64,
+    /// See [`REFRESH_VMM_EVERY`].
+    refresh_every: u64,
 }
 
 impl Discovery {
@@ -138,10 +170,12 @@ impl Discovery {
             known: HashMap::new(),
             not_vmm: HashMap::new(),
             pending_hints: Vec::new(),
+            active: HashSet::new(),
             scans: 0,
             young_for: Duration::from_secs(5),
             young_scans: 3,
-            recheck_every: 10,
+            recheck_every: RECHECK_OTHERS_EVERY,
+            refresh_every: REFRESH_VMM_EVERY,
         }
     }
 
@@ -161,31 +195,55 @@ impl Discovery {
         }
     }
 
-    fn due_for_check(&mut self, id: VmmId, comm: &Untrusted) -> bool {
-        let Some(entry) = self.not_vmm.get_mut(&id) else {
+    /// Records that the kernel programs saw process `pid` run a vCPU (a `KVM_RUN` returned to
+    /// it, or a hardware exit in one of its threads): if it is not a known VMM, it is inspected
+    /// at the next scan instead of waiting for the periodic recheck.
+    pub fn note_kvm_activity(&mut self, pid: u32) {
+        if self.active.len() < MAX_PENDING_HINTS {
+            self.active.insert(pid);
+        }
+    }
+
+    /// Whether a process not known as a VMM is inspected this scan, before anything of it is
+    /// read: when it is new in the listing, young, seen by the kernel, or its turn has come.
+    fn due_for_check(&mut self, pid: u32) -> bool {
+        let Some(entry) = self.not_vmm.get_mut(&pid) else {
             return true;
         };
-        if entry.comm != *comm {
-            // exec: a new program that may well be a VMM.
+        entry.scans += 1;
+        entry.scans < self.young_scans
+            || entry.since.elapsed() < self.young_for
+            || self.active.contains(&pid)
+            || (self.scans + u64::from(pid)).is_multiple_of(self.recheck_every)
+    }
+
+    /// Whether the process `stat` shows is not the one `not_vmm` remembers for its pid: the pid
+    /// was reused, or the process exec'd another program. It is then young again.
+    fn restart_if_new(&mut self, id: VmmId, comm: &Untrusted) {
+        if let Some(entry) = self.not_vmm.get_mut(&id.pid)
+            && (entry.start_time != id.start_time || entry.comm != *comm)
+        {
             *entry = NotVmm {
+                start_time: id.start_time,
                 comm: comm.clone(),
                 since: Instant::now(),
                 scans: 0,
             };
-            return true;
         }
-        entry.scans += 1;
-        entry.scans < self.young_scans
-            || entry.since.elapsed() < self.young_for
-            || (self.scans + u64::from(id.pid)).is_multiple_of(self.recheck_every)
     }
 
     fn note_not_vmm(&mut self, id: VmmId, comm: &Untrusted) {
-        self.not_vmm.entry(id).or_insert_with(|| NotVmm {
+        self.not_vmm.entry(id.pid).or_insert_with(|| NotVmm {
+            start_time: id.start_time,
             comm: comm.clone(),
             since: Instant::now(),
             scans: 0,
         });
+    }
+
+    /// Whether it is `pid`'s turn for a slow refresh of everything this scan.
+    fn refresh_due(&self, pid: u32) -> bool {
+        (self.scans + u64::from(pid)).is_multiple_of(self.refresh_every)
     }
 
     /// One pass over the procfs root.
@@ -207,8 +265,13 @@ impl Discovery {
             problems,
             ..Pass::default()
         };
+        let known_pids: HashMap<u32, VmmId> = self.known.keys().map(|id| (id.pid, *id)).collect();
         for pid in pids {
-            self.scan_pid(pid, &mut pass);
+            if known_pids.contains_key(&pid) || self.due_for_check(pid) {
+                self.scan_pid(pid, &mut pass);
+            } else {
+                pass.others.insert(pid);
+            }
         }
         let Pass {
             alive,
@@ -216,6 +279,7 @@ impl Discovery {
             mut denied,
             mut appeared,
             mut problems,
+            tids: _,
         } = pass;
         let mut exited: Vec<VmmId> = self
             .known
@@ -227,7 +291,8 @@ impl Discovery {
         for id in &exited {
             self.known.remove(id);
         }
-        self.not_vmm.retain(|id, _| others.contains(id));
+        self.not_vmm.retain(|pid, _| others.contains(pid));
+        self.active.clear();
         if !denied.is_empty() {
             let n = denied.len();
             denied.truncate(3);
@@ -262,6 +327,13 @@ impl Discovery {
             Err(e) => return pass.problems.push(format!("pid {pid}: {e}")),
         };
         if stat.is_kernel_thread() {
+            // Never a VMM; remembered so that it is not read again on every scan.
+            let id = VmmId {
+                pid,
+                start_time: stat.start_time,
+            };
+            self.note_not_vmm(id, &stat.comm);
+            pass.others.insert(pid);
             return;
         }
         let id = VmmId {
@@ -269,12 +341,14 @@ impl Discovery {
             start_time: stat.start_time,
         };
         let known = self.known.contains_key(&id);
-        if !known && !self.due_for_check(id, &stat.comm) {
-            pass.others.insert(id);
-            return;
+        if !known {
+            self.restart_if_new(id, &stat.comm);
         }
-        let fds = match self.proc.kvm_fds(pid) {
-            Ok(fds) => fds,
+        let fds = match self.vmm_fds(id, known) {
+            Ok((fds, tids)) => {
+                pass.tids = tids;
+                fds
+            }
             Err(ProcError::Gone) => return,
             Err(e) => {
                 if known {
@@ -282,7 +356,7 @@ impl Discovery {
                     pass.alive.insert(id);
                 } else {
                     self.note_not_vmm(id, &stat.comm);
-                    pass.others.insert(id);
+                    pass.others.insert(pid);
                 }
                 if e.is_permission_denied() {
                     pass.denied.push(format!("{pid} ({})", stat.comm));
@@ -302,7 +376,7 @@ impl Discovery {
         if fds.vms == 0 {
             // Not a VMM, or one that closed its VM (then reported as exited).
             self.note_not_vmm(id, &stat.comm);
-            pass.others.insert(id);
+            pass.others.insert(pid);
             return;
         }
         if !known && !self.is_process(pid) {
@@ -310,18 +384,26 @@ impl Discovery {
             // and `/proc/PID` answers for it with that process's fds: its VM is found under
             // its own pid, not a second time under a thread's.
             self.note_not_vmm(id, &stat.comm);
-            pass.others.insert(id);
+            pass.others.insert(pid);
             return;
         }
-        self.not_vmm.remove(&id);
+        self.not_vmm.remove(&pid);
         if !known {
             let Some(vmm) = self.identify(id, &stat, &mut pass.problems) else {
                 return;
             };
-            let memory = VcpuMemory::default();
-            self.known.insert(id, Known { vmm, memory });
+            self.known.insert(
+                id,
+                Known {
+                    vmm,
+                    memory: VcpuMemory::default(),
+                    fds: fds.clone(),
+                    tasks: Vec::new(),
+                },
+            );
         }
-        if self.refresh(id, &stat, &fds, &mut pass.problems) {
+        let tids = pass.tids.take();
+        if self.refresh(id, &stat, &fds, tids, &mut pass.problems) {
             pass.alive.insert(id);
             if !known {
                 pass.appeared.push(id);
@@ -330,6 +412,28 @@ impl Discovery {
             // Gone between identification and refresh: it never really appeared.
             self.known.remove(&id);
         }
+    }
+
+    /// The KVM file descriptors of process `id`: read for a process being checked, and for a
+    /// known VMM when its thread list changed (vCPUs are created and removed with their
+    /// threads), the kernel saw it, or its slow refresh is due; otherwise as last read.
+    /// Also returns the thread list when it was read for this.
+    fn vmm_fds(&self, id: VmmId, known: bool) -> Result<(KvmFds, Option<Vec<u32>>), ProcError> {
+        let Some(entry) = self.known.get(&id).filter(|_| known) else {
+            return Ok((self.proc.kvm_fds(id.pid)?, None));
+        };
+        if self.refresh_due(id.pid) || self.active.contains(&id.pid) {
+            return Ok((self.proc.kvm_fds(id.pid)?, None));
+        }
+        let tids = self.proc.tasks(id.pid)?;
+        // A process on its way out loses its fd directory before its thread list changes.
+        let fd_dir = self.proc.path().join(id.pid.to_string()).join("fd");
+        let fds = if fd_dir.is_dir() && tids.iter().eq(entry.tasks.iter().map(|(t, _)| &t.tid)) {
+            entry.fds.clone()
+        } else {
+            self.proc.kvm_fds(id.pid)?
+        };
+        Ok((fds, Some(tids)))
     }
 
     /// Whether `pid` is a process of its own rather than a thread of another one. A status

@@ -114,6 +114,14 @@ macro_rules! families {
                 seen
             }
 
+            /// Processes the totals show running a vCPU that discovery does not know.
+            #[must_use]
+            pub fn unknown_vmms(totals: &Totals) -> Vec<u32> {
+                let mut pids = Vec::new();
+                $(pids.extend(<$family as Family>::unknown_vmms(&totals.$name));)+
+                pids
+            }
+
             /// Fills every family's part of the window `[before, now]`.
             pub fn window(
                 &self,

@@ -45,7 +45,13 @@ impl Harness {
             support::skip(test, &reason);
             return None;
         }
-        let session = Session::open(&Config::default()).expect("opening a session");
+        let mut session = Session::open(&Config::default()).expect("opening a session");
+        // The tests follow contenders reading by reading.
+        session
+            .families_mut()
+            .sched
+            .counters_mut()
+            .set_contender_check_every(1);
         let mut h = Self { session, tid, pid };
         h.watch(1);
         Some(h)

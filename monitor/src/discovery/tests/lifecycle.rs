@@ -149,14 +149,11 @@ fn processes_found_not_to_be_vmms_are_rechecked_sparingly() {
     discovery.recheck_every = 1000;
     assert!(discovery.scan().vmms.is_empty());
 
-    // It creates a VM later without exec: not seen until the periodic recheck…
+    // It creates a VM later: not seen until the periodic recheck…
     p.fd(3, "anon_inode:kvm-vm");
     assert!(discovery.scan().vmms.is_empty());
-    // …but an exec (new comm) is checked at once.
-    write(
-        &p.dir.join("stat"),
-        stat_line(60, "qemu-system-x86", PF_MAIN, 1),
-    );
+    // …unless the kernel programs saw it run a vCPU: then it is checked at the next scan.
+    discovery.note_kvm_activity(60);
     assert_eq!(discovery.scan().appeared, [p.id()]);
 
     let q = proc.process(61, "python3", 1);

@@ -4,7 +4,7 @@
 //! The kernel keeps running totals; this module sums the CPUs, decodes raw keys into domain
 //! values at the boundary, and removes the keys of processes that no longer exist.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use monitor_common::{
@@ -42,6 +42,9 @@ pub struct ExitTotals {
     pub details: HashMap<DetailCounterKey, u64>,
     /// Events not counted because a map was full.
     pub dropped: u64,
+    /// Processes whose exits were counted while discovery did not know them as VMMs: a VMM
+    /// that appeared since the last scan (or one that exited meanwhile).
+    pub unknown_vmms: Vec<u32>,
 }
 
 /// The exit maps of the running kernel programs.
@@ -106,7 +109,8 @@ impl ExitCounters {
 
     /// Removes every counter of processes for which `keep(pid)` is false (exited VMs), so the
     /// maps hold live state only and a reused pid starts from zero.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+    /// Returns the processes whose exit counts it removed.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) -> BTreeSet<u32> {
         // Keys already gone are skipped, here and below.
         let stale: Vec<ExitKey> = self
             .counts
@@ -115,6 +119,7 @@ impl ExitCounters {
             .filter(|k| !keep(k.tgid))
             .collect();
         self.counts.remove_keys(&stale);
+        let removed = stale.iter().map(|k| k.tgid).collect();
         let stale: Vec<ExitKey> = self
             .latency
             .all_keys()
@@ -139,6 +144,7 @@ impl ExitCounters {
                 .collect();
             map.remove_keys(&stale);
         }
+        removed
     }
 }
 

@@ -16,6 +16,7 @@ mod window;
 use std::collections::HashSet;
 
 pub use self::counters::{ExitCounterKey, ExitCounters, ExitTotals};
+pub use self::window::TOP_DETAILS;
 use crate::{
     bpf::{
         Kernel,
@@ -60,13 +61,21 @@ impl Family for Exits {
     }
 
     fn sample(&mut self, vms: &Vms<'_>) -> ExitTotals {
-        self.counters.retain(|pid| vms.keeps(pid));
+        let removed = self.counters.retain(|pid| vms.keeps(pid));
         let mut totals = self.counters.read();
+        totals.unknown_vmms = removed
+            .into_iter()
+            .filter(|pid| vms.vmms.iter().all(|v| v.id.pid != *pid))
+            .collect();
         // Keys a program added after the removal above belong to processes already gone too.
         totals.counts.retain(|k, _| vms.keeps(k.pid));
         totals.latency.retain(|k, _| vms.keeps(k.pid));
         totals.details.retain(|k, _| vms.keeps(k.pid));
         totals
+    }
+
+    fn unknown_vmms(totals: &ExitTotals) -> Vec<u32> {
+        totals.unknown_vmms.clone()
     }
 
     /// `kvm_exit` records carry the vCPU id; and when a VM has exactly one vCPU whose thread is

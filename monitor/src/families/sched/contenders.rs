@@ -6,7 +6,14 @@
 //! out) is not always the one that held the CPU longest while it waited, nor is its process in
 //! the tracepoint record; the one giving the CPU back is the last of them, and it is.
 
-use std::{collections::HashSet, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use monitor_common::sched::CONTENDER_OTHER;
 
@@ -60,20 +67,20 @@ pub struct ContenderTotals {
 /// all of its waits, and the next window, from which the key is missing, had none.
 #[derive(Debug, Default)]
 pub struct ExitedContenders {
-    /// The readings taken at the last check.
+    /// The check period of the last check.
     checked_at: u64,
     /// The contender pids the last check found gone.
     gone: HashSet<u32>,
 }
 
 impl ExitedContenders {
-    /// Whether a check is due, `reads` readings having been taken: once per reading. A true
-    /// answer is taken to mean the check is made now.
-    pub fn due(&mut self, reads: u64) -> bool {
-        if reads == self.checked_at {
+    /// Whether a check is due, `period` being the count of check periods so far: once per
+    /// period. A true answer is taken to mean the check is made now.
+    pub fn due(&mut self, period: u64) -> bool {
+        if period == self.checked_at {
             return false;
         }
-        self.checked_at = reads;
+        self.checked_at = period;
         true
     }
 
@@ -110,6 +117,7 @@ pub fn window(
     now: &SchedTotals,
     before: Option<&SchedTotals>,
     proc_root: &Path,
+    process_names: &ProcessNames,
 ) -> Vec<ContenderFigures> {
     let mut window: Vec<(Contender, ContenderTotals)> = now
         .contenders
@@ -142,7 +150,7 @@ pub fn window(
             }
             Contender::Process(pid) => Some(match vmms.iter().find(|v| v.id.pid == pid) {
                 Some(other) => (Some(pid), other.name.clone(), ContenderKind::Vm),
-                None => (Some(pid), process_name(proc_root, pid), ContenderKind::Host),
+                None => (Some(pid), process_names.get(proc_root, pid), ContenderKind::Host),
             }),
         };
         if let Some((pid, name, kind)) = named {
@@ -187,9 +195,45 @@ fn contender_figures(
     }
 }
 
-/// A process's command name, or its pid when it has gone.
-fn process_name(proc_root: &Path, pid: u32) -> Untrusted {
-    comm(proc_root, pid).unwrap_or_else(|| Untrusted::new(format!("pid {pid}")))
+/// Host processes' command names, each read once and kept for [`NAMES_KEPT_FOR`] windows: the
+/// same contenders come back window after window, and a name rarely changes.
+#[derive(Debug, Default)]
+pub struct ProcessNames {
+    /// pid → (name, the window it was read in).
+    names: Mutex<HashMap<u32, (Untrusted, u64)>>,
+    windows: AtomicU64,
+}
+
+/// See [`ProcessNames`].
+pub const NAMES_KEPT_FOR: u64 = 10;
+/// Names kept at most; beyond it the oldest half is read again.
+const NAMES_CAPACITY: usize = 4096;
+
+impl ProcessNames {
+    /// Called once per window, before its names are asked for.
+    pub fn next_window(&self) {
+        let window = self.windows.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names.retain(|_, (_, read)| window.saturating_sub(*read) < NAMES_KEPT_FOR);
+        if names.len() > NAMES_CAPACITY {
+            names.clear();
+        }
+    }
+
+    /// A process's command name, or its pid when it has gone.
+    fn get(&self, proc_root: &Path, pid: u32) -> Untrusted {
+        let window = self.windows.load(Ordering::Relaxed);
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names
+            .entry(pid)
+            .or_insert_with(|| {
+                let name =
+                    comm(proc_root, pid).unwrap_or_else(|| Untrusted::new(format!("pid {pid}")));
+                (name, window)
+            })
+            .0
+            .clone()
+    }
 }
 
 #[cfg(test)]

@@ -65,7 +65,15 @@ pub struct SchedCounters {
     /// final totals.
     reads: AtomicU64,
     exited: ExitedContenders,
+    /// Exited contenders are looked for once every this many readings.
+    contender_check_every: u64,
 }
+
+/// Exited contenders are looked for once every this many readings by default: a contender's
+/// key costs only map space until then. Five readings keep an exited process's keys for about
+/// 5–7 s at the default interval even when the agent is starved of CPU (ten let them outlive
+/// the VM by 13 s on a loaded host).
+pub const CONTENDER_CHECK_EVERY: u64 = 5;
 
 impl SchedCounters {
     /// Takes the maps. Contender processes are looked up under `proc_root`, which must show the
@@ -88,7 +96,14 @@ impl SchedCounters {
             proc_root: proc_root.to_owned(),
             reads: AtomicU64::new(0),
             exited: ExitedContenders::default(),
+            contender_check_every: CONTENDER_CHECK_EVERY,
         })
+    }
+
+    /// Looks for exited contenders once every `readings` readings (at least one) instead of
+    /// every [`CONTENDER_CHECK_EVERY`]: for tests that follow one contender reading by reading.
+    pub fn set_contender_check_every(&mut self, readings: u64) {
+        self.contender_check_every = readings.max(1);
     }
 
     /// Makes `threads` the watched set: new threads start from zero (so does a thread whose
@@ -96,8 +111,8 @@ impl SchedCounters {
     /// and a VM none of whose threads is watched any more loses its contenders.
     /// `runnable` says whether a thread is runnable right now (running or waiting for a CPU):
     /// such a thread's first interval counts from now instead of from its next switch.
-    /// Once per reading, contender processes that have exited leave the contender map (see
-    /// [`ExitedContenders`]).
+    /// Once every [`CONTENDER_CHECK_EVERY`] readings, contender processes that have exited leave
+    /// the contender map (see [`ExitedContenders`]).
     /// Returns what could not be done (a full map, a tid beyond the bitmap).
     pub fn watch(
         &mut self,
@@ -186,10 +201,10 @@ impl SchedCounters {
 
     /// Removes the contender keys of processes that have exited, so that short-lived processes
     /// do not fill the map and push every later wait into "other". Runs at most once per
-    /// reading, with one procfs lookup per distinct contender (and per watched process).
+    /// [`CONTENDER_CHECK_EVERY`] readings, with one procfs lookup per distinct contender.
     fn forget_exited_contenders(&mut self) {
         let reads = self.reads.load(Ordering::Relaxed);
-        if !self.exited.due(reads) {
+        if !self.exited.due(reads / self.contender_check_every) {
             return;
         }
         let root = &self.proc_root;
@@ -198,7 +213,8 @@ impl SchedCounters {
         let exists = |pid: u32| is_process(root, pid);
         // The programs record pids of the initial namespace: a procfs that does not show the
         // watched processes belongs to another one, where a missing pid proves nothing.
-        if self.watched_pids.is_empty() || !self.watched_pids.iter().all(|&pid| exists(pid)) {
+        // One watched process tells: discovery has just seen them all.
+        if !self.watched_pids.iter().next().is_some_and(|&pid| exists(pid)) {
             self.exited.clear();
             return;
         }

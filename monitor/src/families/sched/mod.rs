@@ -39,6 +39,9 @@ pub struct Sched {
     vhost: VhostScan,
     proc_root: std::path::PathBuf,
     topology: Option<Topology>,
+    names: contenders::ProcessNames,
+    /// Keeps exported times from stepping back (see [`totals::Monotonic`]).
+    monotonic: totals::Monotonic,
 }
 
 impl Sched {
@@ -68,6 +71,8 @@ impl Family for Sched {
             vhost: VhostScan::default(),
             proc_root: host.proc_root.clone(),
             topology: host.topology.clone(),
+            names: contenders::ProcessNames::default(),
+            monotonic: totals::Monotonic::default(),
         })
     }
 
@@ -87,7 +92,9 @@ impl Family for Sched {
     }
 
     fn sample(&mut self, _vms: &Vms<'_>) -> SchedTotals {
-        self.counters.read()
+        let mut totals = self.counters.read();
+        self.monotonic.apply(&mut totals.threads);
+        totals
     }
 
     fn window(&self, pair: &Pair<'_, SchedTotals>, snapshot: &mut Snapshot) {
@@ -95,7 +102,9 @@ impl Family for Sched {
             sources: &self.sources,
             topology: self.topology.as_ref(),
             proc_root: &self.proc_root,
+            names: &self.names,
         };
+        self.names.next_window();
         window::fill(pair, &context, snapshot);
     }
 }

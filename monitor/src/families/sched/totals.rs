@@ -1,5 +1,7 @@
 //! Running scheduling totals of watched threads, decoded from the kernel's entries.
 
+use std::collections::HashMap;
+
 use monitor_common::{
     places::MIGRATION_CLASSES,
     sched::{CPU_UNKNOWN, ThreadSched},
@@ -135,6 +137,54 @@ crate::running_totals!(ThreadTotals {
     migrations,
 });
 
+/// Keeps each thread's times from stepping back between readings.
+///
+/// A time includes the interval in progress, estimated from when the kernel saw the thread start
+/// running or waiting. When the event that ended that interval was skipped (the kernel skips
+/// tracepoint programs on a CPU where another BPF program, or a BPF map syscall, is running),
+/// the estimate runs on until the thread's next event files the true figure, which is lower.
+/// Exported as a counter, that step down reads as a reset, and `rate()` counts the whole total
+/// again. Held at its highest value instead, the time pauses until the kernel's figure catches
+/// up: a window may show too little, never a negative time or a spike.
+#[derive(Default)]
+pub struct Monotonic {
+    last: HashMap<u32, Highest>,
+}
+
+struct Highest {
+    pid: u32,
+    /// A new entry for the tid (a reused tid, watched afresh) starts a shorter watch.
+    watched_ns: u64,
+    run_ns: u64,
+    wait_ns: u64,
+}
+
+impl Monotonic {
+    /// Raises each thread's times to at least what the previous reading showed, and forgets
+    /// threads no longer read.
+    pub fn apply(&mut self, threads: &mut HashMap<u32, ThreadTotals>) {
+        self.last.retain(|tid, _| threads.contains_key(tid));
+        for (tid, t) in threads.iter_mut() {
+            if let Some(before) = self.last.get(tid)
+                && before.pid == t.pid
+                && t.watched_ns >= before.watched_ns
+            {
+                t.run_ns = t.run_ns.max(before.run_ns);
+                t.wait_ns = t.wait_ns.max(before.wait_ns);
+            }
+            self.last.insert(
+                *tid,
+                Highest {
+                    pid: t.pid,
+                    watched_ns: t.watched_ns,
+                    run_ns: t.run_ns,
+                    wait_ns: t.wait_ns,
+                },
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use monitor_common::{histogram::LatencyHist, places::MigrationClass as Raw};
@@ -164,5 +214,32 @@ mod tests {
         let window = later.since(&t);
         assert_eq!((window.run_ns, window.wait_ns), (0, 800));
         assert_eq!(window.migrations.total(), 0);
+    }
+
+    #[test]
+    fn an_overestimated_interval_in_progress_never_steps_a_time_back() {
+        let thread = |run_ns, watched_ns| {
+            let mut raw = ThreadSched::new(10);
+            raw.run_ns = run_ns;
+            let mut t = ThreadTotals::decode(11, ThreadClass::Vcpu, &raw, 0);
+            t.watched_ns = watched_ns;
+            HashMap::from([(11, t)])
+        };
+        let mut monotonic = Monotonic::default();
+        let run_of = |m: &mut Monotonic, run_ns, watched_ns| {
+            let mut threads = thread(run_ns, watched_ns);
+            m.apply(&mut threads);
+            threads[&11].run_ns
+        };
+        assert_eq!(run_of(&mut monotonic, 100, 1), 100);
+        // A missed switch-out left the interval open: 276 was an overestimate.
+        assert_eq!(run_of(&mut monotonic, 276, 2), 276);
+        assert_eq!(run_of(&mut monotonic, 152, 3), 276);
+        assert_eq!(run_of(&mut monotonic, 300, 4), 300);
+        // The tid watched afresh (a new thread): its own, smaller time counts.
+        assert_eq!(run_of(&mut monotonic, 5, 1), 5);
+        // A reading without the thread forgets it.
+        monotonic.apply(&mut HashMap::new());
+        assert_eq!(run_of(&mut monotonic, 1, 9), 1);
     }
 }

@@ -31,6 +31,7 @@ pub struct Context<'a> {
     pub topology: Option<&'a Topology>,
     /// To name contending processes.
     pub proc_root: &'a Path,
+    pub names: &'a contenders::ProcessNames,
 }
 
 /// One thread over the window, with its running totals.
@@ -88,7 +89,7 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
                     })
                 })
                 .collect(),
-            contenders: contenders::window(vm, &vmms, pair.now, before, ctx.proc_root),
+            contenders: contenders::window(vm, &vmms, pair.now, before, ctx.proc_root, ctx.names),
         };
     }
     snapshot.families.sched = host(pair.now, pair.before, ctx);

@@ -189,9 +189,9 @@ impl TlbCounters {
 
     /// Removes the counters of processes for which `keep(pid)` is false (exited VMs), and of
     /// threads that have exited from the processes kept: a VMM starts and ends worker threads
-    /// all its life, each with a new tid, and the map's keys are per thread. Each thread is
-    /// looked up once.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+    /// all its life, each with a new tid, and the map's keys are per thread. A thread
+    /// `listed(pid, tid)` (discovery has just seen it) is alive; any other is looked up once.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool, listed: impl Fn(u32, u32) -> bool) {
         let mut exited: HashMap<(u32, u32), bool> = HashMap::new();
         let stale: Vec<TlbKey> = self
             .vmm
@@ -199,9 +199,10 @@ impl TlbCounters {
             .into_iter()
             .filter(|k| {
                 !keep(k.tgid)
-                    || *exited
-                        .entry((k.tgid, k.tid))
-                        .or_insert_with(|| thread_exited(&self.proc_root, k.tgid, k.tid))
+                    || (!listed(k.tgid, k.tid)
+                        && *exited
+                            .entry((k.tgid, k.tid))
+                            .or_insert_with(|| thread_exited(&self.proc_root, k.tgid, k.tid)))
             })
             .collect();
         // Already gone is fine.
@@ -236,14 +237,53 @@ fn by_cpu(per_cpu: &PerCpuValues<TlbCount>) -> BTreeMap<u32, Flushes> {
         .collect()
 }
 
-/// The CPUs the VMM's vCPU threads may run on: the union of their affinity masks. Empty when no
-/// vCPU thread is known yet or none could be read (the process is exiting).
-#[must_use]
-pub fn vcpu_cpus(proc_root: &Path, vmm: &Vmm) -> BTreeSet<u32> {
-    vmm.vcpus
-        .iter()
-        .filter_map(|v| v.tid)
-        .filter_map(|tid| status_list(proc_root, vmm.id.pid, Some(tid), "Cpus_allowed_list"))
-        .flatten()
-        .collect()
+/// The CPUs a thread may run on (its affinity), as last read, for each thread it was read for.
+/// Affinity changes only when an operator pins a thread, so each thread is read again once every
+/// [`AFFINITY_REFRESH_EVERY`] samples (spread over tids) rather than on every sample.
+#[derive(Debug, Default)]
+pub struct Affinities {
+    /// (pid, tid) → (allowed CPUs, the sample it was read at).
+    read: HashMap<(u32, u32), AffinityRead>,
+    samples: u64,
+}
+
+/// A thread's allowed CPUs (`None` when unreadable) and the sample they were read at.
+type AffinityRead = (Option<BTreeSet<u32>>, u64);
+
+/// See [`Affinities`].
+pub const AFFINITY_REFRESH_EVERY: u64 = 10;
+
+impl Affinities {
+    /// The CPUs the VMM's vCPU threads may run on: the union of their affinity masks. Empty
+    /// when no vCPU thread is known yet or none could be read (the process is exiting).
+    /// `vmms` are every VMM of this sample: threads of no VMM here are forgotten.
+    pub fn vcpu_cpus(&mut self, proc_root: &Path, vmms: &[Vmm]) -> HashMap<u32, BTreeSet<u32>> {
+        self.samples += 1;
+        let samples = self.samples;
+        let mut read = HashMap::new();
+        let mut by_pid = HashMap::new();
+        for vmm in vmms {
+            let pid = vmm.id.pid;
+            let mut cpus = BTreeSet::new();
+            for tid in vmm.vcpus.iter().filter_map(|v| v.tid) {
+                let due = |at: u64| {
+                    at == samples
+                        || (samples + u64::from(tid)).is_multiple_of(AFFINITY_REFRESH_EVERY)
+                };
+                let entry = match self.read.remove(&(pid, tid)) {
+                    Some((allowed, at)) if !due(at) && allowed.is_some() => (allowed, at),
+                    _ => (
+                        status_list(proc_root, pid, Some(tid), "Cpus_allowed_list")
+                            .map(|l| l.into_iter().collect()),
+                        samples,
+                    ),
+                };
+                cpus.extend(entry.0.iter().flatten().copied());
+                read.insert((pid, tid), entry);
+            }
+            by_pid.insert(pid, cpus);
+        }
+        self.read = read;
+        by_pid
+    }
 }

@@ -11,7 +11,8 @@ pub mod sources;
 mod window;
 
 pub use self::counters::{
-    Flushes, TlbCounterKey, TlbCounters, TlbEvent, TlbReason, TlbTotals, vcpu_cpus,
+    Affinities, Flushes, TlbCounterKey, TlbCounters, TlbEvent, TlbReason,
+    TlbTotals,
 };
 use crate::{
     bpf::{
@@ -27,6 +28,7 @@ pub struct Tlb {
     counters: TlbCounters,
     sources: Sources,
     proc_root: std::path::PathBuf,
+    affinities: Affinities,
 }
 
 impl Tlb {
@@ -50,6 +52,7 @@ impl Family for Tlb {
             counters: TlbCounters::open(kernel, &host.proc_root)?,
             sources,
             proc_root: host.proc_root.clone(),
+            affinities: Affinities::default(),
         })
     }
 
@@ -58,13 +61,17 @@ impl Family for Tlb {
     }
 
     fn sample(&mut self, vms: &Vms<'_>) -> TlbTotals {
-        self.counters.retain(|pid| vms.keeps(pid));
+        let by_pid: std::collections::HashMap<u32, &crate::discovery::Vmm> =
+            vms.vmms.iter().map(|v| (v.id.pid, v)).collect();
+        // Discovery keeps each VMM's threads sorted by tid.
+        let listed = |pid: u32, tid: u32| {
+            by_pid
+                .get(&pid)
+                .is_some_and(|v| v.threads.binary_search_by_key(&tid, |t| t.tid).is_ok())
+        };
+        self.counters.retain(|pid| vms.keeps(pid), listed);
         let mut totals = self.counters.read();
-        totals.vcpu_cpus = vms
-            .vmms
-            .iter()
-            .map(|v| (v.id.pid, vcpu_cpus(&self.proc_root, v)))
-            .collect();
+        totals.vcpu_cpus = self.affinities.vcpu_cpus(&self.proc_root, vms.vmms);
         totals
     }
 
