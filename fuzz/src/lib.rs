@@ -24,13 +24,25 @@ pub struct Record<'a> {
 pub fn records(mut data: &[u8]) -> Vec<Record<'_>> {
     let mut out = Vec::new();
     while out.len() < MAX_RECORDS {
-        let Some((&kind, rest)) = data.split_first() else { break };
-        let Some((path, rest)) = take(rest, 2) else { break };
-        let Some((content, rest)) = take(rest, 4) else { break };
+        let Some((&kind, rest)) = data.split_first() else {
+            break;
+        };
+        let Some((path, rest)) = take(rest, 2) else {
+            break;
+        };
+        let Some((content, rest)) = take(rest, 4) else {
+            break;
+        };
         data = rest;
-        let Ok(path) = std::str::from_utf8(path) else { continue };
+        let Ok(path) = std::str::from_utf8(path) else {
+            continue;
+        };
         if safe(path) {
-            out.push(Record { link: kind & 1 == 1, path, content });
+            out.push(Record {
+                link: kind & 1 == 1,
+                path,
+                content,
+            });
         }
     }
     out
@@ -82,7 +94,11 @@ fn safe(path: &str) -> bool {
 #[must_use]
 pub fn scratch(name: &str) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     let dir = base.join(format!("kvmtop-fuzz-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");

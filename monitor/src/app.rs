@@ -1,6 +1,7 @@
-//! The three ways to run kvmtop. Each opens a [`Session`], gives up the capabilities it no
-//! longer needs, samples the session, and hands snapshots to a presenter; collection never
-//! waits on presentation.
+//! The ways to run kvmtop. The live ones open a [`Session`], give up the capabilities they no
+//! longer need, sample the session, and hand snapshots to a presenter (the table, the metrics
+//! endpoint, a recording); collection never waits on presentation. `replay` reads a recording
+//! and needs no privileges.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -16,11 +17,17 @@ use std::{
 
 use anyhow::Context as _;
 
+mod flight;
+pub use flight::{FlightTo, dump_flight};
+
 use crate::{
     advice::{Advisor, Roots, Thresholds},
+    control,
+    host::clock::thread_cpu_ns,
     model::Snapshot,
-    output::{self, Format},
+    output::{self, ExportFormat, Format},
     privileges,
+    recording::{self, playback::Recording, recorder::Recorder},
     session::{Config, Sample, Session},
     tui,
 };
@@ -84,16 +91,371 @@ fn ends_early_on_interrupt() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(interrupted)
 }
 
-/// `kvmtop` / `kvmtop top`: the live table.
-pub fn top(config: &Config, thresholds: Thresholds, interval: Duration) -> anyhow::Result<()> {
+/// `kvmtop` / `kvmtop top`: the live table, with its flight recorder.
+pub fn top(
+    config: &Config,
+    thresholds: Thresholds,
+    interval: Duration,
+    flight_to: &FlightTo,
+) -> anyhow::Result<()> {
     let session = Session::open(config)?;
     drop_privileges(Announce::Log);
     let advisor = Advisor::new(thresholds, advice_roots(config));
+    // What the flight recorder says goes to the view's bottom line, not over the table.
+    let (notice_tx, notices) = mpsc::channel();
+    let notify: flight::Notify = Arc::new(move |text| {
+        let _ = notice_tx.send(text);
+    });
+    let deck = flight::start(flight_to, &notify);
+    let ring = deck.flight.clone();
     let (tx, rx) = mpsc::sync_channel(2);
     spawn_sampler(session, advisor, interval, move |snapshot| {
+        if let Some(ring) = &ring {
+            ring.record(&snapshot);
+        }
         tx.send(snapshot).is_ok()
     });
-    tui::run(&rx, interval)
+    let keys = tui::flight_keys::FlightKeys::new(
+        deck.flight.clone(),
+        flight_to.control_dir.clone(),
+        notices,
+    );
+    tui::run(&rx, interval, keys)
+}
+
+/// How often `record` says how far it has got.
+const RECORD_PROGRESS_EVERY: u64 = 60;
+
+/// Where and how `record` records.
+pub struct RecordTo {
+    pub dir: PathBuf,
+    pub store: recording::store::Config,
+    /// Where to listen for marks.
+    pub control_dir: PathBuf,
+}
+
+/// `kvmtop record`: every window into a recording, until `duration` has passed or SIGINT or
+/// SIGTERM arrives; marks sent with `kvmtop mark` go on its timeline.
+pub fn record(
+    config: &Config,
+    thresholds: Thresholds,
+    to: &RecordTo,
+    duration: Option<Duration>,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    use signal_hook::{consts::TERM_SIGNALS, flag};
+    let dir = to.dir.as_path();
+    let stop = Arc::new(AtomicBool::new(false));
+    for &signal in TERM_SIGNALS {
+        // A second signal ends kvmtop at once, as for `snapshot`.
+        flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+        flag::register(signal, Arc::clone(&stop)).context("installing the signal handlers")?;
+    }
+    // A directory kvmtop cannot record into is reported before the programs are loaded.
+    let mut recorder = Recorder::open(dir, to.store.clone())?;
+    let (mark_tx, marks) = mpsc::channel();
+    // Without the socket the recording still goes on, without marks from other shells.
+    let control = control::ControlSocket::listen(&to.control_dir, mark_tx)
+        .inspect_err(|e| eprintln!("kvmtop: marks unavailable: {e:#}"))
+        .ok();
+    let mut session = Session::open(config)?;
+    drop_privileges(Announce::Print);
+    let mut advisor = Advisor::new(thresholds, advice_roots(config));
+    eprintln!(
+        "kvmtop: recording a window every {:.1} s into {}{} (Ctrl-C stops)",
+        interval.as_secs_f64(),
+        dir.display(),
+        duration.map_or(String::new(), |d| format!(" for {:.0} s", d.as_secs_f64())),
+    );
+    let mut previous = session.sample();
+    advisor.start_window(&previous.vmms);
+    let deadline = duration.map(|d| previous.at + d);
+    let mut failed_writes = 0_u64;
+    let mut recording_cpu_ns = 0_u64;
+    while !stop.load(Ordering::Relaxed) {
+        // Short naps, so a signal stops the recording within a fraction of a window.
+        let next = previous.at + interval;
+        while let Some(left) = next.checked_duration_since(std::time::Instant::now()) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            for text in marks.try_iter() {
+                if let Err(e) = recorder.mark(text) {
+                    eprintln!("kvmtop: mark not recorded: {e}");
+                }
+            }
+            thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        let current = session.sample();
+        let snapshot = advised(&session, &mut advisor, &previous, &current);
+        previous = current;
+        let started = thread_cpu_ns();
+        let appended = recorder.record(&snapshot);
+        recording_cpu_ns += thread_cpu_ns().saturating_sub(started);
+        match appended {
+            Ok(_) => {}
+            // A full disk or a failing one: the store starts a new segment at the next window,
+            // so recording carries on once space is back.
+            Err(e) => {
+                failed_writes += 1;
+                eprintln!("kvmtop: window not recorded: {e}");
+            }
+        }
+        for warning in recorder.take_warnings() {
+            eprintln!("kvmtop: recording: {warning}");
+        }
+        let windows = recorder.windows();
+        if windows > 0 && windows.is_multiple_of(RECORD_PROGRESS_EVERY) {
+            eprintln!(
+                "kvmtop: {windows} windows recorded, {}",
+                cost_line(&recorder, recording_cpu_ns)
+            );
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+    }
+    drop(control);
+    for text in marks.try_iter() {
+        if let Err(e) = recorder.mark(text) {
+            eprintln!("kvmtop: mark not recorded: {e}");
+        }
+    }
+    let windows = recorder.windows();
+    let cost = cost_line(&recorder, recording_cpu_ns);
+    recorder.close()?;
+    eprintln!(
+        "kvmtop: recorded {windows} windows into {}: {cost}{}",
+        dir.display(),
+        if failed_writes > 0 {
+            format!(" ({failed_writes} could not be written)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// What a recording has cost so far, for the progress and closing lines: disk, and the CPU
+/// time `cpu_ns` spent recording (finding events, encoding, redacting, compressing, writing).
+fn cost_line(recorder: &Recorder, cpu_ns: u64) -> String {
+    let cost = recorder.cost();
+    let stored = recorder.stored_bytes();
+    let per_vm = cost
+        .bytes_per_vm_second(stored)
+        .map_or(String::new(), |b| format!(", {b:.0} bytes per VM-second"));
+    let cpu = cost.core_share(cpu_ns).map_or(String::new(), |share| {
+        format!(", recording used {:.2} % of a core", share * 100.0)
+    });
+    format!(
+        "{:.1} MiB on disk ({:.1} MiB before compression){per_vm}{cpu}",
+        mib(stored),
+        mib(recorder.raw_bytes())
+    )
+}
+
+/// The ranges of `kvmtop report` as typed.
+pub struct ReportRanges {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `FROM..TO`.
+    pub baseline: Option<String>,
+}
+
+/// `kvmtop report PATH`: what changed in the incident range against the baseline.
+pub fn report(
+    path: &std::path::Path,
+    ranges: &ReportRanges,
+    format: crate::report::Format,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use crate::report::{Range, Report, render};
+    let recording = Recording::open(path)?;
+    let times: Vec<u64> = recording.window_times().collect();
+    let (Some(&start_ns), Some(&end_ns)) = (times.first(), times.last()) else {
+        anyhow::bail!("{}: the recording holds no window", path.display());
+    };
+    let span = recording::when::Span { start_ns, end_ns };
+    let at = |text: &str| recording::when::parse(text, span).map_err(anyhow::Error::msg);
+    let from = match &ranges.from {
+        Some(t) => at(t)?,
+        None => start_ns + (end_ns - start_ns) / 2,
+    };
+    let to = match &ranges.to {
+        Some(t) => at(t)?,
+        None => end_ns,
+    };
+    anyhow::ensure!(from <= to, "the incident ends before it starts");
+    let baseline = match &ranges.baseline {
+        Some(text) => {
+            let (a, b) = text
+                .split_once("..")
+                .ok_or_else(|| anyhow::anyhow!("--baseline '{text}' is not FROM..TO"))?;
+            Range {
+                from_ns: at(a)?,
+                to_ns: at(b)?,
+            }
+        }
+        // As long as the incident, ending just before it.
+        None => Range {
+            from_ns: from.saturating_sub(to - from + 1),
+            to_ns: from.saturating_sub(1),
+        },
+    };
+    let incident = Range {
+        from_ns: from,
+        to_ns: to,
+    };
+    let mut said = 0;
+    let report = Report::build(&recording, incident, baseline, |done, all| {
+        // Long recordings take a while: a line every tenth.
+        if all >= 600 && done * 10 / all > said {
+            said = done * 10 / all;
+            eprintln!("kvmtop: read {done} of {all} windows");
+        }
+    });
+    for problem in &report.problems {
+        eprintln!("kvmtop: skipped: {problem}");
+    }
+    if report.incident_windows == 0 {
+        anyhow::bail!("no window of the recording falls in the incident range");
+    }
+    if report.baseline_windows == 0 {
+        eprintln!("kvmtop: no window falls in the baseline range: nothing to compare with");
+    }
+    let text = match format {
+        crate::report::Format::Json => render::json(&report)?,
+        crate::report::Format::Md => render::markdown(&report),
+        crate::report::Format::Html => render::html_page(&report),
+    };
+    if let Some(file) = output {
+        std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+    } else {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `kvmtop mark TEXT`: a note on the timeline of every recording kvmtop on this host.
+pub fn mark(control_dir: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let sent = control::send_mark(control_dir, text)?;
+    for (socket, why) in &sent.refused {
+        eprintln!("kvmtop: {}: {why}", socket.display());
+    }
+    match sent.accepted.len() {
+        0 => anyhow::bail!("no kvmtop took the mark"),
+        1 => eprintln!("kvmtop: marked 1 recording"),
+        n => eprintln!("kvmtop: marked {n} recordings"),
+    }
+    Ok(())
+}
+
+/// Bytes as MiB, for messages.
+#[allow(clippy::cast_precision_loss)]
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// `kvmtop replay PATH --format …`: exports the windows of a recording between `from` and
+/// `to`.
+pub fn replay(
+    path: &std::path::Path,
+    format: ExportFormat,
+    metrics_detail: output::metrics::Level,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    // OpenMetrics escapes only what its own syntax needs: label values (VM names, from whoever
+    // made the recording) keep every other character, as Prometheus must see them. That is
+    // for files and pipes, never for a terminal.
+    if format == ExportFormat::Openmetrics && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "--format openmetrics writes label values as recorded, which a terminal could act \
+             on: redirect it to a file (`> incident.om`) or a pipe"
+        );
+    }
+    let recording = Recording::open(path)?;
+    for problem in recording.problems() {
+        eprintln!("kvmtop: skipped: {problem}");
+    }
+    let times: Vec<u64> = recording.window_times().collect();
+    let (Some(&start_ns), Some(&end_ns)) = (times.first(), times.last()) else {
+        anyhow::bail!("{}: the recording holds no window", path.display());
+    };
+    let span = recording::when::Span { start_ns, end_ns };
+    let pick = |text: Option<&str>, default| {
+        text.map_or(Ok(default), |t| recording::when::parse(t, span))
+            .map_err(anyhow::Error::msg)
+    };
+    let (from, to) = (pick(from, start_ns)?, pick(to, end_ns)?);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // The OpenMetrics export groups the windows' samples by family and writes them at the end.
+    let mut openmetrics = (format == ExportFormat::Openmetrics).then(|| {
+        output::openmetrics::Writer::new(output::metrics::Exporter::new(
+            metrics_detail,
+            output::series::details::MAX_TOP_N,
+        ))
+    });
+    let (mut unreadable, mut backwards) = (0, 0);
+    for (index, &time) in times.iter().enumerate() {
+        if !(from..=to).contains(&time) {
+            continue;
+        }
+        match recording.window(index) {
+            Ok(snapshot) => match &mut openmetrics {
+                None => output::json::write_line(&mut out, &snapshot)?,
+                Some(writer) => {
+                    if !writer.window(&snapshot, time)? {
+                        backwards += 1;
+                    }
+                }
+            },
+            Err(e) => {
+                unreadable += 1;
+                eprintln!("kvmtop: skipped: {e}");
+            }
+        }
+    }
+    if let Some(writer) = openmetrics {
+        writer.finish(&mut out)?;
+    }
+    out.flush()?;
+    if unreadable > 0 {
+        eprintln!("kvmtop: {unreadable} windows could not be read");
+    }
+    if backwards > 0 {
+        eprintln!(
+            "kvmtop: {backwards} windows left out: they did not end after the window before \
+             (the clock stepped back), and Prometheus takes no sample out of order"
+        );
+    }
+    Ok(())
+}
+
+/// `kvmtop replay PATH`: the live view over the windows of a recording between `from` and `to`,
+/// with time controls.
+pub fn replay_view(
+    path: &std::path::Path,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<()> {
+    let recording = Recording::open(path)?;
+    let times: Vec<u64> = recording.window_times().collect();
+    let (Some(&start_ns), Some(&end_ns)) = (times.first(), times.last()) else {
+        anyhow::bail!("{}: the recording holds no window", path.display());
+    };
+    let span = recording::when::Span { start_ns, end_ns };
+    let (from, to) = recording::when::range(from, to, span).map_err(anyhow::Error::msg)?;
+    let Some(mut replay) = tui::replay::Replay::new(recording, from, to) else {
+        anyhow::bail!("{}: no window between --from and --to", path.display());
+    };
+    let app = replay.app();
+    tui::show(&mut replay, app)
 }
 
 /// `kvmtop serve`: Prometheus metrics over HTTP.
@@ -103,6 +465,8 @@ pub fn serve(
     listen: SocketAddr,
     web_config: Option<PathBuf>,
     interval: Duration,
+    mut exporter: output::metrics::Exporter,
+    flight_to: &FlightTo,
 ) -> anyhow::Result<()> {
     // A bad web config is reported before the kernel programs are loaded.
     if let Some(path) = &web_config {
@@ -115,15 +479,28 @@ pub fn serve(
     let session = Session::open(config)?;
     drop_privileges(Announce::Print);
     let advisor = Advisor::new(thresholds, advice_roots(config));
-    let (tx, rx) = tokio::sync::watch::channel(None::<Snapshot>);
+    // A service's journal is its stderr.
+    let notify: flight::Notify = Arc::new(|text| eprintln!("kvmtop: {text}"));
+    let deck = flight::start(flight_to, &notify);
+    let ring = deck.flight.clone();
+    let (tx, rx) = tokio::sync::watch::channel(None::<output::serve::Exposition>);
+    // Rendered once per window, on the sampler's thread: the exporter must see every window
+    // (its exit-detail counters add each one), and scrapes only copy the text. The flight
+    // recorder only queues the window for its own thread.
     spawn_sampler(session, advisor, interval, move |snapshot| {
-        tx.send(Some(snapshot)).is_ok()
+        let exposition = output::serve::Exposition::new(exporter.window(&snapshot));
+        if let Some(ring) = &ring {
+            ring.record(&snapshot);
+        }
+        tx.send(Some(exposition)).is_ok()
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(output::serve::run(listener, rx, web_config))
+    let served = runtime.block_on(output::serve::run(listener, rx, web_config));
+    drop(deck);
+    served
 }
 
 /// Where [`drop_privileges`] says what it kept.

@@ -11,6 +11,7 @@ pub mod advice;
 pub mod app;
 pub mod bpf;
 pub mod cli;
+pub mod control;
 pub mod discovery;
 pub mod families;
 pub mod family;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod output;
 pub mod privileges;
 pub mod recording;
+pub mod report;
 pub mod session;
 #[cfg(test)]
 mod testing;

@@ -173,7 +173,7 @@ fn a_reader_beside_a_live_writer_sees_a_consistent_prefix() {
         max_segment_bytes: 16 << 10,
         max_total_bytes: 256 << 10,
         fsync_interval: Duration::from_hours(1),
-        ..Config::default()
+        ..small_segments()
     };
     let mut writer = Writer::open(&path, config).unwrap();
     let writing = std::thread::spawn(move || {
@@ -195,7 +195,7 @@ fn a_reader_beside_a_live_writer_sees_a_consistent_prefix() {
         for (i, frame) in got.iter().zip(reader.frames(..)) {
             match frame {
                 Ok(frame) => assert_eq!(frame, expected(*i)),
-                Err(Error::IoAt { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                Err(Error::IoAt { error, .. }) if error.kind() == ErrorKind::NotFound => {
                     deleted += 1;
                 }
                 Err(e) => panic!("{e}"),

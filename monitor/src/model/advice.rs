@@ -1,18 +1,27 @@
 //! Tuning advice as presenters see it: the rules' descriptions, and what a rule produces — a
 //! recommendation that always carries the evidence behind it.
 
-use std::fmt;
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Mutex, OnceLock},
+};
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::Untrusted;
+use super::{
+    Untrusted,
+    interned::{self, StaticText},
+};
 
 /// A reference: the document and the section within it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Source {
-    pub title: &'static str,
-    pub section: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub title: StaticText,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub section: StaticText,
 }
 
 /// The change a rule recommends, in each form that applies.
@@ -24,7 +33,7 @@ pub struct StaticChange {
 }
 
 /// The rule families of the reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleFamily {
     Cpu,
@@ -63,15 +72,38 @@ pub struct RuleInfo {
     pub sources: &'static [Source],
 }
 
+/// For `#[serde(deserialize_with)]` on a `&'static [Source]` field: each distinct list is
+/// kept once, like the texts, and is bounded like them.
+fn sources<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static [Source], D::Error> {
+    static LISTS: OnceLock<Mutex<HashSet<&'static [Source]>>> = OnceLock::new();
+    let list = Vec::<Source>::deserialize(d)?;
+    let mut lists = LISTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(kept) = lists.get(list.as_slice()) {
+        return Ok(kept);
+    }
+    if !interned::room_for(lists.len()) {
+        return Ok(&[]);
+    }
+    let kept: &'static [Source] = Box::leak(list.into_boxed_slice());
+    lists.insert(kept);
+    Ok(kept)
+}
+
 /// An input a rule needed but did not have, so the rule stayed quiet.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct Unavailable {
-    pub rule: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub rule: StaticText,
     pub input: String,
 }
 
 /// How urgent a recommendation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -80,7 +112,9 @@ pub enum Severity {
 }
 
 /// What a recommendation is about.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Target {
     Host,
@@ -133,7 +167,7 @@ impl fmt::Display for Target {
 }
 
 /// A measured or configured value.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Value {
     Number(f64),
@@ -177,7 +211,7 @@ impl From<Untrusted> for Value {
 }
 
 /// How the value relates to the threshold for the condition to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     Above,
@@ -207,7 +241,7 @@ impl Comparison {
 }
 
 /// One observation or fact backing a recommendation.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Evidence {
     pub name: Untrusted,
     pub value: Value,
@@ -267,7 +301,7 @@ impl fmt::Display for Evidence {
 }
 
 /// The change to make, in whichever forms apply.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
     /// libvirt domain XML.
     pub libvirt: Option<Untrusted>,
@@ -313,22 +347,37 @@ impl Change {
 
 /// One piece of advice. It cannot exist without evidence: the only constructor takes the
 /// first item, and the list is private.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Recommendation {
     /// The rule id (`C1`, `E4`, …).
-    pub id: &'static str,
-    pub title: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub id: StaticText,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub title: StaticText,
     pub severity: Severity,
     pub target: Target,
+    #[serde(deserialize_with = "some_evidence")]
     evidence: Vec<Evidence>,
     pub diagnosis: Untrusted,
     pub change: Change,
     pub expected_effect: Untrusted,
     /// The references behind the rule (one or more).
+    #[serde(deserialize_with = "sources")]
     pub source: &'static [Source],
     /// The condition is no longer past its firing threshold but not yet past its clearing
     /// one; the evidence then shows the clearing thresholds.
     pub holding: bool,
+}
+
+/// A recording read back keeps the rule that a recommendation has evidence.
+fn some_evidence<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Evidence>, D::Error> {
+    let evidence = Vec::<Evidence>::deserialize(d)?;
+    if evidence.is_empty() {
+        return Err(serde::de::Error::custom(
+            "a recommendation without evidence",
+        ));
+    }
+    Ok(evidence)
 }
 
 impl Recommendation {

@@ -2,20 +2,21 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
 
-use super::{Bucket, Histogram, LatencySummary, LostEvents, SourceState, Untrusted};
+use super::{Bucket, Histogram, LatencySummary, LostEvents, SourceState, Untrusted, interned::StaticText};
 
 /// Host-wide state of the block sources.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostBlock {
     /// State of each block source, by tracepoint name.
     pub sources: BTreeMap<String, SourceState>,
     /// Where each source runs (`tracepoint:block:block_rq_issue`, …).
     pub hooks: BTreeMap<String, String>,
     /// Where requests are attributed to the submitting VM on this kernel.
-    pub attributed_at: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub attributed_at: StaticText,
     /// Per source, events the kernel did not run its program for (another BPF program was
     /// running on that CPU): in the window and since start. Only sources that lost any.
     pub lost: BTreeMap<String, LostEvents>,
@@ -29,7 +30,7 @@ pub struct HostBlock {
 }
 
 /// A VM's block I/O over the window.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VmBlock {
     /// Host block devices the VM's requests went to, or its drives sit on; busiest first.
     pub devices: Vec<BlockDevice>,
@@ -38,7 +39,7 @@ pub struct VmBlock {
 }
 
 /// One host device, for one VM.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BlockDevice {
     /// Kernel name (`vda`, `nvme0n1`), or `MAJ:MIN` when sysfs does not know it.
     pub device: String,
@@ -58,7 +59,8 @@ pub struct BlockDevice {
     /// stalled device. Not in `requests`, `latency` nor `in_flight`.
     pub expired: u64,
     /// Running total of `expired` (for Prometheus counters).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative_expired: u64,
     /// Mean number of requests in flight over the window (queued or at the device).
     pub avg_in_flight: f64,
@@ -69,10 +71,11 @@ pub struct BlockDevice {
 }
 
 /// One operation on one device, for one VM, over the window.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BlockOpStats {
     /// `read`, `write`, `flush`, `discard` or `other`.
-    pub op: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub op: StaticText,
     pub requests: u64,
     pub iops: f64,
     pub bytes: u64,
@@ -87,16 +90,19 @@ pub struct BlockOpStats {
     /// a flush of its own): their whole life counts as latency, and they have no queue time.
     pub unissued: u64,
     /// Running totals (for Prometheus counters and histograms).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative_bytes: u64,
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative_latency: Histogram,
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative_queue: Histogram,
 }
 
 /// A guest drive and where its I/O goes on the host.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DriveInfo {
     /// Device or drive id (libvirt's alias, e.g. `virtio-disk0`).
     pub id: Option<Untrusted>,
@@ -105,7 +111,8 @@ pub struct DriveInfo {
     /// Image file or device node, as QEMU was given it.
     pub file: Option<Untrusted>,
     /// Effective `cache=` mode.
-    pub cache: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub cache: StaticText,
     /// Effective `aio=` mode.
     pub aio: Untrusted,
     /// The host devices (kernel names) whose requests carry the drive's I/O.

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
 
-use super::{Histogram, LatencySummary, LostEvents, SourceState};
+use super::{Histogram, LatencySummary, LostEvents, SourceState, interned::StaticText};
 
 /// The tracepoint that produced an exit count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitSource {
     /// `kvm:kvm_exit`, every hardware exit.
@@ -54,7 +54,7 @@ impl ExitSource {
 }
 
 /// Hardware virtualisation family of a hardware exit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Isa {
     Vmx,
@@ -72,7 +72,7 @@ impl Isa {
 }
 
 /// What a detail counts, with the tracepoint behind it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DetailKind {
     Pio,
@@ -142,7 +142,7 @@ impl DetailKind {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostExits {
     /// State of every kernel source of exit figures, by short name (`kvm_exit`, `kvm_entry`,
     /// `userspace`, `kvm_run`, `halt`, `pio`, `mmio`, …).
@@ -158,13 +158,14 @@ pub struct HostExits {
 }
 
 /// One kind of exit detail of a VM over the window.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DetailGroup {
     pub kind: DetailKind,
     /// The tracepoint that reported it.
     pub source: String,
     /// What `value` is (port, MSR, guest page, …).
-    pub value_name: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub value_name: StaticText,
     pub count: u64,
     pub rate: f64,
     /// Largest first.
@@ -172,11 +173,12 @@ pub struct DetailGroup {
     /// Events of this kind not in `top`.
     pub other: u64,
     /// Events since kvmtop started counting this VM (for Prometheus counters).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative: u64,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DetailCount {
     /// Direction, access type, fault kind or delivery mode; empty when the kind has none.
     pub sub: String,
@@ -210,7 +212,7 @@ impl DetailGroup {
 
 /// Shares (0–1) of a vCPU's wall time over the window; null where the source is unavailable
 /// or the vCPU's thread is not known.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VcpuTime {
     /// Handling hardware exits (`kvm_exit` → `kvm_entry`).
     pub handling_exits: Option<f64>,
@@ -221,7 +223,7 @@ pub struct VcpuTime {
 }
 
 /// Exit counts over the window, of a VM or of one vCPU.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Exits {
     /// State of each exit source for this VM in the window.
     pub sources: BTreeMap<String, SourceState>,
@@ -238,7 +240,7 @@ pub struct Exits {
     pub details: Vec<DetailGroup>,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ReasonCount {
     pub source: ExitSource,
     pub isa: Option<Isa>,
@@ -249,7 +251,8 @@ pub struct ReasonCount {
     /// Events per second over the window.
     pub rate: f64,
     /// Events since kvmtop started counting this VM (for Prometheus counters).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative: u64,
     /// This reason's share of its source's events in the window (0–1).
     pub share: f64,
@@ -257,9 +260,11 @@ pub struct ReasonCount {
     /// closing event is not seen (e.g. `kvm_entry` unavailable).
     pub latency: Option<LatencySummary>,
     /// What the latency measures, for this reason's source.
-    pub latency_meaning: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub latency_meaning: StaticText,
     /// Running latency histogram (for Prometheus histograms).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative_latency: Option<Histogram>,
 }
 

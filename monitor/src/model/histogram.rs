@@ -2,12 +2,14 @@
 
 use monitor_common::histogram::{HIST_BUCKETS, bucket_floor_ns};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::running::Running;
 
 /// Intervals in nanoseconds, bucketed by floor(log2(ns)) (see `monitor_common::latency`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialized (only in recordings, as a running total) with its non-empty buckets alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Sparse", try_from = "Sparse")]
 pub struct Histogram {
     pub count: u64,
     pub sum_ns: u64,
@@ -27,15 +29,58 @@ impl Default for Histogram {
     }
 }
 
+/// A [`Histogram`] as stored: its non-empty buckets as `[index, count]` pairs.
+#[derive(Serialize, Deserialize)]
+struct Sparse {
+    count: u64,
+    sum_ns: u64,
+    max_ns: u64,
+    buckets: Vec<(usize, u64)>,
+}
+
+impl From<Histogram> for Sparse {
+    fn from(h: Histogram) -> Self {
+        Self {
+            count: h.count,
+            sum_ns: h.sum_ns,
+            max_ns: h.max_ns,
+            buckets: (h.buckets.iter().enumerate())
+                .filter(|&(_, &n)| n > 0)
+                .map(|(i, &n)| (i, n))
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<Sparse> for Histogram {
+    type Error = String;
+
+    /// A recording can come from anywhere: a bucket index out of range is refused.
+    fn try_from(s: Sparse) -> Result<Self, String> {
+        let mut buckets = [0; HIST_BUCKETS];
+        for (index, count) in s.buckets {
+            *buckets
+                .get_mut(index)
+                .ok_or_else(|| format!("histogram bucket {index} of {HIST_BUCKETS}"))? = count;
+        }
+        Ok(Self {
+            count: s.count,
+            sum_ns: s.sum_ns,
+            max_ns: s.max_ns,
+            buckets,
+        })
+    }
+}
+
 /// One non-empty bucket of a histogram: `count` intervals in `[floor_ns, 2 × floor_ns)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Bucket {
     pub floor_ns: u64,
     pub count: u64,
 }
 
 /// The summary shown per reason, VM and vCPU.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LatencySummary {
     pub count: u64,
     pub total_ns: u64,

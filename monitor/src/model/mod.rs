@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod advice;
 pub mod histogram;
+pub mod interned;
+pub mod recorded;
 pub mod running;
 pub mod source;
 pub mod untrusted;
@@ -34,13 +36,13 @@ macro_rules! families {
         $(pub mod $name;)+
 
         /// Every family's host-wide figures: its sources, losses and host-level figures.
-        #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+        #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
         pub struct HostFamilies {
             $($(#[$doc])* pub $name: $name::$host,)+
         }
 
         /// Every family's figures of one VM.
-        #[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+        #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
         pub struct VmFamilies {
             $($(#[$doc])* pub $name: $name::$vm,)+
         }
@@ -84,7 +86,7 @@ families! {
     block: HostBlock, VmBlock;
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Snapshot {
     pub schema_version: u32,
     pub kvmtop_version: String,
@@ -129,20 +131,20 @@ impl FamilyState<'_> {
     }
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Host {
     pub hostname: String,
     pub kernel: String,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Window {
     /// Start of the window, seconds since the Unix epoch.
     pub start_unix_seconds: f64,
     pub duration_seconds: f64,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Vm {
     pub pid: u32,
     /// Process start time (clock ticks since boot): with `pid`, identifies this VM across pid reuse.
@@ -158,7 +160,7 @@ pub struct Vm {
     pub families: VmFamilies,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Vcpu {
     /// vCPU index; null for a thread seen entering `KVM_RUN` whose index is not known yet.
     pub index: Option<u32>,

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
 
-use super::{LostEvents, SourceState};
+use super::{LostEvents, SourceState, interned::StaticText};
 
 /// Host-wide state of the NUMA sources.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostNuma {
     /// `numa_fault`, the placement tracepoints (`sched_move_numa`, `sched_swap_numa`,
     /// `sched_stick_numa`) and, while it stands in for `numa_fault`, `numa_fault_procfs`.
@@ -27,7 +27,7 @@ pub struct HostNuma {
 }
 
 /// Where the VMs' NUMA fault figures come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultSource {
     /// The `numa_fault` program counts every hinting fault (`faults` of each VM).
@@ -53,7 +53,7 @@ impl FaultSource {
 }
 
 /// A VM's NUMA figures.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmNuma {
     /// Null when it could not be read yet.
     pub memory: Option<MemoryFigures>,
@@ -69,7 +69,7 @@ pub struct VmNuma {
     pub vcpu_memory_mismatch: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryFigures {
     /// Bytes mapped by the VMM process, all nodes (from `numa_maps`).
     pub resident_bytes: u64,
@@ -86,7 +86,7 @@ pub struct MemoryFigures {
     pub age_seconds: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeMemory {
     pub node: u32,
     pub bytes: u64,
@@ -94,7 +94,7 @@ pub struct NodeMemory {
 }
 
 /// NUMA hinting faults of the VM's threads over the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NumaFaultFigures {
     pub faults: u64,
     pub pages: u64,
@@ -107,7 +107,7 @@ pub struct NumaFaultFigures {
     pub by_node: Vec<NodeFaults>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeFaults {
     pub cpu_node: Option<u32>,
     pub memory_node: u32,
@@ -121,7 +121,7 @@ pub struct NodeFaults {
 /// two latest readings, not the window. The kernel keeps no running count of hinting faults
 /// there, only decaying averages (halved at each scan pass), so they say where the VM's recent
 /// faults went, not how many there were: they do not replace `faults`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BalancingFigures {
     /// Pages NUMA balancing migrated on the VM's faults between the two latest readings
     /// (`numa_pages_migrated`, threads seen in both): what `faults.migrated_pages` counts, over
@@ -143,12 +143,13 @@ pub struct BalancingFigures {
     /// The vCPU threads' own figures, by vCPU index.
     pub vcpus: Vec<VcpuBalancing>,
     /// Pages migrated since kvmtop began reading the VM (for Prometheus counters).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub migrated_pages_cumulative: u64,
 }
 
 /// Recent hinting faults on one node's memory (decaying averages, pages).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeFaultWeight {
     pub node: u32,
     /// On pages only the faulting thread touched lately.
@@ -160,7 +161,7 @@ pub struct NodeFaultWeight {
 }
 
 /// One vCPU thread's NUMA balancing statistics.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VcpuBalancing {
     pub index: u32,
     pub tid: u32,
@@ -175,7 +176,7 @@ pub struct VcpuBalancing {
 }
 
 /// The scheduler's NUMA placement decisions about a VM's threads over the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlacementDecisions {
     /// A thread moved to a CPU of another node, usually its preferred one (`sched_move_numa`).
     pub moves: u64,
@@ -187,14 +188,16 @@ pub struct PlacementDecisions {
     /// By kind and node pair, largest first.
     pub by_node: Vec<NodeMoves>,
     /// Moves, swaps and stuck since counting began (for Prometheus counters).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative: [u64; 3],
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeMoves {
     /// `move`, `swap` or `stick`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub kind: StaticText,
     /// Null when the record named no node.
     pub from_node: Option<u32>,
     /// For `stick`, the node the thread could not go to; null when there was no candidate.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
 
 use super::Untrusted;
@@ -11,7 +11,7 @@ use super::Untrusted;
 use super::{Bucket, Histogram, LatencySummary, LostEvents, SourceState};
 
 /// What a VMM thread does, as its figures are grouped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadClass {
     /// Runs a vCPU (`KVM_RUN`).
@@ -52,7 +52,7 @@ impl ThreadClass {
 }
 
 /// Host-wide state of the scheduling sources.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostSched {
     /// `sched_switch`, `sched_wakeup`.
     pub sources: BTreeMap<String, SourceState>,
@@ -68,7 +68,7 @@ pub struct HostSched {
 }
 
 /// Scheduling figures of one thread, or of a group of threads added up, over the window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SchedFigures {
     pub threads: u32,
     /// Run-queue wait (runnable, not running) as a share of the threads' wall time: the steal
@@ -93,45 +93,48 @@ pub struct SchedFigures {
     /// once); null without `sched_switch`.
     pub migrations: Option<Migrations>,
     /// Running totals, for Prometheus counters.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative: SchedCumulative,
 }
 
 /// Migrations over the window, by what they crossed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Migrations {
     pub count: u64,
     pub rate: f64,
     /// `same_core` (SMT sibling), `same_llc`, `cross_llc`, `cross_node`, `unknown`.
+    #[serde(deserialize_with = "super::interned::text_keys")]
     pub by_class: BTreeMap<&'static str, MigrationCount>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MigrationCount {
     pub count: u64,
     pub rate: f64,
 }
 
 /// Running totals since kvmtop started watching the threads.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedCumulative {
     pub wait_ns: u64,
     pub run_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
+    #[serde(deserialize_with = "super::interned::text_keys")]
     pub migrations: BTreeMap<&'static str, u64>,
     pub wait: Histogram,
 }
 
 /// A vCPU's scheduling figures and where it ran.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VcpuSched {
     #[serde(flatten)]
     pub figures: SchedFigures,
     pub placement: Placement,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Placement {
     /// The host CPU the thread runs on or last ran on, and that CPU's NUMA node.
     pub cpu: Option<u32>,
@@ -147,7 +150,7 @@ pub struct Placement {
 }
 
 /// A VM's scheduling figures.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmSched {
     /// The vCPU threads together.
     pub vcpus: SchedFigures,
@@ -158,14 +161,14 @@ pub struct VmSched {
     pub contenders: Vec<ContenderFigures>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClassSched {
     pub class: ThreadClass,
     #[serde(flatten)]
     pub figures: SchedFigures,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContenderFigures {
     /// The process; null for the idle task and for "other".
     pub pid: Option<u32>,
@@ -178,7 +181,7 @@ pub struct ContenderFigures {
     pub share: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContenderKind {
     /// Another thread of the same VM.

@@ -1,10 +1,10 @@
 //! The state of a kernel source (a program on a hook) as the presenters report it.
 
 use schemars::JsonSchema;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Events lost over a window, and since counting began.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LostEvents {
     /// In the window.
     pub count: u64,
@@ -82,5 +82,22 @@ impl JsonSchema for SourceState {
 impl Serialize for SourceState {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// Reads back what [`Serialize`] wrote (recordings); any other text is refused.
+impl<'de> Deserialize<'de> for SourceState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "live" => Ok(Self::Live),
+            "silent" => Ok(Self::Silent),
+            _ => match text.strip_prefix("unavailable: ") {
+                Some(why) => Ok(Self::Unavailable(why.to_owned())),
+                None => Err(serde::de::Error::custom(format!(
+                    "not a source state: {text:?}"
+                ))),
+            },
+        }
     }
 }

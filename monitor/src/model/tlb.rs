@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
 
-use crate::model::{LostEvents, SourceState};
+use crate::model::{LostEvents, SourceState, interned::StaticText};
 
 /// Host-wide TLB flushing over the window.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostTlb {
     /// State of each TLB source (`tlb_flush`, `pv_tlb_flush`).
     pub sources: BTreeMap<String, SourceState>,
@@ -26,7 +26,7 @@ pub struct HostTlb {
 }
 
 /// One host CPU over the window, all tasks.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct CpuTlb {
     pub cpu: u32,
     /// Shootdowns this CPU received (`remote_shootdown`).
@@ -38,7 +38,7 @@ pub struct CpuTlb {
 }
 
 /// Flushes over the window and what they covered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlushCount {
     pub count: u64,
     pub rate: f64,
@@ -47,12 +47,13 @@ pub struct FlushCount {
     /// Flushes of a whole address space (no page count).
     pub full_flushes: u64,
     /// Events since kvmtop started counting (for Prometheus counters).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
+    #[schemars(skip)]
     pub cumulative: u64,
 }
 
 /// A VM's TLB shootdowns over the window.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VmTlb {
     /// Shootdowns the VMM's threads sent (`remote_send_ipi`): they changed the VM process's
     /// mappings while other CPUs were using them, and interrupted those CPUs.
@@ -75,18 +76,19 @@ pub struct VmTlb {
     pub pv_flushes: PvFlushes,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TlbReasonCount {
     /// `task_switch`, `remote_shootdown`, `local_shootdown`, `local_mm_shootdown`,
     /// `remote_send_ipi`, `remote_wrong_cpu` or `other`.
-    pub reason: &'static str,
+    #[serde(deserialize_with = "super::interned::text")]
+    pub reason: StaticText,
     /// The kernel's `enum tlb_flush_reason` value.
     pub code: u32,
     #[serde(flatten)]
     pub flushes: FlushCount,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ThreadShootdowns {
     pub tid: u32,
     pub vcpu: Option<u32>,
@@ -94,7 +96,7 @@ pub struct ThreadShootdowns {
     pub rate: f64,
 }
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct CpuShootdowns {
     pub cpu: u32,
     pub count: u64,
@@ -103,7 +105,7 @@ pub struct CpuShootdowns {
 
 /// Paravirtual TLB flushes: instead of waiting for an IPI to reach a preempted vCPU, the guest
 /// marks it, and KVM flushes its TLB when it next runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PvFlushes {
     /// Steal-time updates KVM checked for a pending flush.
     pub checks: u64,

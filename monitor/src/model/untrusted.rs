@@ -146,10 +146,39 @@ pub fn is_unsafe(c: char) -> bool {
         )
 }
 
+#[must_use]
+/// `json` with every character a terminal could act on written as a `\uXXXX` escape. The JSON
+/// means exactly the same to a parser, so names stay exact, but read in a terminal (the output
+/// itself, or a file of it shown with cat) nothing in it reorders text or starts a control
+/// sequence. `serde_json` already escapes C0 controls; it writes C1 controls, bidirectional
+/// overrides, zero-width characters and line separators as they are.
+///
+/// Outside strings pretty JSON holds only ASCII punctuation, digits, letters, spaces and line
+/// feeds, and inside strings `serde_json` escapes every C0 control, so any unsafe character other
+/// than a line feed is inside a string, where an escape is what it means.
+pub fn json_terminal_safe(json: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c != '\n' && is_unsafe(c);
+    if !json.contains(unsafe_char) {
+        return Cow::Borrowed(json);
+    }
+    let mut safe = String::with_capacity(json.len() + 64);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            // Characters beyond U+FFFF (tag characters) take a surrogate pair, as JSON demands.
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = fmt::Write::write_fmt(&mut safe, format_args!("\\u{unit:04x}"));
+            }
+        } else {
+            safe.push(c);
+        }
+    }
+    Cow::Owned(safe)
+}
+
+#[cfg(test)]
 /// A name a hostile guest owner could choose, for presenters' tests: an OSC title change, a bell,
 /// a screen clear, a colour, a newline followed by a forged line, a right-to-left override, a
 /// zero-width space, a C1 CSI, quotes, a backslash and non-Latin letters.
-#[cfg(test)]
 pub const HOSTILE_NAME: &str = "q\"uote back\\slash vm-ü-日本 title:\x1b]0;PWNED\x07 \
                                 clear:\x1b[2J red:\x1b[31m nl\nFAKELINE \u{202E}desrever \
                                 zw\u{200B}j csi\u{9B}31m end";

@@ -1,42 +1,23 @@
 //! `kvmtop snapshot --format json`, and its JSON Schema, generated from the model types.
 
-use std::{borrow::Cow, fmt::Write as _, io::Write};
+use std::io::Write;
 
-use crate::model::{SCHEMA_VERSION, Snapshot, untrusted::is_unsafe};
+use crate::model::{SCHEMA_VERSION, Snapshot, untrusted::json_terminal_safe as terminal_safe};
 
-/// Writes the snapshot as pretty JSON that is safe to show in a terminal: see [`terminal_safe`].
+/// Writes the snapshot as pretty JSON that is safe to show in a terminal: see
+/// [`json_terminal_safe`](crate::model::untrusted::json_terminal_safe).
 pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(snapshot)?;
     writeln!(out, "{}", terminal_safe(&json))?;
     Ok(())
 }
 
-/// `json` with every character a terminal could act on written as a `\uXXXX` escape. The JSON
-/// means exactly the same to a parser, so names stay exact, but read in a terminal (the output
-/// itself, or a file of it shown with cat) nothing in it reorders text or starts a control
-/// sequence. `serde_json` already escapes C0 controls; it writes C1 controls, bidirectional
-/// overrides, zero-width characters and line separators as they are.
-///
-/// Outside strings pretty JSON holds only ASCII punctuation, digits, letters, spaces and line
-/// feeds, and inside strings `serde_json` escapes every C0 control, so any unsafe character other
-/// than a line feed is inside a string, where an escape is what it means.
-fn terminal_safe(json: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c != '\n' && is_unsafe(c);
-    if !json.contains(unsafe_char) {
-        return Cow::Borrowed(json);
-    }
-    let mut safe = String::with_capacity(json.len() + 64);
-    for c in json.chars() {
-        if unsafe_char(c) {
-            // Characters beyond U+FFFF (tag characters) take a surrogate pair, as JSON demands.
-            for unit in c.encode_utf16(&mut [0; 2]) {
-                write!(safe, "\\u{unit:04x}").expect("writing to a String");
-            }
-        } else {
-            safe.push(c);
-        }
-    }
-    Cow::Owned(safe)
+/// Writes `snapshot` as one line of JSON (JSON Lines: one document per line, for `jq` and
+/// log pipelines), as safe for a terminal as [`write`].
+pub fn write_line(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
+    let json = serde_json::to_string(snapshot)?;
+    writeln!(out, "{}", terminal_safe(&json))?;
+    Ok(())
 }
 
 /// The JSON Schema of the snapshot: the model types' own, with their doc comments as

@@ -1,7 +1,9 @@
-//! Presenters that are not interactive: JSON, text, and the Prometheus endpoint.
+//! Presenters that are not interactive: JSON, text, the Prometheus endpoint, and the
+//! `OpenMetrics` export of a recording.
 mod families;
 pub mod json;
 pub mod metrics;
+pub mod openmetrics;
 pub mod series;
 pub mod serve;
 pub mod text;
@@ -11,6 +13,18 @@ pub mod text;
 pub enum Format {
     Json,
     Text,
+}
+
+/// How `kvmtop replay` exports the windows of a recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One snapshot per line (JSON Lines).
+    Json,
+    // The help text shows this comment as written: no backticks around the format's name.
+    #[allow(clippy::doc_markdown)]
+    /// OpenMetrics text with each window's time, the series `kvmtop serve` gives at
+    /// --metrics-detail: load it with `promtool tsdb create-blocks-from openmetrics`.
+    Openmetrics,
 }
 
 /// The fixture snapshot as each presenter renders it, kept as insta snapshots: any change to
@@ -42,7 +56,7 @@ mod golden {
 
     #[test]
     fn the_fixture_as_metrics() {
-        insta::assert_snapshot!(super::metrics::render(&fixture::snapshot()).unwrap());
+        insta::assert_snapshot!(super::metrics::tests::full(&fixture::snapshot()));
     }
 
     /// The fixture with every string a guest owner or local user chooses set to a hostile one.
@@ -84,7 +98,7 @@ mod golden {
         let json = rendered(|out| super::json::write(out, &snapshot).unwrap());
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["vms"][0]["name"], HOSTILE_NAME);
-        let metrics = super::metrics::render(&snapshot).unwrap();
+        let metrics = super::metrics::tests::full(&snapshot);
         // The exposition format escapes backslash, double quote and newline in label values;
         // everything else is the exact UTF-8.
         let escaped = HOSTILE_NAME

@@ -290,9 +290,60 @@ fn proc_tree() {
     fs::write(dir.join("qemu-two-vcpus"), encode_tree(p)).unwrap();
 }
 
+/// Pieces of a recording (see `fuzz/fuzz_targets/recording_replay.rs`): the fixture's window,
+/// the same window a second later with a hostile VM name, and events with hostile texts.
+fn recording_replay() {
+    use crate::{
+        model::Untrusted,
+        recording::{events::Event, frames},
+    };
+    // Even picks a window, odd an event; never 0, which separates the pieces.
+    const WINDOW: u8 = 2;
+    const EVENT: u8 = 1;
+    let hostile = Untrusted::new("evil\u{1b}]0;owned\u{7}\u{202e}vm");
+    let first = crate::testing::fixture::snapshot();
+    let mut second = first.clone();
+    second.window.start_unix_seconds += second.window.duration_seconds;
+    if let Some(vm) = second.vms.first_mut() {
+        vm.name = hostile.clone();
+    }
+    let pieces = [
+        (WINDOW, frames::encode_window(&first)),
+        (
+            EVENT,
+            frames::encode_event(&Event::Mark {
+                text: hostile.clone(),
+            }),
+        ),
+        (WINDOW, frames::encode_window(&second)),
+        (
+            EVENT,
+            frames::encode_event(&Event::VmStarted {
+                pid: 4242,
+                start_time: 1,
+                name: hostile,
+            }),
+        ),
+    ];
+    let mut input = Vec::new();
+    for (kind, payload) in pieces {
+        if !input.is_empty() {
+            input.push(0);
+        }
+        input.push(kind);
+        input.extend_from_slice(&payload);
+    }
+    fs::write(
+        seeds("recording_replay").join("two-windows-hostile-names"),
+        input,
+    )
+    .unwrap();
+}
+
 #[test]
 #[ignore = "writes fuzz/seeds; run by hand when fixtures or input formats change"]
 fn write_fuzz_seeds() {
+    recording_replay();
     qemu_cmdline();
     numa_memory();
     sysfs_topology();

@@ -10,6 +10,8 @@ pub struct App {
     /// Selected VM, by pid, so the selection follows the VM when the list reorders.
     pub selected_pid: Option<u32>,
     pub view: View,
+    /// Where a replay stands, its timeline and its prompts; `None` in the live view.
+    pub replay: Option<super::replay_status::Status>,
 }
 
 /// Which screen is shown.
@@ -35,6 +37,7 @@ impl App {
             snapshot: None,
             selected_pid: None,
             view: View::Vms,
+            replay: None,
         }
     }
 

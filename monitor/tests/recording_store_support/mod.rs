@@ -72,11 +72,24 @@ pub fn record(dir: &Path, config: Config, range: std::ops::Range<u64>) {
     writer.close().unwrap();
 }
 
-/// A configuration whose segments hold a few dozen of the test frames.
+/// A configuration whose segments hold a few dozen of the test frames; kinds 0 and 1 are
+/// delta frames with a key frame every [`KEY_FRAME_INTERVAL`].
 pub fn small_segments() -> Config {
     Config {
         max_segment_bytes: 16 << 10,
         max_total_bytes: 1 << 30,
+        ..with_deltas()
+    }
+}
+
+pub const KEY_FRAME_INTERVAL: u32 = 4;
+
+/// The default configuration with kinds 0 and 1 as delta frames, a key frame every
+/// [`KEY_FRAME_INTERVAL`].
+pub fn with_deltas() -> Config {
+    Config {
+        delta_kinds: vec![0, 1],
+        key_frame_interval: KEY_FRAME_INTERVAL,
         ..Config::default()
     }
 }
@@ -111,7 +124,12 @@ pub fn checked_frames(reader: &Reader, segment_bytes: &[Vec<u8>]) -> Vec<Frame> 
         match reader.read(i) {
             Ok(frame) => {
                 let bytes = &segment_bytes[entry.segment];
-                assert_matches_bytes(bytes, entry.offset, &frame, &mut zstd);
+                // Where the reader found the key frame of a delta frame; checked below.
+                let key = reader
+                    .key_frame(i)
+                    .unwrap()
+                    .map(|k| reader.entries()[k].offset);
+                assert_matches_bytes(bytes, entry.offset, key, &frame, &mut zstd);
                 frames.push(frame);
             }
             Err(e) => assert!(
@@ -128,10 +146,23 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// Independent check of one frame against the bytes at `offset`.
+/// The key frame offset a delta frame's stored payload starts with (then comes the key frame's
+/// payload CRC), if the frame at `offset` is
+/// a delta frame.
+pub fn key_offset_of(bytes: &[u8], offset: u64) -> Option<u64> {
+    let at = usize::try_from(offset).unwrap();
+    (bytes[at + 14] & 2 == 2)
+        .then(|| u64::from_le_bytes(bytes[at + 32..at + 40].try_into().unwrap()))
+}
+
+/// Independent check of one frame against the bytes at `offset`; a delta frame is decompressed
+/// with its key frame, at `key_offset` (where the reader found it) in the same segment, as
+/// dictionary, after checking that frame is a self-contained one of the same kind, earlier,
+/// with the payload checksum the delta frame names.
 pub fn assert_matches_bytes(
     bytes: &[u8],
     offset: u64,
+    key_offset: Option<u64>,
     frame: &Frame,
     zstd: &mut zstd::bulk::Decompressor,
 ) {
@@ -155,12 +186,49 @@ pub fn assert_matches_bytes(
         le32(h, 24),
         "payload CRC at {offset}"
     );
-    let payload = if h[14] & 1 == 1 {
+    let payload = if key_offset_of(bytes, offset).is_some() {
+        assert_eq!(h[14], 3, "delta flags at {offset}");
+        let key_offset = key_offset.expect("a delta frame has a key frame");
+        assert!(key_offset < offset, "key frame after its delta at {offset}");
+        let key = Frame {
+            time_ns: u64::from_le_bytes(
+                bytes[usize::try_from(key_offset).unwrap() + 4..][..8]
+                    .try_into()
+                    .unwrap(),
+            ),
+            kind: frame.kind,
+            payload: raw_payload(bytes, key_offset, zstd),
+        };
+        assert_matches_bytes(bytes, key_offset, None, &key, zstd);
+        assert_eq!(
+            key_offset_of(bytes, key_offset),
+            None,
+            "a key frame at {key_offset}"
+        );
+        let key_crc = le32(&bytes[usize::try_from(key_offset).unwrap()..], 24);
+        assert_eq!(le32(stored, 8), key_crc, "key frame checksum at {offset}");
+        zstd::bulk::Decompressor::with_dictionary(&key.payload)
+            .unwrap()
+            .decompress(&stored[12..], le32(h, 20) as usize)
+            .unwrap()
+    } else if h[14] & 1 == 1 {
         zstd.decompress(stored, le32(h, 20) as usize).unwrap()
     } else {
         stored.to_vec()
     };
     assert_eq!(payload, frame.payload, "payload at {offset}");
+}
+
+/// The payload of the self-contained frame at `offset`, as appended.
+fn raw_payload(bytes: &[u8], offset: u64, zstd: &mut zstd::bulk::Decompressor) -> Vec<u8> {
+    let at = usize::try_from(offset).unwrap();
+    let h = &bytes[at..at + 32];
+    let stored = &bytes[at + 32..at + 32 + le32(h, 16) as usize];
+    if h[14] & 1 == 1 {
+        zstd.decompress(stored, le32(h, 20) as usize).unwrap()
+    } else {
+        stored.to_vec()
+    }
 }
 
 /// Reads each segment file whole.

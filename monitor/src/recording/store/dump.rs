@@ -6,7 +6,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{Error, Reader, format::encode_segment_header};
+use super::{
+    Error, Reader,
+    format::{FLAG_ZSTD, FrameHeader, encode_segment_header},
+};
 
 /// What [`dump`] wrote.
 #[derive(Debug)]
@@ -23,6 +26,10 @@ pub struct DumpSummary {
 /// its checksum before it is copied; frames that fail are left out and listed. The file appears
 /// under its name only once complete and flushed, so a crash leaves at most a `.partial` file
 /// beside it. An existing `out` is never overwritten.
+///
+/// A delta frame whose key frame is in the range is copied as it is, pointing at the copy of
+/// its key frame; one whose key frame is before the range is decompressed and stored
+/// compressed on its own, so the new file depends on nothing else.
 pub fn dump(
     reader: &Reader,
     times: impl RangeBounds<u64>,
@@ -35,7 +42,23 @@ pub fn dump(
     let positions: Vec<usize> = reader.positions_between(times).collect();
     let entries = reader.entries();
     let created_ns = positions.first().map_or(0, |&p| entries[p].time_ns);
-    let file = File::create(&partial).map_err(|e| Error::io(&partial, "creating", e))?;
+    // A new file, never one that is there (another dump of the same name under way, or a link
+    // someone put in its place: O_EXCL refuses a link too): either is reported as the name being
+    // taken.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+    }
+    .map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => Error::Exists {
+            path: partial.clone(),
+        },
+        _ => Error::io(&partial, "creating", e),
+    })?;
     let mut w = BufWriter::new(file);
     let write_err = |e| Error::io(&partial, "writing", e);
     w.write_all(&encode_segment_header(created_ns))
@@ -45,12 +68,32 @@ pub fn dump(
         bytes: 0,
         skipped: Vec::new(),
     };
+    // Where the frames copied so far went in the new file, by position in `reader`.
+    let mut copied: Vec<(usize, u64)> = Vec::new();
+    let mut at = encode_segment_header(created_ns).len() as u64;
     for p in positions {
         let entry = &entries[p];
-        match reader.stored_payload(entry) {
-            Ok(stored) => {
-                w.write_all(&entry.header().encode()).map_err(write_err)?;
+        let frame = reader.stored_payload(entry).and_then(|stored| {
+            let mut header = entry.header();
+            if !entry.is_delta() {
+                return Ok((header, stored));
+            }
+            let key = reader.key_frame(p)?.expect("a delta frame has a key frame");
+            if let Ok(i) = copied.binary_search_by_key(&key, |&(p, _)| p) {
+                let mut stored = stored;
+                // The key frame is copied as it is: only its offset changes.
+                stored[..8].copy_from_slice(&copied[i].1.to_le_bytes());
+                header.payload_crc = crc32fast::hash(&stored);
+                return Ok((header, stored));
+            }
+            standalone(reader, p)
+        });
+        match frame {
+            Ok((header, stored)) => {
+                w.write_all(&header.encode()).map_err(write_err)?;
                 w.write_all(&stored).map_err(write_err)?;
+                copied.push((p, at));
+                at += header.frame_len();
                 summary.frames += 1;
             }
             Err(e) => summary.skipped.push(e),
@@ -78,6 +121,28 @@ pub fn dump(
         .and_then(|dir| dir.sync_all())
         .map_err(|e| Error::io(out, "flushing the directory entry", e))?;
     Ok(summary)
+}
+
+/// The frame at `position`, read whole and compressed on its own.
+fn standalone(reader: &Reader, position: usize) -> Result<(FrameHeader, Vec<u8>), Error> {
+    let entry = &reader.entries()[position];
+    let frame = reader.read(position)?;
+    let path = &reader.segments()[entry.segment].path;
+    let compressed = zstd::bulk::compress(&frame.payload, zstd::DEFAULT_COMPRESSION_LEVEL)
+        .map_err(|e| Error::io_at(path, entry.offset, "compressing a frame", e))?;
+    let (flags, stored) = if compressed.len() < frame.payload.len() {
+        (FLAG_ZSTD, compressed)
+    } else {
+        (0, frame.payload)
+    };
+    #[expect(clippy::cast_possible_truncation, reason = "at most MAX_PAYLOAD")]
+    let header = FrameHeader {
+        flags,
+        stored_len: stored.len() as u32,
+        payload_crc: crc32fast::hash(&stored),
+        ..entry.header()
+    };
+    Ok((header, stored))
 }
 
 fn partial_path(out: &Path) -> Result<PathBuf, Error> {

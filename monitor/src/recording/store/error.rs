@@ -4,18 +4,20 @@ use std::{io, path::PathBuf};
 /// What went wrong; every variant that concerns a file names it, and the offset where one applies.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {action}: {source}", path.display())]
+    // The I/O error is part of the message and not a `source`, so a printed chain of causes
+    // (`{:#}`) does not say it twice.
+    #[error("{}: {action}: {error}", path.display())]
     Io {
         path: PathBuf,
         action: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("{} at offset {offset}: {action}: {source}", path.display())]
+    #[error("{} at offset {offset}: {action}: {error}", path.display())]
     IoAt {
         path: PathBuf,
         offset: u64,
         action: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("{}: another process is recording into this directory", path.display())]
     Locked { path: PathBuf },
@@ -31,6 +33,15 @@ pub enum Error {
         offset: u64,
         reason: String,
     },
+    /// A delta frame whose key frame cannot be read: it is damaged, gone, or no key frame. Only
+    /// the frames compressed against it are lost.
+    #[error("{} at offset {offset}: frame is compressed against the key frame at offset {key_offset}, which {reason}", path.display())]
+    KeyFrame {
+        path: PathBuf,
+        offset: u64,
+        key_offset: u64,
+        reason: String,
+    },
     #[error("no frame at position {position}: the recording has {frames}")]
     NoFrame { position: usize, frames: usize },
     #[error("payload of {len} bytes is larger than the {max} bytes a frame may carry")]
@@ -40,11 +51,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(super) fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Self {
+    pub(super) fn io(path: impl Into<PathBuf>, action: &'static str, error: io::Error) -> Self {
         Self::Io {
             path: path.into(),
             action,
-            source,
+            error,
         }
     }
 
@@ -52,13 +63,13 @@ impl Error {
         path: impl Into<PathBuf>,
         offset: u64,
         action: &'static str,
-        source: io::Error,
+        error: io::Error,
     ) -> Self {
         Self::IoAt {
             path: path.into(),
             offset,
             action,
-            source,
+            error,
         }
     }
 }
@@ -86,11 +97,19 @@ pub enum Problem {
     /// An intact header whose payload fails its checksum (found by [`super::Reader::verify`]).
     #[error("{} at offset {offset}: frame payload fails its checksum", file.display())]
     BadPayload { file: PathBuf, offset: u64 },
+    /// A delta frame whose key frame is damaged or missing (found by
+    /// [`super::Reader::verify`]): the frame is intact but cannot be decompressed.
+    #[error("{} at offset {offset}: frame is compressed against the key frame at offset {key_offset}, which is damaged or missing", file.display())]
+    MissingKeyFrame {
+        file: PathBuf,
+        offset: u64,
+        key_offset: u64,
+    },
     /// The segment header is damaged; its frames were searched for anyway.
     #[error("{}: damaged recording header; frames searched for anyway", file.display())]
     BadHeader { file: PathBuf },
     /// Written by a newer, incompatible kvmtop: skipped whole.
-    #[error("{}: recording format version {version} is not supported (this kvmtop reads version {})", file.display(), super::format::FORMAT_VERSION)]
+    #[error("{}: recording format version {version} is not supported (this kvmtop reads versions {} to {})", file.display(), super::format::OLDEST_READABLE_VERSION, super::format::FORMAT_VERSION)]
     UnsupportedVersion { file: PathBuf, version: u16 },
     /// The segment could not be opened or read.
     #[error("{}: unreadable: {error}", file.display())]
@@ -105,6 +124,7 @@ impl Problem {
             Self::Corrupt { file, .. }
             | Self::TornTail { file, .. }
             | Self::BadPayload { file, .. }
+            | Self::MissingKeyFrame { file, .. }
             | Self::BadHeader { file }
             | Self::UnsupportedVersion { file, .. }
             | Self::Unreadable { file, .. } => file,

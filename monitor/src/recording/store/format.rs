@@ -4,9 +4,11 @@
 /// First eight bytes of every segment file. The high first byte and the trailing newline catch
 /// files that went through a text-mode transfer, as in PNG.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89KVMREC\n";
-/// The one format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
-/// Length of a version 1 segment header.
+/// The format version this code writes. Version 2 added delta frames ([`FLAG_DELTA`]).
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest version this code reads: version 1 is version 2 without delta frames.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
+/// Length of a segment header (the same in versions 1 and 2).
 pub const SEGMENT_HEADER_LEN: usize = 32;
 
 /// Sync marker opening every frame header; a reader looks for it to find the next frame after
@@ -16,6 +18,42 @@ pub const FRAME_MAGIC: [u8; 4] = [0xE2, 0x6B, 0x76, 0x46];
 pub const FRAME_HEADER_LEN: usize = 32;
 /// Frame flag: the stored payload is one zstd frame.
 pub const FLAG_ZSTD: u16 = 1;
+/// Frame flag, always with [`FLAG_ZSTD`]: the stored payload is a [`KeyRef`] followed by one
+/// zstd frame compressed with the raw payload of that key frame as its dictionary.
+pub const FLAG_DELTA: u16 = 2;
+
+/// Which key frame a delta frame is compressed against: the first [`KeyRef::LEN`] bytes of its
+/// stored payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    /// Offset of the key frame's header in the same segment.
+    pub offset: u64,
+    /// The payload CRC-32 in the key frame's header: a frame that is not the key frame but sits
+    /// at its offset (after damage shifted the bytes) is not taken for it.
+    pub payload_crc: u32,
+}
+
+impl KeyRef {
+    pub const LEN: usize = 12;
+
+    #[must_use]
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0; Self::LEN];
+        b[..8].copy_from_slice(&self.offset.to_le_bytes());
+        b[8..].copy_from_slice(&self.payload_crc.to_le_bytes());
+        b
+    }
+
+    /// The reference opening `stored`, the stored payload of a delta frame (which its header
+    /// guarantees is long enough), or `None` if it is shorter.
+    #[must_use]
+    pub fn decode(stored: &[u8]) -> Option<Self> {
+        (stored.len() >= Self::LEN).then(|| Self {
+            offset: le_u64(stored, 0),
+            payload_crc: le_u32(stored, 8),
+        })
+    }
+}
 /// Largest payload (stored or raw) a frame may carry. A header announcing more is damaged, so a
 /// reader never allocates more than this for one frame.
 pub const MAX_PAYLOAD: usize = 64 << 20;
@@ -73,7 +111,7 @@ pub fn check_segment_header(bytes: &[u8]) -> HeaderCheck {
     }
     let version = le_u16(bytes, 8);
     let header_len = le_u16(bytes, 10);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return HeaderCheck::Unsupported(version);
     }
     if usize::from(header_len) < SEGMENT_HEADER_LEN {
@@ -113,8 +151,8 @@ impl FrameHeader {
         h
     }
 
-    /// Decodes a header, or `None` if the bytes are not an intact version 1 frame header: wrong
-    /// marker, checksum mismatch, unknown flags, or lengths no writer produces.
+    /// Decodes a header, or `None` if the bytes are not an intact frame header: wrong marker,
+    /// checksum mismatch, unknown flags, or lengths no writer produces.
     #[must_use]
     pub fn decode(bytes: &[u8; FRAME_HEADER_LEN]) -> Option<Self> {
         if bytes[0..4] != FRAME_MAGIC || crc32fast::hash(&bytes[..28]) != le_u32(bytes, 28) {
@@ -128,12 +166,22 @@ impl FrameHeader {
             raw_len: le_u32(bytes, 20),
             payload_crc: le_u32(bytes, 24),
         };
-        let compressed = header.flags == FLAG_ZSTD;
-        let plausible = (header.flags & !FLAG_ZSTD) == 0
+        let flags_hold = match header.flags {
+            0 => header.raw_len == header.stored_len,
+            FLAG_ZSTD => true,
+            DELTA => header.stored_len as usize >= KeyRef::LEN,
+            _ => false,
+        };
+        let plausible = flags_hold
             && header.stored_len as usize <= MAX_PAYLOAD
-            && header.raw_len as usize <= MAX_PAYLOAD
-            && (compressed || header.raw_len == header.stored_len);
+            && header.raw_len as usize <= MAX_PAYLOAD;
         plausible.then_some(header)
+    }
+
+    /// Whether the payload is compressed against a key frame (see [`FLAG_DELTA`]).
+    #[must_use]
+    pub fn is_delta(&self) -> bool {
+        self.flags & FLAG_DELTA != 0
     }
 
     /// Bytes the whole frame occupies on disk.
@@ -142,6 +190,9 @@ impl FrameHeader {
         FRAME_HEADER_LEN as u64 + u64::from(self.stored_len)
     }
 }
+
+/// The flags of a delta frame.
+const DELTA: u16 = FLAG_ZSTD | FLAG_DELTA;
 
 /// The file name of the segment created at `created_ns`.
 #[must_use]
@@ -192,6 +243,12 @@ mod tests {
 
     #[test]
     fn frame_header_round_trips_and_any_flipped_bit_is_caught() {
+        let delta = FrameHeader {
+            flags: FLAG_ZSTD | FLAG_DELTA,
+            ..header()
+        };
+        assert_eq!(FrameHeader::decode(&delta.encode()), Some(delta));
+        assert!(delta.is_delta() && !header().is_delta());
         let bytes = header().encode();
         assert_eq!(FrameHeader::decode(&bytes), Some(header()));
         for bit in 0..FRAME_HEADER_LEN * 8 {
@@ -221,14 +278,29 @@ mod tests {
             ..header()
         };
         let unknown_flag = FrameHeader {
-            flags: 2,
+            flags: 4 | FLAG_ZSTD,
+            ..header()
+        };
+        let delta_without_zstd = FrameHeader {
+            flags: FLAG_DELTA,
+            ..header()
+        };
+        let delta_without_key_offset = FrameHeader {
+            flags: FLAG_ZSTD | FLAG_DELTA,
+            stored_len: 11,
             ..header()
         };
         let raw_mismatch = FrameHeader {
             flags: 0,
             ..header()
         };
-        for h in [too_long, unknown_flag, raw_mismatch] {
+        for h in [
+            too_long,
+            unknown_flag,
+            delta_without_zstd,
+            delta_without_key_offset,
+            raw_mismatch,
+        ] {
             assert_eq!(FrameHeader::decode(&h.encode()), None, "{h:?}");
         }
     }
@@ -239,21 +311,29 @@ mod tests {
         assert_eq!(
             check_segment_header(&h),
             HeaderCheck::Valid(SegmentHeader {
-                version: 1,
+                version: 2,
                 header_len: 32,
                 created_ns: 42
             })
         );
+        let mut older = h;
+        older[8] = 1;
+        let crc = crc32fast::hash(&older[..28]);
+        older[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            check_segment_header(&older),
+            HeaderCheck::Valid(SegmentHeader { version: 1, .. })
+        ));
         assert_eq!(check_segment_header(&h[..20]), HeaderCheck::Damaged);
         assert_eq!(check_segment_header(b"hello"), HeaderCheck::NoMagic);
         let mut damaged = h;
         damaged[17] ^= 1;
         assert_eq!(check_segment_header(&damaged), HeaderCheck::Damaged);
         let mut newer = h;
-        newer[8] = 2;
+        newer[8] = 3;
         let crc = crc32fast::hash(&newer[..28]);
         newer[28..32].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(check_segment_header(&newer), HeaderCheck::Unsupported(2));
+        assert_eq!(check_segment_header(&newer), HeaderCheck::Unsupported(3));
     }
 
     #[test]

@@ -18,16 +18,19 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `89 4B 56 4D 52 45 43 0A` (`\x89KVMREC\n`) |
-//! | 8 | 2 | format version: 1 |
+//! | 8 | 2 | format version: 2 (1 for segments written before delta frames) |
 //! | 10 | 2 | header length: 32 (frames start here) |
 //! | 12 | 4 | flags: 0 (none defined; readers ignore them) |
 //! | 16 | 8 | unix time in ns of the first frame |
 //! | 24 | 4 | reserved: 0 |
 //! | 28 | 4 | CRC-32 of bytes 0..28 |
 //!
-//! A reader skips segments of another version (a change a version 1 reader could misread bumps
-//! it) and honours the header length, so fields may be added at the end of the header without
-//! a new version. A header whose CRC fails is reported, and frames are searched for anyway.
+//! A reader skips segments of a version it does not know (a change an older reader could misread
+//! bumps it) and honours the header length, so fields may be added at the end of the header
+//! without a new version. A header whose CRC fails is reported, and frames are searched for
+//! anyway. Version 2 added delta frames (flag bit 1 below); a version 1 reader would count them
+//! as damaged headers, so it is told the version instead and skips the segment. Version 1
+//! segments are version 2 segments without delta frames and are read as such.
 //!
 //! # Frame, byte by byte
 //!
@@ -36,16 +39,35 @@
 //! | 0 | 4 | sync marker `E2 6B 76 46` |
 //! | 4 | 8 | wall-clock time, unix ns |
 //! | 12 | 2 | kind: a tag chosen by the writer's caller, not interpreted here |
-//! | 14 | 2 | flags: bit 0 set = payload is one zstd frame; other bits 0 |
+//! | 14 | 2 | flags: bit 0 set = payload is one zstd frame; bit 1 set (with bit 0) = delta frame, see below; other bits 0 |
 //! | 16 | 4 | stored length S: bytes of payload that follow the header |
-//! | 20 | 4 | raw length: bytes of the payload once decompressed (= S if bit 0 is clear) |
+//! | 20 | 4 | raw length: bytes of the payload once decompressed (= S if no flag is set) |
 //! | 24 | 4 | CRC-32 of the S stored payload bytes |
 //! | 28 | 4 | CRC-32 of bytes 0..28 of this header |
 //! | 32 | S | stored payload |
 //!
 //! The next frame starts at offset 32 + S. Both lengths are at most 64 MiB; a header with a
-//! larger length, unknown flags, or a raw length different from S while uncompressed is
-//! damaged, whatever its CRC says.
+//! larger length, unknown flags (bit 1 without bit 0 included), a raw length different from S
+//! while uncompressed, or a delta frame with S below 12 is damaged, whatever its CRC says.
+//!
+//! # Delta frame: stored payload, byte by byte
+//!
+//! A **delta frame** (flags 3) is compressed against a **key frame**: an earlier frame of the
+//! same kind in the same segment, compressed on its own (flags 1, or 0 if stored as it is).
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | segment offset of the key frame's header |
+//! | 8 | 4 | the key frame's payload CRC-32 (bytes 24..28 of its header) |
+//! | 12 | S − 12 | one zstd frame, compressed with the key frame's raw payload as dictionary |
+//!
+//! The payload CRC of the delta frame covers all S bytes. The dictionary is the key frame's
+//! payload as appended, handed to zstd as is (`ZSTD_compress_usingDict` /
+//! `ZSTD_decompress_usingDict`: raw content, unless it starts with the zstd dictionary magic
+//! `37 A4 30 EC`, in which case both sides load it as a zstd dictionary). The zstd frame
+//! records its content size, which must equal the raw length. The key frame's checksum in the
+//! reference means another frame that damage moved to the key frame's offset is never taken
+//! for it, and the key frame is found even when damage before it moved it.
 //!
 //! # Reading
 //!
@@ -57,6 +79,14 @@
 //! held is lost; if none is found the rest of the file is a torn tail. Headers alone give the
 //! index (time, segment, offset, kind); the payload CRC is checked when a payload is read, or
 //! by [`Reader::verify`] for all.
+//!
+//! Reading a delta frame reads its key frame too: the indexed frame in the same segment, of the
+//! same kind, earlier, not itself a delta frame, with the payload CRC the delta frame names, at
+//! the offset it names (one binary search in the index) or, if bytes removed or inserted
+//! before it moved it, the nearest such frame before the delta frame. Its payload must pass
+//! that CRC. Otherwise the delta frame is lost ([`Error::KeyFrame`], naming both offsets;
+//! [`Problem::MissingKeyFrame`] from [`Reader::verify`]), and only it. The index holds nothing
+//! more than before.
 //!
 //! # Writing, and why
 //!
@@ -75,8 +105,20 @@
 //! - Retention deletes whole oldest segments at every segment switch, before the new segment
 //!   exists, so the directory never exceeds [`Config::max_total_bytes`]; below checks its limit
 //!   only when a 24-hour shard closes, so it can overshoot by a whole shard.
-//! - Payloads are compressed one by one with zstd (level 3 by default) so each frame stays
-//!   independently readable; tiny or incompressible payloads are stored as they are.
+//! - Payloads are compressed with zstd (level 3 by default); tiny or incompressible payloads
+//!   are stored as they are. Most frames are compressed one by one, so each stays independently
+//!   readable. Frames of the kinds in [`Config::delta_kinds`] (periodic snapshots, which repeat
+//!   most of the one before) are delta frames except one in [`Config::key_frame_interval`]
+//!   (default 30) and the first of their kind in each segment, which are key frames: a frame
+//!   thus needs at most one other to be read, a segment needs no other segment (retention
+//!   deletes whole segments and never orphans a frame), and damage to a key frame loses at most
+//!   the interval's worth of frames. On the fixture snapshot's JSON with every measured number
+//!   moving between windows, a delta frame takes 0.43 of a key frame; with a key frame every
+//!   30 frames a frame takes 2401 bytes on average, against 2299 with a single key frame per
+//!   600 and 5341 with none (`key_frame_interval_measurements` in the tests). A delta frame
+//!   that would not be smaller than its payload is stored as it is. Compression against the
+//!   previous frame rather than a key frame would be smaller still, but a frame would then
+//!   need all the frames back to a key frame to be read.
 
 mod dump;
 mod error;

@@ -8,7 +8,7 @@ use std::{
 
 use super::{
     Error, Problem,
-    format::{FLAG_ZSTD, FRAME_HEADER_LEN, FrameHeader, HeaderCheck, parse_segment_name},
+    format::{FLAG_ZSTD, FRAME_HEADER_LEN, FrameHeader, HeaderCheck, KeyRef, parse_segment_name},
     scan::{self, Scanned, Source},
 };
 
@@ -52,6 +52,12 @@ impl Entry {
             flags: h.flags,
             payload_crc: h.payload_crc,
         }
+    }
+
+    /// Whether the frame is compressed against a key frame: reading it reads that one too.
+    #[must_use]
+    pub fn is_delta(&self) -> bool {
+        self.header().is_delta()
     }
 
     /// The header this frame was written with.
@@ -284,28 +290,112 @@ impl Reader {
     }
 
     /// Reads the frame at `position`: its payload is checked against its checksum and
-    /// decompressed.
+    /// decompressed. A delta frame reads its key frame too, checked the same way; if that fails
+    /// the error is [`Error::KeyFrame`], naming both offsets.
     pub fn read(&self, position: usize) -> Result<Frame, Error> {
-        let entry = self.entries.get(position).ok_or(Error::NoFrame {
-            position,
-            frames: self.entries.len(),
-        })?;
-        let segment = &self.segments[entry.segment];
+        let entry = self.entry(position)?;
         let stored = self.stored_payload(entry)?;
-        let payload = if entry.flags & FLAG_ZSTD == 0 {
-            stored
+        let payload = if entry.is_delta() {
+            let key = self.key_payload(entry, key_ref(&stored))?;
+            decompress_delta(&stored[KeyRef::LEN..], &key, entry.raw_len as usize)
+        } else if entry.flags & FLAG_ZSTD == 0 {
+            Ok(stored)
         } else {
-            decompress(&stored, entry.raw_len as usize).map_err(|reason| Error::Decompress {
-                path: segment.path.clone(),
-                offset: entry.offset,
-                reason,
-            })?
-        };
+            decompress(&stored, entry.raw_len as usize)
+        }
+        .map_err(|reason| Error::Decompress {
+            path: self.segments[entry.segment].path.clone(),
+            offset: entry.offset,
+            reason,
+        })?;
         Ok(Frame {
             time_ns: entry.time_ns,
             kind: entry.kind,
             payload,
         })
+    }
+
+    /// The position of the key frame the frame at `position` is compressed against, or `None`
+    /// if it is compressed on its own. Reads the frame's first bytes (checking its whole payload
+    /// against its checksum); fails with [`Error::KeyFrame`] if the key frame is not in the
+    /// index.
+    pub fn key_frame(&self, position: usize) -> Result<Option<usize>, Error> {
+        let entry = self.entry(position)?;
+        if !entry.is_delta() {
+            return Ok(None);
+        }
+        let key = key_ref(&self.stored_payload(entry)?);
+        Self::key_position(&self.entries, entry, key)
+            .map(Some)
+            .ok_or_else(|| self.key_error(entry, key.offset, NO_KEY.into()))
+    }
+
+    fn entry(&self, position: usize) -> Result<&Entry, Error> {
+        self.entries.get(position).ok_or(Error::NoFrame {
+            position,
+            frames: self.entries.len(),
+        })
+    }
+
+    /// Where in `entries` (ordered by segment, then offset) the key frame `key` of `delta` is:
+    /// an indexed frame of the same kind and segment, before it, compressed on its own, with
+    /// the payload checksum `key` names; at the offset `key` names, or, if bytes removed or
+    /// inserted before it moved it, the nearest such frame before `delta` (the checksum tells
+    /// it apart from other frames).
+    fn key_position(entries: &[Entry], delta: &Entry, key: KeyRef) -> Option<usize> {
+        let is_key = |e: &Entry| {
+            e.segment == delta.segment
+                && e.kind == delta.kind
+                && e.offset < delta.offset
+                && !e.is_delta()
+                && e.payload_crc == key.payload_crc
+        };
+        let by_offset = |e: &Entry| (e.segment, e.offset);
+        if let Ok(at) = entries.binary_search_by_key(&(delta.segment, key.offset), by_offset)
+            && is_key(&entries[at])
+        {
+            return Some(at);
+        }
+        let end = entries.partition_point(|e| by_offset(e) < by_offset(delta));
+        entries[..end]
+            .iter()
+            .rev()
+            .take_while(|e| e.segment == delta.segment)
+            .position(is_key)
+            .map(|back| end - 1 - back)
+    }
+
+    /// The raw payload of the key frame of `delta`.
+    fn key_payload(&self, delta: &Entry, key: KeyRef) -> Result<Vec<u8>, Error> {
+        let key_offset = key.offset;
+        let Some(at) = Self::key_position(&self.entries, delta, key) else {
+            return Err(self.key_error(delta, key_offset, NO_KEY.into()));
+        };
+        let key = &self.entries[at];
+        // A key frame that fails its checksum is damage, which loses this frame; failing to
+        // read the file (retention deleted it since the index was built) is no damage, and is
+        // reported as what it is.
+        let stored = self.stored_payload(key).map_err(|e| match e {
+            Error::Checksum { .. } => {
+                self.key_error(delta, key_offset, "fails its checksum".into())
+            }
+            other => other,
+        })?;
+        if key.flags & FLAG_ZSTD == 0 {
+            return Ok(stored);
+        }
+        decompress(&stored, key.raw_len as usize).map_err(|reason| {
+            self.key_error(delta, key_offset, format!("does not decompress: {reason}"))
+        })
+    }
+
+    fn key_error(&self, delta: &Entry, key_offset: u64, reason: String) -> Error {
+        Error::KeyFrame {
+            path: self.segments[delta.segment].path.clone(),
+            offset: delta.offset,
+            key_offset,
+            reason,
+        }
     }
 
     /// The payload bytes as stored on disk, checked against their checksum.
@@ -326,7 +416,8 @@ impl Reader {
 
     /// Checks every payload against its checksum (reading all of the recording, not
     /// decompressing): frames that fail leave the index and become [`Problem::BadPayload`].
-    /// Returns how many failed.
+    /// Then delta frames whose key frame is no longer in the index leave it too, as
+    /// [`Problem::MissingKeyFrame`]. Returns how many frames left the index.
     ///
     /// Frames whose headers were hidden inside a failing frame (bytes removed from its payload
     /// make its length reach over them) are found and indexed.
@@ -334,16 +425,30 @@ impl Reader {
         let entries = std::mem::take(&mut self.entries);
         let mut kept = Vec::with_capacity(entries.len());
         let mut failed = 0;
+        let mut key_refs = Vec::new();
         for entry in entries {
-            let Err(e) = self.stored_payload(&entry) else {
-                kept.push(entry);
-                continue;
+            let e = match self.stored_payload(&entry) {
+                Ok(stored) => {
+                    if entry.is_delta() {
+                        key_refs.push((entry.segment, entry.offset, key_ref(&stored)));
+                    }
+                    kept.push(entry);
+                    continue;
+                }
+                Err(e) => e,
             };
             failed += 1;
             let file = self.segments[entry.segment].path.clone();
             self.problems.push(match e {
                 Error::Checksum { offset, .. } => {
-                    kept.extend(self.hidden_in(&entry));
+                    for hidden in self.hidden_in(&entry) {
+                        if hidden.is_delta()
+                            && let Ok(stored) = self.stored_payload(&hidden)
+                        {
+                            key_refs.push((hidden.segment, hidden.offset, key_ref(&stored)));
+                        }
+                        kept.push(hidden);
+                    }
                     Problem::BadPayload { file, offset }
                 }
                 other => Problem::Unreadable {
@@ -352,9 +457,34 @@ impl Reader {
                 },
             });
         }
+        failed += self.drop_orphans(&mut kept, &key_refs);
         self.entries = kept;
         self.finish();
         failed
+    }
+
+    /// Removes from `kept` the delta frames whose key frame is not in it, reporting each.
+    fn drop_orphans(&mut self, kept: &mut Vec<Entry>, key_refs: &[(usize, u64, KeyRef)]) -> usize {
+        let mut orphans = Vec::new();
+        for &(segment, offset, key) in key_refs {
+            let Ok(at) = kept.binary_search_by_key(&(segment, offset), |e| (e.segment, e.offset))
+            else {
+                continue;
+            };
+            if Self::key_position(kept, &kept[at], key).is_none() {
+                orphans.push(at);
+                self.problems.push(Problem::MissingKeyFrame {
+                    file: self.segments[segment].path.clone(),
+                    offset,
+                    key_offset: key.offset,
+                });
+            }
+        }
+        orphans.sort_unstable();
+        for &at in orphans.iter().rev() {
+            kept.remove(at);
+        }
+        orphans.len()
     }
 
     /// Intact frames inside the stored payload of a frame that failed its checksum.
@@ -376,6 +506,61 @@ impl Reader {
             .filter(|e| self.stored_payload(e).is_ok())
             .collect()
     }
+}
+
+/// Why a delta frame's key frame was not found.
+const NO_KEY: &str = "is not an intact key frame of its kind in the segment";
+
+/// The key frame reference opening the stored payload of a delta frame, which its header
+/// guarantees is long enough (a shorter one would name no frame: offset 0 is the segment
+/// header).
+fn key_ref(stored: &[u8]) -> KeyRef {
+    KeyRef::decode(stored).unwrap_or(KeyRef {
+        offset: 0,
+        payload_crc: 0,
+    })
+}
+
+/// Decompresses one zstd frame compressed with `key` as its dictionary, which must yield exactly
+/// `raw_len` bytes.
+fn decompress_delta(stored: &[u8], key: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    thread_local! {
+        // Reused for the reason `decompress` gives.
+        static CONTEXT: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    // The writer records the size in the zstd frame: checking it first bounds the allocation
+    // by what the frame claims, not by a damaged header.
+    match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(size)) if size == raw_len as u64 => {}
+        Ok(Some(size)) => {
+            return Err(format!(
+                "{size} bytes instead of the {raw_len} in the frame header"
+            ));
+        }
+        Ok(None) | Err(_) => return Err("no zstd frame with its size".into()),
+    }
+    CONTEXT.with_borrow_mut(|context| {
+        let context = match context {
+            Some(context) => context,
+            None => context.insert(
+                zstd::zstd_safe::DCtx::try_create()
+                    .ok_or("cannot set up decompression (out of memory)")?,
+            ),
+        };
+        let mut payload = Vec::with_capacity(raw_len);
+        context
+            .decompress_using_dict(&mut payload, stored, key)
+            .map_err(|code| zstd::zstd_safe::get_error_name(code).to_owned())?;
+        if payload.len() == raw_len {
+            Ok(payload)
+        } else {
+            Err(format!(
+                "{} bytes instead of the {raw_len} in the frame header",
+                payload.len()
+            ))
+        }
+    })
 }
 
 /// Decompresses one zstd frame that must yield exactly `raw_len` bytes.

@@ -110,3 +110,158 @@ fn snapshot_json_compresses_at_least_threefold() {
     );
     assert!(ratio > 3.0, "ratio {ratio:.1}");
 }
+
+/// The fixture snapshot's JSON as windows of a live host: from one window to the next every
+/// measured number moves (counts, latencies, rates and shares by up to ±20 %, at full float
+/// precision; the window start by a second) while names, structure and identities (exit codes,
+/// thread ids, CPUs, nodes) stay. Harder on compression than a real host, where many counts
+/// stay put from one window to the next.
+fn windows_of_json(count: u64) -> Vec<Vec<u8>> {
+    const IDENTITIES: &[&str] = &[
+        "code",
+        "sub_code",
+        "index",
+        "number",
+        "pid",
+        "tid",
+        "start_time",
+        "cpu",
+        "node",
+        "vcpu_cpus",
+        "current_node",
+        "preferred_node",
+        "from_node",
+        "to_node",
+        "dominant_cpu",
+        "dominant_node",
+        "threads",
+        "watched_threads",
+        "floor_ns",
+        "guest_memory_bytes",
+        "expire_after_seconds",
+        "duration_seconds",
+        "schema_version",
+    ];
+    fn vary(value: &mut serde_json::Value, rng: &mut fastrand::Rng) {
+        use serde_json::Value;
+        match value {
+            Value::Object(fields) => {
+                for (name, field) in fields {
+                    if !(field.is_number() && IDENTITIES.contains(&name.as_str())) {
+                        vary(field, rng);
+                    }
+                }
+            }
+            Value::Number(n) => {
+                let factor = 0.8 + 0.4 * rng.f64();
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss,
+                    reason = "test numbers, far from the limits"
+                )]
+                if let Some(u) = n.as_u64() {
+                    *n = ((u as f64 * factor).round() as u64).into();
+                } else if let Some(f) = n
+                    .as_f64()
+                    .and_then(|f| serde_json::Number::from_f64(f * factor))
+                {
+                    *n = f;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| vary(v, rng)),
+            _ => {}
+        }
+    }
+    let base = serde_json::to_value(crate::testing::fixture::snapshot()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    (0..count)
+        .map(|i| {
+            let mut window = base.clone();
+            vary(&mut window, &mut rng);
+            #[expect(clippy::cast_precision_loss, reason = "small test numbers")]
+            let start = 1_700_000_000.0 + i as f64;
+            window["window"]["start_unix_seconds"] = start.into();
+            serde_json::to_vec(&window).unwrap()
+        })
+        .collect()
+}
+
+/// Records `windows` as kind 1 with delta frames every `interval`; returns the reader.
+fn record_windows(dir: &std::path::Path, windows: &[Vec<u8>], interval: u32) -> Reader {
+    let config = Config {
+        delta_kinds: vec![1],
+        key_frame_interval: interval,
+        ..Config::default()
+    };
+    let mut writer = Writer::open(dir, config).unwrap();
+    for (i, json) in (0..).zip(windows) {
+        writer.append(i, 1, json).unwrap();
+    }
+    writer.close().unwrap();
+    Reader::open(dir).unwrap()
+}
+
+/// Mean bytes on disk per frame (its 32-byte header included) of the key frames and of the delta frames.
+#[expect(clippy::cast_precision_loss, reason = "means for display")]
+fn mean_frame_bytes(reader: &Reader) -> (f64, f64) {
+    let mean = |delta: bool| {
+        let sizes: Vec<u32> = reader
+            .entries()
+            .iter()
+            .filter(|e| e.is_delta() == delta)
+            .map(|e| e.stored_len + 32)
+            .collect();
+        f64::from(sizes.iter().sum::<u32>()) / sizes.len().max(1) as f64
+    };
+    (mean(false), mean(true))
+}
+
+#[test]
+fn delta_frames_of_snapshot_json_are_at_least_twice_smaller() {
+    let windows = windows_of_json(90);
+    let dir = tempfile::tempdir().unwrap();
+    let reader = record_windows(dir.path(), &windows, 30);
+    let got: Vec<Vec<u8>> = reader.frames(..).map(|f| f.unwrap().payload).collect();
+    assert_eq!(got, windows);
+    let keys: Vec<usize> = (0..90)
+        .filter(|&i| !reader.entries()[i].is_delta())
+        .collect();
+    assert_eq!(keys, [0, 30, 60]);
+    let vms = crate::testing::fixture::snapshot().vms.len();
+    let (key, delta) = mean_frame_bytes(&reader);
+    #[expect(clippy::cast_precision_loss, reason = "a ratio for display")]
+    let per_vm = |bytes: f64| bytes / vms as f64;
+    eprintln!(
+        "{} bytes of JSON per window ({vms} VMs): key frames {key:.0} bytes ({:.0}/VM), delta \
+         frames {delta:.0} bytes ({:.0}/VM), {:.1}x smaller",
+        windows[0].len(),
+        per_vm(key),
+        per_vm(delta),
+        key / delta
+    );
+    assert!(delta * 2.0 <= key, "key {key:.0}, delta {delta:.0}");
+}
+
+/// The figures behind the default `key_frame_interval`: mean bytes per frame over ten minutes
+/// of windows, for several intervals.
+#[test]
+#[ignore = "a measurement, not a check; run by hand with --nocapture"]
+fn key_frame_interval_measurements() {
+    let windows = windows_of_json(600);
+    let vms = crate::testing::fixture::snapshot().vms.len();
+    for interval in [1, 2, 5, 10, 20, 30, 60, 120, 600] {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = record_windows(dir.path(), &windows, interval);
+        let total: u64 = reader.segments().iter().map(|s| s.len).sum();
+        let (key, delta) = mean_frame_bytes(&reader);
+        #[expect(clippy::cast_precision_loss, reason = "means for display")]
+        let per_frame = total as f64 / windows.len() as f64;
+        #[expect(clippy::cast_precision_loss, reason = "means for display")]
+        let per_vm = per_frame / vms as f64;
+        eprintln!(
+            "interval {interval:>3}: {per_frame:>6.0} bytes/frame, {per_vm:>5.0} bytes/VM-second \
+             (key {key:.0}, delta {delta:.0})"
+        );
+    }
+}

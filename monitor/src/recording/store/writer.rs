@@ -11,8 +11,8 @@ use std::{
 use super::{
     Error,
     format::{
-        FLAG_ZSTD, FrameHeader, MAX_PAYLOAD, SEGMENT_HEADER_LEN, encode_segment_header,
-        parse_segment_name, segment_name,
+        FLAG_DELTA, FLAG_ZSTD, FRAME_HEADER_LEN, FrameHeader, KeyRef, MAX_PAYLOAD,
+        SEGMENT_HEADER_LEN, encode_segment_header, parse_segment_name, segment_name,
     },
 };
 
@@ -37,6 +37,16 @@ pub struct Config {
     pub fsync_interval: Duration,
     /// zstd level for payloads.
     pub compression_level: i32,
+    /// Kinds whose frames are compressed against a key frame of the same kind (delta frames):
+    /// for frames that repeat most of the previous one, such as periodic snapshots, this makes
+    /// them several times smaller. Kinds not listed are compressed each on its own.
+    pub delta_kinds: Vec<u16>,
+    /// For a kind in `delta_kinds`: one frame in this many is a key frame, compressed on its
+    /// own; the ones between are compressed against it. The first frame of a kind in each
+    /// segment is a key frame too, so a segment never depends on another. Reading a delta frame
+    /// reads its key frame as well; damage to a key frame loses the frames compressed against
+    /// it (at most `key_frame_interval - 1`). At least 1 (1: no delta frames).
+    pub key_frame_interval: u32,
 }
 
 impl Default for Config {
@@ -48,6 +58,8 @@ impl Default for Config {
             max_age: None,
             fsync_interval: Duration::from_secs(5),
             compression_level: 3,
+            delta_kinds: Vec::new(),
+            key_frame_interval: 30,
         }
     }
 }
@@ -70,6 +82,9 @@ impl Config {
         if self.max_segment_duration.is_zero() {
             return fail("segment duration must be above zero".into());
         }
+        if self.key_frame_interval == 0 {
+            return fail("key frame interval must be at least 1".into());
+        }
         if !zstd::compression_level_range().contains(&self.compression_level) {
             return fail(format!(
                 "compression level {} is outside {:?}",
@@ -87,6 +102,29 @@ struct Active {
     created_ns: u64,
     /// Bytes written, so where the next frame goes.
     len: u64,
+}
+
+/// The latest key frame of a kind in `delta_kinds`, in the active segment.
+struct KeyFrame {
+    kind: u16,
+    /// Where it is: offset in the active segment, payload checksum.
+    at: KeyRef,
+    /// Its payload as appended: the dictionary of the delta frames that follow.
+    payload: Vec<u8>,
+    /// Frames of its kind written since, itself included.
+    frames: u32,
+}
+
+/// What a frame is to the delta compression of its kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Not of a kind in `delta_kinds`, or compressed against its key frame but stored as it is
+    /// because that did not make it smaller.
+    Plain,
+    /// Compressed on its own, and the dictionary of the frames of its kind that follow.
+    Key,
+    /// Compressed against the current key frame of its kind.
+    Delta,
 }
 
 struct Closed {
@@ -114,9 +152,15 @@ pub struct Writer {
     /// Creation time of the newest segment: new names must sort after it.
     newest_created_ns: Option<u64>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Key frames of the active segment, one per kind in `delta_kinds` that has one.
+    keys: Vec<KeyFrame>,
+    /// The stored payload of the frame being appended.
+    stored: Vec<u8>,
     frame: Vec<u8>,
     last_sync: Instant,
     warnings: Vec<Error>,
+    /// Bytes of frames written since opening (headers included), for cost reports.
+    written: u64,
 }
 
 impl Writer {
@@ -158,9 +202,12 @@ impl Writer {
             closed: closed.into(),
             config,
             compressor,
+            keys: Vec::new(),
+            stored: Vec::new(),
             frame: Vec::new(),
             last_sync: Instant::now(),
             warnings,
+            written: 0,
         })
     }
 
@@ -177,39 +224,35 @@ impl Writer {
                 max: MAX_PAYLOAD,
             });
         }
-        let compressed = self
-            .compressor
-            .compress(payload)
-            .map_err(|e| Error::io(&self.dir, "compressing a frame", e))?;
-        // Tiny or incompressible payloads (events, marks) are stored as they are.
-        let (flags, stored) = if compressed.len() < payload.len() {
-            (FLAG_ZSTD, compressed.as_slice())
-        } else {
-            (0, payload)
-        };
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "both are at most MAX_PAYLOAD"
-        )]
-        let header = FrameHeader {
-            time_ns,
-            kind,
-            flags,
-            stored_len: stored.len() as u32,
-            raw_len: payload.len() as u32,
-            payload_crc: crc32fast::hash(stored),
-        };
+        let (mut flags, mut role) = self.encode(kind, payload)?;
         if let Some(active) = &self.active {
+            let frame_len = (FRAME_HEADER_LEN + self.stored.len()) as u64;
             let full = active.len > SEGMENT_HEADER_LEN as u64
-                && active.len + header.frame_len() > self.config.max_segment_bytes;
+                && active.len + frame_len > self.config.max_segment_bytes;
             let age = Duration::from_nanos(time_ns.saturating_sub(active.created_ns));
             if full || age >= self.config.max_segment_duration {
                 self.close_active();
+                // A segment never depends on another: the key frame stayed behind.
+                if role == Role::Delta {
+                    (flags, role) = self.encode(kind, payload)?;
+                }
             }
         }
         if self.active.is_none() {
             self.start_segment(time_ns)?;
         }
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "both are at most MAX_PAYLOAD plus the key offset"
+        )]
+        let header = FrameHeader {
+            time_ns,
+            kind,
+            flags,
+            stored_len: self.stored.len() as u32,
+            raw_len: payload.len() as u32,
+            payload_crc: crc32fast::hash(&self.stored),
+        };
         let active = self.active.as_mut().expect("a segment was just started");
         self.frame.clear();
         // The header goes out with the first frame, so a new segment is never left headerless.
@@ -218,7 +261,7 @@ impl Writer {
                 .extend_from_slice(&encode_segment_header(active.created_ns));
         }
         self.frame.extend_from_slice(&header.encode());
-        self.frame.extend_from_slice(stored);
+        self.frame.extend_from_slice(&self.stored);
         if let Err(e) = active.file.write_all_at(&self.frame, active.len) {
             let offset = active.len;
             let error = Error::io_at(&active.path, offset, "writing a frame", e);
@@ -235,7 +278,29 @@ impl Writer {
             self.close_active();
             return Err(error);
         }
+        // Where the frame header went: after the segment header if the segment is new.
+        let offset = active.len + self.frame.len() as u64 - header.frame_len();
         active.len += self.frame.len() as u64;
+        self.written += self.frame.len() as u64;
+        match role {
+            Role::Key => {
+                self.keys.retain(|k| k.kind != kind);
+                self.keys.push(KeyFrame {
+                    kind,
+                    at: KeyRef {
+                        offset,
+                        payload_crc: header.payload_crc,
+                    },
+                    payload: payload.to_vec(),
+                    frames: 1,
+                });
+            }
+            Role::Delta | Role::Plain => {
+                if let Some(key) = self.keys.iter_mut().find(|k| k.kind == kind) {
+                    key.frames += 1;
+                }
+            }
+        }
         if self.last_sync.elapsed() >= self.config.fsync_interval {
             self.sync()?;
         }
@@ -271,7 +336,61 @@ impl Writer {
         &self.dir
     }
 
+    /// Bytes written since opening: frames as stored, with their headers and segment headers.
+    #[must_use]
+    pub fn written_bytes(&self) -> u64 {
+        self.written
+    }
+
+    /// Compresses `payload` into `self.stored`: against the key frame of its kind when one is
+    /// due, on its own otherwise. Returns the frame flags and what the frame is to its kind.
+    fn encode(&mut self, kind: u16, payload: &[u8]) -> Result<(u16, Role), Error> {
+        self.stored.clear();
+        let delta_kind = self.config.delta_kinds.contains(&kind);
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kind == kind && k.frames < self.config.key_frame_interval);
+        if let Some(key) = key.filter(|_| delta_kind) {
+            let mut compressed = Vec::with_capacity(zstd::zstd_safe::compress_bound(payload.len()));
+            // The key frame's payload is raw content to zstd unless it starts with the magic of
+            // a zstd dictionary; the reader hands it to zstd the same way, so either way the
+            // frame decompresses. Should zstd refuse it, the frame is compressed on its own.
+            let delta = self.compressor.context_mut().compress_using_dict(
+                &mut compressed,
+                payload,
+                &key.payload,
+                self.config.compression_level,
+            );
+            if delta.is_ok() {
+                self.stored.extend_from_slice(&key.at.encode());
+                if self.stored.len() + compressed.len() < payload.len() {
+                    self.stored.extend_from_slice(&compressed);
+                    return Ok((FLAG_ZSTD | FLAG_DELTA, Role::Delta));
+                }
+                self.stored.clear();
+                self.stored.extend_from_slice(payload);
+                return Ok((0, Role::Plain));
+            }
+        }
+        let compressed = self
+            .compressor
+            .compress(payload)
+            .map_err(|e| Error::io(&self.dir, "compressing a frame", e))?;
+        let role = if delta_kind { Role::Key } else { Role::Plain };
+        // Tiny or incompressible payloads (events, marks) are stored as they are.
+        if compressed.len() < payload.len() {
+            self.stored.extend_from_slice(&compressed);
+            Ok((FLAG_ZSTD, role))
+        } else {
+            self.stored.extend_from_slice(payload);
+            Ok((0, role))
+        }
+    }
+
     fn close_active(&mut self) {
+        // Key frames are per segment.
+        self.keys.clear();
         let Some(active) = self.active.take() else {
             return;
         };

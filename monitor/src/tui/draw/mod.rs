@@ -3,6 +3,7 @@
 mod advice;
 mod exits;
 mod io;
+mod replay;
 mod vcpus;
 mod vms;
 
@@ -18,24 +19,38 @@ use super::state::{App, View};
 use crate::model::{Snapshot, SourceState};
 
 pub fn draw(frame: &mut Frame<'_>, app: &App) {
-    let [header, body, footer] = Layout::vertical([
-        Constraint::Length(2),
+    let mut header = match &app.snapshot {
+        Some(snapshot) => header_lines(snapshot),
+        None if app.replay.is_some() => vec![Line::from("")],
+        None => vec![Line::from("kvmtop: taking the first sample…")],
+    };
+    let mut footer = vec![footer_line(app.view)];
+    if let Some(status) = &app.replay {
+        // A replay's banner takes the live title's place: nothing may read as the present.
+        header[0] = replay::banner(status, app.snapshot.as_ref());
+        header.extend(replay::notes(status));
+        footer.push(replay::footer(status));
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "a handful of lines")]
+    let [header_area, body, footer_area] = Layout::vertical([
+        Constraint::Length(header.len() as u16),
         Constraint::Min(3),
-        Constraint::Length(1),
+        Constraint::Length(footer.len() as u16),
     ])
     .areas(frame.area());
-    frame.render_widget(footer_line(app.view), footer);
-    let Some(snapshot) = &app.snapshot else {
-        frame.render_widget(Paragraph::new("kvmtop: taking the first sample…"), header);
-        return;
-    };
-    frame.render_widget(Paragraph::new(header_lines(snapshot)), header);
-    match (app.view, app.selected_vm()) {
-        (View::VmExits, Some(vm)) => exits::draw(frame, body, vm),
-        (View::Vcpus, Some(vm)) => vcpus::draw(frame, body, vm),
-        (View::Io, Some(vm)) => io::draw(frame, body, vm),
-        (View::Advice, _) => advice::draw(frame, body, snapshot),
-        _ => vms::draw(frame, body, app, snapshot),
+    frame.render_widget(Paragraph::new(footer), footer_area);
+    frame.render_widget(Paragraph::new(header), header_area);
+    if let Some(snapshot) = &app.snapshot {
+        match (app.view, app.selected_vm()) {
+            (View::VmExits, Some(vm)) => exits::draw(frame, body, vm),
+            (View::Vcpus, Some(vm)) => vcpus::draw(frame, body, vm),
+            (View::Io, Some(vm)) => io::draw(frame, body, vm),
+            (View::Advice, _) => advice::draw(frame, body, snapshot),
+            _ => vms::draw(frame, body, app, snapshot),
+        }
+    }
+    if let Some(status) = &app.replay {
+        replay::event_list(frame, body, status);
     }
 }
 
@@ -106,8 +121,8 @@ fn header_lines(snapshot: &Snapshot) -> Vec<Line<'static>> {
         Line::from(format!(
             "kvmtop {} — {} (Linux {}) — every {:.1} s",
             snapshot.kvmtop_version,
-            snapshot.host.hostname,
-            snapshot.host.kernel,
+            crate::model::untrusted::sanitize(&snapshot.host.hostname),
+            crate::model::untrusted::sanitize(&snapshot.host.kernel),
             snapshot.window.duration_seconds
         )),
         Line::from(sources),
@@ -140,7 +155,7 @@ fn losses(snapshot: &Snapshot) -> Vec<String> {
     losses
 }
 
-fn footer_line(view: View) -> Paragraph<'static> {
+fn footer_line(view: View) -> Line<'static> {
     let key = |k: &'static str| Span::styled(k, Style::new().reversed());
     let mut spans = vec![key(" q "), Span::raw(" quit  ")];
     match view {
@@ -168,7 +183,7 @@ fn footer_line(view: View) -> Paragraph<'static> {
             }),
         ]),
     }
-    Paragraph::new(Line::from(spans))
+    Line::from(spans)
 }
 
 #[cfg(test)]

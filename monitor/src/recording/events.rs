@@ -1,0 +1,354 @@
+//! What happened on the timeline of a recording: VMs coming and going, kernel sources
+//! degrading and recovering, advice firing and clearing, events lost, and the operator's marks.
+//! All but marks are found by comparing each window's snapshot with the one before
+//! ([`EventDetector`]), so a recording needs nothing beyond the snapshots to have them.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    Snapshot, SourceState, Untrusted,
+    advice::{Evidence, Severity, Target},
+};
+
+/// One thing that happened, at the time of the frame that carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    /// A VM appeared after the recording began.
+    VmStarted {
+        pid: u32,
+        start_time: u64,
+        name: Untrusted,
+    },
+    /// A VM was gone from a window.
+    VmExited {
+        pid: u32,
+        start_time: u64,
+        name: Untrusted,
+    },
+    /// A kernel source could not be attached, or its reason changed.
+    SourceDegraded {
+        family: String,
+        source: String,
+        why: Untrusted,
+    },
+    /// A source that was unavailable is attached again.
+    SourceRecovered { family: String, source: String },
+    /// A recommendation came into force, with the evidence it fired on.
+    AdviceFired {
+        rule: String,
+        title: String,
+        severity: Severity,
+        target: Target,
+        evidence: Vec<Evidence>,
+    },
+    /// A recommendation is no longer in force.
+    AdviceCleared { rule: String, target: Target },
+    /// A family's kernel programs missed events in the window (another BPF program was running
+    /// on the CPU, or a map was full): its figures undercount.
+    EventsLost {
+        family: String,
+        source: String,
+        count: u64,
+    },
+    /// A note the operator or a script put on the timeline.
+    Mark { text: Untrusted },
+}
+
+impl Event {
+    /// A short name of the kind of event, for lists and filters.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::VmStarted { .. } => "vm started",
+            Self::VmExited { .. } => "vm exited",
+            Self::SourceDegraded { .. } => "source degraded",
+            Self::SourceRecovered { .. } => "source recovered",
+            Self::AdviceFired { .. } => "advice fired",
+            Self::AdviceCleared { .. } => "advice cleared",
+            Self::EventsLost { .. } => "events lost",
+            Self::Mark { .. } => "mark",
+        }
+    }
+}
+
+/// One line, safe for a terminal: every text a guest owner or a local user chose is shown
+/// sanitized.
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::VmStarted { pid, name, .. } => write!(f, "VM {name} (pid {pid}) started"),
+            Self::VmExited { pid, name, .. } => write!(f, "VM {name} (pid {pid}) exited"),
+            Self::SourceDegraded {
+                family,
+                source,
+                why,
+            } => write!(f, "{family}/{source} unavailable: {why}"),
+            Self::SourceRecovered { family, source } => write!(f, "{family}/{source} attached"),
+            Self::AdviceFired {
+                rule,
+                title,
+                severity,
+                target,
+                evidence,
+            } => {
+                write!(f, "{rule} {severity:?} on {target}: {title}")?;
+                if let Some(first) = evidence.first() {
+                    write!(f, " ({first})")?;
+                }
+                Ok(())
+            }
+            Self::AdviceCleared { rule, target } => write!(f, "{rule} cleared on {target}"),
+            Self::EventsLost {
+                family,
+                source,
+                count,
+            } => write!(f, "{family}/{source} lost {count} events"),
+            Self::Mark { text } => write!(f, "mark: {text}"),
+        }
+    }
+}
+
+/// Finds the events of each window by comparing it with the previous one.
+#[derive(Debug, Default)]
+pub struct EventDetector {
+    /// Whether a window has been seen: what is there at the first is not news.
+    started: bool,
+    vms: BTreeMap<(u32, u64), Untrusted>,
+    /// Unavailable sources and why, by family and source.
+    unavailable: BTreeMap<(String, String), String>,
+    advice: BTreeSet<(String, Target)>,
+}
+
+impl EventDetector {
+    /// The events between the previous window and `snapshot`, in a fixed order: VMs, sources,
+    /// losses, advice.
+    pub fn detect(&mut self, snapshot: &Snapshot) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.vms(snapshot, &mut events);
+        self.sources(snapshot, &mut events);
+        lost(snapshot, &mut events);
+        self.advice(snapshot, &mut events);
+        self.started = true;
+        events
+    }
+
+    fn vms(&mut self, snapshot: &Snapshot, events: &mut Vec<Event>) {
+        let now: BTreeMap<(u32, u64), Untrusted> = snapshot
+            .vms
+            .iter()
+            .map(|vm| ((vm.pid, vm.start_time), vm.name.clone()))
+            .collect();
+        if self.started {
+            for ((pid, start_time), name) in &now {
+                if !self.vms.contains_key(&(*pid, *start_time)) {
+                    events.push(Event::VmStarted {
+                        pid: *pid,
+                        start_time: *start_time,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        for ((pid, start_time), name) in &self.vms {
+            if !now.contains_key(&(*pid, *start_time)) {
+                events.push(Event::VmExited {
+                    pid: *pid,
+                    start_time: *start_time,
+                    name: name.clone(),
+                });
+            }
+        }
+        self.vms = now;
+    }
+
+    /// Live and silent are both attached: flapping between them is what an idle VM does, not
+    /// news.
+    fn sources(&mut self, snapshot: &Snapshot, events: &mut Vec<Event>) {
+        let mut now = BTreeMap::new();
+        for state in snapshot.families.states() {
+            for (source, status) in state.sources {
+                if let SourceState::Unavailable(why) = status {
+                    now.insert((state.family.to_owned(), source.clone()), why.clone());
+                }
+            }
+        }
+        for ((family, source), why) in &now {
+            if self.unavailable.get(&(family.clone(), source.clone())) != Some(why) {
+                events.push(Event::SourceDegraded {
+                    family: family.clone(),
+                    source: source.clone(),
+                    why: Untrusted::new(why.clone()),
+                });
+            }
+        }
+        for (family, source) in self.unavailable.keys() {
+            if !now.contains_key(&(family.clone(), source.clone())) {
+                events.push(Event::SourceRecovered {
+                    family: family.clone(),
+                    source: source.clone(),
+                });
+            }
+        }
+        self.unavailable = now;
+    }
+
+    fn advice(&mut self, snapshot: &Snapshot, events: &mut Vec<Event>) {
+        let mut now = BTreeSet::new();
+        for rec in &snapshot.recommendations {
+            let key = (rec.id.to_owned(), rec.target.clone());
+            if !self.advice.contains(&key) {
+                events.push(Event::AdviceFired {
+                    rule: rec.id.to_owned(),
+                    title: rec.title.to_owned(),
+                    severity: rec.severity,
+                    target: rec.target.clone(),
+                    evidence: rec.evidence().to_vec(),
+                });
+            }
+            now.insert(key);
+        }
+        for (rule, target) in self.advice.difference(&now) {
+            events.push(Event::AdviceCleared {
+                rule: rule.clone(),
+                target: target.clone(),
+            });
+        }
+        self.advice = now;
+    }
+}
+
+/// Per family, each source that lost events in the window, and events dropped on a full map.
+fn lost(snapshot: &Snapshot, events: &mut Vec<Event>) {
+    for state in snapshot.families.states() {
+        for (source, lost) in state.lost {
+            if lost.count > 0 {
+                events.push(Event::EventsLost {
+                    family: state.family.to_owned(),
+                    source: source.clone(),
+                    count: lost.count,
+                });
+            }
+        }
+        if state.dropped.count > 0 {
+            events.push(Event::EventsLost {
+                family: state.family.to_owned(),
+                source: "(a kernel map was full)".to_owned(),
+                count: state.dropped.count,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LostEvents, advice::Comparison};
+
+    /// The fixture without losses, which would be news in every window.
+    fn quiet_snapshot() -> Snapshot {
+        let mut snapshot = crate::testing::fixture::snapshot();
+        for family in ["exits", "sched", "numa", "tlb", "block"] {
+            snapshot.families.lost_mut(family).unwrap().clear();
+        }
+        let f = &mut snapshot.families;
+        for dropped in [
+            &mut f.exits.dropped,
+            &mut f.sched.dropped,
+            &mut f.numa.dropped,
+            &mut f.tlb.dropped,
+            &mut f.block.dropped,
+        ] {
+            *dropped = LostEvents::default();
+        }
+        snapshot
+    }
+
+    fn names(events: &[Event]) -> Vec<String> {
+        events.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_first_window_is_not_news_but_what_follows_is() {
+        let mut detector = EventDetector::default();
+        let mut snapshot = quiet_snapshot();
+        let first = detector.detect(&snapshot);
+        assert!(
+            first
+                .iter()
+                .all(|e| !matches!(e, Event::VmStarted { .. } | Event::VmExited { .. })),
+            "{first:?}"
+        );
+        assert_eq!(detector.detect(&snapshot), [], "nothing changed");
+
+        let gone = snapshot.vms.remove(0);
+        let mut newcomer = snapshot.vms[0].clone();
+        newcomer.pid = 4242;
+        newcomer.name = Untrusted::new("new\u{1b}[2Jvm");
+        snapshot.vms.push(newcomer);
+        snapshot
+            .families
+            .sched
+            .lost
+            .insert("sched_switch".into(), LostEvents { count: 7, total: 7 });
+        let events = detector.detect(&snapshot);
+        let shown = names(&events);
+        assert!(
+            shown.contains(&"VM new\u{fffd}[2Jvm (pid 4242) started".to_owned()),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&format!("VM {} (pid {}) exited", gone.name, gone.pid)),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"sched/sched_switch lost 7 events".to_owned()),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn sources_and_advice_change_state_once() {
+        let mut detector = EventDetector::default();
+        let mut snapshot = quiet_snapshot();
+        snapshot.recommendations.clear();
+        detector.detect(&snapshot);
+
+        snapshot.families.numa.sources.insert(
+            "numa_fault".into(),
+            SourceState::Unavailable("no such hook".into()),
+        );
+        let rule = crate::advice::catalog().first().unwrap();
+        snapshot
+            .recommendations
+            .push(crate::model::advice::Recommendation::new(
+                rule,
+                Severity::Warning,
+                Target::Host,
+                Evidence::fact("thp", "never", Comparison::Equals, "never"),
+            ));
+        let events = detector.detect(&snapshot);
+        assert!(
+            matches!(events[0], Event::SourceDegraded { .. }),
+            "{events:?}"
+        );
+        assert!(matches!(events[1], Event::AdviceFired { .. }), "{events:?}");
+        assert_eq!(detector.detect(&snapshot), [], "still in force, still down");
+
+        snapshot.families.numa.sources.remove("numa_fault");
+        snapshot.recommendations.clear();
+        let shown = names(&detector.detect(&snapshot));
+        assert_eq!(
+            shown,
+            [
+                "numa/numa_fault attached".to_owned(),
+                format!("{} cleared on host", rule.id)
+            ]
+        );
+    }
+}

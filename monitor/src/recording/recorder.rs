@@ -1,0 +1,172 @@
+//! Writing a recording: each window's snapshot and the events found in it, and marks.
+
+use std::{path::Path, time::SystemTime};
+
+use super::{
+    events::{Event, EventDetector},
+    frames,
+    store::{self, Writer, unix_ns},
+};
+use crate::model::{Snapshot, Untrusted};
+
+/// Appends windows, events and marks to a recording directory.
+pub struct Recorder {
+    writer: Writer,
+    detector: EventDetector,
+    windows: u64,
+    bytes: u64,
+    cost: Cost,
+}
+
+/// What has been recorded, for the cost figures `kvmtop record` reports (its CPU time is
+/// measured by the caller, on the thread that records).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cost {
+    /// Seconds of windows recorded, and VM-seconds (each window's duration times its VMs).
+    pub seconds: f64,
+    pub vm_seconds: f64,
+}
+
+impl Cost {
+    /// `cpu_ns` of CPU time as a share of one core over the recorded time.
+    #[must_use]
+    pub fn core_share(&self, cpu_ns: u64) -> Option<f64> {
+        #[expect(clippy::cast_precision_loss, reason = "ns of CPU, far below 2^52")]
+        let cpu = cpu_ns as f64 / 1e9;
+        (self.seconds > 0.0).then(|| cpu / self.seconds)
+    }
+
+    /// Bytes on disk per VM-second.
+    #[must_use]
+    pub fn bytes_per_vm_second(&self, bytes: u64) -> Option<f64> {
+        #[expect(clippy::cast_precision_loss, reason = "bytes, far below 2^52")]
+        let bytes = bytes as f64;
+        (self.vm_seconds > 0.0).then(|| bytes / self.vm_seconds)
+    }
+}
+
+impl Recorder {
+    /// Starts a new segment in `dir` (created if missing); existing segments are kept, and
+    /// bounded with them by `config`. Windows are compressed against a key window (consecutive
+    /// snapshots differ in little but their numbers); events, small and rare, are not.
+    pub fn open(dir: &Path, mut config: store::Config) -> Result<Self, store::Error> {
+        config.delta_kinds = vec![frames::WINDOW];
+        Ok(Self {
+            writer: Writer::open(dir, config)?,
+            detector: EventDetector::default(),
+            windows: 0,
+            bytes: 0,
+            cost: Cost::default(),
+        })
+    }
+
+    /// Appends a window's snapshot, then the events it shows. Returns the events.
+    pub fn record(&mut self, snapshot: &Snapshot) -> Result<Vec<Event>, store::Error> {
+        let window = &snapshot.window;
+        let end = window.start_unix_seconds + window.duration_seconds;
+        // Seconds to ns; the model's times are positive and far from overflowing.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let time_ns = (end * 1e9) as u64;
+        // Events are found before the write, so a failed write does not report them again.
+        let events = self.detector.detect(snapshot);
+        self.append(time_ns, frames::WINDOW, &frames::encode_window(snapshot))?;
+        self.windows += 1;
+        self.cost.seconds += window.duration_seconds;
+        #[expect(clippy::cast_precision_loss, reason = "a count of VMs")]
+        let vms = snapshot.vms.len() as f64;
+        self.cost.vm_seconds += window.duration_seconds * vms;
+        for event in &events {
+            self.append(time_ns, frames::EVENT, &frames::encode_event(event))?;
+        }
+        Ok(events)
+    }
+
+    /// Puts a mark on the timeline now.
+    pub fn mark(&mut self, text: Untrusted) -> Result<(), store::Error> {
+        let payload = frames::encode_event(&Event::Mark { text });
+        self.append(unix_ns(SystemTime::now()), frames::EVENT, &payload)
+    }
+
+    fn append(&mut self, time_ns: u64, kind: u16, payload: &[u8]) -> Result<(), store::Error> {
+        self.writer.append(time_ns, kind, payload)?;
+        self.bytes += payload.len() as u64;
+        Ok(())
+    }
+
+    /// Windows recorded so far.
+    #[must_use]
+    pub fn windows(&self) -> u64 {
+        self.windows
+    }
+
+    /// Bytes of payload recorded so far, before compression.
+    #[must_use]
+    pub fn raw_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Bytes written to disk so far, as stored (compressed, with frame headers).
+    #[must_use]
+    pub fn stored_bytes(&self) -> u64 {
+        self.writer.written_bytes()
+    }
+
+    /// What recording has cost so far.
+    #[must_use]
+    pub fn cost(&self) -> Cost {
+        self.cost
+    }
+
+    /// Problems the store stepped over (retention that could not delete a segment, …).
+    pub fn take_warnings(&mut self) -> Vec<store::Error> {
+        self.writer.take_warnings()
+    }
+
+    /// The recording directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.writer.dir()
+    }
+
+    /// Flushes what was written to the disk and closes the segment.
+    pub fn close(self) -> Result<(), store::Error> {
+        self.writer.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_counts_recorded_time_vm_seconds_and_bytes_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = Recorder::open(dir.path(), store::Config::default()).unwrap();
+        let mut snapshot = crate::testing::fixture::snapshot();
+        snapshot.window.duration_seconds = 2.0;
+        let vms = snapshot.vms.len();
+        assert!(vms > 0);
+        for _ in 0..3 {
+            snapshot.window.start_unix_seconds += 2.0;
+            recorder.record(&snapshot).unwrap();
+        }
+        recorder.mark(Untrusted::new("a mark")).unwrap();
+        let cost = recorder.cost();
+        let stored = recorder.stored_bytes();
+        recorder.close().unwrap();
+        assert!((cost.seconds - 6.0).abs() < 1e-9, "{cost:?}");
+        #[expect(clippy::cast_precision_loss, reason = "a small count")]
+        let vm_seconds = 6.0 * vms as f64;
+        assert!((cost.vm_seconds - vm_seconds).abs() < 1e-9, "{cost:?}");
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "kvmrec"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(stored, on_disk);
+        #[expect(clippy::cast_precision_loss, reason = "a small count")]
+        let per_vm = on_disk as f64 / vm_seconds;
+        assert!((cost.bytes_per_vm_second(stored).unwrap() - per_vm).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,268 @@
+//! Secrets are taken out of everything a recording stores. Recordings are handed to colleagues
+//! and attached to tickets, while texts taken from QEMU command lines (drive files, options
+//! quoted as evidence) can carry passwords: `-object secret,data=…`, `password=` of network
+//! disks, an RBD `key=`, a `user:password@` in a URL, `"password": "…"` in a `json:` filename.
+//! Every string of a frame goes through [`secrets`] before it is written; what looks like a
+//! secret becomes [`REDACTED`].
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// What a secret value is replaced with.
+pub const REDACTED: &str = "(redacted)";
+
+/// Replaces every string in `value` by its redacted form.
+pub fn value(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let Cow::Owned(clean) = secrets(text) {
+                *text = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(self::value),
+        Value::Object(fields) => fields.values_mut().for_each(self::value),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// `text` with the values of secret-looking options and URL passwords replaced.
+#[must_use]
+pub fn secrets(text: &str) -> Cow<'_, str> {
+    // Cheap test first: almost every string (numbers as text, names) has none of these.
+    if !text.contains('=') && !text.contains('@') && !text.contains('"') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    for word in text.split_inclusive(char::is_whitespace) {
+        let clean = word_secrets(word);
+        changed |= matches!(clean, Cow::Owned(_));
+        out.push_str(&clean);
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// One whitespace-free word (with its trailing whitespace).
+fn word_secrets(word: &str) -> Cow<'_, str> {
+    // In a QEMU `secret` object, `data` (and its `iv`) is the secret itself.
+    let secret_object = word.split(',').any(|part| {
+        part == "secret" || part.trim_end() == "secret" || part.ends_with("qom-type=secret")
+    }) || word.contains("\"qom-type\":\"secret\"");
+    let bytes = word.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let value_at = match bytes[i] {
+            b'=' => Some(i + 1),
+            // "key": "value" (JSON in a `json:` filename).
+            b'"' if i > 0 && key_before(word, i).is_some() => json_value_start(bytes, i + 1),
+            b'@' => url_password(word, i).map(|(start, _)| start),
+            _ => None,
+        };
+        let key = match bytes[i] {
+            b'=' | b'"' => key_before(word, i),
+            _ => None,
+        };
+        let secret = match (bytes[i], key) {
+            (b'@', _) => value_at.is_some(),
+            (_, Some(key)) => is_secret_key(key, secret_object),
+            _ => false,
+        };
+        if let (true, Some(start)) = (secret, value_at) {
+            let end = match bytes[i] {
+                b'@' => i,
+                b'"' => json_string_end(bytes, start),
+                _ => value_end(bytes, start),
+            };
+            if end > start {
+                out.push_str(&word[copied..start]);
+                out.push_str(REDACTED);
+                copied = end;
+                i = end.max(i + 1);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(word);
+    }
+    out.push_str(&word[copied..]);
+    Cow::Owned(out)
+}
+
+/// The option name ending just before `at` (an `=`, or the closing quote of a JSON key).
+fn key_before(word: &str, at: usize) -> Option<&str> {
+    let head = &word[..at];
+    let start = head
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        .map_or(0, |p| p + 1);
+    let key = &head[start..];
+    // A JSON key must be quoted: `"key"` then `:`.
+    if word.as_bytes()[at] == b'"' {
+        let opened = start > 0 && head.as_bytes()[start - 1] == b'"';
+        let closes = word[at + 1..].trim_start().starts_with(':');
+        if !(opened && closes && at > 0 && word.as_bytes()[at - 1] != b'"') {
+            return None;
+        }
+        // `at` is the closing quote itself here.
+        return (!key.is_empty()).then_some(key);
+    }
+    (!key.is_empty()).then_some(key)
+}
+
+/// After a JSON key's closing quote: where the string value starts (past `: "`).
+fn json_value_start(bytes: &[u8], mut i: usize) -> Option<usize> {
+    while i < bytes.len() && (bytes[i] == b':' || bytes[i].is_ascii_whitespace()) {
+        i += 1;
+    }
+    (i < bytes.len() && bytes[i] == b'"').then_some(i + 1)
+}
+
+/// Where a JSON string starting at `start` ends: its closing quote (or the end of the word).
+fn json_string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Where an option value ends: at the next separator of QEMU options, RBD filenames, JSON or
+/// URL query strings.
+fn value_end(bytes: &[u8], start: usize) -> usize {
+    bytes[start..]
+        .iter()
+        .position(|b| {
+            matches!(b, b',' | b':' | b'"' | b'}' | b'&' | b';' | b'\'') || b.is_ascii_whitespace()
+        })
+        .map_or(bytes.len(), |p| start + p)
+}
+
+/// For an `@` ending the user info of a URL (`scheme://user:password@host`): the span of the
+/// password.
+fn url_password(word: &str, at: usize) -> Option<(usize, usize)> {
+    let scheme_end = word[..at].rfind("://")? + 3;
+    let userinfo = &word[scheme_end..at];
+    if userinfo.contains('/') {
+        return None;
+    }
+    let colon = userinfo.find(':')?;
+    Some((scheme_end + colon + 1, at))
+}
+
+/// Option names whose values are secrets; names that only refer to a secret object by id
+/// (`password-secret=sec0`) are redacted too, which costs nothing.
+fn is_secret_key(key: &str, secret_object: bool) -> bool {
+    let key = key.to_ascii_lowercase();
+    let last = key.rsplit(['.', '-', '_']).next().unwrap_or(&key);
+    if secret_object && matches!(last, "data" | "iv") {
+        return true;
+    }
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+        || matches!(last, "key" | "pass" | "pw" | "pwd" | "auth")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, expected: &str) {
+        assert_eq!(secrets(text), expected, "{text}");
+    }
+
+    #[test]
+    fn secrets_of_qemu_options_are_redacted() {
+        check(
+            "-object secret,id=sec0,data=c2VjcmV0IQ==,format=base64",
+            "-object secret,id=sec0,data=(redacted),format=base64",
+        );
+        check(
+            "secret,id=sec0,data=letmein,iv=AAAA",
+            "secret,id=sec0,data=(redacted),iv=(redacted)",
+        );
+        check(
+            "rbd:pool/image:id=admin:key=AQBmZm9vYmFyCg==:auth_supported=cephx",
+            "rbd:pool/image:id=admin:key=(redacted):auth_supported=cephx",
+        );
+        check(
+            "driver=iscsi,user=me,password=hunter2,transport=tcp",
+            "driver=iscsi,user=me,password=(redacted),transport=tcp",
+        );
+        check(
+            "-vnc :0,password-secret=vnc0",
+            "-vnc :0,password-secret=(redacted)",
+        );
+        check(
+            "-spice port=5900,password=s3cr3t",
+            "-spice port=5900,password=(redacted)",
+        );
+        check(
+            "file.driver=ssh,file.user=me,file.password=pw1,file.host=h",
+            "file.driver=ssh,file.user=me,file.password=(redacted),file.host=h",
+        );
+    }
+
+    #[test]
+    fn url_passwords_and_json_filenames_are_redacted() {
+        check(
+            "https://alice:topsecret@images.example/disk.qcow2",
+            "https://alice:(redacted)@images.example/disk.qcow2",
+        );
+        check(
+            r#"json:{"file.driver":"http","file.password":"pw2","file.url":"x"}"#,
+            r#"json:{"file.driver":"http","file.password":"(redacted)","file.url":"x"}"#,
+        );
+        check(
+            "https://images.example/a?token=abc&x=1",
+            "https://images.example/a?token=(redacted)&x=1",
+        );
+    }
+
+    #[test]
+    fn ordinary_texts_are_kept_as_they_are() {
+        for text in [
+            "web-1",
+            "cache=none,aio=native",
+            "/var/lib/libvirt/images/db.qcow2",
+            "user@host",
+            "data=abc",
+            "https://images.example/disk.qcow2",
+            "keyboard=us",
+            "",
+        ] {
+            assert!(matches!(secrets(text), Cow::Borrowed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn every_string_of_a_value_is_redacted() {
+        let mut v = serde_json::json!({
+            "vms": [{"drives": [{"file": "rbd:p/i:key=abc"}], "n": 1}],
+            "note": "password=x",
+        });
+        value(&mut v);
+        assert_eq!(v["vms"][0]["drives"][0]["file"], "rbd:p/i:key=(redacted)");
+        assert_eq!(v["note"], "password=(redacted)");
+    }
+}
