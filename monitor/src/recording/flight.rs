@@ -47,6 +47,10 @@ pub const DEFAULT_MAX_SIZE: u64 = 256 << 20;
 const SEGMENTS_PER_WINDOW: u32 = 20;
 /// Windows waiting for the disk beyond which new ones are left out of the ring.
 pub const MAX_QUEUED: usize = 8;
+/// Dumps kept in [`Config::dumps_dir`]: each new one deletes the oldest beyond this count, so
+/// dumps asked for again and again (a signal in a loop, a held key) take at most this many times
+/// the ring's size bound. `kvmtop dump-flight` moves its dump out, so it does not count.
+pub const KEPT_DUMPS: usize = 8;
 /// How long a dump asked for over the control socket may take.
 pub const DUMP_TIMEOUT: Duration = Duration::from_mins(1);
 
@@ -272,6 +276,7 @@ pub fn dump(config: &Config, now: SystemTime) -> Result<PathBuf, String> {
                 for skipped in summary.skipped {
                     log::warn!("flight dump: left out: {skipped}");
                 }
+                prune_dumps(&dumps, &out);
                 return Ok(out);
             }
             Err(store::Error::Exists { .. }) => {}
@@ -279,6 +284,37 @@ pub fn dump(config: &Config, now: SystemTime) -> Result<PathBuf, String> {
         }
     }
     Err(format!("too many dumps named flight-{stamp}"))
+}
+
+/// Deletes the oldest dumps in `dumps` beyond [`KEPT_DUMPS`], never `newest`. Names sort by
+/// time (`flight-STAMP[-N].kvmrec`); only regular files of that form are touched.
+fn prune_dumps(dumps: &Path, newest: &Path) {
+    let Ok(entries) = fs::read_dir(dumps) else {
+        return;
+    };
+    let mut kept: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let stem = name.strip_prefix("flight-")?.strip_suffix(".kvmrec")?;
+            // Sorted by stamp, then by attempt: `-2` after the bare stamp, `-10` after `-9`.
+            let (stamp, attempt) = stem.split_once('-').unwrap_or((stem, "1"));
+            let key = format!("{stamp}-{attempt:0>3}");
+            Some((key, entry.path()))
+        })
+        .collect();
+    kept.sort();
+    let excess = kept.len().saturating_sub(KEPT_DUMPS);
+    for (_, path) in kept.into_iter().take(excess) {
+        if path == newest {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => log::info!("flight dump: deleted the oldest, {}", path.display()),
+            Err(e) => log::warn!("flight dump: could not delete {}: {e}", path.display()),
+        }
+    }
 }
 
 /// `20261204T124210Z`: UTC, sortable, and free of characters shells or other systems mind.

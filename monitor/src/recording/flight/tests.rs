@@ -189,3 +189,31 @@ fn a_ring_another_process_holds_or_that_cannot_be_written_is_refused_at_start() 
     );
     assert!(not_a_dir.is_err());
 }
+
+#[test]
+fn dumps_beyond_the_kept_count_delete_the_oldest_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let dumps = dir.path().join("dumps");
+    fs::create_dir(&dumps).unwrap();
+    let mut names: Vec<String> = (0..KEPT_DUMPS + 2)
+        .map(|i| format!("flight-20261204T1242{i:02}Z.kvmrec"))
+        .collect();
+    // A second dump in the same second sorts after the first.
+    names.push("flight-20261204T124259Z.kvmrec".to_owned());
+    names.push("flight-20261204T124259Z-2.kvmrec".to_owned());
+    for name in &names {
+        fs::write(dumps.join(name), b"x").unwrap();
+    }
+    fs::write(dumps.join("notes.txt"), b"not a dump").unwrap();
+    let newest = dumps.join("flight-20261204T124259Z-2.kvmrec");
+    prune_dumps(&dumps, &newest);
+    let mut left: Vec<String> = fs::read_dir(&dumps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut expected: Vec<String> = names[names.len() - KEPT_DUMPS..].to_vec();
+    expected.push("notes.txt".to_owned());
+    expected.sort();
+    assert_eq!(left, expected);
+}
