@@ -271,9 +271,9 @@ pub enum Command {
         #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         to: Option<String>,
         /// With --format openmetrics: how many series each VM gets, as `kvmtop serve
-        /// --metrics-detail` (`vm`, `vcpu` or `full`).
-        #[arg(long, value_enum, default_value_t = Level::default(), value_name = "LEVEL")]
-        metrics_detail: Level,
+        /// --metrics-detail` (`vm`, `vcpu` or `full`; default `vm`).
+        #[arg(long, value_enum, value_name = "LEVEL", requires = "format")]
+        metrics_detail: Option<Level>,
     },
     /// Serve Prometheus metrics at <http://ADDR/metrics>.
     ///
@@ -533,7 +533,19 @@ pub fn main() -> ExitCode {
                 to,
                 metrics_detail,
             } => match format {
-                Some(f) => app::replay(&path, f, metrics_detail, from.as_deref(), to.as_deref()),
+                Some(crate::output::ExportFormat::Json) if metrics_detail.is_some() => {
+                    anyhow::bail!(
+                        "--metrics-detail chooses the series of --format openmetrics; \
+                         --format json exports every figure of each window"
+                    )
+                }
+                Some(f) => app::replay(
+                    &path,
+                    f,
+                    metrics_detail.unwrap_or_default(),
+                    from.as_deref(),
+                    to.as_deref(),
+                ),
                 None => app::replay_view(&path, from.as_deref(), to.as_deref()),
             },
         }
@@ -709,6 +721,27 @@ mod tests {
             panic!("not dump-flight")
         };
         assert_eq!((output, pid), (Some(PathBuf::from("x.kvmrec")), Some(7)));
+    }
+
+    #[test]
+    fn replay_takes_a_detail_level_only_with_an_export_format() {
+        assert!(
+            Cli::try_parse_from(["kvmtop", "replay", "r", "--metrics-detail", "full"]).is_err(),
+            "the view has no series to choose"
+        );
+        let cli = Cli::parse_from([
+            "kvmtop",
+            "replay",
+            "r",
+            "--format",
+            "openmetrics",
+            "--metrics-detail",
+            "full",
+        ]);
+        let Some(Command::Replay { metrics_detail, .. }) = cli.command else {
+            panic!("not replay")
+        };
+        assert_eq!(metrics_detail, Some(Level::Full));
     }
 
     #[test]
