@@ -154,13 +154,14 @@ pub fn record(
     }
     // A directory kvmtop cannot record into is reported before the programs are loaded.
     let mut recorder = Recorder::open(dir, to.store.clone())?;
+    let mut session = Session::open(config)?;
+    // Before the control thread starts: a thread keeps the capabilities it started with.
+    drop_privileges(Announce::Print);
     let (mark_tx, marks) = mpsc::channel();
     // Without the socket the recording still goes on, without marks from other shells.
     let control = control::ControlSocket::listen(&to.control_dir, mark_tx)
         .inspect_err(|e| eprintln!("kvmtop: marks unavailable: {e:#}"))
         .ok();
-    let mut session = Session::open(config)?;
-    drop_privileges(Announce::Print);
     let mut advisor = Advisor::new(thresholds, advice_roots(config));
     eprintln!(
         "kvmtop: recording a window every {:.1} s into {}{} (Ctrl-C stops)",
