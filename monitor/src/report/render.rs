@@ -175,7 +175,7 @@ pub fn html_page(report: &Report) -> String {
         for (i, d) in report.deviations.iter().take(TOP).enumerate() {
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 i + 1,
                 html(&d.entity.to_string()),
                 html(d.figure.title),
@@ -237,7 +237,7 @@ pub fn html_page(report: &Report) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:72em}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}\
-li.mark{color:#b00}svg{border:1px solid #ddd;margin:.5em 0}";
+td.n{white-space:nowrap}li.mark{color:#b00}svg{border:1px solid #ddd;margin:.5em 0}";
 
 /// A line chart of one deviation's figure over both ranges, with the incident shaded and the
 /// marks drawn as red lines.
