@@ -3,8 +3,8 @@
 //! that the tests compare kvmtop's numbers with (Prometheus' promtool also checks and
 //! unit-tests the shipped alerting rules), curl as a TLS client independent of kvmtop's,
 //! tmux to drive the live table in a terminal, setpriv to run kvmtop as an unprivileged user
-//! with a few capabilities, the systemd tools that check its unit, and strace to see that kvmtop
-//! stays inside that unit's sandbox.
+//! with a few capabilities, the systemd tools that check its unit, strace to see that kvmtop
+//! stays inside that unit's sandbox, and Chromium to open the HTML incident report.
 
 use anyhow::{Result, bail};
 
@@ -89,6 +89,11 @@ const TOOLS: &[Tool] = &[
         command: "strace",
         packages: &[&["strace"]],
     },
+    // Opens the HTML incident report headless and takes its screenshot.
+    Tool {
+        command: "chromium",
+        packages: &[&["chromium"], &["chromium-browser"]],
+    },
 ];
 
 /// Present and working: Ubuntu's perf/bpftool are wrappers that exist but fail when the
@@ -107,7 +112,7 @@ fn works(command: &str) -> bool {
 pub fn ensure(apt: &mut Apt) -> Result<()> {
     checking(
         "test tools (qemu, binutils, bpftrace, libbpf-tools, perf, bpftool, prometheus, curl, \
-         stress-ng, tmux, setpriv, systemd-analyze, systemd-sysusers, strace)",
+         stress-ng, tmux, setpriv, systemd-analyze, systemd-sysusers, strace, chromium)",
     );
     let missing: Vec<&Tool> = TOOLS.iter().filter(|tool| !works(tool.command)).collect();
     if missing.is_empty() {
@@ -129,7 +134,8 @@ pub fn ensure(apt: &mut Apt) -> Result<()> {
     }
     installing(
         &packages.join(" "),
-        "tests run real guests and compare with these tools; promtool checks the alert rules",
+        "tests run real guests and compare with these tools; promtool checks the alert rules; \
+         Chromium opens the HTML report",
     );
     apt.install(&packages)?;
 
