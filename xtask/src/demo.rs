@@ -41,7 +41,8 @@ pub fn run(seconds: Option<u64>) -> Result<()> {
     result
 }
 
-fn start_guests(guests: &mut Vec<Guest>) -> Result<()> {
+/// The demo workload: a port-I/O guest, an idle one and a disk reader (the bench records them).
+pub fn start_guests(guests: &mut Vec<Guest>) -> Result<()> {
     // With debug-threads QEMU names vCPU threads "CPU n/KVM"; the idle guest goes without,
     // showing how kvmtop copes with anonymous threads.
     for (kind, name, debug_threads) in [

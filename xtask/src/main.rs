@@ -59,8 +59,10 @@ enum Task {
         /// Length of the measurement window.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// Run only the guest-throughput pairs (about 3 minutes), written to
-        /// `target/bench/throughput.json`.
+        /// Run only one part: `throughput`, the guest-throughput pairs (about 3 minutes),
+        /// written to `target/bench/throughput.json`; or `recording`, `kvmtop record` beside the
+        /// demo guests for the window (bytes per VM-second, the recorder's CPU), written to
+        /// `target/bench/recording.json`.
         #[arg(long, value_enum, conflicts_with = "scale")]
         only: Option<bench::Only>,
         /// Instead of the per-event bench: `kvmtop serve --interval 1 --metrics-detail full`

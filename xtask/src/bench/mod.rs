@@ -20,6 +20,7 @@ mod phase_report;
 mod phase_table;
 mod phases;
 mod progs;
+mod recording;
 mod report;
 mod sampling;
 mod scale;
@@ -51,10 +52,12 @@ use crate::{
 const POLL: Duration = Duration::from_millis(200);
 
 /// A part of the bench that runs alone.
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Only {
     /// The guest's exit rate without and with kvmtop at each collection level.
     Throughput,
+    /// `kvmtop record` beside the demo guests: bytes per VM-second and the recorder's CPU.
+    Recording,
 }
 
 pub use scale::Options as ScaleOptions;
@@ -68,6 +71,9 @@ pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
     }
     setup::ensure(Purpose::Test)?;
     let target_dir = util::target_dir()?;
+    if only == Some(Only::Recording) {
+        return recording_alone(&target_dir, seconds);
+    }
     let phase = Phase::start("build kvmtop and the test-run and floor runners");
     let built = util::build_kvmtop(true);
     let runners = built.as_ref().ok().map(|_| harness::build(&target_dir));
@@ -96,8 +102,11 @@ pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
         table::print_wrapped("  kvmtop's hooks:", &list.join(", "));
     }
     phase.finish(hooks.is_ok());
-    if let Some(Only::Throughput) = only {
-        return throughput_alone(&binary, &out_dir, hooks.as_deref().unwrap_or_default());
+    match only {
+        Some(Only::Throughput) => {
+            return throughput_alone(&binary, &out_dir, hooks.as_deref().unwrap_or_default());
+        }
+        Some(Only::Recording) | None => {}
     }
     let setting = Setting {
         binary: &binary,
@@ -145,9 +154,12 @@ pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
     let throughput = throughput::run(&binary, &out_dir, setting.hooks);
     phase.finish(throughput.unavailable.is_none());
     report.throughput = Some(throughput);
+    report.recording =
+        Some(recording_phase(&binary, &out_dir, seconds).map_err(|err| format!("{err:#}")));
     table::print(&report);
     phase_table::print(&report.phases, &report.sched_split);
     cost_table::print(&report);
+    recording::print_outcome(report.recording.as_ref());
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", path.display());
@@ -185,6 +197,36 @@ fn throughput_alone(binary: &Path, out_dir: &Path, hooks: &[floors::Hook]) -> Re
     std::fs::write(&path, serde_json::to_string_pretty(&throughput)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
+}
+
+/// `--only recording`: the recording's cost and `recording.json`.
+/// Needs neither the runners nor BPF statistics.
+fn recording_alone(target_dir: &Path, seconds: u64) -> Result<()> {
+    let phase = Phase::start("build kvmtop");
+    let built = util::build_kvmtop(true);
+    phase.finish(built.is_ok());
+    let out_dir = target_dir.join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    interrupt::install();
+    let cost = recording_phase(&built?, &out_dir, seconds)?;
+    recording::print(&cost);
+    let path = out_dir.join("recording.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&cost)? + "\n")?;
+    println!("written to {}", path.display());
+    Ok(())
+}
+
+fn recording_phase(
+    binary: &Path,
+    out_dir: &Path,
+    seconds: u64,
+) -> Result<recording::RecordingCost> {
+    let phase = Phase::start(&format!(
+        "recording: kvmtop record beside the demo guests ({seconds}s)"
+    ));
+    let cost = recording::run(binary, out_dir, seconds);
+    phase.finish(cost.is_ok());
+    cost
 }
 
 /// What every measured window needs: kvmtop, where to write, how long, and the floors.

@@ -54,6 +54,8 @@ pub struct Report {
     pub contention: Option<Contention>,
     /// A pinned port-I/O guest's exits/s without and with kvmtop, and the agent's cost.
     pub throughput: Option<Throughput>,
+    /// What `kvmtop record` costs beside the demo guests, or why it could not be measured.
+    pub recording: Option<Result<super::recording::RecordingCost, String>>,
 }
 
 #[derive(Serialize)]
@@ -296,6 +298,7 @@ pub fn build(window: &Window<'_>, test_run: TestRun, usage: Usage, lifetime: Dur
         sched_split: SchedSplit::default(),
         contention: None,
         throughput: None,
+        recording: None,
     }
 }
 
