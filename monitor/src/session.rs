@@ -20,6 +20,7 @@ use crate::{
     family::{CollectLevel, HostView, VmSpan, Vms},
     host::{
         btf::{KernelBtf, SYSTEM_BTF},
+        clock::WallClock,
         proc,
         topology::Topology,
         tracefs::TraceFs,
@@ -63,6 +64,7 @@ pub struct Session {
     discovery: Discovery,
     families: Families,
     identities: Identities,
+    wall_clock: WallClock,
 }
 
 /// Running totals at one instant.
@@ -116,6 +118,7 @@ impl Session {
             kernel,
             families,
             identities: Identities::default(),
+            wall_clock: WallClock::default(),
         })
     }
 
@@ -159,9 +162,10 @@ impl Session {
         let vms = Vms::new(&scan.vmms, &reused);
         scan.problems.extend(self.families.follow(&vms));
         let totals = self.families.sample(&vms);
-        // Both clocks at the moment the totals were read, so that consecutive windows tile:
-        // one ends on the wall clock where the next starts.
-        let (at, wall) = (Instant::now(), SystemTime::now());
+        // The moment the totals were read, on both clocks; the wall clock advances with the
+        // monotonic one, so that consecutive windows tile (see `WallClock`).
+        let at = Instant::now();
+        let wall = self.wall_clock.at(at);
         self.learn_vcpu_threads(&mut scan.vmms, &totals);
         for pid in Families::unknown_vmms(&totals) {
             self.discovery.note_kvm_activity(pid);
