@@ -273,19 +273,17 @@ pub fn report(
 ) -> anyhow::Result<()> {
     use crate::report::{Range, Report, render};
     let recording = Recording::open(path)?;
-    let times: Vec<u64> = recording.window_times().collect();
-    let (Some(&start_ns), Some(&end_ns)) = (times.first(), times.last()) else {
-        anyhow::bail!("{}: the recording holds no window", path.display());
-    };
-    let span = recording::when::Span { start_ns, end_ns };
+    let span = recording
+        .span()
+        .with_context(|| format!("{}: the recording holds no window", path.display()))?;
     let at = |text: &str| recording::when::parse(text, span).map_err(anyhow::Error::msg);
     let from = match &ranges.from {
         Some(t) => at(t)?,
-        None => start_ns + (end_ns - start_ns) / 2,
+        None => span.start_ns + (span.end_ns - span.start_ns) / 2,
     };
     let to = match &ranges.to {
         Some(t) => at(t)?,
-        None => end_ns,
+        None => span.end_ns,
     };
     anyhow::ensure!(from <= to, "the incident ends before it starts");
     let baseline = match &ranges.baseline {
@@ -384,16 +382,14 @@ pub fn replay(
     for problem in recording.problems() {
         eprintln!("kvmtop: skipped: {problem}");
     }
-    let times: Vec<u64> = recording.window_times().collect();
-    let (Some(&start_ns), Some(&end_ns)) = (times.first(), times.last()) else {
-        anyhow::bail!("{}: the recording holds no window", path.display());
-    };
-    let span = recording::when::Span { start_ns, end_ns };
+    let span = recording
+        .span()
+        .with_context(|| format!("{}: the recording holds no window", path.display()))?;
     let pick = |text: Option<&str>, default| {
         text.map_or(Ok(default), |t| recording::when::parse(t, span))
             .map_err(anyhow::Error::msg)
     };
-    let (from, to) = (pick(from, start_ns)?, pick(to, end_ns)?);
+    let (from, to) = (pick(from, span.start_ns)?, pick(to, span.end_ns)?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // The OpenMetrics export groups the windows' samples by family and writes them at the end.
     let mut openmetrics = (format == ExportFormat::Openmetrics).then(|| {
@@ -403,7 +399,7 @@ pub fn replay(
         ))
     });
     let (mut unreadable, mut backwards) = (0, 0);
-    for (index, &time) in times.iter().enumerate() {
+    for (index, time) in recording.window_times().enumerate() {
         if !(from..=to).contains(&time) {
             continue;
         }
@@ -446,11 +442,9 @@ pub fn replay_view(
     to: Option<&str>,
 ) -> anyhow::Result<()> {
     let recording = Recording::open(path)?;
-    let times: Vec<u64> = recording.window_times().collect();
-    let (Some(&start_ns), Some(&end_ns)) = (times.first(), times.last()) else {
-        anyhow::bail!("{}: the recording holds no window", path.display());
-    };
-    let span = recording::when::Span { start_ns, end_ns };
+    let span = recording
+        .span()
+        .with_context(|| format!("{}: the recording holds no window", path.display()))?;
     let (from, to) = recording::when::range(from, to, span).map_err(anyhow::Error::msg)?;
     let Some(mut replay) = tui::replay::Replay::new(recording, from, to) else {
         anyhow::bail!("{}: no window between --from and --to", path.display());

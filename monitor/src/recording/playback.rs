@@ -91,6 +91,16 @@ impl Recording {
             .map(|&p| self.store.entries()[p].time_ns)
     }
 
+    /// The times of the first and last windows, which `--from`/`--to` are read against; `None`
+    /// when the recording holds no window.
+    #[must_use]
+    pub fn span(&self) -> Option<super::when::Span> {
+        let mut times = self.window_times();
+        let start_ns = times.next()?;
+        let end_ns = times.last().unwrap_or(start_ns);
+        Some(super::when::Span { start_ns, end_ns })
+    }
+
     /// The snapshot of window `index`.
     pub fn window(&self, index: usize) -> Result<Snapshot, WindowError> {
         let position = *self.windows.get(index).ok_or(store::Error::NoFrame {
