@@ -49,12 +49,18 @@ pub enum Event {
     },
     /// A recommendation is no longer in force.
     AdviceCleared { rule: String, target: Target },
-    /// A family's kernel programs missed events in the window (another BPF program was running
-    /// on the CPU, or a map was full): its figures undercount.
+    /// A family's kernel programs missed events (another BPF program was running on the CPU, or
+    /// a map was full): its figures undercount. Told when a source starts losing, then at most
+    /// once a minute while it goes on, and once more when it stops, each time with what was
+    /// lost since the last telling: a source that loses a few events every window (as under a
+    /// busy tracer) does not fill the timeline, and the counts still add up to every loss.
     EventsLost {
         family: String,
         source: String,
         count: u64,
+        /// The windows `count` was lost over (1 in recordings made before losses were summed).
+        #[serde(default = "one_window")]
+        windows: u64,
     },
     /// A note the operator or a script put on the timeline.
     Mark { text: Untrusted },
@@ -108,7 +114,14 @@ impl fmt::Display for Event {
                 family,
                 source,
                 count,
-            } => write!(f, "{family}/{source} lost {count} events"),
+                windows,
+            } => {
+                write!(f, "{family}/{source} lost {count} events")?;
+                if *windows > 1 {
+                    write!(f, " over {windows} windows")?;
+                }
+                Ok(())
+            }
             Self::Mark { text } => write!(f, "mark: {text}"),
         }
     }
@@ -123,6 +136,28 @@ pub struct EventDetector {
     /// Unavailable sources and why, by family and source.
     unavailable: BTreeMap<(String, String), String>,
     advice: BTreeSet<(String, Target)>,
+    /// Sources losing events, by family and source: what was lost since the last telling.
+    losing: BTreeMap<(String, String), Losses>,
+}
+
+/// A source's losses not yet told.
+#[derive(Debug, Default)]
+struct Losses {
+    /// Events lost since the last telling.
+    count: u64,
+    /// Windows since the last telling, with or without losses.
+    windows: u64,
+    /// Windows in a row without a loss.
+    quiet: u64,
+    /// Whether the start of this run of losses was told.
+    told: bool,
+}
+
+/// Windows between two tellings of losses that go on: a minute at the default interval.
+const LOSS_REPORT_WINDOWS: u64 = 60;
+
+fn one_window() -> u64 {
+    1
 }
 
 impl EventDetector {
@@ -132,7 +167,7 @@ impl EventDetector {
         let mut events = Vec::new();
         self.vms(snapshot, &mut events);
         self.sources(snapshot, &mut events);
-        lost(snapshot, &mut events);
+        self.lost(snapshot, &mut events);
         self.advice(snapshot, &mut events);
         self.started = true;
         events
@@ -221,27 +256,48 @@ impl EventDetector {
         }
         self.advice = now;
     }
-}
 
-/// Per family, each source that lost events in the window, and events dropped on a full map.
-fn lost(snapshot: &Snapshot, events: &mut Vec<Event>) {
-    for state in snapshot.families.states() {
-        for (source, lost) in state.lost {
-            if lost.count > 0 {
-                events.push(Event::EventsLost {
-                    family: state.family.to_owned(),
-                    source: source.clone(),
-                    count: lost.count,
-                });
+    /// Losses: told at the first window a source loses in, then every
+    /// [`LOSS_REPORT_WINDOWS`] windows while it goes on, and at the first window without.
+    fn lost(&mut self, snapshot: &Snapshot, events: &mut Vec<Event>) {
+        let mut now: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for state in snapshot.families.states() {
+            for (source, lost) in state.lost {
+                if lost.count > 0 {
+                    now.insert((state.family.to_owned(), source.clone()), lost.count);
+                }
+            }
+            if state.dropped.count > 0 {
+                let key = (
+                    state.family.to_owned(),
+                    "(a kernel map was full)".to_owned(),
+                );
+                now.insert(key, state.dropped.count);
             }
         }
-        if state.dropped.count > 0 {
-            events.push(Event::EventsLost {
-                family: state.family.to_owned(),
-                source: "(a kernel map was full)".to_owned(),
-                count: state.dropped.count,
-            });
+        for key in now.keys() {
+            self.losing.entry(key.clone()).or_default();
         }
+        self.losing.retain(|key, losses| {
+            let lost = now.get(key).copied();
+            losses.count += lost.unwrap_or(0);
+            losses.windows += 1;
+            losses.quiet = if lost.is_some() { 0 } else { losses.quiet + 1 };
+            let tell = !losses.told || losses.quiet == 1 || losses.windows >= LOSS_REPORT_WINDOWS;
+            if tell && losses.count > 0 {
+                events.push(Event::EventsLost {
+                    family: key.0.clone(),
+                    source: key.1.clone(),
+                    count: losses.count,
+                    // The quiet window that ends a run of losses is not part of it.
+                    windows: losses.windows - losses.quiet,
+                });
+                losses.count = 0;
+                losses.windows = 0;
+            }
+            losses.told = true;
+            losses.quiet == 0
+        });
     }
 }
 
@@ -350,5 +406,53 @@ mod tests {
                 format!("{} cleared on host", rule.id)
             ]
         );
+    }
+
+    /// A source losing a few events every window is told at the start, once a minute and at
+    /// the end, and the counts told add up to every loss.
+    #[test]
+    fn losses_that_go_on_are_summed_not_told_every_window() {
+        let mut detector = EventDetector::default();
+        let mut snapshot = quiet_snapshot();
+        detector.detect(&snapshot);
+        let mut told = Vec::new();
+        for window in 1..=132 {
+            let lost = &mut snapshot.families.sched.lost;
+            if window <= 130 {
+                lost.insert("sched_wakeup".into(), LostEvents { count: 3, total: 3 });
+            } else {
+                lost.clear();
+            }
+            for event in detector.detect(&snapshot) {
+                if let Event::EventsLost { count, windows, .. } = event {
+                    told.push((window, count, windows));
+                }
+            }
+        }
+        assert_eq!(
+            told,
+            [(1, 3, 1), (61, 180, 60), (121, 180, 60), (131, 27, 9)]
+        );
+        let sum: u64 = told.iter().map(|t| t.1).sum();
+        assert_eq!(sum, 130 * 3);
+        let shown = Event::EventsLost {
+            family: "sched".into(),
+            source: "sched_wakeup".into(),
+            count: 180,
+            windows: 60,
+        };
+        assert_eq!(
+            shown.to_string(),
+            "sched/sched_wakeup lost 180 events over 60 windows"
+        );
+    }
+
+    #[test]
+    fn a_loss_recorded_without_its_windows_reads_as_one_window() {
+        let event: Event = serde_json::from_str(
+            r#"{"event":"events_lost","family":"tlb","source":"tlb_flush","count":4}"#,
+        )
+        .unwrap();
+        assert_eq!(event.to_string(), "tlb/tlb_flush lost 4 events");
     }
 }

@@ -119,7 +119,7 @@ fn notes(vm: &Vm) -> Vec<Line<'static>> {
             })
             .collect();
         lines.push(Line::from(format!(
-            "who held the CPU while it waited: {}",
+            "who handed it the CPU after a wait: {}",
             parts.join(", ")
         )));
     }
