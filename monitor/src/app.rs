@@ -120,7 +120,11 @@ pub fn top(
         flight_to.control_dir.clone(),
         notices,
     );
-    tui::run(&rx, interval, keys)
+    let shown = tui::run(&rx, interval, keys);
+    // The view is gone: what the ring says now goes to stderr.
+    let notify: flight::Notify = Arc::new(|text| eprintln!("kvmtop: {text}"));
+    deck.finish(&notify);
+    shown
 }
 
 /// How often `record` says how far it has got.
@@ -206,14 +210,16 @@ pub fn record(
         for warning in recorder.take_warnings() {
             eprintln!("kvmtop: recording: {warning}");
         }
+        let last = deadline.is_some_and(|d| std::time::Instant::now() >= d);
         let windows = recorder.windows();
-        if windows > 0 && windows.is_multiple_of(RECORD_PROGRESS_EVERY) {
+        // The last window has the closing line, which says the same and more.
+        if !last && windows > 0 && windows.is_multiple_of(RECORD_PROGRESS_EVERY) {
             eprintln!(
                 "kvmtop: {windows} windows recorded, {}",
                 cost_line(&recorder, recording_cpu_ns)
             );
         }
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        if last {
             break;
         }
     }
@@ -494,7 +500,7 @@ pub fn serve(
         .enable_all()
         .build()?;
     let served = runtime.block_on(output::serve::run(listener, rx, web_config));
-    drop(deck);
+    deck.finish(&notify);
     served
 }
 

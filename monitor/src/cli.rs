@@ -437,13 +437,42 @@ fn explain(rule: Option<&str>, defaults: bool, thresholds: &Thresholds) -> anyho
     Ok(())
 }
 
+/// The command line; the live view's flight options before a subcommand are refused: they would
+/// be taken for the live view's and the subcommand would run without them.
+fn parse_args(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some((subcommand, _)) = matches.subcommand() {
+        let misplaced = Cli::command()
+            .get_arguments()
+            .filter(|arg| !arg.is_global_set())
+            .find(|arg| {
+                matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+            })
+            .and_then(|arg| arg.get_long().map(str::to_owned));
+        if let Some(long) = misplaced {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--{long} before the subcommand is the live view's; for `{subcommand}`, give \
+                     it after: `kvmtop {subcommand} --{long} ...`"
+                ),
+            ));
+        }
+    }
+    Ok(cli)
+}
+
 #[must_use]
 #[allow(clippy::too_many_lines, reason = "one arm per subcommand")]
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    let cli = Cli::parse();
+    let cli = parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let config = Config {
         proc_root: cli.host.proc.clone(),
         sys_root: cli.host.sys.clone(),
@@ -578,6 +607,26 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_live_views_flight_options_before_a_subcommand_are_refused() {
+        let err = parse_args(["kvmtop", "--no-flight-recorder", "serve"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let text = err.to_string();
+        assert!(
+            text.contains("`kvmtop serve --no-flight-recorder ...`"),
+            "{text}"
+        );
+        let err = parse_args(["kvmtop", "--flight-window", "5m", "snapshot"]).unwrap_err();
+        assert!(err.to_string().contains("--flight-window"), "{err}");
+        // Where they belong, and the global options anywhere, are taken.
+        let cli = parse_args(["kvmtop", "serve", "--no-flight-recorder"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Serve { flight, .. }) if flight.no_flight_recorder)
+        );
+        assert!(parse_args(["kvmtop", "--interval", "2", "serve"]).is_ok());
+        assert!(parse_args(["kvmtop", "--no-flight-recorder"]).is_ok());
     }
 
     #[test]

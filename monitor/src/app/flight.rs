@@ -67,6 +67,17 @@ pub fn start(to: &FlightTo, notify: &Notify) -> Deck {
     }
 }
 
+impl Deck {
+    /// Puts the ring's last windows on disk before kvmtop exits; says so if it cannot.
+    pub fn finish(self, notify: &Notify) {
+        if let Some(flight) = &self.flight
+            && let Err(e) = flight.finish()
+        {
+            notify(format!("flight recorder: {e}"));
+        }
+    }
+}
+
 /// SIGUSR1 dumps the ring. Without a ring it is said so, rather than the signal ending kvmtop.
 fn on_sigusr1(flight: Option<Flight>, notify: Notify) {
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]) {

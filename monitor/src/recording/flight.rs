@@ -100,6 +100,8 @@ enum Message {
     Window(Box<Snapshot>),
     Mark(Untrusted),
     Dump(mpsc::Sender<Result<PathBuf, String>>),
+    /// Write what is queued, sync it to disk, answer and stop.
+    Finish(mpsc::Sender<Result<(), String>>),
 }
 
 /// A running flight recorder. Cheap to clone: every clone feeds the same thread, which stops
@@ -186,6 +188,19 @@ impl Flight {
         answer
     }
 
+    /// Writes the windows still queued, syncs the ring to disk and stops its thread, waiting at
+    /// most [`DUMP_TIMEOUT`]: what a kvmtop that exits had recorded is then on disk, not only in
+    /// the page cache. Windows queued after this are left out.
+    pub fn finish(&self) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(Message::Finish(reply))
+            .map_err(|_| "the flight recorder had stopped".to_owned())?;
+        answer
+            .recv_timeout(DUMP_TIMEOUT)
+            .unwrap_or_else(|_| Err("the disk did not take the last windows in time".to_owned()))
+    }
+
     /// [`Self::dump`], waiting for the answer at most [`DUMP_TIMEOUT`].
     pub fn dump_and_wait(&self) -> Result<PathBuf, String> {
         self.dump()
@@ -224,6 +239,11 @@ fn run(
                     log::warn!("flight recorder: cannot start a dump: {e}");
                 }
                 Ok(())
+            }
+            Message::Finish(reply) => {
+                let closed = recorder.close().map_err(|e| e.to_string());
+                let _ = reply.send(closed);
+                return;
             }
         };
         match (result, failing) {

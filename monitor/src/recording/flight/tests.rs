@@ -136,6 +136,25 @@ fn marks_and_windows_reach_the_ring_through_its_thread_and_a_dump_holds_them() {
     assert_eq!(flight.dropped(), 0);
 }
 
+/// What was queued when kvmtop finishes is written before `finish` returns, and the thread is
+/// gone after: a second finish and later windows find it stopped.
+#[test]
+fn finishing_writes_every_queued_window_and_stops_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), Duration::from_mins(15), 1 << 20);
+    let flight = Flight::start(config.clone(), Arc::new(|_| {})).unwrap();
+    let queued = u32::try_from(MAX_QUEUED).unwrap();
+    for second in 0..queued {
+        flight.record(&window(second));
+    }
+    flight.finish().unwrap();
+    assert_eq!(flight.dropped(), 0);
+    let ring = Recording::open(&config.dir).unwrap();
+    assert_eq!(ring.window_count(), MAX_QUEUED);
+    assert!(flight.finish().unwrap_err().contains("stopped"));
+    assert!(flight.mark(Untrusted::new("late")).is_err());
+}
+
 #[test]
 fn windows_beyond_the_queue_are_left_out_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
