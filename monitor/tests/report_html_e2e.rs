@@ -24,7 +24,7 @@ use std::{
 };
 
 use kvmtop::{
-    model::{Snapshot, Untrusted},
+    model::Untrusted,
     recording::{recorder::Recorder, store},
 };
 
@@ -80,18 +80,6 @@ fn run(command: &mut Command) -> Vec<u8> {
     output.stdout
 }
 
-/// The fixture host's window, from the golden JSON the output tests keep in step with it.
-fn fixture_snapshot() -> Snapshot {
-    let golden =
-        include_str!("../src/output/snapshots/kvmtop__output__golden__the_fixture_as_json.snap");
-    // An insta file: a header between two `---` lines, then the JSON.
-    let json = golden
-        .splitn(3, "---\n")
-        .nth(2)
-        .expect("the golden file's header ends with ---");
-    serde_json::from_str(json).expect("the golden JSON reads back as a snapshot")
-}
-
 /// 20 windows at 2 % steal, a mark, 20 windows at 45 %, ending now.
 fn record_incident(dir: &Path) {
     let now = SystemTime::now()
@@ -99,7 +87,7 @@ fn record_incident(dir: &Path) {
         .unwrap()
         .as_secs_f64();
     let mut recorder = Recorder::open(dir, store::Config::default()).unwrap();
-    let mut snapshot = fixture_snapshot();
+    let mut snapshot = support::fixture::snapshot();
     snapshot.vms[0].name = Untrusted::new(HOSTILE_NAME);
     snapshot.window.duration_seconds = 1.0;
     for i in 0..40 {

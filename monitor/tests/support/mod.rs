@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod dashboards;
+pub mod fixture;
 pub mod harness;
 pub mod prometheus;
 pub mod tmux;
