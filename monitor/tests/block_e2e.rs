@@ -60,6 +60,8 @@ struct Observations {
     biolatency: String,
     /// Reads the kernel completed on the device in the window (`/sys/block/loopN/stat`).
     completed_reads: u64,
+    /// kvmtop's log: the requests it had pending at each reading.
+    kvmtop_log: Vec<String>,
 }
 
 /// Whether another tracer runs on the same hooks during the window.
@@ -84,9 +86,13 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel, beside: Beside) -> Ob
     // (tracepoint callbacks run in the order they were registered, and bpftrace registered the
     // completion one before both): the two tools then time the same interval.
     let older = (kernel == Kernel::Before6_5).then(tracefs_before_6_5);
+    // The requests still pending at the end are logged, to trace one the device no longer has.
+    let log = "warn,kvmtop::families::block=debug";
     let mut kvmtop = match &older {
-        Some(tracefs) => support::start_window(&["--tracefs".as_ref(), tracefs.path().as_os_str()]),
-        None => support::start_window(&[]),
+        Some(tracefs) => {
+            support::start_window_logging(&["--tracefs".as_ref(), tracefs.path().as_os_str()], log)
+        }
+        None => support::start_window_logging(&[], log),
     };
     // Line-buffered: biolatency's readiness line would otherwise wait in a full pipe buffer.
     let mut command = Command::new("stdbuf");
@@ -115,6 +121,7 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel, beside: Beside) -> Ob
         bpftrace: bpftrace.stdout_text(),
         biolatency: biolatency.stdout_text(),
         completed_reads,
+        kvmtop_log: kvmtop.stderr_lines.clone(),
     }
 }
 
@@ -360,7 +367,8 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64, beside: Besid
     assert!(
         in_flight + expired <= skipped,
         "the guest was frozen, yet {in_flight} request(s) in flight and {expired} expired with \
-         {skipped} completion(s) skipped: {device:#}"
+         {skipped} completion(s) skipped: {device:#}\nkvmtop's log:\n{}",
+        seen.kvmtop_log.join("\n")
     );
     // The skipped completions are the completion source's losses in the window.
     let lost = seen.snapshot["block"]["lost"]["block_rq_complete"]["count"]

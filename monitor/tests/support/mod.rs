@@ -374,8 +374,14 @@ pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
 /// both ends of the window, so it must outlast whatever runs in between on however slow a host,
 /// which a fixed duration cannot promise.
 pub fn start_window(extra: &[&std::ffi::OsStr]) -> Observed {
+    start_window_logging(extra, "warn")
+}
+
+/// [`start_window`] with kvmtop's log filter (`RUST_LOG`) set to `filter`.
+pub fn start_window_logging(extra: &[&std::ffi::OsStr], filter: &str) -> Observed {
     let mut command = kvmtop();
     command
+        .env("RUST_LOG", filter)
         .args(["snapshot", "--format", "json", "--duration", "3600"])
         .args(extra);
     let mut kvmtop = Observed::spawn(command);

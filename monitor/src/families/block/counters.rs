@@ -273,7 +273,24 @@ impl BlockCounters {
     /// long.
     fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
         let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
-        for entry in self.age() {
+        let live = self.age();
+        let now = monotonic_ns();
+        for entry in live {
+            // What a request the device no longer has would need to be traced back (how old,
+            // issued or not, its address): `RUST_LOG=kvmtop::families::block=debug`.
+            log::debug!(
+                "in flight: pid {} device {:?} op {} {} bytes, key {:#x}, submitted {} µs ago, {}",
+                entry.1.tgid,
+                DevId::from_kernel(entry.1.dev),
+                entry.1.op,
+                entry.1.bytes,
+                entry.0.id,
+                now.saturating_sub(entry.1.submit_ns) / 1_000,
+                match entry.1.issue_ns {
+                    0 => "never issued".to_owned(),
+                    at => format!("issued {} µs ago", now.saturating_sub(at) / 1_000),
+                }
+            );
             *in_flight.entry(owner(&entry)).or_default() += 1;
         }
         in_flight
