@@ -104,9 +104,10 @@ impl Session {
             collect: config.collect,
         };
         let (mut kernel, families) = Families::open(&view)?;
-        // The parsed BTF (tens of MiB, twice: for the offsets and for typing BTF tracepoints) is
-        // needed only to build the hook tables and attach; handing the freed pages back keeps the
-        // agent's resident memory what it needs while running.
+        // The kernel's BTF (the file for the offsets, ~5 MiB, and aya's parse for loading and
+        // typing BTF tracepoints, ~20 MiB) is needed only to build the hook tables and attach;
+        // handing the freed pages back keeps the agent's resident memory what it needs while
+        // running.
         view.btf = Err("read at start-up only".to_owned());
         kernel.release_btf();
         // SAFETY: malloc_trim only returns free heap pages to the kernel.

@@ -39,7 +39,7 @@ pub struct Kernel {
     ebpf: Ebpf,
     /// The kinds of tracepoint program the operator allows (`--hook-kinds`).
     kinds: Vec<hooks::HookKind>,
-    /// The kernel's own BTF as aya reads it, for typing BTF tracepoints; read on first use.
+    /// The kernel's own BTF as aya reads it, for typing BTF tracepoints, until released.
     btf: Option<Result<aya::Btf, String>>,
     /// What the programs logged (rare conditions, see `monitor_common::diagnostics`); `None` when
     /// the log could not be opened (the programs still run).
@@ -51,7 +51,12 @@ impl Kernel {
     /// tables) set before the kernel sees the programs; sources will run only as the tracepoint
     /// program `kinds` allow.
     pub fn load(globals: &[hooks::Global], kinds: &[hooks::HookKind]) -> anyhow::Result<Self> {
+        // Parsed once: the loader relocates the object against it, and BTF tracepoints are
+        // typed from it at attach time (each parse takes ~20 MiB while it lives).
+        let btf = aya::Btf::from_sys_fs()
+            .map_err(|e| format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}"));
         let mut loader = EbpfLoader::new();
+        loader.btf(btf.as_ref().ok());
         for global in globals {
             loader.override_global(global.name, global.bytes(), true);
         }
@@ -65,7 +70,7 @@ impl Kernel {
         Ok(Self {
             ebpf,
             kinds: kinds.to_vec(),
-            btf: None,
+            btf: Some(btf),
             diagnostics,
         })
     }
@@ -113,20 +118,30 @@ impl Kernel {
 
     /// Loads and attaches a BTF tracepoint program, typed from the kernel's own BTF.
     fn attach_btf_tracepoint(&mut self, program: &str, event: &str) -> Result<(), String> {
-        // Taken out while the program is borrowed, and put back: parsed once, never copied.
+        self.with_btf(|kernel, btf| {
+            let prog: &mut BtfTracePoint = kernel.program(program)?;
+            prog.load(event, btf)
+                .map_err(|e| format!("tp_btf on {event} rejected: {}", chain(&e)))?;
+            prog.attach()
+                .map(drop)
+                .map_err(|e| format!("cannot attach tp_btf to {event}: {}", chain(&e)))
+        })
+    }
+
+    /// Runs `load` with the kernel's BTF as aya reads it: the one parsed for loading, taken out
+    /// while the programs are borrowed and put back (never copied), or parsed again after
+    /// [`Self::release_btf`].
+    fn with_btf(
+        &mut self,
+        load: impl FnOnce(&mut Self, &aya::Btf) -> Result<(), String>,
+    ) -> Result<(), String> {
         let btf = self.btf.take().unwrap_or_else(|| {
             aya::Btf::from_sys_fs().map_err(|e| {
                 format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}")
             })
         });
         let result = match &btf {
-            Ok(btf) => self.program::<BtfTracePoint>(program).and_then(|prog| {
-                prog.load(event, btf)
-                    .map_err(|e| format!("tp_btf on {event} rejected: {}", chain(&e)))?;
-                prog.attach()
-                    .map(drop)
-                    .map_err(|e| format!("cannot attach tp_btf to {event}: {}", chain(&e)))
-            }),
+            Ok(parsed) => load(self, parsed),
             Err(why) => Err(why.clone()),
         };
         self.btf = Some(btf);
@@ -145,15 +160,14 @@ impl Kernel {
 
     /// Loads and attaches an fentry program to a kernel function, typed from the kernel's BTF.
     fn attach_fentry(&mut self, program: &str, function: &str) -> Result<(), String> {
-        let btf = aya::Btf::from_sys_fs().map_err(|e| {
-            format!("the kernel's BTF (/sys/kernel/btf/vmlinux) is unreadable: {e}")
-        })?;
-        let prog: &mut FEntry = self.program(program)?;
-        prog.load(function, &btf)
-            .map_err(|e| format!("fentry on {function} rejected: {}", chain(&e)))?;
-        prog.attach()
-            .map(drop)
-            .map_err(|e| format!("cannot attach fentry to {function}: {}", chain(&e)))
+        self.with_btf(|kernel, btf| {
+            let prog: &mut FEntry = kernel.program(program)?;
+            prog.load(function, btf)
+                .map_err(|e| format!("fentry on {function} rejected: {}", chain(&e)))?;
+            prog.attach()
+                .map(drop)
+                .map_err(|e| format!("cannot attach fentry to {function}: {}", chain(&e)))
+        })
     }
 
     /// Loads and attaches a kprobe program to a kernel function.

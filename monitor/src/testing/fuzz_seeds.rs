@@ -350,4 +350,14 @@ fn write_fuzz_seeds() {
     tracefs_format();
     advice_toml();
     proc_tree();
+    kernel_btf();
+}
+
+/// The unit tests' hand-built BTF (typedefs, qualifiers, an anonymous union, a bit field, enums,
+/// a tracepoint typedef), whole and cut after its types.
+fn kernel_btf() {
+    let dir = seeds("kernel_btf");
+    let whole = crate::host::btf::tests::synthetic();
+    fs::write(dir.join("synthetic"), &whole).unwrap();
+    fs::write(dir.join("without-strings"), &whole[..whole.len() / 2]).unwrap();
 }
