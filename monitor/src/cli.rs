@@ -446,20 +446,26 @@ fn parse_args(
     let matches = Cli::command().try_get_matches_from(args)?;
     let cli = Cli::from_arg_matches(&matches)?;
     if let Some((subcommand, _)) = matches.subcommand() {
-        let misplaced = Cli::command()
+        let command = Cli::command();
+        let misplaced = command
             .get_arguments()
             .filter(|arg| !arg.is_global_set())
             .find(|arg| {
                 matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
-            })
-            .and_then(|arg| arg.get_long().map(str::to_owned));
-        if let Some(long) = misplaced {
+            });
+        if let Some(arg) = misplaced {
+            let long = arg.get_long().unwrap_or_default();
+            let takes_it = command
+                .find_subcommand(subcommand)
+                .is_some_and(|sub| sub.get_arguments().any(|a| a.get_id() == arg.get_id()));
+            let hint = if takes_it {
+                format!("for `{subcommand}`, give it after: `kvmtop {subcommand} --{long} ...`")
+            } else {
+                format!("`{subcommand}` keeps no flight recorder")
+            };
             return Err(Cli::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
-                format!(
-                    "--{long} before the subcommand is the live view's; for `{subcommand}`, give \
-                     it after: `kvmtop {subcommand} --{long} ...`"
-                ),
+                format!("--{long} before the subcommand is the live view's; {hint}"),
             ));
         }
     }
@@ -619,7 +625,11 @@ mod tests {
             "{text}"
         );
         let err = parse_args(["kvmtop", "--flight-window", "5m", "snapshot"]).unwrap_err();
-        assert!(err.to_string().contains("--flight-window"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`snapshot` keeps no flight recorder"),
+            "{err}"
+        );
         // Where they belong, and the global options anywhere, are taken.
         let cli = parse_args(["kvmtop", "serve", "--no-flight-recorder"]).unwrap();
         assert!(
