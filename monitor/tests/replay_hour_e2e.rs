@@ -11,43 +11,20 @@ use std::{
     path::Path,
     process::Command,
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use kvmtop::{
-    model::Untrusted,
-    recording::{recorder::Recorder, store},
-};
 use support::tmux::Tmux;
 
 const WINDOWS: u32 = 3_600;
 
 /// An hour of the fixture host ending now, its steal rising in the last ten minutes, with a
-/// mark at the rise.
+/// mark at the rise. Every window differs, as real ones do: steal moves a little each second.
 fn record_hour(dir: &Path) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let mut recorder = Recorder::open(dir, store::Config::default()).unwrap();
-    let mut snapshot = support::fixture::snapshot();
-    snapshot.window.duration_seconds = 1.0;
-    for i in 0..WINDOWS {
-        if i == WINDOWS - 600 {
-            recorder.mark(Untrusted::new("rise")).unwrap();
-        }
-        // Every window differs, as real ones do: steal moves by a little each second.
-        let steal = if i < WINDOWS - 600 { 0.02 } else { 0.45 } + f64::from(i % 7) * 0.001;
-        for vcpu in &mut snapshot.vms[0].vcpus {
-            if let Some(sched) = &mut vcpu.sched {
-                sched.figures.steal = Some(steal);
-            }
-        }
-        snapshot.vms[0].families.sched.vcpus.steal = Some(steal);
-        snapshot.window.start_unix_seconds = now - f64::from(WINDOWS + 1) + f64::from(i);
-        recorder.record(&snapshot).unwrap();
-    }
-    recorder.close().unwrap();
+    let rise = WINDOWS - 600;
+    let steal = |i| if i < rise { 0.02 } else { 0.45 } + f64::from(i % 7) * 0.001;
+    let first_start_ago = f64::from(WINDOWS + 1);
+    support::fixture::record_steal(dir, WINDOWS, first_start_ago, steal, (rise, "rise"), None);
 }
 
 /// The window the replay banner shows ("… — window 12 of 3600"), from 1.

@@ -20,12 +20,6 @@ mod support;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{SystemTime, UNIX_EPOCH},
-};
-
-use kvmtop::{
-    model::Untrusted,
-    recording::{recorder::Recorder, store},
 };
 
 const TEST: &str = "report_html_e2e";
@@ -82,30 +76,8 @@ fn run(command: &mut Command) -> Vec<u8> {
 
 /// 20 windows at 2 % steal, a mark, 20 windows at 45 %, ending now.
 fn record_incident(dir: &Path) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let mut recorder = Recorder::open(dir, store::Config::default()).unwrap();
-    let mut snapshot = support::fixture::snapshot();
-    snapshot.vms[0].name = Untrusted::new(HOSTILE_NAME);
-    snapshot.window.duration_seconds = 1.0;
-    for i in 0..40 {
-        if i == 20 {
-            recorder.mark(Untrusted::new(MARK)).unwrap();
-        }
-        let steal = if i < 20 { 0.02 } else { 0.45 };
-        let vm = &mut snapshot.vms[0];
-        vm.families.sched.vcpus.steal = Some(steal);
-        for vcpu in &mut vm.vcpus {
-            if let Some(sched) = &mut vcpu.sched {
-                sched.figures.steal = Some(steal);
-            }
-        }
-        snapshot.window.start_unix_seconds = now - 21.0 + f64::from(i);
-        recorder.record(&snapshot).unwrap();
-    }
-    recorder.close().unwrap();
+    let steal = |i| if i < 20 { 0.02 } else { 0.45 };
+    support::fixture::record_steal(dir, 40, 21.0, steal, (20, MARK), Some(HOSTILE_NAME));
 }
 
 /// Counts the pixels of an RGBA image within `tolerance` of `colour` on every channel.
