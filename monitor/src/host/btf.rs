@@ -238,21 +238,30 @@ impl KernelBtf {
         None
     }
 
-    /// The size in bytes of type `id`.
-    fn size_of(&self, id: u32) -> Option<usize> {
-        let (_, ty) = self.resolve(id)?;
-        match ty.kind {
-            kind::INT | kind::STRUCT | kind::UNION | kind::ENUM | kind::ENUM64 | kind::FLOAT => {
-                Some(ty.size_or_id as usize)
-            }
-            kind::PTR => Some(std::mem::size_of::<usize>()),
-            kind::ARRAY => {
-                let element = u32_at(ty.extra, 0)?;
-                let count = u32_at(ty.extra, 8)? as usize;
-                self.size_of(element)?.checked_mul(count)
-            }
-            _ => None,
+    /// The size in bytes of type `id`. Arrays are walked in a loop with a bound: a damaged file
+    /// can make an array of itself.
+    fn size_of(&self, mut id: u32) -> Option<usize> {
+        let mut count: usize = 1;
+        for _ in 0..32 {
+            let (_, ty) = self.resolve(id)?;
+            let size = match ty.kind {
+                kind::INT
+                | kind::STRUCT
+                | kind::UNION
+                | kind::ENUM
+                | kind::ENUM64
+                | kind::FLOAT => ty.size_or_id as usize,
+                kind::PTR => std::mem::size_of::<usize>(),
+                kind::ARRAY => {
+                    count = count.checked_mul(u32_at(ty.extra, 8)? as usize)?;
+                    id = u32_at(ty.extra, 0)?;
+                    continue;
+                }
+                _ => return None,
+            };
+            return size.checked_mul(count);
         }
+        None
     }
 
     /// The member `name` of the struct or union `ty`, looked for through anonymous members too,
@@ -578,5 +587,14 @@ pub(crate) mod tests {
         }
         let btf = parsed(b.bytes()).unwrap();
         assert!(btf.offset("s", "x", 4).is_err());
+        // An array of itself (found by the fuzz target): an error, not endless recursion.
+        let mut b = Builder::new();
+        b.header("s", kind::STRUCT, 1, false, 8);
+        let field = b.name("f");
+        b.words(&[field, 2, 0]);
+        b.header("", kind::ARRAY, 0, false, 0);
+        b.words(&[2, 2, 4]);
+        let btf = parsed(b.bytes()).unwrap();
+        assert!(btf.offset("s", "f", 4).is_err());
     }
 }
