@@ -196,16 +196,25 @@ impl Flight {
         self.tx
             .send(Message::Finish(reply))
             .map_err(|_| "the flight recorder had stopped".to_owned())?;
-        answer
-            .recv_timeout(DUMP_TIMEOUT)
-            .unwrap_or_else(|_| Err("the disk did not take the last windows in time".to_owned()))
+        wait_for(&answer, "the disk did not take the last windows in time")
     }
 
     /// [`Self::dump`], waiting for the answer at most [`DUMP_TIMEOUT`].
     pub fn dump_and_wait(&self) -> Result<PathBuf, String> {
-        self.dump()
-            .recv_timeout(DUMP_TIMEOUT)
-            .unwrap_or_else(|_| Err("the dump did not finish in time".to_owned()))
+        wait_for(&self.dump(), "the dump did not finish in time")
+    }
+}
+
+/// The recorder thread's answer, at most [`DUMP_TIMEOUT`] away. An answer that can never come
+/// (the thread stopped with the request still queued, dropping it) is told apart from a slow
+/// disk.
+fn wait_for<T>(answer: &mpsc::Receiver<Result<T, String>>, late: &str) -> Result<T, String> {
+    match answer.recv_timeout(DUMP_TIMEOUT) {
+        Ok(answer) => answer,
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the flight recorder had stopped".to_owned())
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(late.to_owned()),
     }
 }
 
