@@ -145,10 +145,8 @@ pub struct EventDetector {
 struct Losses {
     /// Events lost since the last telling.
     count: u64,
-    /// Windows since the last telling, with or without losses.
+    /// Windows with losses since the last telling.
     windows: u64,
-    /// Windows in a row without a loss.
-    quiet: u64,
     /// Whether the start of this run of losses was told.
     told: bool,
 }
@@ -278,25 +276,28 @@ impl EventDetector {
         for key in now.keys() {
             self.losing.entry(key.clone()).or_default();
         }
+        // A run of losses ends at the first window without one: what is left is told then, and
+        // the source is forgotten until it loses again.
         self.losing.retain(|key, losses| {
             let lost = now.get(key).copied();
+            let stopped = lost.is_none();
             losses.count += lost.unwrap_or(0);
-            losses.windows += 1;
-            losses.quiet = if lost.is_some() { 0 } else { losses.quiet + 1 };
-            let tell = !losses.told || losses.quiet == 1 || losses.windows >= LOSS_REPORT_WINDOWS;
+            if !stopped {
+                losses.windows += 1;
+            }
+            let tell = !losses.told || stopped || losses.windows >= LOSS_REPORT_WINDOWS;
             if tell && losses.count > 0 {
                 events.push(Event::EventsLost {
                     family: key.0.clone(),
                     source: key.1.clone(),
                     count: losses.count,
-                    // The quiet window that ends a run of losses is not part of it.
-                    windows: losses.windows - losses.quiet,
+                    windows: losses.windows,
                 });
                 losses.count = 0;
                 losses.windows = 0;
             }
             losses.told = true;
-            losses.quiet == 0
+            !stopped
         });
     }
 }
