@@ -109,7 +109,9 @@
 //!   are stored as they are. Most frames are compressed one by one, so each stays independently
 //!   readable. Frames of the kinds in [`Config::delta_kinds`] (periodic snapshots, which repeat
 //!   most of the one before) are delta frames except one in [`Config::key_frame_interval`]
-//!   (default 30) and the first of their kind in each segment, which are key frames: a frame
+//!   (default 30), the first of their kind in each segment, and a frame whose delta would take
+//!   more than two thirds of its key frame's bytes (the key no longer resembles the frames, as when a
+//!   recording's first window is smaller than the ones after it), which are key frames: a frame
 //!   thus needs at most one other to be read, a segment needs no other segment (retention
 //!   deletes whole segments and never orphans a frame), and damage to a key frame loses at most
 //!   the interval's worth of frames. On the fixture snapshot's JSON with every measured number

@@ -243,6 +243,25 @@ fn delta_frames_of_snapshot_json_are_at_least_twice_smaller() {
     assert!(delta * 2.0 <= key, "key {key:.0}, delta {delta:.0}");
 }
 
+#[test]
+fn a_frame_unlike_its_key_becomes_the_next_key() {
+    let mut windows = windows_of_json(40);
+    // A recording's first window before the VMs' figures fill in: a small key frame that
+    // resembles none of the windows after it.
+    let mut first: serde_json::Value = serde_json::from_slice(&windows[0]).unwrap();
+    first["vms"] = serde_json::Value::Array(Vec::new());
+    windows[0] = serde_json::to_vec(&first).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reader = record_windows(dir.path(), &windows, 30);
+    let got: Vec<Vec<u8>> = reader.frames(..).map(|f| f.unwrap().payload).collect();
+    assert_eq!(got, windows);
+    let keys: Vec<usize> = (0..40)
+        .filter(|&i| !reader.entries()[i].is_delta())
+        .collect();
+    // The interval counts from the new key.
+    assert_eq!(keys, [0, 1, 31]);
+}
+
 /// The figures behind the default `key_frame_interval`: mean bytes per frame over ten minutes
 /// of windows, for several intervals.
 #[test]

@@ -43,7 +43,9 @@ pub struct Config {
     pub delta_kinds: Vec<u16>,
     /// For a kind in `delta_kinds`: one frame in this many is a key frame, compressed on its
     /// own; the ones between are compressed against it. The first frame of a kind in each
-    /// segment is a key frame too, so a segment never depends on another. Reading a delta frame
+    /// segment is a key frame too, so a segment never depends on another, and so is a frame
+    /// whose delta would take more than two thirds of its key frame's bytes (the key no longer
+    /// looks like the frames). Reading a delta frame
     /// reads its key frame as well; damage to a key frame loses the frames compressed against
     /// it (at most `key_frame_interval - 1`). At least 1 (1: no delta frames).
     pub key_frame_interval: u32,
@@ -104,6 +106,11 @@ struct Active {
     len: u64,
 }
 
+/// A delta frame whose compressed size exceeds this percentage of its key frame's stored size
+/// is written as a new key frame instead. Windows of a steady host take 25–40 % of their key;
+/// against a key that no longer resembles them, 85–95 %.
+const REKEY_ABOVE_PERCENT: usize = 67;
+
 /// The latest key frame of a kind in `delta_kinds`, in the active segment.
 struct KeyFrame {
     kind: u16,
@@ -111,6 +118,8 @@ struct KeyFrame {
     at: KeyRef,
     /// Its payload as appended: the dictionary of the delta frames that follow.
     payload: Vec<u8>,
+    /// Its stored payload's length: what a delta frame is weighed against.
+    stored_len: usize,
     /// Frames of its kind written since, itself included.
     frames: u32,
 }
@@ -292,6 +301,7 @@ impl Writer {
                         payload_crc: header.payload_crc,
                     },
                     payload: payload.to_vec(),
+                    stored_len: self.stored.len(),
                     frames: 1,
                 });
             }
@@ -362,7 +372,12 @@ impl Writer {
                 &key.payload,
                 self.config.compression_level,
             );
-            if delta.is_ok() {
+            // A delta frame that would take most of its key's bytes says the key no
+            // longer looks like the frames (the first window of a recording, before advice or
+            // a VM's histograms fill in, is often much smaller than the ones that follow). This
+            // frame becomes the key instead, so the frames after it compress well again.
+            let resembles_key = compressed.len() * 100 <= key.stored_len * REKEY_ABOVE_PERCENT;
+            if delta.is_ok() && resembles_key {
                 self.stored.extend_from_slice(&key.at.encode());
                 if self.stored.len() + compressed.len() < payload.len() {
                     self.stored.extend_from_slice(&compressed);
