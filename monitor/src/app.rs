@@ -407,6 +407,13 @@ pub fn replay(
     let (mut unreadable, mut backwards) = (0, 0);
     for (index, time) in recording.window_times().enumerate() {
         if !(from..=to).contains(&time) {
+            // The export's detail-value counters are sums over the windows, not recorded:
+            // they go on from the windows before the range, as the whole export has them.
+            if let (true, Some(writer)) = (time < from, &mut openmetrics)
+                && let Ok(snapshot) = recording.window(index)
+            {
+                writer.skip(&snapshot);
+            }
             continue;
         }
         match recording.window(index) {

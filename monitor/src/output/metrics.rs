@@ -53,11 +53,18 @@ impl Exporter {
         Ok(String::from_utf8(text)?)
     }
 
+    /// Counts a window without exporting it: the detail-value counters of the windows exported
+    /// after it go on from its counts, as if it had been exported. Call in order, as
+    /// [`Exporter::window`].
+    pub fn observe(&mut self, snapshot: &Snapshot) {
+        self.details.observe(snapshot);
+    }
+
     /// The metric families of one window, before encoding: what [`Exporter::window`] encodes
     /// for `/metrics`, and what the `OpenMetrics` export of a recording encodes with timestamps.
     /// Call once per window, in order, as [`Exporter::window`].
     pub fn window_families(&mut self, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
-        self.details.observe(snapshot);
+        self.observe(snapshot);
         gather(
             snapshot,
             Context {

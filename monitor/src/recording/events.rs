@@ -255,6 +255,21 @@ impl EventDetector {
         self.advice = now;
     }
 
+    /// What is still untold when a recording ends: the losses of each run that goes on, with
+    /// the windows they cover, so the counts told add up to every loss recorded.
+    pub fn finish(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.losing)
+            .into_iter()
+            .filter(|(_, losses)| losses.count > 0)
+            .map(|((family, source), losses)| Event::EventsLost {
+                family,
+                source,
+                count: losses.count,
+                windows: losses.windows,
+            })
+            .collect()
+    }
+
     /// Losses: told at the first window a source loses in, then every
     /// [`LOSS_REPORT_WINDOWS`] windows while it goes on, and at the first window without.
     fn lost(&mut self, snapshot: &Snapshot, events: &mut Vec<Event>) {
@@ -446,6 +461,37 @@ mod tests {
             shown.to_string(),
             "sched/sched_wakeup lost 180 events over 60 windows"
         );
+    }
+
+    /// A recording that ends while a source is still losing tells what it lost since the last
+    /// telling, and nothing when that was told already.
+    #[test]
+    fn losses_still_going_on_are_told_at_the_end() {
+        let mut detector = EventDetector::default();
+        let mut snapshot = quiet_snapshot();
+        detector.detect(&snapshot);
+        snapshot
+            .families
+            .tlb
+            .lost
+            .insert("tlb_flush".into(), LostEvents { count: 2, total: 2 });
+        let mut told = Vec::new();
+        for _ in 0..5 {
+            told.extend(detector.detect(&snapshot));
+        }
+        told.extend(detector.finish());
+        let losses: Vec<(u64, u64)> = told
+            .iter()
+            .filter_map(|event| match event {
+                Event::EventsLost { count, windows, .. } => Some((*count, *windows)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(losses, [(2, 1), (8, 4)]);
+        assert!(detector.finish().is_empty());
+        // Told at its only window: nothing is left for the end.
+        detector.detect(&snapshot);
+        assert!(detector.finish().is_empty());
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Recorder {
     writer: Writer,
     detector: EventDetector,
     windows: u64,
+    /// When the last window ended: where what is told at the close goes on the timeline.
+    last_window_ns: Option<u64>,
     bytes: u64,
     cost: Cost,
 }
@@ -55,6 +57,7 @@ impl Recorder {
             writer: Writer::open(dir, config)?,
             detector: EventDetector::default(),
             windows: 0,
+            last_window_ns: None,
             bytes: 0,
             cost: Cost::default(),
         })
@@ -71,6 +74,7 @@ impl Recorder {
         let events = self.detector.detect(snapshot);
         self.append(time_ns, frames::WINDOW, &frames::encode_window(snapshot))?;
         self.windows += 1;
+        self.last_window_ns = Some(time_ns);
         self.cost.seconds += window.duration_seconds;
         #[expect(clippy::cast_precision_loss, reason = "a count of VMs")]
         let vms = snapshot.vms.len() as f64;
@@ -128,9 +132,17 @@ impl Recorder {
         self.writer.dir()
     }
 
-    /// Flushes what was written to the disk and closes the segment.
-    pub fn close(self) -> Result<(), store::Error> {
-        self.writer.close()
+    /// Tells on the timeline what is still pending (losses of a source that is still losing),
+    /// then flushes what was written to the disk and closes the segment.
+    pub fn close(mut self) -> Result<(), store::Error> {
+        let told = match self.last_window_ns {
+            Some(time_ns) => self.detector.finish().iter().try_for_each(|event| {
+                self.append(time_ns, frames::EVENT, &frames::encode_event(event))
+            }),
+            None => Ok(()),
+        };
+        let closed = self.writer.close();
+        told.and(closed)
     }
 }
 
@@ -138,11 +150,54 @@ impl Recorder {
 mod tests {
     use super::*;
 
+    /// A recording that ends while a source is losing events keeps every loss on its timeline.
+    #[test]
+    fn losses_still_pending_at_the_close_reach_the_timeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = Recorder::open(dir.path(), store::Config::default()).unwrap();
+        let mut snapshot = crate::testing::fixture::snapshot();
+        snapshot.families.block.lost.clear();
+        for _ in 0..4 {
+            snapshot.window.start_unix_seconds += 1.0;
+            recorder.record(&snapshot).unwrap();
+        }
+        let losing = crate::model::LostEvents { count: 5, total: 5 };
+        snapshot
+            .families
+            .block
+            .lost
+            .insert("blk_rq_complete".into(), losing);
+        for _ in 0..3 {
+            snapshot.window.start_unix_seconds += 1.0;
+            recorder.record(&snapshot).unwrap();
+        }
+        recorder.close().unwrap();
+        let recording = crate::recording::playback::Recording::open(dir.path()).unwrap();
+        let lost: Vec<(u64, u64)> = recording
+            .events()
+            .iter()
+            .filter_map(|timed| match &timed.event {
+                Event::EventsLost {
+                    source,
+                    count,
+                    windows,
+                    ..
+                } if source == "blk_rq_complete" => Some((*count, *windows)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost, [(5, 1), (10, 2)]);
+        let last_window = recording.window_times().last().unwrap();
+        assert_eq!(recording.events().last().unwrap().time_ns, last_window);
+    }
+
     #[test]
     fn the_cost_counts_recorded_time_vm_seconds_and_bytes_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let mut recorder = Recorder::open(dir.path(), store::Config::default()).unwrap();
         let mut snapshot = crate::testing::fixture::snapshot();
+        // Without losses, which the close would tell after the figures were taken.
+        snapshot.families.block.lost.clear();
         snapshot.window.duration_seconds = 2.0;
         let vms = snapshot.vms.len();
         assert!(vms > 0);
