@@ -248,7 +248,8 @@ impl Writer {
             }
         }
         if self.active.is_none() {
-            self.start_segment(time_ns)?;
+            let first_frame = (FRAME_HEADER_LEN + self.stored.len()) as u64;
+            self.start_segment(time_ns, first_frame)?;
         }
         #[expect(
             clippy::cast_possible_truncation,
@@ -430,13 +431,20 @@ impl Writer {
         });
     }
 
-    fn start_segment(&mut self, time_ns: u64) -> Result<(), Error> {
+    /// Starts a segment whose first frame takes `first_frame` bytes.
+    fn start_segment(&mut self, time_ns: u64, first_frame: u64) -> Result<(), Error> {
         // Names must sort in creation order even if the clock was set back.
         let created_ns = match self.newest_created_ns {
             Some(newest) if time_ns <= newest => newest + 1,
             _ => time_ns,
         };
-        self.enforce_retention(created_ns);
+        // A segment ends at its first frame past the size bound, so it grows to the bound or,
+        // when its first frame alone is larger, to that frame.
+        let largest = self
+            .config
+            .max_segment_bytes
+            .max(SEGMENT_HEADER_LEN as u64 + first_frame);
+        self.enforce_retention(created_ns, largest);
         let path = self.dir.join(segment_name(created_ns));
         let file = OpenOptions::new()
             .write(true)
@@ -457,16 +465,16 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes the oldest segments until a full new segment fits the size bound and none is past
-    /// the age bound. `now_ns` is the creation time of the segment about to start.
-    fn enforce_retention(&mut self, now_ns: u64) {
+    /// Deletes the oldest segments until the new segment fits the size bound at its largest
+    /// (`new_segment_bytes`) and none is past the age bound. `now_ns` is the creation time of
+    /// the segment about to start.
+    fn enforce_retention(&mut self, now_ns: u64, new_segment_bytes: u64) {
         let Config {
-            max_segment_bytes,
             max_total_bytes,
             max_age,
             ..
         } = self.config;
-        while !self.closed.is_empty() && self.closed_bytes + max_segment_bytes > max_total_bytes {
+        while !self.closed.is_empty() && self.closed_bytes + new_segment_bytes > max_total_bytes {
             self.delete_oldest();
         }
         let Some(max_age) = max_age else { return };
