@@ -50,10 +50,8 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
 fn encode(item: &impl Serialize) -> Vec<u8> {
     // The model serializes infallibly (no maps with non-string keys, no failing serializers).
     // Running totals go in too: a recorded window exports as the counters `/metrics` served.
-    let mut value = crate::model::recorded::with_running_totals(|| serde_json::to_value(item))
-        .expect("the model serializes to JSON");
-    redact::value(&mut value);
-    serde_json::to_vec(&value).expect("a JSON value serializes")
+    crate::model::recorded::with_running_totals(|| redact::to_json(item))
+        .expect("the model serializes to JSON")
 }
 
 /// A [`WINDOW`] frame's snapshot.

@@ -2,27 +2,87 @@
 //! and attached to tickets, while texts taken from QEMU command lines (drive files, options
 //! quoted as evidence) can carry passwords: `-object secret,data=…`, `password=` of network
 //! disks, an RBD `key=`, a `user:password@` in a URL, `"password": "…"` in a `json:` filename.
-//! Every string of a frame goes through [`secrets`] before it is written; what looks like a
-//! secret becomes [`REDACTED`].
+//! Every string of a frame goes through [`secrets`] as it is written ([`to_json`]); what looks
+//! like a secret becomes [`REDACTED`].
 
-use std::borrow::Cow;
+use std::{borrow::Cow, io};
 
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::ser::{CharEscape, Formatter};
 
 /// What a secret value is replaced with.
 pub const REDACTED: &str = "(redacted)";
 
-/// Replaces every string in `value` by its redacted form.
-pub fn value(value: &mut Value) {
-    match value {
-        Value::String(text) => {
-            if let Cow::Owned(clean) = secrets(text) {
-                *text = clean;
-            }
+/// `item` as compact JSON with every string, keys included, redacted.
+///
+/// The strings are redacted as the serializer writes them, so no tree of the whole document is
+/// built first: at a hundred VMs a window's JSON is a few hundred kilobytes, written every
+/// second by the flight recorder.
+pub fn to_json(item: &impl Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 << 10);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, Redacting::default());
+    item.serialize(&mut serializer)?;
+    Ok(out)
+}
+
+/// Writes compact JSON, holding each string back until it ends: the string as the serializer
+/// meant it (its fragments and escaped characters put back together) is redacted, then
+/// written escaped.
+#[derive(Default)]
+struct Redacting {
+    /// Whether a string is being written.
+    in_string: bool,
+    /// The string being written, unescaped; its buffer is kept for the next one.
+    string: String,
+}
+
+impl Formatter for Redacting {
+    fn begin_string<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
+        self.in_string = true;
+        self.string.clear();
+        Ok(())
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        if self.in_string {
+            self.string.push_str(fragment);
+            Ok(())
+        } else {
+            writer.write_all(fragment.as_bytes())
         }
-        Value::Array(items) => items.iter_mut().for_each(self::value),
-        Value::Object(fields) => fields.values_mut().for_each(self::value),
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: CharEscape,
+    ) -> io::Result<()> {
+        if !self.in_string {
+            // Only strings have escapes; written as the default formatter would.
+            return serde_json::ser::CompactFormatter.write_char_escape(writer, char_escape);
+        }
+        self.string.push(match char_escape {
+            CharEscape::Quote => '"',
+            CharEscape::ReverseSolidus => '\\',
+            CharEscape::Solidus => '/',
+            CharEscape::Backspace => '\u{8}',
+            CharEscape::FormFeed => '\u{c}',
+            CharEscape::LineFeed => '\n',
+            CharEscape::CarriageReturn => '\r',
+            CharEscape::Tab => '\t',
+            CharEscape::AsciiControl(byte) => char::from(byte),
+        });
+        Ok(())
+    }
+
+    fn end_string<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.in_string = false;
+        // A `&str` serializes as one escaped JSON string, quotes included.
+        serde_json::to_writer(&mut *writer, &*secrets(&self.string)).map_err(io::Error::other)
     }
 }
 
@@ -78,6 +138,12 @@ fn word_secrets(word: &str) -> Cow<'_, str> {
             let end = match bytes[i] {
                 b'@' => i,
                 b'"' => json_string_end(bytes, start),
+                // A quoted option value: QEMU keeps the quotes as part of it, so the secret
+                // runs through the closing quote and on to the next separator.
+                _ if bytes.get(start) == Some(&b'"') => {
+                    let close = json_string_end(bytes, start + 1);
+                    value_end(bytes, (close + 1).min(bytes.len()))
+                }
                 _ => value_end(bytes, start),
             };
             if end > start {
@@ -256,13 +322,33 @@ mod tests {
     }
 
     #[test]
-    fn every_string_of_a_value_is_redacted() {
-        let mut v = serde_json::json!({
+    fn every_string_of_a_document_is_redacted() {
+        let document = serde_json::json!({
             "vms": [{"drives": [{"file": "rbd:p/i:key=abc"}], "n": 1}],
             "note": "password=x",
+            "password=key": ["a\"b\\c\n\u{1}/\u{85}", "-object secret,id=s,data=\"q\"z"],
         });
-        value(&mut v);
+        let v: serde_json::Value = serde_json::from_slice(&to_json(&document).unwrap()).unwrap();
         assert_eq!(v["vms"][0]["drives"][0]["file"], "rbd:p/i:key=(redacted)");
+        assert_eq!(v["vms"][0]["n"], 1);
         assert_eq!(v["note"], "password=(redacted)");
+        // Escaped characters come back as they were, and a key is a string like any other.
+        assert_eq!(
+            v["password=(redacted)"],
+            serde_json::json!([
+                "a\"b\\c\n\u{1}/\u{85}",
+                "-object secret,id=s,data=(redacted)"
+            ])
+        );
+    }
+
+    /// Written as `serde_json` writes compact JSON, but for the secrets.
+    #[test]
+    fn the_json_is_what_serde_json_writes() {
+        let snapshot = crate::testing::fixture::snapshot();
+        assert_eq!(
+            to_json(&snapshot).unwrap(),
+            serde_json::to_vec(&snapshot).unwrap()
+        );
     }
 }
