@@ -111,7 +111,7 @@ pub fn top(
     let (tx, rx) = mpsc::sync_channel(2);
     spawn_sampler(session, advisor, interval, move |snapshot| {
         if let Some(ring) = &ring {
-            ring.record(&snapshot);
+            ring.record(Arc::new(snapshot.clone()));
         }
         tx.send(snapshot).is_ok()
     });
@@ -492,14 +492,15 @@ pub fn serve(
     let deck = flight::start(flight_to, &notify);
     let ring = deck.flight.clone();
     let (tx, rx) = tokio::sync::watch::channel(None::<output::serve::Exposition>);
-    // Rendered once per window, on the sampler's thread: the exporter must see every window
-    // (its exit-detail counters add each one), and scrapes only copy the text. The flight
+    // The exporter sees every window on the sampler's thread (its exit-detail counters add
+    // each one); the first scrape of a window renders it, later ones copy the text. The flight
     // recorder only queues the window for its own thread.
     spawn_sampler(session, advisor, interval, move |snapshot| {
-        let exposition = output::serve::Exposition::new(exporter.window(&snapshot));
+        let snapshot = Arc::new(snapshot);
         if let Some(ring) = &ring {
-            ring.record(&snapshot);
+            ring.record(Arc::clone(&snapshot));
         }
+        let exposition = output::serve::Exposition::pending(exporter.pending(snapshot));
         tx.send(Some(exposition)).is_ok()
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -53,6 +53,24 @@ impl Exporter {
         Ok(String::from_utf8(text)?)
     }
 
+    /// Counts a window and returns its exposition unrendered: `serve` renders a window when it
+    /// is first scraped, so a window no scrape asks for (most of them, at Prometheus' usual
+    /// 15 s or more) costs only the counting. Call once per window, in order.
+    pub fn pending(&mut self, snapshot: std::sync::Arc<Snapshot>) -> Pending {
+        self.observe(&snapshot);
+        // Only `full` exports the detail values; the other levels need none of them.
+        let details = if self.level.full() {
+            self.details.clone()
+        } else {
+            details::Kept::new(self.details.top_n())
+        };
+        Pending {
+            level: self.level,
+            details,
+            snapshot,
+        }
+    }
+
     /// Counts a window without exporting it: the detail-value counters of the windows exported
     /// after it go on from its counts, as if it had been exported. Call in order, as
     /// [`Exporter::window`].
@@ -72,6 +90,30 @@ impl Exporter {
                 details: &self.details,
             },
         )
+    }
+}
+
+/// A window's exposition before it is rendered: the window with the exit-detail values kept
+/// up to it.
+pub struct Pending {
+    level: Level,
+    details: details::Kept,
+    snapshot: std::sync::Arc<Snapshot>,
+}
+
+impl Pending {
+    /// The exposition, as [`Exporter::window`] would have rendered it for this window.
+    pub fn render(&self) -> anyhow::Result<String> {
+        let metric_families = gather(
+            &self.snapshot,
+            Context {
+                level: self.level,
+                details: &self.details,
+            },
+        )?;
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&metric_families, &mut text)?;
+        Ok(String::from_utf8(text)?)
     }
 }
 
@@ -234,6 +276,29 @@ pub mod tests {
         Exporter::new(Level::Full, details::MAX_TOP_N)
             .window(snapshot)
             .unwrap()
+    }
+
+    /// A window rendered when scraped is the window rendered when it closed, at every level,
+    /// the detail values kept up to it included, however many windows came after it.
+    #[test]
+    fn a_pending_window_renders_as_the_window_did() {
+        for level in [Level::Vm, Level::Vcpu, Level::Full] {
+            let mut now = Exporter::new(level, details::MAX_TOP_N);
+            let mut later = Exporter::new(level, details::MAX_TOP_N);
+            let mut pending = Vec::new();
+            let mut rendered = Vec::new();
+            for window in 0..3 {
+                let mut snapshot = fixture::snapshot();
+                if window == 1 {
+                    snapshot.vms.truncate(1);
+                }
+                rendered.push(now.window(&snapshot).unwrap());
+                pending.push(later.pending(std::sync::Arc::new(snapshot)));
+            }
+            for (pending, rendered) in pending.iter().zip(&rendered) {
+                assert_eq!(&pending.render().unwrap(), rendered, "{level:?}");
+            }
+        }
     }
 
     #[test]

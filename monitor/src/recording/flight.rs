@@ -97,7 +97,7 @@ pub type Say = Arc<dyn Fn(String) + Send + Sync>;
 
 /// What the recorder thread is asked to do.
 enum Message {
-    Window(Box<Snapshot>),
+    Window(Arc<Snapshot>),
     Mark(Untrusted),
     Dump(mpsc::Sender<Result<PathBuf, String>>),
     /// Write what is queued, sync it to disk, answer and stop.
@@ -152,13 +152,13 @@ impl Flight {
 
     /// Queues a window for the ring; never waits. The window is left out, and counted in
     /// [`Self::dropped`], when [`MAX_QUEUED`] windows still wait for the disk.
-    pub fn record(&self, snapshot: &Snapshot) {
+    pub fn record(&self, snapshot: Arc<Snapshot>) {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let window = Message::Window(Box::new(snapshot.clone()));
+        let window = Message::Window(snapshot);
         if self.tx.send(window).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
         }

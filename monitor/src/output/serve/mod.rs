@@ -20,7 +20,11 @@ mod tls;
 pub mod web_config;
 
 use std::{
-    collections::BTreeMap, convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc,
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, LazyLock},
     time::Duration,
 };
 
@@ -52,15 +56,46 @@ const CONNECTION_LIFETIME: Duration = Duration::from_mins(1);
 /// Requests in flight on one HTTP/2 connection; a scraper sends one at a time.
 const MAX_STREAMS: u32 = 8;
 
-/// One window's exposition, rendered once when the window closes and served to every scrape
-/// until the next (or why it could not be rendered).
-#[derive(Clone, Debug)]
-pub struct Exposition(Arc<Result<String, String>>);
+/// One window's exposition (or why it could not be rendered), served to every scrape until the
+/// next window. It is rendered by the first scrape that asks for it, once, so a window no
+/// scrape asks for costs nothing here.
+#[derive(Clone)]
+pub struct Exposition(Arc<LazyLock<Rendered, Render>>);
+
+type Rendered = Result<Bytes, String>;
+type Render = Box<dyn FnOnce() -> Rendered + Send>;
 
 impl Exposition {
+    /// An exposition rendered already.
     #[must_use]
     pub fn new(rendered: anyhow::Result<String>) -> Self {
-        Self(Arc::new(rendered.map_err(|e| format!("{e:#}"))))
+        let rendered = rendered.map(Bytes::from).map_err(|e| format!("{e:#}"));
+        Self(Arc::new(LazyLock::new(Box::new(move || rendered))))
+    }
+
+    /// A window's exposition, rendered when first scraped.
+    #[must_use]
+    pub fn pending(pending: crate::output::metrics::Pending) -> Self {
+        Self(Arc::new(LazyLock::new(Box::new(move || {
+            pending
+                .render()
+                .map(Bytes::from)
+                .map_err(|e| format!("{e:#}"))
+        }))))
+    }
+
+    /// The text, rendering it if no scrape has yet. Rendering a hundred VMs at the `full` level
+    /// takes milliseconds, so it runs on a blocking thread, not on the server's.
+    async fn rendered(self) -> Rendered {
+        tokio::task::spawn_blocking(move || (*self.0).clone())
+            .await
+            .unwrap_or_else(|e| Err(format!("rendering the metrics failed: {e}")))
+    }
+}
+
+impl std::fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Exposition")
     }
 }
 
@@ -319,7 +354,7 @@ async fn respond(
             );
             response
         }
-        _ => metrics_response(request, &context.expositions),
+        _ => metrics_response(request, &context.expositions).await,
     };
     if let Some(policy) = &context.policy {
         for (name, value) in &policy.headers {
@@ -335,7 +370,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn metrics_response(
+async fn metrics_response(
     request: &Request<Incoming>,
     expositions: &watch::Receiver<Option<Exposition>>,
 ) -> Response<Full<Bytes>> {
@@ -357,9 +392,9 @@ fn metrics_response(
             "first sample not taken yet\n".into(),
         );
     };
-    match exposition.0.as_ref() {
+    match exposition.rendered().await {
         Ok(text) => {
-            let mut response = reply(StatusCode::OK, text.clone());
+            let mut response = Response::new(Full::new(text));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 HeaderValue::from_static(CONTENT_TYPE),

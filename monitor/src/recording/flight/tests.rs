@@ -115,7 +115,7 @@ fn marks_and_windows_reach_the_ring_through_its_thread_and_a_dump_holds_them() {
         #[allow(clippy::cast_precision_loss)]
         let start = (now_s - 10) as f64 + f64::from(i);
         snapshot.window.start_unix_seconds = start;
-        flight.record(&snapshot);
+        flight.record(Arc::new(snapshot.clone()));
         // Paced so that none is left out.
         while flight.queued.load(Ordering::Acquire) > 0 {
             thread::sleep(Duration::from_millis(5));
@@ -145,7 +145,7 @@ fn finishing_writes_every_queued_window_and_stops_the_thread() {
     let flight = Flight::start(config.clone(), Arc::new(|_| {})).unwrap();
     let queued = u32::try_from(MAX_QUEUED).unwrap();
     for second in 0..queued {
-        flight.record(&window(second));
+        flight.record(Arc::new(window(second)));
     }
     flight.finish().unwrap();
     assert_eq!(flight.dropped(), 0);
@@ -170,7 +170,7 @@ fn windows_beyond_the_queue_are_left_out_without_waiting() {
     };
     let started = std::time::Instant::now();
     for second in 0..20 {
-        flight.record(&window(second));
+        flight.record(Arc::new(window(second)));
     }
     assert_eq!(flight.queued.load(Ordering::Acquire), MAX_QUEUED);
     assert_eq!(flight.dropped(), 20 - MAX_QUEUED as u64);
