@@ -366,23 +366,25 @@ impl Guest {
             .ready_file
             .as_deref()
             .expect("mini VMM guests have a ready file");
-        if !ready.exists() {
+        let Ok(text) = std::fs::read_to_string(ready) else {
             return Err("minivmm has not seen every vCPU's first exit yet".into());
-        }
-        let threads = process::threads(self.pid)
-            .map_err(|e| format!("reading /proc/{}/task: {e}", self.pid))?;
-        let mut vcpus: Vec<VcpuThread> = threads
-            .iter()
-            .filter_map(|(tid, comm)| {
-                let index = comm.strip_prefix("vcpu")?.parse().ok()?;
-                Some(VcpuThread { index, tid: *tid })
+        };
+        // `vcpu INDEX TID` per vCPU, from the threads themselves: their names may say nothing
+        // (`--anonymous-vcpus`).
+        let mut vcpus: Vec<VcpuThread> = text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.strip_prefix("vcpu ")?.split(' ');
+                let index = words.next()?.parse().ok()?;
+                let tid = words.next()?.parse().ok()?;
+                Some(VcpuThread { index, tid })
             })
             .collect();
         vcpus.sort_unstable();
         if vcpus.len() == self.vcpus as usize {
             Ok(vcpus)
         } else {
-            Err(format!("threads named vcpuN: {vcpus:?}"))
+            Err(format!("vCPU threads in the ready file: {vcpus:?}"))
         }
     }
 }

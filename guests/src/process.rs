@@ -133,23 +133,6 @@ fn parse_vcpu_fd(link: &str) -> Option<u32> {
     link.strip_prefix("anon_inode:kvm-vcpu:")?.parse().ok()
 }
 
-/// `(tid, comm)` of every thread of `pid`.
-pub(crate) fn threads(pid: u32) -> io::Result<Vec<(u32, String)>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(format!("/proc/{pid}/task"))? {
-        let entry = entry?;
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        // A thread may exit between listing and reading.
-        if let Ok(comm) = fs::read_to_string(entry.path().join("comm")) {
-            out.push((tid, comm.trim_end().to_owned()));
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
 /// `(tid, state)` of every thread of `pid` that is not stopped (state `T` or `t`).
 pub(crate) fn running_threads(pid: u32) -> io::Result<Vec<(u32, char)>> {
     let mut out = Vec::new();
@@ -190,8 +173,6 @@ mod tests {
     #[test]
     fn own_threads_are_listed() {
         let me = std::process::id();
-        let threads = threads(me).unwrap();
-        assert!(threads.iter().any(|(tid, _)| *tid == me), "{threads:?}");
         assert!(vcpu_fds(me).unwrap().is_empty());
         // This thread is running while it asks.
         let running = running_threads(me).unwrap();

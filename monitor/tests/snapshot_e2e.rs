@@ -183,6 +183,60 @@ fn validate_against_schema(snapshot: &Value) {
     );
 }
 
+/// A VMM whose vCPU threads have names that say nothing and sleep in its own code between
+/// exits (as one that handles halts itself does) leaves no name to read and almost never a
+/// `KVM_RUN` in `/proc/TID/syscall`: each vCPU is matched to its thread from what the kernel
+/// programs see of `KVM_RUN` alone.
+#[test]
+fn vcpu_threads_that_sleep_outside_kvm_run_are_matched_from_the_kernel() {
+    const TEST: &str = "vcpu_threads_that_sleep_outside_kvm_run_are_matched_from_the_kernel";
+    if let Some(reason) = support::missing_prerequisite(false, &[])
+        .or_else(|| guests::preflight_kind(GuestKind::MiniVmm).err())
+    {
+        return support::skip(TEST, &reason);
+    }
+    let spec = GuestSpec::new(GuestKind::MiniVmm)
+        .name("sleepy")
+        .vcpus(3)
+        .extra_args(["--anonymous-vcpus", "--sleep-after-exit", "20"]);
+    let vmm = Guest::start(&spec).expect("starting the mini VMM");
+    let vcpus = vmm
+        .wait_for_vcpus(support::START_LIMIT)
+        .expect("mini VMM vCPUs");
+    for guests::VcpuThread { tid, .. } in &vcpus {
+        let comm = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", vmm.pid()))
+            .expect("the vCPU thread's name");
+        assert_eq!(
+            comm.trim_end(),
+            "worker",
+            "thread {tid}: the name must not tell"
+        );
+    }
+    let mut kvmtop = support::start_window(&[]);
+    thread::sleep(Duration::from_secs(2));
+    let snapshot = support::end_window(&mut kvmtop);
+    let vm = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == vmm.pid())
+        .unwrap_or_else(|| panic!("mini VMM missing from {snapshot:#}"));
+    let listed: Vec<(Option<u64>, Option<u64>)> = vm["vcpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["index"].as_u64(), v["tid"].as_u64()))
+        .collect();
+    let expected: Vec<(Option<u64>, Option<u64>)> = vcpus
+        .iter()
+        .map(|v| (Some(u64::from(v.index)), Some(u64::from(v.tid))))
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "kvmtop's vCPUs (index, tid) against the VMM's own"
+    );
+}
+
 #[test]
 fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
     const TEST: &str = "a_non_qemu_vmm_is_found_with_its_vcpu_threads";

@@ -3,6 +3,7 @@
 
 pub mod details;
 pub mod latency;
+pub mod run_fds;
 
 /// Per-CPU hash map: [`ExitKey`] → number of exits (u64).
 pub const EXITS_COUNTS_MAP: &str = "EXITS_COUNTS";
@@ -173,6 +174,9 @@ const MAPS: &[&str] = &[
     latency::EXITS_PENDING_USERSPACE_MAP,
     details::EXITS_DETAILS_MAP,
     details::EXITS_DETAILS_OVERFLOW_MAP,
+    run_fds::EXITS_RUN_FDS_MAP,
+    run_fds::EXITS_FD_WANTED_MAP,
+    run_fds::EXITS_FD_ASKING_MAP,
 ];
 /// The read-only globals the agent sets before loading (record layouts, settings).
 const GLOBALS: &[&str] = &[

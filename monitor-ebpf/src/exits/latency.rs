@@ -88,14 +88,16 @@ fn on_kvm_fpu(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Ends the thread's time in the VMM when `load` says a `KVM_RUN` starts.
+/// When `load` says a `KVM_RUN` starts: ends the thread's time in the VMM, and notes the file it
+/// runs when the agent asks.
 #[inline(always)]
 pub fn on_kvm_run_start(load: u64) {
     if load & 0xFFFF_FFFF != u64::from(FPU_LOAD) {
         return;
     }
-    let (_, tid) = current_tgid_tid();
+    let (tgid, tid) = current_tgid_tid();
     close_interval(&EXITS_PENDING_USERSPACE, tid, now());
+    super::run_fds::note_run_fd(tgid, tid);
 }
 
 tracepoint_program!("kvm", "kvm_vcpu_wakeup", on_kvm_vcpu_wakeup => kvm_vcpu_wakeup);

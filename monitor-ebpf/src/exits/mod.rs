@@ -11,6 +11,7 @@ mod details;
 mod harness;
 mod latency;
 mod raw_programs;
+mod run_fds;
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 

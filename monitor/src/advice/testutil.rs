@@ -32,6 +32,7 @@ pub(crate) fn qemu(pid: u32, args: &[&str], vcpu_tids: &[u32]) -> Vmm {
     for (index, tid) in (0u32..).zip(vcpu_tids) {
         vcpus.push(Vcpu {
             index,
+            fd: 20 + index,
             tid: Some(*tid),
             tid_source: None,
         });

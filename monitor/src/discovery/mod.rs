@@ -66,6 +66,10 @@ pub struct Vcpu {
     /// this is the APIC id, equal to QEMU's CPU index unless a topology level count is not a
     /// power of two.
     pub index: u32,
+    /// Its `kvm-vcpu` file descriptor in the VMM (the lowest, should the VMM hold several),
+    /// which the kernel sees a thread pass to `KVM_RUN`.
+    #[serde(skip)]
+    pub fd: u32,
     /// The thread running this vCPU, when known.
     pub tid: Option<u32>,
     pub tid_source: Option<TidSource>,

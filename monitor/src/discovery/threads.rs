@@ -174,6 +174,13 @@ pub(crate) fn map_vcpus(
     mut read_syscall: impl FnMut(u32) -> Option<SyscallState>,
 ) -> (Vec<Vcpu>, Vec<VmmThread>) {
     let ids: BTreeSet<u32> = vcpu_fds.iter().map(|&(_, id)| id).collect();
+    let mut lowest_fd: BTreeMap<u32, u32> = BTreeMap::new();
+    for &(fd, id) in vcpu_fds {
+        lowest_fd
+            .entry(id)
+            .and_modify(|lowest| *lowest = (*lowest).min(fd))
+            .or_insert(fd);
+    }
     let candidates: HashSet<u32> = tasks.iter().filter(|t| !t.worker).map(|t| t.tid).collect();
     memory
         .observed
@@ -232,6 +239,7 @@ pub(crate) fn map_vcpus(
                 .or_else(|| by_name.get(&index).map(|&tid| (tid, TidSource::ThreadName)));
             Vcpu {
                 index,
+                fd: lowest_fd.get(&index).copied().unwrap_or_default(),
                 tid: found.map(|(tid, _)| tid),
                 tid_source: found.map(|(_, source)| source),
             }

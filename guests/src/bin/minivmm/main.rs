@@ -6,10 +6,15 @@
 //! `KVM_EXIT_IO` handled here, in userspace. It runs until it is killed.
 //!
 //! Usage: `minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH]
-//! [--front-merged-reads DEVICE]`
+//! [--front-merged-reads DEVICE] [--anonymous-vcpus] [--sleep-after-exit MS]`
 //!
 //! `--ready-file` is created once every vCPU has handled its first exit, so a harness knows the
-//! guest code is really running. `--name` becomes the process name (its `comm`, cut to 15 bytes
+//! guest code is really running; it reads `ready` and then a line `vcpu INDEX TID` per vCPU, so
+//! the harness knows the threads whatever their names. `--anonymous-vcpus` names every vCPU
+//! thread `worker`, so no name tells a vCPU or its index; `--sleep-after-exit` makes each vCPU
+//! thread sleep that long after every exit, outside `KVM_RUN`, as a VMM that handles halts itself
+//! sleeps in its own code: together they leave a monitor only what the kernel sees of `KVM_RUN`
+//! to match vCPUs with threads. `--name` becomes the process name (its `comm`, cut to 15 bytes
 //! by the kernel) before the VM is created, and stays in the command line, where tools look for a
 //! VM's name (like QEMU's `-name` or Firecracker's `--id`). `--front-merged-reads` adds a thread
 //! `iothread0` reading a block device in batches the block layer merges at the front (see
@@ -17,11 +22,13 @@
 
 mod disk;
 
+use std::fmt::Write as _;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
@@ -43,6 +50,8 @@ struct Args {
     name: Option<String>,
     ready_file: Option<PathBuf>,
     front_merged_reads: Option<PathBuf>,
+    anonymous_vcpus: bool,
+    sleep_after_exit: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,6 +61,8 @@ fn parse_args() -> Result<Args, String> {
         name: None,
         ready_file: None,
         front_merged_reads: None,
+        anonymous_vcpus: false,
+        sleep_after_exit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +87,14 @@ fn parse_args() -> Result<Args, String> {
             "--name" => args.name = Some(value()?),
             "--ready-file" => args.ready_file = Some(PathBuf::from(value()?)),
             "--front-merged-reads" => args.front_merged_reads = Some(PathBuf::from(value()?)),
+            "--anonymous-vcpus" => args.anonymous_vcpus = true,
+            "--sleep-after-exit" => {
+                let v = value()?;
+                let ms = v.parse::<u64>().ok().filter(|&ms| ms > 0).ok_or_else(|| {
+                    format!("--sleep-after-exit: \"{v}\" is not a positive number of ms")
+                })?;
+                args.sleep_after_exit = Some(Duration::from_millis(ms));
+            }
             other => return Err(format!("unknown argument \"{other}\"")),
         }
     }
@@ -139,16 +158,28 @@ fn reset_to_code(vcpu: &VcpuFd) -> Result<(), String> {
         .map_err(|e| format!("KVM_SET_REGS: {e}"))
 }
 
-/// Runs one vCPU forever; returns only on an error the guest cannot recover from.
-fn run_vcpu(index: u32, mut vcpu: VcpuFd, first_exit: &mpsc::Sender<u32>) -> String {
+/// Runs one vCPU forever, sleeping `sleep` after each exit when given; returns only on an error
+/// the guest cannot recover from. Its first exit is announced with the thread's id.
+fn run_vcpu(
+    index: u32,
+    mut vcpu: VcpuFd,
+    sleep: Option<Duration>,
+    first_exit: &mpsc::Sender<(u32, i32)>,
+) -> String {
     let mut announced = false;
     loop {
-        match vcpu.run() {
+        let exit = vcpu.run();
+        if let Some(sleep) = sleep {
+            thread::sleep(sleep);
+        }
+        match exit {
             Ok(VcpuExit::IoOut(..)) => {
                 if !announced {
                     announced = true;
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() };
                     // The receiver only disappears when the process is exiting anyway.
-                    let _ = first_exit.send(index);
+                    let _ = first_exit.send((index, tid));
                 }
             }
             // Nothing is wired to any port: reads see a floating bus.
@@ -201,10 +232,16 @@ fn run(args: &Args) -> Result<(), String> {
         reset_to_code(&vcpu)?;
         let first_exit = first_exit_tx.clone();
         let failed = failed_tx.clone();
+        let sleep = args.sleep_after_exit;
+        let name = if args.anonymous_vcpus {
+            "worker".to_owned()
+        } else {
+            format!("vcpu{index}")
+        };
         thread::Builder::new()
-            .name(format!("vcpu{index}"))
+            .name(name)
             .spawn(move || {
-                let _ = failed.send(run_vcpu(index, vcpu, &first_exit));
+                let _ = failed.send(run_vcpu(index, vcpu, sleep, &first_exit));
             })
             .map_err(|e| format!("starting the vcpu{index} thread: {e}"))?;
     }
@@ -220,13 +257,18 @@ fn run(args: &Args) -> Result<(), String> {
     }
     drop(failed_tx);
 
+    let mut ready = String::from("ready\n");
     for _ in 0..args.vcpus {
-        if first_exit_rx.recv().is_err() {
+        let Ok((index, tid)) = first_exit_rx.recv() else {
             break;
-        }
+        };
+        let _ = writeln!(ready, "vcpu {index} {tid}");
     }
     if let Some(path) = &args.ready_file {
-        std::fs::write(path, b"ready\n")
+        // Written whole under another name and renamed, so a reader never sees part of it.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, ready)
+            .and_then(|()| std::fs::rename(&partial, path))
             .map_err(|e| format!("writing ready file \"{}\": {e}", path.display()))?;
     }
     // vCPU and I/O threads only ever return with an error; the VM and its fds stay alive until
@@ -244,7 +286,7 @@ fn main() -> ExitCode {
             eprintln!("minivmm: {message}");
             eprintln!(
                 "usage: minivmm [--vcpus N] [--memory-mib M] [--name NAME] [--ready-file PATH] \
-                 [--front-merged-reads DEVICE]"
+                 [--front-merged-reads DEVICE] [--anonymous-vcpus] [--sleep-after-exit MS]"
             );
             return ExitCode::from(2);
         }

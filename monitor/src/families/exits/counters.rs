@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use monitor_common::{
     exits::{
         EXITS_COUNTS_MAP, EXITS_DROPS_MAP, ExitKey, VCPU_ID_UNKNOWN,
         details::{DetailKey, EXITS_DETAILS_MAP, EXITS_DETAILS_OVERFLOW_MAP},
         latency::{EXITS_LATENCY_MAP, EXITS_PENDING_MAP, EXITS_PENDING_USERSPACE_MAP, PendingExit},
+        run_fds::{EXITS_FD_ASKING_MAP, EXITS_FD_WANTED_MAP, EXITS_RUN_FDS_MAP, RunFd},
     },
     histogram::LatencyHist,
 };
@@ -45,6 +46,17 @@ pub struct ExitTotals {
     /// Processes whose exits were counted while discovery did not know them as VMMs: a VMM
     /// that appeared since the last scan (or one that exited meanwhile).
     pub unknown_vmms: Vec<u32>,
+    /// The file each thread of the processes asked about ran `KVM_RUN` on since the last
+    /// sample (see [`ExitCounters::ask_about`]).
+    pub run_fds: Vec<ThreadRunFd>,
+}
+
+/// A thread seen running `KVM_RUN` on file descriptor `fd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadRunFd {
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
 }
 
 /// The exit maps of the running kernel programs.
@@ -54,6 +66,11 @@ pub struct ExitCounters {
     latency: Batched<BpfHashMap<MapData, ExitKey, LatencyHist>>,
     pending: [Batched<BpfHashMap<MapData, u32, PendingExit>>; 2],
     details: [Batched<PerCpuHashMap<MapData, DetailKey, u64>>; 2],
+    run_fds: Batched<BpfHashMap<MapData, u32, RunFd>>,
+    fd_wanted: BpfHashMap<MapData, u32, u8>,
+    fd_asking: Array<MapData, u32>,
+    /// The processes the kernel programs are asked about, as written to `fd_wanted`.
+    asked: BTreeSet<u32>,
 }
 
 impl ExitCounters {
@@ -72,7 +89,60 @@ impl ExitCounters {
                 kernel.take_map(EXITS_DETAILS_MAP)?,
                 kernel.take_map(EXITS_DETAILS_OVERFLOW_MAP)?,
             ],
+            run_fds: kernel.take_map(EXITS_RUN_FDS_MAP)?,
+            fd_wanted: kernel.take_map(EXITS_FD_WANTED_MAP)?,
+            fd_asking: kernel.take_map(EXITS_FD_ASKING_MAP)?,
+            asked: BTreeSet::new(),
         })
+    }
+
+    /// Asks the kernel programs for the `KVM_RUN` file of every thread of `pids` (VMMs with a
+    /// vCPU whose thread is unknown), and no longer for the processes asked about before and
+    /// not now. Writes only what changed. Returns what could not be written.
+    pub fn ask_about(&mut self, pids: &BTreeSet<u32>) -> Vec<String> {
+        if *pids == self.asked {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        for &pid in self.asked.difference(pids) {
+            // Gone already (only this writes the map) is as good as removed.
+            let _ = self.fd_wanted.remove(&pid);
+        }
+        let mut asked: BTreeSet<u32> = self.asked.intersection(pids).copied().collect();
+        for &pid in pids.difference(&self.asked) {
+            match self.fd_wanted.insert(pid, 1, 0) {
+                Ok(()) => {
+                    asked.insert(pid);
+                }
+                Err(e) => problems.push(format!(
+                    "asking the kernel which vCPU each thread of pid {pid} runs: {e}; its vCPUs \
+                     are matched to threads by their names and system calls only"
+                )),
+            }
+        }
+        self.asked = asked;
+        let asking = u32::try_from(self.asked.len()).unwrap_or(u32::MAX);
+        if let Err(e) = self.fd_asking.set(0, asking, 0) {
+            problems.push(format!(
+                "asking the kernel which vCPU each thread runs: {e}"
+            ));
+        }
+        problems
+    }
+
+    /// The `KVM_RUN` files seen since the last call, removed from the map as they are read.
+    pub fn take_run_fds(&mut self) -> Vec<ThreadRunFd> {
+        let entries = self.run_fds.entries();
+        let tids: Vec<u32> = entries.iter().map(|(tid, _)| *tid).collect();
+        self.run_fds.remove_keys(&tids);
+        entries
+            .into_iter()
+            .map(|(tid, run)| ThreadRunFd {
+                pid: run.tgid,
+                tid,
+                fd: run.fd,
+            })
+            .collect()
     }
 
     /// Reads every counter, summed over the CPUs. Entries that vanish while we iterate (a

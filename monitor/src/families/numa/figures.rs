@@ -179,6 +179,7 @@ mod tests {
             vcpus: (0..2)
                 .map(|index| discovery::Vcpu {
                     index,
+                    fd: 20 + index,
                     tid: Some(4250 + index),
                     tid_source: None,
                 })

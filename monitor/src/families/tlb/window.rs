@@ -284,6 +284,7 @@ mod tests {
             qemu: None,
             vcpus: vec![Vcpu {
                 index: 0,
+                fd: 20,
                 tid: Some(PID + 1),
                 tid_source: None,
             }],
