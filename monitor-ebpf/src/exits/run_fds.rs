@@ -57,6 +57,13 @@ pub fn note_run_fd(tgid: u32, tid: u32) {
         tgid,
         fd: fd as u32,
     };
+    // A thread runs the same vCPU again and again: written once a window (the agent removes
+    // what it reads), looked up otherwise. A VMM stays asked about while one of its vCPUs has
+    // no thread at all (QEMU keeps the descriptors of unplugged vCPUs).
+    // SAFETY: a lookup; the value is copied out at once.
+    if unsafe { EXITS_RUN_FDS.get(tid) }.is_some_and(|seen| *seen == run) {
+        return;
+    }
     if EXITS_RUN_FDS.insert(tid, run, 0).is_err() {
         count_drop();
     }
