@@ -68,12 +68,13 @@ pub fn start(to: &FlightTo, notify: &Notify) -> Deck {
 }
 
 impl Deck {
-    /// Puts the ring's last windows on disk before kvmtop exits; says so if it cannot.
+    /// Puts the ring's last windows on disk before kvmtop exits; says so if it cannot (each
+    /// message names the flight recorder).
     pub fn finish(self, notify: &Notify) {
         if let Some(flight) = &self.flight
             && let Err(e) = flight.finish()
         {
-            notify(format!("flight recorder: {e}"));
+            notify(e);
         }
     }
 }

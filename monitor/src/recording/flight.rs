@@ -196,7 +196,10 @@ impl Flight {
         self.tx
             .send(Message::Finish(reply))
             .map_err(|_| "the flight recorder had stopped".to_owned())?;
-        wait_for(&answer, "the disk did not take the last windows in time")
+        wait_for(
+            &answer,
+            "the disk did not take the flight recorder's last windows in time",
+        )
     }
 
     /// [`Self::dump`], waiting for the answer at most [`DUMP_TIMEOUT`].
@@ -250,7 +253,9 @@ fn run(
                 Ok(())
             }
             Message::Finish(reply) => {
-                let closed = recorder.close().map_err(|e| e.to_string());
+                let closed = recorder
+                    .close()
+                    .map_err(|e| format!("closing the flight recorder: {e}"));
                 let _ = reply.send(closed);
                 return;
             }
