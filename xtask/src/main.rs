@@ -69,7 +69,7 @@ enum Task {
         /// with many mini VMMs (2 vCPUs each, kept lightly busy), one configuration per
         /// `--scale-vmms` count and one more at the largest with `--scale-idle` idle processes.
         /// For each: the agent's CPU % and peak RSS over the window, every scrape's latency (one
-        /// a second) and whether it parses, its system calls per second (perf trace or strace,
+        /// a second, or every `--scale-scrape-every` seconds) and whether it parses, its system calls per second (perf trace or strace,
         /// 10 s after the window), `kvmtop snapshot --duration 5`'s wall time (after serve
         /// stopped), and whether every VM and vCPU thread is right. About 2 minutes per configuration at the default window;
         /// writes `target/bench/scale.json`.
@@ -89,6 +89,11 @@ enum Task {
         /// Idle processes (not VMs) for the last scale configuration; 0 leaves it out.
         #[arg(long, default_value_t = 2000, requires = "scale")]
         scale_idle: usize,
+        /// Seconds between two scrapes of `/metrics` in the scale bench (the last second of the
+        /// window is always scraped). 1 renders every window; Prometheus' usual 15 s or more
+        /// leaves most windows unrendered.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), requires = "scale")]
+        scale_scrape_every: u64,
     },
     /// Only the formatting and lint checks of `test`.
     Lint,
@@ -109,11 +114,13 @@ fn main() -> ExitCode {
             scale_seconds,
             scale_vmms,
             scale_idle,
+            scale_scrape_every,
             ..
         } => bench::run_scale(&bench::ScaleOptions {
             seconds: scale_seconds,
             vmms: scale_vmms,
             idle: scale_idle,
+            scrape_every: scale_scrape_every,
         })
         .map(|()| true),
         Task::Bench { seconds, only, .. } => bench::run(seconds, only).map(|()| true),

@@ -38,6 +38,8 @@ pub struct Options {
     pub vmms: Vec<usize>,
     /// Idle processes added for one more run at the largest VMM count (0: no such run).
     pub idle: usize,
+    /// Seconds between two scrapes (the window's last second is always scraped).
+    pub scrape_every: u64,
 }
 
 #[derive(Serialize)]
@@ -46,6 +48,7 @@ struct Results<'a> {
     /// How the VMMs were kept from starving the host.
     vmm_load: &'a fleet::Load,
     window_seconds: u64,
+    scrape_every_seconds: u64,
     configurations: &'a [Measured],
     targets: &'a [report::Verdict],
 }
@@ -84,14 +87,16 @@ pub fn run(binary: &Path, out_dir: &Path, options: &Options) -> Result<()> {
         plan.push((*largest, options.idle));
     }
     println!(
-        "scale bench: {} configurations (VMMs × {} vCPUs, idle processes): {}; {} s window each",
+        "scale bench: {} configurations (VMMs × {} vCPUs, idle processes): {}; {} s window \
+         each, a scrape every {} s",
         plan.len(),
         fleet::VCPUS,
         plan.iter()
             .map(|(vmms, idle)| format!("{vmms}+{idle}"))
             .collect::<Vec<_>>()
             .join(", "),
-        options.seconds
+        options.seconds,
+        options.scrape_every
     );
     let others = other_vms();
     if others > 0 {
@@ -139,7 +144,7 @@ pub fn run(binary: &Path, out_dir: &Path, options: &Options) -> Result<()> {
             configs.push(measured);
             continue;
         }
-        window::measure(binary, out_dir, &fleet, options.seconds, &mut measured);
+        window::measure(binary, out_dir, &fleet, options, &mut measured);
         interrupt::bail_if_interrupted()?;
         phase.finish(measured.error.is_none());
         configs.push(measured);
@@ -156,6 +161,7 @@ pub fn run(binary: &Path, out_dir: &Path, options: &Options) -> Result<()> {
         host: Host::read(),
         vmm_load: &load,
         window_seconds: options.seconds,
+        scrape_every_seconds: options.scrape_every,
         configurations: &configs,
         targets: &verdicts,
     };

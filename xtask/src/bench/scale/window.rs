@@ -1,6 +1,6 @@
 //! One configuration's measurement: a fresh `kvmtop serve --interval 1 --metrics-detail full`,
-//! a warm-up until every VM of the bench is in `/metrics`, the window (CPU time, peak RSS, one
-//! scrape a second), the system calls, then `kvmtop snapshot --duration 5` once serve has
+//! a warm-up until every VM of the bench is in `/metrics`, the window (CPU time, peak RSS, a
+//! scrape every `--scale-scrape-every` seconds), the system calls, then `kvmtop snapshot --duration 5` once serve has
 //! stopped, so neither agent's cost is in the other's figures.
 
 use std::{
@@ -38,7 +38,7 @@ pub fn measure(
     binary: &Path,
     out_dir: &Path,
     fleet: &Fleet,
-    seconds: u64,
+    options: &super::Options,
     measured: &mut Measured,
 ) {
     measured.load_average[0] = super::super::load_average();
@@ -53,7 +53,7 @@ pub fn measure(
         .iter()
         .map(|vmm| (vmm.guest.pid(), vmm.vcpus.clone()))
         .collect();
-    if let Err(err) = with_serve(binary, out_dir, &expected, seconds, measured) {
+    if let Err(err) = with_serve(binary, out_dir, &expected, options, measured) {
         measured.error = Some(format!("{err:#}"));
     }
     if measured.error.is_none() && !interrupt::interrupted() {
@@ -66,9 +66,10 @@ fn with_serve(
     binary: &Path,
     out_dir: &Path,
     expected: &Expected,
-    seconds: u64,
+    options: &super::Options,
     measured: &mut Measured,
 ) -> Result<()> {
+    let seconds = options.seconds;
     let log = out_dir.join("scale-serve.err");
     let mut serve = cmd(binary);
     serve
@@ -106,12 +107,15 @@ fn with_serve(
                 log.display()
             );
         }
-        match scrape::get(address) {
-            Ok((body, took)) => {
-                latencies.push(took.as_secs_f64() * 1000.0);
-                bodies.push(body);
+        // The last second is always scraped: the VMs are checked on what it shows.
+        if tick % options.scrape_every == 0 || tick == seconds {
+            match scrape::get(address) {
+                Ok((body, took)) => {
+                    latencies.push(took.as_secs_f64() * 1000.0);
+                    bodies.push(body);
+                }
+                Err(err) => failures.push(format!("{err:#}")),
             }
-            Err(err) => failures.push(format!("{err:#}")),
         }
         if tick % 10 == 0 {
             println!("  {tick} of {seconds} s");
