@@ -215,18 +215,7 @@ fn vcpu_threads_that_sleep_outside_kvm_run_are_matched_from_the_kernel() {
     let mut kvmtop = support::start_window(&[]);
     thread::sleep(Duration::from_secs(2));
     let snapshot = support::end_window(&mut kvmtop);
-    let vm = snapshot["vms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|vm| vm["pid"] == vmm.pid())
-        .unwrap_or_else(|| panic!("mini VMM missing from {snapshot:#}"));
-    let listed: Vec<(Option<u64>, Option<u64>)> = vm["vcpus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["index"].as_u64(), v["tid"].as_u64()))
-        .collect();
+    let listed = listed_vcpus(mini_vmm(&snapshot, vmm.pid()));
     let expected: Vec<(Option<u64>, Option<u64>)> = vcpus
         .iter()
         .map(|v| (Some(u64::from(v.index)), Some(u64::from(v.tid))))
@@ -264,19 +253,9 @@ fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
         .sum();
 
     validate_against_schema(&snapshot);
-    let vm = snapshot["vms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|vm| vm["pid"] == vmm.pid())
-        .unwrap_or_else(|| panic!("mini VMM missing from {snapshot:#}"));
+    let vm = mini_vmm(&snapshot, vmm.pid());
     assert_eq!(vm["vmm"], "minivmm");
-    let listed: Vec<(Option<u64>, Option<u64>)> = vm["vcpus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["index"].as_u64(), v["tid"].as_u64()))
-        .collect();
+    let listed = listed_vcpus(vm);
     for guests::VcpuThread { index, tid } in &vcpus {
         assert!(
             listed.contains(&(Some(u64::from(*index)), Some(u64::from(*tid)))),
@@ -289,4 +268,24 @@ fn a_non_qemu_vmm_is_found_with_its_vcpu_threads() {
         expected,
         TOLERANCE,
     );
+}
+
+/// The VM of process `pid` in `snapshot`.
+fn mini_vmm(snapshot: &Value, pid: u32) -> &Value {
+    snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == pid)
+        .unwrap_or_else(|| panic!("mini VMM missing from {snapshot:#}"))
+}
+
+/// A VM's vCPUs as kvmtop lists them: (index, thread id).
+fn listed_vcpus(vm: &Value) -> Vec<(Option<u64>, Option<u64>)> {
+    vm["vcpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["index"].as_u64(), v["tid"].as_u64()))
+        .collect()
 }
