@@ -46,6 +46,36 @@ pub struct Kernel {
     diagnostics: Option<diagnostics::KernelLog>,
 }
 
+impl Drop for Kernel {
+    /// Detaching a program attached through a perf event (a classic tracepoint, a kprobe) waits
+    /// for the kernel's RCU grace periods, 80–90 ms each on the test machine: one after another,
+    /// every kvmtop exit waited a third of a second after its output. They are detached side by
+    /// side, so the waits overlap; the other programs detach at once, as aya drops them.
+    fn drop(&mut self) {
+        let slow: Vec<&mut aya::programs::Program> = self
+            .ebpf
+            .programs_mut()
+            .map(|(_, program)| program)
+            .filter(|program| {
+                matches!(
+                    program,
+                    aya::programs::Program::TracePoint(_) | aya::programs::Program::KProbe(_)
+                )
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for program in slow {
+                // Unloading one that was never attached, or twice, is a no-op.
+                scope.spawn(move || match program {
+                    aya::programs::Program::TracePoint(p) => p.unload(),
+                    aya::programs::Program::KProbe(p) => p.unload(),
+                    _ => Ok(()),
+                });
+            }
+        });
+    }
+}
+
 impl Kernel {
     /// Loads the object with `globals` (the record layouts and settings of the families' hook
     /// tables) set before the kernel sees the programs; sources will run only as the tracepoint
