@@ -17,6 +17,7 @@ use monitor_common::{
         EXITS_COUNTS_MAP, ExitKey,
         details::{DetailKey, EXITS_DETAILS_MAP, EXITS_DETAILS_OVERFLOW_MAP},
         latency::{EXITS_LATENCY_MAP, EXITS_PENDING_MAP, EXITS_PENDING_USERSPACE_MAP, PendingExit},
+        run_fds::{EXITS_FD_WANTED_MAP, EXITS_RUN_FDS_MAP, RunFd},
     },
     numa::{NUMA_FAULTS_MAP, NUMA_MOVES_MAP, NumaFaultKey, NumaMoveKey},
     sched::{
@@ -46,7 +47,7 @@ enum Field {
 fn layout(name: &str) -> Option<Vec<Field>> {
     use Field::{KeyContender, KeyPid, KeyTid, ValuePid, ValueTid};
     let pending_exit = offset_of!(PendingExit, key);
-    let table: [(&str, Vec<Field>); 14] = [
+    let table: [(&str, Vec<Field>); 16] = [
         (SCHED_THREADS_MAP, vec![KeyTid(0)]),
         (
             SCHED_CPU_TIME_MAP,
@@ -89,6 +90,11 @@ fn layout(name: &str) -> Option<Vec<Field>> {
                 ValueTid(pending_exit + offset_of!(ExitKey, tid)),
             ],
         ),
+        (
+            EXITS_RUN_FDS_MAP,
+            vec![KeyTid(0), ValuePid(offset_of!(RunFd, tgid))],
+        ),
+        (EXITS_FD_WANTED_MAP, vec![KeyPid(0)]),
         (EXITS_DETAILS_MAP, vec![KeyPid(offset_of!(DetailKey, tgid))]),
         (
             EXITS_DETAILS_OVERFLOW_MAP,
