@@ -25,6 +25,26 @@ pub fn to_json(item: &impl Serialize) -> serde_json::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Formatter methods that write a value into the held-back string inside a string (as
+/// `Display` writes it, which for these types is what `serde_json` writes), and as the compact
+/// formatter does elsewhere.
+macro_rules! buffered_in_strings {
+    ($($method:ident: $type:ty),+ $(,)?) => {
+        $(
+            fn $method<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: $type) -> io::Result<()> {
+                if self.in_string {
+                    use std::fmt::Write as _;
+                    // Writing to a String cannot fail.
+                    let _ = write!(self.string, "{value}");
+                    Ok(())
+                } else {
+                    serde_json::ser::CompactFormatter.$method(writer, value)
+                }
+            }
+        )+
+    };
+}
+
 /// Writes compact JSON, holding each string back until it ends: the string as the serializer
 /// meant it (its fragments and escaped characters put back together) is redacted, then
 /// written escaped.
@@ -83,6 +103,22 @@ impl Formatter for Redacting {
         self.in_string = false;
         // A `&str` serializes as one escaped JSON string, quotes included.
         serde_json::to_writer(&mut *writer, &*secrets(&self.string)).map_err(io::Error::other)
+    }
+
+    // A map key that is a number or a bool is written between `begin_string` and `end_string`
+    // as the value itself: it goes into the held-back string like a fragment.
+    buffered_in_strings! {
+        write_bool: bool,
+        write_i8: i8,
+        write_i16: i16,
+        write_i32: i32,
+        write_i64: i64,
+        write_i128: i128,
+        write_u8: u8,
+        write_u16: u16,
+        write_u32: u32,
+        write_u64: u64,
+        write_u128: u128,
     }
 }
 
@@ -342,7 +378,8 @@ mod tests {
         );
     }
 
-    /// Written as `serde_json` writes compact JSON, but for the secrets.
+    /// Written as `serde_json` writes compact JSON, but for the secrets: the fixture snapshot,
+    /// and maps keyed by numbers and bools (whose keys `serde_json` writes as strings).
     #[test]
     fn the_json_is_what_serde_json_writes() {
         let snapshot = crate::testing::fixture::snapshot();
@@ -350,5 +387,13 @@ mod tests {
             to_json(&snapshot).unwrap(),
             serde_json::to_vec(&snapshot).unwrap()
         );
+        let numbered: std::collections::BTreeMap<u32, &str> =
+            [(7, "password=x"), (4_000_000_000, "b")].into();
+        let signed: std::collections::BTreeMap<i64, u8> = [(-3, 1), (i64::MAX, 2)].into();
+        let flags: std::collections::BTreeMap<bool, u128> = [(true, u128::MAX)].into();
+        let document = (numbered, signed, flags, [1.5_f64, -0.0], true);
+        let ours = String::from_utf8(to_json(&document).unwrap()).unwrap();
+        let theirs = String::from_utf8(serde_json::to_vec(&document).unwrap()).unwrap();
+        assert_eq!(ours, theirs.replace("password=x", "password=(redacted)"));
     }
 }
