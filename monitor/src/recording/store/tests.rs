@@ -202,6 +202,15 @@ fn record_windows(dir: &std::path::Path, windows: &[Vec<u8>], interval: u32) -> 
     Reader::open(dir).unwrap()
 }
 
+/// Which frames are key frames, once every frame has read back as `windows`.
+fn key_frames_read_back(reader: &Reader, windows: &[Vec<u8>]) -> Vec<usize> {
+    let got: Vec<Vec<u8>> = reader.frames(..).map(|f| f.unwrap().payload).collect();
+    assert_eq!(got, windows);
+    (0..windows.len())
+        .filter(|&i| !reader.entries()[i].is_delta())
+        .collect()
+}
+
 /// Mean bytes on disk per frame (its 32-byte header included) of the key frames and of the delta frames.
 #[expect(clippy::cast_precision_loss, reason = "means for display")]
 fn mean_frame_bytes(reader: &Reader) -> (f64, f64) {
@@ -222,12 +231,7 @@ fn delta_frames_of_snapshot_json_are_at_least_twice_smaller() {
     let windows = windows_of_json(90);
     let dir = tempfile::tempdir().unwrap();
     let reader = record_windows(dir.path(), &windows, 30);
-    let got: Vec<Vec<u8>> = reader.frames(..).map(|f| f.unwrap().payload).collect();
-    assert_eq!(got, windows);
-    let keys: Vec<usize> = (0..90)
-        .filter(|&i| !reader.entries()[i].is_delta())
-        .collect();
-    assert_eq!(keys, [0, 30, 60]);
+    assert_eq!(key_frames_read_back(&reader, &windows), [0, 30, 60]);
     let vms = crate::testing::fixture::snapshot().vms.len();
     let (key, delta) = mean_frame_bytes(&reader);
     #[expect(clippy::cast_precision_loss, reason = "a ratio for display")]
@@ -253,13 +257,8 @@ fn a_frame_unlike_its_key_becomes_the_next_key() {
     windows[0] = serde_json::to_vec(&first).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let reader = record_windows(dir.path(), &windows, 30);
-    let got: Vec<Vec<u8>> = reader.frames(..).map(|f| f.unwrap().payload).collect();
-    assert_eq!(got, windows);
-    let keys: Vec<usize> = (0..40)
-        .filter(|&i| !reader.entries()[i].is_delta())
-        .collect();
     // The interval counts from the new key.
-    assert_eq!(keys, [0, 1, 31]);
+    assert_eq!(key_frames_read_back(&reader, &windows), [0, 1, 31]);
 }
 
 /// The figures behind the default `key_frame_interval`: mean bytes per frame over ten minutes
