@@ -71,6 +71,10 @@ pub struct ExitCounters {
     fd_asking: Array<MapData, u32>,
     /// The processes the kernel programs are asked about, as written to `fd_wanted`.
     asked: BTreeSet<u32>,
+    /// Whether any process was asked about at the last [`ExitCounters::take_run_fds`]: the
+    /// programs write `run_fds` only while asked, so once a take after the asking stopped has
+    /// emptied it, there is nothing to read.
+    asked_at_last_take: bool,
 }
 
 impl ExitCounters {
@@ -93,6 +97,7 @@ impl ExitCounters {
             fd_wanted: kernel.take_map(EXITS_FD_WANTED_MAP)?,
             fd_asking: kernel.take_map(EXITS_FD_ASKING_MAP)?,
             asked: BTreeSet::new(),
+            asked_at_last_take: false,
         })
     }
 
@@ -132,6 +137,11 @@ impl ExitCounters {
 
     /// The `KVM_RUN` files seen since the last call, removed from the map as they are read.
     pub fn take_run_fds(&mut self) -> Vec<ThreadRunFd> {
+        let asking = !self.asked.is_empty();
+        if !asking && !self.asked_at_last_take {
+            return Vec::new();
+        }
+        self.asked_at_last_take = asking;
         let entries = self.run_fds.entries();
         let tids: Vec<u32> = entries.iter().map(|(tid, _)| *tid).collect();
         self.run_fds.remove_keys(&tids);
