@@ -47,12 +47,18 @@ impl Cost {
     }
 }
 
+/// The zstd level of a recording's frames. Measured on the demo guests' windows against level
+/// 3 (zstd's default): 15 % fewer bytes for about a third of a millisecond more per window;
+/// levels above 9 gained 1 % more for three times the time.
+const COMPRESSION_LEVEL: i32 = 9;
+
 impl Recorder {
     /// Starts a new segment in `dir` (created if missing); existing segments are kept, and
     /// bounded with them by `config`. Windows are compressed against a key window (consecutive
     /// snapshots differ in little but their numbers); events, small and rare, are not.
     pub fn open(dir: &Path, mut config: store::Config) -> Result<Self, store::Error> {
         config.delta_kinds = vec![frames::WINDOW];
+        config.compression_level = COMPRESSION_LEVEL;
         Ok(Self {
             writer: Writer::open(dir, config)?,
             detector: EventDetector::default(),

@@ -14,6 +14,18 @@ pub fn named<V: Clone>(pairs: &[(&str, V)]) -> BTreeMap<String, V> {
         .collect()
 }
 
+/// Asserts that no line of a rendered screen holds a character a terminal would act on
+/// (controls, escapes, bidirectional overrides): what guest owners name reaches it escaped.
+pub fn assert_terminal_safe(screen: &str) {
+    for line in screen.lines() {
+        let unsafe_chars: Vec<char> = line
+            .chars()
+            .filter(|&c| crate::model::untrusted::is_unsafe(c))
+            .collect();
+        assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in {line:?}");
+    }
+}
+
 /// Reports a test that cannot run here, in the format of `monitor/tests/support`'s `skip()`:
 /// on stderr, and appended to `$KVMTOP_SKIP_LOG` when set, so the suite's summary counts it as
 /// skipped rather than passed.

@@ -457,13 +457,7 @@ mod tests {
         screens.push(render(&app, 400, 20));
         for screen in &screens {
             assert!(screen.contains("vm-ü-日本"), "{screen}");
-            for line in screen.lines() {
-                let unsafe_chars: Vec<char> = line
-                    .chars()
-                    .filter(|&c| crate::model::untrusted::is_unsafe(c))
-                    .collect();
-                assert!(unsafe_chars.is_empty(), "{unsafe_chars:?} in {line:?}");
-            }
+            crate::testing::assert_terminal_safe(screen);
         }
         assert!(screens[0].contains("mark: q\"uote"), "{}", screens[0]);
     }
