@@ -9,7 +9,10 @@
 //! VMs of the later one, each marked new or not ([`VmSpan`]) by the session's one rule for "is
 //! this the same VM as at the earlier reading?" (same pid *and* start time).
 
-use std::{collections::HashSet, path::PathBuf};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+};
 
 use crate::{
     bpf::{
@@ -128,6 +131,8 @@ impl std::fmt::Display for CollectLevel {
 /// The VMs discovery sees now, and whose counters the families keep.
 pub struct Vms<'a> {
     pub vmms: &'a [Vmm],
+    /// Each VMM's vhost kernel threads, outside its process (`ScanResult::vhost_workers`).
+    pub vhost_workers: &'a BTreeMap<u32, Vec<u32>>,
     keep: HashSet<u32>,
 }
 
@@ -135,13 +140,21 @@ impl<'a> Vms<'a> {
     /// `vmms`, of which those whose pid is in `reused` (another process than at the last sample)
     /// lose their counters.
     #[must_use]
-    pub fn new(vmms: &'a [Vmm], reused: &HashSet<u32>) -> Self {
+    pub fn new(
+        vmms: &'a [Vmm],
+        vhost_workers: &'a BTreeMap<u32, Vec<u32>>,
+        reused: &HashSet<u32>,
+    ) -> Self {
         let keep = vmms
             .iter()
             .map(|v| v.id.pid)
             .filter(|pid| !reused.contains(pid))
             .collect();
-        Self { vmms, keep }
+        Self {
+            vmms,
+            vhost_workers,
+            keep,
+        }
     }
 
     /// The one rule for forgetting counters: a process keeps its counters while it is a VMM

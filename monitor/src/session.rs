@@ -149,7 +149,7 @@ impl Session {
     pub fn rescan(&mut self) {
         let scan = self.discovery.scan();
         self.identities.track(&scan.vmms);
-        let vms = Vms::new(&scan.vmms, &self.identities.reused);
+        let vms = Vms::new(&scan.vmms, &scan.vhost_workers, &self.identities.reused);
         for problem in self.families.follow(&vms) {
             log::warn!("{problem}");
         }
@@ -160,7 +160,7 @@ impl Session {
         let mut scan = self.discovery.scan();
         self.identities.track(&scan.vmms);
         let reused = std::mem::take(&mut self.identities.reused);
-        let vms = Vms::new(&scan.vmms, &reused);
+        let vms = Vms::new(&scan.vmms, &scan.vhost_workers, &reused);
         scan.problems.extend(self.families.follow(&vms));
         let totals = self.families.sample(&vms);
         // The moment the totals were read, on both clocks; the wall clock advances with the

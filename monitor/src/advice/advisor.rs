@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     discovery::{Vmm, VmmId},
-    host::proc::{ThreadAccounting, cpu_times, uptime},
+    host::proc::{ThreadAccounting, cpu_times, seconds_since_start, uptime},
     model::Snapshot,
 };
 
@@ -116,11 +116,7 @@ impl Advisor {
                     .iter()
                     .filter_map(|v| Some((v.index, *threads.get(&(vmm.id.pid, v.tid?))?)))
                     .collect();
-                let uptime_seconds = uptime.map(|up| {
-                    #[expect(clippy::cast_precision_loss, reason = "clock ticks since boot")]
-                    let started = vmm.id.start_time as f64 / clock_ticks_per_second();
-                    (up - started).max(0.0)
-                });
+                let uptime_seconds = uptime.map(|up| seconds_since_start(up, vmm.id.start_time));
                 Some(VmInputs {
                     facts: self.facts.get(&vmm.id)?.facts.clone(),
                     observations: observe::vm_observations(vm, uptime_seconds, &per_vcpu),
@@ -213,13 +209,6 @@ impl Advisor {
         self.host = Some((now, vmstat, cpu));
         (rates, host)
     }
-}
-
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    #[expect(clippy::cast_precision_loss, reason = "a small positive number")]
-    if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
 #[cfg(test)]

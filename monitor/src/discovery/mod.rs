@@ -9,10 +9,13 @@
 //! - every scan lists `/proc` (one directory read) and reads each known VMM's `stat` and thread
 //!   list;
 //! - a process is inspected (its `stat` and file descriptors) when it is new in the listing,
-//!   while it is young, when the kernel programs saw it run a vCPU
-//!   ([`Discovery::note_kvm_activity`]), and otherwise once every [`RECHECK_OTHERS_EVERY`]
-//!   scans, spread over pids (the safety net for a process that creates a VM long after it
-//!   started and has not run it yet);
+//!   while it is young (less than 5 s since it started, by its start time), when the kernel
+//!   programs saw it run a vCPU ([`Discovery::note_kvm_activity`]), and otherwise once every
+//!   [`RECHECK_OTHERS_EVERY`] scans, or about [`RECHECK_OTHERS_PER_SCAN`] processes a scan on
+//!   a host with many, spread over pids (the safety net for a process that creates a VM long
+//!   after it started and has not run it yet);
+//! - kernel threads are inspected like other processes (only their `stat`); the pre-6.4 vhost
+//!   workers among them are handed to their VMMs ([`ScanResult::vhost_workers`]);
 //! - a known VMM's file descriptors (its vCPUs) are re-read when its thread list changes (a
 //!   vCPU is a thread) and otherwise every [`REFRESH_VMM_EVERY`] scans; a thread's `stat` is
 //!   read while the thread is young (VMMs name threads just after creating them) and then on
@@ -29,7 +32,7 @@ pub mod qemu;
 mod tests;
 mod threads;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -100,6 +103,11 @@ pub struct ScanResult {
     /// What could not be read or understood this scan, for the log. Vanished processes are
     /// not problems.
     pub problems: Vec<String>,
+    /// Each VMM's vhost kernel threads (by pid; every VMM has an entry, empty or not). Before
+    /// Linux 6.4 a vhost worker is a kernel thread of its own, named `vhost-<owner pid>`,
+    /// outside the VMM process (since, it is one of the VMM's threads); the listing finds kernel
+    /// threads like any other process, so no extra read finds these.
+    pub vhost_workers: BTreeMap<u32, Vec<u32>>,
 }
 
 /// A process found not to be a VMM.
@@ -107,8 +115,15 @@ pub struct ScanResult {
 struct NotVmm {
     start_time: u64,
     comm: Untrusted,
+    /// When the process started (its start time against the uptime), or, when that cannot
+    /// be told, when it was first seen.
     since: Instant,
+    /// Whether it was young when first seen: a process that was already running when kvmtop
+    /// started is not checked again on each of the first scans.
+    seen_young: bool,
     scans: u64,
+    /// The VMM pid a vhost kernel thread names (`vhost-<pid>`).
+    vhost_owner: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,8 +137,12 @@ struct Known {
 }
 
 /// A non-VMM process is inspected again once every this many scans, spread over pids: the
-/// safety net behind the listing and the kernel's sightings (module docs).
+/// safety net behind the listing and the kernel's sightings (module docs)…
 pub const RECHECK_OTHERS_EVERY: u64 = 60;
+/// …or less often on a host with more than this many times as many other processes, so that a
+/// scan inspects about this many of them, however many there are: with 2,000 idle processes,
+/// rechecking every 60 scans cost a third of a percent of a core.
+pub const RECHECK_OTHERS_PER_SCAN: u64 = 8;
 /// A known VMM's file descriptors and thread names are all read again once every this many
 /// scans, spread over pids, whatever else says they changed.
 pub const REFRESH_VMM_EVERY: u64 = 10;
@@ -156,12 +175,16 @@ pub struct Discovery {
     /// Pids the kernel programs saw running a vCPU, to inspect at the next scan.
     active: HashSet<u32>,
     scans: u64,
+    /// The host's uptime at the start of this scan, which dates processes' start times.
+    uptime: Option<f64>,
     /// A process that is not a VMM is checked again on every scan while it is this young
     /// (a VMM creates its VM shortly after it starts)…
     young_for: Duration,
     young_scans: u64,
-    /// …and after that once every this many scans, spread over pids.
+    /// …and after that once every this many scans, spread over pids…
     recheck_every: u64,
+    /// …or this many, when there are many processes ([`RECHECK_OTHERS_PER_SCAN`]).
+    recheck_period: u64,
     /// See [`REFRESH_VMM_EVERY`].
     refresh_every: u64,
 }
@@ -176,9 +199,11 @@ impl Discovery {
             pending_hints: Vec::new(),
             active: HashSet::new(),
             scans: 0,
+            uptime: None,
             young_for: Duration::from_secs(5),
             young_scans: 3,
             recheck_every: RECHECK_OTHERS_EVERY,
+            recheck_period: RECHECK_OTHERS_EVERY,
             refresh_every: REFRESH_VMM_EVERY,
         }
     }
@@ -215,34 +240,49 @@ impl Discovery {
             return true;
         };
         entry.scans += 1;
-        entry.scans < self.young_scans
+        (entry.seen_young && entry.scans < self.young_scans)
             || entry.since.elapsed() < self.young_for
             || self.active.contains(&pid)
-            || (self.scans + u64::from(pid)).is_multiple_of(self.recheck_every)
+            || (self.scans + u64::from(pid)).is_multiple_of(self.recheck_period)
     }
 
     /// Whether the process `stat` shows is not the one `not_vmm` remembers for its pid: the pid
     /// was reused, or the process exec'd another program. It is then young again.
     fn restart_if_new(&mut self, id: VmmId, comm: &Untrusted) {
-        if let Some(entry) = self.not_vmm.get_mut(&id.pid)
-            && (entry.start_time != id.start_time || entry.comm != *comm)
-        {
-            *entry = NotVmm {
-                start_time: id.start_time,
-                comm: comm.clone(),
-                since: Instant::now(),
-                scans: 0,
-            };
+        let fresh = self
+            .not_vmm
+            .get(&id.pid)
+            .is_some_and(|entry| entry.start_time != id.start_time || entry.comm != *comm);
+        if fresh {
+            let entry = self.not_vmm_entry(id, comm);
+            self.not_vmm.insert(id.pid, entry);
         }
     }
 
     fn note_not_vmm(&mut self, id: VmmId, comm: &Untrusted) {
-        self.not_vmm.entry(id.pid).or_insert_with(|| NotVmm {
+        if !self.not_vmm.contains_key(&id.pid) {
+            let entry = self.not_vmm_entry(id, comm);
+            self.not_vmm.insert(id.pid, entry);
+        }
+    }
+
+    /// A process first seen as not a VMM now, dated by its start time: on a busy host most
+    /// processes have run for long, and were each inspected on every scan while "young"
+    /// counted from when kvmtop first saw them (2,000 idle processes took a second of system
+    /// time in a five-second snapshot).
+    fn not_vmm_entry(&self, id: VmmId, comm: &Untrusted) -> NotVmm {
+        let now = Instant::now();
+        let age = self.uptime.map(|up| {
+            Duration::from_secs_f64(crate::host::proc::seconds_since_start(up, id.start_time))
+        });
+        NotVmm {
             start_time: id.start_time,
             comm: comm.clone(),
-            since: Instant::now(),
+            since: age.and_then(|age| now.checked_sub(age)).unwrap_or(now),
+            seen_young: age.is_none_or(|age| age < self.young_for),
             scans: 0,
-        });
+            vhost_owner: None,
+        }
     }
 
     /// Whether it is `pid`'s turn for a slow refresh of everything this scan.
@@ -253,6 +293,12 @@ impl Discovery {
     /// One pass over the procfs root.
     pub fn scan(&mut self) -> ScanResult {
         self.scans += 1;
+        self.uptime = crate::host::proc::uptime(self.proc.path());
+        let others = u64::try_from(self.not_vmm.len()).unwrap_or(u64::MAX);
+        self.recheck_period = self
+            .recheck_every
+            .max(others / RECHECK_OTHERS_PER_SCAN)
+            .max(1);
         let mut problems = Vec::new();
         let pids = match self.proc.pids() {
             Ok(pids) => pids,
@@ -321,7 +367,23 @@ impl Discovery {
             appeared,
             exited,
             problems,
+            vhost_workers: self.vhost_workers(),
         }
+    }
+
+    /// The vhost kernel threads of each known VMM, from the kernel threads listed.
+    fn vhost_workers(&self) -> BTreeMap<u32, Vec<u32>> {
+        let mut found: BTreeMap<u32, Vec<u32>> =
+            self.known.keys().map(|id| (id.pid, Vec::new())).collect();
+        for (&tid, entry) in &self.not_vmm {
+            if let Some(list) = entry.vhost_owner.and_then(|owner| found.get_mut(&owner)) {
+                list.push(tid);
+            }
+        }
+        for list in found.values_mut() {
+            list.sort_unstable();
+        }
+        found
     }
 
     fn scan_pid(&mut self, pid: u32, pass: &mut Pass) {
@@ -331,12 +393,21 @@ impl Discovery {
             Err(e) => return pass.problems.push(format!("pid {pid}: {e}")),
         };
         if stat.is_kernel_thread() {
-            // Never a VMM; remembered so that it is not read again on every scan.
+            // Never a VMM; remembered so that it is not read again on every scan, and by name,
+            // since a vhost worker is one.
             let id = VmmId {
                 pid,
                 start_time: stat.start_time,
             };
+            self.restart_if_new(id, &stat.comm);
             self.note_not_vmm(id, &stat.comm);
+            if let Some(entry) = self.not_vmm.get_mut(&pid) {
+                entry.vhost_owner = stat
+                    .comm
+                    .exact()
+                    .strip_prefix("vhost-")
+                    .and_then(|owner| owner.parse().ok());
+            }
             pass.others.insert(pid);
             return;
         }

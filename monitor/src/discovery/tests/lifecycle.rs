@@ -166,6 +166,102 @@ fn processes_found_not_to_be_vmms_are_rechecked_sparingly() {
     assert!(found, "the periodic recheck finds it");
 }
 
+/// Youth is the process's own age: one that had run for long when kvmtop first saw it is
+/// inspected once, and then only on its periodic turn; one that has just started is inspected
+/// on every scan while young.
+#[test]
+fn processes_already_running_at_start_are_not_young() {
+    let proc = FakeProc::new();
+    // 1,000 s since boot; start times are in clock ticks (100 a second on Linux).
+    write(&proc.dir.path().join("uptime"), "1000.0 1.0\n");
+    let old = proc.process(70, "bash", 100);
+    old.cmdline(&["bash"]).thread(70, "bash", PF_MAIN, FUTEX);
+    let young = proc.process(71, "qemu-system-x86", 99_950);
+    young
+        .cmdline(&["qemu-system-x86"])
+        .thread(71, "qemu-system-x86", PF_MAIN, FUTEX);
+    let mut discovery = proc.discovery();
+    discovery.recheck_every = 1000;
+    assert!(discovery.scan().vmms.is_empty());
+
+    old.fd(3, "anon_inode:kvm-vm");
+    young.fd(3, "anon_inode:kvm-vm");
+    assert_eq!(
+        discovery.scan().appeared,
+        [young.id()],
+        "only the young one is inspected again"
+    );
+    discovery.note_kvm_activity(70);
+    assert_eq!(discovery.scan().appeared, [old.id()]);
+}
+
+/// Before Linux 6.4 a vhost worker is a kernel thread named `vhost-<owner pid>`: the listing
+/// finds it like any process, and each VMM is given its own, without reading anything more.
+#[test]
+fn vhost_kernel_threads_are_given_to_their_vmm() {
+    let proc = FakeProc::new();
+    let vmm = proc.process(100, "qemu-system-x86", 100);
+    vmm.cmdline(&["qemu-system-x86_64"])
+        .thread(100, "qemu-system-x86", PF_MAIN, PPOLL);
+    qemu_fds(&vmm);
+    let other = proc.process(300, "qemu-system-x86", 100);
+    other
+        .cmdline(&["qemu-system-x86_64"])
+        .thread(300, "qemu-system-x86", PF_MAIN, PPOLL);
+    qemu_fds(&other);
+    let kernel_thread = |pid: u32, comm: &str| {
+        let p = proc.process(pid, comm, 1);
+        write(&p.dir.join("stat"), stat_line(pid, comm, 0x0020_8040, 1));
+    };
+    kernel_thread(51, "vhost-100");
+    kernel_thread(50, "vhost-100");
+    kernel_thread(52, "vhost-200");
+    kernel_thread(53, "vhost-abc");
+    // A user process may take the name; it is no vhost worker.
+    let named = proc.process(54, "vhost-100", 1);
+    named
+        .cmdline(&["x"])
+        .thread(54, "vhost-100", PF_MAIN, FUTEX);
+    let mut discovery = proc.discovery();
+    let scan = discovery.scan();
+    assert_eq!(
+        scan.vhost_workers,
+        BTreeMap::from([(100, vec![50, 51]), (300, vec![])])
+    );
+    // Gone with the listing.
+    proc.remove(51);
+    assert_eq!(discovery.scan().vhost_workers[&100], [50]);
+}
+
+/// On a host with many processes the safety-net recheck inspects about
+/// `RECHECK_OTHERS_PER_SCAN` of them a scan, not a sixtieth of all.
+#[test]
+fn the_recheck_of_many_processes_is_spread_thin() {
+    let proc = FakeProc::new();
+    write(&proc.dir.path().join("uptime"), "100000.0 1.0\n");
+    let others = 4 * RECHECK_OTHERS_PER_SCAN * RECHECK_OTHERS_EVERY;
+    let processes: Vec<FakeProcess> = (1000..1000 + u32::try_from(others).unwrap())
+        .map(|pid| {
+            let p = proc.process(pid, "sleep", 100);
+            p.cmdline(&["sleep"]).thread(pid, "sleep", PF_MAIN, FUTEX);
+            p
+        })
+        .collect();
+    let mut discovery = proc.discovery();
+    discovery.scan();
+    // Every one of them now holds a VM: each recheck finds one.
+    for p in &processes {
+        p.fd(3, "anon_inode:kvm-vm");
+    }
+    let counts: Vec<usize> = (0..20).map(|_| discovery.scan().appeared.len()).collect();
+    let total: usize = counts.iter().sum();
+    let expected = usize::try_from(RECHECK_OTHERS_PER_SCAN).unwrap() * counts.len();
+    assert!(
+        total <= expected + expected / 4 && total >= expected / 2,
+        "{counts:?}"
+    );
+}
+
 #[test]
 fn missing_proc_root_is_a_problem() {
     let mut discovery = Discovery::new(ProcRoot::new("/nonexistent/kvmtop-proc"));

@@ -14,13 +14,12 @@ pub mod totals;
 pub mod watch;
 pub mod window;
 
-use std::collections::HashSet;
 
 pub use self::{
     contenders::{Contender, ContenderTotals},
     counters::{SchedCounters, SchedTotals},
     totals::{MigrationCounts, ThreadTotals},
-    watch::{VhostScan, WatchedThread},
+    watch::WatchedThread,
 };
 use crate::{
     bpf::{
@@ -36,7 +35,6 @@ use crate::{
 pub struct Sched {
     counters: SchedCounters,
     sources: Sources,
-    vhost: VhostScan,
     proc_root: std::path::PathBuf,
     topology: Option<Topology>,
     names: contenders::ProcessNames,
@@ -68,7 +66,6 @@ impl Family for Sched {
         Ok(Self {
             counters: SchedCounters::open(kernel, &host.proc_root)?,
             sources,
-            vhost: VhostScan::default(),
             proc_root: host.proc_root.clone(),
             topology: host.topology.clone(),
             names: contenders::ProcessNames::default(),
@@ -83,9 +80,7 @@ impl Family for Sched {
     /// Watches every thread of the VMs, and the vhost kernel threads serving them. A thread of a
     /// reused pid is a new thread: [`SchedCounters::watch`] compares VM identities.
     fn follow(&mut self, vms: &Vms<'_>) -> Vec<String> {
-        let pids: HashSet<u32> = vms.vmms.iter().map(|v| v.id.pid).collect();
-        let vhost = self.vhost.threads(&self.proc_root, &pids);
-        let threads = watch::threads_of(vms.vmms, vhost);
+        let threads = watch::threads_of(vms.vmms, vms.vhost_workers);
         let proc_root = &self.proc_root;
         self.counters
             .watch(&threads, |thread| watch::is_runnable(proc_root, thread))

@@ -1,15 +1,13 @@
 //! Which threads the scheduler programs watch, and what each is to its VM.
 
 use std::{
-    collections::{HashMap, HashSet},
-    hash::BuildHasher,
+    collections::{BTreeMap, HashSet},
     path::Path,
-    time::{Duration, Instant},
 };
 
 use crate::{
     discovery::{ThreadRole, Vmm},
-    host::proc::{thread_runnable, vhost_workers},
+    host::proc::thread_runnable,
     model::sched::ThreadClass,
 };
 
@@ -41,10 +39,7 @@ pub struct WatchedThread {
 /// Every thread of every VM: the process's own threads and the vhost kernel threads that serve
 /// it from outside the process (`vhost` maps a VMM pid to them).
 #[must_use]
-pub fn threads_of<S: BuildHasher>(
-    vmms: &[Vmm],
-    vhost: &HashMap<u32, Vec<u32>, S>,
-) -> Vec<WatchedThread> {
+pub fn threads_of(vmms: &[Vmm], vhost: &BTreeMap<u32, Vec<u32>>) -> Vec<WatchedThread> {
     let mut threads = Vec::new();
     for vmm in vmms {
         let watched = |tid, class| WatchedThread {
@@ -82,40 +77,8 @@ pub fn is_runnable(proc_root: &Path, thread: &WatchedThread) -> bool {
     thread_runnable(proc_root, thread.pid, thread.tid)
 }
 
-/// How often `/proc` is scanned for vhost kernel threads: it reads one small file per process.
-const VHOST_SCAN_PERIOD: Duration = Duration::from_secs(10);
-
-/// Finds the vhost kernel threads of VMs. Before Linux 6.4 a vhost worker is a kernel thread of
-/// its own, named `vhost-<owner pid>`, outside the VMM process; since, it is a thread of the
-/// VMM and discovery lists it. A top-level `/proc` entry with such a name is the former kind.
-#[derive(Debug, Default)]
-pub struct VhostScan {
-    last: Option<Instant>,
-    found: HashMap<u32, Vec<u32>>,
-}
-
-impl VhostScan {
-    /// The vhost kernel threads of `vmm_pids`, rescanning when the last scan is old or a VM
-    /// appeared since.
-    pub fn threads(
-        &mut self,
-        proc_root: &Path,
-        vmm_pids: &HashSet<u32>,
-    ) -> &HashMap<u32, Vec<u32>> {
-        let stale = self.last.is_none_or(|at| at.elapsed() >= VHOST_SCAN_PERIOD);
-        let new_vm = vmm_pids.iter().any(|pid| !self.found.contains_key(pid));
-        if stale || new_vm {
-            self.found = vhost_workers(proc_root, vmm_pids);
-            self.last = Some(Instant::now());
-        }
-        &self.found
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
     use crate::discovery::{VmmId, VmmKind, VmmThread};
 
@@ -154,7 +117,7 @@ mod tests {
                 (106, ThreadRole::KernelWorker("kvm-nx-lpage-re".into())),
             ],
         );
-        let vhost = HashMap::from([(100, vec![900])]);
+        let vhost = BTreeMap::from([(100, vec![900])]);
         let classes: Vec<(u32, ThreadClass)> = threads_of(&[vm], &vhost)
             .iter()
             .map(|t| (t.tid, t.class))
@@ -172,27 +135,5 @@ mod tests {
                 (900, Vhost)
             ]
         );
-    }
-
-    #[test]
-    fn vhost_kernel_threads_are_found_by_name() {
-        let proc = tempfile::tempdir().unwrap();
-        for (pid, comm) in [
-            (1, "systemd"),
-            (50, "vhost-100"),
-            (51, "vhost-100"),
-            (52, "vhost-200"),
-            (53, "vhost-abc"),
-        ] {
-            let dir = proc.path().join(pid.to_string());
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
-        }
-        fs::create_dir_all(proc.path().join("self")).unwrap();
-        let mut scan = VhostScan::default();
-        let found = scan.threads(proc.path(), &HashSet::from([100, 300]));
-        assert_eq!(found.get(&100), Some(&vec![50, 51]));
-        assert_eq!(found.get(&300), Some(&vec![]));
-        assert_eq!(found.get(&200), None, "not a VM");
     }
 }

@@ -9,12 +9,7 @@
 pub mod memory;
 pub mod numa_sched;
 
-use std::{
-    collections::{HashMap, HashSet},
-    fs,
-    hash::BuildHasher,
-    path::Path,
-};
+use std::{fs, path::Path};
 
 use super::read::{cpu_list, read_line, read_prefix};
 use crate::model::Untrusted;
@@ -154,6 +149,23 @@ pub fn uptime(proc_root: &Path) -> Option<f64> {
         .ok()
 }
 
+/// Seconds since a process started, from its start time in `/proc/PID/stat` (clock ticks since
+/// boot) and the host's [`uptime`]; 0 for a start time after it (another clock, bad input).
+#[must_use]
+pub fn seconds_since_start(uptime: f64, start_time_ticks: u64) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "clock ticks since boot")]
+    let started = start_time_ticks as f64 / clock_ticks_per_second();
+    (uptime - started).max(0.0)
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `/proc` start times.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[expect(clippy::cast_precision_loss, reason = "a small positive number")]
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
 /// The host name and kernel release (`/proc/sys/kernel/{hostname,osrelease}`); empty when
 /// unreadable.
 #[must_use]
@@ -164,44 +176,6 @@ pub fn host_identity(proc_root: &Path) -> (String, String) {
             .unwrap_or_default()
     };
     (read("hostname"), read("osrelease"))
-}
-
-/// The vhost kernel threads serving `vmm_pids`. Before Linux 6.4 a vhost worker is a kernel
-/// thread of its own, named `vhost-<owner pid>`, outside the VMM process (since, it is a thread of
-/// the VMM): a top-level `/proc` entry with such a name is one. Every VM gets an entry, empty or
-/// not.
-#[must_use]
-pub fn vhost_workers<S: BuildHasher>(
-    proc_root: &Path,
-    vmm_pids: &HashSet<u32, S>,
-) -> HashMap<u32, Vec<u32>> {
-    let mut found: HashMap<u32, Vec<u32>> = vmm_pids.iter().map(|&p| (p, Vec::new())).collect();
-    let Ok(entries) = fs::read_dir(proc_root) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(tid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Some(name) = comm(proc_root, tid) else {
-            continue;
-        };
-        let owner = name
-            .exact()
-            .strip_prefix("vhost-")
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(list) = owner.and_then(|pid| found.get_mut(&pid)) {
-            list.push(tid);
-        }
-    }
-    for list in found.values_mut() {
-        list.sort_unstable();
-    }
-    found
 }
 
 /// A numeric field of `/proc/self/fdinfo/FD`, one of this process's own file descriptors (a
