@@ -9,11 +9,12 @@
 //! - every scan lists `/proc` (one directory read) and reads each known VMM's `stat` and thread
 //!   list;
 //! - a process is inspected (its `stat` and file descriptors) when it is new in the listing,
-//!   while it is young (less than 5 s since it started, by its start time), when the kernel
-//!   programs saw it run a vCPU ([`Discovery::note_kvm_activity`]), and otherwise once every
-//!   [`RECHECK_OTHERS_EVERY`] scans, or about [`RECHECK_OTHERS_PER_SCAN`] processes a scan on
-//!   a host with many, spread over pids (the safety net for a process that creates a VM long
-//!   after it started and has not run it yet);
+//!   while it is young (less than 5 s since it started, by its start time, or since it was
+//!   seen to exec another program), when the kernel programs saw it run a vCPU
+//!   ([`Discovery::note_kvm_activity`]), and otherwise once every [`RECHECK_OTHERS_EVERY`]
+//!   scans, or about [`RECHECK_OTHERS_PER_SCAN`] processes a scan on a host with many, spread
+//!   over pids (the safety net for a process that creates a VM long after it started and has
+//!   not run it yet);
 //! - kernel threads are inspected like other processes (only their `stat`); the pre-6.4 vhost
 //!   workers among them are handed to their VMMs ([`ScanResult::vhost_workers`]);
 //! - a known VMM's file descriptors (its vCPUs) are re-read when its thread list changes (a
@@ -247,14 +248,20 @@ impl Discovery {
     }
 
     /// Whether the process `stat` shows is not the one `not_vmm` remembers for its pid: the pid
-    /// was reused, or the process exec'd another program. It is then young again.
+    /// was reused (a process young or old by its start time), or the process exec'd another
+    /// program, which is young from now (a wrapper that runs long before `exec qemu`).
     fn restart_if_new(&mut self, id: VmmId, comm: &Untrusted) {
-        let fresh = self
-            .not_vmm
-            .get(&id.pid)
-            .is_some_and(|entry| entry.start_time != id.start_time || entry.comm != *comm);
-        if fresh {
-            let entry = self.not_vmm_entry(id, comm);
+        let Some(entry) = self.not_vmm.get(&id.pid) else {
+            return;
+        };
+        let reused = entry.start_time != id.start_time;
+        let exec = !reused && entry.comm != *comm;
+        if reused || exec {
+            let mut entry = self.not_vmm_entry(id, comm);
+            if exec {
+                entry.since = Instant::now();
+                entry.seen_young = true;
+            }
             self.not_vmm.insert(id.pid, entry);
         }
     }

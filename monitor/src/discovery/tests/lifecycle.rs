@@ -193,6 +193,25 @@ fn processes_already_running_at_start_are_not_young() {
     );
     discovery.note_kvm_activity(70);
     assert_eq!(discovery.scan().appeared, [old.id()]);
+
+    // An old process that execs another program (seen at its periodic recheck) is young from
+    // then on: inspected on the scans that follow.
+    let wrapper = proc.process(72, "sh", 100);
+    wrapper.cmdline(&["sh"]).thread(72, "sh", PF_MAIN, FUTEX);
+    discovery.scan();
+    write(
+        &wrapper.dir.join("stat"),
+        stat_line(72, "qemu-system-x86", PF_MAIN, 100),
+    );
+    discovery.recheck_every = 1;
+    discovery.scan();
+    discovery.recheck_every = 1000;
+    wrapper.fd(3, "anon_inode:kvm-vm");
+    assert_eq!(
+        discovery.scan().appeared.len(),
+        1,
+        "the exec'd program is inspected while young"
+    );
 }
 
 /// Before Linux 6.4 a vhost worker is a kernel thread named `vhost-<owner pid>`: the listing
