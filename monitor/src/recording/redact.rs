@@ -39,7 +39,7 @@ const ABSOLUTE_TIME_SUFFIX: &str = "_unix_seconds";
 /// `value` to [`SIGNIFICANT_DIGITS`], as the nearest double to that decimal, so that it prints
 /// short. The scaled value is rounded to an integer, which with an exact power of ten (up to
 /// 10²²) gives the decimal correctly rounded by one IEEE operation. Outside that range (below
-/// 10⁻¹⁵ or above 10²⁸) the value is kept as it is; an exact half may round either way.
+/// 10⁻¹⁶, or from 10²⁹ on) the value is kept as it is; an exact half may round either way.
 fn rounded(value: f64) -> f64 {
     const EXACT_POWERS: i32 = 22;
     if value == 0.0 || !value.is_finite() {
