@@ -2,7 +2,9 @@
 //! a recording. Those fields name things from a small fixed set, so each distinct text is
 //! allocated once for the life of the process and shared by every snapshot read afterwards.
 //! A recording is input from disk: past [`MAX_TEXTS`] distinct texts, further ones read as
-//! [`TOO_MANY`] instead of growing memory without bound.
+//! [`TOO_MANY`] instead of growing memory without bound. They are shown as they are (a rule id
+//! in a report, an operation name in a table), so what a recording holds is kept
+//! [sanitized](super::untrusted::sanitize): nothing read back can act on a terminal.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -27,9 +29,10 @@ fn texts() -> &'static Mutex<HashSet<&'static str>> {
     TEXTS.get_or_init(Mutex::default)
 }
 
-/// The one `'static` copy of `text`.
+/// The one `'static` copy of `text`, sanitized.
 #[must_use]
 pub fn intern(text: &str) -> &'static str {
+    let text = &*super::untrusted::sanitize(text);
     let mut texts = texts()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -75,6 +78,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_read_back_cannot_act_on_a_terminal() {
+        let read: &'static str = serde_json::from_str::<Wrapped>(r#"{"id":"\u001b[31mC1\u0007"}"#)
+            .unwrap()
+            .id;
+        assert_eq!(read, "\u{FFFD}[31mC1\u{FFFD}");
+        assert!(!read.chars().any(super::super::untrusted::is_unsafe));
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Wrapped {
+        #[serde(deserialize_with = "text")]
+        id: &'static str,
+    }
 
     #[test]
     fn equal_texts_share_one_copy() {

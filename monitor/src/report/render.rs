@@ -100,7 +100,7 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(
             o,
             "- **{} {}** ({:?}) on {}: from {} to {} ({} windows)",
-            a.rule,
+            md(&a.rule),
             md(&a.title),
             a.severity,
             md(&a.target.to_string()),
