@@ -279,8 +279,11 @@ impl Discovery {
     /// time in a five-second snapshot).
     fn not_vmm_entry(&self, id: VmmId, comm: &Untrusted) -> NotVmm {
         let now = Instant::now();
-        let age = self.uptime.map(|up| {
-            Duration::from_secs_f64(crate::host::proc::seconds_since_start(up, id.start_time))
+        // Checked: an uptime that is not a number of seconds (read from /proc, so untrusted)
+        // dates nothing rather than panicking.
+        let age = self.uptime.and_then(|up| {
+            Duration::try_from_secs_f64(crate::host::proc::seconds_since_start(up, id.start_time))
+                .ok()
         });
         NotVmm {
             start_time: id.start_time,
