@@ -96,6 +96,18 @@ fn smoke_all() -> Result<bool> {
         } else {
             all_ok = false;
             println!("  {target:<16} FAILED after {runs} executions");
+            // The clone CI ran in is gone by the time anyone reads this, and with it the saved
+            // input: the panic, libFuzzer's verdict and the input itself (libFuzzer prints
+            // small inputs in Base64) come first, before the tail that cargo-fuzz ends with.
+            let lines: Vec<&str> = stderr.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                // A panic's message is on the line after "panicked at".
+                let after_panic = i > 0 && lines[i - 1].contains("panicked at");
+                if is_crash_evidence(line) || after_panic {
+                    println!("    {line}");
+                }
+            }
+            println!("    ...");
             let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
             for line in tail.into_iter().rev() {
                 println!("    {line}");
@@ -104,4 +116,17 @@ fn smoke_all() -> Result<bool> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(all_ok)
+}
+
+/// The lines of a failed run that say what failed and on which input.
+fn is_crash_evidence(line: &str) -> bool {
+    [
+        "panicked at",
+        "ERROR: libFuzzer",
+        "SUMMARY: libFuzzer",
+        "Base64: ",
+        "Test unit written",
+    ]
+    .iter()
+    .any(|mark| line.contains(mark))
 }
