@@ -107,6 +107,12 @@ fn smoke_all() -> Result<bool> {
                     println!("    {line}");
                 }
             }
+            if let Some(saved) = lines
+                .iter()
+                .find_map(|l| l.split("Test unit written to ").nth(1))
+            {
+                print_input(&root.join("fuzz").join(saved.trim()));
+            }
             println!("    ...");
             let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
             for line in tail.into_iter().rev() {
@@ -129,4 +135,27 @@ fn is_crash_evidence(line: &str) -> bool {
     ]
     .iter()
     .any(|mark| line.contains(mark))
+}
+
+/// Prints the crashing input compressed and in Base64 (libFuzzer prints only inputs of a few
+/// hundred bytes itself), for the inputs small enough to paste.
+fn print_input(path: &Path) {
+    const MAX_PRINTED: usize = 64 << 10;
+    let script = "gzip -9c -- \"$1\" | base64 -w0";
+    let encoded = cmd("sh").args(["-c", script, "sh"]).arg(path).output();
+    match encoded {
+        Ok(out) if out.status.success() && out.stdout.len() <= MAX_PRINTED => {
+            println!(
+                "    the input, gzip in Base64 (`base64 -d | gunzip > crash` to get it back):\n    {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(out) if out.status.success() => {
+            println!(
+                "    the input is too large to print ({} bytes encoded)",
+                out.stdout.len()
+            );
+        }
+        _ => println!("    the input could not be encoded: {}", path.display()),
+    }
 }
