@@ -121,13 +121,34 @@ impl Pending {
 /// `context`'s level, the health of the kernel sources, and the advice in force.
 fn gather(snapshot: &Snapshot, context: Context<'_>) -> anyhow::Result<Vec<MetricFamily>> {
     let registry = Registry::new();
-    register_vms(&registry, snapshot)?;
-    register_health(&registry, snapshot)?;
-    registry.register(Box::new(recommendations(snapshot)?))?;
+    register_agent(&registry, snapshot)?;
     let histograms = families::metrics(&registry, snapshot, context)?;
     let mut metric_families = registry.gather();
     metric_families.extend(histograms);
     Ok(metric_families)
+}
+
+/// The metric families that belong to no signal family: the VMs' identities, the health of the
+/// kernel sources and the advice in force.
+fn register_agent(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
+    register_vms(registry, snapshot)?;
+    register_health(registry, snapshot)?;
+    registry.register(Box::new(recommendations(snapshot)?))?;
+    Ok(())
+}
+
+/// The metric families of `snapshot` grouped by who serves them: `agent` (identities, source
+/// health, advice), then each signal family. Together they are what [`gather`] returns.
+#[cfg(test)]
+pub fn families_by_group(
+    snapshot: &Snapshot,
+    context: Context<'_>,
+) -> anyhow::Result<Vec<(&'static str, Vec<MetricFamily>)>> {
+    let registry = Registry::new();
+    register_agent(&registry, snapshot)?;
+    let mut groups = vec![("agent", registry.gather())];
+    groups.extend(families::metrics_by_family(snapshot, context)?);
+    Ok(groups)
 }
 
 /// One info series per VM with everything kvmtop knows of it as labels, to join on `vm` and

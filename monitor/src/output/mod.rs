@@ -4,6 +4,8 @@ mod families;
 pub mod json;
 pub mod metrics;
 pub mod openmetrics;
+#[cfg(test)]
+mod reference;
 pub mod series;
 pub mod serve;
 pub mod text;
