@@ -53,8 +53,9 @@ pub const NOTES: &[(&str, &str, Option<&str>)] = &[
     ),
     (
         "kvmtop_program_skipped_events_total",
-        "One series per loaded kernel program, once the kernel's BPF statistics have been read.",
-        None,
+        "Per kernel program once the kernel skipped it for an event (another BPF program was \
+         running on that CPU, typically another tracer on the same tracepoints).",
+        Some("no other tracer runs beside kvmtop in the test, so no program skips an event"),
     ),
     (
         "kvmtop_recommendation",
