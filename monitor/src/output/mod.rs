@@ -1,5 +1,7 @@
 //! Presenters that are not interactive: JSON, text, the Prometheus endpoint, and the
 //! `OpenMetrics` export of a recording.
+#[cfg(test)]
+mod docs_drift;
 mod families;
 pub mod json;
 pub mod metrics;

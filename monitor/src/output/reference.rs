@@ -207,9 +207,9 @@ pub const NOTES: &[(&str, &str, Option<&str>)] = &[
 
 /// What the reference says of one metric family.
 #[derive(Debug, PartialEq)]
-struct Entry {
+pub(super) struct Entry {
     group: &'static str,
-    kind: &'static str,
+    pub(super) kind: &'static str,
     help: String,
     /// Label names per level where the family has series (`le` left out).
     labels: BTreeMap<Level, Vec<String>>,
@@ -235,7 +235,7 @@ fn rich_snapshot() -> Snapshot {
 }
 
 /// Every metric family the exporter serves for [`rich_snapshot`], at every level.
-fn entries() -> BTreeMap<String, Entry> {
+pub(super) fn entries() -> BTreeMap<String, Entry> {
     let snapshot = rich_snapshot();
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     for level in [Level::Vm, Level::Vcpu, Level::Full] {
