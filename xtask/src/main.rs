@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod docs;
 mod fuzz;
 mod interrupt;
 mod lint;
@@ -95,6 +96,10 @@ enum Task {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), requires = "scale")]
         scale_scrape_every: u64,
     },
+    /// Regenerate the screenshots of the live view in docs/screenshots/ (root): starts the demo
+    /// guests, runs the live view in tmux at 120×32, steps through its views and converts each
+    /// capture to SVG. The guests and the tmux session are stopped on every way out.
+    Docs,
     /// Only the formatting and lint checks of `test`.
     Lint,
     /// Only the Prometheus rule checks of `test`: `promtool check rules` and `promtool test
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
         })
         .map(|()| true),
         Task::Bench { seconds, only, .. } => bench::run(seconds, only).map(|()| true),
+        Task::Docs => docs::run().map(|()| true),
         Task::Lint => lint::run_all(),
         Task::Rules => rules::run(),
     };

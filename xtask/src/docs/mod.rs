@@ -1,0 +1,234 @@
+//! `cargo xtask docs`: the screenshots of the live view in `docs/screenshots/`, regenerated from
+//! real captures. The demo guests run; kvmtop's live view runs in a tmux session of its own at a
+//! fixed size; each shot in [`SHOTS`] goes back to the VM table, selects its VM, presses its keys,
+//! checks the screen shows what it should, and saves `tmux capture-pane -e` converted to SVG.
+//!
+//! When the live view's keys or titles change, only [`SHOTS`] needs editing.
+
+mod tmux;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use guests::Guest;
+
+use crate::{
+    demo, interrupt,
+    setup::{self, Purpose},
+    util::{self, Phase, is_root, workspace_root},
+};
+use tmux::Session;
+
+/// The terminal size of every screenshot, columns × rows.
+const SIZE: (u16, u16) = (120, 32);
+
+/// Windows the live view shows before the first shot, so rates, steal and advice have filled
+/// in (advice fires after two windows in a row).
+const WARM_UP: Duration = Duration::from_secs(8);
+
+/// One screenshot.
+struct Shot {
+    /// The file under `docs/screenshots/`, without `.svg`.
+    file: &'static str,
+    /// The VM to select on the VM table first (a demo guest's name), if any.
+    vm: Option<&'static str>,
+    /// tmux key names pressed after selecting, from the VM table (`tmux send-keys` syntax).
+    keys: &'static [&'static str],
+    /// Text the screen must show once the keys are pressed: the view's title.
+    expect: &'static str,
+}
+
+/// The screenshots, in order. Each starts from the VM table.
+const SHOTS: &[Shot] = &[
+    Shot {
+        file: "vms",
+        vm: None,
+        keys: &[],
+        expect: " VMs ",
+    },
+    Shot {
+        file: "exits",
+        vm: Some("demo-portio"),
+        keys: &["Enter"],
+        expect: "— exits",
+    },
+    Shot {
+        file: "vcpus",
+        vm: Some("demo-portio"),
+        keys: &["Enter", "Tab"],
+        expect: "— vCPUs",
+    },
+    Shot {
+        file: "io",
+        vm: Some("demo-disk"),
+        keys: &["i"],
+        expect: "— block I/O",
+    },
+    Shot {
+        file: "advice",
+        vm: None,
+        keys: &["a"],
+        expect: "advice",
+    },
+];
+
+/// The key that goes back one level (never quits the live view).
+const BACK: &str = "Escape";
+/// Keys that move the VM table's selection.
+const UP: &str = "Up";
+const DOWN: &str = "Down";
+
+pub fn run() -> Result<()> {
+    println!(
+        "cargo xtask docs: captures the live view over the demo guests at {}×{} in tmux and \
+         writes one SVG per view to docs/screenshots/",
+        SIZE.0, SIZE.1
+    );
+    if !is_root() {
+        bail!(
+            "cargo xtask docs needs root: kvmtop loads eBPF programs and the demo guests need \
+             /dev/kvm (run it with sudo -E)"
+        );
+    }
+    guests::preflight().map_err(|why| anyhow::anyhow!("cannot start the demo guests: {why}"))?;
+    setup::ensure(Purpose::Test)?;
+    let phase = Phase::start("build kvmtop");
+    let built = util::build_kvmtop(true);
+    phase.finish(built.is_ok());
+    let binary = built?;
+
+    interrupt::install();
+    // Both guards stop what they hold on every way out: the guests and the tmux server.
+    let mut guests: Vec<Guest> = Vec::new();
+    let phase = Phase::start("start the demo guests");
+    let started = demo::start_guests(&mut guests);
+    phase.finish(started.is_ok());
+    started?;
+
+    let command = format!("{} --no-flight-recorder", binary.display());
+    let session = Session::start(SIZE, &command)?;
+    let out = workspace_root().join("docs/screenshots");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let result = capture_all(&session, &out);
+    drop(session);
+    println!("stopping the guests…");
+    drop(guests);
+    result
+}
+
+fn capture_all(session: &Session, out: &Path) -> Result<()> {
+    session.wait_for(
+        "the VM table with the demo guests",
+        Duration::from_mins(1),
+        |s| s.contains("demo-portio") && s.contains("demo-disk") && s.contains("demo-idle"),
+    )?;
+    println!("letting the live view fill in for {} s…", WARM_UP.as_secs());
+    std::thread::sleep(WARM_UP);
+    for shot in SHOTS {
+        interrupt::bail_if_interrupted()?;
+        back_to_vm_table(session)?;
+        if let Some(vm) = shot.vm {
+            select(session, vm)?;
+        }
+        for key in shot.keys {
+            session.key(key)?;
+        }
+        session
+            .wait_for(shot.expect, Duration::from_secs(10), |s| {
+                s.contains(shot.expect)
+            })
+            .with_context(|| {
+                format!(
+                    "shot {:?}: after {:?} the screen does not show {:?}; update SHOTS in \
+                     xtask/src/docs/mod.rs if the live view's keys changed",
+                    shot.file, shot.keys, shot.expect
+                )
+            })?;
+        // A full window on the view, so its figures are not the first sample's.
+        std::thread::sleep(Duration::from_millis(1500));
+        let ansi = session.capture_ansi()?;
+        let path = out.join(format!("{}.svg", shot.file));
+        std::fs::write(&path, svg(&ansi)).with_context(|| format!("writing {}", path.display()))?;
+        println!("  wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Presses [`BACK`] until the VM table shows.
+fn back_to_vm_table(session: &Session) -> Result<()> {
+    for _ in 0..5 {
+        if on_vm_table(&session.capture_plain()?) {
+            return Ok(());
+        }
+        session.key(BACK)?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    bail!("{BACK} did not bring the live view back to its VM table")
+}
+
+fn on_vm_table(screen: &str) -> bool {
+    screen.contains(" VMs ─") && !screen.contains("— exits") && !screen.contains("— vCPUs")
+}
+
+/// Moves the VM table's selection to the row of `vm`: the selected row is drawn reversed.
+fn select(session: &Session, vm: &str) -> Result<()> {
+    for _ in 0..20 {
+        session.key(UP)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let ansi = session.capture_ansi()?;
+        let row = ansi.lines().find(|l| l.contains(vm));
+        if row.is_some_and(|l| l.contains("\x1b[7m")) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("could not select {vm} on the VM table");
+        }
+        session.key(DOWN)?;
+    }
+}
+
+/// A tmux capture with its SGR colours as SVG (`anstyle-svg`, the converter cargo's own UI
+/// tests use), on a dark terminal background.
+fn svg(ansi: &str) -> String {
+    anstyle_svg::Term::new()
+        .fg_color(anstyle::Color::Rgb(anstyle::RgbColor(0xd0, 0xd0, 0xd0)))
+        .bg_color(anstyle::Color::Rgb(anstyle::RgbColor(0x1e, 0x1e, 0x1e)))
+        .render_svg(ansi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_and_box_drawing_survive_the_conversion() {
+        let capture = "\x1b[1mVM\x1b[0m  \x1b[31mred\x1b[0m\n┌ 3 VMs ─┐\n\x1b[7mdemo\x1b[0m\n";
+        let svg = svg(capture);
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("3 VMs"), "{svg}");
+        assert!(svg.contains('┌'), "{svg}");
+        assert!(svg.contains("font-weight") || svg.contains("bold"), "{svg}");
+        // No escape byte left in the image.
+        assert!(!svg.contains('\x1b'), "{svg}");
+    }
+
+    #[test]
+    fn the_vm_table_is_told_from_the_views() {
+        assert!(on_vm_table("┌ 3 VMs ───┐"));
+        assert!(!on_vm_table("┌ 3 VMs ───┐\n┌ demo (pid 1) — exits ─┐"));
+    }
+
+    #[test]
+    fn every_shot_has_its_own_file() {
+        let mut files: Vec<&str> = SHOTS.iter().map(|s| s.file).collect();
+        files.sort_unstable();
+        files.dedup();
+        assert_eq!(files.len(), SHOTS.len());
+    }
+}
