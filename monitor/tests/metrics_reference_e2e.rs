@@ -214,8 +214,8 @@ fn served(address: SocketAddr) -> BTreeMap<String, Served> {
     families
 }
 
-/// `docs/metrics.md`, parsed: each `### \`name\`` section's type, labels per level, help and
-/// reason it may be absent on the test machine.
+/// `docs/metrics.md`, parsed: each metric's section (a `###` heading naming it) with its type,
+/// labels per level, help and reason it may be absent on the test machine.
 fn reference() -> BTreeMap<String, Documented> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
     let text = std::fs::read_to_string(path).expect("reading docs/metrics.md");
@@ -234,9 +234,9 @@ fn reference() -> BTreeMap<String, Documented> {
             continue;
         };
         if let Some(kind) = line.strip_prefix("- **type:** ") {
-            documented.kind = kind.to_owned();
+            kind.clone_into(&mut documented.kind);
         } else if let Some(help) = line.strip_prefix("- **help:** ") {
-            documented.help = help.to_owned();
+            help.clone_into(&mut documented.help);
         } else if let Some(why) = line.strip_prefix("- **may be absent on the test machine:** ") {
             documented.absent_because = Some(why.to_owned());
         } else if let Some(rest) = line.strip_prefix("- **labels at ") {

@@ -248,14 +248,14 @@ pub(super) fn entries() -> BTreeMap<String, Entry> {
         for (group, families) in families_by_group(&snapshot, context).expect("the exporter") {
             for family in families {
                 let entry = entries
-                    .entry(family.get_name().to_owned())
+                    .entry(family.name().to_owned())
                     .or_insert_with(|| Entry {
                         group,
                         kind: kind(&family),
-                        help: family.get_help().to_owned(),
+                        help: family.help().to_owned(),
                         labels: BTreeMap::new(),
                     });
-                assert_eq!(entry.group, group, "{} in two groups", family.get_name());
+                assert_eq!(entry.group, group, "{} in two groups", family.name());
                 entry.labels.insert(level, label_names(&family));
             }
         }
@@ -283,7 +283,7 @@ fn label_names(family: &MetricFamily) -> Vec<String> {
     let mut names: Vec<String> = metric
         .get_label()
         .iter()
-        .map(|l| l.get_name().to_owned())
+        .map(|l| l.name().to_owned())
         .collect();
     let rank = |n: &str| match n {
         "vm" => 0,
@@ -296,11 +296,10 @@ fn label_names(family: &MetricFamily) -> Vec<String> {
 }
 
 fn note(name: &str) -> (&'static str, Option<&'static str>) {
-    NOTES
-        .iter()
-        .find(|(n, ..)| *n == name)
-        .map(|(_, appears, absent)| (*appears, *absent))
-        .unwrap_or_else(|| panic!("{name} has no entry in output::reference::NOTES"))
+    let Some((_, appears, absent)) = NOTES.iter().find(|(n, ..)| *n == name) else {
+        panic!("{name} has no entry in output::reference::NOTES")
+    };
+    (appears, *absent)
 }
 
 fn quoted(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
@@ -314,13 +313,15 @@ fn quoted(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 /// The reference as Markdown.
 fn render(entries: &BTreeMap<String, Entry>) -> String {
     let mut out = String::new();
-    out.push_str(&format!(
+    write!(
+        out,
         "# Metrics reference\n\n\
          <!-- Generated from the exporter; do not edit. Regenerate with:\n     {REGENERATE}\n-->\n\n\
          Generated from the exporter's code by `{REGENERATE}`; a test fails when this file and \
          the code differ, and `metrics_reference_e2e` holds a real `kvmtop serve`'s `/metrics` to \
          it.\n\n"
-    ));
+    )
+    .unwrap();
     out.push_str(
         "Every metric `kvmtop serve` serves at `/metrics` (Prometheus text format 0.0.4). \
          `kvmtop replay DIR --format openmetrics` exports the same families from a recording. \

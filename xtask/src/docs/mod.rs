@@ -129,6 +129,13 @@ fn capture_all(session: &Session, out: &Path) -> Result<()> {
     std::thread::sleep(WARM_UP);
     for shot in SHOTS {
         interrupt::bail_if_interrupted()?;
+        println!(
+            "shot {}: {}keys {:?}",
+            shot.file,
+            shot.vm
+                .map_or_else(String::new, |vm| format!("select {vm}, ")),
+            shot.keys
+        );
         back_to_vm_table(session)?;
         if let Some(vm) = shot.vm {
             select(session, vm)?;

@@ -47,7 +47,8 @@ impl Session {
 
     /// Presses `key` (`tmux send-keys` key names: `Enter`, `Escape`, `Tab`, `Up`, `a`).
     pub fn key(&self, key: &str) -> Result<()> {
-        util::run(self.tmux().args(["send-keys", "-t", SESSION, key]))
+        util::output(self.tmux().args(["send-keys", "-t", SESSION, key]))
+            .map(drop)
             .with_context(|| format!("pressing {key}"))
     }
 
@@ -104,5 +105,10 @@ impl Drop for Session {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.tmux().arg("kill-server").output();
+        // tmux leaves its socket file behind.
+        let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".to_owned());
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let _ = std::fs::remove_file(format!("{dir}/tmux-{uid}/{}", self.socket));
     }
 }
