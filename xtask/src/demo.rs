@@ -17,10 +17,7 @@ use crate::{
 
 pub fn run(seconds: Option<u64>) -> Result<()> {
     setup::ensure(Purpose::Test)?;
-    let phase = Phase::start("build kvmtop");
-    let built = util::build_kvmtop(true);
-    phase.finish(built.is_ok());
-    let binary = built?;
+    let binary = util::build_kvmtop_phase(true)?;
 
     interrupt::install();
     // Declared before kvmtop runs and dropped on every way out of this function (error,

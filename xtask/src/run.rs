@@ -6,16 +6,13 @@ use anyhow::{Result, anyhow};
 
 use crate::{
     setup::{self, Purpose},
-    util::{self, Phase, echo, is_root},
+    util::{self, echo, is_root},
 };
 
 pub fn run(release: bool, args: &[String]) -> Result<()> {
     setup::ensure(Purpose::Run)?;
 
-    let phase = Phase::start("build kvmtop");
-    let built = util::build_kvmtop(release);
-    phase.finish(built.is_ok());
-    let binary = built?;
+    let binary = util::build_kvmtop_phase(release)?;
 
     // exec, not spawn: kvmtop is a TUI and gets the terminal, signals and exit status directly.
     // The user's working directory is kept so relative paths in its arguments work.

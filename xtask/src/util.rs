@@ -230,6 +230,15 @@ pub fn target_dir() -> Result<PathBuf> {
         .context("`cargo metadata` did not report a target directory")
 }
 
+/// Builds kvmtop as a phase of its own ("build kvmtop"); `release` picks the profile. Returns
+/// the binary's path.
+pub fn build_kvmtop_phase(release: bool) -> Result<PathBuf> {
+    let phase = Phase::start("build kvmtop");
+    let built = build_kvmtop(release);
+    phase.finish(built.is_ok());
+    built
+}
+
 /// Builds kvmtop; `release` picks the profile. Returns the binary's path.
 pub fn build_kvmtop(release: bool) -> Result<PathBuf> {
     let mut build = cargo();

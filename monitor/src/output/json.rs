@@ -38,7 +38,7 @@ pub fn schema() -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use std::{borrow::Cow, path::Path};
+    use std::borrow::Cow;
 
     use serde_json::Value;
 
@@ -93,18 +93,9 @@ mod tests {
 
     #[test]
     fn the_committed_schema_is_the_one_the_model_generates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
         let generated = serde_json::to_string_pretty(&super::schema()).unwrap() + "\n";
-        if std::env::var_os(UPDATE).is_some() {
-            std::fs::write(&path, &generated).unwrap();
-            return;
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{COMMITTED} differs from the model's schema: run \
-             `{UPDATE}=1 cargo test -p monitor --lib output::json` and commit the result"
-        );
+        let regenerate = format!("{UPDATE}=1 cargo test -p monitor --lib output::json");
+        crate::testing::assert_committed(COMMITTED, &generated, UPDATE, &regenerate);
     }
 
     #[test]

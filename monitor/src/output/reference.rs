@@ -418,18 +418,7 @@ mod tests {
 
     #[test]
     fn the_committed_reference_is_the_one_the_exporter_generates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
-        let generated = render(&entries());
-        if std::env::var_os(UPDATE).is_some() {
-            std::fs::write(&path, &generated).unwrap();
-            return;
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/metrics.md differs from what the exporter serves: regenerate it with \
-             `{REGENERATE}` and commit the result"
-        );
+        crate::testing::assert_committed(COMMITTED, &render(&entries()), UPDATE, REGENERATE);
     }
 
     /// The fixture fills every family: each metric name written in the exporter's source has

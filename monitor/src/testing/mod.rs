@@ -26,6 +26,23 @@ pub fn assert_terminal_safe(screen: &str) {
     }
 }
 
+/// Asserts that the committed file `relative` (to the monitor crate) holds `generated`, or, with
+/// the environment variable `update` set, writes it: files generated from the code (the JSON
+/// Schema, the metrics reference) cannot drift from it. `regenerate` is the command to name.
+pub fn assert_committed(relative: &str, generated: &str, update: &str, regenerate: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    if std::env::var_os(update).is_some() {
+        std::fs::write(&path, generated).expect("writing the generated file");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{relative} differs from what the code generates: regenerate it with `{regenerate}` \
+         and commit the result"
+    );
+}
+
 /// Reports a test that cannot run here, in the format of `monitor/tests/support`'s `skip()`:
 /// on stderr, and appended to `$KVMTOP_SKIP_LOG` when set, so the suite's summary counts it as
 /// skipped rather than passed.

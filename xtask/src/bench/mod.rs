@@ -175,10 +175,7 @@ pub fn run_scale(options: &ScaleOptions) -> Result<()> {
         );
     }
     setup::ensure(Purpose::Test)?;
-    let phase = Phase::start("build kvmtop");
-    let built = util::build_kvmtop(true);
-    phase.finish(built.is_ok());
-    let binary = built?;
+    let binary = util::build_kvmtop_phase(true)?;
     let out_dir = util::target_dir()?.join("bench");
     std::fs::create_dir_all(&out_dir)?;
     scale::run(&binary, &out_dir, options)
@@ -202,13 +199,11 @@ fn throughput_alone(binary: &Path, out_dir: &Path, hooks: &[floors::Hook]) -> Re
 /// `--only recording`: the recording's cost and `recording.json`.
 /// Needs neither the runners nor BPF statistics.
 fn recording_alone(target_dir: &Path, seconds: u64) -> Result<()> {
-    let phase = Phase::start("build kvmtop");
-    let built = util::build_kvmtop(true);
-    phase.finish(built.is_ok());
+    let binary = util::build_kvmtop_phase(true)?;
     let out_dir = target_dir.join("bench");
     std::fs::create_dir_all(&out_dir)?;
     interrupt::install();
-    let cost = recording_phase(&built?, &out_dir, seconds)?;
+    let cost = recording_phase(&binary, &out_dir, seconds)?;
     recording::print(&cost);
     let path = out_dir.join("recording.json");
     std::fs::write(&path, serde_json::to_string_pretty(&cost)? + "\n")?;

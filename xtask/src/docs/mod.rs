@@ -95,10 +95,7 @@ pub fn run() -> Result<()> {
     }
     guests::preflight().map_err(|why| anyhow::anyhow!("cannot start the demo guests: {why}"))?;
     setup::ensure(Purpose::Test)?;
-    let phase = Phase::start("build kvmtop");
-    let built = util::build_kvmtop(true);
-    phase.finish(built.is_ok());
-    let binary = built?;
+    let binary = util::build_kvmtop_phase(true)?;
 
     interrupt::install();
     // Both guards stop what they hold on every way out: the guests and the tmux server.
