@@ -3,18 +3,24 @@
 //! a [`replay::Replay`] moved by its [`player::Player`]. This module owns the terminal and the
 //! event loop.
 //!
-//! Keys: ↑↓ select a VM, Enter opens its exits, Tab cycles through its exits, vCPUs and I/O
-//! (i opens I/O directly), a shows the tuning advice, Esc goes back (and quits from the list),
-//! q quits. A replay's own keys (time, speed, the timeline) are offered to its feed first: see
-//! [`replay`]. The live feed offers its flight recorder's ([`flight_keys`]) first: D dumps it,
-//! m asks for a note to mark it with.
+//! Keys (every one is in [`keys::HELP`], which `?` shows): ↑↓ select a VM (or a mouse click),
+//! Enter opens its exits, Tab cycles through its exits, vCPUs and I/O (i opens I/O directly),
+//! a shows the tuning advice, `<`/`>` sort by the previous/next column and r reverses, `/`
+//! filters by name, pid or uuid, Space pauses, s lists the kernel sources, Esc closes a pane,
+//! goes back or clears the filter (it never quits), q or Ctrl-C quit. A replay's own keys
+//! (Space play/pause, time, speed, the timeline) are offered to its feed first: see [`replay`].
+//! The live feed offers its flight recorder's ([`flight_keys`]) first: D dumps it, m asks for a
+//! note to mark it with. While the filter's input line or a pane is open the view takes every
+//! key first.
 //!
-//! The terminal is restored on every way out: `q`, Esc, Ctrl-C (a key event in raw mode),
+//! The terminal is restored on every way out: `q`, Ctrl-C (a key event in raw mode),
 //! SIGTERM, an error, or a panic (ratatui's init installs a restoring panic hook). A hang-up
 //! (the terminal went away) ends kvmtop at once.
 
+pub mod columns;
 pub mod draw;
 pub mod flight_keys;
+pub mod keys;
 pub mod player;
 pub mod replay;
 pub mod replay_status;
@@ -30,10 +36,14 @@ use std::{
 };
 
 use anyhow::Context as _;
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    self, DisableMouseCapture, EnableMouseCapture, Event, KeyCode, KeyEvent, KeyEventKind,
+    KeyModifiers,
+};
 
 use crate::model::Snapshot;
 use flight_keys::FlightKeys;
+use keys::Flow;
 use state::App;
 
 /// Where the view's snapshots come from, and the keys that belong to it.
@@ -101,7 +111,9 @@ pub fn show(feed: &mut dyn Feed, app: App) -> anyhow::Result<()> {
     .context("installing signal handlers")?;
     let mut terminal =
         ratatui::try_init().context("cannot set up the terminal (is stdout a TTY?)")?;
+    let mouse = MouseCapture::on();
     let result = event_loop(&mut terminal, feed, app, &terminated);
+    drop(mouse);
     ratatui::restore();
     result
 }
@@ -114,41 +126,58 @@ fn event_loop(
 ) -> anyhow::Result<()> {
     loop {
         feed.refresh(&mut app)?;
+        let mut drawn = app.drawn;
         terminal.draw(|frame| {
-            draw::draw(frame, &app);
+            drawn = draw::draw(frame, &app);
             feed.draw(frame);
+            draw::finish(frame.buffer_mut(), app.colour);
         })?;
+        app.drawn = drawn;
         if terminated.load(Ordering::Relaxed) {
             return Ok(());
         }
         // Short poll so new snapshots show promptly without busy-waiting.
-        if event::poll(Duration::from_millis(100))?
-            && let Event::Key(key) = event::read()?
-        {
-            if key.kind != KeyEventKind::Press {
-                continue;
-            }
-            let ctrl_c =
-                key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-            if !ctrl_c && feed.key(&mut app, key) {
-                continue;
-            }
-            match key.code {
-                KeyCode::Char('q') => return Ok(()),
-                _ if ctrl_c => return Ok(()),
-                // Esc goes back from a VM's views, and quits from the list.
-                KeyCode::Esc if !app.back() => return Ok(()),
-                KeyCode::Backspace | KeyCode::Left => {
-                    app.back();
-                }
-                KeyCode::Enter | KeyCode::Right => app.open(),
-                KeyCode::Tab | KeyCode::Char('v') => app.toggle_vm_view(),
-                KeyCode::Char('a') => app.toggle_advice(),
-                KeyCode::Char('i') => app.open_io(),
-                KeyCode::Down | KeyCode::Char('j') => app.select_next(),
-                KeyCode::Up | KeyCode::Char('k') => app.select_previous(),
-                _ => {}
-            }
+        if !event::poll(Duration::from_millis(100))? {
+            continue;
         }
+        match event::read()? {
+            Event::Key(key) if key.kind == KeyEventKind::Press => {
+                let ctrl_c =
+                    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+                // The view's input line and panes come first: a letter typed there must not
+                // start a replay's prompt or a flight mark.
+                if !ctrl_c && !app.captures_keys() && feed.key(&mut app, key) {
+                    continue;
+                }
+                if app.key(key) == Flow::Quit {
+                    return Ok(());
+                }
+            }
+            Event::Mouse(mouse) => app.mouse(mouse),
+            _ => {}
+        }
+    }
+}
+
+/// Mouse reports on for the view's life, off again on every way out, a panic included
+/// (ratatui's own hook restores the rest of the terminal).
+struct MouseCapture;
+
+impl MouseCapture {
+    fn on() -> Self {
+        // Without mouse reports the view still works from the keyboard: not worth failing for.
+        let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+            previous(info);
+        }));
+        Self
+    }
+}
+
+impl Drop for MouseCapture {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     }
 }

@@ -398,7 +398,9 @@ mod tests {
         let mut terminal =
             ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
         terminal
-            .draw(|frame| super::super::draw::draw(frame, app))
+            .draw(|frame| {
+                super::super::draw::draw(frame, app);
+            })
             .unwrap();
         terminal.backend().to_string()
     }

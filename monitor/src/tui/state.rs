@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use crossterm::event::{KeyCode, KeyEvent};
+
+use super::columns::{self, SortValue, VmColumn};
 use crate::model::{Snapshot, Vm};
 
 pub struct App {
@@ -12,6 +15,19 @@ pub struct App {
     pub view: View,
     /// Where a replay stands, its timeline and its prompts; `None` in the live view.
     pub replay: Option<super::replay_status::Status>,
+    /// The column the VM list is sorted by, and which way.
+    pub sort: Sort,
+    /// The VM list's filter: the one applied, and the one being typed.
+    pub filter: Filter,
+    /// Space in the live view: the figures stay as they are; the newest window waits in `held`.
+    pub paused: bool,
+    held: Option<Snapshot>,
+    /// A pane over the view (help, sources), while open.
+    pub overlay: Option<Overlay>,
+    /// Where the VM list's rows were last drawn, for mouse clicks.
+    pub drawn: Drawn,
+    /// Colours on (off when `NO_COLOR` is set); emphasis stays either way.
+    pub colour: bool,
 }
 
 /// Which screen is shown.
@@ -29,6 +45,59 @@ pub enum View {
     Advice,
 }
 
+/// Panes drawn over the view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlay {
+    /// Every key.
+    Help,
+    /// Every kernel source with its state, hook and losses.
+    Sources,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sort {
+    pub column: VmColumn,
+    /// The other way round from the column's natural order (biggest first for numbers, A–Z
+    /// for text).
+    pub reversed: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Shown VMs contain this in their name, pid or uuid (case-insensitive).
+    pub applied: Option<String>,
+    /// What is being typed after `/`, while the input line is open.
+    pub editing: Option<String>,
+}
+
+/// Where the last frame put the VM list's rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drawn {
+    /// The screen rows of the list's body (the first data row and how many), and the index of
+    /// the VM on the first.
+    pub rows: Option<(u16, u16, usize)>,
+}
+
+/// The longest filter the input line takes, in characters.
+const MAX_FILTER: usize = 64;
+
+impl Filter {
+    /// Whether `vm` passes the applied filter.
+    #[must_use]
+    pub fn matches(&self, vm: &Vm) -> bool {
+        let Some(wanted) = &self.applied else {
+            return true;
+        };
+        let wanted = wanted.to_lowercase();
+        vm.name.to_string().to_lowercase().contains(&wanted)
+            || vm.pid.to_string().contains(&wanted)
+            || vm
+                .uuid
+                .as_deref()
+                .is_some_and(|u| u.to_lowercase().contains(&wanted))
+    }
+}
+
 impl App {
     #[must_use]
     pub fn new(interval: Duration) -> Self {
@@ -38,6 +107,16 @@ impl App {
             selected_pid: None,
             view: View::Vms,
             replay: None,
+            sort: Sort {
+                column: VmColumn::Exits,
+                reversed: false,
+            },
+            filter: Filter::default(),
+            paused: false,
+            held: None,
+            overlay: None,
+            drawn: Drawn::default(),
+            colour: colour_allowed(std::env::var_os("NO_COLOR").as_deref()),
         }
     }
 
@@ -46,6 +125,38 @@ impl App {
     pub fn selected_vm(&self) -> Option<&Vm> {
         let pid = self.selected_pid?;
         self.snapshot.as_ref()?.vms.iter().find(|vm| vm.pid == pid)
+    }
+
+    /// The VMs the list shows: those passing the filter, in the chosen order (ties by name,
+    /// then pid, so rows do not jump around).
+    #[must_use]
+    pub fn visible_vms(&self) -> Vec<&Vm> {
+        let Some(snapshot) = &self.snapshot else {
+            return Vec::new();
+        };
+        let column = self.sort.column;
+        let mut keyed: Vec<(SortValue, &Vm)> = snapshot
+            .vms
+            .iter()
+            .filter(|vm| self.filter.matches(vm))
+            .map(|vm| (column.sort_value(vm, snapshot), vm))
+            .collect();
+        keyed.sort_by(|(a, vm_a), (b, vm_b)| {
+            let natural = if column.numeric() {
+                columns::compare(b, a)
+            } else {
+                columns::compare(a, b)
+            };
+            let natural = if self.sort.reversed {
+                natural.reverse()
+            } else {
+                natural
+            };
+            natural
+                .then_with(|| vm_a.name.cmp(&vm_b.name))
+                .then_with(|| vm_a.pid.cmp(&vm_b.pid))
+        });
+        keyed.into_iter().map(|(_, vm)| vm).collect()
     }
 
     /// Enter: from the list into the selected VM's exits.
@@ -83,41 +194,131 @@ impl App {
         };
     }
 
-    /// Esc/Backspace: back to the list. Returns false when already there (Esc then quits).
+    /// Backspace/←: back to the list. Returns false when already there.
     pub fn back(&mut self) -> bool {
         let moved = self.view != View::Vms;
         self.view = View::Vms;
         moved
     }
 
-    pub fn update(&mut self, mut snapshot: Snapshot) {
-        // Busiest VMs first; ties by name so rows do not jump around.
-        snapshot.vms.sort_by(|a, b| {
-            let busy =
-                |vm: &crate::model::Vm| vm.families.exits.total + vm.families.exits.userspace_total;
-            busy(b).cmp(&busy(a)).then_with(|| a.name.cmp(&b.name))
-        });
-        if self
+    /// Esc: the innermost thing open closes: a pane, then a VM's view, then the filter. It
+    /// never quits.
+    pub fn escape(&mut self) {
+        if self.overlay.take().is_some() || self.back() {
+            return;
+        }
+        self.filter.applied = None;
+        self.keep_selection_visible();
+    }
+
+    /// A new window. While paused the figures stay as they are and the window waits, so the
+    /// newest is shown the moment the view goes on.
+    pub fn update(&mut self, snapshot: Snapshot) {
+        if self.paused {
+            self.held = Some(snapshot);
+            return;
+        }
+        self.show(snapshot);
+    }
+
+    fn show(&mut self, snapshot: Snapshot) {
+        let gone = self
             .selected_pid
-            .is_none_or(|pid| snapshot.vms.iter().all(|vm| vm.pid != pid))
-        {
+            .is_none_or(|pid| snapshot.vms.iter().all(|vm| vm.pid != pid));
+        self.snapshot = Some(snapshot);
+        if gone {
             // The VM being looked at has gone: back to the list rather than show another VM
             // under the same heading.
             self.view = View::Vms;
-            self.selected_pid = snapshot.vms.first().map(|vm| vm.pid);
+            self.selected_pid = None;
         }
-        self.snapshot = Some(snapshot);
+        self.keep_selection_visible();
     }
 
-    /// Row index of the selected VM.
+    /// Space: freezes the figures, or shows the newest window held meanwhile.
+    pub fn toggle_pause(&mut self) {
+        self.paused = !self.paused;
+        if !self.paused
+            && let Some(snapshot) = self.held.take()
+        {
+            self.show(snapshot);
+        }
+    }
+
+    /// `>`/`<`: sorts by the next or previous column.
+    pub fn sort_by_next(&mut self, step: isize) {
+        let at = columns::SORTABLE
+            .iter()
+            .position(|&c| c == self.sort.column)
+            .unwrap_or(0);
+        let count = columns::SORTABLE.len();
+        let next = (at + count).saturating_add_signed(step) % count;
+        self.sort = Sort {
+            column: columns::SORTABLE[next],
+            reversed: false,
+        };
+    }
+
+    /// r: the other way round.
+    pub fn reverse_sort(&mut self) {
+        self.sort.reversed = !self.sort.reversed;
+    }
+
+    /// `/`: opens the filter's input line with the filter applied now.
+    pub fn start_filter(&mut self) {
+        self.filter.editing = Some(self.filter.applied.clone().unwrap_or_default());
+    }
+
+    /// A key while the filter's input line is open. Enter applies it (an empty one shows
+    /// every VM), Esc clears it.
+    pub fn filter_key(&mut self, key: KeyEvent) {
+        let Some(typed) = &mut self.filter.editing else {
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.filter = Filter::default();
+            }
+            KeyCode::Enter => {
+                let typed = self.filter.editing.take().unwrap_or_default();
+                let typed = typed.trim();
+                self.filter.applied = (!typed.is_empty()).then(|| typed.to_owned());
+            }
+            KeyCode::Backspace => {
+                typed.pop();
+            }
+            KeyCode::Char(c) if !c.is_control() && typed.chars().count() < MAX_FILTER => {
+                typed.push(c);
+            }
+            _ => {}
+        }
+        self.keep_selection_visible();
+    }
+
+    /// Keeps the selection on a VM the list shows: the first when it went out of sight.
+    fn keep_selection_visible(&mut self) {
+        let visible = self.visible_vms();
+        if self
+            .selected_pid
+            .is_none_or(|pid| visible.iter().all(|vm| vm.pid != pid))
+        {
+            let first = visible.first().map(|vm| vm.pid);
+            if self.view != View::Vms && self.view != View::Advice {
+                // A drill-down stays on its VM even when a filter hides it from the list.
+                if self.selected_vm().is_some() {
+                    return;
+                }
+                self.view = View::Vms;
+            }
+            self.selected_pid = first;
+        }
+    }
+
+    /// Row index of the selected VM in the list as shown.
     #[must_use]
     pub fn selected_row(&self) -> Option<usize> {
         let pid = self.selected_pid?;
-        self.snapshot
-            .as_ref()?
-            .vms
-            .iter()
-            .position(|vm| vm.pid == pid)
+        self.visible_vms().iter().position(|vm| vm.pid == pid)
     }
 
     pub fn select_next(&mut self) {
@@ -128,24 +329,55 @@ impl App {
         self.move_selection(-1);
     }
 
-    fn move_selection(&mut self, step: isize) {
-        let Some(snapshot) = &self.snapshot else {
-            return;
-        };
-        if snapshot.vms.is_empty() {
+    /// Moves the selection by `step` rows, stopping at either end.
+    pub fn move_selection(&mut self, step: isize) {
+        let visible = self.visible_vms();
+        if visible.is_empty() {
             return;
         }
         let row = self.selected_row().unwrap_or(0);
-        let last = snapshot.vms.len() - 1;
-        let next = row.saturating_add_signed(step).min(last);
-        self.selected_pid = Some(snapshot.vms[next].pid);
+        let next = row.saturating_add_signed(step).min(visible.len() - 1);
+        self.selected_pid = Some(visible[next].pid);
     }
+
+    /// A mouse click on screen row `y`: selects the VM drawn there, if any.
+    pub fn click(&mut self, y: u16) {
+        let Some((first, count, offset)) = self.drawn.rows else {
+            return;
+        };
+        if y < first || y >= first + count {
+            return;
+        }
+        let index = offset + usize::from(y - first);
+        if let Some(vm) = self.visible_vms().get(index) {
+            self.selected_pid = Some(vm.pid);
+        }
+    }
+}
+
+/// Whether the environment allows colour: `NO_COLOR` set to anything but the empty string
+/// turns it off (<https://no-color.org>).
+#[must_use]
+pub fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::fixture;
+
+    #[test]
+    fn no_color_set_to_anything_but_empty_turns_colour_off() {
+        use std::ffi::OsStr;
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some(OsStr::new(""))));
+        assert!(!colour_allowed(Some(OsStr::new("1"))));
+        assert!(
+            !colour_allowed(Some(OsStr::new("false"))),
+            "any value, even this"
+        );
+    }
 
     #[test]
     fn busiest_first_and_selection_follows_the_vm() {

@@ -1,129 +1,122 @@
-//! The VM list: one row per VM, busiest first.
+//! The VM list: one row per VM passing the filter, in the chosen order, with the columns that
+//! fit the terminal (see [`columns::layout`]); the sort column marked ▼ (or ▲ reversed).
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Rect},
+    layout::{Alignment, Constraint, Rect},
     style::{Modifier, Style},
+    text::{Line, Text},
     widgets::{Block, Cell, Paragraph, Row, Table, TableState},
 };
 
+use super::severity_style;
 use crate::{
-    format,
-    model::advice::Target,
-    model::{ExitSource, Exits, Snapshot, Vm},
-    tui::state::App,
+    model::{Snapshot, Vm},
+    tui::{
+        columns::{self, VmColumn, width_of},
+        state::App,
+    },
 };
 
-const TOP_REASONS: usize = 3;
+/// Run-queue wait shares drawn yellow and red: the defaults of rule C1's warning and critical
+/// thresholds, so the colour agrees with the advice out of the box.
+const STEAL_WARN: f64 = 0.05;
+const STEAL_CRITICAL: f64 = 0.20;
 
-pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, snapshot: &Snapshot) {
-    if snapshot.vms.is_empty() {
+/// Draws the list; returns the screen rows of its body (first row, how many) and the index of
+/// the VM on the first, for the mouse.
+pub fn draw(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    app: &App,
+    snapshot: &Snapshot,
+) -> Option<(u16, u16, usize)> {
+    let vms = app.visible_vms();
+    let title = if app.filter.applied.is_some() {
+        format!(" {} of {} VMs ", vms.len(), snapshot.vms.len())
+    } else {
+        format!(" {} VMs ", snapshot.vms.len())
+    };
+    if vms.is_empty() {
+        let why = if snapshot.vms.is_empty() {
+            "no KVM virtual machines on this host"
+        } else {
+            "no VM matches the filter (Esc clears it)"
+        };
         frame.render_widget(
-            Paragraph::new("no KVM virtual machines on this host").block(Block::bordered()),
+            Paragraph::new(why).block(Block::bordered().title(title)),
             area,
         );
-        return;
+        return None;
     }
-    let rows: Vec<Row<'_>> = snapshot
-        .vms
+    let longest_name = vms
         .iter()
-        .map(|vm| row(vm, &advice_marker(snapshot, vm.pid)))
+        .map(|vm| width_of(&vm.name.to_string()))
+        .max()
+        .unwrap_or(0);
+    let layout = columns::layout(area.width.saturating_sub(2), longest_name);
+    let rows: Vec<Row<'_>> = vms
+        .iter()
+        .map(|vm| {
+            Row::new(
+                layout
+                    .iter()
+                    .map(|&(column, width)| cell(column, width, vm, snapshot)),
+            )
+        })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(20),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Fill(3),
-        ],
-    )
-    .header(
-        Row::new([
-            "VM",
-            "PID",
-            "vCPU",
-            "EXITS/s",
-            "USER/s",
-            "IOPS",
-            "TLB/s",
-            "STEAL",
-            "ADVICE",
-            "TOP REASONS (events/s)",
-        ])
-        .style(Style::new().add_modifier(Modifier::BOLD)),
-    )
-    .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-    .block(Block::bordered().title(format!(" {} VMs ", snapshot.vms.len())));
+    let header = Row::new(layout.iter().map(|&(column, _)| {
+        let mut title = column.title().to_owned();
+        if column == app.sort.column {
+            // Every column's narrowest width leaves room for the mark.
+            title.push(if app.sort.reversed { '▲' } else { '▼' });
+        }
+        let style = if column == app.sort.column {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        };
+        aligned(column, title).style(style)
+    }));
+    let table = Table::new(rows, layout.iter().map(|&(_, w)| Constraint::Length(w)))
+        .header(header)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .block(Block::bordered().title(title));
     let mut state = TableState::default().with_selected(app.selected_row());
     frame.render_stateful_widget(table, area, &mut state);
+    // Inside the border, below the header.
+    let first = area.y + 2;
+    let count = area.height.saturating_sub(3);
+    Some((first, count, state.offset()))
 }
 
-/// The ids of the rules in force for a VM (or its vCPUs, drives, NICs): "C1 E1".
-fn advice_marker(snapshot: &Snapshot, pid: u32) -> String {
-    let mut ids: Vec<&str> = snapshot
-        .recommendations
-        .iter()
-        .filter(|r| match &r.target {
-            Target::Host => false,
-            Target::Vm { pid: p, .. }
-            | Target::Vcpu { pid: p, .. }
-            | Target::Drive { pid: p, .. }
-            | Target::Nic { pid: p, .. } => *p == pid,
-        })
-        .map(|r| r.id)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.join(" ")
+/// Numbers to the right, so their digits line up; text to the left.
+fn aligned(column: VmColumn, text: String) -> Cell<'static> {
+    let alignment = if column.numeric() && column != VmColumn::Advice {
+        Alignment::Right
+    } else {
+        Alignment::Left
+    };
+    Cell::from(Text::from(Line::from(text).alignment(alignment)))
 }
 
-fn row<'a>(vm: &'a Vm, advice: &str) -> Row<'a> {
-    Row::new([
-        Cell::from(vm.name.to_string()),
-        Cell::from(vm.pid.to_string()),
-        Cell::from(
-            vm.vcpus
-                .iter()
-                .filter(|v| v.index.is_some())
-                .count()
-                .to_string(),
-        ),
-        Cell::from(format::rate(vm.families.exits.rate_of(ExitSource::KvmExit))),
-        Cell::from(format::rate(
-            vm.families.exits.rate_of(ExitSource::Userspace),
-        )),
-        Cell::from(format::rate(
-            vm.families
-                .block
-                .devices
-                .iter()
-                .map(|d| d.iops)
-                .fold(0.0, |a, b| a + b),
-        )),
-        Cell::from(format::rate(
-            vm.families.tlb.sent.rate + vm.families.tlb.received.rate,
-        )),
-        Cell::from(format::share(vm.families.sched.vcpus.steal)),
-        Cell::from(advice.to_owned()),
-        Cell::from(top_reasons(&vm.families.exits)),
-    ])
+fn cell(column: VmColumn, width: u16, vm: &Vm, snapshot: &Snapshot) -> Cell<'static> {
+    let text = column.fitted(vm, snapshot, width);
+    let style = match column {
+        VmColumn::Steal => match vm.families.sched.vcpus.steal {
+            Some(s) if s >= STEAL_CRITICAL => Style::new().red().bold(),
+            Some(s) if s >= STEAL_WARN => Style::new().yellow(),
+            _ => Style::new(),
+        },
+        VmColumn::Advice => {
+            worst_severity(snapshot, vm.pid).map_or_else(Style::new, severity_style)
+        }
+        _ => Style::new(),
+    };
+    aligned(column, text).style(style)
 }
 
-/// "IO 101k  INTR 3" — the busiest reasons over all sources.
-fn top_reasons(exits: &Exits) -> String {
-    exits
-        .by_reason
-        .iter()
-        .filter(|r| r.count > 0)
-        .take(TOP_REASONS)
-        .map(|r| format!("{} {}", r.reason, format::rate(r.rate)))
-        .collect::<Vec<_>>()
-        .join("  ")
+/// The most severe advice in force for a VM.
+fn worst_severity(snapshot: &Snapshot, pid: u32) -> Option<crate::model::advice::Severity> {
+    columns::advice_for(snapshot, pid).map(|r| r.severity).max()
 }

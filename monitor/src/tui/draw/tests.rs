@@ -1,0 +1,305 @@
+//! The views rendered into ratatui's test backend from the fixture snapshot.
+
+use std::time::Duration;
+
+use ratatui::{Terminal, backend::TestBackend};
+
+use super::*;
+use crate::testing::fixture;
+use crate::tui::state::{App, Overlay};
+
+pub fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| {
+            draw(frame, app);
+        })
+        .unwrap();
+    terminal.backend().to_string()
+}
+
+fn app() -> App {
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(fixture::snapshot());
+    app
+}
+
+/// Every view and pane, at the smallest terminal the view is made for and at a big one.
+#[test]
+fn every_view_at_80x24_and_200x50() {
+    type Setup = fn(&mut App);
+    let views: [(&str, Setup); 10] = [
+        ("list", |_| {}),
+        ("exits", App::open),
+        ("vcpus", |app| {
+            app.open();
+            app.toggle_vm_view();
+        }),
+        ("io", App::open_io),
+        ("advice", App::toggle_advice),
+        ("help", |app| app.overlay = Some(Overlay::Help)),
+        ("sources", |app| app.overlay = Some(Overlay::Sources)),
+        ("filtering", |app| {
+            app.start_filter();
+            app.filter.editing = Some("web".into());
+        }),
+        ("filtered_paused_sorted_by_name", |app| {
+            app.filter.applied = Some("web".into());
+            app.sort.column = crate::tui::columns::VmColumn::Name;
+            app.toggle_pause();
+        }),
+        ("reversed", App::reverse_sort),
+    ];
+    for (name, setup) in views {
+        for (width, height) in [(80, 24), (200, 50)] {
+            let mut app = app();
+            setup(&mut app);
+            insta::assert_snapshot!(
+                format!("{name}_{width}x{height}"),
+                render(&app, width, height)
+            );
+        }
+    }
+}
+
+#[test]
+fn advice_pane_shows_evidence_and_change() {
+    let mut app = app();
+    app.toggle_advice();
+    let screen = render(&app, 100, 16);
+    assert!(screen.contains("C1"), "{screen}");
+    assert!(
+        screen.contains("run-queue wait share = 0.31 (> 0.2) over 2 s"),
+        "{screen}"
+    );
+    assert!(screen.contains("vcpupin"), "{screen}");
+    // The VM row carries a marker.
+    let list = render(&app_on_list(), 100, 12);
+    assert!(list.contains("C1"), "{list}");
+}
+
+fn app_on_list() -> App {
+    app()
+}
+
+#[test]
+fn narrow_terminal_keeps_names_and_rates() {
+    let screen = render(&app(), 60, 10);
+    assert!(
+        screen.contains("web-1") && screen.contains("idle-db"),
+        "{screen}"
+    );
+    assert!(screen.contains("101k"), "{screen}");
+    let mut drill = app();
+    drill.open();
+    let screen = render(&drill, 60, 16);
+    assert!(screen.contains("IO_INSTRUCTION"), "{screen}");
+    assert!(screen.contains("0x80"), "{screen}");
+}
+
+#[test]
+fn hostile_names_reach_no_cell_raw() {
+    let hostile = crate::model::Untrusted::new(crate::model::untrusted::HOSTILE_NAME);
+    let mut snapshot = fixture::snapshot();
+    snapshot.vms[0].name = hostile.clone();
+    for drive in &mut snapshot.vms[0].families.block.drives {
+        drive.id = Some(hostile.clone());
+    }
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(snapshot);
+    let mut screens = vec![render(&app, 200, 20)];
+    app.open();
+    screens.push(render(&app, 200, 20));
+    app.open_io();
+    screens.push(render(&app, 200, 20));
+    for screen in screens {
+        assert!(screen.contains("vm-ü-日本"), "{screen}");
+        crate::testing::assert_terminal_safe(&screen);
+    }
+}
+
+#[test]
+fn the_health_line_counts_what_was_lost_and_the_sources_pane_says_where() {
+    let mut snapshot = fixture::snapshot();
+    snapshot.families.sched.dropped = crate::model::LostEvents { count: 3, total: 9 };
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(snapshot);
+    let screen = render(&app, 200, 12);
+    // 30 skipped by block_rq_complete, 3 dropped, 2 expired.
+    assert!(screen.contains("lost: 35 events"), "{screen}");
+    assert!(screen.contains("advice: 1 critical"), "{screen}");
+    app.overlay = Some(Overlay::Sources);
+    let pane = render(&app, 200, 30);
+    let row = |needle: &str| {
+        pane.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("block_rq_complete").contains(" 30 "), "{pane}");
+    assert!(row("(map full)").contains(" 3 "), "{pane}");
+    assert!(row("(requests)").contains(" 2 "), "{pane}");
+    // Losses of earlier windows only: nothing lost in this one.
+    let mut quiet = fixture::snapshot();
+    quiet.families.block.lost.clear();
+    quiet.families.block.expired.count = 0;
+    app.overlay = None;
+    app.update(quiet);
+    let screen = render(&app, 200, 6);
+    assert!(!screen.contains("lost:"), "{screen}");
+    assert!(screen.contains("nothing lost"), "{screen}");
+}
+
+#[test]
+fn the_health_line_names_no_source_and_counts_the_degraded() {
+    let all_live = || {
+        let mut snapshot = fixture::snapshot();
+        for family in [
+            &mut snapshot.families.exits.sources,
+            &mut snapshot.families.sched.sources,
+            &mut snapshot.families.numa.sources,
+            &mut snapshot.families.tlb.sources,
+            &mut snapshot.families.block.sources,
+        ] {
+            for state in family.values_mut() {
+                *state = crate::model::SourceState::Live;
+            }
+        }
+        snapshot
+    };
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(all_live());
+    let screen = render(&app, 120, 8);
+    assert!(
+        screen
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("● all 14 sources live"),
+        "{screen}"
+    );
+    let mut snapshot = all_live();
+    snapshot
+        .families
+        .exits
+        .sources
+        .insert("kvm_exit".into(), crate::model::SourceState::Silent);
+    app.update(snapshot);
+    let screen = render(&app, 120, 8);
+    let health = screen.lines().nth(1).unwrap();
+    assert!(health.contains("▲ 1 of 14 sources degraded"), "{screen}");
+    assert!(
+        !health.contains("kvm_exit"),
+        "the names are in the sources pane: {screen}"
+    );
+}
+
+/// Every VM row, at every width from 40 to 240 columns, in every sort order: each column's cell
+/// is its full text, or the items of a list that fit whole, or a single word ended by "…" —
+/// never a word or a number cut short.
+#[test]
+fn no_cell_is_cut_inside_a_word_or_a_number() {
+    use crate::tui::columns::{self, VmColumn, width_of};
+    let mut snapshot = fixture::snapshot();
+    snapshot.vms[1].name =
+        crate::model::Untrusted::new("a-long-vm-name-that-does-not-fit-anywhere-at-all");
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(snapshot);
+    let snapshot = app.snapshot.clone().unwrap();
+    for width in 40..=240_u16 {
+        let screen = render(&app, width, 12);
+        let longest = snapshot
+            .vms
+            .iter()
+            .map(|vm| width_of(&vm.name.to_string()))
+            .max()
+            .unwrap();
+        let layout = columns::layout(width - 2, longest);
+        for vm in &snapshot.vms {
+            let name = VmColumn::Name.fitted(vm, &snapshot, layout[0].1);
+            let line = screen
+                .lines()
+                .find(|l| l.contains(&format!("│{name} ")))
+                .unwrap_or_default();
+            for &(column, w) in &layout {
+                let full = column.text(vm, &snapshot);
+                let shown = column.fitted(vm, &snapshot, w);
+                assert!(
+                    width_of(&shown) <= usize::from(w),
+                    "{column:?} at {width}: {shown}"
+                );
+                assert!(
+                    line.contains(shown.as_str()),
+                    "{column:?} at {width}: '{shown}' not in\n{line}"
+                );
+                let whole = shown == full
+                    || (shown.ends_with('…') && !full.contains(' '))
+                    || (column == VmColumn::Advice && shown.contains('+'))
+                    || full
+                        .strip_prefix(shown.as_str())
+                        .is_some_and(|rest| rest.starts_with(' '))
+                    || (shown.is_empty() && column == VmColumn::TopReasons);
+                assert!(whole, "{column:?} at {width}: '{shown}' cuts '{full}'");
+            }
+        }
+    }
+}
+
+#[test]
+fn waiting_for_first_sample() {
+    let app = App::new(Duration::from_secs(1));
+    assert!(render(&app, 60, 5).contains("taking the first sample"));
+}
+
+#[test]
+fn empty_host_says_so() {
+    let mut app = App::new(Duration::from_secs(1));
+    let mut snapshot = fixture::snapshot();
+    snapshot.vms.clear();
+    app.update(snapshot);
+    assert!(render(&app, 80, 8).contains("no KVM virtual machines"));
+}
+
+#[test]
+fn a_vm_without_exits_says_so() {
+    let mut app = app();
+    app.select_next();
+    app.open();
+    let screen = render(&app, 80, 12);
+    assert!(screen.contains("no exits in this window"), "{screen}");
+}
+
+#[test]
+fn without_colour_the_emphasis_stays() {
+    use ratatui::style::{Color, Modifier};
+    let draw_with = |colour: bool| {
+        let mut app = app();
+        app.colour = colour;
+        app.toggle_pause();
+        let mut terminal = Terminal::new(TestBackend::new(120, 10)).unwrap();
+        terminal
+            .draw(|frame| {
+                draw(frame, &app);
+                finish(frame.buffer_mut(), app.colour);
+            })
+            .unwrap();
+        terminal.backend().buffer().clone()
+    };
+    let coloured = draw_with(true);
+    assert!(coloured.content.iter().any(|c| c.fg != Color::Reset));
+    let plain = draw_with(false);
+    assert!(
+        plain
+            .content
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset)
+    );
+    // PAUSED and the selected row stay marked.
+    assert!(plain[(1, 0)].modifier.contains(Modifier::REVERSED));
+    assert!(
+        plain
+            .content
+            .iter()
+            .any(|c| c.symbol() == "w" && c.modifier.contains(Modifier::REVERSED))
+    );
+}
