@@ -260,6 +260,32 @@ pub fn ellipsized(text: &str, width: usize) -> String {
     out
 }
 
+/// `text` if it fits in `width`, else the words that fit followed by "…" (a first word too
+/// long for the width is itself ended by "…"): free text cut between words, never inside a
+/// number.
+#[must_use]
+pub fn word_ellipsized(text: &str, width: usize) -> String {
+    if width_of(text) <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for word in text.split(' ') {
+        let next = if out.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{out} {word}")
+        };
+        if width_of(&next) + 2 > width {
+            break;
+        }
+        out = next;
+    }
+    if out.is_empty() {
+        return ellipsized(text, width);
+    }
+    format!("{} …", out.trim_end())
+}
+
 /// As many of `items` as fit whole in `width`, joined by `separator`.
 fn whole_items(items: &[String], separator: &str, width: usize) -> String {
     let mut out = String::new();
@@ -439,5 +465,14 @@ mod tests {
         assert_eq!(ellipsized("a-very-long-vm-name", 8), "a-very-…");
         assert_eq!(ellipsized("web-1", 8), "web-1");
         assert_eq!(ellipsized("日本日本日本", 5), "日本…");
+        assert_eq!(
+            word_ellipsized("IO_INSTRUCTION 100k", 18),
+            "IO_INSTRUCTION …"
+        );
+        assert_eq!(
+            word_ellipsized("IO_INSTRUCTION 100k", 19),
+            "IO_INSTRUCTION 100k"
+        );
+        assert_eq!(word_ellipsized("IO_INSTRUCTION 100k", 8), "IO_INST…");
     }
 }

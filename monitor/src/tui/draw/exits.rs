@@ -3,10 +3,9 @@
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Rect},
-    style::{Modifier, Style},
+    layout::Rect,
     text::Line,
-    widgets::{Block, Cell, Paragraph, Row, Table},
+    widgets::{Block, Paragraph},
 };
 
 use crate::{
@@ -16,6 +15,8 @@ use crate::{
 
 /// Detail values listed per kind on one line.
 const DETAILS_PER_LINE: usize = 3;
+
+use super::fit::Column;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let title = format!(" {} (pid {}) — exits ", vm.name, vm.pid);
@@ -35,49 +36,56 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     }
     let details = detail_lines(&vm.families.exits.details);
     let top = super::with_notes(frame, area, " exit details (events/s) ", details);
-    // Narrow terminals drop the columns that matter least, so reasons stay readable.
-    let columns: &[usize] = if top.width >= 90 {
-        &[0, 1, 2, 3, 4, 5, 6, 7]
-    } else {
-        &[0, 2, 4, 5, 7]
-    };
-    let pick = |cells: [String; 8]| -> Row<'static> {
-        Row::new(columns.iter().map(|&i| Cell::from(cells[i].clone())))
-    };
-    let widths = [
-        Constraint::Length(22),
-        Constraint::Length(9),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Fill(1),
-    ];
-    let rows: Vec<Row<'_>> = reasons
+    let rows: Vec<Vec<String>> = reasons
         .iter()
-        .map(|r| pick(reason_cells(r, &vm.families.exits.details)))
+        .map(|r| reason_cells(r, &vm.families.exits.details).to_vec())
         .collect();
-    let header = [
-        "REASON",
-        "SOURCE",
-        "RATE/s",
-        "SHARE",
-        "p50",
-        "p99",
-        "MAX",
-        "TOP DETAIL",
-    ]
-    .map(str::to_owned);
-    let table = Table::new(rows, columns.iter().map(|&i| widths[i]))
-        .header(pick(header).style(Style::new().add_modifier(Modifier::BOLD)))
-        .block(
-            Block::bordered()
-                .title(title)
-                .title_bottom(latency_note(&reasons)),
-        );
+    let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2)).block(
+        Block::bordered()
+            .title(title)
+            .title_bottom(crate::tui::columns::word_ellipsized(
+                &latency_note(&reasons),
+                usize::from(top.width.saturating_sub(4)),
+            )),
+    );
     frame.render_widget(table, top);
 }
+
+/// The columns, and which stay on a narrow terminal: the reason, its rate and tail latency.
+const COLUMNS: [Column; 8] = [
+    Column {
+        title: "REASON",
+        priority: 0,
+    },
+    Column {
+        title: "SOURCE",
+        priority: 5,
+    },
+    Column {
+        title: "RATE/s",
+        priority: 1,
+    },
+    Column {
+        title: "SHARE",
+        priority: 4,
+    },
+    Column {
+        title: "p50",
+        priority: 3,
+    },
+    Column {
+        title: "p99",
+        priority: 2,
+    },
+    Column {
+        title: "MAX",
+        priority: 6,
+    },
+    Column {
+        title: "TOP DETAIL",
+        priority: 7,
+    },
+];
 
 fn reason_cells(r: &ReasonCount, details: &[DetailGroup]) -> [String; 8] {
     let latency = |pick: fn(&crate::model::LatencySummary) -> u64| {
@@ -124,7 +132,7 @@ fn detail_label(detail: &DetailCount) -> String {
 }
 
 /// Says what the latency columns measure for the sources on screen.
-fn latency_note(reasons: &[&ReasonCount]) -> Line<'static> {
+fn latency_note(reasons: &[&ReasonCount]) -> String {
     let mut meanings: Vec<String> = Vec::new();
     for r in reasons {
         let text = format!("{}: {}", r.source.as_str(), r.latency_meaning);
@@ -132,7 +140,7 @@ fn latency_note(reasons: &[&ReasonCount]) -> Line<'static> {
             meanings.push(text);
         }
     }
-    Line::from(format!(" latency — {} ", meanings.join("; ")))
+    format!(" latency — {} ", meanings.join("; "))
 }
 
 /// "pio (port)  out 0x80 99k  in 0x71 300  other 200"

@@ -6,16 +6,17 @@ use std::fmt::Write as _;
 
 use ratatui::{
     Frame,
-    layout::{Constraint, Rect},
-    style::{Modifier, Style},
+    layout::Rect,
     text::Line,
-    widgets::{Block, Cell, Paragraph, Row, Table},
+    widgets::{Block, Paragraph},
 };
 
 use crate::{
     format,
     model::{Untrusted, Vm, block::VmBlock},
 };
+
+use super::fit::Column;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let notes = notes(vm);
@@ -29,27 +30,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
             top,
         );
     } else {
-        let table = Table::new(
-            rows,
-            [
-                Constraint::Length(10),
-                Constraint::Length(8),
-                Constraint::Length(7),
-                Constraint::Length(9),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(8),
-                Constraint::Fill(1),
-            ],
-        )
-        .header(
-            Row::new([
-                "DEVICE", "OP", "IOPS", "BYTES/s", "p50", "p99", "QUEUE", "INFLIGHT", "DRIVES",
-            ])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
-        )
-        .block(
+        let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2)).block(
             Block::bordered()
                 .title(title)
                 .title_bottom(" latency: issue → completion; queue: submission → issue "),
@@ -58,25 +39,65 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     }
 }
 
+/// The columns, and which stay on a narrow terminal: rates and tail latency first.
+const COLUMNS: [Column; 9] = [
+    Column {
+        title: "DEVICE",
+        priority: 0,
+    },
+    Column {
+        title: "OP",
+        priority: 1,
+    },
+    Column {
+        title: "IOPS",
+        priority: 2,
+    },
+    Column {
+        title: "BYTES/s",
+        priority: 4,
+    },
+    Column {
+        title: "p50",
+        priority: 5,
+    },
+    Column {
+        title: "p99",
+        priority: 3,
+    },
+    Column {
+        title: "QUEUE",
+        priority: 7,
+    },
+    Column {
+        title: "INFLIGHT",
+        priority: 6,
+    },
+    Column {
+        title: "DRIVES",
+        priority: 8,
+    },
+];
+
 /// One row per device and operation with requests in the window.
-fn rows(block: &VmBlock) -> Vec<Row<'static>> {
+fn rows(block: &VmBlock) -> Vec<Vec<String>> {
     let latency = |l: Option<&crate::model::LatencySummary>, pick: fn(&_) -> u64| {
         l.map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))
     };
     let mut rows = Vec::new();
     for device in &block.devices {
         for op in device.ops.iter().filter(|o| o.requests > 0) {
-            rows.push(Row::new([
-                Cell::from(device.device.clone()),
-                Cell::from(op.op),
-                Cell::from(format::rate(op.iops)),
-                Cell::from(format::byte_rate(op.bytes_per_second)),
-                Cell::from(latency(op.latency.as_ref(), |l| l.p50_ns)),
-                Cell::from(latency(op.latency.as_ref(), |l| l.p99_ns)),
-                Cell::from(latency(op.queue.as_ref(), |l| l.p50_ns)),
-                Cell::from(format!("{:.1}", device.avg_in_flight)),
-                Cell::from(Untrusted::join(&device.drives, " ")),
-            ]));
+            rows.push(vec![
+                device.device.clone(),
+                op.op.to_owned(),
+                format::rate(op.iops),
+                format::byte_rate(op.bytes_per_second),
+                latency(op.latency.as_ref(), |l| l.p50_ns),
+                latency(op.latency.as_ref(), |l| l.p99_ns),
+                latency(op.queue.as_ref(), |l| l.p50_ns),
+                format!("{:.1}", device.avg_in_flight),
+                Untrusted::join(&device.drives, " "),
+            ]);
         }
     }
     rows

@@ -3,6 +3,7 @@
 
 mod advice;
 mod exits;
+mod fit;
 mod footer;
 mod header;
 mod io;

@@ -78,7 +78,7 @@ pub fn help(frame: &mut Frame<'_>, area: Rect) {
 pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
     // The hook or the reason takes what the other columns leave, ended by "…" where cut.
     let room = usize::from(area.width.saturating_sub(2 + 2 + 6 + 18 + 11 + 6 + 4));
-    let fit = |text: String| crate::tui::columns::ellipsized(&text, room);
+    let fit = |text: String| crate::tui::columns::word_ellipsized(&text, room);
     let mut rows = Vec::new();
     for family in snapshot.families.states() {
         for (name, state) in family.sources {

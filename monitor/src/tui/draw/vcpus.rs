@@ -2,13 +2,7 @@
 //! for a host CPU and where it ran; then the VMM's other threads, who took the CPU from it, and
 //! where its memory is.
 
-use ratatui::{
-    Frame,
-    layout::{Constraint, Rect},
-    style::{Modifier, Style},
-    text::Line,
-    widgets::{Block, Cell, Row, Table},
-};
+use ratatui::{Frame, layout::Rect, text::Line, widgets::Block};
 
 use crate::{
     format,
@@ -18,45 +12,73 @@ use crate::{
     },
 };
 
+use super::fit::Column;
+
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let notes = notes(vm);
     let top = super::with_notes(frame, area, " threads, contenders, memory ", notes);
-    let rows: Vec<Row<'_>> = vm.vcpus.iter().map(row).collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(4),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(
-        Row::new([
-            "vCPU", "TID", "EXITS/s", "USER/s", "HALT/s", "IN EXIT", "IN VMM", "HALTED", "STEAL",
-            "MIGR/s", "CPU(NODE)", "TOP REASON",
-        ])
-        .style(Style::new().add_modifier(Modifier::BOLD)),
-    )
-    .block(
+    let rows: Vec<Vec<String>> = vm.vcpus.iter().map(row).collect();
+    let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2)).block(
         Block::bordered()
             .title(format!(" {} (pid {}) — vCPUs ", vm.name, vm.pid))
-            .title_bottom(
-                " shares of the window: handling exits, in the VMM, halted, waiting for a CPU (steal) ",
-            ),
+            .title_bottom(" shares of the window: in exits, in the VMM, halted, steal "),
     );
     frame.render_widget(table, top);
 }
 
-fn row(vcpu: &Vcpu) -> Row<'_> {
+/// The columns, and which stay on a narrow terminal: where the time went and the steal first.
+const COLUMNS: [Column; 12] = [
+    Column {
+        title: "vCPU",
+        priority: 0,
+    },
+    Column {
+        title: "TID",
+        priority: 9,
+    },
+    Column {
+        title: "EXITS/s",
+        priority: 1,
+    },
+    Column {
+        title: "USER/s",
+        priority: 5,
+    },
+    Column {
+        title: "HALT/s",
+        priority: 8,
+    },
+    Column {
+        title: "IN EXIT",
+        priority: 3,
+    },
+    Column {
+        title: "IN VMM",
+        priority: 4,
+    },
+    Column {
+        title: "HALTED",
+        priority: 6,
+    },
+    Column {
+        title: "STEAL",
+        priority: 2,
+    },
+    Column {
+        title: "MIGR/s",
+        priority: 10,
+    },
+    Column {
+        title: "CPU(NODE)",
+        priority: 11,
+    },
+    Column {
+        title: "TOP REASON",
+        priority: 7,
+    },
+];
+
+fn row(vcpu: &Vcpu) -> Vec<String> {
     let unknown = || "?".to_owned();
     let sched = vcpu.sched.as_ref();
     let place = sched.map(|s| &s.placement);
@@ -68,31 +90,27 @@ fn row(vcpu: &Vcpu) -> Row<'_> {
         (Some(cpu), None) => cpu.to_string(),
         _ => "-".to_owned(),
     };
-    Row::new([
-        Cell::from(vcpu.index.map_or_else(unknown, |i| i.to_string())),
-        Cell::from(vcpu.tid.map_or_else(unknown, |t| t.to_string())),
-        Cell::from(format::rate(vcpu.exits.rate_of(ExitSource::KvmExit))),
-        Cell::from(format::rate(vcpu.exits.rate_of(ExitSource::Userspace))),
-        Cell::from(format::rate(vcpu.exits.rate_of(ExitSource::Halt))),
-        Cell::from(format::share(vcpu.time.handling_exits)),
-        Cell::from(format::share(vcpu.time.in_vmm)),
-        Cell::from(format::share(vcpu.time.halted)),
-        Cell::from(format::share(sched.and_then(|s| s.figures.steal))),
-        Cell::from(
-            sched
-                .and_then(|s| s.figures.migrations.as_ref())
-                .map_or_else(|| "-".to_owned(), |m| format::rate(m.rate)),
-        ),
-        Cell::from(cpu),
-        Cell::from(
-            vcpu.exits
-                .by_reason
-                .iter()
-                .find(|r| r.count > 0)
-                .map(|r| format!("{} {}", r.reason, format::rate(r.rate)))
-                .unwrap_or_default(),
-        ),
-    ])
+    vec![
+        vcpu.index.map_or_else(unknown, |i| i.to_string()),
+        vcpu.tid.map_or_else(unknown, |t| t.to_string()),
+        format::rate(vcpu.exits.rate_of(ExitSource::KvmExit)),
+        format::rate(vcpu.exits.rate_of(ExitSource::Userspace)),
+        format::rate(vcpu.exits.rate_of(ExitSource::Halt)),
+        format::share(vcpu.time.handling_exits),
+        format::share(vcpu.time.in_vmm),
+        format::share(vcpu.time.halted),
+        format::share(sched.and_then(|s| s.figures.steal)),
+        sched
+            .and_then(|s| s.figures.migrations.as_ref())
+            .map_or_else(|| "-".to_owned(), |m| format::rate(m.rate)),
+        cpu,
+        vcpu.exits
+            .by_reason
+            .iter()
+            .find(|r| r.count > 0)
+            .map(|r| format!("{} {}", r.reason, format::rate(r.rate)))
+            .unwrap_or_default(),
+    ]
 }
 
 /// Thread classes, contenders and memory placement, one line each.
