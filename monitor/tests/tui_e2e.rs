@@ -85,3 +85,196 @@ fn closing_the_terminal_ends_kvmtop() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+const BUSY: &str = "kvmtop-e2e-busy";
+const IDLE: &str = "kvmtop-e2e-idle";
+
+/// The keys at work on two of the demo guests (a busy port-I/O one and an idle one) at 80×24 and
+/// 200×50: the sort changes the order, the filter leaves only the matching VM, pause freezes the
+/// figures, `?` lists the keys, Esc never quits, and no view cuts a word or a number.
+#[test]
+fn keys_sort_filter_pause_and_help_at_80x24_and_200x50() {
+    const TEST: &str = "keys_sort_filter_pause_and_help_at_80x24_and_200x50";
+    if let Some(reason) = support::missing_prerequisite(true, &["tmux"]) {
+        return support::skip(TEST, &reason);
+    }
+    let (busy, _) = support::start_portio(BUSY);
+    // Kept running until the end of the test.
+    let _idle = guests::Guest::start(&guests::GuestSpec::new(guests::GuestKind::Idle).name(IDLE))
+        .expect("starting an idle guest");
+    for (width, height) in [(80, 24), (200, 50)] {
+        drive_the_keys(width, height, busy.pid());
+    }
+}
+
+fn drive_the_keys(width: u16, height: u16, busy_pid: u32) {
+    let size = format!("{width}×{height}");
+    let tmux = Tmux::start_sized(width, height);
+    tmux.type_line(&format!("{} --interval 0.5", env!("CARGO_BIN_EXE_kvmtop")));
+    let row_of = |screen: &str, name: &str| screen.lines().position(|l| l.contains(name));
+    // Both guests listed, the busy one above (busiest first) once its exits are counted.
+    tmux.wait_until(&format!("both guests, the busy one first ({size})"), |t| {
+        let screen = t.screen();
+        matches!((row_of(&screen, BUSY), row_of(&screen, IDLE)), (Some(b), Some(i)) if b < i)
+            && busy_row(&screen).is_some_and(|row| row.contains('k'))
+    });
+    assert_no_cut_words(&tmux.screen(), &size);
+
+    // r reverses the order.
+    tmux.key("r");
+    tmux.wait_until(&format!("the idle guest first after r ({size})"), |t| {
+        let screen = t.screen();
+        matches!((row_of(&screen, BUSY), row_of(&screen, IDLE)), (Some(b), Some(i)) if i < b)
+            && screen.contains('▲')
+    });
+    // > moves the sort to the next column: USER/s, busiest first again.
+    tmux.key("r");
+    tmux.key(">");
+    tmux.wait_until(&format!("sorted by USER/s ({size})"), |t| {
+        let screen = t.screen();
+        screen.contains("USER/s▼")
+            && matches!((row_of(&screen, BUSY), row_of(&screen, IDLE)), (Some(b), Some(i)) if b < i)
+    });
+
+    // The filter: by name, then by pid; Esc clears it and kvmtop goes on.
+    tmux.key("/");
+    tmux.run(&["send-keys", "-t", "t", "-l", "IDLE"]);
+    tmux.key("Enter");
+    tmux.wait_until(&format!("only the idle guest ({size})"), |t| {
+        let screen = t.screen();
+        screen.contains(IDLE) && !screen.contains(BUSY) && screen.contains("filter: IDLE")
+    });
+    tmux.key("/");
+    for _ in 0..4 {
+        tmux.key("BSpace");
+    }
+    tmux.run(&["send-keys", "-t", "t", "-l", &busy_pid.to_string()]);
+    tmux.key("Enter");
+    tmux.wait_until(&format!("only the busy guest, by pid ({size})"), |t| {
+        let screen = t.screen();
+        screen.contains(BUSY) && !screen.contains(IDLE)
+    });
+    tmux.key("Escape");
+    tmux.wait_until(&format!("both guests after Esc ({size})"), |t| {
+        let screen = t.screen();
+        screen.contains(BUSY) && screen.contains(IDLE) && !screen.contains("filter:")
+    });
+    assert!(tmux.alternate_screen(), "Esc must not quit ({size})");
+
+    // Pause: the window's time and the figures stay for three sampling intervals.
+    tmux.key("Space");
+    tmux.wait_until(&format!("PAUSED ({size})"), |t| {
+        t.screen().contains("PAUSED")
+    });
+    let frozen = frozen_part(&tmux.screen());
+    thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        frozen_part(&tmux.screen()),
+        frozen,
+        "paused figures changed ({size})"
+    );
+    tmux.key("Space");
+    tmux.wait_until(&format!("figures moving again ({size})"), |t| {
+        let screen = t.screen();
+        !screen.contains("PAUSED") && frozen_part(&screen) != frozen
+    });
+
+    // ? lists the keys, the flight recorder's and the replay's included; Esc closes it.
+    tmux.key("?");
+    tmux.wait_until(&format!("the help ({size})"), |t| {
+        let screen = t.screen();
+        [
+            "sort: previous/next column",
+            "filter: name, pid, uuid",
+            "dump the recent minutes",
+            "mark this moment",
+            "go to a time",
+            "pause live figures",
+        ]
+        .iter()
+        .all(|text| screen.contains(text))
+    });
+    assert_no_cut_words(&tmux.screen(), &size);
+    tmux.key("Escape");
+
+    every_view_whole(&tmux, &size, busy_pid);
+    tmux.key("q");
+    tmux.wait_until("kvmtop to quit", |t| !t.alternate_screen());
+}
+
+/// Every view of the busy guest, the advice and the sources pane: each shows, none cut.
+fn every_view_whole(tmux: &Tmux, size: &str, busy_pid: u32) {
+    tmux.wait_until("the list again", |t| !t.screen().contains("this help"));
+    let pid = busy_pid.to_string();
+    for (key, shows) in [
+        ("Enter", "— exits"),
+        ("Tab", "— vCPUs"),
+        ("Tab", "— block I/O"),
+        ("Escape", "VMs"),
+        ("a", "tuning advice"),
+        ("a", "VMs"),
+        ("s", "kernel sources"),
+        ("Escape", "VMs"),
+    ] {
+        tmux.key(key);
+        tmux.wait_until(&format!("{shows} after {key} ({size})"), |t| {
+            t.screen().contains(shows)
+        });
+        let screen = tmux.screen();
+        assert_no_cut_words(&screen, &format!("{size} after {key}"));
+        if shows.starts_with('—') {
+            assert!(screen.contains(&format!("(pid {pid})")), "{screen}");
+        }
+    }
+}
+
+/// The busy guest's row.
+fn busy_row(screen: &str) -> Option<String> {
+    screen.lines().find(|l| l.contains(BUSY)).map(str::to_owned)
+}
+
+/// What pause must freeze: the title (with the window's time) and the busy guest's row.
+fn frozen_part(screen: &str) -> String {
+    format!(
+        "{}\n{}",
+        screen.lines().next().unwrap_or_default(),
+        busy_row(screen).unwrap_or_default()
+    )
+}
+
+/// Every token on the screen that starts with a digit is a whole number, rate, share, size or
+/// duration ("101k", "12%", "2.5µs", "9.4MiB", "4242", "2(0)", "10:42:07"), and nothing runs over
+/// a pane's right border: no word or number was cut.
+fn assert_no_cut_words(screen: &str, when: &str) {
+    const UNITS: [&str; 13] = [
+        "", "k", "M", "%", "ns", "µs", "ms", "s", "B", "KiB", "MiB", "GiB", "TiB",
+    ];
+    for line in screen.lines() {
+        for token in line.split(|c: char| c.is_whitespace() || "│┌┐└┘─,;()/×=:".contains(c))
+        {
+            let token = token.trim_matches(|c: char| "▼▲…+-".contains(c));
+            if !token.starts_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
+            let digits_end = token
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(token.len());
+            let (number, unit) = token.split_at(digits_end);
+            let whole = number.parse::<f64>().is_ok() && UNITS.contains(&unit);
+            assert!(
+                whole || hexadecimal_or_name(token),
+                "cut number '{token}' {when}:\n{screen}"
+            );
+        }
+        // Free text is shortened between words (" …"), never inside one.
+        assert!(
+            !line.contains("…│") || line.contains(" …│"),
+            "text cut at the border {when}: {line}"
+        );
+    }
+}
+
+/// Tokens that start with a digit yet are names: "0x80", a uuid, a version "6.18.0".
+fn hexadecimal_or_name(token: &str) -> bool {
+    token.starts_with("0x") || token.contains('-') || token.matches('.').count() > 1
+}

@@ -153,7 +153,12 @@ impl VmColumn {
             Self::Pid => number(f64::from(vm.pid)),
             #[expect(clippy::cast_precision_loss, reason = "a handful of vCPUs")]
             Self::Vcpus => number(vcpu_count(vm) as f64),
-            Self::Exits => number(vm.families.exits.rate_of(ExitSource::KvmExit)),
+            // Busiest first by every exit: on hosts where kvm_exit is silent (nested, PVM) the
+            // userspace exits still order the list.
+            Self::Exits => number(
+                vm.families.exits.rate_of(ExitSource::KvmExit)
+                    + vm.families.exits.rate_of(ExitSource::Userspace),
+            ),
             Self::User => number(vm.families.exits.rate_of(ExitSource::Userspace)),
             Self::Iops => number(iops(vm)),
             Self::IoBytes => number(io_bytes(vm)),

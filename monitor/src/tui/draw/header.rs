@@ -44,6 +44,15 @@ fn title(snapshot: &Snapshot, app: &App, width: u16) -> Line<'static> {
         " — every {:.1} s",
         snapshot.window.duration_seconds
     ))]);
+    // The window's end, so a frozen view (paused) is plainly not the present.
+    #[expect(clippy::cast_possible_truncation, reason = "unix seconds")]
+    let end = (snapshot.window.start_unix_seconds + snapshot.window.duration_seconds) as i64;
+    if let Ok(at) = jiff::Timestamp::from_second(end) {
+        segments.push(vec![Span::raw(format!(
+            " — {} UTC",
+            at.strftime("%H:%M:%S")
+        ))]);
+    }
     if app.paused {
         segments.push(vec![Span::raw(" — Space resumes")]);
     }

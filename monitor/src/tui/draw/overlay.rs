@@ -79,18 +79,19 @@ pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
     // The hook or the reason takes what the other columns leave, ended by "…" where cut.
     let room = usize::from(area.width.saturating_sub(2 + 2 + 6 + 18 + 11 + 6 + 4));
     let fit = |text: String| crate::tui::columns::word_ellipsized(&text, room);
+    let fit_hook = |hook: String| shorter_hook(&hook, room);
     let mut rows = Vec::new();
     for family in snapshot.families.states() {
         for (name, state) in family.sources {
             let hook = family.hooks.get(name).cloned().unwrap_or_default();
             // An unavailable source has no hook; why it is unavailable takes its place.
             let (label, style, hook) = match state {
-                SourceState::Live => ("live", Style::new().green(), hook),
-                SourceState::Silent => ("silent", Style::new().yellow(), hook),
+                SourceState::Live => ("live", Style::new().green(), fit_hook(hook)),
+                SourceState::Silent => ("silent", Style::new().yellow(), fit_hook(hook)),
                 SourceState::Unavailable(why) => (
                     "unavailable",
                     Style::new().red().add_modifier(Modifier::BOLD),
-                    sanitize(why).into_owned(),
+                    fit(sanitize(why).into_owned()),
                 ),
             };
             let lost = family.lost_in_window(name);
@@ -103,7 +104,7 @@ pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
                 } else {
                     String::new()
                 }),
-                Cell::from(fit(hook)),
+                Cell::from(hook),
             ]));
         }
         if family.dropped.count > 0 {
@@ -151,4 +152,20 @@ pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
     .block(Block::bordered().title(" kernel sources — Esc or s closes "));
     frame.render_widget(Clear, area);
     frame.render_widget(table, area);
+}
+
+/// A hook within `room` columns, shortened at its separators rather than inside a name:
+/// `tracepoint:sched:sched_switch`, else `sched:sched_switch`, else `sched_switch`, else
+/// nothing.
+fn shorter_hook(hook: &str, room: usize) -> String {
+    let mut rest = hook;
+    loop {
+        if crate::tui::columns::width_of(rest) <= room {
+            return rest.to_owned();
+        }
+        match rest.split_once(':') {
+            Some((_, tail)) => rest = tail,
+            None => return String::new(),
+        }
+    }
 }
