@@ -26,13 +26,14 @@ pub enum VmColumn {
     OnCpu,
     Memory,
     Advice,
+    History,
     TopReasons,
     Vmm,
     Uuid,
 }
 
 /// Every column, left to right.
-pub const ALL: [VmColumn; 15] = [
+pub const ALL: [VmColumn; 16] = [
     VmColumn::Name,
     VmColumn::Pid,
     VmColumn::Vcpus,
@@ -45,13 +46,14 @@ pub const ALL: [VmColumn; 15] = [
     VmColumn::OnCpu,
     VmColumn::Memory,
     VmColumn::Advice,
+    VmColumn::History,
     VmColumn::TopReasons,
     VmColumn::Vmm,
     VmColumn::Uuid,
 ];
 
-/// The columns the list can be sorted by (`<`/`>` step through them): all but the reasons,
-/// which have no single value.
+/// The columns the list can be sorted by (`<`/`>` step through them): all but the sparkline and
+/// the reasons, which have no single value.
 pub const SORTABLE: [VmColumn; 14] = [
     VmColumn::Name,
     VmColumn::Pid,
@@ -92,6 +94,7 @@ impl VmColumn {
             Self::OnCpu => "CPU",
             Self::Memory => "MEM",
             Self::Advice => "ADVICE",
+            Self::History => "HISTORY",
             Self::TopReasons => "TOP REASONS/s",
             Self::Vmm => "VMM",
             Self::Uuid => "UUID",
@@ -108,6 +111,7 @@ impl VmColumn {
             Self::Pid | Self::User | Self::Tlb | Self::Memory | Self::Advice => 7,
             Self::Iops | Self::Steal => 6,
             Self::Vcpus | Self::OnCpu => 5,
+            Self::History => 13,
             Self::TopReasons => 20,
             Self::Uuid => 36,
         }
@@ -127,6 +131,7 @@ impl VmColumn {
             Self::TopReasons => 6,
             Self::Pid => 7,
             Self::Vcpus => 8,
+            Self::History => 9,
             Self::Tlb => 10,
             Self::OnCpu => 11,
             Self::IoBytes => 12,
@@ -139,7 +144,10 @@ impl VmColumn {
     /// Numbers are right-aligned and sort biggest first; text sorts A to Z.
     #[must_use]
     pub fn numeric(self) -> bool {
-        !matches!(self, Self::Name | Self::Vmm | Self::Uuid | Self::TopReasons)
+        !matches!(
+            self,
+            Self::Name | Self::Vmm | Self::Uuid | Self::TopReasons | Self::History
+        )
     }
 
     /// The value the list is sorted by, for `vm`.
@@ -147,7 +155,7 @@ impl VmColumn {
     pub fn sort_value(self, vm: &Vm, snapshot: &Snapshot) -> SortValue {
         let number = SortValue::Number;
         match self {
-            Self::Name | Self::TopReasons => SortValue::Text(vm.name.to_string()),
+            Self::Name | Self::History | Self::TopReasons => SortValue::Text(vm.name.to_string()),
             Self::Vmm => SortValue::Text(vm.vmm.to_string()),
             Self::Uuid => SortValue::Text(vm.uuid.clone().unwrap_or_default()),
             Self::Pid => number(f64::from(vm.pid)),
@@ -193,6 +201,8 @@ impl VmColumn {
             Self::OnCpu => format::share(vm.families.sched.vcpus.on_cpu),
             Self::Memory => memory(vm).map_or_else(|| "-".to_owned(), format::bytes),
             Self::Advice => advice_ids(snapshot, vm.pid).join(" "),
+            // Drawn from the history, not from one window.
+            Self::History => String::new(),
             Self::TopReasons => top_reasons(&vm.families.exits).join("  "),
         }
     }

@@ -20,6 +20,7 @@
 pub mod columns;
 pub mod draw;
 pub mod flight_keys;
+pub mod history;
 pub mod keys;
 pub mod player;
 pub mod replay;

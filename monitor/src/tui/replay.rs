@@ -17,6 +17,10 @@ use crate::recording::{
     playback::{Recording, TimedEvent},
 };
 
+/// Windows read again for the history after a jump: two minutes at one-second windows, a
+/// fraction of a second to decode.
+const HISTORY_ON_JUMP: usize = 120;
+
 /// Longest time a `g` prompt accepts, in characters: every form fits easily.
 const PROMPT_CHARS: usize = 64;
 
@@ -90,6 +94,9 @@ impl Replay {
             return;
         }
         self.tried = Some(position);
+        if self.loaded.is_none_or(|loaded| loaded + 1 != position) {
+            self.refill_history(app, position);
+        }
         let unreadable = match self.recording.window(position) {
             Ok(snapshot) => {
                 app.update(snapshot);
@@ -109,6 +116,18 @@ impl Replay {
         };
         if let Some(status) = &mut app.replay {
             status.unreadable = unreadable;
+        }
+    }
+
+    /// After a jump, the history is the recording's windows before `position`: up to
+    /// [`HISTORY_ON_JUMP`] of them are read again (a step forward only adds the new one).
+    fn refill_history(&self, app: &mut App, position: usize) {
+        app.history.clear();
+        for earlier in position.saturating_sub(HISTORY_ON_JUMP)..position {
+            // Damaged windows leave a gap, as they do in the tables.
+            if let Ok(snapshot) = self.recording.window(earlier) {
+                app.history.record(&snapshot);
+            }
         }
     }
 

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::columns::{self, SortValue, VmColumn};
+use super::{
+    columns::{self, SortValue, VmColumn},
+    history::History,
+};
 use crate::model::{Snapshot, Vm};
 
 pub struct App {
@@ -28,6 +31,8 @@ pub struct App {
     pub drawn: Drawn,
     /// Colours on (off when `NO_COLOR` is set); emphasis stays either way.
     pub colour: bool,
+    /// Each VM's recent windows, for the sparklines and charts; kept while paused too.
+    pub history: History,
 }
 
 /// Which screen is shown.
@@ -117,6 +122,7 @@ impl App {
             overlay: None,
             drawn: Drawn::default(),
             colour: colour_allowed(std::env::var_os("NO_COLOR").as_deref()),
+            history: History::default(),
         }
     }
 
@@ -214,6 +220,7 @@ impl App {
     /// A new window. While paused the figures stay as they are and the window waits, so the
     /// newest is shown the moment the view goes on.
     pub fn update(&mut self, snapshot: Snapshot) {
+        self.history.record(&snapshot);
         if self.paused {
             self.held = Some(snapshot);
             return;

@@ -2,6 +2,7 @@
 //! footer and the panes over them in modules of their own.
 
 mod advice;
+mod chart;
 mod exits;
 mod fit;
 mod footer;
@@ -49,9 +50,18 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
     let mut drawn = Drawn::default();
     if let Some(snapshot) = &app.snapshot {
         match (app.view, app.selected_vm()) {
-            (View::VmExits, Some(vm)) => exits::draw(frame, body, vm),
-            (View::Vcpus, Some(vm)) => vcpus::draw(frame, body, vm),
-            (View::Io, Some(vm)) => io::draw(frame, body, vm),
+            (View::VmExits, Some(vm)) => {
+                let rest = chart::over(frame, body, app, vm);
+                exits::draw(frame, rest, vm);
+            }
+            (View::Vcpus, Some(vm)) => {
+                let rest = chart::over(frame, body, app, vm);
+                vcpus::draw(frame, rest, vm);
+            }
+            (View::Io, Some(vm)) => {
+                let rest = chart::over(frame, body, app, vm);
+                io::draw(frame, rest, vm);
+            }
             (View::Advice, _) => advice::draw(frame, body, snapshot),
             _ => drawn.rows = vms::draw(frame, body, app, snapshot),
         }

@@ -303,3 +303,70 @@ fn without_colour_the_emphasis_stays() {
             .any(|c| c.symbol() == "w" && c.modifier.contains(Modifier::REVERSED))
     );
 }
+
+/// The fixture over 40 windows of 2 s: web-1's exits and I/O rise and fall, its steal climbs,
+/// and its advice (C1) comes into force in the 25th window.
+fn app_with_history() -> App {
+    let mut app = App::new(Duration::from_secs(2));
+    for i in 0..40_u32 {
+        let mut snapshot = fixture::snapshot();
+        let wave = f64::from((i * 7) % 20) / 10.0;
+        snapshot.window.start_unix_seconds += f64::from(i) * 2.0;
+        let web = &mut snapshot.vms[0];
+        for reason in &mut web.families.exits.by_reason {
+            reason.rate *= wave;
+        }
+        for device in &mut web.families.block.devices {
+            device.iops *= 2.0 - wave;
+        }
+        web.families.sched.vcpus.steal = Some(f64::from(i) / 100.0);
+        if i < 24 {
+            snapshot.recommendations.clear();
+        }
+        app.update(snapshot);
+    }
+    app.selected_pid = Some(4242);
+    app
+}
+
+#[test]
+fn history_as_sparklines_and_charts_at_80x24_and_200x50() {
+    type Setup = fn(&mut App);
+    let views: [(&str, Setup); 4] = [
+        ("history_list", |_| {}),
+        ("history_exits", App::open),
+        ("history_vcpus", |app| {
+            app.open();
+            app.toggle_vm_view();
+        }),
+        ("history_io", App::open_io),
+    ];
+    for (name, setup) in views {
+        for (width, height) in [(80, 24), (200, 50)] {
+            let mut app = app_with_history();
+            setup(&mut app);
+            insta::assert_snapshot!(
+                format!("{name}_{width}x{height}"),
+                render(&app, width, height)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_sparkline_follows_the_sort_column() {
+    let mut app = app_with_history();
+    let row = |app: &App| {
+        render(app, 200, 10)
+            .lines()
+            .find(|l| l.contains("web-1"))
+            .unwrap()
+            .to_owned()
+    };
+    let by_exits = row(&app);
+    app.sort.column = crate::tui::columns::VmColumn::Steal;
+    let by_steal = row(&app);
+    // Steal climbs window after window: the line ends at its top.
+    assert!(by_steal.contains("▇▇███ "), "{by_steal}");
+    assert_ne!(by_exits, by_steal);
+}

@@ -14,6 +14,7 @@ use crate::{
     model::{Snapshot, Vm},
     tui::{
         columns::{self, VmColumn, width_of},
+        history::sparkline,
         state::App,
     },
 };
@@ -61,7 +62,7 @@ pub fn draw(
             Row::new(
                 layout
                     .iter()
-                    .map(|&(column, width)| cell(column, width, vm, snapshot)),
+                    .map(|&(column, width)| cell(column, width, vm, app, snapshot)),
             )
         })
         .collect();
@@ -100,7 +101,17 @@ fn aligned(column: VmColumn, text: String) -> Cell<'static> {
     Cell::from(Text::from(Line::from(text).alignment(alignment)))
 }
 
-fn cell(column: VmColumn, width: u16, vm: &Vm, snapshot: &Snapshot) -> Cell<'static> {
+fn cell(column: VmColumn, width: u16, vm: &Vm, app: &App, snapshot: &Snapshot) -> Cell<'static> {
+    if column == VmColumn::History {
+        // The sorted column's recent past.
+        let line = app.history.of(vm).map_or_else(String::new, |points| {
+            sparkline(
+                points.iter().map(|p| p.of(app.sort.column)),
+                usize::from(width),
+            )
+        });
+        return Cell::from(line).style(Style::new().cyan());
+    }
     let text = column.fitted(vm, snapshot, width);
     let style = match column {
         VmColumn::Steal => match vm.families.sched.vcpus.steal {
