@@ -265,12 +265,20 @@ mod tests {
         app.update(newer);
         let shown = |app: &App| app.snapshot.as_ref().unwrap().window.start_unix_seconds;
         assert!((shown(&app) - 1_700_000_000.0).abs() < 1e-9, "frozen");
+        let vm = app.snapshot.as_ref().unwrap().vms[0].clone();
+        assert_eq!(
+            app.shown_history(&vm).count(),
+            1,
+            "the history is frozen too"
+        );
+        assert_eq!(app.history.of(&vm).unwrap().len(), 3, "but kept underneath");
         press(&mut app, KeyCode::Char(' '));
         assert!(!app.paused);
         assert!(
             (shown(&app) - 1_700_000_004.0).abs() < 1e-9,
             "the newest window, at once"
         );
+        assert_eq!(app.shown_history(&vm).count(), 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use super::{
     columns::{self, SortValue, VmColumn},
-    history::History,
+    history::{History, Point},
 };
 use crate::model::{Snapshot, Vm};
 
@@ -25,6 +25,9 @@ pub struct App {
     /// Space in the live view: the figures stay as they are; the newest window waits in `held`.
     pub paused: bool,
     held: Option<Snapshot>,
+    /// Windows recorded in the history while paused: the sparklines and charts leave them out,
+    /// so they freeze with the figures.
+    held_windows: usize,
     /// A pane over the view (help, sources), while open.
     pub overlay: Option<Overlay>,
     /// Where the VM list's rows were last drawn, for mouse clicks.
@@ -119,6 +122,7 @@ impl App {
             filter: Filter::default(),
             paused: false,
             held: None,
+            held_windows: 0,
             overlay: None,
             drawn: Drawn::default(),
             colour: colour_allowed(std::env::var_os("NO_COLOR").as_deref()),
@@ -163,6 +167,15 @@ impl App {
                 .then_with(|| vm_a.pid.cmp(&vm_b.pid))
         });
         keyed.into_iter().map(|(_, vm)| vm).collect()
+    }
+
+    /// `vm`'s history up to the window shown, oldest first (while paused, the windows that came
+    /// since stay out of sight).
+    #[must_use]
+    pub fn shown_history(&self, vm: &Vm) -> impl DoubleEndedIterator<Item = &Point> {
+        let ring = self.history.of(vm);
+        let shown = ring.map_or(0, |r| r.len().saturating_sub(self.held_windows));
+        ring.into_iter().flat_map(move |r| r.range(..shown))
     }
 
     /// Enter: from the list into the selected VM's exits.
@@ -223,6 +236,7 @@ impl App {
         self.history.record(&snapshot);
         if self.paused {
             self.held = Some(snapshot);
+            self.held_windows += 1;
             return;
         }
         self.show(snapshot);
@@ -245,6 +259,7 @@ impl App {
     /// Space: freezes the figures, or shows the newest window held meanwhile.
     pub fn toggle_pause(&mut self) {
         self.paused = !self.paused;
+        self.held_windows = 0;
         if !self.paused
             && let Some(snapshot) = self.held.take()
         {

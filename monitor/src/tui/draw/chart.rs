@@ -26,9 +26,7 @@ const ROOM_NEEDED: u16 = 20;
 /// Draws the chart at the top of `area` when the VM has a past and there is room; returns the
 /// space left for the view.
 pub fn over(frame: &mut Frame<'_>, area: Rect, app: &App, vm: &Vm) -> Rect {
-    let Some(points) = app.history.of(vm) else {
-        return area;
-    };
+    let points: Vec<Point> = app.shown_history(vm).copied().collect();
     if points.len() < 2 || area.height < ROOM_NEEDED {
         return area;
     }

@@ -104,12 +104,8 @@ fn aligned(column: VmColumn, text: String) -> Cell<'static> {
 fn cell(column: VmColumn, width: u16, vm: &Vm, app: &App, snapshot: &Snapshot) -> Cell<'static> {
     if column == VmColumn::History {
         // The sorted column's recent past.
-        let line = app.history.of(vm).map_or_else(String::new, |points| {
-            sparkline(
-                points.iter().map(|p| p.of(app.sort.column)),
-                usize::from(width),
-            )
-        });
+        let points = app.shown_history(vm).map(|p| p.of(app.sort.column));
+        let line = sparkline(points, usize::from(width));
         return Cell::from(line).style(Style::new().cyan());
     }
     let text = column.fitted(vm, snapshot, width);
