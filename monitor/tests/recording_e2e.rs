@@ -502,8 +502,14 @@ fn steal_cell(screen: &str, pid: u32) -> Option<f64> {
         let text: String = line.iter().collect();
         text.split_whitespace().any(|cell| cell == pid)
     })?;
-    let cell: String = row
-        .get(column..)?
+    // The cell is the word under the heading, whichever way the column aligns its numbers.
+    let under = (column..column + heading.len())
+        .find(|&c| row.get(c).is_some_and(|c| !c.is_whitespace()))?;
+    let start = (0..=under)
+        .rev()
+        .take_while(|&c| !row[c].is_whitespace())
+        .last()?;
+    let cell: String = row[start..]
         .iter()
         .take_while(|c| !c.is_whitespace())
         .collect();

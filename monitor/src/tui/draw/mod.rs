@@ -110,6 +110,22 @@ fn with_notes(
     top
 }
 
+/// Run-queue wait shares drawn yellow and red: the defaults of rule C1's warning and critical
+/// thresholds, so the colour agrees with the advice out of the box.
+const STEAL_WARN: f64 = 0.05;
+const STEAL_CRITICAL: f64 = 0.20;
+
+/// The style of a run-queue wait (steal) share.
+fn steal_style(steal: f64) -> Style {
+    if steal >= STEAL_CRITICAL {
+        Style::new().red().bold()
+    } else if steal >= STEAL_WARN {
+        Style::new().yellow()
+    } else {
+        Style::new()
+    }
+}
+
 /// The style of a severity: red and bold for critical, yellow for a warning, cyan for
 /// information.
 #[must_use]

@@ -9,7 +9,7 @@ use ratatui::{
     widgets::{Block, Cell, Paragraph, Row, Table, TableState},
 };
 
-use super::severity_style;
+use super::{severity_style, steal_style};
 use crate::{
     model::{Snapshot, Vm},
     tui::{
@@ -18,11 +18,6 @@ use crate::{
         state::App,
     },
 };
-
-/// Run-queue wait shares drawn yellow and red: the defaults of rule C1's warning and critical
-/// thresholds, so the colour agrees with the advice out of the box.
-const STEAL_WARN: f64 = 0.05;
-const STEAL_CRITICAL: f64 = 0.20;
 
 /// Draws the list; returns the screen rows of its body (first row, how many) and the index of
 /// the VM on the first, for the mouse.
@@ -110,11 +105,12 @@ fn cell(column: VmColumn, width: u16, vm: &Vm, app: &App, snapshot: &Snapshot) -
     }
     let text = column.fitted(vm, snapshot, width);
     let style = match column {
-        VmColumn::Steal => match vm.families.sched.vcpus.steal {
-            Some(s) if s >= STEAL_CRITICAL => Style::new().red().bold(),
-            Some(s) if s >= STEAL_WARN => Style::new().yellow(),
-            _ => Style::new(),
-        },
+        VmColumn::Steal => vm
+            .families
+            .sched
+            .vcpus
+            .steal
+            .map_or_else(Style::new, steal_style),
         VmColumn::Advice => {
             worst_severity(snapshot, vm.pid).map_or_else(Style::new, severity_style)
         }
