@@ -26,8 +26,8 @@ use tmux::Session;
 const SIZE: (u16, u16) = (120, 32);
 
 /// Windows the live view shows before the first shot, so rates, steal and advice have filled
-/// in (advice fires after two windows in a row).
-const WARM_UP: Duration = Duration::from_secs(8);
+/// in (advice fires after two windows in a row) and the history charts have a line to draw.
+const WARM_UP: Duration = Duration::from_secs(20);
 
 /// One screenshot.
 struct Shot {
@@ -72,6 +72,18 @@ const SHOTS: &[Shot] = &[
         vm: None,
         keys: &["a"],
         expect: "advice",
+    },
+    Shot {
+        file: "help",
+        vm: None,
+        keys: &["?"],
+        expect: " keys — ",
+    },
+    Shot {
+        file: "sources",
+        vm: None,
+        keys: &["s"],
+        expect: " kernel sources — ",
     },
 ];
 
