@@ -209,13 +209,80 @@ fn select(session: &Session, vm: &str) -> Result<()> {
     }
 }
 
+/// The characters SVG escapes, and the private-use stand-ins they are converted as:
+/// anstyle-svg 1.1.1 sizes a run of background by its escaped text (`&lt;` as four cells),
+/// which shifts every background after a `<`, `>` or `&` to the right.
+const STAND_INS: [(char, char, &str); 3] = [
+    ('<', '\u{E000}', "&lt;"),
+    ('>', '\u{E001}', "&gt;"),
+    ('&', '\u{E002}', "&amp;"),
+];
+
+/// The width anstyle-svg gives a terminal cell, in pixels.
+const CELL_PX: f64 = 8.4;
+
 /// A tmux capture with its SGR colours as SVG (`anstyle-svg`, the converter cargo's own UI
 /// tests use), on a dark terminal background.
 fn svg(ansi: &str) -> String {
-    anstyle_svg::Term::new()
+    let stood_in: String = ansi
+        .chars()
+        .map(|c| match STAND_INS.iter().find(|(from, ..)| *from == c) {
+            Some((_, stand_in, _)) => *stand_in,
+            None if STAND_INS.iter().any(|(_, stand_in, _)| *stand_in == c) => '\u{FFFD}',
+            None => c,
+        })
+        .collect();
+    let mut svg = anstyle_svg::Term::new()
         .fg_color(anstyle::Color::Rgb(anstyle::RgbColor(0xd0, 0xd0, 0xd0)))
         .bg_color(anstyle::Color::Rgb(anstyle::RgbColor(0x1e, 0x1e, 0x1e)))
-        .render_svg(ansi)
+        .render_svg(&stood_in);
+    for (_, stand_in, escaped) in STAND_INS {
+        svg = svg.replace(stand_in, escaped);
+    }
+    svg.lines().map(pinned_width).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+/// A line of the image pinned to the cells it takes: glyphs the viewer's monospace font lacks
+/// (the charts' braille) come from another font with other widths, and would otherwise push
+/// the rest of the line, borders included, out of place.
+fn pinned_width(line: &str) -> String {
+    const LINE_START: &str = "<tspan x=\"";
+    let Some(start) = line
+        .find(LINE_START)
+        .filter(|&at| line[..at].trim().is_empty())
+    else {
+        return line.to_owned();
+    };
+    let Some(open_end) = line[start..].find('>').map(|i| start + i) else {
+        return line.to_owned();
+    };
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in line[open_end + 1..].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&");
+    let cells = unicode_width::UnicodeWidthStr::width(text.as_str());
+    if cells == 0 {
+        return line.to_owned();
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a few hundred cells")]
+    let width = cells as f64 * CELL_PX;
+    format!(
+        "{} textLength=\"{width:.1}px\" lengthAdjust=\"spacingAndGlyphs\"{}",
+        &line[..open_end],
+        &line[open_end..]
+    )
 }
 
 #[cfg(test)]
@@ -232,6 +299,22 @@ mod tests {
         assert!(svg.contains("font-weight") || svg.contains("bold"), "{svg}");
         // No escape byte left in the image.
         assert!(!svg.contains('\x1b'), "{svg}");
+    }
+
+    #[test]
+    fn backgrounds_stay_under_their_text_after_characters_svg_escapes() {
+        let svg = svg("\x1b[7m < > \x1b[0m sort \x1b[7m r \x1b[0m\n");
+        assert!(svg.contains("&lt; &gt;"), "{svg}");
+        // The background of " < > " is five cells, not the length of its escaped text.
+        assert!(svg.contains(">█████</tspan>"), "{svg}");
+        assert!(!svg.contains('\u{E000}'), "{svg}");
+    }
+
+    #[test]
+    fn each_line_is_pinned_to_the_cells_it_takes() {
+        let svg = svg("ab⠂⠂ c\n");
+        let line = svg.lines().find(|l| l.contains("ab⠂⠂ c")).unwrap();
+        assert!(line.contains("textLength=\"50.4px\""), "{line}");
     }
 
     #[test]
