@@ -151,7 +151,7 @@ fn the_health_line_counts_what_was_lost_and_the_sources_pane_says_where() {
 }
 
 #[test]
-fn the_health_line_names_no_source_and_counts_the_degraded() {
+fn the_health_line_names_no_source_and_counts_the_unavailable() {
     let all_live = || {
         let mut snapshot = fixture::snapshot();
         for family in [
@@ -175,7 +175,7 @@ fn the_health_line_names_no_source_and_counts_the_degraded() {
             .lines()
             .nth(1)
             .unwrap()
-            .contains("● all 14 sources live"),
+            .contains("● all 14 sources attached"),
         "{screen}"
     );
     let mut snapshot = all_live();
@@ -184,10 +184,18 @@ fn the_health_line_names_no_source_and_counts_the_degraded() {
         .exits
         .sources
         .insert("kvm_exit".into(), crate::model::SourceState::Silent);
+    app.update(snapshot.clone());
+    let screen = render(&app, 120, 8);
+    // Silent is attached: an idle VM must not flip the line.
+    assert!(screen.contains("● all 14 sources attached"), "{screen}");
+    snapshot.families.exits.sources.insert(
+        "kvm_exit".into(),
+        crate::model::SourceState::Unavailable("tracepoint missing".into()),
+    );
     app.update(snapshot);
     let screen = render(&app, 120, 8);
     let health = screen.lines().nth(1).unwrap();
-    assert!(health.contains("▲ 1 of 14 sources degraded"), "{screen}");
+    assert!(health.contains("▲ 1 of 14 sources unavailable"), "{screen}");
     assert!(
         !health.contains("kvm_exit"),
         "the names are in the sources pane: {screen}"
