@@ -7,10 +7,7 @@
 
 mod tmux;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use guests::Guest;
@@ -89,9 +86,10 @@ const SHOTS: &[Shot] = &[
 
 /// The key that goes back one level (never quits the live view).
 const BACK: &str = "Escape";
-/// Keys that move the VM table's selection.
-const UP: &str = "Up";
-const DOWN: &str = "Down";
+/// The key that opens the VM table's filter.
+const FILTER: &str = "/";
+/// The demo guests' names.
+const DEMO_VMS: [&str; 3] = ["demo-portio", "demo-disk", "demo-idle"];
 
 pub fn run() -> Result<()> {
     println!(
@@ -132,7 +130,7 @@ fn capture_all(session: &Session, out: &Path) -> Result<()> {
     session.wait_for(
         "the VM table with the demo guests",
         Duration::from_mins(1),
-        |s| s.contains("demo-portio") && s.contains("demo-disk") && s.contains("demo-idle"),
+        |s| DEMO_VMS.iter().all(|vm| s.contains(vm)),
     )?;
     println!("letting the live view fill in for {} s…", WARM_UP.as_secs());
     std::thread::sleep(WARM_UP);
@@ -173,40 +171,37 @@ fn capture_all(session: &Session, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Presses [`BACK`] until the VM table shows.
+/// Brings the live view back to its whole VM table: [`BACK`] closes a pane, goes back from a
+/// VM's view and clears the filter, and never quits, so pressing it more than needed is safe.
 fn back_to_vm_table(session: &Session) -> Result<()> {
-    for _ in 0..5 {
-        if on_vm_table(&session.capture_plain()?) {
-            return Ok(());
-        }
+    for _ in 0..4 {
         session.key(BACK)?;
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(200));
     }
-    bail!("{BACK} did not bring the live view back to its VM table")
+    session
+        .wait_for("the whole VM table", Duration::from_secs(5), |s| {
+            on_vm_table(s) && DEMO_VMS.iter().all(|vm| s.contains(vm))
+        })
+        .with_context(|| format!("{BACK} did not bring the live view back to its VM table"))
 }
 
 fn on_vm_table(screen: &str) -> bool {
     screen.contains(" VMs ─") && !screen.contains("— exits") && !screen.contains("— vCPUs")
 }
 
-/// Moves the VM table's selection to the row of `vm`: the selected row is drawn reversed.
+/// Selects `vm` by filtering the VM table down to it (the order of a live table changes
+/// between key presses, so moving to its row could miss it).
 fn select(session: &Session, vm: &str) -> Result<()> {
-    for _ in 0..20 {
-        session.key(UP)?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let ansi = session.capture_ansi()?;
-        let row = ansi.lines().find(|l| l.contains(vm));
-        if row.is_some_and(|l| l.contains("\x1b[7m")) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("could not select {vm} on the VM table");
-        }
-        session.key(DOWN)?;
-    }
+    session.key(FILTER)?;
+    session.key(vm)?;
+    session.key("Enter")?;
+    session
+        .wait_for(
+            &format!("{vm} alone on the VM table"),
+            Duration::from_secs(10),
+            |s| s.contains(vm) && DEMO_VMS.iter().filter(|d| s.contains(*d)).count() == 1,
+        )
+        .map(drop)
 }
 
 /// The characters SVG escapes, and the private-use stand-ins they are converted as:
