@@ -1,5 +1,7 @@
 //! Command-line interface. `main.rs` calls [`main`]; each subcommand lives in `crate::app`.
 
+pub mod package_files;
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
@@ -22,13 +24,24 @@ use crate::{
 /// network unless asked for.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9941";
 
+/// The advice thresholds read when neither --config nor `KVMTOP_CONFIG` names a file, if it
+/// exists: the package installs it with every key commented out.
+pub const DEFAULT_CONFIG: &str = "/etc/kvmtop/advice.toml";
+
 /// Live per-VM and per-vCPU performance of a KVM host, from eBPF.
 ///
 /// Without a subcommand, kvmtop shows a live table of the VMs on this host. It needs root, or the
 /// capabilities `CAP_BPF`, `CAP_PERFMON` and `CAP_DAC_READ_SEARCH` (plus `CAP_SYS_PTRACE` to see
 /// every VM), and drops all but the last two once its programs are attached.
 #[derive(Debug, Parser)]
-#[command(name = "kvmtop", version, about, long_about)]
+// The version names the commit built from (monitor/build.rs).
+#[command(
+    name = "kvmtop",
+    version = env!("KVMTOP_VERSION"),
+    propagate_version = true,
+    about,
+    long_about
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -100,8 +113,9 @@ pub struct HostArgs {
     #[arg(long, global = true, default_value = "/sys", value_name = "DIR")]
     pub sys: PathBuf,
 
-    /// Thresholds of the tuning advice, as TOML. Keys not in the file keep their defaults;
-    /// `kvmtop explain --defaults` prints every key with its default and meaning.
+    /// Thresholds of the tuning advice, as TOML [default: /etc/kvmtop/advice.toml, when it
+    /// exists]. Keys not in the file keep their defaults; `kvmtop explain --defaults` prints
+    /// every key with its default and meaning.
     #[arg(long, global = true, env = "KVMTOP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -406,11 +420,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// The advice thresholds: defaults, overridden by the file when one is given.
+/// The advice thresholds: defaults, overridden by the file given, or else by
+/// [`DEFAULT_CONFIG`] when it exists.
 fn thresholds(file: Option<&std::path::Path>) -> anyhow::Result<Thresholds> {
+    let default = std::path::Path::new(DEFAULT_CONFIG);
     match file {
-        None => Ok(Thresholds::default()),
         Some(path) => Thresholds::load(path).map_err(anyhow::Error::from),
+        None if default.exists() => Thresholds::load(default).map_err(anyhow::Error::from),
+        None => Ok(Thresholds::default()),
     }
 }
 
@@ -478,6 +495,9 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
+    if let Some(done) = package_files::run_if_asked(std::env::args_os()) {
+        return done;
+    }
     let cli = parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let config = Config {
         proc_root: cli.host.proc.clone(),
