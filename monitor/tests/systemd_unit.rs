@@ -34,11 +34,11 @@ fn systemd_verifies_the_unit_pointing_at_the_built_binary() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(UNIT).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/kvmtop "), "{unit}");
+    assert!(unit.contains("ExecStart=/usr/bin/kvmtop "), "{unit}");
     let copy = dir.path().join("kvmtop.service");
     std::fs::write(
         &copy,
-        unit.replace("/usr/local/bin/kvmtop", env!("CARGO_BIN_EXE_kvmtop")),
+        unit.replace("/usr/bin/kvmtop", env!("CARGO_BIN_EXE_kvmtop")),
     )
     .unwrap();
     let output = Command::new("systemd-analyze")

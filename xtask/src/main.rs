@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod docs;
+mod dist;
 mod fuzz;
 mod interrupt;
 mod lint;
@@ -100,6 +101,16 @@ enum Task {
     /// guests, runs the live view in tmux at 120×32, steps through its views and converts each
     /// capture to SVG. The guests and the tmux session are stopped on every way out.
     Docs,
+    /// Build the Debian package (`target/debian/kvmtop_*.deb`) with cargo-deb, installing
+    /// cargo-deb first if it is missing: the release binary, its man pages and shell
+    /// completions, the systemd unit, the dashboards and Prometheus rules, and the advice
+    /// thresholds file.
+    Dist {
+        /// Then install it with apt, check it and purge it, as `cargo xtask test` does (as
+        /// root, on a machine without kvmtop installed).
+        #[arg(long)]
+        check: bool,
+    },
     /// Only the formatting and lint checks of `test`.
     Lint,
     /// Only the Prometheus rule checks of `test`: `promtool check rules` and `promtool test
@@ -130,6 +141,8 @@ fn main() -> ExitCode {
         .map(|()| true),
         Task::Bench { seconds, only, .. } => bench::run(seconds, only).map(|()| true),
         Task::Docs => docs::run().map(|()| true),
+        Task::Dist { check: false } => dist::run().map(|()| true),
+        Task::Dist { check: true } => dist::acceptance::run(),
         Task::Lint => lint::run_all(),
         Task::Rules => rules::run(),
     };

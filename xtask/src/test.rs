@@ -1,5 +1,6 @@
-//! `cargo xtask test`: setup, lint, the shipped Prometheus rules, then the whole test suite, with a summary whose last line
-//! is `N passed, M failed, K skipped`.
+//! `cargo xtask test`: setup, lint, the shipped Prometheus rules, then the whole test suite, the
+//! fuzz smoke run and the package's install test, with a summary whose last line is `N passed,
+//! M failed, K skipped`.
 
 use std::{
     io::{IsTerminal as _, Read as _, Write as _},
@@ -29,6 +30,7 @@ pub fn run() -> Result<bool> {
     let cargo_ok = outcome.as_ref().is_ok_and(|(ok, _)| *ok);
     phases.push(phase.finish(cargo_ok));
     phases.push(crate::fuzz::smoke());
+    phases.extend(crate::dist::acceptance::phases());
     let (counts, output_err) = match outcome {
         Ok((_, counts)) => (counts, None),
         Err(err) => (Counts::default(), Some(err)),

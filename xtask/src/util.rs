@@ -267,6 +267,11 @@ impl Phase {
         }
     }
 
+    /// Names the phase otherwise in the summary (e.g. to say it skipped, and why).
+    pub fn rename(&mut self, name: String) {
+        self.name = name;
+    }
+
     pub fn finish(self, ok: bool) -> PhaseResult {
         close_line();
         let elapsed = self.start.elapsed();

@@ -1,7 +1,7 @@
 //! Installs what building, running and testing kvmtop needs. Every step checks first and only
 //! installs what is missing, so running it again is fast.
 
-mod apt;
+pub mod apt;
 mod disk;
 mod kernel;
 mod linker;
