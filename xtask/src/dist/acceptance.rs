@@ -301,6 +301,11 @@ fn check_man_pages() -> Result<()> {
         .lines()
         .skip(1)
         .take_while(|line| !line.trim().is_empty())
+        // A description wrapped onto the next line is indented further.
+        .filter(|line| {
+            line.strip_prefix("  ")
+                .is_some_and(|rest| !rest.starts_with(' '))
+        })
         .filter_map(|line| line.split_whitespace().next())
         .filter(|name| *name != "help")
         .collect();
