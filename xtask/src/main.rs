@@ -2,8 +2,8 @@
 
 mod bench;
 mod demo;
-mod docs;
 mod dist;
+mod docs;
 mod fuzz;
 mod interrupt;
 mod lint;
