@@ -52,24 +52,14 @@ pub const ALL: [VmColumn; 16] = [
     VmColumn::Uuid,
 ];
 
-/// The columns the list can be sorted by (`<`/`>` step through them): all but the sparkline and
-/// the reasons, which have no single value.
-pub const SORTABLE: [VmColumn; 14] = [
-    VmColumn::Name,
-    VmColumn::Pid,
-    VmColumn::Vcpus,
-    VmColumn::Exits,
-    VmColumn::User,
-    VmColumn::Iops,
-    VmColumn::IoBytes,
-    VmColumn::Tlb,
-    VmColumn::Steal,
-    VmColumn::OnCpu,
-    VmColumn::Memory,
-    VmColumn::Advice,
-    VmColumn::Vmm,
-    VmColumn::Uuid,
-];
+/// The columns the list can be sorted by (`<`/`>` step through them), left to right: all but
+/// the sparkline and the reasons, which have no single value.
+#[must_use]
+pub fn sortable() -> Vec<VmColumn> {
+    ALL.into_iter()
+        .filter(|c| !matches!(c, VmColumn::History | VmColumn::TopReasons))
+        .collect()
+}
 
 /// What a column sorts by.
 #[derive(Clone, Debug, PartialEq)]

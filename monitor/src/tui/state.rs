@@ -269,14 +269,15 @@ impl App {
 
     /// `>`/`<`: sorts by the next or previous column.
     pub fn sort_by_next(&mut self, step: isize) {
-        let at = columns::SORTABLE
+        let sortable = columns::sortable();
+        let at = sortable
             .iter()
             .position(|&c| c == self.sort.column)
             .unwrap_or(0);
-        let count = columns::SORTABLE.len();
+        let count = sortable.len();
         let next = (at + count).saturating_add_signed(step) % count;
         self.sort = Sort {
-            column: columns::SORTABLE[next],
+            column: sortable[next],
             reversed: false,
         };
     }
