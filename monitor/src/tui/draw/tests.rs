@@ -27,7 +27,6 @@ fn app() -> App {
 /// Every view and pane, at the smallest terminal the view is made for and at a big one.
 #[test]
 fn every_view_at_80x24_and_200x50() {
-    type Setup = fn(&mut App);
     let views: [(&str, Setup); 10] = [
         ("list", |_| {}),
         ("exits", App::open),
@@ -50,6 +49,14 @@ fn every_view_at_80x24_and_200x50() {
         }),
         ("reversed", App::reverse_sort),
     ];
+    snapshot_at_both_sizes(&views, app);
+}
+
+/// How a snapshot test sets up the view it takes.
+type Setup = fn(&mut App);
+
+/// Each view, set up on a fresh `app()`, as an insta snapshot at 80×24 and 200×50.
+fn snapshot_at_both_sizes(views: &[(&str, Setup)], app: fn() -> App) {
     for (name, setup) in views {
         for (width, height) in [(80, 24), (200, 50)] {
             let mut app = app();
@@ -339,7 +346,6 @@ fn app_with_history() -> App {
 
 #[test]
 fn history_as_sparklines_and_charts_at_80x24_and_200x50() {
-    type Setup = fn(&mut App);
     let views: [(&str, Setup); 4] = [
         ("history_list", |_| {}),
         ("history_exits", App::open),
@@ -349,16 +355,7 @@ fn history_as_sparklines_and_charts_at_80x24_and_200x50() {
         }),
         ("history_io", App::open_io),
     ];
-    for (name, setup) in views {
-        for (width, height) in [(80, 24), (200, 50)] {
-            let mut app = app_with_history();
-            setup(&mut app);
-            insta::assert_snapshot!(
-                format!("{name}_{width}x{height}"),
-                render(&app, width, height)
-            );
-        }
-    }
+    snapshot_at_both_sizes(&views, app_with_history);
 }
 
 #[test]
