@@ -579,5 +579,6 @@ fn advised(session: &Session, advisor: &mut Advisor, earlier: &Sample, later: &S
     let evaluation = advisor.advise(&snapshot, &later.vmms);
     snapshot.recommendations = evaluation.recommendations;
     snapshot.advice_inputs_missing = evaluation.unavailable;
+    snapshot.host.state = evaluation.host;
     snapshot
 }

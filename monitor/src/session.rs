@@ -25,7 +25,7 @@ use crate::{
         topology::Topology,
         tracefs::TraceFs,
     },
-    model::{self, Host, HostFamilies, LostEvents, Snapshot, Untrusted, VmFamilies},
+    model::{self, Host, HostFamilies, HostState, LostEvents, Snapshot, Untrusted, VmFamilies},
     privileges,
 };
 
@@ -344,7 +344,12 @@ fn source_losses(
 /// Host name and kernel release, read once: they do not change while kvmtop runs.
 fn read_host(proc_root: &Path) -> Host {
     let (hostname, kernel) = proc::host_identity(proc_root);
-    Host { hostname, kernel }
+    Host {
+        hostname,
+        kernel,
+        // Filled in per window with the advice, which reads these files anyway.
+        state: HostState::default(),
+    }
 }
 
 #[cfg(test)]

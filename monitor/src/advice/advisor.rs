@@ -129,7 +129,9 @@ impl Advisor {
             host_observations,
             vms: vm_inputs,
         };
-        self.engine.evaluate(&inputs)
+        let mut evaluation = self.engine.evaluate(&inputs);
+        evaluation.host = inputs.host_state();
+        evaluation
     }
 
     /// Forgets the advice history of processes that exited or whose pid now names another

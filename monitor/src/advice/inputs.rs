@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::facts::{HostFacts, VmFacts, VmStat};
+use crate::model::{HostState, Untrusted};
 
 /// Everything one evaluation looks at.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,6 +56,33 @@ impl HostObservations {
                 after.numa_hint_faults_local,
             ),
             ..Self::default()
+        }
+    }
+}
+
+impl Inputs {
+    /// The host's capacity and memory management as these inputs read them.
+    #[must_use]
+    pub fn host_state(&self) -> HostState {
+        let host = &self.host;
+        let observed = &self.host_observations;
+        HostState {
+            cpus: host
+                .online_cpus
+                .as_ref()
+                .and_then(|cpus| u32::try_from(cpus.len()).ok())
+                .filter(|&n| n > 0),
+            cpu_busy: observed.cpu_busy_share,
+            memory_bytes: host.meminfo.mem_total,
+            memory_available_bytes: host.meminfo.mem_available,
+            swap_bytes: host.meminfo.swap_total,
+            swap_free_bytes: host.meminfo.swap_free,
+            swap_in_pages_per_second: observed.swap_in_pages_per_s,
+            swap_out_pages_per_second: observed.swap_out_pages_per_s,
+            transparent_hugepages: host.thp.enabled.as_deref().map(Untrusted::new),
+            ksm_run: host.ksm.run,
+            ksm_pages_sharing: host.ksm.pages_sharing,
+            numa_balancing: host.numa_balancing,
         }
     }
 }

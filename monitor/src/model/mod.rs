@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod advice;
 pub mod histogram;
+pub mod host;
 pub mod interned;
 pub mod recorded;
 pub mod running;
@@ -22,6 +23,7 @@ pub use exits::{
     DetailCount, DetailGroup, DetailKind, ExitSource, Exits, HostExits, Isa, ReasonCount, VcpuTime,
 };
 pub use histogram::{Bucket, Histogram, LatencySummary};
+pub use host::{Host, HostState};
 pub use running::rate;
 pub use source::{Attachment, LostEvents, SourceState};
 pub use untrusted::Untrusted;
@@ -129,12 +131,6 @@ impl FamilyState<'_> {
     pub fn lost_in_window(&self, source: &str) -> u64 {
         self.lost.get(source).map_or(0, |lost| lost.count)
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct Host {
-    pub hostname: String,
-    pub kernel: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]

@@ -1,9 +1,10 @@
 //! `kvmtop snapshot --format text`: a plain report for terminals and tickets.
 
-use std::io::Write;
+use std::{fmt::Write as _, io::Write};
 
 use crate::{
-    model::{Snapshot, SourceState},
+    format,
+    model::{Snapshot, SourceState, untrusted::sanitize},
     output::families,
 };
 
@@ -14,10 +15,12 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         out,
         "kvmtop {} on {} (Linux {}), window {:.1} s",
         snapshot.kvmtop_version,
-        snapshot.host.hostname,
-        snapshot.host.kernel,
+        // Written by whoever made a recording being exported: never raw to a terminal.
+        sanitize(&snapshot.host.hostname),
+        sanitize(&snapshot.host.kernel),
         snapshot.window.duration_seconds
     )?;
+    write_host(out, snapshot)?;
     write_sources(out, snapshot)?;
     write_losses(out, snapshot)?;
     if snapshot.vms.is_empty() {
@@ -40,6 +43,88 @@ pub fn write(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
     for problem in &snapshot.problems {
         writeln!(out, "note: {problem}")?;
     }
+    Ok(())
+}
+
+/// What the host has and what the VMs ask of it (a line each), leaving out what is unknown:
+/// "host: 16 CPUs busy 42% · memory 64GiB available 20GiB · swap 8.0GiB free 7.0GiB, in 0 out
+/// 12 pages/s · THP madvise · KSM running · NUMA balancing on" ("no swap" without any) and "guests: 3 vCPUs on 16
+/// CPUs (0.2×) · RAM 12GiB of 72GiB memory and swap (0.2×)".
+fn write_host(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
+    let host = &snapshot.host.state;
+    let mut parts = Vec::new();
+    if let Some(cpus) = host.cpus {
+        let busy = host
+            .cpu_busy
+            .map(|b| format!(" busy {}", format::share(Some(b))))
+            .unwrap_or_default();
+        parts.push(format!("{cpus} CPUs{busy}"));
+    }
+    if let Some(memory) = host.memory_bytes {
+        let available = host
+            .memory_available_bytes
+            .map(|a| format!(" available {}", format::bytes(a)))
+            .unwrap_or_default();
+        parts.push(format!("memory {}{available}", format::bytes(memory)));
+    }
+    match host.swap_bytes {
+        Some(0) => parts.push("no swap".to_owned()),
+        Some(swap) => {
+            let mut line = format!("swap {}", format::bytes(swap));
+            if let Some(free) = host.swap_free_bytes {
+                let _ = write!(line, " free {}", format::bytes(free));
+            }
+            if let (Some(swap_in), Some(swap_out)) = (
+                host.swap_in_pages_per_second,
+                host.swap_out_pages_per_second,
+            ) {
+                let _ = write!(
+                    line,
+                    ", in {} out {} pages/s",
+                    format::rate(swap_in),
+                    format::rate(swap_out)
+                );
+            }
+            parts.push(line);
+        }
+        None => {}
+    }
+    if let Some(thp) = &host.transparent_hugepages {
+        parts.push(format!("THP {thp}"));
+    }
+    if let Some(ksm) = host.ksm_label() {
+        parts.push(format!("KSM {ksm}"));
+    }
+    if let Some(balancing) = host.numa_balancing_label() {
+        parts.push(format!("NUMA balancing {balancing}"));
+    }
+    if !parts.is_empty() {
+        writeln!(out, "host: {}", parts.join(" · "))?;
+    }
+    let demand = snapshot.demand();
+    let mut parts = vec![format!("{} vCPUs", demand.vcpus)];
+    if let (Some(cpus), Some(ratio)) = (host.cpus, demand.cpu_overcommit(host)) {
+        let _ = write!(parts[0], " on {cpus} CPUs ({ratio:.1}×)");
+    }
+    if demand.memory_known > 0 {
+        let at_least = if demand.memory_unknown > 0 {
+            "at least "
+        } else {
+            ""
+        };
+        let mut line = format!("RAM {at_least}{}", format::bytes(demand.memory_bytes));
+        if let (Some(committable), Some(ratio)) =
+            (host.memory_and_swap_bytes(), demand.memory_overcommit(host))
+        {
+            let _ = write!(
+                line,
+                " of {} memory and swap ({ratio:.1}×)",
+                format::bytes(committable)
+            );
+        }
+        parts.push(line);
+    }
+    writeln!(out, "guests: {}", parts.join(" · "))?;
     Ok(())
 }
 
@@ -195,6 +280,42 @@ mod tests {
         );
         assert!(text.contains("TLB shootdowns: sent 600/s"), "{text}");
         assert!(text.contains("waited behind: idle-db 60%"), "{text}");
+        assert!(
+            text.contains(
+                "host: 16 CPUs busy 42% · memory 64GiB available 20GiB · swap 8.0GiB free 7.0GiB, \
+                 in 0 out 12 pages/s · THP madvise · KSM running · NUMA balancing on"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "guests: 3 vCPUs on 16 CPUs (0.2×) · RAM at least 8.0GiB of 72GiB memory and \
+                 swap (0.1×)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_host_line_shows_only_what_is_known_and_nothing_raw() {
+        let mut snapshot = fixture::snapshot();
+        snapshot.host.hostname = "hv1\u{1b}]0;owned\u{7}".into();
+        snapshot.host.state = crate::model::HostState {
+            transparent_hugepages: Some("\u{1b}[2J".into()),
+            swap_bytes: Some(0),
+            swap_in_pages_per_second: Some(0.0),
+            swap_out_pages_per_second: Some(0.0),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        super::write(&mut out, &snapshot).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("host: no swap · THP \u{fffd}[2J\n"), "{text}");
+        assert!(
+            text.contains("guests: 3 vCPUs · RAM at least 8.0GiB\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ impl Engine {
         Evaluation {
             recommendations,
             unavailable: strict.unavailable,
+            host: crate::model::HostState::default(),
         }
     }
 }

@@ -25,6 +25,7 @@ use catalog::{C5, E7, H2, I3, M6};
 pub use catalog::{catalog, explain, rule};
 pub use engine::Engine;
 
+use crate::model::HostState;
 pub use crate::model::advice::{
     Change, Comparison, Evidence, Recommendation, RuleFamily, RuleInfo, Severity, Source,
     StaticChange, Target, Unavailable, Value,
@@ -37,6 +38,10 @@ pub struct Evaluation {
     pub recommendations: Vec<Recommendation>,
     /// Inputs out of reach this time, one entry per rule and input.
     pub unavailable: Vec<Unavailable>,
+    /// The host's capacity and memory management as the inputs read them, for the snapshot:
+    /// the rules read these files every window anyway. Left unknown by the rules themselves;
+    /// the [`super::Advisor`] fills it in.
+    pub host: HostState,
 }
 
 /// A part of a rule that no input can decide, and why.
@@ -228,5 +233,6 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Evaluation {
     Evaluation {
         recommendations,
         unavailable,
+        host: HostState::default(),
     }
 }

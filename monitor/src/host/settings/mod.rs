@@ -91,6 +91,7 @@ pub struct KvmParams {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MemInfo {
     pub mem_total: Option<u64>,
+    pub mem_available: Option<u64>,
     pub swap_total: Option<u64>,
     pub swap_free: Option<u64>,
     /// Pages of the default huge page size.
@@ -181,6 +182,7 @@ impl HostFacts {
             nodes: topology.nodes,
             meminfo: MemInfo {
                 mem_total: field_value(&meminfo, "MemTotal"),
+                mem_available: field_value(&meminfo, "MemAvailable"),
                 swap_total: field_value(&meminfo, "SwapTotal"),
                 swap_free: field_value(&meminfo, "SwapFree"),
                 hugepages_total: field_value(&meminfo, "HugePages_Total"),
