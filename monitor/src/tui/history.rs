@@ -3,8 +3,13 @@
 //! window, the last [`WINDOWS`] windows, keyed by (pid, start time) so a pid reused by another
 //! VM starts afresh; a VM's history goes when it does.
 //!
-//! Memory: a `Point` is 36 bytes, so 600 windows of 100 VMs are 100 × 600 × 36 B ≈ 2.1 MB (plus
-//! a ring's few words per VM).
+//! Besides the list's figures, a point keeps the lines of the drill-down charts as [`Detail`]s:
+//! the VM's busiest exit reasons with their p99, every vCPU's steal, the busiest host devices
+//! with their p99 — labels as indices into one table of names per view.
+//!
+//! Memory: a `Point` is 56 bytes plus 8 per detail. A VM with 4 vCPUs, 4 busy exit reasons and
+//! one device keeps about 16 details, so 600 windows of 100 VMs are 100 × 600 × 184 B ≈ 11 MB
+//! (plus a ring's few words per VM); the caps below bound it for any VM.
 //!
 //! The flight recorder keeps whole windows, compressed, on disk; decoding them for a sparkline
 //! on every frame would cost far more than these few figures kept as they pass.
@@ -17,8 +22,14 @@ use crate::model::{Snapshot, Vm};
 /// Windows kept per VM: ten minutes at the default one-second interval.
 pub const WINDOWS: usize = 600;
 
+/// Exit reasons kept per window (the busiest), vCPUs (the most stolen from) and devices (the
+/// busiest): the charts draw the first few of these over their whole span.
+const REASONS: usize = 6;
+const VCPUS: usize = 16;
+const DEVICES: usize = 4;
+
 /// One VM's figures in one window.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Point {
     /// All exits per second (`kvm_exit` and userspace).
     pub exits: f32,
@@ -32,12 +43,60 @@ pub struct Point {
     pub memory: f32,
     /// Rules in force for the VM.
     pub advice: u8,
+    /// The drill-down charts' lines.
+    pub details: Box<[Detail]>,
+}
+
+/// What a [`Detail`] measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Measure {
+    /// An exit reason's events per second.
+    ReasonRate,
+    /// An exit reason's p99 handling latency, ns.
+    ReasonP99,
+    /// A vCPU's run-queue wait, share of its wall time (0–1).
+    VcpuSteal,
+    /// A host device's requests per second from the VM.
+    DeviceIops,
+    /// A host device's p99 latency (issue → completion) for the VM's requests, ns.
+    DeviceP99,
+}
+
+/// One line's value in one window: an exit reason's rate, a vCPU's steal, a device's p99, …
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Detail {
+    pub measure: Measure,
+    /// Index of the reason, vCPU or device name in [`History::label`].
+    pub label: u16,
+    pub value: f32,
+}
+
+/// Names of the detail lines (exit reasons, vCPUs, devices), each stored once. Reasons and
+/// devices come from the kernel or, in replay, from a recording: the table stops growing at
+/// `u16::MAX` names, after which new names go unrecorded.
+#[derive(Debug, Default)]
+struct Labels {
+    names: Vec<String>,
+    ids: HashMap<String, u16>,
+}
+
+impl Labels {
+    fn id(&mut self, name: &str) -> Option<u16> {
+        if let Some(&id) = self.ids.get(name) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.names.len()).ok()?;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        Some(id)
+    }
 }
 
 /// Per VM, its last windows, oldest first.
 #[derive(Debug, Default)]
 pub struct History {
     vms: HashMap<(u32, u64), VecDeque<Point>>,
+    labels: Labels,
 }
 
 impl History {
@@ -54,11 +113,20 @@ impl History {
             if ring.len() == WINDOWS {
                 ring.pop_front();
             }
-            ring.push_back(point(vm, snapshot));
+            ring.push_back(point(vm, snapshot, &mut self.labels));
         }
     }
 
-    /// Forgets everything (a replay that jumped).
+    /// The name of a detail line (exit reason, vCPU, device) as kept: shown sanitized.
+    #[must_use]
+    pub fn label(&self, id: u16) -> &str {
+        self.labels
+            .names
+            .get(usize::from(id))
+            .map_or("?", String::as_str)
+    }
+
+    /// Forgets everything (a replay that jumped); the names stay, they are few.
     pub fn clear(&mut self) {
         self.vms.clear();
     }
@@ -70,7 +138,7 @@ impl History {
     }
 }
 
-fn point(vm: &Vm, snapshot: &Snapshot) -> Point {
+fn point(vm: &Vm, snapshot: &Snapshot, labels: &mut Labels) -> Point {
     #[expect(clippy::cast_possible_truncation, reason = "figures for a chart")]
     let figure = |column: VmColumn| match column.sort_value(vm, snapshot) {
         SortValue::Number(n) => n as f32,
@@ -86,7 +154,74 @@ fn point(vm: &Vm, snapshot: &Snapshot) -> Point {
         on_cpu: figure(VmColumn::OnCpu),
         memory: figure(VmColumn::Memory),
         advice: u8::try_from(super::columns::advice_ids(snapshot, vm.pid).len()).unwrap_or(u8::MAX),
+        details: details(vm, labels).into_boxed_slice(),
     }
+}
+
+/// The lines the drill-down charts draw, for one VM and window.
+fn details(vm: &Vm, labels: &mut Labels) -> Vec<Detail> {
+    #[expect(clippy::cast_possible_truncation, reason = "figures for a chart")]
+    let mut push = |details: &mut Vec<Detail>, measure, name: &str, value: f64| {
+        if let Some(label) = labels.id(name) {
+            details.push(Detail {
+                measure,
+                label,
+                value: value as f32,
+            });
+        }
+    };
+    let mut details = Vec::new();
+    let mut reasons: Vec<_> = vm
+        .families
+        .exits
+        .by_reason
+        .iter()
+        .filter(|r| r.count > 0)
+        .collect();
+    reasons.sort_by(|a, b| b.rate.total_cmp(&a.rate));
+    for reason in reasons.into_iter().take(REASONS) {
+        push(
+            &mut details,
+            Measure::ReasonRate,
+            &reason.reason,
+            reason.rate,
+        );
+        if let Some(latency) = &reason.latency {
+            #[expect(clippy::cast_precision_loss, reason = "figures for a chart")]
+            let p99 = latency.p99_ns as f64;
+            push(&mut details, Measure::ReasonP99, &reason.reason, p99);
+        }
+    }
+    let mut vcpus: Vec<(u32, f64)> = vm
+        .vcpus
+        .iter()
+        .filter_map(|v| Some((v.index?, v.sched.as_ref()?.figures.steal?)))
+        .collect();
+    vcpus.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    for (index, steal) in vcpus.into_iter().take(VCPUS) {
+        push(
+            &mut details,
+            Measure::VcpuSteal,
+            &format!("vCPU {index}"),
+            steal,
+        );
+    }
+    let mut devices: Vec<_> = vm.families.block.devices.iter().collect();
+    devices.sort_by(|a, b| b.iops.total_cmp(&a.iops));
+    for device in devices.into_iter().take(DEVICES) {
+        push(
+            &mut details,
+            Measure::DeviceIops,
+            &device.device,
+            device.iops,
+        );
+        if let Some(latency) = &device.latency {
+            #[expect(clippy::cast_precision_loss, reason = "figures for a chart")]
+            let p99 = latency.p99_ns as f64;
+            push(&mut details, Measure::DeviceP99, &device.device, p99);
+        }
+    }
+    details
 }
 
 impl Point {
@@ -147,7 +282,7 @@ mod tests {
             history.record(&snapshot);
         }
         assert_eq!(history.of(&snapshot.vms[0]).unwrap().len(), WINDOWS);
-        let web = history.of(&snapshot.vms[0]).unwrap()[0];
+        let web = history.of(&snapshot.vms[0]).unwrap()[0].clone();
         assert!(
             web.exits > 100_000.0 && (web.steal - 0.12).abs() < 0.005,
             "{web:?}"
@@ -158,6 +293,47 @@ mod tests {
         history.record(&snapshot);
         assert_eq!(history.of(&snapshot.vms[1]).unwrap().len(), 1);
         assert_eq!(history.vms.len(), 2, "the old one is gone");
+    }
+
+    #[test]
+    fn the_drill_down_lines_are_kept_per_window_and_capped() {
+        let mut history = History::default();
+        let mut snapshot = fixture::snapshot();
+        let web = &mut snapshot.vms[0];
+        // More reasons than kept: copies of the fixture's with their own names and rates.
+        let template = web.families.exits.by_reason[0].clone();
+        for k in 0..10_u32 {
+            let mut reason = template.clone();
+            reason.reason = format!("R{k}");
+            reason.rate = f64::from(k);
+            web.families.exits.by_reason.push(reason);
+        }
+        history.record(&snapshot);
+        let point = &history.of(&snapshot.vms[0]).unwrap()[0];
+        let names = |measure: Measure| -> Vec<String> {
+            point
+                .details
+                .iter()
+                .filter(|d| d.measure == measure)
+                .map(|d| history.label(d.label).to_owned())
+                .collect()
+        };
+        let reasons = names(Measure::ReasonRate);
+        assert_eq!(reasons.len(), REASONS, "{reasons:?}");
+        assert!(
+            !reasons.contains(&"R0".to_owned()),
+            "the quietest are left out"
+        );
+        assert_eq!(names(Measure::ReasonP99).len(), REASONS);
+        assert_eq!(names(Measure::VcpuSteal), ["vCPU 0", "vCPU 1"]);
+        assert_eq!(names(Measure::DeviceIops), ["nvme0n1"]);
+        assert_eq!(names(Measure::DeviceP99), ["nvme0n1"]);
+        let steal = point
+            .details
+            .iter()
+            .find(|d| d.measure == Measure::VcpuSteal)
+            .unwrap();
+        assert!(steal.value > 0.0 && steal.value <= 1.0, "{steal:?}");
     }
 
     #[test]

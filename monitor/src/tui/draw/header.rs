@@ -1,6 +1,7 @@
 //! The header: the title (host, kernel, window; PAUSED while paused) and the health line —
 //! whether every kernel source is live, what was lost in the window, the advice in force by
-//! severity. The sources themselves are one key away (`s`, [`super::overlay::sources`]).
+//! severity — and the host's capacity against the VMs' demand ([`super::capacity`]). The sources
+//! themselves are one key away (`s`, [`super::overlay::sources`]).
 
 use ratatui::{
     style::{Modifier, Style},
@@ -17,57 +18,9 @@ pub fn lines(snapshot: &Snapshot, app: &App, width: u16) -> Vec<Line<'static>> {
     vec![
         title(snapshot, app, width),
         health(snapshot, width),
-        guests(snapshot, width),
+        super::capacity::cpus(snapshot, width),
+        super::capacity::memory(snapshot, width),
     ]
-}
-
-/// What the VMs take of the host, from the VMs' own figures: their vCPUs, the CPUs those keep
-/// busy, the run-queue wait over all of them, and their resident memory.
-/// "3 VMs · 6 vCPUs · vCPUs busy 2.4 CPUs · steal 12% · resident 9.5GiB"
-fn guests(snapshot: &Snapshot, width: u16) -> Line<'static> {
-    let vcpus: usize = snapshot
-        .vms
-        .iter()
-        .map(|vm| vm.vcpus.iter().filter(|v| v.index.is_some()).count())
-        .sum();
-    let mut busy = 0.0;
-    let mut steal_weighted = 0.0;
-    let mut measured_threads = 0.0;
-    for vm in &snapshot.vms {
-        let figures = &vm.families.sched.vcpus;
-        let threads = f64::from(figures.threads);
-        if let (Some(on_cpu), Some(steal)) = (figures.on_cpu, figures.steal) {
-            busy += on_cpu * threads;
-            steal_weighted += steal * threads;
-            measured_threads += threads;
-        }
-    }
-    let resident: u64 = snapshot
-        .vms
-        .iter()
-        .filter_map(|vm| vm.families.numa.memory.as_ref())
-        .map(|m| m.resident_bytes)
-        .sum();
-    let mut segments = vec![vec![Span::raw(format!(
-        "{} VMs · {vcpus} vCPUs",
-        snapshot.vms.len()
-    ))]];
-    if measured_threads > 0.0 {
-        let steal = steal_weighted / measured_threads;
-        let style = super::steal_style(steal);
-        segments.push(vec![Span::raw(format!(" · vCPUs busy {busy:.1} CPUs"))]);
-        segments.push(vec![
-            Span::raw(" · steal "),
-            Span::styled(crate::format::share(Some(steal)), style),
-        ]);
-    }
-    if resident > 0 {
-        segments.push(vec![Span::raw(format!(
-            " · resident {}",
-            crate::format::bytes(resident)
-        ))]);
-    }
-    fitted_line(segments, width)
 }
 
 fn title(snapshot: &Snapshot, app: &App, width: u16) -> Line<'static> {

@@ -2,6 +2,7 @@
 //! footer and the panes over them in modules of their own.
 
 mod advice;
+mod capacity;
 mod chart;
 mod exits;
 mod fit;

@@ -319,8 +319,8 @@ fn without_colour_the_emphasis_stays() {
     );
 }
 
-/// The fixture over 40 windows of 2 s: web-1's exits and I/O rise and fall, its steal climbs,
-/// and its advice (C1) comes into force in the 25th window.
+/// The fixture over 40 windows of 2 s: web-1's exits and I/O rise and fall, its steal (and each
+/// vCPU's) climbs, and its advice (C1) comes into force in the 25th window.
 fn app_with_history() -> App {
     let mut app = App::new(Duration::from_secs(2));
     for i in 0..40_u32 {
@@ -335,6 +335,14 @@ fn app_with_history() -> App {
             device.iops *= 2.0 - wave;
         }
         web.families.sched.vcpus.steal = Some(f64::from(i) / 100.0);
+        // Each vCPU's steal climbs at its own pace.
+        for (k, vcpu) in web.vcpus.iter_mut().enumerate() {
+            if let Some(sched) = &mut vcpu.sched {
+                #[expect(clippy::cast_precision_loss, reason = "a handful of vCPUs")]
+                let pace = (k + 1) as f64 / 2.0;
+                sched.figures.steal = Some(f64::from(i) / 100.0 * pace);
+            }
+        }
         if i < 24 {
             snapshot.recommendations.clear();
         }
