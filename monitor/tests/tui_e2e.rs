@@ -119,6 +119,7 @@ fn drive_the_keys(width: u16, height: u16, busy_pid: u32) {
             && busy_row(&screen).is_some_and(|row| row.contains('k'))
     });
     assert_no_cut_words(&tmux.screen(), &size);
+    assert_host_lines(&tmux.screen(), width, &size);
 
     // r reverses the order.
     tmux.key("r");
@@ -207,7 +208,8 @@ fn every_view_whole(tmux: &Tmux, size: &str, busy_pid: u32) {
     tmux.wait_until("the list again", |t| !t.screen().contains("this help"));
     let pid = busy_pid.to_string();
     for (key, shows) in [
-        ("Enter", "— exits"),
+        // The exits view opens with its charts: a line per reason, the busy guest's port I/O.
+        ("Enter", "exits/s ━ IO"),
         ("Tab", "— vCPUs"),
         ("Tab", "— block I/O"),
         ("Escape", "VMs"),
@@ -222,9 +224,33 @@ fn every_view_whole(tmux: &Tmux, size: &str, busy_pid: u32) {
         });
         let screen = tmux.screen();
         assert_no_cut_words(&screen, &format!("{size} after {key}"));
-        if shows.starts_with('—') {
+        if shows.starts_with('—') || shows.starts_with("exits/s") {
             assert!(screen.contains(&format!("(pid {pid})")), "{screen}");
         }
+    }
+}
+
+/// The header's host lines agree with the kernel's own view: the online CPUs (`sysconf`), and on
+/// a wide terminal the THP setting as sysfs shows it.
+fn assert_host_lines(screen: &str, width: u16, size: &str) {
+    // SAFETY: sysconf reads a value and has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    assert!(
+        screen.contains(&format!(" vCPUs on {cpus} CPUs (")),
+        "{cpus} online CPUs in the header ({size}):\n{screen}"
+    );
+    assert!(
+        screen.contains("\nmemory: "),
+        "memory line ({size}):\n{screen}"
+    );
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|text| Some(text.split('[').nth(1)?.split(']').next()?.to_owned()));
+    if let (Some(thp), true) = (thp, width >= 200) {
+        assert!(
+            screen.contains(&format!(" · THP {thp}")),
+            "THP {thp} in the header ({size}):\n{screen}"
+        );
     }
 }
 
