@@ -108,7 +108,7 @@ impl ProcRoot {
     /// Reads at most `limit` bytes; the flag says whether the file was longer.
     fn read_bounded(path: &Path, limit: usize) -> Result<(Vec<u8>, bool), ProcError> {
         let file = File::open(path).map_err(|e| ProcError::io(path, e))?;
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(limit.min(crate::host::read::FIRST_READ) + 1);
         file.take(limit as u64 + 1)
             .read_to_end(&mut buf)
             .map_err(|e| ProcError::io(path, e))?;
