@@ -38,6 +38,12 @@ type ThreadRates = HashMap<(u32, u32), (Option<f64>, Option<f64>)>;
 /// mount table, and change only when an operator reconfigures the VM.
 const FACTS_REFRESH_EVERY: u64 = 10;
 
+/// The host's stable facts (CPUs, nodes, governors, KVM's parameters, `/proc/cpuinfo`) are read
+/// again once every this many windows: about a dozen files per CPU, so thousands a window on a
+/// large host, for facts that change on CPU hotplug or a module reload. Advice that depends on
+/// them follows a change within this many windows.
+const STABLE_FACTS_REFRESH_EVERY: u64 = 30;
+
 /// A VM's facts as last read, and the threads they were read for.
 struct CachedFacts {
     facts: VmFacts,
@@ -65,6 +71,8 @@ pub struct Advisor {
     /// Start time of each VMM process advised on at the last window, by pid.
     processes: HashMap<u32, u64>,
     facts: HashMap<VmmId, CachedFacts>,
+    /// The host's facts of the last window; their stable part is kept between reads.
+    stable_host_facts: Option<HostFacts>,
     windows: u64,
 }
 
@@ -80,6 +88,7 @@ impl Advisor {
             host: None,
             processes: HashMap::new(),
             facts: HashMap::new(),
+            stable_host_facts: None,
             windows: 0,
         }
     }
@@ -105,7 +114,7 @@ impl Advisor {
         self.windows += 1;
         let (threads, host_observations) = self.read_counters(vmms, Some(snapshot));
         self.refresh_facts(vmms);
-        let host = HostFacts::read(&self.roots);
+        let host = self.host_facts();
         let uptime = uptime(&self.roots.proc);
         let vm_inputs = vmms
             .iter()
@@ -132,6 +141,24 @@ impl Advisor {
         let mut evaluation = self.engine.evaluate(&inputs);
         evaluation.host = inputs.host_state();
         evaluation
+    }
+
+    /// The host's facts for this window: the stable ones as last read (again every
+    /// [`STABLE_FACTS_REFRESH_EVERY`] windows), the others read now, with the `/proc/vmstat`
+    /// reading the window's counters took.
+    fn host_facts(&mut self) -> HostFacts {
+        let due = self.windows.is_multiple_of(STABLE_FACTS_REFRESH_EVERY);
+        let mut facts = match self.stable_host_facts.take() {
+            Some(facts) if !due => facts,
+            _ => HostFacts::read_stable(&self.roots),
+        };
+        let vmstat = self.host.as_ref().map_or_else(
+            || HostFacts::read_vmstat(&self.roots),
+            |(_, v, _)| v.clone(),
+        );
+        facts.refresh(&self.roots, vmstat);
+        self.stable_host_facts = Some(facts.clone());
+        facts
     }
 
     /// Forgets the advice history of processes that exited or whose pid now names another

@@ -14,6 +14,24 @@ pub fn named<V: Clone>(pairs: &[(&str, V)]) -> BTreeMap<String, V> {
         .collect()
 }
 
+/// A copy of the directory tree `from` at `to`, symbolic links kept as links: a writable copy of
+/// a fixture, to change in one place.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        let dest = to.join(entry.file_name());
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), dest).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
 /// Asserts that no line of a rendered screen holds a character a terminal would act on
 /// (controls, escapes, bidirectional overrides): what guest owners name reaches it escaped.
 pub fn assert_terminal_safe(screen: &str) {

@@ -62,3 +62,31 @@ fn a_new_vm_on_a_reused_pid_starts_without_the_old_ones_history() {
     );
     assert!(!about_4242(&advisor.advise(&with_vm, &[web(124)])).is_empty());
 }
+
+#[test]
+fn stable_host_facts_are_read_again_only_every_so_many_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::testing::copy_tree(fixture("defaults").proc.parent().unwrap(), dir.path());
+    let roots = Roots::under(dir.path().to_path_buf());
+    let online = roots.sys.join("devices/system/cpu/online");
+    let thp = roots.sys.join("kernel/mm/transparent_hugepage/enabled");
+    let mut advisor = Advisor::new(Thresholds::default(), roots);
+    let vmms = [web(123)];
+    advisor.start_window(&vmms);
+    let host = |advisor: &mut Advisor| advisor.advise(&snapshot(), &vmms).host;
+    let first = host(&mut advisor);
+    assert_eq!(first.cpus, Some(4));
+    assert_eq!(first.transparent_hugepages, Some("madvise".into()));
+    // CPUs go offline (stable: read again later); THP changes (read every window).
+    std::fs::write(&online, "0-1\n").unwrap();
+    std::fs::write(&thp, "[always] madvise never\n").unwrap();
+    let next = host(&mut advisor);
+    assert_eq!(next.transparent_hugepages, Some("always".into()));
+    assert_eq!(next.cpus, Some(4), "the CPUs as last read");
+    let mut windows = 2;
+    while windows < STABLE_FACTS_REFRESH_EVERY + 1 && host(&mut advisor).cpus == Some(4) {
+        windows += 1;
+    }
+    assert_eq!(host(&mut advisor).cpus, Some(2), "after {windows} windows");
+    assert!(windows <= STABLE_FACTS_REFRESH_EVERY, "{windows}");
+}

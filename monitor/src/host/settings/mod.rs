@@ -155,42 +155,58 @@ impl HostFacts {
     /// Reads every fact under `roots`. Never fails: what cannot be read stays `None`.
     #[must_use]
     pub fn read(roots: &Roots) -> Self {
-        let mm = roots.sys.join("kernel/mm");
-        let thp = mm.join("transparent_hugepage");
-        let ksm = mm.join("ksm");
+        let mut facts = Self::read_stable(roots);
+        facts.refresh(roots, Self::read_vmstat(roots));
+        facts
+    }
+
+    /// The facts that change only when the host is reconfigured — virtualisation support,
+    /// KVM's module parameters, the CPUs, nodes and their governors — and are costly to read
+    /// on a large host (`/proc/cpuinfo`, a dozen sysfs files per CPU). The others stay unknown
+    /// until [`Self::refresh`].
+    #[must_use]
+    pub fn read_stable(roots: &Roots) -> Self {
         let topology = CpuTopology::read(&roots.sys);
-        let meminfo = read_text(&roots.proc.join("meminfo")).unwrap_or_default();
-        let vmstat = read_text(&roots.proc.join("vmstat")).unwrap_or_default();
         Self {
             virtualization: read_virtualization(roots),
-            thp: Thp {
-                enabled: read_choice(&thp.join("enabled")),
-                defrag: read_choice(&thp.join("defrag")),
-            },
-            ksm: Ksm {
-                run: read_u64(&ksm.join("run")),
-                pages_shared: read_u64(&ksm.join("pages_shared")),
-                pages_sharing: read_u64(&ksm.join("pages_sharing")),
-                pages_unshared: read_u64(&ksm.join("pages_unshared")),
-                merge_across_nodes: read_u64(&ksm.join("merge_across_nodes")),
-            },
-            numa_balancing: read_u64(&roots.proc.join("sys/kernel/numa_balancing")),
             kvm: read_kvm(roots),
             online_cpus: topology.online,
             cpus: topology.cpus,
             smt_active: topology.smt_active,
             nodes: topology.nodes,
-            meminfo: MemInfo {
-                mem_total: field_value(&meminfo, "MemTotal"),
-                mem_available: field_value(&meminfo, "MemAvailable"),
-                swap_total: field_value(&meminfo, "SwapTotal"),
-                swap_free: field_value(&meminfo, "SwapFree"),
-                hugepages_total: field_value(&meminfo, "HugePages_Total"),
-                hugepages_free: field_value(&meminfo, "HugePages_Free"),
-                hugepagesize: field_value(&meminfo, "Hugepagesize"),
-            },
-            vmstat: VmStat::parse(&vmstat),
+            ..Self::default()
         }
+    }
+
+    /// Re-reads the facts that change while VMs run — memory management (THP, KSM, NUMA
+    /// balancing) and memory — and takes `vmstat`, read by the caller once for the window.
+    pub fn refresh(&mut self, roots: &Roots, vmstat: VmStat) {
+        let mm = roots.sys.join("kernel/mm");
+        let thp = mm.join("transparent_hugepage");
+        let ksm = mm.join("ksm");
+        let meminfo = read_text(&roots.proc.join("meminfo")).unwrap_or_default();
+        self.thp = Thp {
+            enabled: read_choice(&thp.join("enabled")),
+            defrag: read_choice(&thp.join("defrag")),
+        };
+        self.ksm = Ksm {
+            run: read_u64(&ksm.join("run")),
+            pages_shared: read_u64(&ksm.join("pages_shared")),
+            pages_sharing: read_u64(&ksm.join("pages_sharing")),
+            pages_unshared: read_u64(&ksm.join("pages_unshared")),
+            merge_across_nodes: read_u64(&ksm.join("merge_across_nodes")),
+        };
+        self.numa_balancing = read_u64(&roots.proc.join("sys/kernel/numa_balancing"));
+        self.meminfo = MemInfo {
+            mem_total: field_value(&meminfo, "MemTotal"),
+            mem_available: field_value(&meminfo, "MemAvailable"),
+            swap_total: field_value(&meminfo, "SwapTotal"),
+            swap_free: field_value(&meminfo, "SwapFree"),
+            hugepages_total: field_value(&meminfo, "HugePages_Total"),
+            hugepages_free: field_value(&meminfo, "HugePages_Free"),
+            hugepagesize: field_value(&meminfo, "Hugepagesize"),
+        };
+        self.vmstat = vmstat;
     }
 }
 
