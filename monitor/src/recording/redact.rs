@@ -88,6 +88,9 @@ struct Redacting {
     in_string: bool,
     /// The string being written, unescaped; its buffer is kept for the next one.
     string: String,
+    /// Whether the string being written had an escaped character: without one, the text as
+    /// held is already what JSON writes between the quotes.
+    escaped: bool,
     /// Whether an object key is being written.
     in_key: bool,
     /// The last object key written, unredacted: the name of the value being written.
@@ -97,6 +100,7 @@ struct Redacting {
 impl Formatter for Redacting {
     fn begin_string<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
         self.in_string = true;
+        self.escaped = false;
         self.string.clear();
         Ok(())
     }
@@ -123,6 +127,7 @@ impl Formatter for Redacting {
             // Only strings have escapes; written as the default formatter would.
             return serde_json::ser::CompactFormatter.write_char_escape(writer, char_escape);
         }
+        self.escaped = true;
         self.string.push(match char_escape {
             CharEscape::Quote => '"',
             CharEscape::ReverseSolidus => '\\',
@@ -156,8 +161,16 @@ impl Formatter for Redacting {
         if self.in_key {
             self.key.clone_from(&self.string);
         }
-        // A `&str` serializes as one escaped JSON string, quotes included.
-        serde_json::to_writer(&mut *writer, &*secrets(&self.string)).map_err(io::Error::other)
+        match secrets(&self.string) {
+            // Nothing redacted, nothing to escape (almost every string): written as it came.
+            Cow::Borrowed(_) if !self.escaped => {
+                writer.write_all(b"\"")?;
+                writer.write_all(self.string.as_bytes())?;
+                writer.write_all(b"\"")
+            }
+            // A `&str` serializes as one escaped JSON string, quotes included.
+            clean => serde_json::to_writer(&mut *writer, &*clean).map_err(io::Error::other),
+        }
     }
 
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
@@ -468,7 +481,10 @@ mod tests {
             [(7, "password=x"), (4_000_000_000, "b")].into();
         let signed: std::collections::BTreeMap<i64, u8> = [(-3, 1), (i64::MAX, 2)].into();
         let flags: std::collections::BTreeMap<bool, u128> = [(true, u128::MAX)].into();
-        let document = (numbered, signed, flags, [1.5_f64, -0.0], true);
+        // Strings with and without characters to escape, written byte for byte as serde_json
+        // writes them.
+        let texts = ["plain ünïcode", "tab\there \"quoted\" \\ \u{1}\u{7f}", ""];
+        let document = (numbered, signed, flags, [1.5_f64, -0.0], true, texts);
         let ours = String::from_utf8(to_json(&document).unwrap()).unwrap();
         let theirs = String::from_utf8(serde_json::to_vec(&document).unwrap()).unwrap();
         assert_eq!(ours, theirs.replace("password=x", "password=(redacted)"));
