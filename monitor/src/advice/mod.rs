@@ -18,7 +18,7 @@ pub mod inputs;
 pub mod observe;
 pub mod rules;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use advisor::Advisor;
 pub use config::{ConfigError, Thresholds};
