@@ -48,9 +48,7 @@ impl Exporter {
     /// add each window's counts.
     pub fn window(&mut self, snapshot: &Snapshot) -> anyhow::Result<String> {
         let metric_families = self.window_families(snapshot)?;
-        let mut text = Vec::new();
-        TextEncoder::new().encode(&metric_families, &mut text)?;
-        Ok(String::from_utf8(text)?)
+        encode(&metric_families, snapshot.vms.len())
     }
 
     /// Counts a window and returns its exposition unrendered: `serve` renders a window when it
@@ -111,10 +109,17 @@ impl Pending {
                 details: &self.details,
             },
         )?;
-        let mut text = Vec::new();
-        TextEncoder::new().encode(&metric_families, &mut text)?;
-        Ok(String::from_utf8(text)?)
+        encode(&metric_families, self.snapshot.vms.len())
     }
+}
+
+/// The text exposition of `metric_families`, of a window of `vms` VMs.
+fn encode(metric_families: &[MetricFamily], vms: usize) -> anyhow::Result<String> {
+    // Room for the usual exposition up front (about 10 KB a VM at `full`, measured at 100
+    // VMs), so encoding does not grow the buffer through a dozen copies of itself.
+    let mut text = Vec::with_capacity((16 << 10) + vms * (10 << 10));
+    TextEncoder::new().encode(metric_families, &mut text)?;
+    Ok(String::from_utf8(text)?)
 }
 
 /// The metric families of `snapshot`: the VMs' identities, every family's metrics at
