@@ -119,10 +119,11 @@ pub fn window(
     proc_root: &Path,
     process_names: &ProcessNames,
 ) -> Vec<ContenderFigures> {
+    // This VM's keys only: with every VM waiting behind every other one, the map holds VMs ×
+    // VMs keys, and filtering all of them for each VM made the window quadratic in VMs.
     let mut window: Vec<(Contender, ContenderTotals)> = now
         .contenders
-        .iter()
-        .filter(|((pid, _), _)| *pid == vm.pid)
+        .range((vm.pid, Contender::Idle)..=(vm.pid, Contender::Other))
         .map(|(key, now)| {
             let was = before
                 .and_then(|b| b.contenders.get(key))
@@ -239,6 +240,47 @@ impl ProcessNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vm_gets_its_own_contenders_idle_and_other_included() {
+        let snapshot = crate::testing::fixture::snapshot();
+        let web = &snapshot.vms[0];
+        let totals = |waits: u64| ContenderTotals {
+            waits,
+            wait_ns: waits * 1_000,
+        };
+        let mut now = SchedTotals::default();
+        // Keys of the VMs on either side of web's pid, and web's own of every kind.
+        for pid in [web.pid - 1, web.pid, web.pid + 1] {
+            for contender in [Contender::Idle, Contender::Process(7), Contender::Other] {
+                now.contenders.insert((pid, contender), totals(u64::from(pid)));
+            }
+        }
+        now.contenders
+            .insert((web.pid, Contender::Process(u32::MAX)), totals(1));
+        let proc_root = tempfile::tempdir().unwrap();
+        let listed = window(
+            web,
+            &[],
+            &now,
+            None,
+            proc_root.path(),
+            &ProcessNames::default(),
+        );
+        let kinds: Vec<(Option<u32>, ContenderKind, u64)> =
+            listed.iter().map(|c| (c.pid, c.kind, c.waits)).collect();
+        let own = u64::from(web.pid);
+        assert_eq!(
+            kinds,
+            [
+                (None, ContenderKind::Idle, own),
+                (Some(7), ContenderKind::Host, own),
+                (Some(u32::MAX), ContenderKind::Host, 1),
+                (None, ContenderKind::Other, own),
+            ],
+            "{listed:?}"
+        );
+    }
 
     #[test]
     fn exited_contenders_leave_one_reading_after_they_are_found_gone() {

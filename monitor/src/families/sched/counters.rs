@@ -36,8 +36,9 @@ pub struct SchedTotals {
     pub threads: HashMap<u32, ThreadTotals>,
     /// On-CPU ns per tid and CPU id (of intervals that ended).
     pub cpu_time: HashMap<u32, BTreeMap<u32, u64>>,
-    /// Run-queue wait of each VM (by pid) ended by each contender.
-    pub contenders: HashMap<(u32, Contender), ContenderTotals>,
+    /// Run-queue wait of each VM (by pid) ended by each contender; ordered, so that one VM's
+    /// contenders are one range (there are VMs × contenders of them).
+    pub contenders: BTreeMap<(u32, Contender), ContenderTotals>,
     /// Events of watched threads each source handled, by source name.
     pub watched_events: BTreeMap<&'static str, u64>,
     /// Events not counted because a map was full.
