@@ -64,6 +64,18 @@ pub fn byte_rate(per_second: f64) -> String {
     bytes(per_second.max(0.0).round() as u64)
 }
 
+/// An overcommit ratio: "1.5×", "12×", and "<0.1×" for one that would round to nothing.
+#[must_use]
+pub fn ratio(ratio: f64) -> String {
+    if ratio > 0.0 && ratio < 0.05 {
+        "<0.1×".to_owned()
+    } else if ratio < 9.95 {
+        format!("{ratio:.1}×")
+    } else {
+        format!("{ratio:.0}×")
+    }
+}
+
 /// A share (0–1) as a percentage: "42%", "0.3%", "-" when unknown.
 #[must_use]
 pub fn share(share: Option<f64>) -> String {
@@ -77,6 +89,14 @@ pub fn share(share: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_keep_a_small_one_visible() {
+        assert_eq!(ratio(0.004), "<0.1×");
+        assert_eq!(ratio(0.0), "0.0×");
+        assert_eq!(ratio(1.5), "1.5×");
+        assert_eq!(ratio(12.34), "12×");
+    }
 
     #[test]
     fn rates_are_compact() {

@@ -104,7 +104,7 @@ fn write_host(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
     let demand = snapshot.demand();
     let mut parts = vec![format!("{} vCPUs", demand.vcpus)];
     if let (Some(cpus), Some(ratio)) = (host.cpus, demand.cpu_overcommit(host)) {
-        let _ = write!(parts[0], " on {cpus} CPUs ({ratio:.1}×)");
+        let _ = write!(parts[0], " on {cpus} CPUs ({})", format::ratio(ratio));
     }
     if demand.memory_known > 0 {
         let at_least = if demand.memory_unknown > 0 {
@@ -118,8 +118,9 @@ fn write_host(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         {
             let _ = write!(
                 line,
-                " of {} memory and swap ({ratio:.1}×)",
-                format::bytes(committable)
+                " of {} memory and swap ({})",
+                format::bytes(committable),
+                format::ratio(ratio)
             );
         }
         parts.push(line);

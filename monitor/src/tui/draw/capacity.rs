@@ -44,7 +44,7 @@ pub fn cpus(snapshot: &Snapshot, width: u16) -> Line<'static> {
         segments.push(vec![
             Span::raw(format!(" on {cpus} CPUs ")),
             Span::styled(
-                format!("({ratio:.1}×)"),
+                format!("({})", format::ratio(ratio)),
                 warn_at(ratio, CPU_OVERCOMMIT_WARN),
             ),
         ]);
@@ -103,7 +103,7 @@ pub fn memory(snapshot: &Snapshot, width: u16) -> Line<'static> {
             segments.push(vec![
                 Span::raw(of),
                 Span::styled(
-                    format!("({ratio:.1}×)"),
+                    format!("({})", format::ratio(ratio)),
                     warn_at(ratio, MEMORY_OVERCOMMIT_WARN),
                 ),
             ]);
