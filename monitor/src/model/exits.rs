@@ -269,6 +269,11 @@ pub struct ReasonCount {
 }
 
 impl Exits {
+    /// The reasons that had exits in the window (the others are kept for their running totals).
+    pub fn seen(&self) -> impl Iterator<Item = &ReasonCount> {
+        self.by_reason.iter().filter(|r| r.count > 0)
+    }
+
     /// Hardware exits per second, or userspace exits when the host has no hardware exit events.
     #[must_use]
     pub fn rate_of(&self, source: ExitSource) -> f64 {

@@ -65,6 +65,23 @@ impl HostState {
         })
     }
 
+    /// The memory-management settings as operators name them, those known: "THP madvise",
+    /// "KSM running", "NUMA balancing on".
+    #[must_use]
+    pub fn settings(&self) -> Vec<String> {
+        let mut settings = Vec::new();
+        if let Some(thp) = &self.transparent_hugepages {
+            settings.push(format!("THP {thp}"));
+        }
+        if let Some(ksm) = self.ksm_label() {
+            settings.push(format!("KSM {ksm}"));
+        }
+        if let Some(balancing) = self.numa_balancing_label() {
+            settings.push(format!("NUMA balancing {balancing}"));
+        }
+        settings
+    }
+
     #[must_use]
     pub fn ksm_label(&self) -> Option<&'static str> {
         Some(match self.ksm_run? {

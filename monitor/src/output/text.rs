@@ -89,15 +89,7 @@ fn write_host(out: &mut impl Write, snapshot: &Snapshot) -> anyhow::Result<()> {
         }
         None => {}
     }
-    if let Some(thp) = &host.transparent_hugepages {
-        parts.push(format!("THP {thp}"));
-    }
-    if let Some(ksm) = host.ksm_label() {
-        parts.push(format!("KSM {ksm}"));
-    }
-    if let Some(balancing) = host.numa_balancing_label() {
-        parts.push(format!("NUMA balancing {balancing}"));
-    }
+    parts.extend(host.settings());
     if !parts.is_empty() {
         writeln!(out, "host: {}", parts.join(" · "))?;
     }

@@ -368,9 +368,7 @@ pub fn advice_ids(snapshot: &Snapshot, pid: u32) -> Vec<&'static str> {
 /// "IO 101k", "INTR 3", …: the busiest reasons over all sources.
 fn top_reasons(exits: &Exits) -> Vec<String> {
     exits
-        .by_reason
-        .iter()
-        .filter(|r| r.count > 0)
+        .seen()
         .take(3)
         .map(|r| format!("{} {}", r.reason, format::rate(r.rate)))
         .collect()

@@ -171,13 +171,7 @@ fn details(vm: &Vm, labels: &mut Labels) -> Vec<Detail> {
         }
     };
     let mut details = Vec::new();
-    let mut reasons: Vec<_> = vm
-        .families
-        .exits
-        .by_reason
-        .iter()
-        .filter(|r| r.count > 0)
-        .collect();
+    let mut reasons: Vec<_> = vm.families.exits.seen().collect();
     reasons.sort_by(|a, b| b.rate.total_cmp(&a.rate));
     for reason in reasons.into_iter().take(REASONS) {
         push(

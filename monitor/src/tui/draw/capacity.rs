@@ -147,14 +147,8 @@ pub fn memory(snapshot: &Snapshot, width: u16) -> Line<'static> {
             format::bytes(available)
         ))]);
     }
-    if let Some(thp) = &host.transparent_hugepages {
-        segments.push(vec![Span::raw(format!(" · THP {thp}"))]);
-    }
-    if let Some(ksm) = host.ksm_label() {
-        segments.push(vec![Span::raw(format!(" · KSM {ksm}"))]);
-    }
-    if let Some(balancing) = host.numa_balancing_label() {
-        segments.push(vec![Span::raw(format!(" · NUMA balancing {balancing}"))]);
+    for setting in host.settings() {
+        segments.push(vec![Span::raw(format!(" · {setting}"))]);
     }
     fitted_line(segments, width)
 }

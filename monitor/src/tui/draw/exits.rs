@@ -20,13 +20,7 @@ use super::fit::Column;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
     let title = format!(" {} (pid {}) — exits ", vm.name, vm.pid);
-    let reasons: Vec<&ReasonCount> = vm
-        .families
-        .exits
-        .by_reason
-        .iter()
-        .filter(|r| r.count > 0)
-        .collect();
+    let reasons: Vec<&ReasonCount> = vm.families.exits.seen().collect();
     if reasons.is_empty() && vm.families.exits.details.is_empty() {
         frame.render_widget(
             Paragraph::new("no exits in this window").block(Block::bordered().title(title)),

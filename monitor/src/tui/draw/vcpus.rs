@@ -105,9 +105,8 @@ fn row(vcpu: &Vcpu) -> Vec<String> {
             .map_or_else(|| "-".to_owned(), |m| format::rate(m.rate)),
         cpu,
         vcpu.exits
-            .by_reason
-            .iter()
-            .find(|r| r.count > 0)
+            .seen()
+            .next()
             .map(|r| format!("{} {}", r.reason, format::rate(r.rate)))
             .unwrap_or_default(),
     ]
