@@ -51,8 +51,6 @@ pub fn cpus(snapshot: &Snapshot, width: u16) -> Line<'static> {
     }
     if measured_threads > 0.0 {
         segments.push(vec![Span::raw(format!(" · vCPUs busy {busy:.1} CPUs"))]);
-    }
-    if measured_threads > 0.0 {
         let steal = steal_weighted / measured_threads;
         segments.push(vec![
             Span::raw(" · steal "),
