@@ -8,10 +8,11 @@
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target's core has no 64-bit `fetch_add`, and totals shared between
-// CPUs (block I/O histograms) need one.
+// CPUs (block I/O histograms, exit counts) need one.
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "core_intrinsics, see above")]
 
+mod atomic;
 mod block;
 mod diagnostics;
 mod exits;

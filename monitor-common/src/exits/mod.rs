@@ -1,17 +1,20 @@
-//! VM-exit accounting: the per-CPU map of exit counters and the tracepoint record layouts that
+//! VM-exit accounting: the map of exit counters and the tracepoint record layouts that
 //! userspace reads from tracefs at start-up and hands to the programs as read-only globals.
 
 pub mod details;
 pub mod latency;
 pub mod run_fds;
 
-/// Per-CPU hash map: [`ExitKey`] → number of exits (u64).
+/// Hash map (shared by the CPUs, not preallocated): [`ExitKey`] → number of exits (u64), added
+/// to atomically.
 pub const EXITS_COUNTS_MAP: &str = "EXITS_COUNTS";
 /// Per-CPU array with one u64 slot: exits that could not be counted because `EXITS_COUNTS` was full.
 pub const EXITS_DROPS_MAP: &str = "EXITS_DROPS";
-/// Capacity of `EXITS_COUNTS`: VMs × vCPUs × distinct reasons seen. Userspace removes the keys of
-/// threads that have gone, so this bounds live state, not history.
-pub const EXITS_COUNTS_CAPACITY: u32 = 16_384;
+/// Capacity of `EXITS_COUNTS`: VMs × vCPUs × distinct reasons seen, 16 reasons for each of the
+/// reference host's 16,000 vCPU threads (see [`crate::sizing`]). Userspace removes the keys of
+/// threads that have gone, so this bounds live state, not history; the map is not preallocated,
+/// so a smaller host pays only for the keys it has.
+pub const EXITS_COUNTS_CAPACITY: u32 = 262_144;
 
 /// Program names, as the loader looks them up in the object.
 pub const PROG_KVM_EXIT: &str = "kvm_exit";

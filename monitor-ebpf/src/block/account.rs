@@ -20,6 +20,8 @@ use monitor_common::{
     histogram::{LatencyHist, bucket_of},
 };
 
+use crate::atomic::atomic_add;
+
 #[map(name = "BLOCK_PENDING")]
 static BLOCK_PENDING: HashMap<RequestKey, PendingRequest> =
     HashMap::with_max_entries(BLOCK_PENDING_CAPACITY, 0);
@@ -185,20 +187,6 @@ unsafe fn record(hist: *mut LatencyHist, ns: u64) {
         if let Some(bucket) = (*hist).buckets.get_mut(bucket_of(ns)) {
             atomic_add(bucket, 1);
         }
-    }
-}
-
-/// `*counter += n` as one atomic instruction (`lock xadd`), the result unused.
-///
-/// # Safety
-/// `counter` must be valid, aligned and only changed atomically by others.
-#[inline(always)]
-unsafe fn atomic_add(counter: *mut u64, n: u64) {
-    // SAFETY: the caller's guarantee. Relaxed: these are independent totals read by userspace.
-    unsafe {
-        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
-            counter, n,
-        );
     }
 }
 

@@ -13,7 +13,11 @@
 
 use crate::tracepoint_program;
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuHashMap, programs::TracePointContext,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::HashMap,
+    programs::TracePointContext,
 };
 use monitor_common::{
     FIELD_ABSENT,
@@ -27,11 +31,17 @@ use super::{
     count_drop,
     latency::{EXITS_PENDING, EXITS_PENDING_USERSPACE, open_interval, timed},
 };
-use crate::record::{current_tgid_tid, read_field, read_fixed};
+use crate::{
+    atomic::atomic_add,
+    record::{current_tgid_tid, read_field, read_fixed},
+};
 
+// One shared counter per key, not one per CPU: a key names one thread, which runs on one CPU at a
+// time, so atomic adds barely contend, and the memory does not grow with the host's CPUs. Not
+// preallocated: the capacity covers a large host, and a small one pays for the keys it has.
 #[map(name = "EXITS_COUNTS")]
-static EXITS_COUNTS: PerCpuHashMap<ExitKey, u64> =
-    PerCpuHashMap::with_max_entries(EXITS_COUNTS_CAPACITY, 0);
+static EXITS_COUNTS: HashMap<ExitKey, u64> =
+    HashMap::with_max_entries(EXITS_COUNTS_CAPACITY, BPF_F_NO_PREALLOC);
 
 // Record layouts, overwritten by the loader with what this kernel's tracefs says. They live in
 // .rodata, so the verifier sees them as constants and prunes the branches they rule out.
@@ -151,14 +161,29 @@ pub fn record_userspace_exit(tgid: u32, tid: u32, reason: u32, errno: i32, start
 
 #[inline(always)]
 fn count(key: ExitKey) {
-    if let Some(counter) = EXITS_COUNTS.get_ptr_mut(key) {
-        // SAFETY: per-CPU value owned by this CPU while the program runs; no other writer.
-        unsafe { *counter += 1 };
+    if add_one(&key) {
         return;
     }
-    // First exit of this kind on any CPU. If another CPU inserted the key since our lookup, this
-    // CPU's slot of it is still 0, so writing 1 (BPF_ANY) is right either way.
-    if EXITS_COUNTS.insert(key, 1, 0).is_err() {
-        count_drop();
+    // First exit of this kind. Inserted only if absent, so a key another CPU inserted since the
+    // lookup keeps its count; then the add goes to that entry.
+    match EXITS_COUNTS.insert(key, 1, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {}
+        Err(EEXIST) if add_one(&key) => {}
+        Err(_) => count_drop(),
     }
+}
+
+/// `-EEXIST`, as map updates return it.
+const EEXIST: i32 = -17;
+
+/// Adds one to the counter of `key` if it exists.
+#[inline(always)]
+fn add_one(key: &ExitKey) -> bool {
+    let Some(counter) = EXITS_COUNTS.get_ptr_mut(key) else {
+        return false;
+    };
+    // SAFETY: a map value, 8-aligned and live while the program runs; every writer adds
+    // atomically.
+    unsafe { atomic_add(counter, 1) };
+    true
 }

@@ -44,10 +44,19 @@ pub const KERNEL: Layers = Layers {
         ("places", &[]),
         ("program", &[]),
         ("record", &[]),
+        ("atomic", &[]),
         ("raw", &["diagnostics"]),
     ],
     top: None,
-    others: Some(&["diagnostics", "vmms", "places", "program", "record", "raw"]),
+    others: Some(&[
+        "diagnostics",
+        "vmms",
+        "places",
+        "program",
+        "record",
+        "atomic",
+        "raw",
+    ]),
 };
 
 const AGENT_ROWS: &[(&str, &[&str])] = &[

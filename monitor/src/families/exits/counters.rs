@@ -1,7 +1,7 @@
 //! The exit maps of the kernel programs, read into running totals: counts per (VMM, thread,
 //! source, reason), handling-latency histograms, and detail counters.
 //!
-//! The kernel keeps running totals; this module sums the CPUs, decodes raw keys into domain
+//! The kernel keeps running totals; this module sums the CPUs of the per-CPU maps, decodes raw keys into domain
 //! values at the boundary, and removes the keys of processes that no longer exist.
 
 use std::collections::{BTreeSet, HashMap};
@@ -61,7 +61,7 @@ pub struct ThreadRunFd {
 
 /// The exit maps of the running kernel programs.
 pub struct ExitCounters {
-    counts: Batched<PerCpuHashMap<MapData, ExitKey, u64>>,
+    counts: Batched<BpfHashMap<MapData, ExitKey, u64>>,
     drops: PerCpuArray<MapData, u64>,
     latency: Batched<BpfHashMap<MapData, ExitKey, LatencyHist>>,
     pending: [Batched<BpfHashMap<MapData, u32, PendingExit>>; 2],
@@ -159,9 +159,9 @@ impl ExitCounters {
     /// concurrent removal) are skipped.
     pub fn read(&self) -> ExitTotals {
         let mut totals = ExitTotals::default();
-        for (raw, per_cpu) in self.counts.entries() {
+        for (raw, count) in self.counts.entries() {
             if let Some(key) = decode_key(&raw) {
-                *totals.counts.entry(key).or_default() += sum(per_cpu.iter());
+                *totals.counts.entry(key).or_default() += count;
             }
         }
         for (raw, hist) in self.latency.entries() {
