@@ -24,12 +24,13 @@ use crate::histogram::LatencyHist;
 /// is full), where a plain hash map refuses the insert and the programs count it in
 /// [`BLOCK_DROPS_MAP`].
 pub const BLOCK_PENDING_MAP: &str = "BLOCK_PENDING";
-pub const BLOCK_PENDING_CAPACITY: u32 = 16_384;
+pub const BLOCK_PENDING_CAPACITY: u32 = 32_768;
 /// Hash map: [`BlockKey`] → [`BlockStats`]. Not per-CPU (two histograms per key would cost
 /// 700 bytes per CPU); completions of one key on different CPUs add atomically.
 pub const BLOCK_STATS_MAP: &str = "BLOCK_STATS";
-/// VMMs × devices × operations.
-pub const BLOCK_STATS_CAPACITY: u32 = 2_048;
+/// VMMs × devices × operations (1,000 × 2 × 3 on the reference host). Not preallocated (an
+/// entry is 704 bytes).
+pub const BLOCK_STATS_CAPACITY: u32 = 8_192;
 /// Per-CPU array with one u64 slot: requests not tracked because a map was full (no room in
 /// [`BLOCK_PENDING_MAP`] at submission, or in [`BLOCK_STATS_MAP`] at completion).
 pub const BLOCK_DROPS_MAP: &str = "BLOCK_DROPS";

@@ -22,18 +22,22 @@ pub const SCHED_WATCH_MAP: &str = "SCHED_WATCH";
 pub const WATCH_WORDS: u32 = 65_536;
 /// Hash map: tid → [`ThreadSched`]. Entries are created and removed by userspace only.
 pub const SCHED_THREADS_MAP: &str = "SCHED_THREADS";
-pub const SCHED_THREADS_CAPACITY: u32 = 8_192;
+/// Watched threads: vCPU and helper threads of every VM (36,000 on the reference host). Not
+/// preallocated (an entry is 432 bytes); userspace creates the entries.
+pub const SCHED_THREADS_CAPACITY: u32 = 65_536;
 /// Hash map: [`ThreadCpuKey`] → on-CPU ns of that thread on that CPU (the dominant pCPU).
 /// Not per-CPU: a thread's switches are serialised by the scheduler, so plain adds are exact.
 pub const SCHED_CPU_TIME_MAP: &str = "SCHED_CPU_TIME";
-pub const SCHED_CPU_TIME_CAPACITY: u32 = 32_768;
+/// Watched threads × the CPUs each ran on (8 on average). Not preallocated.
+pub const SCHED_CPU_TIME_CAPACITY: u32 = 524_288;
 /// Per-CPU hash map: [`ContenderKey`] → [`ContenderStat`].
 pub const SCHED_CONTENDERS_MAP: &str = "SCHED_CONTENDERS";
-pub const SCHED_CONTENDERS_CAPACITY: u32 = 8_192;
+/// VMs × the processes that held their CPUs (16 each on the reference host).
+pub const SCHED_CONTENDERS_CAPACITY: u32 = 16_384;
 /// Per-CPU hash map: [`ContenderKey`] with `contender` = [`CONTENDER_OTHER`] → waits that found
 /// `SCHED_CONTENDERS` full, so a VM's totals stay exact however many tasks compete with it.
 pub const SCHED_CONTENDERS_OVERFLOW_MAP: &str = "SCHED_CONTENDERS_OVERFLOW";
-pub const SCHED_CONTENDERS_OVERFLOW_CAPACITY: u32 = 1_024;
+pub const SCHED_CONTENDERS_OVERFLOW_CAPACITY: u32 = 2_048;
 pub const CONTENDER_OTHER: u32 = u32::MAX;
 /// Per-CPU array, one u64: events lost to a full map (CPU time, contenders).
 pub const SCHED_DROPS_MAP: &str = "SCHED_DROPS";

@@ -13,7 +13,8 @@ pub const EXITS_DETAILS_CAPACITY: u32 = 8_192;
 /// Per-CPU hash map: [`DetailKey`] with `value` = [`DETAIL_OTHER`] → events that found
 /// `EXITS_DETAILS` full.
 pub const EXITS_DETAILS_OVERFLOW_MAP: &str = "EXITS_DETAILS_OVERFLOW";
-pub const EXITS_DETAILS_OVERFLOW_CAPACITY: u32 = 1_024;
+/// VMs × detail kinds (8).
+pub const EXITS_DETAILS_OVERFLOW_CAPACITY: u32 = 8_192;
 pub const DETAIL_OTHER: u64 = u64::MAX;
 
 /// Guest-physical addresses are counted per region, not per byte: MMIO per 4 KiB page (one

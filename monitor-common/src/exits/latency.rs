@@ -16,12 +16,15 @@ use super::ExitKey;
 /// thread's events never run concurrently, so plain updates are exact and the memory is
 /// independent of the number of CPUs.
 pub const EXITS_LATENCY_MAP: &str = "EXITS_LATENCY";
-pub const EXITS_LATENCY_CAPACITY: u32 = 8_192;
+/// As many as `EXITS_COUNTS` has keys: every counted kind of exit can have its histogram. Not
+/// preallocated (a histogram is 344 bytes), so a host pays for the keys it has.
+pub const EXITS_LATENCY_CAPACITY: u32 = 262_144;
 /// Hash maps: thread id → [`PendingExit`], the exit each thread is handling right now.
 pub const EXITS_PENDING_MAP: &str = "EXITS_PENDING";
 pub const EXITS_PENDING_USERSPACE_MAP: &str = "EXITS_PENDING_USERSPACE";
-/// Threads tracked at once (vCPU threads of every VM on the host).
-pub const PENDING_CAPACITY: u32 = 16_384;
+/// Threads tracked at once (vCPU threads of every VM on the host: 16,000 on the reference host,
+/// twice that for headroom).
+pub const PENDING_CAPACITY: u32 = 32_768;
 
 /// Program names.
 pub const PROG_KVM_ENTRY: &str = "kvm_entry";

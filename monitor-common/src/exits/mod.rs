@@ -11,7 +11,7 @@ pub const EXITS_COUNTS_MAP: &str = "EXITS_COUNTS";
 /// Per-CPU array with one u64 slot: exits that could not be counted because `EXITS_COUNTS` was full.
 pub const EXITS_DROPS_MAP: &str = "EXITS_DROPS";
 /// Capacity of `EXITS_COUNTS`: VMs × vCPUs × distinct reasons seen, 16 reasons for each of the
-/// reference host's 16,000 vCPU threads (see [`crate::sizing`]). Userspace removes the keys of
+/// reference host's 16,000 vCPU threads (the agent's `bpf::sizing` has the table). Userspace removes the keys of
 /// threads that have gone, so this bounds live state, not history; the map is not preallocated,
 /// so a smaller host pays only for the keys it has.
 pub const EXITS_COUNTS_CAPACITY: u32 = 262_144;

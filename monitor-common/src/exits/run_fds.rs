@@ -13,10 +13,11 @@
 pub const EXITS_RUN_FDS_MAP: &str = "EXITS_RUN_FDS";
 /// Threads whose `KVM_RUN` file a window may bring: every vCPU thread of the processes asked
 /// about, a few windows' worth.
-pub const EXITS_RUN_FDS_CAPACITY: u32 = 4_096;
+/// Not preallocated: all threads of every VM of a large host at its start, few entries later.
+pub const EXITS_RUN_FDS_CAPACITY: u32 = 65_536;
 /// `tgid` → 1 for each process the agent asks about.
 pub const EXITS_FD_WANTED_MAP: &str = "EXITS_FD_WANTED";
-pub const EXITS_FD_WANTED_CAPACITY: u32 = 1_024;
+pub const EXITS_FD_WANTED_CAPACITY: u32 = 4_096;
 /// One `u32`: how many processes are asked about. Read first on every `KVM_RUN`: an array
 /// lookup the verifier inlines, so a host whose vCPUs are all matched pays only that.
 pub const EXITS_FD_ASKING_MAP: &str = "EXITS_FD_ASKING";

@@ -8,7 +8,7 @@
 #![expect(clippy::inline_always)]
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
+    bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
@@ -28,7 +28,7 @@ static BLOCK_PENDING: HashMap<RequestKey, PendingRequest> =
 
 #[map(name = "BLOCK_STATS")]
 static BLOCK_STATS: HashMap<BlockKey, BlockStats> =
-    HashMap::with_max_entries(BLOCK_STATS_CAPACITY, 0);
+    HashMap::with_max_entries(BLOCK_STATS_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "BLOCK_DROPS")]
 static BLOCK_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

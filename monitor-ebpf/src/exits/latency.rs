@@ -16,7 +16,8 @@
 
 use crate::tracepoint_program;
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns, macros::map, maps::HashMap, programs::TracePointContext,
+    bindings::BPF_F_NO_PREALLOC, helpers::bpf_ktime_get_ns, macros::map, maps::HashMap,
+    programs::TracePointContext,
 };
 use monitor_common::{
     exits::{
@@ -42,7 +43,7 @@ pub static EXITS_PENDING_USERSPACE: HashMap<u32, PendingExit> =
 
 #[map(name = "EXITS_LATENCY")]
 static EXITS_LATENCY: HashMap<ExitKey, LatencyHist> =
-    HashMap::with_max_entries(EXITS_LATENCY_CAPACITY, 0);
+    HashMap::with_max_entries(EXITS_LATENCY_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Inserted for a key's first interval: a map value, so the helper copies it without a 336-byte
 /// stack buffer.

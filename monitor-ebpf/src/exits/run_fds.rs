@@ -5,6 +5,7 @@
 #![expect(clippy::inline_always, clippy::similar_names)]
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
     macros::map,
     maps::{Array, HashMap},
@@ -17,7 +18,8 @@ use monitor_common::exits::run_fds::{
 use super::count_drop;
 
 #[map(name = "EXITS_RUN_FDS")]
-static EXITS_RUN_FDS: HashMap<u32, RunFd> = HashMap::with_max_entries(EXITS_RUN_FDS_CAPACITY, 0);
+static EXITS_RUN_FDS: HashMap<u32, RunFd> =
+    HashMap::with_max_entries(EXITS_RUN_FDS_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "EXITS_FD_WANTED")]
 static EXITS_FD_WANTED: HashMap<u32, u8> = HashMap::with_max_entries(EXITS_FD_WANTED_CAPACITY, 0);

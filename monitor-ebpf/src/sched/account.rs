@@ -9,6 +9,7 @@
 #![expect(clippy::inline_always)]
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
 };
@@ -29,11 +30,11 @@ static SCHED_WATCH: Array<u64> = Array::with_max_entries(WATCH_WORDS, 0);
 
 #[map(name = "SCHED_THREADS")]
 static SCHED_THREADS: HashMap<u32, ThreadSched> =
-    HashMap::with_max_entries(SCHED_THREADS_CAPACITY, 0);
+    HashMap::with_max_entries(SCHED_THREADS_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "SCHED_CPU_TIME")]
 static SCHED_CPU_TIME: HashMap<ThreadCpuKey, u64> =
-    HashMap::with_max_entries(SCHED_CPU_TIME_CAPACITY, 0);
+    HashMap::with_max_entries(SCHED_CPU_TIME_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "SCHED_CONTENDERS")]
 static SCHED_CONTENDERS: PerCpuHashMap<ContenderKey, ContenderStat> =

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod hooks;
 
 mod diagnostics;
+pub mod sizing;
 
 use std::{
     collections::BTreeMap,

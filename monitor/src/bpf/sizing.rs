@@ -1,0 +1,401 @@
+//! The kernel maps at scale: every map of the programs, what its keys are, how many entries a
+//! reference host needs, and the kernel memory each takes. The single source of truth for the
+//! README's "Kernel maps at scale" table; tests hold it to the compiled object (kinds, sizes,
+//! capacities, flags) and to the README.
+
+mod readme;
+
+pub use readme::markdown;
+
+use std::mem::size_of;
+
+use monitor_common::{
+    block::{
+        BLOCK_DROPS_MAP, BLOCK_PENDING_CAPACITY, BLOCK_PENDING_MAP, BLOCK_STATS_CAPACITY,
+        BLOCK_STATS_MAP, BlockKey, BlockStats, PendingRequest, RequestKey,
+    },
+    diagnostics::DIAGNOSTICS_LOGGED_MAP,
+    exits::{
+        EXITS_COUNTS_CAPACITY, EXITS_COUNTS_MAP, EXITS_DROPS_MAP, ExitKey,
+        details::{
+            DetailKey, EXITS_DETAILS_CAPACITY, EXITS_DETAILS_MAP, EXITS_DETAILS_OVERFLOW_CAPACITY,
+            EXITS_DETAILS_OVERFLOW_MAP,
+        },
+        latency::{
+            EXITS_LATENCY_CAPACITY, EXITS_LATENCY_MAP, EXITS_PENDING_MAP,
+            EXITS_PENDING_USERSPACE_MAP, PENDING_CAPACITY, PendingExit,
+        },
+        run_fds::{
+            EXITS_FD_ASKING_MAP, EXITS_FD_WANTED_CAPACITY, EXITS_FD_WANTED_MAP,
+            EXITS_RUN_FDS_CAPACITY, EXITS_RUN_FDS_MAP, RunFd,
+        },
+    },
+    histogram::LatencyHist,
+    numa::{
+        NUMA_DROPS_MAP, NUMA_FAULTS_CAPACITY, NUMA_FAULTS_MAP, NUMA_MOVES_CAPACITY, NUMA_MOVES_MAP,
+        NumaFaultKey, NumaFaultStat, NumaMoveKey,
+    },
+    places::{CPU_PLACES_MAP, CpuPlace, MAX_CPUS},
+    sched::{
+        ContenderKey, ContenderStat, SCHED_CONTENDERS_CAPACITY, SCHED_CONTENDERS_MAP,
+        SCHED_CONTENDERS_OVERFLOW_CAPACITY, SCHED_CONTENDERS_OVERFLOW_MAP, SCHED_CPU_TIME_CAPACITY,
+        SCHED_CPU_TIME_MAP, SCHED_DROPS_MAP, SCHED_THREADS_CAPACITY, SCHED_THREADS_MAP,
+        SCHED_WATCH_MAP, SCHED_WATCHED_EVENTS_MAP, ThreadCpuKey, ThreadSched, WATCH_WORDS,
+    },
+    tlb::{
+        TLB_DROPS_MAP, TLB_HOST_MAP, TLB_REASON_SLOTS, TLB_VMM_CAPACITY, TLB_VMM_MAP, TlbCount,
+        TlbKey,
+    },
+    vmms::{VMM_WATCH_MAP, VMM_WATCH_WORDS},
+};
+
+/// The host the capacities are chosen for: a 2 × 64-core machine running 1,000 VMs.
+pub const REFERENCE_VMS: u64 = 1_000;
+pub const REFERENCE_VCPUS_PER_VM: u64 = 16;
+/// Helper threads per VM (I/O threads, workers): 5–20, the most taken.
+pub const REFERENCE_HELPERS_PER_VM: u64 = 20;
+pub const REFERENCE_CPUS: u64 = 128;
+const VCPU_THREADS: u64 = REFERENCE_VMS * REFERENCE_VCPUS_PER_VM;
+const THREADS: u64 = VCPU_THREADS + REFERENCE_VMS * REFERENCE_HELPERS_PER_VM;
+
+/// How the kernel keeps a map, as far as its memory goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Array,
+    PerCpuArray,
+    /// A hash map; `preallocated` unless created with `BPF_F_NO_PREALLOC`.
+    Hash {
+        preallocated: bool,
+    },
+    PerCpuHash,
+}
+
+impl Kind {
+    /// The kernel's `bpf_map_type` number.
+    #[must_use]
+    pub const fn map_type(self) -> u32 {
+        match self {
+            Self::Hash { .. } => 1,
+            Self::Array => 2,
+            Self::PerCpuHash => 5,
+            Self::PerCpuArray => 6,
+        }
+    }
+
+    /// `BPF_F_NO_PREALLOC` or nothing.
+    #[must_use]
+    pub const fn flags(self) -> u32 {
+        match self {
+            Self::Hash {
+                preallocated: false,
+            } => 1,
+            _ => 0,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Array => "array",
+            Self::PerCpuArray => "per-CPU array",
+            Self::Hash { preallocated: true } => "hash",
+            Self::Hash {
+                preallocated: false,
+            } => "hash, not preallocated",
+            Self::PerCpuHash => "per-CPU hash",
+        }
+    }
+}
+
+/// One kernel map.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSize {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub capacity: u32,
+    /// What one entry stands for.
+    pub key: &'static str,
+    /// Entries the reference host needs.
+    pub needed: u64,
+    /// How `needed` follows from the reference host.
+    pub basis: &'static str,
+}
+
+const fn map<K, V>(name: &'static str, kind: Kind, capacity: u32, key: &'static str) -> MapSize {
+    MapSize {
+        name,
+        kind,
+        key_size: size_of::<K>(),
+        value_size: size_of::<V>(),
+        capacity,
+        key,
+        needed: capacity as u64,
+        basis: "fixed",
+    }
+}
+
+const fn needs(mut map: MapSize, needed: u64, basis: &'static str) -> MapSize {
+    map.needed = needed;
+    map.basis = basis;
+    map
+}
+
+const HASH: Kind = Kind::Hash { preallocated: true };
+const HASH_ON_DEMAND: Kind = Kind::Hash {
+    preallocated: false,
+};
+
+/// Every map of the kernel programs (the loader's own `AYA_LOGS` ring and `.rodata` aside).
+pub const MAPS: &[MapSize] = &[
+    needs(
+        map::<ExitKey, u64>(
+            EXITS_COUNTS_MAP,
+            HASH_ON_DEMAND,
+            EXITS_COUNTS_CAPACITY,
+            "vCPU thread × exit reason",
+        ),
+        VCPU_THREADS * 16,
+        "16,000 vCPU threads × 16 reasons",
+    ),
+    needs(
+        map::<ExitKey, LatencyHist>(
+            EXITS_LATENCY_MAP,
+            HASH_ON_DEMAND,
+            EXITS_LATENCY_CAPACITY,
+            "vCPU thread × exit reason",
+        ),
+        VCPU_THREADS * 16,
+        "16,000 vCPU threads × 16 reasons",
+    ),
+    needs(
+        map::<u32, PendingExit>(EXITS_PENDING_MAP, HASH, PENDING_CAPACITY, "vCPU thread"),
+        VCPU_THREADS,
+        "16,000 vCPU threads",
+    ),
+    needs(
+        map::<u32, PendingExit>(
+            EXITS_PENDING_USERSPACE_MAP,
+            HASH,
+            PENDING_CAPACITY,
+            "vCPU thread",
+        ),
+        VCPU_THREADS,
+        "16,000 vCPU threads",
+    ),
+    needs(
+        map::<DetailKey, u64>(
+            EXITS_DETAILS_MAP,
+            Kind::PerCpuHash,
+            EXITS_DETAILS_CAPACITY,
+            "VM × detail kind × value (port, MSR, …)",
+        ),
+        REFERENCE_VMS * 8,
+        "1,000 VMs × 8 values; beyond: the overflow map",
+    ),
+    needs(
+        map::<DetailKey, u64>(
+            EXITS_DETAILS_OVERFLOW_MAP,
+            Kind::PerCpuHash,
+            EXITS_DETAILS_OVERFLOW_CAPACITY,
+            "VM × detail kind",
+        ),
+        REFERENCE_VMS * 8,
+        "1,000 VMs × 8 kinds",
+    ),
+    needs(
+        map::<u32, RunFd>(
+            EXITS_RUN_FDS_MAP,
+            HASH_ON_DEMAND,
+            EXITS_RUN_FDS_CAPACITY,
+            "thread of a VM asked about",
+        ),
+        THREADS,
+        "36,000 threads, all VMs asked about at start",
+    ),
+    needs(
+        map::<u32, u8>(
+            EXITS_FD_WANTED_MAP,
+            HASH,
+            EXITS_FD_WANTED_CAPACITY,
+            "VM asked about",
+        ),
+        REFERENCE_VMS,
+        "1,000 VMs",
+    ),
+    map::<u32, u32>(
+        EXITS_FD_ASKING_MAP,
+        Kind::Array,
+        1,
+        "count of VMs asked about",
+    ),
+    map::<u32, u64>(EXITS_DROPS_MAP, Kind::PerCpuArray, 1, "drop counter"),
+    needs(
+        map::<u32, ThreadSched>(
+            SCHED_THREADS_MAP,
+            HASH_ON_DEMAND,
+            SCHED_THREADS_CAPACITY,
+            "watched thread",
+        ),
+        THREADS,
+        "36,000 vCPU and helper threads",
+    ),
+    needs(
+        map::<ThreadCpuKey, u64>(
+            SCHED_CPU_TIME_MAP,
+            HASH_ON_DEMAND,
+            SCHED_CPU_TIME_CAPACITY,
+            "watched thread × CPU it ran on",
+        ),
+        THREADS * 8,
+        "36,000 threads × 8 CPUs",
+    ),
+    needs(
+        map::<ContenderKey, ContenderStat>(
+            SCHED_CONTENDERS_MAP,
+            Kind::PerCpuHash,
+            SCHED_CONTENDERS_CAPACITY,
+            "VM × process that held its CPU",
+        ),
+        REFERENCE_VMS * 16,
+        "1,000 VMs × 16 contenders; beyond: the overflow map",
+    ),
+    needs(
+        map::<ContenderKey, ContenderStat>(
+            SCHED_CONTENDERS_OVERFLOW_MAP,
+            Kind::PerCpuHash,
+            SCHED_CONTENDERS_OVERFLOW_CAPACITY,
+            "VM (other contenders)",
+        ),
+        REFERENCE_VMS,
+        "1,000 VMs",
+    ),
+    map::<u32, u64>(
+        SCHED_WATCH_MAP,
+        Kind::Array,
+        WATCH_WORDS,
+        "64 thread ids (bitmap)",
+    ),
+    map::<u32, u64>(SCHED_DROPS_MAP, Kind::PerCpuArray, 1, "drop counter"),
+    map::<u32, u64>(
+        SCHED_WATCHED_EVENTS_MAP,
+        Kind::PerCpuArray,
+        2,
+        "event counter",
+    ),
+    needs(
+        map::<TlbKey, TlbCount>(
+            TLB_VMM_MAP,
+            Kind::PerCpuHash,
+            TLB_VMM_CAPACITY,
+            "thread × reason",
+        ),
+        THREADS * 3,
+        "36,000 threads × 3 reasons",
+    ),
+    map::<u32, TlbCount>(TLB_HOST_MAP, Kind::PerCpuArray, TLB_REASON_SLOTS, "reason"),
+    map::<u32, u64>(TLB_DROPS_MAP, Kind::PerCpuArray, 1, "drop counter"),
+    needs(
+        map::<NumaFaultKey, NumaFaultStat>(
+            NUMA_FAULTS_MAP,
+            Kind::PerCpuHash,
+            NUMA_FAULTS_CAPACITY,
+            "VM × CPU node × memory node",
+        ),
+        REFERENCE_VMS * 4,
+        "1,000 VMs × 2 × 2 nodes",
+    ),
+    needs(
+        map::<NumaMoveKey, u64>(
+            NUMA_MOVES_MAP,
+            Kind::PerCpuHash,
+            NUMA_MOVES_CAPACITY,
+            "VM × kind × node pair",
+        ),
+        REFERENCE_VMS * 4,
+        "1,000 VMs × 4 (kind, node pair)",
+    ),
+    map::<u32, u64>(NUMA_DROPS_MAP, Kind::PerCpuArray, 1, "drop counter"),
+    needs(
+        map::<RequestKey, PendingRequest>(
+            BLOCK_PENDING_MAP,
+            HASH,
+            BLOCK_PENDING_CAPACITY,
+            "block request in flight",
+        ),
+        REFERENCE_VMS * 2 * 16,
+        "1,000 VMs × 2 disks × 16 in flight",
+    ),
+    needs(
+        map::<BlockKey, BlockStats>(
+            BLOCK_STATS_MAP,
+            HASH_ON_DEMAND,
+            BLOCK_STATS_CAPACITY,
+            "VM × device × operation",
+        ),
+        REFERENCE_VMS * 2 * 3,
+        "1,000 VMs × 2 disks × 3 operations",
+    ),
+    map::<u32, u64>(BLOCK_DROPS_MAP, Kind::PerCpuArray, 1, "drop counter"),
+    map::<u32, CpuPlace>(CPU_PLACES_MAP, Kind::Array, MAX_CPUS, "CPU"),
+    map::<u32, u64>(
+        VMM_WATCH_MAP,
+        Kind::Array,
+        VMM_WATCH_WORDS,
+        "64 process ids (bitmap)",
+    ),
+    map::<u32, u32>(
+        DIAGNOSTICS_LOGGED_MAP,
+        Kind::Array,
+        monitor_common::diagnostics::Condition::COUNT,
+        "logged condition",
+    ),
+];
+
+const fn round8(n: usize) -> u64 {
+    n.div_ceil(8) as u64 * 8
+}
+
+/// The kernel's `struct htab_elem` before the key (hash node, free-list node, hash).
+const HTAB_ELEM_HEADER: u64 = 48;
+/// A hash bucket: its list head and lock.
+const HTAB_BUCKET: u64 = 16;
+
+impl MapSize {
+    /// Kernel memory with `entries` in use, on a host with `cpus` possible CPUs, as the kernel
+    /// reckons it (`htab_map_mem_usage`, `array_map_mem_usage`; the few hundred bytes of the map
+    /// structure itself left out). A preallocated map costs its capacity whatever `entries` is.
+    #[must_use]
+    pub fn memory(&self, entries: u64, cpus: u64) -> u64 {
+        let key = round8(self.key_size);
+        let value = round8(self.value_size);
+        let capacity = u64::from(self.capacity);
+        match self.kind {
+            Kind::Array => capacity * value,
+            Kind::PerCpuArray => capacity * (8 + value * cpus),
+            Kind::Hash { preallocated } => {
+                let buckets = capacity.next_power_of_two() * HTAB_BUCKET;
+                let element = HTAB_ELEM_HEADER + key + value;
+                if preallocated {
+                    // One spare element per CPU for updates in place.
+                    buckets + element * (capacity + cpus)
+                } else {
+                    buckets + element * entries.min(capacity)
+                }
+            }
+            Kind::PerCpuHash => {
+                let buckets = capacity.next_power_of_two() * HTAB_BUCKET;
+                buckets + capacity * (HTAB_ELEM_HEADER + key + 8 + value * cpus)
+            }
+        }
+    }
+
+    /// Memory on the reference host with the entries it needs (at most the capacity).
+    #[must_use]
+    pub fn reference_memory(&self) -> u64 {
+        self.memory(self.needed, REFERENCE_CPUS)
+    }
+}
+
+#[cfg(test)]
+mod tests;
