@@ -30,11 +30,13 @@ pub const SCHED_THREADS_CAPACITY: u32 = 65_536;
 pub const SCHED_CPU_TIME_MAP: &str = "SCHED_CPU_TIME";
 /// Watched threads × the CPUs each ran on (8 on average). Not preallocated.
 pub const SCHED_CPU_TIME_CAPACITY: u32 = 524_288;
-/// Per-CPU hash map: [`ContenderKey`] → [`ContenderStat`].
+/// Hash map (shared by the CPUs: a VM's vCPUs wait on many CPUs, and per-CPU values would cost
+/// the capacity × 16 bytes × every CPU): [`ContenderKey`] → [`ContenderStat`], added to
+/// atomically.
 pub const SCHED_CONTENDERS_MAP: &str = "SCHED_CONTENDERS";
 /// VMs × the processes that held their CPUs (16 each on the reference host).
 pub const SCHED_CONTENDERS_CAPACITY: u32 = 16_384;
-/// Per-CPU hash map: [`ContenderKey`] with `contender` = [`CONTENDER_OTHER`] → waits that found
+/// Hash map, as `SCHED_CONTENDERS`: [`ContenderKey`] with `contender` = [`CONTENDER_OTHER`] → waits that found
 /// `SCHED_CONTENDERS` full, so a VM's totals stay exact however many tasks compete with it.
 pub const SCHED_CONTENDERS_OVERFLOW_MAP: &str = "SCHED_CONTENDERS_OVERFLOW";
 pub const SCHED_CONTENDERS_OVERFLOW_CAPACITY: u32 = 2_048;

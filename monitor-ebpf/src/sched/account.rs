@@ -9,9 +9,9 @@
 #![expect(clippy::inline_always)]
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use monitor_common::{
     places::classify_migration,
@@ -23,7 +23,7 @@ use monitor_common::{
     },
 };
 
-use crate::places::place;
+use crate::{atomic::atomic_add, places::place};
 
 #[map(name = "SCHED_WATCH")]
 static SCHED_WATCH: Array<u64> = Array::with_max_entries(WATCH_WORDS, 0);
@@ -37,12 +37,12 @@ static SCHED_CPU_TIME: HashMap<ThreadCpuKey, u64> =
     HashMap::with_max_entries(SCHED_CPU_TIME_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "SCHED_CONTENDERS")]
-static SCHED_CONTENDERS: PerCpuHashMap<ContenderKey, ContenderStat> =
-    PerCpuHashMap::with_max_entries(SCHED_CONTENDERS_CAPACITY, 0);
+static SCHED_CONTENDERS: HashMap<ContenderKey, ContenderStat> =
+    HashMap::with_max_entries(SCHED_CONTENDERS_CAPACITY, 0);
 
 #[map(name = "SCHED_CONTENDERS_OVERFLOW")]
-static SCHED_CONTENDERS_OVERFLOW: PerCpuHashMap<ContenderKey, ContenderStat> =
-    PerCpuHashMap::with_max_entries(SCHED_CONTENDERS_OVERFLOW_CAPACITY, 0);
+static SCHED_CONTENDERS_OVERFLOW: HashMap<ContenderKey, ContenderStat> =
+    HashMap::with_max_entries(SCHED_CONTENDERS_OVERFLOW_CAPACITY, 0);
 
 #[map(name = "SCHED_DROPS")]
 static SCHED_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -201,22 +201,32 @@ fn add_contender(tgid: u32, contender: u32, ns: u64) {
 }
 
 #[inline(always)]
-fn add_wait(map: &PerCpuHashMap<ContenderKey, ContenderStat>, key: &ContenderKey, ns: u64) -> bool {
-    if let Some(stat) = map.get_ptr_mut(key) {
-        // SAFETY: per-CPU value owned by this CPU while the program runs.
-        unsafe {
-            (*stat).waits += 1;
-            (*stat).wait_ns += ns;
-        }
+fn add_wait(map: &HashMap<ContenderKey, ContenderStat>, key: &ContenderKey, ns: u64) -> bool {
+    if add_to(map, key, ns) {
         return true;
     }
-    // A key another CPU created meanwhile still has this CPU's slot at zero, so writing the
-    // first wait (BPF_ANY) is right either way.
+    // Inserted only if absent, so a key another CPU created since the lookup keeps its totals
+    // and the wait goes there; a full map fails both.
     let first = ContenderStat {
         waits: 1,
         wait_ns: ns,
     };
-    map.insert(key, first, 0).is_ok()
+    map.insert(key, first, u64::from(BPF_NOEXIST)).is_ok() || add_to(map, key, ns)
+}
+
+/// Adds a wait to the totals of `key` if it exists.
+#[inline(always)]
+fn add_to(map: &HashMap<ContenderKey, ContenderStat>, key: &ContenderKey, ns: u64) -> bool {
+    let Some(stat) = map.get_ptr_mut(key) else {
+        return false;
+    };
+    // SAFETY: a map value, live while the program runs; the vCPUs of one VM wait on several CPUs
+    // at once, so every writer adds atomically.
+    unsafe {
+        atomic_add(&raw mut (*stat).waits, 1);
+        atomic_add(&raw mut (*stat).wait_ns, ns);
+    }
+    true
 }
 
 /// Counts an event of a watched thread handled by `program`.

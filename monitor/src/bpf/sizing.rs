@@ -253,7 +253,7 @@ pub const MAPS: &[MapSize] = &[
     needs(
         map::<ContenderKey, ContenderStat>(
             SCHED_CONTENDERS_MAP,
-            Kind::PerCpuHash,
+            HASH,
             SCHED_CONTENDERS_CAPACITY,
             "VM × process that held its CPU",
         ),
@@ -263,7 +263,7 @@ pub const MAPS: &[MapSize] = &[
     needs(
         map::<ContenderKey, ContenderStat>(
             SCHED_CONTENDERS_OVERFLOW_MAP,
-            Kind::PerCpuHash,
+            HASH,
             SCHED_CONTENDERS_OVERFLOW_CAPACITY,
             "VM (other contenders)",
         ),

@@ -11,7 +11,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
 use monitor_common::sched::{
     ContenderKey, ContenderStat, SCHED_CONTENDERS_MAP, SCHED_CONTENDERS_OVERFLOW_MAP,
     SCHED_CPU_TIME_MAP, SCHED_DROPS_MAP, SCHED_THREADS_MAP, SCHED_WATCH_MAP,
@@ -50,7 +50,7 @@ pub struct SchedCounters {
     watch_words: Array<MapData, u64>,
     threads: Batched<BpfHashMap<MapData, u32, ThreadSched>>,
     cpu_time: Batched<BpfHashMap<MapData, ThreadCpuKey, u64>>,
-    contenders: [Batched<PerCpuHashMap<MapData, ContenderKey, ContenderStat>>; 2],
+    contenders: [Batched<BpfHashMap<MapData, ContenderKey, ContenderStat>>; 2],
     drops: PerCpuArray<MapData, u64>,
     watched_events: PerCpuArray<MapData, u64>,
     /// The threads the kernel watches now, and the bitmap words written for them.
@@ -291,13 +291,11 @@ impl SchedCounters {
             out.cpu_time.entry(key.tid).or_default().insert(key.cpu, ns);
         }
         for map in &self.contenders {
-            for (key, per_cpu) in map.entries() {
+            for (key, stat) in map.entries() {
                 let contender = Contender::decode(key.contender);
                 let slot = out.contenders.entry((key.tgid, contender)).or_default();
-                for stat in per_cpu.iter() {
-                    slot.waits = slot.waits.wrapping_add(stat.waits);
-                    slot.wait_ns = slot.wait_ns.wrapping_add(stat.wait_ns);
-                }
+                slot.waits = slot.waits.wrapping_add(stat.waits);
+                slot.wait_ns = slot.wait_ns.wrapping_add(stat.wait_ns);
             }
         }
         out.dropped = self.drops.get(&0, 0).map_or(0, |per_cpu| {
