@@ -91,6 +91,11 @@ impl Kernel {
         for global in globals {
             loader.override_global(global.name, global.bytes(), true);
         }
+        // The maps read whole every window are sized for this host, not the reference one.
+        let cpus = sizing::host_cpus();
+        for map in sizing::MAPS.iter().filter(|m| m.scales()) {
+            loader.map_max_entries(map.name, map.loaded_capacity(cpus));
+        }
         let mut ebpf = loader.load(OBJECT).map_err(|e| {
             let hint = privileges::hint_for_load_error(&e.to_string());
             anyhow::anyhow!("cannot load kvmtop's eBPF programs: {e}{hint}")

@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 
-use super::{MAPS, markdown};
+use super::{MAPS, REFERENCE_CPUS, host_cpus, loaded_capacity_of, markdown};
+use monitor_common::exits::EXITS_COUNTS_MAP;
 
 /// Maps the reference host needs more entries of than they hold: their events beyond are
 /// counted as dropped. Each is a known gap, not an oversight.
@@ -97,4 +98,32 @@ fn memory_follows_the_kernel_formula() {
             .unwrap()
     };
     assert_eq!(pending.memory(0, 2) + 912, 1_836_112);
+}
+
+#[test]
+fn maps_read_whole_are_sized_for_the_host() {
+    let counts = MAPS.iter().find(|m| m.name == EXITS_COUNTS_MAP).unwrap();
+    assert!(counts.scales());
+    let capacity = counts.capacity;
+    assert_eq!(counts.loaded_capacity(REFERENCE_CPUS), capacity);
+    assert_eq!(
+        counts.loaded_capacity(512),
+        capacity,
+        "never above the reference"
+    );
+    assert_eq!(counts.loaded_capacity(64), capacity / 2);
+    assert_eq!(counts.loaded_capacity(16), capacity / 8);
+    assert_eq!(
+        counts.loaded_capacity(2),
+        capacity / 8,
+        "a floor for small hosts"
+    );
+    // Preallocated maps and arrays keep their compiled size.
+    for map in MAPS.iter().filter(|m| !m.scales()) {
+        assert_eq!(map.loaded_capacity(2), map.capacity, "{}", map.name);
+    }
+    assert_eq!(
+        loaded_capacity_of(EXITS_COUNTS_MAP),
+        Some(counts.loaded_capacity(host_cpus()))
+    );
 }
