@@ -331,6 +331,12 @@ mod tests {
     }
 
     #[test]
+    fn a_point_and_a_detail_are_the_sizes_the_memory_figures_assume() {
+        assert_eq!(std::mem::size_of::<Point>(), 56);
+        assert_eq!(std::mem::size_of::<Detail>(), 8);
+    }
+
+    #[test]
     fn sparklines_scale_to_their_maximum() {
         assert_eq!(sparkline([0.0, 1.0, 2.0, 4.0].into_iter(), 3), "▃▅█");
         assert_eq!(sparkline([0.0, 0.0].into_iter(), 5), "▁▁");
