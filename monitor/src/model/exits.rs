@@ -274,7 +274,7 @@ impl Exits {
         self.by_reason.iter().filter(|r| r.count > 0)
     }
 
-    /// Hardware exits per second, or userspace exits when the host has no hardware exit events.
+    /// Events per second of one source.
     #[must_use]
     pub fn rate_of(&self, source: ExitSource) -> f64 {
         // fold from +0.0: an empty f64 sum() is -0.0, which would print as "-0".
@@ -285,7 +285,22 @@ impl Exits {
             .fold(0.0, |a, b| a + b)
     }
 
-    /// Whether the source's kernel hook is attached and counting.
+    /// Exits per second as the VM list shows, sorts and charts them: hardware exits where
+    /// `kvm_exit` counted some in the window, returns to the VMM otherwise. Where `kvm_exit` is
+    /// silent (nested virtualization, PVM) or unavailable, the returns to the VMM are the exits
+    /// the host sees; adding both would count every return twice on a host that has both, as
+    /// each return to the VMM is a hardware exit first.
+    #[must_use]
+    pub fn headline_rate(&self) -> f64 {
+        let source = if self.is_live(ExitSource::KvmExit) {
+            ExitSource::KvmExit
+        } else {
+            ExitSource::Userspace
+        };
+        self.rate_of(source)
+    }
+
+    /// Whether the source's kernel hook is attached and counted events in the window.
     #[must_use]
     pub fn is_live(&self, source: ExitSource) -> bool {
         self.sources.get(source.as_str()) == Some(&super::SourceState::Live)

@@ -151,12 +151,7 @@ impl VmColumn {
             Self::Pid => number(f64::from(vm.pid)),
             #[expect(clippy::cast_precision_loss, reason = "a handful of vCPUs")]
             Self::Vcpus => number(vcpu_count(vm) as f64),
-            // Busiest first by every exit: on hosts where kvm_exit is silent (nested, PVM) the
-            // userspace exits still order the list.
-            Self::Exits => number(
-                vm.families.exits.rate_of(ExitSource::KvmExit)
-                    + vm.families.exits.rate_of(ExitSource::Userspace),
-            ),
+            Self::Exits => number(vm.families.exits.headline_rate()),
             Self::User => number(vm.families.exits.rate_of(ExitSource::Userspace)),
             Self::Iops => number(iops(vm)),
             Self::IoBytes => number(io_bytes(vm)),
@@ -182,7 +177,7 @@ impl VmColumn {
             ),
             Self::Pid => vm.pid.to_string(),
             Self::Vcpus => vcpu_count(vm).to_string(),
-            Self::Exits => format::rate(vm.families.exits.rate_of(ExitSource::KvmExit)),
+            Self::Exits => format::rate(vm.families.exits.headline_rate()),
             Self::User => format::rate(vm.families.exits.rate_of(ExitSource::Userspace)),
             Self::Iops => format::rate(iops(vm)),
             Self::IoBytes => format::byte_rate(io_bytes(vm)),
@@ -444,6 +439,44 @@ mod tests {
                 assert!(w >= column.min_width(), "{column:?} at {w}");
             }
         }
+    }
+
+    /// EXITS/s is `kvm_exit`'s figure where it counts, else the returns to the VMM (hosts whose
+    /// `kvm_exit` is silent); the cell, the sort and the history agree on it.
+    #[test]
+    fn exits_are_hardware_exits_else_returns_to_the_vmm() {
+        let mut snapshot = crate::testing::fixture::snapshot();
+        let mut vm = snapshot.vms[0].clone();
+        let exits = &vm.families.exits;
+        let (hardware, user) = (
+            exits.rate_of(ExitSource::KvmExit),
+            exits.rate_of(ExitSource::Userspace),
+        );
+        assert!(exits.is_live(ExitSource::KvmExit) && hardware > 0.0 && user > 0.0);
+        let shown = |vm: &Vm, snapshot: &Snapshot| {
+            let SortValue::Number(sorted) = VmColumn::Exits.sort_value(vm, snapshot) else {
+                panic!("EXITS/s sorts as a number");
+            };
+            (VmColumn::Exits.text(vm, snapshot), sorted)
+        };
+        assert_eq!(shown(&vm, &snapshot), (format::rate(hardware), hardware));
+        // A PVM or nested host: kvm_exit attached but silent, the VMM still sees returns.
+        vm.families
+            .exits
+            .by_reason
+            .retain(|r| r.source != ExitSource::KvmExit);
+        vm.families
+            .exits
+            .sources
+            .insert("kvm_exit".into(), crate::model::SourceState::Silent);
+        assert_eq!(shown(&vm, &snapshot), (format::rate(user), user));
+        snapshot.vms[0] = vm;
+        let mut history = crate::tui::history::History::default();
+        history.record(&snapshot);
+        let point = history.of(&snapshot.vms[0]).unwrap().back().unwrap();
+        #[expect(clippy::cast_possible_truncation, reason = "the history keeps f32")]
+        let user = user as f32;
+        assert!((point.exits - user).abs() < 1e-3, "{}", point.exits);
     }
 
     #[test]

@@ -31,7 +31,7 @@ const DEVICES: usize = 4;
 /// One VM's figures in one window.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Point {
-    /// All exits per second (`kvm_exit` and userspace).
+    /// Exits per second as the VM list shows them ([`crate::model::Exits::headline_rate`]).
     pub exits: f32,
     pub user: f32,
     pub iops: f32,
