@@ -13,16 +13,17 @@
 //! a name alone may repeat); what else kvmtop knows of the VM is in one `kvmtop_vm_info` series
 //! to join on, as the libvirt exporters do.
 
-use prometheus::{
-    Encoder as _, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder, proto::MetricFamily,
-};
+use prometheus::{Encoder as _, TextEncoder, proto::MetricFamily};
 
 pub use crate::output::series::Level;
 use crate::{
     model::{Snapshot, SourceState, advice::Severity, advice::Target},
     output::{
         families,
-        series::{Context, details},
+        series::{
+            Context, details,
+            plain::{Gathered, Series},
+        },
     },
 };
 
@@ -125,21 +126,20 @@ fn encode(metric_families: &[MetricFamily], vms: usize) -> anyhow::Result<String
 /// The metric families of `snapshot`: the VMs' identities, every family's metrics at
 /// `context`'s level, the health of the kernel sources, and the advice in force.
 fn gather(snapshot: &Snapshot, context: Context<'_>) -> anyhow::Result<Vec<MetricFamily>> {
-    let registry = Registry::new();
-    register_agent(&registry, snapshot)?;
-    let histograms = families::metrics(&registry, snapshot, context)?;
-    let mut metric_families = registry.gather();
+    let mut gathered = Gathered::default();
+    register_agent(&mut gathered, snapshot);
+    let histograms = families::metrics(&mut gathered, snapshot, context)?;
+    let mut metric_families = gathered.into_families();
     metric_families.extend(histograms);
     Ok(metric_families)
 }
 
 /// The metric families that belong to no signal family: the VMs' identities, the health of the
 /// kernel sources and the advice in force.
-fn register_agent(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
-    register_vms(registry, snapshot)?;
-    register_health(registry, snapshot)?;
-    registry.register(Box::new(recommendations(snapshot)?))?;
-    Ok(())
+fn register_agent(gathered: &mut Gathered, snapshot: &Snapshot) {
+    register_vms(gathered, snapshot);
+    register_health(gathered, snapshot);
+    gathered.add(recommendations(snapshot));
 }
 
 /// The metric families of `snapshot` grouped by who serves them: `agent` (identities, source
@@ -149,29 +149,28 @@ pub fn families_by_group(
     snapshot: &Snapshot,
     context: Context<'_>,
 ) -> anyhow::Result<Vec<(&'static str, Vec<MetricFamily>)>> {
-    let registry = Registry::new();
-    register_agent(&registry, snapshot)?;
-    let mut groups = vec![("agent", registry.gather())];
+    let mut gathered = Gathered::default();
+    register_agent(&mut gathered, snapshot);
+    let mut groups = vec![("agent", gathered.into_families())];
     groups.extend(families::metrics_by_family(snapshot, context)?);
     Ok(groups)
 }
 
 /// One info series per VM with everything kvmtop knows of it as labels, to join on `vm` and
 /// `pid` (`* on (vm, pid) group_left (uuid, vmm) kvmtop_vm_info`), and its vCPU count.
-fn register_vms(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
-    let info = IntGaugeVec::new(
-        Opts::new(
-            "kvmtop_vm_info",
-            "Always 1: one series per VM with what kvmtop knows of it as labels (uuid: QEMU's \
-             -uuid, the libvirt domain UUID and OpenStack instance id under libvirt and nova; \
-             vmm: qemu or the executable of another VMM). Join on vm and pid.",
-        ),
+fn register_vms(gathered: &mut Gathered, snapshot: &Snapshot) {
+    let mut info = Series::gauge(
+        "kvmtop_vm_info",
+        "Always 1: one series per VM with what kvmtop knows of it as labels (uuid: QEMU's \
+         -uuid, the libvirt domain UUID and OpenStack instance id under libvirt and nova; \
+         vmm: qemu or the executable of another VMM). Join on vm and pid.",
         &["vm", "pid", "uuid", "vmm"],
-    )?;
-    let vcpus = IntGaugeVec::new(
-        Opts::new("kvmtop_vm_vcpus", "Number of vCPUs of the VM."),
+    );
+    let mut vcpus = Series::gauge(
+        "kvmtop_vm_vcpus",
+        "Number of vCPUs of the VM.",
         &["vm", "pid"],
-    )?;
+    );
     for vm in &snapshot.vms {
         let pid = vm.pid.to_string();
         info.with_label_values(&[
@@ -186,51 +185,42 @@ fn register_vms(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> 
             .with_label_values(&[vm.name.exact(), pid.as_str()])
             .set(i64::try_from(indexed).unwrap_or(i64::MAX));
     }
-    registry.register(Box::new(info))?;
-    registry.register(Box::new(vcpus))?;
-    Ok(())
+    gathered.add(info);
+    gathered.add(vcpus);
 }
 
 /// Whether each kernel source is attached, and what the kernel programs lost: events dropped
 /// on full maps, events the kernel skipped a program for, and the same per source.
-fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
-    let source_up = IntGaugeVec::new(
-        Opts::new(
-            "kvmtop_source_up",
-            "1 when a kernel source (tracepoint, kprobe or fentry) of a signal family is \
-             attached, 0 when it is unavailable on this host (the snapshot says why).",
-        ),
+fn register_health(gathered: &mut Gathered, snapshot: &Snapshot) {
+    let mut source_up = Series::gauge(
+        "kvmtop_source_up",
+        "1 when a kernel source (tracepoint, kprobe or fentry) of a signal family is \
+         attached, 0 when it is unavailable on this host (the snapshot says why).",
         &["family", "source"],
-    )?;
-    let dropped = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_events_dropped_total",
-            "Events of a signal family not counted because one of its kernel maps was full \
-             (counted by the family's *_DROPS map).",
-        ),
+    );
+    let mut dropped = Series::counter(
+        "kvmtop_events_dropped_total",
+        "Events of a signal family not counted because one of its kernel maps was full \
+         (counted by the family's *_DROPS map).",
         &["family"],
-    )?;
-    let lost = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_source_lost_events_total",
-            "Events of an attached kernel source the kernel did not run its program for (another \
-             BPF program was already running on that CPU): the source's figures undercount by as \
-             much. Per source what kvmtop_program_skipped_events_total counts per program.",
-        ),
+    );
+    let mut lost = Series::counter(
+        "kvmtop_source_lost_events_total",
+        "Events of an attached kernel source the kernel did not run its program for (another \
+         BPF program was already running on that CPU): the source's figures undercount by as \
+         much. Per source what kvmtop_program_skipped_events_total counts per program.",
         &["family", "source"],
-    )?;
-    let skipped = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_program_skipped_events_total",
-            "Events the kernel did not run a kvmtop program for because another BPF program was \
-             already running on that CPU; figures from that program undercount by as much.",
-        ),
+    );
+    let mut skipped = Series::counter(
+        "kvmtop_program_skipped_events_total",
+        "Events the kernel did not run a kvmtop program for because another BPF program was \
+         already running on that CPU; figures from that program undercount by as much.",
         &["program"],
-    )?;
+    );
     for (program, count) in &snapshot.skipped_events {
         skipped.with_label_values(&[program]).inc_by(count.total);
     }
-    registry.register(Box::new(skipped))?;
+    gathered.add(skipped);
     for family in snapshot.families.states() {
         for (source, state) in family.sources {
             let up = !matches!(state, SourceState::Unavailable(_));
@@ -246,23 +236,20 @@ fn register_health(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<(
             .with_label_values(&[family.family])
             .inc_by(family.dropped.total);
     }
-    registry.register(Box::new(source_up))?;
-    registry.register(Box::new(dropped))?;
-    registry.register(Box::new(lost))?;
-    Ok(())
+    gathered.add(source_up);
+    gathered.add(dropped);
+    gathered.add(lost);
 }
 
 /// One gauge per recommendation in force: 1 info, 2 warning, 3 critical. The evidence is in the
 /// JSON snapshot and the live view; labels stay bounded (rule × target).
-fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
-    let gauge = IntGaugeVec::new(
-        Opts::new(
-            "kvmtop_recommendation",
-            "A tuning recommendation in force (value: 1 info, 2 warning, 3 critical). \
-             `kvmtop explain RULE` describes the rule; the evidence is in the snapshot.",
-        ),
+fn recommendations(snapshot: &Snapshot) -> Series {
+    let mut gauge = Series::gauge(
+        "kvmtop_recommendation",
+        "A tuning recommendation in force (value: 1 info, 2 warning, 3 critical). \
+         `kvmtop explain RULE` describes the rule; the evidence is in the snapshot.",
         &["rule", "severity", "target", "vm", "pid"],
-    )?;
+    );
     for r in &snapshot.recommendations {
         let (vm, pid) = match &r.target {
             Target::Host => (String::new(), String::new()),
@@ -288,7 +275,7 @@ fn recommendations(snapshot: &Snapshot) -> anyhow::Result<IntGaugeVec> {
             .with_label_values(&[r.id, &severity, &r.target.to_string(), &vm, &pid])
             .set(level);
     }
-    Ok(gauge)
+    gauge
 }
 
 #[cfg(test)]

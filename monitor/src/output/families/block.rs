@@ -4,55 +4,50 @@
 
 use std::io::Write;
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
     format,
     model::{Snapshot, Untrusted, Vm},
-    output::series::{Context, histograms},
+    output::series::{
+        Context, histograms,
+        plain::{Gathered, Series},
+    },
 };
 
 pub struct Block;
 
 impl Presenter for Block {
     fn metrics(
-        registry: &Registry,
+        gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
     ) -> anyhow::Result<Vec<MetricFamily>> {
         let labels = ["vm", "pid", "device", "op"];
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_vm_block_requests_total",
-                "Block requests of each VM completed, per host device and operation (read, write, \
-                 flush, discard, other), attributed to the VMM process that submitted them.",
-            ),
+        let mut requests = Series::counter(
+            "kvmtop_vm_block_requests_total",
+            "Block requests of each VM completed, per host device and operation (read, write, \
+             flush, discard, other), attributed to the VMM process that submitted them.",
             &labels,
-        )?;
-        let bytes = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_vm_block_bytes_total",
-                "Bytes of each VM's block requests, per host device and operation.",
-            ),
+        );
+        let mut bytes = Series::counter(
+            "kvmtop_vm_block_bytes_total",
+            "Bytes of each VM's block requests, per host device and operation.",
             &labels,
-        )?;
-        let in_flight = IntGaugeVec::new(
-            Opts::new(
-                "kvmtop_vm_block_in_flight_requests",
-                "Block requests of each VM issued and not yet completed at the end of the window.",
-            ),
+        );
+        let mut in_flight = Series::gauge(
+            "kvmtop_vm_block_in_flight_requests",
+            "Block requests of each VM issued and not yet completed at the end of the window.",
             &["vm", "pid", "device"],
-        )?;
-        let expired = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_vm_block_expired_requests_total",
-                "Block requests of each VM removed unfinished because no completion was seen within \
-                 the expiry bound (10 s): a completion the kernel programs missed, or a stalled \
-                 device. They are in no other block figure.",
-            ),
+        );
+        let mut expired = Series::counter(
+            "kvmtop_vm_block_expired_requests_total",
+            "Block requests of each VM removed unfinished because no completion was seen within \
+             the expiry bound (10 s): a completion the kernel programs missed, or a stalled \
+             device. They are in no other block figure.",
             &["vm", "pid", "device"],
-        )?;
+        );
         let mut latency = histograms::Family::new(
             "kvmtop_vm_block_latency_seconds",
             "Block request latency, issue to completion, per VM, host device and operation, from \
@@ -105,10 +100,10 @@ impl Presenter for Block {
                 }
             }
         }
-        registry.register(Box::new(requests))?;
-        registry.register(Box::new(bytes))?;
-        registry.register(Box::new(in_flight))?;
-        registry.register(Box::new(expired))?;
+        gathered.add(requests);
+        gathered.add(bytes);
+        gathered.add(in_flight);
+        gathered.add(expired);
         Ok([latency.into_family(), queue.into_family()]
             .into_iter()
             .flatten()

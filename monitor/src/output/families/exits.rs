@@ -7,15 +7,18 @@
 
 use std::io::Write;
 
-use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts, Registry, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
     format,
     model::{DetailGroup, ExitSource, LatencySummary, Snapshot, Vcpu, Vm},
     output::series::{
-        Context, Level, details::KindCounters, histograms, ns_to_s, vcpu_label,
-        vcpu_label_names, vcpu_label_values,
+        Context, Level,
+        details::KindCounters,
+        histograms, ns_to_s,
+        plain::{Gathered, Series},
+        vcpu_label, vcpu_label_names, vcpu_label_values,
     },
 };
 
@@ -26,12 +29,12 @@ pub struct Exits;
 
 impl Presenter for Exits {
     fn metrics(
-        registry: &Registry,
+        gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
     ) -> anyhow::Result<Vec<MetricFamily>> {
-        let per_vcpu = PerVcpu::new(context.level)?;
-        let details = Details::new(context)?;
+        let mut per_vcpu = PerVcpu::new(context.level);
+        let mut details = Details::new(context);
         let mut latency = histograms::Family::new(
             "kvmtop_vm_exit_latency_seconds",
             "Exit handling time per VM and reason, from in-kernel log2 histograms: kvm_exit to \
@@ -74,12 +77,12 @@ impl Presenter for Exits {
                 }
             }
         }
-        registry.register(Box::new(per_vcpu.exits))?;
-        registry.register(Box::new(per_vcpu.time))?;
-        registry.register(Box::new(details.events))?;
+        gathered.add(per_vcpu.exits);
+        gathered.add(per_vcpu.time);
+        gathered.add(details.events);
         if context.level.full() {
-            registry.register(Box::new(details.rate))?;
-            registry.register(Box::new(details.values))?;
+            gathered.add(details.rate);
+            gathered.add(details.values);
         }
         Ok(latency.into_family().into_iter().collect())
     }
@@ -143,40 +146,36 @@ impl Presenter for Exits {
 /// Exits and the time they took, per vCPU, or per VM (summed over its vCPUs) at the `vm` level.
 struct PerVcpu {
     level: Level,
-    exits: IntCounterVec,
-    time: CounterVec,
+    exits: Series,
+    time: Series,
 }
 
 impl PerVcpu {
-    fn new(level: Level) -> prometheus::Result<Self> {
-        Ok(Self {
+    fn new(level: Level) -> Self {
+        Self {
             level,
-            exits: IntCounterVec::new(
-                Opts::new(
-                    "kvmtop_vm_exits_total",
-                    "VM exits handled, by VM, vCPU, kernel source (kvm_exit: hardware exits; \
-                     userspace: returns of KVM_RUN to the VMM), ISA (vmx/svm, empty for \
-                     userspace) and reason. At --metrics-detail vm, one series per VM and \
-                     reason: the sum over its vCPUs.",
-                ),
+            exits: Series::counter(
+                "kvmtop_vm_exits_total",
+                "VM exits handled, by VM, vCPU, kernel source (kvm_exit: hardware exits; \
+                 userspace: returns of KVM_RUN to the VMM), ISA (vmx/svm, empty for \
+                 userspace) and reason. At --metrics-detail vm, one series per VM and \
+                 reason: the sum over its vCPUs.",
                 &vcpu_label_names(level, &["source", "isa", "reason"]),
-            )?,
-            time: CounterVec::new(
-                Opts::new(
-                    "kvmtop_vcpu_exit_time_seconds_total",
-                    "Time each vCPU spent per exit source: handling hardware exits (kvm_exit: \
-                     from kvm_exit to kvm_entry), in the VMM after a userspace exit (userspace: \
-                     until the next KVM_RUN), or halted (halt). Divide its rate by 1 s for the \
-                     share of the vCPU's time. At --metrics-detail vm, one series per VM and \
-                     source: the sum over its vCPUs (divide by kvmtop_vm_vcpus for the mean \
-                     share).",
-                ),
+            ),
+            time: Series::counter(
+                "kvmtop_vcpu_exit_time_seconds_total",
+                "Time each vCPU spent per exit source: handling hardware exits (kvm_exit: \
+                 from kvm_exit to kvm_entry), in the VMM after a userspace exit (userspace: \
+                 until the next KVM_RUN), or halted (halt). Divide its rate by 1 s for the \
+                 share of the vCPU's time. At --metrics-detail vm, one series per VM and \
+                 source: the sum over its vCPUs (divide by kvmtop_vm_vcpus for the mean \
+                 share).",
                 &vcpu_label_names(level, &["source"]),
-            )?,
-        })
+            ),
+        }
     }
 
-    fn add(&self, name: &str, pid: &str, vcpu: &Vcpu) {
+    fn add(&mut self, name: &str, pid: &str, vcpu: &Vcpu) {
         let label = vcpu_label(vcpu);
         for reason in &vcpu.exits.by_reason {
             let isa = reason.isa.map_or("", |i| i.as_str());
@@ -217,47 +216,41 @@ impl PerVcpu {
 /// window's top N values and the events of each value with a series.
 struct Details {
     top_n: usize,
-    events: IntCounterVec,
-    rate: GaugeVec,
-    values: IntCounterVec,
+    events: Series,
+    rate: Series,
+    values: Series,
 }
 
 impl Details {
-    fn new(context: Context<'_>) -> prometheus::Result<Self> {
-        Ok(Self {
+    fn new(context: Context<'_>) -> Self {
+        Self {
             top_n: context.details.top_n(),
-            events: IntCounterVec::new(
-                Opts::new(
-                    "kvmtop_vm_exit_detail_events_total",
-                    "Exit detail events per VM and kind (pio, mmio, msr, page_fault, hypercall, \
-                     apic_ipi, halt_poll, emulation), from KVM's detail tracepoints.",
-                ),
+            events: Series::counter(
+                "kvmtop_vm_exit_detail_events_total",
+                "Exit detail events per VM and kind (pio, mmio, msr, page_fault, hypercall, \
+                 apic_ipi, halt_poll, emulation), from KVM's detail tracepoints.",
                 &["vm", "pid", "kind"],
-            )?,
-            rate: GaugeVec::new(
-                Opts::new(
-                    "kvmtop_vm_exit_detail_rate",
-                    "Events per second over the last window of each VM's top detail values \
-                     (port, MSR, guest page, …), the --metrics-top-n largest of each kind; the \
-                     rest of a kind is value=\"other\".",
-                ),
+            ),
+            rate: Series::gauge(
+                "kvmtop_vm_exit_detail_rate",
+                "Events per second over the last window of each VM's top detail values \
+                 (port, MSR, guest page, …), the --metrics-top-n largest of each kind; the \
+                 rest of a kind is value=\"other\".",
                 &["vm", "pid", "kind", "sub", "value"],
-            )?,
-            values: IntCounterVec::new(
-                Opts::new(
-                    "kvmtop_vm_exit_detail_value_events_total",
-                    "Exit detail events per VM, kind and value (port, MSR, guest page, …). A \
-                     value gets a series once it is among the --metrics-top-n largest of its \
-                     kind in a window, and keeps it until the VM exits; at most twice \
-                     --metrics-top-n values per VM and kind, every other event is \
-                     value=\"other\".",
-                ),
+            ),
+            values: Series::counter(
+                "kvmtop_vm_exit_detail_value_events_total",
+                "Exit detail events per VM, kind and value (port, MSR, guest page, …). A \
+                 value gets a series once it is among the --metrics-top-n largest of its \
+                 kind in a window, and keeps it until the VM exits; at most twice \
+                 --metrics-top-n values per VM and kind, every other event is \
+                 value=\"other\".",
                 &["vm", "pid", "kind", "sub", "value"],
-            )?,
-        })
+            ),
+        }
     }
 
-    fn add_values(&self, name: &str, pid: &str, kind: &str, counters: &KindCounters) {
+    fn add_values(&mut self, name: &str, pid: &str, kind: &str, counters: &KindCounters) {
         for ((sub, value), count) in &counters.values {
             self.values
                 .with_label_values(&[name, pid, kind, sub, value])
@@ -268,7 +261,7 @@ impl Details {
             .inc_by(counters.other);
     }
 
-    fn add(&self, name: &str, pid: &str, group: &DetailGroup) {
+    fn add(&mut self, name: &str, pid: &str, group: &DetailGroup) {
         let kind = group.kind.as_str();
         self.events
             .with_label_values(&[name, pid, kind])

@@ -5,20 +5,20 @@
 
 use std::io::Write;
 
-use prometheus::{Registry, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 use crate::{
     model::{Snapshot, Vcpu, Vm},
-    output::series::Context,
+    output::series::{Context, plain::Gathered},
 };
 
 /// A family's presentation.
 pub trait Presenter {
     /// Registers the family's counters and gauges of `snapshot` at `context`'s level with
-    /// `registry`, and returns its histogram families, which are assembled directly (see
+    /// `gathered`, and returns its histogram families, which are assembled directly (see
     /// `crate::output::metrics`).
     fn metrics(
-        registry: &Registry,
+        gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
     ) -> anyhow::Result<Vec<MetricFamily>>;
@@ -42,12 +42,12 @@ macro_rules! presenters {
 
         /// Every family's metrics; the histogram families in list order.
         pub fn metrics(
-            registry: &Registry,
+            gathered: &mut Gathered,
             snapshot: &Snapshot,
             context: Context<'_>,
         ) -> anyhow::Result<Vec<MetricFamily>> {
             let mut histograms = Vec::new();
-            $(histograms.extend(<$name::$family as Presenter>::metrics(registry, snapshot, context)?);)+
+            $(histograms.extend(<$name::$family as Presenter>::metrics(gathered, snapshot, context)?);)+
             Ok(histograms)
         }
 
@@ -60,9 +60,9 @@ macro_rules! presenters {
         ) -> anyhow::Result<Vec<(&'static str, Vec<MetricFamily>)>> {
             let mut by_family = Vec::new();
             $({
-                let registry = Registry::new();
-                let histograms = <$name::$family as Presenter>::metrics(&registry, snapshot, context)?;
-                let mut metric_families = registry.gather();
+                let mut gathered = Gathered::default();
+                let histograms = <$name::$family as Presenter>::metrics(&mut gathered, snapshot, context)?;
+                let mut metric_families = gathered.into_families();
                 metric_families.extend(histograms);
                 by_family.push((stringify!($name), metric_families));
             })+

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
@@ -14,32 +14,31 @@ use crate::{
         Snapshot, SourceState, Vm,
         numa::{BalancingFigures, PlacementDecisions},
     },
-    output::series::Context,
+    output::series::{
+        Context,
+        plain::{Gathered, Series},
+    },
 };
 
 pub struct Numa;
 
 impl Presenter for Numa {
     fn metrics(
-        registry: &Registry,
+        gathered: &mut Gathered,
         snapshot: &Snapshot,
         _context: Context<'_>,
     ) -> anyhow::Result<Vec<MetricFamily>> {
-        let memory = IntGaugeVec::new(
-            Opts::new(
-                "kvmtop_vm_memory_bytes",
-                "Memory mapped by the VMM process per NUMA node (numa_maps; read at most every \
-                 30 s).",
-            ),
+        let mut memory = Series::gauge(
+            "kvmtop_vm_memory_bytes",
+            "Memory mapped by the VMM process per NUMA node (numa_maps; read at most every \
+             30 s).",
             &["vm", "pid", "node"],
-        )?;
-        let coverage = GaugeVec::new(
-            Opts::new(
-                "kvmtop_vm_huge_page_coverage_ratio",
-                "Share of the guest's RAM backed by transparent or hugetlbfs huge pages.",
-            ),
+        );
+        let mut coverage = Series::gauge(
+            "kvmtop_vm_huge_page_coverage_ratio",
+            "Share of the guest's RAM backed by transparent or hugetlbfs huge pages.",
             &["vm", "pid"],
-        )?;
+        );
         for vm in &snapshot.vms {
             let Some(m) = &vm.families.numa.memory else {
                 continue;
@@ -56,11 +55,11 @@ impl Presenter for Numa {
                     .set(share);
             }
         }
-        registry.register(Box::new(memory))?;
-        registry.register(Box::new(coverage))?;
-        register_fault_source(registry, snapshot)?;
-        register_placement(registry, snapshot)?;
-        register_balancing(registry, snapshot)?;
+        gathered.add(memory);
+        gathered.add(coverage);
+        register_fault_source(gathered, snapshot);
+        register_placement(gathered, snapshot);
+        register_balancing(gathered, snapshot);
         Ok(Vec::new())
     }
 
@@ -92,17 +91,15 @@ impl Presenter for Numa {
 
 /// One series naming where the fault figures come from and, when the hook was refused, why in
 /// a few bounded words (the snapshot's `numa.sources.numa_fault` has the kernel's full answer).
-fn register_fault_source(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
-    let source = IntGaugeVec::new(
-        Opts::new(
-            "kvmtop_numa_fault_source",
-            "Where the VMs' NUMA fault figures come from (always 1): kind hook (every fault \
-             counted at task_numa_fault), procfs_fallback (the hook was refused; NUMA balancing's \
-             per-thread statistics from /proc/PID/task/TID/sched) or none. hook_refused says \
-             why, per hook tried (e.g. fentry:permission_denied,kprobe:unsupported).",
-        ),
+fn register_fault_source(gathered: &mut Gathered, snapshot: &Snapshot) {
+    let mut source = Series::gauge(
+        "kvmtop_numa_fault_source",
+        "Where the VMs' NUMA fault figures come from (always 1): kind hook (every fault \
+         counted at task_numa_fault), procfs_fallback (the hook was refused; NUMA balancing's \
+         per-thread statistics from /proc/PID/task/TID/sched) or none. hook_refused says \
+         why, per hook tried (e.g. fentry:permission_denied,kprobe:unsupported).",
         &["kind", "hook_refused"],
-    )?;
+    );
     let numa = &snapshot.families.numa;
     let refused = match numa.sources.get("numa_fault") {
         Some(SourceState::Unavailable(why)) => refusal(why),
@@ -111,8 +108,7 @@ fn register_fault_source(registry: &Registry, snapshot: &Snapshot) -> anyhow::Re
     source
         .with_label_values(&[numa.fault_source.name(), refused.as_str()])
         .set(1);
-    registry.register(Box::new(source))?;
-    Ok(())
+    gathered.add(source);
 }
 
 /// `fentry:permission_denied,kprobe:unsupported` from the attach errors of the fault hook (one
@@ -145,16 +141,14 @@ pub fn refusal(why: &str) -> String {
         .join(",")
 }
 
-fn register_placement(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
-    let decisions = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_vm_numa_placement_decisions_total",
-            "The scheduler's NUMA placement decisions about the VMM's threads: move (to a CPU of \
-             another node, sched_move_numa), swap (exchanged CPUs with a task on another node, \
-             sched_swap_numa) and stuck (a wanted move found no CPU, sched_stick_numa).",
-        ),
+fn register_placement(gathered: &mut Gathered, snapshot: &Snapshot) {
+    let mut decisions = Series::counter(
+        "kvmtop_vm_numa_placement_decisions_total",
+        "The scheduler's NUMA placement decisions about the VMM's threads: move (to a CPU of \
+         another node, sched_move_numa), swap (exchanged CPUs with a task on another node, \
+         sched_swap_numa) and stuck (a wanted move found no CPU, sched_stick_numa).",
         &["vm", "pid", "kind"],
-    )?;
+    );
     for vm in &snapshot.vms {
         let Some(p) = &vm.families.numa.placement else {
             continue;
@@ -166,29 +160,24 @@ fn register_placement(registry: &Registry, snapshot: &Snapshot) -> anyhow::Resul
                 .inc_by(count);
         }
     }
-    registry.register(Box::new(decisions))?;
-    Ok(())
+    gathered.add(decisions);
 }
 
-fn register_balancing(registry: &Registry, snapshot: &Snapshot) -> anyhow::Result<()> {
-    let migrated = IntCounterVec::new(
-        Opts::new(
-            "kvmtop_vm_numa_balancing_pages_migrated_total",
-            "Pages NUMA balancing migrated on the VMM's faults (numa_pages_migrated of its \
-             threads), from the procfs fallback: only while task_numa_fault cannot be hooked. \
-             Each VM is read at most every 10 s, so the counter moves in steps.",
-        ),
+fn register_balancing(gathered: &mut Gathered, snapshot: &Snapshot) {
+    let mut migrated = Series::counter(
+        "kvmtop_vm_numa_balancing_pages_migrated_total",
+        "Pages NUMA balancing migrated on the VMM's faults (numa_pages_migrated of its \
+         threads), from the procfs fallback: only while task_numa_fault cannot be hooked. \
+         Each VM is read at most every 10 s, so the counter moves in steps.",
         &["vm", "pid"],
-    )?;
-    let remote = GaugeVec::new(
-        Opts::new(
-            "kvmtop_vm_numa_recent_remote_fault_share",
-            "Of the VMM threads' recent NUMA hinting faults (the kernel's decaying averages), the \
-             share on memory of a node other than the one each thread runs on; from the procfs \
-             fallback, only while task_numa_fault cannot be hooked.",
-        ),
+    );
+    let mut remote = Series::gauge(
+        "kvmtop_vm_numa_recent_remote_fault_share",
+        "Of the VMM threads' recent NUMA hinting faults (the kernel's decaying averages), the \
+         share on memory of a node other than the one each thread runs on; from the procfs \
+         fallback, only while task_numa_fault cannot be hooked.",
         &["vm", "pid"],
-    )?;
+    );
     for vm in &snapshot.vms {
         let Some(b) = &vm.families.numa.balancing else {
             continue;
@@ -201,9 +190,8 @@ fn register_balancing(registry: &Registry, snapshot: &Snapshot) -> anyhow::Resul
             remote.with_label_values(&[vm.name.exact(), &pid]).set(share);
         }
     }
-    registry.register(Box::new(migrated))?;
-    registry.register(Box::new(remote))?;
-    Ok(())
+    gathered.add(migrated);
+    gathered.add(remote);
 }
 
 fn text_placement(out: &mut dyn Write, p: &PlacementDecisions) -> std::io::Result<()> {

@@ -4,14 +4,16 @@
 
 use std::io::Write;
 
-use prometheus::{CounterVec, IntCounterVec, Opts, Registry, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
     format,
     model::{Snapshot, Vcpu, Vm, sched::SchedCumulative},
     output::series::{
-        Context, histograms, ns_to_s, vcpu_label, vcpu_label_names, vcpu_label_values,
+        Context, histograms, ns_to_s,
+        plain::{Gathered, Series},
+        vcpu_label, vcpu_label_names, vcpu_label_values,
     },
 };
 
@@ -28,51 +30,49 @@ pub struct Sched;
 
 impl Presenter for Sched {
     fn metrics(
-        registry: &Registry,
+        gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
     ) -> anyhow::Result<Vec<MetricFamily>> {
         let level = context.level;
-        let seconds = |name: &str, help: &str| {
-            CounterVec::new(Opts::new(name, help), &vcpu_label_names(level, &[]))
+        let seconds = |name: &'static str, help: &'static str| {
+            Series::counter(
+                name,
+                help,
+                &vcpu_label_names(level, &[]),
+            )
         };
-        let wait = seconds(
+        let mut wait = seconds(
             "kvmtop_vcpu_run_queue_wait_seconds_total",
             "Time each vCPU thread was runnable but not running (the steal its guest sees); \
              rate() gives the steal share. At --metrics-detail vm, one series per VM: the sum \
              over its vCPUs (divide by kvmtop_vm_vcpus for the mean steal share).",
-        )?;
-        let run = seconds(
+        );
+        let mut run = seconds(
             "kvmtop_vcpu_run_seconds_total",
             "Time each vCPU thread ran on a host CPU. At --metrics-detail vm, one series per VM: \
              the sum over its vCPUs.",
-        )?;
-        let switches = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_vcpu_context_switches_total",
-                "Switches of each vCPU thread off its CPU: voluntary (it blocked, e.g. halted) \
-                 or involuntary (preempted while runnable). At --metrics-detail vm, one series \
-                 per VM and kind: the sum over its vCPUs.",
-            ),
+        );
+        let mut switches = Series::counter(
+            "kvmtop_vcpu_context_switches_total",
+            "Switches of each vCPU thread off its CPU: voluntary (it blocked, e.g. halted) \
+             or involuntary (preempted while runnable). At --metrics-detail vm, one series \
+             per VM and kind: the sum over its vCPUs.",
             &vcpu_label_names(level, &["kind"]),
-        )?;
-        let migrations = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_vcpu_migrations_total",
-                "Runs of each vCPU thread begun on another host CPU than its previous run, by \
-                 what the move crossed: same_core (SMT sibling), same_llc, cross_llc, cross_node. \
-                 At --metrics-detail vm, one series per VM and class: the sum over its vCPUs.",
-            ),
+        );
+        let mut migrations = Series::counter(
+            "kvmtop_vcpu_migrations_total",
+            "Runs of each vCPU thread begun on another host CPU than its previous run, by \
+             what the move crossed: same_core (SMT sibling), same_llc, cross_llc, cross_node. \
+             At --metrics-detail vm, one series per VM and class: the sum over its vCPUs.",
             &vcpu_label_names(level, &["class"]),
-        )?;
-        let class_wait = CounterVec::new(
-            Opts::new(
-                "kvmtop_vm_thread_run_queue_wait_seconds_total",
-                "Run-queue wait of each VMM thread class (vcpu, main, iothread, worker, vhost, \
-                 other), summed over its threads.",
-            ),
+        );
+        let mut class_wait = Series::counter(
+            "kvmtop_vm_thread_run_queue_wait_seconds_total",
+            "Run-queue wait of each VMM thread class (vcpu, main, iothread, worker, vhost, \
+             other), summed over its threads.",
             &["vm", "pid", "class"],
-        )?;
+        );
         let mut wait_hist = histograms::Family::new(
             "kvmtop_vm_run_queue_wait_seconds",
             "Run-queue waits of the VM's vCPU threads (from wakeup or preemption to running), \
@@ -121,11 +121,11 @@ impl Presenter for Sched {
                     .inc_by(ns_to_s(class.figures.cumulative.wait_ns));
             }
         }
-        registry.register(Box::new(wait))?;
-        registry.register(Box::new(run))?;
-        registry.register(Box::new(switches))?;
-        registry.register(Box::new(migrations))?;
-        registry.register(Box::new(class_wait))?;
+        gathered.add(wait);
+        gathered.add(run);
+        gathered.add(switches);
+        gathered.add(migrations);
+        gathered.add(class_wait);
         Ok(wait_hist.into_family().into_iter().collect())
     }
 

@@ -3,38 +3,37 @@
 
 use std::io::Write;
 
-use prometheus::{IntCounterVec, Opts, Registry, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
     model::{Snapshot, Vm},
-    output::series::Context,
+    output::series::{
+        Context,
+        plain::{Gathered, Series},
+    },
 };
 
 pub struct Tlb;
 
 impl Presenter for Tlb {
     fn metrics(
-        registry: &Registry,
+        gathered: &mut Gathered,
         snapshot: &Snapshot,
         _context: Context<'_>,
     ) -> anyhow::Result<Vec<MetricFamily>> {
-        let shootdowns = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_vm_tlb_shootdowns_total",
-                "TLB shootdowns of each VMM process: sent (its threads asked other CPUs to flush, \
-                 TLB_REMOTE_SEND_IPI) and received (its threads flushed for another CPU, \
-                 TLB_REMOTE_SHOOTDOWN).",
-            ),
+        let mut shootdowns = Series::counter(
+            "kvmtop_vm_tlb_shootdowns_total",
+            "TLB shootdowns of each VMM process: sent (its threads asked other CPUs to flush, \
+             TLB_REMOTE_SEND_IPI) and received (its threads flushed for another CPU, \
+             TLB_REMOTE_SHOOTDOWN).",
             &["vm", "pid", "direction"],
-        )?;
-        let cpu_received = IntCounterVec::new(
-            Opts::new(
-                "kvmtop_cpu_tlb_shootdowns_received_total",
-                "TLB shootdowns received by each host CPU, whatever task ran there.",
-            ),
+        );
+        let mut cpu_received = Series::counter(
+            "kvmtop_cpu_tlb_shootdowns_received_total",
+            "TLB shootdowns received by each host CPU, whatever task ran there.",
             &["cpu"],
-        )?;
+        );
         for vm in &snapshot.vms {
             let pid = vm.pid.to_string();
             for (direction, count) in [
@@ -51,8 +50,8 @@ impl Presenter for Tlb {
                 .with_label_values(&[&cpu.cpu.to_string()])
                 .inc_by(cpu.received.cumulative);
         }
-        registry.register(Box::new(shootdowns))?;
-        registry.register(Box::new(cpu_received))?;
+        gathered.add(shootdowns);
+        gathered.add(cpu_received);
         Ok(Vec::new())
     }
 

@@ -4,6 +4,7 @@
 
 pub mod details;
 pub mod histograms;
+pub mod plain;
 
 use crate::model::Vcpu;
 

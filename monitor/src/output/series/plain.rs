@@ -1,0 +1,244 @@
+//! Counters and gauges assembled directly as metric families, as the histograms are
+//! ([`super::histograms`]).
+//!
+//! An exposition is built once from a window and thrown away. The `prometheus` crate's `*Vec`
+//! metrics are made for the opposite: each series gets a descriptor (names checked, label pairs
+//! built and hashed), an atomic value and a hash-map entry, all gathered into these same
+//! families afterwards and dropped. For a window of 100 VMs at `full` that machinery was about
+//! half of rendering `/metrics`. A [`Series`] keeps each series' label values and value, and
+//! [`Gathered`] orders families and series as the crate's registry does, so the exposition is
+//! the same text.
+
+use std::collections::BTreeMap;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+/// One counter or gauge metric family being filled.
+pub struct Series {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    /// Label names sorted, as the exposition writes them.
+    names: Vec<&'static str>,
+    /// For each sorted name, its position in the label values callers pass.
+    order: Vec<usize>,
+    /// Each series' label values, in the order of `names`: sorted like this, the series come
+    /// out in the registry's order (by label values, label by label in name order).
+    values: BTreeMap<Vec<String>, f64>,
+}
+
+impl Series {
+    /// A counter family; the values callers pass to [`Series::with_label_values`] follow
+    /// `labels`.
+    #[must_use]
+    pub fn counter(name: &'static str, help: &'static str, labels: &[&'static str]) -> Self {
+        Self::new(name, help, MetricType::COUNTER, labels)
+    }
+
+    /// A gauge family, as [`Series::counter`].
+    #[must_use]
+    pub fn gauge(name: &'static str, help: &'static str, labels: &[&'static str]) -> Self {
+        Self::new(name, help, MetricType::GAUGE, labels)
+    }
+
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: MetricType,
+        labels: &[&'static str],
+    ) -> Self {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_by_key(|&i| labels[i]);
+        Self {
+            name,
+            help,
+            kind,
+            names: order.iter().map(|&i| labels[i]).collect(),
+            order,
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// The series with these label values (in the order the family's labels were given),
+    /// created at 0 on first use; values for the same labels again reach the same series, so
+    /// adding sums them.
+    ///
+    /// # Panics
+    /// When the number of values is not the number of labels: a programming error, as the
+    /// crate's `*Vec` metrics treat it.
+    pub fn with_label_values(&mut self, values: &[&str]) -> Sample<'_> {
+        assert_eq!(
+            values.len(),
+            self.order.len(),
+            "label values of {}",
+            self.name
+        );
+        let key = self.order.iter().map(|&i| values[i].to_owned()).collect();
+        Sample(self.values.entry(key).or_insert(0.0))
+    }
+
+    /// The metric family, or `None` without series (the registry leaves those out).
+    fn into_family(self) -> Option<MetricFamily> {
+        if self.values.is_empty() {
+            return None;
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(self.name.to_owned());
+        family.set_help(self.help.to_owned());
+        family.set_field_type(self.kind);
+        let names = &self.names;
+        let kind = self.kind;
+        family.set_metric(
+            self.values
+                .into_iter()
+                .map(|(values, value)| {
+                    let mut metric = Metric::from_label(
+                        names
+                            .iter()
+                            .zip(values)
+                            .map(|(name, value)| {
+                                let mut pair = LabelPair::default();
+                                pair.set_name((*name).to_owned());
+                                pair.set_value(value);
+                                pair
+                            })
+                            .collect(),
+                    );
+                    if kind == MetricType::COUNTER {
+                        let mut counter = Counter::default();
+                        counter.set_value(value);
+                        metric.set_counter(counter);
+                    } else {
+                        let mut gauge = Gauge::default();
+                        gauge.set_value(value);
+                        metric.set_gauge(gauge);
+                    }
+                    metric
+                })
+                .collect(),
+        );
+        Some(family)
+    }
+}
+
+/// One series' value.
+pub struct Sample<'a>(&'a mut f64);
+
+impl Sample<'_> {
+    /// Adds to a counter (or a gauge summed over several parts, e.g. a VM's vCPUs).
+    pub fn inc_by(self, value: impl Into<SampleValue>) {
+        *self.0 += value.into().0;
+    }
+
+    /// Sets a gauge.
+    pub fn set(self, value: impl Into<SampleValue>) {
+        *self.0 = value.into().0;
+    }
+}
+
+/// A value as the exposition holds it: every sample is an f64, integers included (exact below
+/// 2^53, far above any count kvmtop keeps).
+pub struct SampleValue(f64);
+
+macro_rules! sample_values {
+    ($($type:ty),+) => {
+        $(impl From<$type> for SampleValue {
+            #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
+            fn from(value: $type) -> Self {
+                Self(value as f64)
+            }
+        })+
+    };
+}
+
+sample_values!(u64, i64, f64, u32, i32);
+
+/// The counter and gauge families of an exposition, in the order the crate's registry gathers
+/// them: by name.
+#[derive(Default)]
+pub struct Gathered {
+    families: Vec<MetricFamily>,
+}
+
+impl Gathered {
+    /// Adds a family; one without series is left out.
+    pub fn add(&mut self, series: Series) {
+        self.families.extend(series.into_family());
+    }
+
+    /// The families, sorted by name.
+    #[must_use]
+    pub fn into_families(mut self) -> Vec<MetricFamily> {
+        self.families
+            .sort_unstable_by(|a, b| a.name().cmp(b.name()));
+        self.families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::{Encoder as _, IntCounterVec, Opts, Registry, TextEncoder};
+
+    use super::*;
+
+    fn text(families: &[MetricFamily]) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(families, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The same series through the crate's registry and through [`Gathered`] give the same
+    /// exposition: families by name, series by label values in label-name order, labels sorted,
+    /// values for the same labels summed, empty families left out, escapes by the encoder.
+    #[test]
+    fn the_exposition_is_the_registrys() {
+        let rows: [(&str, &str, &str, u64); 5] = [
+            ("web-2", "20", "b", 3),
+            ("web-10", "3", "a", 1),
+            ("web-2", "20", "b", 4),
+            ("we\"b\n", "7", "c\\", 5),
+            ("web-10", "3", "", u64::from(u32::MAX) * 1000),
+        ];
+        let registry = Registry::new();
+        let crate_counter = IntCounterVec::new(
+            Opts::new("demo_z_total", "Last by name."),
+            &["vm", "pid", "kind"],
+        )
+        .unwrap();
+        let crate_gauge =
+            IntCounterVec::new(Opts::new("demo_a_total", "First."), &["zone", "area"]).unwrap();
+        let crate_empty = IntCounterVec::new(Opts::new("demo_m_total", "Empty."), &["vm"]).unwrap();
+        let mut counter = Series::counter("demo_z_total", "Last by name.", &["vm", "pid", "kind"]);
+        let mut gauge = Series::counter("demo_a_total", "First.", &["zone", "area"]);
+        let empty = Series::counter("demo_m_total", "Empty.", &["vm"]);
+        for (vm, pid, kind, n) in rows {
+            crate_counter.with_label_values(&[vm, pid, kind]).inc_by(n);
+            counter.with_label_values(&[vm, pid, kind]).inc_by(n);
+            crate_gauge.with_label_values(&[kind, vm]).inc_by(n);
+            gauge.with_label_values(&[kind, vm]).inc_by(n);
+        }
+        registry.register(Box::new(crate_counter)).unwrap();
+        registry.register(Box::new(crate_gauge)).unwrap();
+        registry.register(Box::new(crate_empty)).unwrap();
+        let mut gathered = Gathered::default();
+        gathered.add(counter);
+        gathered.add(empty);
+        gathered.add(gauge);
+        let expected = text(&registry.gather());
+        assert!(expected.contains(r#"demo_z_total{kind="b",pid="20",vm="web-2"} 7"#));
+        assert_eq!(text(&gathered.into_families()), expected);
+    }
+
+    #[test]
+    fn gauges_are_set_not_added() {
+        let mut gauge = Series::gauge("demo_g", "A gauge.", &["vm"]);
+        gauge.with_label_values(&["a"]).set(2.5);
+        gauge.with_label_values(&["a"]).set(-1_i64);
+        let mut gathered = Gathered::default();
+        gathered.add(gauge);
+        assert_eq!(
+            text(&gathered.into_families()),
+            "# HELP demo_g A gauge.\n# TYPE demo_g gauge\ndemo_g{vm=\"a\"} -1\n"
+        );
+    }
+}
