@@ -205,25 +205,25 @@ mod tests {
             &["vm", "pid", "kind"],
         )
         .unwrap();
-        let crate_gauge =
+        let crate_areas =
             IntCounterVec::new(Opts::new("demo_a_total", "First."), &["zone", "area"]).unwrap();
         let crate_empty = IntCounterVec::new(Opts::new("demo_m_total", "Empty."), &["vm"]).unwrap();
         let mut counter = Series::counter("demo_z_total", "Last by name.", &["vm", "pid", "kind"]);
-        let mut gauge = Series::counter("demo_a_total", "First.", &["zone", "area"]);
+        let mut areas = Series::counter("demo_a_total", "First.", &["zone", "area"]);
         let empty = Series::counter("demo_m_total", "Empty.", &["vm"]);
         for (vm, pid, kind, n) in rows {
             crate_counter.with_label_values(&[vm, pid, kind]).inc_by(n);
             counter.with_label_values(&[vm, pid, kind]).inc_by(n);
-            crate_gauge.with_label_values(&[kind, vm]).inc_by(n);
-            gauge.with_label_values(&[kind, vm]).inc_by(n);
+            crate_areas.with_label_values(&[kind, vm]).inc_by(n);
+            areas.with_label_values(&[kind, vm]).inc_by(n);
         }
         registry.register(Box::new(crate_counter)).unwrap();
-        registry.register(Box::new(crate_gauge)).unwrap();
+        registry.register(Box::new(crate_areas)).unwrap();
         registry.register(Box::new(crate_empty)).unwrap();
         let mut gathered = Gathered::default();
         gathered.add(counter);
         gathered.add(empty);
-        gathered.add(gauge);
+        gathered.add(areas);
         let expected = text(&registry.gather());
         assert!(expected.contains(r#"demo_z_total{kind="b",pid="20",vm="web-2"} 7"#));
         assert_eq!(text(&gathered.into_families()), expected);
