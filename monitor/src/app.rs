@@ -98,7 +98,7 @@ pub fn top(
     interval: Duration,
     flight_to: &FlightTo,
 ) -> anyhow::Result<()> {
-    let session = Session::open(config)?;
+    let session = Session::open(&config.sampling_every(interval))?;
     drop_privileges(Announce::Log);
     let advisor = Advisor::new(thresholds, advice_roots(config));
     // What the flight recorder says goes to the view's bottom line, not over the table.
@@ -158,7 +158,7 @@ pub fn record(
     }
     // A directory kvmtop cannot record into is reported before the programs are loaded.
     let mut recorder = Recorder::open(dir, to.store.clone())?;
-    let mut session = Session::open(config)?;
+    let mut session = Session::open(&config.sampling_every(interval))?;
     // Before the control thread starts: a thread keeps the capabilities it started with.
     drop_privileges(Announce::Print);
     let (mark_tx, marks) = mpsc::channel();
@@ -484,7 +484,7 @@ pub fn serve(
     // net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE only at start.
     let listener =
         TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let session = Session::open(config)?;
+    let session = Session::open(&config.sampling_every(interval))?;
     drop_privileges(Announce::Print);
     let advisor = Advisor::new(thresholds, advice_roots(config));
     // A service's journal is its stderr.

@@ -506,6 +506,7 @@ pub fn main() -> ExitCode {
         btf: cli.host.btf.clone(),
         hook_kinds: cli.host.hook_kinds.clone(),
         collect: cli.host.collect,
+        contender_readings: 1,
     };
     let result = thresholds(cli.host.config.as_deref()).and_then(|thresholds| {
         match cli.command.unwrap_or(Command::Top { flight: cli.flight }) {

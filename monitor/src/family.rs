@@ -91,6 +91,10 @@ pub struct HostView {
     pub hook_kinds: Vec<HookKind>,
     /// How much the operator asked the families to collect.
     pub collect: CollectLevel,
+    /// Readings per reading of the scheduler's contender map (see
+    /// `families::sched::contender_span`): 1 in a snapshot, about 5 s of readings in the live
+    /// modes.
+    pub contender_readings: u64,
 }
 
 /// How deep kvmtop looks into every exit, trading depth for what each exit costs the guest: each

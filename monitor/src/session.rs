@@ -42,6 +42,21 @@ pub struct Config {
     pub hook_kinds: Vec<HookKind>,
     /// How much the families collect (`--collect`).
     pub collect: CollectLevel,
+    /// Readings per reading of the scheduler's contender map: 1 (a snapshot's two readings
+    /// both read it) unless [`Config::sampling_every`] says otherwise.
+    pub contender_readings: u64,
+}
+
+impl Config {
+    /// This configuration for readings every `interval` (the live modes): the contender lists
+    /// then cover about `families::sched::contender_span::CONTENDER_SPAN` each.
+    #[must_use]
+    pub fn sampling_every(&self, interval: std::time::Duration) -> Self {
+        Self {
+            contender_readings: crate::families::sched::contender_span::readings_per_span(interval),
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for Config {
@@ -53,6 +68,7 @@ impl Default for Config {
             btf: PathBuf::from(SYSTEM_BTF),
             hook_kinds: HookKind::ALL.to_vec(),
             collect: CollectLevel::default(),
+            contender_readings: 1,
         }
     }
 }
@@ -102,6 +118,7 @@ impl Session {
             btf,
             hook_kinds: config.hook_kinds.clone(),
             collect: config.collect,
+            contender_readings: config.contender_readings,
         };
         let (mut kernel, families) = Families::open(&view)?;
         // The kernel's BTF (the file for the offsets, ~5 MiB, and aya's parse for loading and

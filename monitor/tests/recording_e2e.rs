@@ -6,7 +6,8 @@
 //! recording must open with at most one window lost, `kvmtop report --format json` must rank
 //! B's steal rise first with its onset within two windows of the hog's start, and show the
 //! mark; and the steal recorded for B must agree with the kernel's own run-queue accounting of
-//! its vCPU thread (`/proc/PID/task/TID/schedstat`) over the incident. Last, `kvmtop replay`
+//! its vCPU thread (`/proc/PID/task/TID/schedstat`) over the incident, and B's contender lists
+//! (read every 5 s or so) must name the hog once their span lies after its start. Last, `kvmtop replay`
 //! runs in a real terminal (tmux), is stepped to the mark with its keys, and must show the
 //! mark's time, and B's steal low before it and high after, as `replay --format json` has them.
 
@@ -254,6 +255,8 @@ fn a_recorded_incident_is_reported_with_its_onset_and_mark() {
         "recorded steal {recorded_steal:.3} vs the kernel's {kernel_steal:.3}"
     );
 
+    contenders_cover_a_span_and_name_the_hog(&snapshots, &times, b.pid(), hog_start_ns, longest);
+
     // The report ranks B's steal first, from when the hog started, and shows the mark.
     let output = support::kvmtop()
         .arg("report")
@@ -328,6 +331,65 @@ fn a_recorded_incident_is_reported_with_its_onset_and_mark() {
     let pid_of_b = b.pid();
     drop(b);
     replay_steps_to_the_mark(&recording_dir, pid_of_b, &mark_text);
+}
+
+/// The contender lists of a recording (the live modes read the contender map about every 5 s
+/// and repeat the last list in between): each covers a span of several windows, a list changes
+/// only when the map is read again, and once a span lies wholly after the hog started, the hog
+/// is among what B's vCPU waited behind.
+fn contenders_cover_a_span_and_name_the_hog(
+    snapshots: &[kvmtop::model::Snapshot],
+    times: &[u64],
+    b_pid: u32,
+    hog_start_ns: u64,
+    longest: f64,
+) {
+    let of_b = |snapshot: &kvmtop::model::Snapshot| {
+        let vm = snapshot.vms.iter().find(|vm| vm.pid == b_pid).expect("B");
+        (
+            vm.families.sched.contenders.clone(),
+            vm.families.sched.contenders_seconds,
+        )
+    };
+    let lists: Vec<_> = snapshots.iter().map(of_b).collect();
+    // The first two readings both read the map, the first window's list is held until the
+    // seventh reading reads it again; from then on a list covers five readings.
+    let spans: Vec<f64> = lists.iter().skip(6).map(|(_, span)| *span).collect();
+    assert!(
+        spans
+            .iter()
+            .all(|&span| span >= 4.0 && span <= 5.0 * longest + 0.5),
+        "contender spans {spans:?} (windows up to {longest:.1} s)"
+    );
+    let changes = lists.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    assert!(
+        changes <= lists.len() / 4 + 2,
+        "the contender list changed {changes} times in {} windows",
+        lists.len()
+    );
+    // Windows whose span began a second or more after the hog started: the last half minute
+    // holds at least two spans of five windows, fewer when sampling is slow on a loaded host.
+    let mut checked = 0;
+    for ((contenders, span), &end) in lists.iter().zip(times) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let span_ns = (span * 1e9) as u64;
+        if end.saturating_sub(span_ns) < hog_start_ns + SECOND_NS {
+            continue;
+        }
+        checked += 1;
+        // Listed, not necessarily first: on a busy host, tasks that switch often hand B its CPU
+        // more often than the hog, which gives it up only when its slice ends.
+        assert!(
+            contenders
+                .iter()
+                .any(|c| c.name.exact().starts_with("stress-ng") && c.share > 0.1),
+            "the hog is not among B's contenders after it started: {contenders:?}"
+        );
+    }
+    assert!(
+        checked >= 4,
+        "{checked} windows with a span after the hog started"
+    );
 }
 
 /// Windows either side of the mark's at which B's steal is compared: away from the window the

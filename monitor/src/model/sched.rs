@@ -157,8 +157,14 @@ pub struct VmSched {
     /// Each thread class of the VMM present, in a fixed order (vcpu, main, iothread, worker,
     /// vhost, other).
     pub classes: Vec<ClassSched>,
-    /// Who held the CPU when the VM's threads got it after waiting, most wait first.
+    /// Who held the CPU when the VM's threads got it after waiting, most wait first, over the
+    /// last `contenders_seconds`.
     pub contenders: Vec<ContenderFigures>,
+    /// The span the contenders cover, in seconds: the window in a snapshot; in the live modes
+    /// (`top`, `serve`, `record`) the contender map is read about every 5 s and the windows in
+    /// between repeat the last list. 0 in recordings made before it was recorded.
+    #[serde(default)]
+    pub contenders_seconds: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -177,7 +183,7 @@ pub struct ContenderFigures {
     /// Waits it ended, and their total.
     pub waits: u64,
     pub wait_ns: u64,
-    /// Its share of the VM's run-queue wait that ended in the window.
+    /// Its share of the VM's run-queue wait that ended in the span (`contenders_seconds`).
     pub share: f64,
 }
 

@@ -127,9 +127,9 @@ impl Harness {
             .counters()
             .read()
             .contenders
-            .into_iter()
+            .iter()
             .filter(|((pid, _), _)| *pid == self.pid)
-            .map(|((_, contender), totals)| (contender, totals))
+            .map(|(&(_, contender), &totals)| (contender, totals))
             .collect();
         found.sort_by_key(|(c, _)| *c);
         found

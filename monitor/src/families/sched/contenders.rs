@@ -8,6 +8,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    hash::BuildHasher,
     path::Path,
     sync::{
         Mutex, PoisonError,
@@ -17,7 +18,8 @@ use std::{
 
 use monitor_common::sched::CONTENDER_OTHER;
 
-use super::SchedTotals;
+pub use super::contender_span::{Contender, ContenderTotals, TOP_CONTENDERS};
+use super::contender_span::ContenderSpan;
 use crate::{
     discovery::Vmm,
     host::proc::comm,
@@ -26,37 +28,6 @@ use crate::{
         sched::{ContenderFigures, ContenderKind},
     },
 };
-
-/// Contenders listed per VM; the rest are summed as "other".
-pub const TOP_CONTENDERS: usize = 5;
-
-/// The process that held a CPU until a waiting VMM thread got it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Contender {
-    /// The CPU was idle: the wait was wake-up latency only.
-    Idle,
-    Process(u32),
-    /// Beyond the kernel map's capacity.
-    Other,
-}
-
-impl Contender {
-    /// The kernel's contender field: a process id, 0 for the idle task, or the overflow key.
-    #[must_use]
-    pub fn decode(raw: u32) -> Self {
-        match raw {
-            0 => Self::Idle,
-            CONTENDER_OTHER => Self::Other,
-            pid => Self::Process(pid),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ContenderTotals {
-    pub waits: u64,
-    pub wait_ns: u64,
-}
 
 /// Which contender processes have exited, so that their keys can leave the kernel map (whose
 /// capacity would otherwise fill with short-lived processes, every later wait then counted under
@@ -90,16 +61,20 @@ impl ExitedContenders {
     }
 
     /// The contender pids whose keys can be removed now, of the `contenders` in the map:
-    /// those gone now and at the previous check. The idle task and the overflow key are never
-    /// removed; `exists` is asked once per other pid.
+    /// those gone now and at the previous check. The idle task, the overflow key and the `live`
+    /// processes (the VMMs discovery has just seen) are never removed; `exists` is asked once per
+    /// other pid.
     pub fn check(
         &mut self,
         contenders: HashSet<u32>,
+        live: &HashSet<u32>,
         exists: impl Fn(u32) -> bool,
     ) -> HashSet<u32> {
         let gone: HashSet<u32> = contenders
             .into_iter()
-            .filter(|&pid| pid != 0 && pid != CONTENDER_OTHER && !exists(pid))
+            .filter(|&pid| {
+                pid != 0 && pid != CONTENDER_OTHER && !live.contains(&pid) && !exists(pid)
+            })
             .collect();
         let (remove, newly): (HashSet<u32>, HashSet<u32>) =
             gone.into_iter().partition(|pid| self.gone.contains(pid));
@@ -108,69 +83,38 @@ impl ExitedContenders {
     }
 }
 
-/// The contenders of `vm` over the window, most wait first: the top [`TOP_CONTENDERS`] named,
-/// the rest summed as "other".
+/// The contenders of `vm` over the last span of the contender map (see
+/// [`super::contender_span`]), most wait first: the top [`TOP_CONTENDERS`] named, the rest summed
+/// as "other".
 #[must_use]
-pub fn window(
+pub fn listed<S: BuildHasher>(
     vm: &model::Vm,
-    vmms: &[Vmm],
-    now: &SchedTotals,
-    before: Option<&SchedTotals>,
+    vmms: &HashMap<u32, &Vmm, S>,
+    span: &ContenderSpan,
     proc_root: &Path,
     process_names: &ProcessNames,
 ) -> Vec<ContenderFigures> {
-    // This VM's keys only: with every VM waiting behind every other one, the map holds VMs ×
-    // VMs keys, and filtering all of them for each VM made the window quadratic in VMs.
-    let mut window: Vec<(Contender, ContenderTotals)> = now
-        .contenders
-        .range((vm.pid, Contender::Idle)..=(vm.pid, Contender::Other))
-        .map(|(key, now)| {
-            let was = before
-                .and_then(|b| b.contenders.get(key))
-                .copied()
-                .unwrap_or_default();
-            let delta = ContenderTotals {
-                waits: now.waits.saturating_sub(was.waits),
-                wait_ns: now.wait_ns.saturating_sub(was.wait_ns),
+    let Some(ranked) = span.vms.get(&vm.pid) else {
+        return Vec::new();
+    };
+    let total: u64 = ranked.iter().map(|(_, d)| d.wait_ns).sum();
+    ranked
+        .iter()
+        .map(|&(contender, totals)| {
+            let (pid, name, kind) = match contender {
+                Contender::Other => (None, "other".into(), ContenderKind::Other),
+                Contender::Idle => (None, "idle".into(), ContenderKind::Idle),
+                Contender::Process(pid) if pid == vm.pid => {
+                    (Some(pid), vm.name.clone(), ContenderKind::SameVm)
+                }
+                Contender::Process(pid) => match vmms.get(&pid) {
+                    Some(other) => (Some(pid), other.name.clone(), ContenderKind::Vm),
+                    None => (Some(pid), process_names.get(proc_root, pid), ContenderKind::Host),
+                },
             };
-            (key.1, delta)
+            contender_figures(pid, name, kind, totals, total)
         })
-        .filter(|(_, d)| d.waits > 0)
-        .collect();
-    window.sort_by(|a, b| b.1.wait_ns.cmp(&a.1.wait_ns).then(a.0.cmp(&b.0)));
-    let total: u64 = window.iter().map(|(_, d)| d.wait_ns).sum();
-    let mut rest = ContenderTotals::default();
-    let mut listed = Vec::new();
-    for (contender, totals) in window {
-        let named = match contender {
-            Contender::Other => None,
-            _ if listed.len() >= TOP_CONTENDERS => None,
-            Contender::Idle => Some((None, "idle".into(), ContenderKind::Idle)),
-            Contender::Process(pid) if pid == vm.pid => {
-                Some((Some(pid), vm.name.clone(), ContenderKind::SameVm))
-            }
-            Contender::Process(pid) => Some(match vmms.iter().find(|v| v.id.pid == pid) {
-                Some(other) => (Some(pid), other.name.clone(), ContenderKind::Vm),
-                None => (Some(pid), process_names.get(proc_root, pid), ContenderKind::Host),
-            }),
-        };
-        if let Some((pid, name, kind)) = named {
-            listed.push(contender_figures(pid, name, kind, totals, total));
-        } else {
-            rest.waits += totals.waits;
-            rest.wait_ns += totals.wait_ns;
-        }
-    }
-    if rest.waits > 0 {
-        listed.push(contender_figures(
-            None,
-            "other".into(),
-            ContenderKind::Other,
-            rest,
-            total,
-        ));
-    }
-    listed
+        .collect()
 }
 
 fn contender_figures(
@@ -249,21 +193,36 @@ mod tests {
             waits,
             wait_ns: waits * 1_000,
         };
-        let mut now = SchedTotals::default();
+        let mut now = HashMap::new();
         // Keys of the VMs on either side of web's pid, and web's own of every kind.
         for pid in [web.pid - 1, web.pid, web.pid + 1] {
             for contender in [Contender::Idle, Contender::Process(7), Contender::Other] {
-                now.contenders.insert((pid, contender), totals(u64::from(pid)));
+                now.insert((pid, contender), totals(u64::from(pid)));
             }
         }
-        now.contenders
-            .insert((web.pid, Contender::Process(u32::MAX)), totals(1));
+        now.insert((web.pid, Contender::Process(u32::MAX)), totals(1));
+        // Another VM and web itself are named as such.
+        let other_vm = Vmm {
+            id: crate::discovery::VmmId {
+                pid: 8,
+                start_time: 1,
+            },
+            kind: crate::discovery::VmmKind::Qemu,
+            name: "db".into(),
+            uuid: None,
+            comm: "qemu".into(),
+            qemu: None,
+            vcpus: Vec::new(),
+            threads: Vec::new(),
+        };
+        now.insert((web.pid, Contender::Process(8)), totals(2));
+        now.insert((web.pid, Contender::Process(web.pid)), totals(3));
+        let span = ContenderSpan::between(&now, None, 5.0);
         let proc_root = tempfile::tempdir().unwrap();
-        let listed = window(
+        let listed = listed(
             web,
-            &[],
-            &now,
-            None,
+            &HashMap::from([(8, &other_vm)]),
+            &span,
             proc_root.path(),
             &ProcessNames::default(),
         );
@@ -275,16 +234,22 @@ mod tests {
             [
                 (None, ContenderKind::Idle, own),
                 (Some(7), ContenderKind::Host, own),
+                (Some(web.pid), ContenderKind::SameVm, 3),
+                (Some(8), ContenderKind::Vm, 2),
                 (Some(u32::MAX), ContenderKind::Host, 1),
                 (None, ContenderKind::Other, own),
             ],
             "{listed:?}"
         );
+        assert_eq!(listed[3].name, other_vm.name);
+        let shares: f64 = listed.iter().map(|c| c.share).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "{listed:?}");
     }
 
     #[test]
     fn exited_contenders_leave_one_reading_after_they_are_found_gone() {
         let mut exited = ExitedContenders::default();
+        let none = HashSet::new();
         let alive = |pid: u32| pid == 10;
         let all = || HashSet::from([0, 10, 20, CONTENDER_OTHER]);
         // No reading yet: nothing to check.
@@ -292,14 +257,14 @@ mod tests {
         assert!(exited.due(1));
         assert!(!exited.due(1), "once per reading");
         // Found gone: kept until a reading has seen its final totals.
-        assert!(exited.check(all(), alive).is_empty());
+        assert!(exited.check(all(), &none, alive).is_empty());
         assert!(exited.due(2));
-        assert_eq!(exited.check(all(), alive), HashSet::from([20]));
+        assert_eq!(exited.check(all(), &none, alive), HashSet::from([20]));
         // Removed: not asked for again; idle and "other" are never removed.
         assert!(exited.due(3));
         assert!(
             exited
-                .check(HashSet::from([0, 10, CONTENDER_OTHER]), alive)
+                .check(HashSet::from([0, 10, CONTENDER_OTHER]), &none, alive)
                 .is_empty()
         );
     }
@@ -307,18 +272,43 @@ mod tests {
     #[test]
     fn a_pid_seen_again_or_a_check_skipped_starts_over() {
         let mut exited = ExitedContenders::default();
-        assert!(exited.check(HashSet::from([20, 30]), |_| false).is_empty());
+        let none = HashSet::new();
+        assert!(exited.check(HashSet::from([20, 30]), &none, |_| false).is_empty());
         // 20 is back (a reused pid): it stays, and must be found gone twice again.
         assert_eq!(
-            exited.check(HashSet::from([20, 30]), |pid| pid == 20),
+            exited.check(HashSet::from([20, 30]), &none, |pid| pid == 20),
             HashSet::from([30])
         );
-        assert!(exited.check(HashSet::from([20]), |_| false).is_empty());
+        assert!(exited.check(HashSet::from([20]), &none, |_| false).is_empty());
         exited.clear();
-        assert!(exited.check(HashSet::from([20]), |_| false).is_empty());
+        assert!(exited.check(HashSet::from([20]), &none, |_| false).is_empty());
         assert_eq!(
-            exited.check(HashSet::from([20]), |_| false),
+            exited.check(HashSet::from([20]), &none, |_| false),
             HashSet::from([20])
+        );
+    }
+
+    #[test]
+    fn known_vmms_are_not_looked_up_and_never_leave() {
+        let mut exited = ExitedContenders::default();
+        let vmms = HashSet::from([10, 11]);
+        let lookup = |pid: u32| {
+            assert!(!vmms.contains(&pid), "VMM {pid} looked up in procfs");
+            false
+        };
+        for _ in 0..3 {
+            exited.check(HashSet::from([10, 11, 20]), &vmms, lookup);
+        }
+        // A VMM discovery no longer sees is looked up like any process.
+        let left = HashSet::from([10]);
+        assert!(
+            exited
+                .check(HashSet::from([10, 11]), &left, |_| false)
+                .is_empty()
+        );
+        assert_eq!(
+            exited.check(HashSet::from([10, 11]), &left, |_| false),
+            HashSet::from([11])
         );
     }
 }

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
@@ -19,7 +19,8 @@ use monitor_common::sched::{
 };
 
 use super::{
-    contenders::{Contender, ContenderTotals, ExitedContenders},
+    contender_span::{ContenderReadings, ContenderSpan, RunningContenders},
+    contenders::{Contender, ExitedContenders},
     sources::SOURCES,
     totals::ThreadTotals,
     watch::WatchedThread,
@@ -36,9 +37,11 @@ pub struct SchedTotals {
     pub threads: HashMap<u32, ThreadTotals>,
     /// On-CPU ns per tid and CPU id (of intervals that ended).
     pub cpu_time: HashMap<u32, BTreeMap<u32, u64>>,
-    /// Run-queue wait of each VM (by pid) ended by each contender; ordered, so that one VM's
-    /// contenders are one range (there are VMs × contenders of them).
-    pub contenders: BTreeMap<(u32, Contender), ContenderTotals>,
+    /// Run-queue wait of each VM (by pid) ended by each contender, as of the last reading of the
+    /// contender map (see [`super::contender_span`]): not every reading reads it.
+    pub contenders: Arc<RunningContenders>,
+    /// Each VM's top contenders between the last two readings of the contender map.
+    pub contender_span: Arc<ContenderSpan>,
     /// Events of watched threads each source handled, by source name.
     pub watched_events: BTreeMap<&'static str, u64>,
     /// Events not counted because a map was full.
@@ -62,24 +65,23 @@ pub struct SchedCounters {
     watched_pids: HashSet<u32>,
     /// Where contender processes are looked up to tell which have exited.
     proc_root: PathBuf,
-    /// Readings taken so far: a contender's keys are removed only once a reading has seen its
-    /// final totals.
-    reads: AtomicU64,
+    /// The contender map as last read; a contender's keys are removed only once a reading of
+    /// the map has seen its final totals.
+    contender_readings: Mutex<ContenderReadings>,
     exited: ExitedContenders,
-    /// Exited contenders are looked for once every this many readings.
+    /// Exited contenders are looked for once every this many readings of the contender map.
     contender_check_every: u64,
 }
 
-/// Exited contenders are looked for once every this many readings by default: a contender's
-/// key costs only map space until then. Five readings keep an exited process's keys for about
-/// 5–7 s at the default interval even when the agent is starved of CPU (ten let them outlive
-/// the VM by 13 s on a loaded host).
-pub const CONTENDER_CHECK_EVERY: u64 = 5;
-
 impl SchedCounters {
     /// Takes the maps. Contender processes are looked up under `proc_root`, which must show the
-    /// host's initial pid namespace, whose pids the kernel programs record.
-    pub fn open(kernel: &mut Kernel, proc_root: &Path) -> anyhow::Result<Self> {
+    /// host's initial pid namespace, whose pids the kernel programs record. The contender map is
+    /// read once every `contender_readings` readings (see [`super::contender_span`]).
+    pub fn open(
+        kernel: &mut Kernel,
+        proc_root: &Path,
+        contender_readings: u64,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             watch_words: kernel.take_map(SCHED_WATCH_MAP)?,
             threads: kernel.take_map(SCHED_THREADS_MAP)?,
@@ -95,16 +97,16 @@ impl SchedCounters {
             watched_since: HashMap::new(),
             watched_pids: HashSet::new(),
             proc_root: proc_root.to_owned(),
-            reads: AtomicU64::new(0),
+            contender_readings: Mutex::new(ContenderReadings::new(contender_readings)),
             exited: ExitedContenders::default(),
-            contender_check_every: CONTENDER_CHECK_EVERY,
+            contender_check_every: 1,
         })
     }
 
-    /// Looks for exited contenders once every `readings` readings (at least one) instead of
-    /// every [`CONTENDER_CHECK_EVERY`]: for tests that follow one contender reading by reading.
-    pub fn set_contender_check_every(&mut self, readings: u64) {
-        self.contender_check_every = readings.max(1);
+    /// Looks for exited contenders once every `reads` readings of the contender map (at least
+    /// one) instead of at every one.
+    pub fn set_contender_check_every(&mut self, reads: u64) {
+        self.contender_check_every = reads.max(1);
     }
 
     /// Makes `threads` the watched set: new threads start from zero (so does a thread whose
@@ -112,8 +114,8 @@ impl SchedCounters {
     /// and a VM none of whose threads is watched any more loses its contenders.
     /// `runnable` says whether a thread is runnable right now (running or waiting for a CPU):
     /// such a thread's first interval counts from now instead of from its next switch.
-    /// Once every [`CONTENDER_CHECK_EVERY`] readings, contender processes that have exited leave
-    /// the contender map (see [`ExitedContenders`]).
+    /// After each reading of the contender map, contender processes that have exited leave it
+    /// (see [`ExitedContenders`]).
     /// Returns what could not be done (a full map, a tid beyond the bitmap).
     pub fn watch(
         &mut self,
@@ -202,12 +204,29 @@ impl SchedCounters {
 
     /// Removes the contender keys of processes that have exited, so that short-lived processes
     /// do not fill the map and push every later wait into "other". Runs at most once per
-    /// [`CONTENDER_CHECK_EVERY`] readings, with one procfs lookup per distinct contender.
+    /// reading of the contender map, on the keys that reading found, with one procfs lookup per
+    /// distinct contender that is not a VMM discovery sees now.
     fn forget_exited_contenders(&mut self) {
-        let reads = self.reads.load(Ordering::Relaxed);
-        if !self.exited.due(reads / self.contender_check_every) {
-            return;
-        }
+        let contenders: HashSet<u32> = {
+            let readings = self
+                .contender_readings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !self
+                .exited
+                .due(readings.schedule.reads() / self.contender_check_every)
+            {
+                return;
+            }
+            readings
+                .running
+                .keys()
+                .filter_map(|(_, contender)| match contender {
+                    Contender::Process(pid) => Some(*pid),
+                    Contender::Idle | Contender::Other => None,
+                })
+                .collect()
+        };
         let root = &self.proc_root;
         // Not merely `/proc/PID` being there: it is also there when the pid has since gone to a
         // thread of another process.
@@ -219,16 +238,28 @@ impl SchedCounters {
             self.exited.clear();
             return;
         }
-        let [map, _] = &mut self.contenders;
-        let keys: Vec<ContenderKey> = map.all_keys();
-        let exited = self
-            .exited
-            .check(keys.iter().map(|k| k.contender).collect(), exists);
-        let stale: Vec<ContenderKey> = keys
-            .into_iter()
-            .filter(|k| exited.contains(&k.contender))
-            .collect();
+        // Discovery has just seen the VMMs it knows: only the other contenders are looked up.
+        let exited = self.exited.check(contenders, &self.watched_pids, exists);
+        if exited.is_empty() {
+            return;
+        }
+        let stale: Vec<ContenderKey> = {
+            let readings = self
+                .contender_readings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            readings
+                .running
+                .keys()
+                .filter(|(_, c)| matches!(c, Contender::Process(pid) if exited.contains(pid)))
+                .map(|&(tgid, contender)| ContenderKey {
+                    tgid,
+                    contender: contender.encode(),
+                })
+                .collect()
+        };
         // Already gone is fine.
+        let [map, _] = &mut self.contenders;
         map.remove_keys(&stale);
     }
 
@@ -252,16 +283,24 @@ impl SchedCounters {
         }
     }
 
-    /// Removes the per-process counters of processes not in `keep`.
+    /// Removes the per-process counters of processes not in `keep`, in the kernel and as last
+    /// read.
     fn forget_processes(&mut self, keep: &HashSet<u32>) {
+        let mut forgotten = HashSet::new();
         for map in &mut self.contenders {
             let stale: Vec<ContenderKey> = map
                 .all_keys()
                 .into_iter()
                 .filter(|k| !keep.contains(&k.tgid))
                 .collect();
+            forgotten.extend(stale.iter().map(|k| k.tgid));
             map.remove_keys(&stale);
         }
+        forgotten.extend(self.watched_pids.iter().filter(|pid| !keep.contains(pid)));
+        self.contender_readings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(&forgotten);
     }
 
     /// The watched threads.
@@ -270,10 +309,10 @@ impl SchedCounters {
         &self.watched
     }
 
-    /// Reads every counter, summed over the CPUs.
+    /// Reads every counter, summed over the CPUs; the contender map only when its schedule says
+    /// so (the totals then carry the last reading of it).
     #[must_use]
     pub fn read(&self) -> SchedTotals {
-        self.reads.fetch_add(1, Ordering::Relaxed);
         let now = monotonic_ns();
         let mut out = SchedTotals::default();
         for (tid, raw) in self.threads.entries() {
@@ -290,19 +329,37 @@ impl SchedCounters {
         for (key, ns) in self.cpu_time.entries() {
             out.cpu_time.entry(key.tid).or_default().insert(key.cpu, ns);
         }
-        for map in &self.contenders {
-            for (key, stat) in map.entries() {
-                let contender = Contender::decode(key.contender);
-                let slot = out.contenders.entry((key.tgid, contender)).or_default();
-                slot.waits = slot.waits.wrapping_add(stat.waits);
-                slot.wait_ns = slot.wait_ns.wrapping_add(stat.wait_ns);
-            }
-        }
+        (out.contenders, out.contender_span) = self.read_contenders(now);
         out.dropped = self.drops.get(&0, 0).map_or(0, |per_cpu| {
             per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b))
         });
         out.watched_events = self.watched_events();
         out
+    }
+
+    /// The contender map's running totals and each VM's lists: read now if the schedule says so,
+    /// else as last read.
+    fn read_contenders(&self, now: u64) -> (Arc<RunningContenders>, Arc<ContenderSpan>) {
+        let mut readings = self
+            .contender_readings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if readings.schedule.next_reading() {
+            let mut running = RunningContenders::with_capacity(readings.running.len());
+            for map in &self.contenders {
+                for (key, stat) in map.entries() {
+                    let contender = Contender::decode(key.contender);
+                    let slot = running.entry((key.tgid, contender)).or_default();
+                    slot.waits = slot.waits.wrapping_add(stat.waits);
+                    slot.wait_ns = slot.wait_ns.wrapping_add(stat.wait_ns);
+                }
+            }
+            readings.record(running, now);
+        }
+        (
+            Arc::clone(&readings.running),
+            Arc::clone(&readings.span),
+        )
     }
 
     /// Events each source handled for a watched thread, summed over the CPUs, by source name

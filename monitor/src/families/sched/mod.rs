@@ -6,6 +6,7 @@
 //! the vhost kernel threads serving them) and tells the kernel through a bitmap; the scheduler
 //! tracepoints fire for every task on the host, so each program tests it first.
 
+pub mod contender_span;
 pub mod contenders;
 mod counters;
 mod layout;
@@ -64,7 +65,7 @@ impl Family for Sched {
 
     fn start(kernel: &mut Kernel, sources: Sources, host: &HostView) -> anyhow::Result<Self> {
         Ok(Self {
-            counters: SchedCounters::open(kernel, &host.proc_root)?,
+            counters: SchedCounters::open(kernel, &host.proc_root, host.contender_readings)?,
             sources,
             proc_root: host.proc_root.clone(),
             topology: host.topology.clone(),

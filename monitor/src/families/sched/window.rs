@@ -1,7 +1,10 @@
 //! Two readings → the scheduling figures of a window: per vCPU (with its placement), per VM,
 //! per thread class, and who the VM's threads waited behind.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 use super::{
     counters::SchedTotals,
@@ -11,6 +14,7 @@ use super::{
 };
 use crate::{
     bpf::hooks::{Sources, attached},
+    discovery::Vmm,
     family::Pair,
     host::topology::{MigrationClass, Topology},
     model::{
@@ -58,7 +62,8 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
         switch: attached(ctx.sources, SWITCH),
         wait: attached(ctx.sources, SWITCH) && attached(ctx.sources, WAKEUP),
     };
-    let vmms: Vec<_> = pair.vms.iter().map(|v| v.vmm.clone()).collect();
+    let vmms: HashMap<u32, &Vmm> = pair.vms.iter().map(|v| (v.pid(), v.vmm)).collect();
+    let contender_span = &pair.now.contender_span;
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
         let before = pair.before_for(span);
         let threads = thread_windows(pair.now, before, vm.pid, seconds * 1e9);
@@ -89,7 +94,8 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
                     })
                 })
                 .collect(),
-            contenders: contenders::window(vm, &vmms, pair.now, before, ctx.proc_root, ctx.names),
+            contenders: contenders::listed(vm, &vmms, contender_span, ctx.proc_root, ctx.names),
+            contenders_seconds: contender_span.seconds,
         };
     }
     snapshot.families.sched = host(pair.now, pair.before, ctx);

@@ -135,8 +135,15 @@ fn notes(vm: &Vm) -> Vec<Line<'static>> {
                 format!("{} ({kind}) {}", c.name, format::share(Some(c.share)))
             })
             .collect();
+        // The live modes read the contenders over a span of several windows.
+        let seconds = vm.families.sched.contenders_seconds;
+        let span = if seconds > 0.0 {
+            format!(" (last {seconds:.0} s)")
+        } else {
+            String::new()
+        };
         lines.push(Line::from(format!(
-            "who handed it the CPU after a wait: {}",
+            "who handed it the CPU after a wait{span}: {}",
             parts.join(", ")
         )));
     }
