@@ -47,6 +47,7 @@ pub const BENCH_NAMES: &[Names] = &[floor::NAMES];
 /// The maps several families share, and the diagnostics' (see [`diagnostics`]).
 pub const SHARED_MAPS: &[&str] = &[
     vmms::VMM_WATCH_MAP,
+    vmms::VMM_CHANGES_MAP,
     places::CPU_PLACES_MAP,
     diagnostics::DIAGNOSTICS_LOGGED_MAP,
     diagnostics::LOG_RING_MAP,

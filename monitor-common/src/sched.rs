@@ -59,6 +59,17 @@ pub const PROG_SCHED_SWITCH_BTF: &str = "switch_btf";
 pub const PROG_SCHED_SWITCH_RAW: &str = "switch_raw";
 pub const PROG_SCHED_WAKEUP_BTF: &str = "wakeup_btf";
 pub const PROG_SCHED_WAKEUP_RAW: &str = "wakeup_raw";
+/// The process lifecycle programs, which mark a watched process changed for discovery (see
+/// `vmms::VMM_CHANGES_MAP`): classic tracepoints, then their BTF and raw twins.
+pub const PROG_PROCESS_FORK: &str = "process_fork";
+pub const PROG_PROCESS_EXIT: &str = "process_exit";
+pub const PROG_PROCESS_EXEC: &str = "process_exec";
+pub const PROG_PROCESS_FORK_BTF: &str = "proc_fork_btf";
+pub const PROG_PROCESS_FORK_RAW: &str = "proc_fork_raw";
+pub const PROG_PROCESS_EXIT_BTF: &str = "proc_exit_btf";
+pub const PROG_PROCESS_EXIT_RAW: &str = "proc_exit_raw";
+pub const PROG_PROCESS_EXEC_BTF: &str = "proc_exec_btf";
+pub const PROG_PROCESS_EXEC_RAW: &str = "proc_exec_raw";
 /// Raw tracepoint program that runs the scheduling logic on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_SCHED_HARNESS: &str = "sched_harness";
@@ -73,8 +84,14 @@ pub const HARNESS_WAKEUP: u64 = 2;
 pub enum WatchedEvent {
     Switch = 0,
     Wakeup = 1,
+    /// A watched process created a thread or a process.
+    Fork = 2,
+    /// A thread of a watched process ended.
+    Exit = 3,
+    /// A watched process exec'd another program.
+    Exec = 4,
 }
-pub const WATCHED_EVENT_KINDS: u32 = 2;
+pub const WATCHED_EVENT_KINDS: u32 = 5;
 
 /// `prev_state` bits that mean the task blocked (S, D, T, t, X, Z, P, I). A preempted task is
 /// reported as 0 or, since 4.14, as `TASK_REPORT_MAX` (0x100): both leave these bits clear.
@@ -246,6 +263,15 @@ const PROGRAMS: &[&str] = &[
     PROG_SCHED_SWITCH_RAW,
     PROG_SCHED_WAKEUP_BTF,
     PROG_SCHED_WAKEUP_RAW,
+    PROG_PROCESS_FORK,
+    PROG_PROCESS_EXIT,
+    PROG_PROCESS_EXEC,
+    PROG_PROCESS_FORK_BTF,
+    PROG_PROCESS_FORK_RAW,
+    PROG_PROCESS_EXIT_BTF,
+    PROG_PROCESS_EXIT_RAW,
+    PROG_PROCESS_EXEC_BTF,
+    PROG_PROCESS_EXEC_RAW,
     PROG_SCHED_HARNESS,
 ];
 const MAPS: &[&str] = &[

@@ -5,6 +5,13 @@
 //! bit `tgid % 64` of word `tgid / 64` set for every VMM discovery has found. An array lookup is
 //! inlined by the verifier (a bounds check and an add), far cheaper than a hash lookup on a path
 //! that runs on every context switch. Userspace keeps the bitmap in step with discovery.
+//!
+//! [`VMM_CHANGES_MAP`] is how discovery learns what changed without reading `/proc` for every
+//! VMM on every scan: the programs on `sched_process_fork`, `sched_process_exit` and
+//! `sched_process_exec` add one to the counter of the current process's slot when the process is
+//! watched (a thread created or ended, the process ended or exec'd). The agent remembers each
+//! VMM's counter as last read and re-reads the VMM's `/proc` entries when it moved. Counters,
+//! not bits to clear: the agent only reads, so no event between a read and a clear is lost.
 
 /// Array of u64 words: the watched-process bitmap.
 pub const VMM_WATCH_MAP: &str = "VMM_WATCH";
@@ -16,4 +23,17 @@ pub const VMM_WATCH_WORDS: u32 = 65_536;
 #[must_use]
 pub const fn watch_slot(tgid: u32) -> (u32, u64) {
     (tgid >> 6, 1 << (tgid & 63))
+}
+
+/// Array of u64 counters: events (fork, exit, exec) of watched processes, by
+/// [`change_slot`]. Several processes may share a slot: a change of one then re-reads the
+/// others too, which costs a read and loses nothing.
+pub const VMM_CHANGES_MAP: &str = "VMM_CHANGES";
+/// Slots of the change counters (32 KiB, read whole every scan in one batch). A power of two.
+pub const VMM_CHANGE_SLOTS: u32 = 4096;
+
+/// The slot of `tgid`'s change counter.
+#[must_use]
+pub const fn change_slot(tgid: u32) -> u32 {
+    tgid & (VMM_CHANGE_SLOTS - 1)
 }

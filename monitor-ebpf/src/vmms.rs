@@ -1,17 +1,33 @@
-//! The watched-VMM bitmap the host-wide programs (TLB flushes, block requests) test first.
-//! Userspace keeps it in step with discovery; see `monitor_common::vmms`.
+//! The watched-VMM bitmap the host-wide programs (TLB flushes, block requests, process
+//! lifecycle) test first, and the change counters the lifecycle programs add to for discovery.
+//! Userspace keeps the bitmap in step with discovery; see `monitor_common::vmms`.
 
 #![expect(clippy::inline_always)]
 
 use aya_ebpf::{macros::map, maps::Array};
-use monitor_common::vmms::{VMM_WATCH_WORDS, watch_slot};
+use monitor_common::vmms::{VMM_CHANGE_SLOTS, VMM_WATCH_WORDS, change_slot, watch_slot};
+
+use crate::atomic::atomic_add;
 
 #[map(name = "VMM_WATCH")]
 static VMM_WATCH: Array<u64> = Array::with_max_entries(VMM_WATCH_WORDS, 0);
+
+#[map(name = "VMM_CHANGES")]
+static VMM_CHANGES: Array<u64> = Array::with_max_entries(VMM_CHANGE_SLOTS, 0);
 
 /// Whether `tgid` is a VMM process: one inlined array lookup and a bit test.
 #[inline(always)]
 pub fn is_vmm(tgid: u32) -> bool {
     let (word, bit) = watch_slot(tgid);
     VMM_WATCH.get(word).is_some_and(|w| *w & bit != 0)
+}
+
+/// Tells discovery that process `tgid` changed (a thread came or went, it exec'd): one atomic
+/// add to its slot's counter, which the agent compares with the value it last read.
+#[inline(always)]
+pub fn mark_changed(tgid: u32) {
+    if let Some(counter) = VMM_CHANGES.get_ptr_mut(change_slot(tgid)) {
+        // SAFETY: a map value, valid and aligned; CPUs change it only atomically.
+        unsafe { atomic_add(counter, 1) };
+    }
 }

@@ -40,6 +40,11 @@ pub trait Family: Sized {
     /// each kind keys its own way); otherwise each source runs as the best kind it can.
     const SOURCES_RUN_AS_ONE_KIND: bool = false;
 
+    /// The sources whose programs count the watched processes' lifecycle events
+    /// (`VMM_CHANGES`) for discovery, which follows those counters only while every such
+    /// source of every family is attached.
+    const DISCOVERY_SOURCES: &'static [&'static str] = &[];
+
     /// Load-time constants that belong to no single source.
     #[must_use]
     fn globals(_host: &HostView) -> Vec<Global> {

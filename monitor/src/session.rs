@@ -15,7 +15,7 @@ use crate::{
         Kernel,
         hooks::{HookKind, Sources},
     },
-    discovery::{Discovery, ProcRoot, Vmm, VmmKind},
+    discovery::{Discovery, ProcRoot, ScanResult, Vmm, VmmKind},
     families::{Families, Totals},
     family::{CollectLevel, HostView, VmSpan, Vms},
     host::{
@@ -164,7 +164,7 @@ impl Session {
     /// Scans for VMs without reading counters. Calling it between samples lets the families
     /// follow new threads while the guests run (a thread is seen inside `KVM_RUN` only then).
     pub fn rescan(&mut self) {
-        let scan = self.discovery.scan();
+        let scan = self.scan();
         self.identities.track(&scan.vmms);
         let vms = Vms::new(&scan.vmms, &scan.vhost_workers, &self.identities.reused);
         for problem in self.families.follow(&vms) {
@@ -174,7 +174,7 @@ impl Session {
 
     /// Scans for VMs and reads every family's running totals.
     pub fn sample(&mut self) -> Sample {
-        let mut scan = self.discovery.scan();
+        let mut scan = self.scan();
         self.identities.track(&scan.vmms);
         let reused = std::mem::take(&mut self.identities.reused);
         let vms = Vms::new(&scan.vmms, &scan.vhost_workers, &reused);
@@ -252,6 +252,13 @@ impl Session {
             }
         }
         snapshot
+    }
+
+    /// A discovery scan that follows the kernel's lifecycle counters where they count, read
+    /// just before it so that no change after the read goes unseen.
+    fn scan(&mut self) -> ScanResult {
+        let changes = self.families.vmm_changes(self.discovery.vmm_pids());
+        self.discovery.scan_following(changes)
     }
 
     /// Tells discovery which thread runs which vCPU, from what the kernel programs saw.

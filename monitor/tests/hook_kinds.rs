@@ -131,8 +131,8 @@ fn without_raw_kinds_every_source_runs_on_its_classic_tracepoint() {
 }
 
 /// Without BTF there are no struct offsets: the scheduler and block programs, which read tasks
-/// and requests, fall back to their classic tracepoints; the TLB ones read no struct and run
-/// as raw tracepoints. The kvm ones read no struct either, but their argument positions are
+/// and requests, fall back to their classic tracepoints; the TLB and process lifecycle ones read
+/// no struct and run as raw tracepoints. The kvm ones read no struct either, but their argument positions are
 /// checked in the BTF, so without it they run classic too.
 #[test]
 fn with_the_btf_hidden_only_programs_reading_no_struct_stay_raw() {
@@ -143,7 +143,13 @@ fn with_the_btf_hidden_only_programs_reading_no_struct_stay_raw() {
     assert_kinds(
         &hooks,
         "tracepoint:",
-        &[("tlb_flush", "raw_tp:"), ("pv_tlb_flush", "raw_tp:")],
+        &[
+            ("tlb_flush", "raw_tp:"),
+            ("pv_tlb_flush", "raw_tp:"),
+            ("process_fork", "raw_tp:"),
+            ("process_exit", "raw_tp:"),
+            ("process_exec", "raw_tp:"),
+        ],
     );
 }
 

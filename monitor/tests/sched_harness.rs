@@ -253,7 +253,12 @@ fn migrations_are_classified_with_the_topology_the_agent_wrote() {
     // Counted by the switches alone.
     let events = h.session.families().sched.counters().watched_events();
     assert_eq!(events[&"sched_switch"], switches + 4);
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|(source, n)| *source == "sched_switch" || *n == 0),
+        "{events:?}"
+    );
 }
 
 #[test]

@@ -41,12 +41,13 @@ use monitor_common::{
         SCHED_CONTENDERS_OVERFLOW_CAPACITY, SCHED_CONTENDERS_OVERFLOW_MAP, SCHED_CPU_TIME_CAPACITY,
         SCHED_CPU_TIME_MAP, SCHED_DROPS_MAP, SCHED_THREADS_CAPACITY, SCHED_THREADS_MAP,
         SCHED_WATCH_MAP, SCHED_WATCHED_EVENTS_MAP, ThreadCpuKey, ThreadSched, WATCH_WORDS,
+        WATCHED_EVENT_KINDS,
     },
     tlb::{
         TLB_DROPS_MAP, TLB_HOST_MAP, TLB_REASON_SLOTS, TLB_VMM_CAPACITY, TLB_VMM_MAP, TlbCount,
         TlbKey,
     },
-    vmms::{VMM_WATCH_MAP, VMM_WATCH_WORDS},
+    vmms::{VMM_CHANGE_SLOTS, VMM_CHANGES_MAP, VMM_WATCH_MAP, VMM_WATCH_WORDS},
 };
 
 /// The host the capacities are chosen for: a 2 × 64-core machine running 1,000 VMs.
@@ -280,7 +281,7 @@ pub const MAPS: &[MapSize] = &[
     map::<u32, u64>(
         SCHED_WATCHED_EVENTS_MAP,
         Kind::PerCpuArray,
-        2,
+        WATCHED_EVENT_KINDS,
         "event counter",
     ),
     needs(
@@ -343,6 +344,12 @@ pub const MAPS: &[MapSize] = &[
         Kind::Array,
         VMM_WATCH_WORDS,
         "64 process ids (bitmap)",
+    ),
+    map::<u32, u64>(
+        VMM_CHANGES_MAP,
+        Kind::Array,
+        VMM_CHANGE_SLOTS,
+        "change counter (processes by pid modulo)",
     ),
     map::<u32, u32>(
         DIAGNOSTICS_LOGGED_MAP,

@@ -6,8 +6,15 @@
 //! remembers vCPU→thread evidence that is only sometimes visible, and keeps the work of a scan
 //! proportional to what changed rather than to everything on the host:
 //!
-//! - every scan lists `/proc` (one directory read) and reads each known VMM's `stat` and thread
-//!   list;
+//! - every scan lists `/proc` (one directory read); a VMM gone from the listing has exited;
+//! - each known VMM's `stat` and thread list are read on every scan, unless the kernel programs
+//!   say what changed ([`Discovery::scan_following`]): the process lifecycle programs count,
+//!   per watched process, the threads it created and ended, its end and its execs, and a VMM is
+//!   then read only when its count moved (on that scan and the next: the exit tracepoint fires
+//!   before the process leaves `/proc`), while it has young threads (to read their names),
+//!   when the kernel saw it run a vCPU, and on its slow refresh every [`REFRESH_VMM_EVERY`]
+//!   scans (the safety net). A pid reused by a new process is noticed by the old process's
+//!   exit, counted for the pid;
 //! - a process is inspected (its `stat` and file descriptors) when it is new in the listing,
 //!   while it is young (less than 5 s since it started, by its start time, or since it was
 //!   seen to exec another program), when the kernel programs saw it run a vCPU
@@ -135,6 +142,10 @@ struct Known {
     fds: KvmFds,
     /// Every thread as last read, with the scan it was first seen in.
     tasks: Vec<(TaskInfo, u64)>,
+    /// Its lifecycle counter as last read, when discovery follows the kernel's counts.
+    changes: Option<u64>,
+    /// The scan in which it appeared or its counter last moved.
+    changed_in: u64,
 }
 
 /// A non-VMM process is inspected again once every this many scans, spread over pids: the
@@ -188,6 +199,8 @@ pub struct Discovery {
     recheck_period: u64,
     /// See [`REFRESH_VMM_EVERY`].
     refresh_every: u64,
+    /// This scan's lifecycle counters of the known VMMs, by pid, when the kernel counts them.
+    changes: Option<HashMap<u32, u64>>,
 }
 
 impl Discovery {
@@ -206,7 +219,14 @@ impl Discovery {
             recheck_every: RECHECK_OTHERS_EVERY,
             recheck_period: RECHECK_OTHERS_EVERY,
             refresh_every: REFRESH_VMM_EVERY,
+            changes: None,
         }
+    }
+
+    /// The pids of the VMMs known now: whose lifecycle counters [`Self::scan_following`] wants.
+    #[must_use]
+    pub fn vmm_pids(&self) -> Vec<u32> {
+        self.known.keys().map(|id| id.pid).collect()
     }
 
     #[must_use]
@@ -300,8 +320,42 @@ impl Discovery {
         (self.scans + u64::from(pid)).is_multiple_of(self.refresh_every)
     }
 
-    /// One pass over the procfs root.
+    /// Whether a known VMM's `/proc` entries are read this scan: always, unless `changes`
+    /// (read before this scan) holds its lifecycle counter; then when the counter moved on this
+    /// scan or the last, while it has young threads, the kernel saw it run a vCPU, or its slow
+    /// refresh is due.
+    fn vmm_due(&mut self, id: VmmId) -> bool {
+        let Some(count) = self.changes.as_ref().and_then(|c| c.get(&id.pid)).copied() else {
+            return true;
+        };
+        let (scans, young_scans) = (self.scans, self.young_scans.max(1));
+        let Some(known) = self.known.get_mut(&id) else {
+            return true;
+        };
+        if known.changes != Some(count) {
+            known.changes = Some(count);
+            known.changed_in = scans;
+        }
+        let young_threads = known
+            .tasks
+            .iter()
+            .any(|(_, first_seen)| scans.saturating_sub(*first_seen) < young_scans);
+        scans.saturating_sub(known.changed_in) <= 1
+            || young_threads
+            || self.active.contains(&id.pid)
+            || self.refresh_due(id.pid)
+    }
+
+    /// One pass over the procfs root, reading every known VMM.
     pub fn scan(&mut self) -> ScanResult {
+        self.scan_following(None)
+    }
+
+    /// One pass over the procfs root, reading the known VMMs whose lifecycle counter in
+    /// `changes` moved (module docs); every VMM, as [`Self::scan`], when `changes` is `None`
+    /// (the kernel does not count) and for pids it lacks.
+    pub fn scan_following(&mut self, changes: Option<HashMap<u32, u64>>) -> ScanResult {
+        self.changes = changes;
         self.scans += 1;
         self.uptime = crate::host::proc::uptime(self.proc.path());
         let others = u64::try_from(self.not_vmm.len()).unwrap_or(u64::MAX);
@@ -327,7 +381,11 @@ impl Discovery {
         };
         let known_pids: HashMap<u32, VmmId> = self.known.keys().map(|id| (id.pid, *id)).collect();
         for pid in pids {
-            if known_pids.contains_key(&pid) || self.due_for_check(pid) {
+            if let Some(&id) = known_pids.get(&pid)
+                && !self.vmm_due(id)
+            {
+                pass.alive.insert(id);
+            } else if known_pids.contains_key(&pid) || self.due_for_check(pid) {
                 self.scan_pid(pid, &mut pass);
             } else {
                 pass.others.insert(pid);
@@ -484,6 +542,8 @@ impl Discovery {
                     memory: VcpuMemory::default(),
                     fds: fds.clone(),
                     tasks: Vec::new(),
+                    changes: None,
+                    changed_in: self.scans,
                 },
             );
         }

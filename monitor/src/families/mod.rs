@@ -11,7 +11,12 @@ pub mod vmms;
 use anyhow::Context as _;
 use monitor_common::histogram::LatencyHist;
 
-use self::{places::CpuPlaces, vmms::VmmWatch};
+use std::collections::HashMap;
+
+use self::{
+    places::CpuPlaces,
+    vmms::{VmmChanges, VmmWatch},
+};
 use crate::{
     bpf::{
         Kernel,
@@ -19,6 +24,7 @@ use crate::{
     },
     discovery::Vmm,
     family::{Family, HostView, Pair, VcpuSighting, VmSpan, Vms},
+    model::Attachment,
     model::{Histogram, Snapshot},
 };
 
@@ -31,6 +37,7 @@ macro_rules! families {
         pub struct Families {
             $(pub $name: $family,)+
             vmm_watch: VmmWatch,
+            vmm_changes: VmmChanges,
             places: CpuPlaces,
         }
 
@@ -57,7 +64,7 @@ macro_rules! families {
                 )+
                 let mut kernel = Kernel::load(&globals, &host.hook_kinds)?;
                 let places = CpuPlaces::open(&mut kernel, host.topology.as_ref())?;
-                let families = Self {
+                let mut families = Self {
                     $($name: {
                         let (family, table) = (<$family as Family>::NAME, &tables.$name);
                         let sources = if <$family as Family>::SOURCES_RUN_AS_ONE_KIND {
@@ -70,14 +77,68 @@ macro_rules! families {
                         )?
                     },)+
                     vmm_watch: VmmWatch::start(&mut kernel)?,
+                    vmm_changes: VmmChanges::start(&mut kernel)?,
                     places,
                 };
+                let live = families.discovery_sources_live();
+                if let Err(why) = &live {
+                    log::info!("discovery reads every VMM on every scan: {why}");
+                }
+                families.vmm_changes.set_live(live);
                 Ok((kernel, families))
+            }
+
+            /// `Ok` when every family's discovery sources are attached (and there are some),
+            /// else why not.
+            fn discovery_sources_live(&self) -> Result<(), String> {
+                let mut any = false;
+                $(
+                    for name in <$family as Family>::DISCOVERY_SOURCES {
+                        any = true;
+                        match self.$name.sources_attached().get(name).map(|s| &s.attachment) {
+                            Some(Attachment::Attached) => {}
+                            Some(Attachment::Unavailable(why)) => {
+                                return Err(format!(
+                                    "{}/{name} unavailable: {why}",
+                                    <$family as Family>::NAME
+                                ));
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{}/{name} not in the hook table",
+                                    <$family as Family>::NAME
+                                ));
+                            }
+                        }
+                    }
+                )+
+                if any {
+                    Ok(())
+                } else {
+                    Err("no family counts process lifecycle events".to_owned())
+                }
+            }
+
+            /// The lifecycle counters of those of `pids` the programs watch (the others are
+            /// counted for nobody until the next follow), for discovery; `None` when they do not
+            /// count.
+            pub fn vmm_changes(
+                &mut self,
+                pids: impl IntoIterator<Item = u32>,
+            ) -> Option<HashMap<u32, u64>> {
+                let watched = self.vmm_watch.watched();
+                let pids: Vec<u32> = pids.into_iter().filter(|pid| watched.contains(pid)).collect();
+                self.vmm_changes.read(pids)
             }
 
             /// The watched-VMM bitmap, e.g. for tests that add synthetic processes.
             pub fn vmm_watch_mut(&mut self) -> &mut VmmWatch {
                 &mut self.vmm_watch
+            }
+
+            /// The lifecycle counters, e.g. for tests that read a process's slot watched or not.
+            pub fn vmm_changes_mut(&mut self) -> &mut VmmChanges {
+                &mut self.vmm_changes
             }
 
             /// The CPU places, e.g. for tests that describe a fixture topology.

@@ -1,12 +1,18 @@
-//! The watched-VMM bitmap that the host-wide programs (NUMA faults, TLB flushes, block requests)
-//! test first, kept in step with discovery.
+//! The watched-VMM bitmap that the host-wide programs (NUMA faults, TLB flushes, block requests,
+//! process lifecycle) test first, kept in step with discovery, and the change counters the
+//! lifecycle programs keep for discovery.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aya::maps::{Array, MapData};
-use monitor_common::vmms::{VMM_WATCH_MAP, VMM_WATCH_WORDS, watch_slot};
+use monitor_common::vmms::{
+    VMM_CHANGE_SLOTS, VMM_CHANGES_MAP, VMM_WATCH_MAP, VMM_WATCH_WORDS, change_slot, watch_slot,
+};
 
-use crate::{bpf::Kernel, discovery::Vmm};
+use crate::{
+    bpf::{Kernel, batch::read_array},
+    discovery::Vmm,
+};
 
 /// The bitmap, and the processes currently set in it.
 pub struct VmmWatch {
@@ -85,6 +91,62 @@ fn written(old: &BTreeSet<u32>, wanted: &BTreeSet<u32>, failed: &BTreeSet<u32>) 
         .filter(|pid| !in_failed(pid))
         .chain(old.iter().copied().filter(in_failed))
         .collect()
+}
+
+/// The change counters the process lifecycle programs add to (`VMM_CHANGES`), read for
+/// discovery: which VMMs created or ended a thread, ended or exec'd since the last scan.
+pub struct VmmChanges {
+    counters: Array<MapData, u64>,
+    /// `Ok` while every lifecycle source is attached, else why discovery cannot rely on them.
+    live: Result<(), String>,
+    /// The kernel refused to read the counters in one batch: they are read slot by slot.
+    slot_by_slot: bool,
+}
+
+impl VmmChanges {
+    /// Takes the counters, not relied on until [`Self::set_live`] says the programs run.
+    pub fn start(kernel: &mut Kernel) -> anyhow::Result<Self> {
+        Ok(Self {
+            counters: kernel.take_map(VMM_CHANGES_MAP)?,
+            live: Err("the lifecycle sources are not attached yet".to_owned()),
+            slot_by_slot: false,
+        })
+    }
+
+    /// Whether the programs that count are attached (see
+    /// [`crate::family::Family::DISCOVERY_SOURCES`]), or why not.
+    pub fn set_live(&mut self, live: Result<(), String>) {
+        self.live = live;
+    }
+
+    /// Whether discovery can follow changes, or why not.
+    pub fn live(&self) -> &Result<(), String> {
+        &self.live
+    }
+
+    /// The counter of each of `pids` (by pid), or `None` when the counters do not count (a
+    /// lifecycle source is unavailable) or cannot be read, when discovery reads every VMM.
+    pub fn read(&mut self, pids: impl IntoIterator<Item = u32>) -> Option<HashMap<u32, u64>> {
+        self.live.as_ref().ok()?;
+        if !self.slot_by_slot {
+            match read_array(&self.counters, VMM_CHANGE_SLOTS) {
+                Ok(slots) => {
+                    return Some(
+                        pids.into_iter()
+                            .map(|pid| (pid, slots[change_slot(pid) as usize]))
+                            .collect(),
+                    );
+                }
+                Err(e) => {
+                    log::debug!("{VMM_CHANGES_MAP}: batch read refused ({e}); reading by slot");
+                    self.slot_by_slot = true;
+                }
+            }
+        }
+        pids.into_iter()
+            .map(|pid| Some((pid, self.counters.get(&change_slot(pid), 0).ok()?)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

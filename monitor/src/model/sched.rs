@@ -54,7 +54,8 @@ impl ThreadClass {
 /// Host-wide state of the scheduling sources.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostSched {
-    /// `sched_switch`, `sched_wakeup`.
+    /// `sched_switch`, `sched_wakeup`, and `process_fork`, `process_exit`, `process_exec`,
+    /// which give no figure: discovery follows them to re-read only the VMMs that changed.
     pub sources: BTreeMap<String, SourceState>,
     /// Where each source runs (`tracepoint:sched:sched_switch`, …).
     pub hooks: BTreeMap<String, String>,

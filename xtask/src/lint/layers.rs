@@ -35,12 +35,13 @@ pub const AGENT: Layers = Layers {
 };
 
 /// The kernel programs (`monitor-ebpf/src`): the shared pieces import nothing but the
-/// diagnostics log, and every other module is a family, which uses the shared pieces and never
+/// diagnostics log and the atomic add (the change counters of `vmms`), and every other module
+/// is a family, which uses the shared pieces and never
 /// another family.
 pub const KERNEL: Layers = Layers {
     rows: &[
         ("diagnostics", &[]),
-        ("vmms", &[]),
+        ("vmms", &["atomic"]),
         ("places", &[]),
         ("program", &[]),
         ("record", &[]),

@@ -2,6 +2,7 @@
 //! contents are those of a real QEMU 7.2 on Linux 6.18 (two vCPUs, with and without
 //! debug-threads), including KVM's NX recovery worker thread that copies a vCPU's registers.
 
+mod changes;
 mod lifecycle;
 mod vcpus;
 

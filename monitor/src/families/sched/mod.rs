@@ -59,6 +59,8 @@ impl Family for Sched {
     const NAME: &'static str = "sched";
     type Totals = SchedTotals;
 
+    const DISCOVERY_SOURCES: &'static [&'static str] = &sources::LIFECYCLE;
+
     fn sources(host: &HostView) -> Vec<SourceSpec> {
         sources::table(host)
     }

@@ -6,6 +6,11 @@ use monitor_common::sched::{
     PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_BTF, PROG_SCHED_SWITCH_RAW, PROG_SCHED_WAKEUP,
     PROG_SCHED_WAKEUP_BTF, PROG_SCHED_WAKEUP_RAW, TaskFields, WatchedEvent,
 };
+use monitor_common::sched::{
+    PROG_PROCESS_EXEC, PROG_PROCESS_EXEC_BTF, PROG_PROCESS_EXEC_RAW, PROG_PROCESS_EXIT,
+    PROG_PROCESS_EXIT_BTF, PROG_PROCESS_EXIT_RAW, PROG_PROCESS_FORK, PROG_PROCESS_FORK_BTF,
+    PROG_PROCESS_FORK_RAW,
+};
 
 use super::layout;
 use crate::{
@@ -21,11 +26,24 @@ pub const SWITCH: &str = "sched_switch";
 /// The start of a run-queue wait after sleeping (a preemption starts one at the switch).
 pub const WAKEUP: &str = "sched_wakeup";
 
+/// A VMM created a thread (or a process): discovery re-reads its thread list.
+pub const PROCESS_FORK: &str = "process_fork";
+/// A VMM's thread ended, or the VMM itself: discovery re-reads it, and finds it gone.
+pub const PROCESS_EXIT: &str = "process_exit";
+/// A VMM exec'd another program: discovery re-reads what it is.
+pub const PROCESS_EXEC: &str = "process_exec";
+/// The sources that tell discovery which VMMs changed; it relies on them only while all three
+/// are attached (see `discovery` and `vmms::VMM_CHANGES_MAP`).
+pub const LIFECYCLE: [&str; 3] = [PROCESS_FORK, PROCESS_EXIT, PROCESS_EXEC];
+
 /// Every source, with the slot of `SCHED_WATCHED_EVENTS` where its program counts the events of
-/// watched threads.
-pub const SOURCES: [(&str, WatchedEvent); 2] = [
+/// watched threads (of watched processes, for the lifecycle sources).
+pub const SOURCES: [(&str, WatchedEvent); 5] = [
     (SWITCH, WatchedEvent::Switch),
     (WAKEUP, WatchedEvent::Wakeup),
+    (PROCESS_FORK, WatchedEvent::Fork),
+    (PROCESS_EXIT, WatchedEvent::Exit),
+    (PROCESS_EXEC, WatchedEvent::Exec),
 ];
 
 /// The hook table.
@@ -77,7 +95,45 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 ),
             ),
         ),
+        lifecycle(
+            host,
+            PROCESS_FORK,
+            "sched_process_fork",
+            (PROG_PROCESS_FORK_BTF, PROG_PROCESS_FORK_RAW, PROG_PROCESS_FORK),
+        ),
+        lifecycle(
+            host,
+            PROCESS_EXIT,
+            "sched_process_exit",
+            (PROG_PROCESS_EXIT_BTF, PROG_PROCESS_EXIT_RAW, PROG_PROCESS_EXIT),
+        ),
+        lifecycle(
+            host,
+            PROCESS_EXEC,
+            "sched_process_exec",
+            (PROG_PROCESS_EXEC_BTF, PROG_PROCESS_EXEC_RAW, PROG_PROCESS_EXEC),
+        ),
     ]
+}
+
+/// A process lifecycle source: its programs read only the current task's ids, so every kind
+/// needs nothing from this kernel but the tracepoint.
+fn lifecycle(
+    host: &HostView,
+    name: &'static str,
+    event: &'static str,
+    (btf, raw, classic): (&'static str, &'static str, &'static str),
+) -> SourceSpec {
+    SourceSpec::new(
+        name,
+        every_kind(
+            &host.btf,
+            event,
+            (btf, raw),
+            Ok(Vec::new()),
+            Attempt::tracepoint("sched", event, classic, Ok(Vec::new())),
+        ),
+    )
 }
 
 /// Where this kernel keeps a task's thread id, from its BTF.

@@ -1,0 +1,102 @@
+//! The process lifecycle programs with real threads and processes, as every kind of hook: a
+//! thread created and ended in a watched process moves its change counter (which discovery
+//! follows instead of reading every VMM's `/proc` entries on every scan); forks, execs and
+//! exits of a process that is not watched move nothing.
+
+mod support;
+
+use std::{process::Command, time::Duration};
+
+use kvmtop::{
+    bpf::hooks::HookKind,
+    session::{Config, Session},
+};
+use monitor_common::vmms::change_slot;
+
+const TEST: &str = "lifecycle_harness";
+
+/// This process's change counter and `other`'s.
+fn counters(session: &mut Session, me: u32, other: u32) -> (u64, u64) {
+    let counts = session
+        .families_mut()
+        .vmm_changes_mut()
+        .read([me, other])
+        .expect("the lifecycle sources are attached, so the counters are read");
+    (counts[&me], counts[&other])
+}
+
+#[test]
+fn a_watched_process_is_marked_changed_and_an_unwatched_one_is_not() {
+    if let Some(reason) = support::missing_prerequisite(false, &[]) {
+        support::skip(TEST, &reason);
+        return;
+    }
+    let me = std::process::id();
+    for kind in HookKind::ALL {
+        let config = Config {
+            hook_kinds: vec![kind],
+            ..Config::default()
+        };
+        let mut session = Session::open(&config).expect("opening a session");
+        let sched = session
+            .families()
+            .sources()
+            .into_iter()
+            .find(|(family, _)| *family == "sched")
+            .map(|(_, sources)| sources.clone())
+            .unwrap();
+        for name in ["process_fork", "process_exit", "process_exec"] {
+            let source = &sched[name];
+            assert!(
+                source.is_attached(),
+                "{kind}: {name}: {:?}",
+                source.attachment
+            );
+            assert_eq!(
+                source.hook.kind(),
+                Some(kind),
+                "{name} runs as {}",
+                source.hook
+            );
+        }
+        let failed = session.families_mut().vmm_watch_mut().insert(me);
+        assert!(failed.is_empty(), "cannot watch {failed:?}");
+
+        // A process that is not watched forks a child that execs and exits, and exits.
+        let mut child = Command::new("sh")
+            .args(["-c", "read _; /bin/true; /bin/true"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let other = child.id();
+        let shares_slot = change_slot(other) == change_slot(me);
+        let (mine, theirs) = counters(&mut session, me, other);
+
+        // Two threads of this (watched) process: each created and ended.
+        for _ in 0..2 {
+            std::thread::spawn(|| std::thread::sleep(Duration::from_millis(1)))
+                .join()
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        assert!(child.wait().expect("sh").success());
+        let (mine_after, theirs_after) = counters(&mut session, me, other);
+
+        // At least the two forks and two exits; other threads of the test binary may add more.
+        assert!(
+            mine_after >= mine + 4,
+            "{kind}: the watched process's counter went from {mine} to {mine_after}"
+        );
+        if shares_slot {
+            support::skip(
+                TEST,
+                &format!("{kind}: pid {other} shares this process's slot; its half not checked"),
+            );
+        } else {
+            assert_eq!(
+                theirs_after, theirs,
+                "{kind}: an unwatched process's counter moved"
+            );
+        }
+    }
+}
