@@ -42,6 +42,14 @@ pub fn encode_window(snapshot: &Snapshot) -> Vec<u8> {
     encode(snapshot)
 }
 
+/// The payload of a [`WINDOW`] frame, in `payload` (cleared first): a recorder keeps one buffer
+/// for all its windows.
+pub fn encode_window_into(snapshot: &Snapshot, payload: &mut Vec<u8>) {
+    payload.clear();
+    crate::model::recorded::with_running_totals(|| redact::to_json_into(snapshot, payload))
+        .expect("the model serializes to JSON");
+}
+
 /// The payload of an [`EVENT`] frame.
 #[must_use]
 pub fn encode_event(event: &Event) -> Vec<u8> {
