@@ -105,8 +105,9 @@
 //! - Retention deletes whole oldest segments at every segment switch, before the new segment
 //!   exists, so the directory never exceeds [`Config::max_total_bytes`]; below checks its limit
 //!   only when a 24-hour shard closes, so it can overshoot by a whole shard.
-//! - Payloads are compressed with zstd (level 3 by default); tiny or incompressible payloads
-//!   are stored as they are. Most frames are compressed one by one, so each stays independently
+//! - Payloads are compressed with zstd (level 3 unless the writer says otherwise: recordings use
+//!   1, see `recording::recorder`); tiny or incompressible payloads are stored as they are.
+//!   Most frames are compressed one by one, so each stays independently
 //!   readable. Frames of the kinds in [`Config::delta_kinds`] (periodic snapshots, which repeat
 //!   most of the one before) are delta frames except one in [`Config::key_frame_interval`]
 //!   (default 30), the first of their kind in each segment, and a frame whose delta would take
