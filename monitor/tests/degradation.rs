@@ -1,5 +1,5 @@
 //! Faults that must degrade, not abort: no privileges, a tracepoint missing on this kernel, an
-//! interrupted snapshot window.
+//! interrupted snapshot window, a refused fault hook, a process lifecycle source missing.
 
 mod support;
 
@@ -243,4 +243,74 @@ fn a_refused_fault_hook_falls_back_to_procfs_and_says_so() {
             if balancing_on { "on" } else { "off" }
         );
     }
+}
+
+/// Without a process lifecycle source, discovery cannot tell which VMMs changed, so it reads
+/// every VMM on every scan: it says so, and a VM started meanwhile is found with its vCPUs.
+#[test]
+fn without_a_lifecycle_source_discovery_reads_every_vmm_and_says_why() {
+    const TEST: &str = "without_a_lifecycle_source_discovery_reads_every_vmm_and_says_why";
+    if let Some(reason) = support::missing_prerequisite(true, &[]) {
+        return support::skip(TEST, &reason);
+    }
+    // Classic tracepoints only, in a tracefs view of this kernel without sched_process_fork.
+    let real = std::path::Path::new("/sys/kernel/tracing/events/sched");
+    let tracefs = tempfile::tempdir().unwrap();
+    for event in ["sched_process_exit", "sched_process_exec"] {
+        let format = real.join(event).join("format");
+        if !format.exists() {
+            return support::skip(TEST, &format!("{} is missing", format.display()));
+        }
+        let dir = tracefs.path().join("events/sched").join(event);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&format, dir.join("format")).unwrap();
+    }
+    let mut kvmtop = support::start_window_logging(
+        &[
+            "--hook-kinds".as_ref(),
+            "tracepoint".as_ref(),
+            "--tracefs".as_ref(),
+            tracefs.path().as_os_str(),
+        ],
+        "info",
+    );
+    // Started inside the window: found by the scans that read every VMM.
+    let (guest, vcpus) = support::start_portio("no-lifecycle");
+    let snapshot = support::end_window(&mut kvmtop);
+
+    let sources = &snapshot["sched"]["sources"];
+    let fork = sources["process_fork"].as_str().unwrap();
+    assert!(
+        fork.starts_with("unavailable: ") && fork.contains("sched:sched_process_fork"),
+        "{fork}"
+    );
+    for source in ["process_exit", "process_exec"] {
+        let state = sources[source].as_str().unwrap();
+        assert!(matches!(state, "live" | "silent"), "{source}: {state}");
+    }
+    assert!(
+        kvmtop.stderr_lines.iter().any(|l| l
+            .contains("discovery reads every VMM on every scan: sched/process_fork unavailable")),
+        "{:?}",
+        kvmtop.stderr_lines
+    );
+    let vm = snapshot["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vm| vm["pid"] == guest.pid())
+        .unwrap_or_else(|| panic!("the guest started in the window: {snapshot}"));
+    let mut seen: Vec<(u64, u64)> = vm["vcpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["index"].as_u64().unwrap(), v["tid"].as_u64().unwrap()))
+        .collect();
+    seen.sort_unstable();
+    let mut expected: Vec<(u64, u64)> = vcpus
+        .iter()
+        .map(|v| (u64::from(v.index), u64::from(v.tid)))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "{vm}");
 }

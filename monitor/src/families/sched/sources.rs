@@ -117,13 +117,19 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
 }
 
 /// A process lifecycle source: its programs read only the current task's ids, so every kind
-/// needs nothing from this kernel but the tracepoint.
+/// needs nothing from this kernel but the tracepoint; the classic one, as every classic source,
+/// a tracepoint tracefs lists (the `--tracefs` view decides, as it does for the others).
 fn lifecycle(
     host: &HostView,
     name: &'static str,
     event: &'static str,
     (btf, raw, classic): (&'static str, &'static str, &'static str),
 ) -> SourceSpec {
+    let listed = host
+        .tracefs
+        .event_format("sched", event)
+        .map(|_| Vec::new())
+        .map_err(|e| e.to_string());
     SourceSpec::new(
         name,
         every_kind(
@@ -131,7 +137,7 @@ fn lifecycle(
             event,
             (btf, raw),
             Ok(Vec::new()),
-            Attempt::tracepoint("sched", event, classic, Ok(Vec::new())),
+            Attempt::tracepoint("sched", event, classic, listed),
         ),
     )
 }
