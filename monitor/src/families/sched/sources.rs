@@ -117,8 +117,8 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
 }
 
 /// A process lifecycle source: its programs read only the current task's ids, so every kind
-/// needs nothing from this kernel but the tracepoint; the classic one, as every classic source,
-/// a tracepoint tracefs lists (the `--tracefs` view decides, as it does for the others).
+/// needs nothing from this kernel but the tracepoint. The classic one, like every classic
+/// source, also needs the tracepoint listed in tracefs (in the `--tracefs` view when given).
 fn lifecycle(
     host: &HostView,
     name: &'static str,
