@@ -13,7 +13,7 @@
 //! a name alone may repeat); what else kvmtop knows of the VM is in one `kvmtop_vm_info` series
 //! to join on, as the libvirt exporters do.
 
-use prometheus::{Encoder as _, TextEncoder, proto::MetricFamily};
+use prometheus::proto::MetricFamily;
 
 pub use crate::output::series::Level;
 use crate::{
@@ -22,6 +22,7 @@ use crate::{
         families,
         series::{
             Context, details,
+            exposition::Exposition,
             plain::{Gathered, Series},
         },
     },
@@ -48,8 +49,15 @@ impl Exporter {
     /// The exposition of one window. Call once per window, in order: the detail-value counters
     /// add each window's counts.
     pub fn window(&mut self, snapshot: &Snapshot) -> anyhow::Result<String> {
-        let metric_families = self.window_families(snapshot)?;
-        encode(&metric_families, snapshot.vms.len())
+        self.observe(snapshot);
+        let exposition = gather(
+            snapshot,
+            Context {
+                level: self.level,
+                details: &self.details,
+            },
+        )?;
+        Ok(encode(&exposition, snapshot.vms.len()))
     }
 
     /// Counts a window and returns its exposition unrendered: `serve` renders a window when it
@@ -82,13 +90,14 @@ impl Exporter {
     /// Call once per window, in order, as [`Exporter::window`].
     pub fn window_families(&mut self, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
         self.observe(snapshot);
-        gather(
+        Ok(gather(
             snapshot,
             Context {
                 level: self.level,
                 details: &self.details,
             },
-        )
+        )?
+        .into_proto())
     }
 }
 
@@ -103,35 +112,36 @@ pub struct Pending {
 impl Pending {
     /// The exposition, as [`Exporter::window`] would have rendered it for this window.
     pub fn render(&self) -> anyhow::Result<String> {
-        let metric_families = gather(
+        let exposition = gather(
             &self.snapshot,
             Context {
                 level: self.level,
                 details: &self.details,
             },
         )?;
-        encode(&metric_families, self.snapshot.vms.len())
+        Ok(encode(&exposition, self.snapshot.vms.len()))
     }
 }
 
-/// The text exposition of `metric_families`, of a window of `vms` VMs.
-fn encode(metric_families: &[MetricFamily], vms: usize) -> anyhow::Result<String> {
+/// The text exposition of a window of `vms` VMs.
+fn encode(exposition: &Exposition, vms: usize) -> String {
     // Room for the usual exposition up front (about 10 KB a VM at `full`, measured at 100
-    // VMs), so encoding does not grow the buffer through a dozen copies of itself.
-    let mut text = Vec::with_capacity((16 << 10) + vms * (10 << 10));
-    TextEncoder::new().encode(metric_families, &mut text)?;
-    Ok(String::from_utf8(text)?)
+    // VMs), so writing does not grow the buffer through a dozen copies of itself.
+    let mut text = String::with_capacity((16 << 10) + vms * (10 << 10));
+    exposition.write_text(&mut text);
+    text
 }
 
 /// The metric families of `snapshot`: the VMs' identities, every family's metrics at
 /// `context`'s level, the health of the kernel sources, and the advice in force.
-fn gather(snapshot: &Snapshot, context: Context<'_>) -> anyhow::Result<Vec<MetricFamily>> {
+fn gather(snapshot: &Snapshot, context: Context<'_>) -> anyhow::Result<Exposition> {
     let mut gathered = Gathered::default();
     register_agent(&mut gathered, snapshot);
     let histograms = families::metrics(&mut gathered, snapshot, context)?;
-    let mut metric_families = gathered.into_families();
-    metric_families.extend(histograms);
-    Ok(metric_families)
+    Ok(Exposition {
+        plain: gathered.into_families(),
+        histograms,
+    })
 }
 
 /// The metric families that belong to no signal family: the VMs' identities, the health of the
@@ -151,9 +161,14 @@ pub fn families_by_group(
 ) -> anyhow::Result<Vec<(&'static str, Vec<MetricFamily>)>> {
     let mut gathered = Gathered::default();
     register_agent(&mut gathered, snapshot);
-    let mut groups = vec![("agent", gathered.into_families())];
-    groups.extend(families::metrics_by_family(snapshot, context)?);
-    Ok(groups)
+    let agent = Exposition {
+        plain: gathered.into_families(),
+        histograms: Vec::new(),
+    };
+    Ok(std::iter::once(("agent", agent))
+        .chain(families::metrics_by_family(snapshot, context)?)
+        .map(|(group, exposition)| (group, exposition.into_proto()))
+        .collect())
 }
 
 /// One info series per VM with everything kvmtop knows of it as labels, to join on `vm` and
@@ -289,6 +304,35 @@ pub mod tests {
         Exporter::new(Level::Full, details::MAX_TOP_N)
             .window(snapshot)
             .unwrap()
+    }
+
+    /// The exposition written directly is what the `prometheus` crate's encoder writes from the
+    /// same families, at every level, window after window, with hostile names and help texts
+    /// that need escaping.
+    #[test]
+    fn the_text_is_the_crate_encoders() {
+        use prometheus::{Encoder as _, TextEncoder};
+        for level in [Level::Vm, Level::Vcpu, Level::Full] {
+            let mut direct = Exporter::new(level, 2);
+            let mut through_crate = Exporter::new(level, 2);
+            for window in 0..3 {
+                let mut snapshot = fixture::snapshot();
+                if window == 1 {
+                    snapshot.vms[0].name = "evil\"} 1\nfake_metric 2 \\".into();
+                    snapshot.vms.truncate(1);
+                }
+                let text = direct.window(&snapshot).unwrap();
+                let mut encoded = Vec::new();
+                TextEncoder::new()
+                    .encode(
+                        &through_crate.window_families(&snapshot).unwrap(),
+                        &mut encoded,
+                    )
+                    .unwrap();
+                assert_eq!(text, String::from_utf8(encoded).unwrap(), "{level:?}");
+                assert!(text.contains("# TYPE kvmtop_vm_exit_latency_seconds histogram"));
+            }
+        }
     }
 
     /// A window rendered when scraped is the window rendered when it closed, at every level,

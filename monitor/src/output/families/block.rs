@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
@@ -23,7 +22,7 @@ impl Presenter for Block {
         gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
-    ) -> anyhow::Result<Vec<MetricFamily>> {
+    ) -> anyhow::Result<Vec<histograms::Family>> {
         let labels = ["vm", "pid", "device", "op"];
         let mut requests = Series::counter(
             "kvmtop_vm_block_requests_total",
@@ -104,7 +103,7 @@ impl Presenter for Block {
         gathered.add(bytes);
         gathered.add(in_flight);
         gathered.add(expired);
-        Ok([latency.into_family(), queue.into_family()]
+        Ok([latency.into_nonempty(), queue.into_nonempty()]
             .into_iter()
             .flatten()
             .collect())

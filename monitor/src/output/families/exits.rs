@@ -7,7 +7,6 @@
 
 use std::io::Write;
 
-use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
@@ -32,7 +31,7 @@ impl Presenter for Exits {
         gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
-    ) -> anyhow::Result<Vec<MetricFamily>> {
+    ) -> anyhow::Result<Vec<histograms::Family>> {
         let mut per_vcpu = PerVcpu::new(context.level);
         let mut details = Details::new(context);
         let mut latency = histograms::Family::new(
@@ -84,7 +83,7 @@ impl Presenter for Exits {
             gathered.add(details.rate);
             gathered.add(details.values);
         }
-        Ok(latency.into_family().into_iter().collect())
+        Ok(latency.into_nonempty().into_iter().collect())
     }
 
     fn text_vm(out: &mut dyn Write, vm: &Vm) -> std::io::Result<()> {

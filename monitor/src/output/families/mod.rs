@@ -5,11 +5,9 @@
 
 use std::io::Write;
 
-use prometheus::proto::MetricFamily;
-
 use crate::{
     model::{Snapshot, Vcpu, Vm},
-    output::series::{Context, plain::Gathered},
+    output::series::{Context, histograms, plain::Gathered},
 };
 
 /// A family's presentation.
@@ -21,7 +19,7 @@ pub trait Presenter {
         gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
-    ) -> anyhow::Result<Vec<MetricFamily>>;
+    ) -> anyhow::Result<Vec<histograms::Family>>;
 
     /// The family's lines about a VM in the text report.
     fn text_vm(_out: &mut dyn Write, _vm: &Vm) -> std::io::Result<()> {
@@ -45,7 +43,7 @@ macro_rules! presenters {
             gathered: &mut Gathered,
             snapshot: &Snapshot,
             context: Context<'_>,
-        ) -> anyhow::Result<Vec<MetricFamily>> {
+        ) -> anyhow::Result<Vec<histograms::Family>> {
             let mut histograms = Vec::new();
             $(histograms.extend(<$name::$family as Presenter>::metrics(gathered, snapshot, context)?);)+
             Ok(histograms)
@@ -57,14 +55,12 @@ macro_rules! presenters {
         pub fn metrics_by_family(
             snapshot: &Snapshot,
             context: Context<'_>,
-        ) -> anyhow::Result<Vec<(&'static str, Vec<MetricFamily>)>> {
+        ) -> anyhow::Result<Vec<(&'static str, crate::output::series::exposition::Exposition)>> {
             let mut by_family = Vec::new();
             $({
                 let mut gathered = Gathered::default();
                 let histograms = <$name::$family as Presenter>::metrics(&mut gathered, snapshot, context)?;
-                let mut metric_families = gathered.into_families();
-                metric_families.extend(histograms);
-                by_family.push((stringify!($name), metric_families));
+                by_family.push((stringify!($name), crate::output::series::exposition::Exposition { plain: gathered.into_families(), histograms }));
             })+
             Ok(by_family)
         }

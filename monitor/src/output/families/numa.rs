@@ -5,7 +5,6 @@
 
 use std::io::Write;
 
-use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
@@ -15,7 +14,7 @@ use crate::{
         numa::{BalancingFigures, PlacementDecisions},
     },
     output::series::{
-        Context,
+        Context, histograms,
         plain::{Gathered, Series},
     },
 };
@@ -27,7 +26,7 @@ impl Presenter for Numa {
         gathered: &mut Gathered,
         snapshot: &Snapshot,
         _context: Context<'_>,
-    ) -> anyhow::Result<Vec<MetricFamily>> {
+    ) -> anyhow::Result<Vec<histograms::Family>> {
         let mut memory = Series::gauge(
             "kvmtop_vm_memory_bytes",
             "Memory mapped by the VMM process per NUMA node (numa_maps; read at most every \

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
@@ -33,7 +32,7 @@ impl Presenter for Sched {
         gathered: &mut Gathered,
         snapshot: &Snapshot,
         context: Context<'_>,
-    ) -> anyhow::Result<Vec<MetricFamily>> {
+    ) -> anyhow::Result<Vec<histograms::Family>> {
         let level = context.level;
         let seconds = |name: &'static str, help: &'static str| {
             Series::counter(
@@ -126,7 +125,7 @@ impl Presenter for Sched {
         gathered.add(switches);
         gathered.add(migrations);
         gathered.add(class_wait);
-        Ok(wait_hist.into_family().into_iter().collect())
+        Ok(wait_hist.into_nonempty().into_iter().collect())
     }
 
     fn text_vm(out: &mut dyn Write, vm: &Vm) -> std::io::Result<()> {

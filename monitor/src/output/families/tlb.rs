@@ -3,13 +3,12 @@
 
 use std::io::Write;
 
-use prometheus::proto::MetricFamily;
 
 use super::Presenter;
 use crate::{
     model::{Snapshot, Vm},
     output::series::{
-        Context,
+        Context, histograms,
         plain::{Gathered, Series},
     },
 };
@@ -21,7 +20,7 @@ impl Presenter for Tlb {
         gathered: &mut Gathered,
         snapshot: &Snapshot,
         _context: Context<'_>,
-    ) -> anyhow::Result<Vec<MetricFamily>> {
+    ) -> anyhow::Result<Vec<histograms::Family>> {
         let mut shootdowns = Series::counter(
             "kvmtop_vm_tlb_shootdowns_total",
             "TLB shootdowns of each VMM process: sent (its threads asked other CPUs to flush, \

@@ -9,6 +9,7 @@ use prometheus::proto::{
     Bucket, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
+use super::exposition;
 use crate::model::Histogram;
 
 /// Exponents k of the `le` bounds 2^k ns for exits: every power from 256 ns to 262 µs (where
@@ -41,66 +42,186 @@ pub fn powers(
 
 /// A histogram metric family.
 pub struct Family {
-    family: MetricFamily,
+    name: &'static str,
+    help: &'static str,
     powers: &'static [usize],
+    /// The `le` label of each power's bucket, as the encoder writes its bound.
+    bounds: Vec<String>,
+    series: Vec<Series>,
+}
+
+/// One histogram series.
+struct Series {
+    /// Label names and values, sorted.
+    labels: Vec<(&'static str, String)>,
+    /// Cumulative count at each of the family's powers.
+    buckets: Vec<u64>,
+    count: u64,
+    sum_seconds: f64,
 }
 
 impl Family {
     #[must_use]
-    pub fn new(name: &str, help: &str, powers: &'static [usize]) -> Self {
-        let mut family = MetricFamily::default();
-        family.set_name(name.to_owned());
-        family.set_help(help.to_owned());
-        family.set_field_type(MetricType::HISTOGRAM);
-        Self { family, powers }
+    pub fn new(name: &'static str, help: &'static str, powers: &'static [usize]) -> Self {
+        Self {
+            name,
+            help,
+            powers,
+            bounds: powers.iter().map(|&k| bound(k).to_string()).collect(),
+            series: Vec::new(),
+        }
     }
 
-    /// Adds one series. `labels` are (name, value); values are escaped by the encoder.
-    pub fn add(&mut self, labels: &[(&str, &str)], histogram: &Histogram) {
-        let mut prom = PromHistogram::default();
+    /// Adds one series. `labels` are (name, value); values are escaped when written.
+    pub fn add(&mut self, labels: &[(&'static str, &str)], histogram: &Histogram) {
         // Histograms the kernel updates from several CPUs are read while they change, so a
         // bucket may already hold an interval the count does not: never let `+Inf` fall below
         // a bucket.
         let in_buckets: u64 = histogram.buckets.iter().sum();
-        prom.set_sample_count(histogram.count.max(in_buckets));
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "seconds as f64, as Prometheus keeps them"
-        )]
-        prom.set_sample_sum(histogram.sum_ns as f64 / 1e9);
-        prom.set_bucket(
-            self.powers
+        let mut labels: Vec<_> = labels
+            .iter()
+            .map(|&(name, value)| (name, value.to_owned()))
+            .collect();
+        labels.sort_unstable();
+        self.series.push(Series {
+            labels,
+            buckets: self
+                .powers
                 .iter()
-                .map(|&k| {
-                    let mut bucket = Bucket::default();
-                    bucket.set_cumulative_count(histogram.count_below_pow2(k));
-                    #[expect(clippy::cast_precision_loss, reason = "powers of two are exact")]
-                    bucket.set_upper_bound((1u64 << k) as f64 / 1e9);
-                    bucket
-                })
+                .map(|&k| histogram.count_below_pow2(k))
                 .collect(),
-        );
-        let mut sorted: Vec<_> = labels.to_vec();
-        sorted.sort_unstable();
-        let mut metric = Metric::from_label(
-            sorted
-                .into_iter()
-                .map(|(name, value)| {
-                    let mut pair = LabelPair::default();
-                    pair.set_name(name.to_owned());
-                    pair.set_value(value.to_owned());
-                    pair
-                })
-                .collect(),
-        );
-        metric.set_histogram(prom);
-        self.family.mut_metric().push(metric);
+            count: histogram.count.max(in_buckets),
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "seconds as f64, as Prometheus keeps them"
+            )]
+            sum_seconds: histogram.sum_ns as f64 / 1e9,
+        });
     }
 
     /// The family, or `None` without series: the encoder refuses empty families (a host
     /// with no VM, or no source attached).
     #[must_use]
-    pub fn into_family(self) -> Option<MetricFamily> {
-        (!self.family.get_metric().is_empty()).then_some(self.family)
+    pub fn into_nonempty(self) -> Option<Self> {
+        (!self.series.is_empty()).then_some(self)
+    }
+
+    /// Appends the family's text exposition to `out`, as the crate's `TextEncoder` writes it:
+    /// per series each bucket, `+Inf`, `_sum` and `_count`.
+    pub fn write_text(&self, out: &mut String) {
+        exposition::write_header(out, self.name, self.help, "histogram");
+        for series in &self.series {
+            let labels = || series.labels.iter().map(|(n, v)| (*n, v.as_str()));
+            for (bound, &cumulative) in self.bounds.iter().zip(&series.buckets) {
+                exposition::write_sample(
+                    out,
+                    self.name,
+                    "_bucket",
+                    labels(),
+                    Some(("le", bound)),
+                    as_sample(cumulative),
+                );
+            }
+            let count = as_sample(series.count);
+            exposition::write_sample(
+                out,
+                self.name,
+                "_bucket",
+                labels(),
+                Some(("le", "+Inf")),
+                count,
+            );
+            exposition::write_sample(out, self.name, "_sum", labels(), None, series.sum_seconds);
+            exposition::write_sample(out, self.name, "_count", labels(), None, count);
+        }
+    }
+
+    /// The family as the crate's message.
+    #[must_use]
+    pub fn into_proto(self) -> MetricFamily {
+        let mut family = MetricFamily::default();
+        family.set_name(self.name.to_owned());
+        family.set_help(self.help.to_owned());
+        family.set_field_type(MetricType::HISTOGRAM);
+        for series in self.series {
+            let mut prom = PromHistogram::default();
+            prom.set_sample_count(series.count);
+            prom.set_sample_sum(series.sum_seconds);
+            prom.set_bucket(
+                self.powers
+                    .iter()
+                    .zip(series.buckets)
+                    .map(|(&k, cumulative)| {
+                        let mut bucket = Bucket::default();
+                        bucket.set_cumulative_count(cumulative);
+                        bucket.set_upper_bound(bound(k));
+                        bucket
+                    })
+                    .collect(),
+            );
+            let mut metric = Metric::from_label(
+                series
+                    .labels
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let mut pair = LabelPair::default();
+                        pair.set_name(name.to_owned());
+                        pair.set_value(value);
+                        pair
+                    })
+                    .collect(),
+            );
+            metric.set_histogram(prom);
+            family.mut_metric().push(metric);
+        }
+        family
+    }
+}
+
+/// The upper bound of the bucket of power `k`, 2^k ns, in seconds.
+#[expect(clippy::cast_precision_loss, reason = "powers of two are exact")]
+fn bound(k: usize) -> f64 {
+    (1u64 << k) as f64 / 1e9
+}
+
+/// A count as the encoder writes it, through f64.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "the encoder writes counts as f64; exact below 2^53"
+)]
+fn as_sample(count: u64) -> f64 {
+    count as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::{Encoder as _, TextEncoder};
+
+    use super::*;
+
+    /// Two series with hostile label values: the text written directly is what the crate's
+    /// encoder writes from the messages.
+    #[test]
+    fn the_text_is_the_encoders() {
+        let mut family = Family::new("demo_seconds", "A \\ demo\nhelp.", EXIT_POWERS);
+        let mut histogram = Histogram::default();
+        for (bucket, n) in [(8, 3), (9, 1), (12, 40), (31, 2)] {
+            histogram.buckets[bucket] = n;
+        }
+        histogram.count = 45;
+        histogram.sum_ns = 1_234_567_891;
+        family.add(&[("vm", "we\"b\n\\"), ("pid", "7")], &histogram);
+        family.add(&[("pid", "8"), ("vm", "a")], &Histogram::default());
+        let mut direct = String::new();
+        family.write_text(&mut direct);
+        let mut encoded = Vec::new();
+        TextEncoder::new()
+            .encode(&[family.into_proto()], &mut encoded)
+            .unwrap();
+        assert_eq!(direct, String::from_utf8(encoded).unwrap());
+        assert!(
+            direct.contains(r#"demo_seconds_bucket{pid="7",vm="we\"b\n\\",le="0.000004096"}"#),
+            "{direct}"
+        );
     }
 }

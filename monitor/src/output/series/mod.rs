@@ -3,6 +3,7 @@
 //! series into one exposition, so that presenters and the assembly import in one direction only.
 
 pub mod details;
+pub mod exposition;
 pub mod histograms;
 pub mod plain;
 

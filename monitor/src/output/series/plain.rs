@@ -7,11 +7,13 @@
 //! families afterwards and dropped. For a window of 100 VMs at `full` that machinery was about
 //! half of rendering `/metrics`. A [`Series`] keeps each series' label values and value, and
 //! [`Gathered`] orders families and series as the crate's registry does, so the exposition is
-//! the same text.
+//! the same text; [`super::exposition`] writes it without the crate's messages.
 
 use std::collections::BTreeMap;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use super::exposition;
 
 /// One counter or gauge metric family being filled.
 pub struct Series {
@@ -77,11 +79,29 @@ impl Series {
         Sample(self.values.entry(key).or_insert(0.0))
     }
 
-    /// The metric family, or `None` without series (the registry leaves those out).
-    fn into_family(self) -> Option<MetricFamily> {
-        if self.values.is_empty() {
-            return None;
+    /// Appends the family's text exposition to `out`, as the crate's `TextEncoder` writes it.
+    pub fn write_text(&self, out: &mut String) {
+        let kind = if self.kind == MetricType::COUNTER {
+            "counter"
+        } else {
+            "gauge"
+        };
+        exposition::write_header(out, self.name, self.help, kind);
+        for (values, &value) in &self.values {
+            exposition::write_sample(
+                out,
+                self.name,
+                "",
+                self.names.iter().copied().zip(values.iter().map(String::as_str)),
+                None,
+                value,
+            );
         }
+    }
+
+    /// The family as the crate's message.
+    #[must_use]
+    pub fn into_proto(self) -> MetricFamily {
         let mut family = MetricFamily::default();
         family.set_name(self.name.to_owned());
         family.set_help(self.help.to_owned());
@@ -117,7 +137,7 @@ impl Series {
                 })
                 .collect(),
         );
-        Some(family)
+        family
     }
 }
 
@@ -157,20 +177,21 @@ sample_values!(u64, i64, f64, u32, i32);
 /// them: by name.
 #[derive(Default)]
 pub struct Gathered {
-    families: Vec<MetricFamily>,
+    families: Vec<Series>,
 }
 
 impl Gathered {
-    /// Adds a family; one without series is left out.
+    /// Adds a family; one without series is left out (the registry leaves those out).
     pub fn add(&mut self, series: Series) {
-        self.families.extend(series.into_family());
+        if !series.values.is_empty() {
+            self.families.push(series);
+        }
     }
 
     /// The families, sorted by name.
     #[must_use]
-    pub fn into_families(mut self) -> Vec<MetricFamily> {
-        self.families
-            .sort_unstable_by(|a, b| a.name().cmp(b.name()));
+    pub fn into_families(mut self) -> Vec<Series> {
+        self.families.sort_unstable_by_key(|series| series.name);
         self.families
     }
 }
@@ -185,6 +206,18 @@ mod tests {
         let mut out = Vec::new();
         TextEncoder::new().encode(families, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// The exposition of `series` as written directly, after checking that the crate's encoder
+    /// writes the same text from the messages.
+    fn written(series: Vec<Series>) -> String {
+        let mut direct = String::new();
+        for family in &series {
+            family.write_text(&mut direct);
+        }
+        let proto: Vec<MetricFamily> = series.into_iter().map(Series::into_proto).collect();
+        assert_eq!(direct, text(&proto));
+        direct
     }
 
     /// The same series through the crate's registry and through [`Gathered`] give the same
@@ -226,7 +259,7 @@ mod tests {
         gathered.add(areas);
         let expected = text(&registry.gather());
         assert!(expected.contains(r#"demo_z_total{kind="b",pid="20",vm="web-2"} 7"#));
-        assert_eq!(text(&gathered.into_families()), expected);
+        assert_eq!(written(gathered.into_families()), expected);
     }
 
     #[test]
@@ -237,7 +270,7 @@ mod tests {
         let mut gathered = Gathered::default();
         gathered.add(gauge);
         assert_eq!(
-            text(&gathered.into_families()),
+            written(gathered.into_families()),
             "# HELP demo_g A gauge.\n# TYPE demo_g gauge\ndemo_g{vm=\"a\"} -1\n"
         );
     }
