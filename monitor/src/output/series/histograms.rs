@@ -9,7 +9,7 @@ use prometheus::proto::{
     Bucket, Histogram as PromHistogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
-use super::exposition;
+use super::text;
 use crate::model::Histogram;
 
 /// Exponents k of the `le` bounds 2^k ns for exits: every power from 256 ns to 262 µs (where
@@ -109,11 +109,11 @@ impl Family {
     /// Appends the family's text exposition to `out`, as the crate's `TextEncoder` writes it:
     /// per series each bucket, `+Inf`, `_sum` and `_count`.
     pub fn write_text(&self, out: &mut String) {
-        exposition::write_header(out, self.name, self.help, "histogram");
+        text::write_header(out, self.name, self.help, "histogram");
         for series in &self.series {
             let labels = || series.labels.iter().map(|(n, v)| (*n, v.as_str()));
             for (bound, &cumulative) in self.bounds.iter().zip(&series.buckets) {
-                exposition::write_sample(
+                text::write_sample(
                     out,
                     self.name,
                     "_bucket",
@@ -123,7 +123,7 @@ impl Family {
                 );
             }
             let count = as_sample(series.count);
-            exposition::write_sample(
+            text::write_sample(
                 out,
                 self.name,
                 "_bucket",
@@ -131,8 +131,8 @@ impl Family {
                 Some(("le", "+Inf")),
                 count,
             );
-            exposition::write_sample(out, self.name, "_sum", labels(), None, series.sum_seconds);
-            exposition::write_sample(out, self.name, "_count", labels(), None, count);
+            text::write_sample(out, self.name, "_sum", labels(), None, series.sum_seconds);
+            text::write_sample(out, self.name, "_count", labels(), None, count);
         }
     }
 

@@ -6,6 +6,7 @@ pub mod details;
 pub mod exposition;
 pub mod histograms;
 pub mod plain;
+pub mod text;
 
 use crate::model::Vcpu;
 

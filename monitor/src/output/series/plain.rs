@@ -7,13 +7,13 @@
 //! families afterwards and dropped. For a window of 100 VMs at `full` that machinery was about
 //! half of rendering `/metrics`. A [`Series`] keeps each series' label values and value, and
 //! [`Gathered`] orders families and series as the crate's registry does, so the exposition is
-//! the same text; [`super::exposition`] writes it without the crate's messages.
+//! the same text; [`super::text`] writes it without the crate's messages.
 
 use std::collections::BTreeMap;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-use super::exposition;
+use super::text;
 
 /// One counter or gauge metric family being filled.
 pub struct Series {
@@ -86,13 +86,16 @@ impl Series {
         } else {
             "gauge"
         };
-        exposition::write_header(out, self.name, self.help, kind);
+        text::write_header(out, self.name, self.help, kind);
         for (values, &value) in &self.values {
-            exposition::write_sample(
+            text::write_sample(
                 out,
                 self.name,
                 "",
-                self.names.iter().copied().zip(values.iter().map(String::as_str)),
+                self.names
+                    .iter()
+                    .copied()
+                    .zip(values.iter().map(String::as_str)),
                 None,
                 value,
             );
