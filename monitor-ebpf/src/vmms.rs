@@ -4,7 +4,7 @@
 
 #![expect(clippy::inline_always)]
 
-use aya_ebpf::{macros::map, maps::Array};
+use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use monitor_common::vmms::{VMM_CHANGE_SLOTS, VMM_WATCH_WORDS, change_slot, watch_slot};
 
 use crate::atomic::atomic_add;
@@ -12,8 +12,9 @@ use crate::atomic::atomic_add;
 #[map(name = "VMM_WATCH")]
 static VMM_WATCH: Array<u64> = Array::with_max_entries(VMM_WATCH_WORDS, 0);
 
+// Mappable: the agent reads the counters through a memory mapping, with no system call.
 #[map(name = "VMM_CHANGES")]
-static VMM_CHANGES: Array<u64> = Array::with_max_entries(VMM_CHANGE_SLOTS, 0);
+static VMM_CHANGES: Array<u64> = Array::with_max_entries(VMM_CHANGE_SLOTS, BPF_F_MMAPABLE);
 
 /// Whether `tgid` is a VMM process: one inlined array lookup and a bit test.
 #[inline(always)]

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod hooks;
+pub mod mapped;
 
 mod diagnostics;
 pub mod sizing;

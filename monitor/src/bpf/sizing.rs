@@ -63,6 +63,8 @@ const THREADS: u64 = VCPU_THREADS + REFERENCE_VMS * REFERENCE_HELPERS_PER_VM;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Array,
+    /// An array created with `BPF_F_MMAPABLE`, which the agent reads through a memory mapping.
+    MappedArray,
     PerCpuArray,
     /// A hash map; `preallocated` unless created with `BPF_F_NO_PREALLOC`.
     Hash {
@@ -77,19 +79,20 @@ impl Kind {
     pub const fn map_type(self) -> u32 {
         match self {
             Self::Hash { .. } => 1,
-            Self::Array => 2,
+            Self::Array | Self::MappedArray => 2,
             Self::PerCpuHash => 5,
             Self::PerCpuArray => 6,
         }
     }
 
-    /// `BPF_F_NO_PREALLOC` or nothing.
+    /// `BPF_F_NO_PREALLOC`, `BPF_F_MMAPABLE` or nothing.
     #[must_use]
     pub const fn flags(self) -> u32 {
         match self {
             Self::Hash {
                 preallocated: false,
             } => 1,
+            Self::MappedArray => 1 << 10,
             _ => 0,
         }
     }
@@ -97,6 +100,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Self::Array => "array",
+            Self::MappedArray => "array, mapped by the agent",
             Self::PerCpuArray => "per-CPU array",
             Self::Hash { preallocated: true } => "hash",
             Self::Hash {
@@ -347,7 +351,7 @@ pub const MAPS: &[MapSize] = &[
     ),
     map::<u32, u64>(
         VMM_CHANGES_MAP,
-        Kind::Array,
+        Kind::MappedArray,
         VMM_CHANGE_SLOTS,
         "change counter (processes by pid modulo)",
     ),
@@ -367,6 +371,8 @@ const fn round8(n: usize) -> u64 {
 const HTAB_ELEM_HEADER: u64 = 48;
 /// A hash bucket: its list head and lock.
 const HTAB_BUCKET: u64 = 16;
+/// The page size mappable arrays are rounded up to (x86-64).
+const PAGE: u64 = 4096;
 
 impl MapSize {
     /// Kernel memory with `entries` in use, on a host with `cpus` possible CPUs, as the kernel
@@ -379,6 +385,8 @@ impl MapSize {
         let capacity = u64::from(self.capacity);
         match self.kind {
             Kind::Array => capacity * value,
+            // Page-aligned so that it can be mapped.
+            Kind::MappedArray => (capacity * value).next_multiple_of(PAGE),
             Kind::PerCpuArray => capacity * (8 + value * cpus),
             Kind::Hash { preallocated } => {
                 let buckets = capacity.next_power_of_two() * HTAB_BUCKET;

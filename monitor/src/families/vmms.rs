@@ -10,7 +10,7 @@ use monitor_common::vmms::{
 };
 
 use crate::{
-    bpf::{Kernel, batch::read_array},
+    bpf::{Kernel, mapped::MappedArray},
     discovery::Vmm,
 };
 
@@ -94,29 +94,32 @@ fn written(old: &BTreeSet<u32>, wanted: &BTreeSet<u32>, failed: &BTreeSet<u32>) 
 }
 
 /// The change counters the process lifecycle programs add to (`VMM_CHANGES`), read for
-/// discovery: which VMMs created or ended a thread, ended or exec'd since the last scan.
+/// discovery: which VMMs created or ended a thread, ended or exec'd since the last scan. They
+/// are mapped into the agent: reading them is a load per VMM, no system call.
 pub struct VmmChanges {
-    counters: Array<MapData, u64>,
+    counters: Result<MappedArray, String>,
     /// `Ok` while every lifecycle source is attached, else why discovery cannot rely on them.
     live: Result<(), String>,
-    /// The kernel refused to read the counters in one batch: they are read slot by slot.
-    slot_by_slot: bool,
 }
 
 impl VmmChanges {
     /// Takes the counters, not relied on until [`Self::set_live`] says the programs run.
     pub fn start(kernel: &mut Kernel) -> anyhow::Result<Self> {
+        let counters = MappedArray::new(kernel.take_map(VMM_CHANGES_MAP)?, VMM_CHANGE_SLOTS)
+            .map_err(|e| format!("the change counters ({VMM_CHANGES_MAP}) cannot be mapped: {e}"));
         Ok(Self {
-            counters: kernel.take_map(VMM_CHANGES_MAP)?,
+            counters,
             live: Err("the lifecycle sources are not attached yet".to_owned()),
-            slot_by_slot: false,
         })
     }
 
     /// Whether the programs that count are attached (see
     /// [`crate::family::Family::DISCOVERY_SOURCES`]), or why not.
     pub fn set_live(&mut self, live: Result<(), String>) {
-        self.live = live;
+        self.live = match &self.counters {
+            Ok(_) => live,
+            Err(why) => Err(why.clone()),
+        };
     }
 
     /// Whether discovery can follow changes, or why not.
@@ -128,23 +131,9 @@ impl VmmChanges {
     /// lifecycle source is unavailable) or cannot be read, when discovery reads every VMM.
     pub fn read(&mut self, pids: impl IntoIterator<Item = u32>) -> Option<HashMap<u32, u64>> {
         self.live.as_ref().ok()?;
-        if !self.slot_by_slot {
-            match read_array(&self.counters, VMM_CHANGE_SLOTS) {
-                Ok(slots) => {
-                    return Some(
-                        pids.into_iter()
-                            .map(|pid| (pid, slots[change_slot(pid) as usize]))
-                            .collect(),
-                    );
-                }
-                Err(e) => {
-                    log::debug!("{VMM_CHANGES_MAP}: batch read refused ({e}); reading by slot");
-                    self.slot_by_slot = true;
-                }
-            }
-        }
+        let counters = self.counters.as_ref().ok()?;
         pids.into_iter()
-            .map(|pid| Some((pid, self.counters.get(&change_slot(pid), 0).ok()?)))
+            .map(|pid| Some((pid, counters.get(change_slot(pid) as usize)?)))
             .collect()
     }
 }

@@ -316,25 +316,3 @@ impl<M: BatchMap + TryFrom<Map, Error = MapError>> TryFrom<Map> for Batched<M> {
         M::try_from(map).map(Self::new)
     }
 }
-
-/// Every value of the u64 array `map` of `len` slots, by slot, in one `BPF_MAP_LOOKUP_BATCH`
-/// (room for one more entry than the map has lets the kernel say it reached the end in the same
-/// call). An error where the kernel refuses batch commands on arrays (before Linux 5.6).
-pub fn read_array(map: &aya::maps::Array<MapData, u64>, len: u32) -> io::Result<Vec<u64>> {
-    let slots = len as usize;
-    let raw = buffer::read_all(
-        aya::maps::IterableMap::map(map).fd().as_fd(),
-        size_of::<u32>(),
-        size_of::<u64>(),
-        slots + 1,
-    )
-    .map_err(|e| e.error)?;
-    let mut values = vec![0; slots];
-    for index in 0..raw.len {
-        let slot: u32 = raw.key(index);
-        if let Some(value) = values.get_mut(slot as usize) {
-            *value = raw.value(index);
-        }
-    }
-    Ok(values)
-}
