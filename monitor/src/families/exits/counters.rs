@@ -155,58 +155,24 @@ impl ExitCounters {
             .collect()
     }
 
-    /// Reads every counter, summed over the CPUs. Entries that vanish while we iterate (a
-    /// concurrent removal) are skipped.
+    /// Reads every counter, summed over the CPUs, removing nothing.
+    #[must_use]
     pub fn read(&self) -> ExitTotals {
-        let mut totals = ExitTotals::default();
-        for (raw, count) in self.counts.entries() {
-            if let Some(key) = decode_key(&raw) {
-                *totals.counts.entry(key).or_default() += count;
-            }
-        }
-        for (raw, hist) in self.latency.entries() {
-            let Some(key) = decode_key(&raw) else {
-                continue;
-            };
-            if key.reason.source() == ExitSource::Halt {
-                totals.counts.insert(key, hist.count);
-            }
-            totals.latency.insert(key, Histogram::from(&hist));
-        }
-        for map in &self.details {
-            for (raw, per_cpu) in map.entries() {
-                if let Some(key) = DetailCounterKey::decode(&raw) {
-                    *totals.details.entry(key).or_default() += sum(per_cpu.iter());
-                }
-            }
-        }
-        totals.dropped = self
-            .drops
-            .get(&0, 0)
-            .map_or(0, |per_cpu| sum(per_cpu.iter()));
-        totals
+        self.gather(|_| true).0
     }
 
-    /// Removes every counter of processes for which `keep(pid)` is false (exited VMs), so the
-    /// maps hold live state only and a reused pid starts from zero.
-    /// Returns the processes whose exit counts it removed.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) -> BTreeSet<u32> {
-        // Keys already gone are skipped, here and below.
-        let stale: Vec<ExitKey> = self
-            .counts
-            .all_keys()
-            .into_iter()
-            .filter(|k| !keep(k.tgid))
-            .collect();
-        self.counts.remove_keys(&stale);
-        let removed = stale.iter().map(|k| k.tgid).collect();
-        let stale: Vec<ExitKey> = self
-            .latency
-            .all_keys()
-            .into_iter()
-            .filter(|k| !keep(k.tgid))
-            .collect();
-        self.latency.remove_keys(&stale);
+    /// Reads every counter of the processes for which `keep(pid)` is true, summed over the
+    /// CPUs, and removes every counter of the others (exited VMs), so the maps hold live state
+    /// only and a reused pid starts from zero: one read of each map a window serves both.
+    /// Also returns the processes whose exit counts it removed. Keys already gone when removed
+    /// are skipped.
+    pub fn read_retaining(&mut self, keep: impl Fn(u32) -> bool) -> (ExitTotals, BTreeSet<u32>) {
+        let (totals, stale) = self.gather(&keep);
+        self.counts.remove_keys(&stale.counts);
+        self.latency.remove_keys(&stale.latency);
+        for (map, stale) in self.details.iter_mut().zip(&stale.details) {
+            map.remove_keys(stale);
+        }
         for map in &mut self.pending {
             let stale: Vec<u32> = map
                 .entries()
@@ -216,16 +182,58 @@ impl ExitCounters {
                 .collect();
             map.remove_keys(&stale);
         }
-        for map in &mut self.details {
-            let stale: Vec<DetailKey> = map
-                .all_keys()
-                .into_iter()
-                .filter(|k| !keep(k.tgid))
-                .collect();
-            map.remove_keys(&stale);
-        }
-        removed
+        let removed = stale.counts.iter().map(|k| k.tgid).collect();
+        (totals, removed)
     }
+
+    /// The totals of the processes `keep` keeps, and the keys of the others. Entries that
+    /// vanish while we iterate (a concurrent removal) are skipped.
+    fn gather(&self, keep: impl Fn(u32) -> bool) -> (ExitTotals, StaleKeys) {
+        let mut totals = ExitTotals::default();
+        let mut stale = StaleKeys::default();
+        for (raw, count) in self.counts.entries() {
+            if !keep(raw.tgid) {
+                stale.counts.push(raw);
+            } else if let Some(key) = decode_key(&raw) {
+                *totals.counts.entry(key).or_default() += count;
+            }
+        }
+        for (raw, hist) in self.latency.entries() {
+            if !keep(raw.tgid) {
+                stale.latency.push(raw);
+                continue;
+            }
+            let Some(key) = decode_key(&raw) else {
+                continue;
+            };
+            if key.reason.source() == ExitSource::Halt {
+                totals.counts.insert(key, hist.count);
+            }
+            totals.latency.insert(key, Histogram::from(&hist));
+        }
+        for (map, stale) in self.details.iter().zip(&mut stale.details) {
+            for (raw, per_cpu) in map.entries() {
+                if !keep(raw.tgid) {
+                    stale.push(raw);
+                } else if let Some(key) = DetailCounterKey::decode(&raw) {
+                    *totals.details.entry(key).or_default() += sum(per_cpu.iter());
+                }
+            }
+        }
+        totals.dropped = self
+            .drops
+            .get(&0, 0)
+            .map_or(0, |per_cpu| sum(per_cpu.iter()));
+        (totals, stale)
+    }
+}
+
+/// The keys of processes no longer kept, per map, found while reading.
+#[derive(Default)]
+struct StaleKeys {
+    counts: Vec<ExitKey>,
+    latency: Vec<ExitKey>,
+    details: [Vec<DetailKey>; 2],
 }
 
 fn sum<'a>(per_cpu: impl Iterator<Item = &'a u64>) -> u64 {

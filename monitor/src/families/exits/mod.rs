@@ -73,18 +73,13 @@ impl Family for Exits {
     }
 
     fn sample(&mut self, vms: &Vms<'_>) -> ExitTotals {
-        let removed = self.counters.retain(|pid| vms.keeps(pid));
-        let mut totals = self.counters.read();
+        let (mut totals, removed) = self.counters.read_retaining(|pid| vms.keeps(pid));
         totals.run_fds = self.counters.take_run_fds();
         totals.run_fds.retain(|run| vms.keeps(run.pid));
         totals.unknown_vmms = removed
             .into_iter()
             .filter(|pid| vms.vmms.iter().all(|v| v.id.pid != *pid))
             .collect();
-        // Keys a program added after the removal above belong to processes already gone too.
-        totals.counts.retain(|k, _| vms.keeps(k.pid));
-        totals.latency.retain(|k, _| vms.keeps(k.pid));
-        totals.details.retain(|k, _| vms.keeps(k.pid));
         totals
     }
 
