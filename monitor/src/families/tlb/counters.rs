@@ -163,11 +163,45 @@ impl TlbCounters {
         })
     }
 
-    /// Reads every counter. Entries that vanish while we iterate are skipped.
+    /// Reads every counter, removing nothing.
+    #[must_use]
     pub fn read(&self) -> TlbTotals {
+        self.gather(|_| false).0
+    }
+
+    /// Reads the counters and removes those of processes for which `keep(pid)` is false
+    /// (exited VMs) and of threads that have exited from the processes kept, in the same read
+    /// of the map: a VMM starts and ends worker threads all its life, each with a new tid, and
+    /// the map's keys are per thread. A thread `listed(pid, tid)` (discovery has just seen it)
+    /// is alive; any other is looked up once.
+    pub fn read_retaining(
+        &mut self,
+        keep: impl Fn(u32) -> bool,
+        listed: impl Fn(u32, u32) -> bool,
+    ) -> TlbTotals {
+        let mut exited: HashMap<(u32, u32), bool> = HashMap::new();
+        let proc_root = &self.proc_root;
+        let (totals, stale) = self.gather(|k: &TlbKey| {
+            !keep(k.tgid)
+                || (!listed(k.tgid, k.tid)
+                    && *exited
+                        .entry((k.tgid, k.tid))
+                        .or_insert_with(|| thread_exited(proc_root, k.tgid, k.tid)))
+        });
+        // Already gone is fine.
+        self.vmm.remove_keys(&stale);
+        totals
+    }
+
+    /// The totals without the keys `stale` picks, and those keys. Entries that vanish while we
+    /// iterate are skipped.
+    fn gather(&self, mut stale: impl FnMut(&TlbKey) -> bool) -> (TlbTotals, Vec<TlbKey>) {
         let mut totals = TlbTotals::default();
+        let mut stale_keys = Vec::new();
         for (raw, per_cpu) in self.vmm.entries() {
-            if let Some(key) = decode_key(&raw) {
+            if stale(&raw) {
+                stale_keys.push(raw);
+            } else if let Some(key) = decode_key(&raw) {
                 totals.vmm.insert(key, by_cpu(&per_cpu));
             }
         }
@@ -184,29 +218,7 @@ impl TlbCounters {
         totals.dropped = self.drops.get(&0, 0).map_or(0, |per_cpu| {
             per_cpu.iter().copied().fold(0, u64::wrapping_add)
         });
-        totals
-    }
-
-    /// Removes the counters of processes for which `keep(pid)` is false (exited VMs), and of
-    /// threads that have exited from the processes kept: a VMM starts and ends worker threads
-    /// all its life, each with a new tid, and the map's keys are per thread. A thread
-    /// `listed(pid, tid)` (discovery has just seen it) is alive; any other is looked up once.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool, listed: impl Fn(u32, u32) -> bool) {
-        let mut exited: HashMap<(u32, u32), bool> = HashMap::new();
-        let stale: Vec<TlbKey> = self
-            .vmm
-            .all_keys()
-            .into_iter()
-            .filter(|k| {
-                !keep(k.tgid)
-                    || (!listed(k.tgid, k.tid)
-                        && *exited
-                            .entry((k.tgid, k.tid))
-                            .or_insert_with(|| thread_exited(&self.proc_root, k.tgid, k.tid)))
-            })
-            .collect();
-        // Already gone is fine.
-        self.vmm.remove_keys(&stale);
+        (totals, stale_keys)
     }
 }
 

@@ -69,8 +69,7 @@ impl Family for Tlb {
                 .get(&pid)
                 .is_some_and(|v| v.threads.binary_search_by_key(&tid, |t| t.tid).is_ok())
         };
-        self.counters.retain(|pid| vms.keeps(pid), listed);
-        let mut totals = self.counters.read();
+        let mut totals = self.counters.read_retaining(|pid| vms.keeps(pid), listed);
         totals.vcpu_cpus = self.affinities.vcpu_cpus(&self.proc_root, vms.vmms);
         totals
     }
