@@ -49,14 +49,7 @@ impl Exporter {
     /// The exposition of one window. Call once per window, in order: the detail-value counters
     /// add each window's counts.
     pub fn window(&mut self, snapshot: &Snapshot) -> anyhow::Result<String> {
-        self.observe(snapshot);
-        let exposition = gather(
-            snapshot,
-            Context {
-                level: self.level,
-                details: &self.details,
-            },
-        )?;
+        let exposition = self.counted(snapshot)?;
         Ok(encode(&exposition, snapshot.vms.len()))
     }
 
@@ -89,15 +82,20 @@ impl Exporter {
     /// for `/metrics`, and what the `OpenMetrics` export of a recording encodes with timestamps.
     /// Call once per window, in order, as [`Exporter::window`].
     pub fn window_families(&mut self, snapshot: &Snapshot) -> anyhow::Result<Vec<MetricFamily>> {
+        Ok(self.counted(snapshot)?.into_proto())
+    }
+
+    /// Counts a window and gathers its families: what [`Self::window`] writes as text and
+    /// [`Self::window_families`] hands over as the crate's messages.
+    fn counted(&mut self, snapshot: &Snapshot) -> anyhow::Result<Exposition> {
         self.observe(snapshot);
-        Ok(gather(
+        gather(
             snapshot,
             Context {
                 level: self.level,
                 details: &self.details,
             },
-        )?
-        .into_proto())
+        )
     }
 }
 
@@ -307,8 +305,8 @@ pub mod tests {
     }
 
     /// The exposition written directly is what the `prometheus` crate's encoder writes from the
-    /// same families, at every level, window after window, with hostile names and help texts
-    /// that need escaping.
+    /// same families, at every level, window after window, with a hostile VM name that needs
+    /// escaping (hostile help texts: `series::histograms`).
     #[test]
     fn the_text_is_the_crate_encoders() {
         use prometheus::{Encoder as _, TextEncoder};
