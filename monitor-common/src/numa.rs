@@ -27,11 +27,20 @@ pub const NUMA_DROPS_MAP: &str = "NUMA_DROPS";
 pub const NUMA_FAULT_FUNCTION: &str = "task_numa_fault";
 pub const PROG_TASK_NUMA_FAULT_FENTRY: &str = "task_numa_fault_fentry";
 pub const PROG_TASK_NUMA_FAULT_KPROBE: &str = "task_numa_fault_kprobe";
-/// The placement tracepoints' programs (the kernel keeps 15 bytes of a name:
+/// The placement tracepoints' classic programs (the kernel keeps 15 bytes of a name:
 /// `sched_stick_num`).
 pub const PROG_SCHED_MOVE_NUMA: &str = "sched_move_numa";
 pub const PROG_SCHED_SWAP_NUMA: &str = "sched_swap_numa";
 pub const PROG_SCHED_STICK_NUMA: &str = "sched_stick_numa";
+/// Their BTF and raw tracepoint twins, which read the tasks' tgids at [`NumaTaskFields`] and
+/// name the nodes of the CPUs the tracepoints pass from `CPU_PLACES` (as the classic records
+/// do with `cpu_to_node`).
+pub const PROG_SCHED_MOVE_NUMA_BTF: &str = "move_numa_btf";
+pub const PROG_SCHED_MOVE_NUMA_RAW: &str = "move_numa_raw";
+pub const PROG_SCHED_SWAP_NUMA_BTF: &str = "swap_numa_btf";
+pub const PROG_SCHED_SWAP_NUMA_RAW: &str = "swap_numa_raw";
+pub const PROG_SCHED_STICK_NUMA_BTF: &str = "stick_numa_btf";
+pub const PROG_SCHED_STICK_NUMA_RAW: &str = "stick_numa_raw";
 /// Raw tracepoint program that runs the NUMA accounting on synthetic arguments through
 /// `BPF_PROG_TEST_RUN`; loaded by tests, never attached. `args[0]` is a `HARNESS_*` operation.
 pub const PROG_NUMA_HARNESS: &str = "numa_harness";
@@ -41,11 +50,22 @@ pub const HARNESS_NUMA_FAULT: u64 = 1;
 /// [`NumaMoveKind`], tgid, from node, to node, and for a swap the other task's tgid: the record
 /// of a placement tracepoint.
 pub const HARNESS_NUMA_MOVE: u64 = 2;
+/// [`NumaMoveKind`], source CPU, destination CPU (-1 for none, as a C int), and which tasks
+/// are the current one ([`HARNESS_MOVED_IS_CURRENT`], [`HARNESS_OTHER_IS_CURRENT`]; the others
+/// are null): the raw arguments of a placement tracepoint, run through its raw program's
+/// handler, which reads the tgid from the test's own task at this kernel's offset.
+pub const HARNESS_NUMA_PLACEMENT_RAW: u64 = 3;
+/// The task a placement is about is the current task.
+pub const HARNESS_MOVED_IS_CURRENT: u64 = 1;
+/// The other task of a swap or stick is the current task.
+pub const HARNESS_OTHER_IS_CURRENT: u64 = 2;
 
 /// Read-only globals holding the placement tracepoints' record layouts.
 pub const GLOBAL_SCHED_MOVE_NUMA_LAYOUT: &str = "SCHED_MOVE_NUMA_LAYOUT";
 pub const GLOBAL_SCHED_SWAP_NUMA_LAYOUT: &str = "SCHED_SWAP_NUMA_LAYOUT";
 pub const GLOBAL_SCHED_STICK_NUMA_LAYOUT: &str = "SCHED_STICK_NUMA_LAYOUT";
+/// Read-only global holding [`NumaTaskFields`].
+pub const GLOBAL_NUMA_TASK_FIELDS: &str = "NUMA_TASK_FIELDS";
 
 /// `task_numa_fault(last_cpupid, mem_node, pages, flags)` flag bits
 /// (`include/linux/sched/numa_balancing.h`, unchanged since 3.13).
@@ -144,10 +164,25 @@ impl NumaMoveLayout {
     };
 }
 
+/// Where this kernel keeps what the raw placement programs read of a `struct task_struct`,
+/// from its BTF (Rust eBPF programs get no CO-RE relocations; see `sched::TaskFields`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NumaTaskFields {
+    /// `task_struct.tgid` (the process id).
+    pub tgid: u32,
+}
+
+impl NumaTaskFields {
+    /// Placeholder until the loader sets this kernel's.
+    pub const UNSET: Self = Self { tgid: 0 };
+}
+
 const _: () = assert!(core::mem::size_of::<NumaFaultKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NumaFaultStat>() == 40);
 const _: () = assert!(core::mem::size_of::<NumaMoveKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NumaMoveLayout>() == 16);
+const _: () = assert!(core::mem::size_of::<NumaTaskFields>() == 4);
 
 /// Every program and map of the family, by the name the agent looks it up by.
 const PROGRAMS: &[&str] = &[
@@ -156,6 +191,12 @@ const PROGRAMS: &[&str] = &[
     PROG_SCHED_MOVE_NUMA,
     PROG_SCHED_SWAP_NUMA,
     PROG_SCHED_STICK_NUMA,
+    PROG_SCHED_MOVE_NUMA_BTF,
+    PROG_SCHED_MOVE_NUMA_RAW,
+    PROG_SCHED_SWAP_NUMA_BTF,
+    PROG_SCHED_SWAP_NUMA_RAW,
+    PROG_SCHED_STICK_NUMA_BTF,
+    PROG_SCHED_STICK_NUMA_RAW,
     PROG_NUMA_HARNESS,
 ];
 const MAPS: &[&str] = &[NUMA_FAULTS_MAP, NUMA_MOVES_MAP, NUMA_DROPS_MAP];
@@ -164,6 +205,7 @@ const GLOBALS: &[&str] = &[
     GLOBAL_SCHED_MOVE_NUMA_LAYOUT,
     GLOBAL_SCHED_SWAP_NUMA_LAYOUT,
     GLOBAL_SCHED_STICK_NUMA_LAYOUT,
+    GLOBAL_NUMA_TASK_FIELDS,
 ];
 pub const NAMES: crate::Names = crate::Names {
     programs: PROGRAMS,
@@ -178,4 +220,5 @@ mod pod {
     unsafe impl aya::Pod for super::NumaFaultStat {}
     unsafe impl aya::Pod for super::NumaMoveKey {}
     unsafe impl aya::Pod for super::NumaMoveLayout {}
+    unsafe impl aya::Pod for super::NumaTaskFields {}
 }

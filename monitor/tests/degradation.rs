@@ -169,7 +169,8 @@ fn a_refused_fault_hook_falls_back_to_procfs_and_says_so() {
         numa["hooks"]["numa_fault_procfs"],
         "procfs:/proc/PID/task/TID/sched"
     );
-    // The placement tracepoints are classic ones, attached wherever sched events exist.
+    // The placement tracepoints are attached wherever sched events exist (as BTF, raw or
+    // classic tracepoints, like the scheduler's).
     for source in ["sched_move_numa", "sched_swap_numa", "sched_stick_numa"] {
         let state = numa["sources"][source].as_str().unwrap();
         assert!(matches!(state, "live" | "silent"), "{source}: {state}");

@@ -13,9 +13,9 @@ const SYSTEM_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// reason.
 const CLASSIC_ONLY: &[&str] = &["kvm_exit"];
 
-/// The hook of every scheduler, block, TLB and exit source in a snapshot taken with `extra`.
-/// Every source must run, except the classic-only ones when `--hook-kinds` turns classic
-/// tracepoints off (they are then left out of the list).
+/// The hook of every scheduler, block, TLB and exit source, and of the NUMA placement sources,
+/// in a snapshot taken with `extra`. Every source must run, except the classic-only ones when
+/// `--hook-kinds` turns classic tracepoints off (they are then left out of the list).
 fn hooks(extra: &[&str]) -> Vec<(String, String)> {
     let extra_args: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
     let (snapshot, _) = support::run_snapshot(0.3, &extra_args);
@@ -23,11 +23,16 @@ fn hooks(extra: &[&str]) -> Vec<(String, String)> {
         .windows(2)
         .any(|w| w[0] == "--hook-kinds" && !w[1].contains("tracepoint"));
     let mut hooks = Vec::new();
-    for family in ["sched", "block", "tlb", "exits"] {
+    for family in ["sched", "block", "tlb", "exits", "numa"] {
         let Some(map) = snapshot[family]["hooks"].as_object() else {
             panic!("no {family} hooks in {snapshot:#}");
         };
         for (source, hook) in map {
+            // The NUMA fault source hooks a kernel function (fentry or kprobe), not a
+            // tracepoint, and its procfs fallback is no hook.
+            if family == "numa" && source.starts_with("numa_fault") {
+                continue;
+            }
             let state = &snapshot[family]["sources"][source];
             if classic_off && CLASSIC_ONLY.contains(&source.as_str()) {
                 assert!(
@@ -130,8 +135,8 @@ fn without_raw_kinds_every_source_runs_on_its_classic_tracepoint() {
     assert_kinds(&hooks(&["--hook-kinds", "tracepoint"]), "tracepoint:", &[]);
 }
 
-/// Without BTF there are no struct offsets: the scheduler and block programs, which read tasks
-/// and requests, fall back to their classic tracepoints; the TLB and process lifecycle ones read
+/// Without BTF there are no struct offsets: the scheduler, NUMA placement and block programs,
+/// which read tasks and requests, fall back to their classic tracepoints; the TLB and process lifecycle ones read
 /// no struct and run as raw tracepoints. The kvm ones read no struct either, but their argument positions are
 /// checked in the BTF, so without it they run classic too.
 #[test]

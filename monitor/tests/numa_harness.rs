@@ -1,7 +1,8 @@
 //! The NUMA programs' kernel logic, driven through `BPF_PROG_TEST_RUN` with synthetic events:
 //! faults are attributed to their VM and split local/remote by node on a fixture two-node
 //! topology this host does not have, and the scheduler's placement decisions (which a one-node
-//! host never makes) are counted per VM, kind and node pair.
+//! host never makes) are counted per VM, kind and node pair, from the classic records' fields and
+//! from the raw tracepoints' task pointers and CPU ids.
 
 mod support;
 
@@ -13,8 +14,9 @@ use kvmtop::{
     model::running::Running as _,
 };
 use monitor_common::numa::{
-    HARNESS_NUMA_FAULT, HARNESS_NUMA_MOVE, NUMA_NODE_NONE, NumaMoveKind, PROG_NUMA_HARNESS,
-    TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL, TNF_MIGRATED,
+    HARNESS_MOVED_IS_CURRENT, HARNESS_NUMA_FAULT, HARNESS_NUMA_MOVE, HARNESS_NUMA_PLACEMENT_RAW,
+    HARNESS_OTHER_IS_CURRENT, NUMA_NODE_NONE, NumaMoveKind, PROG_NUMA_HARNESS, TNF_FAULT_LOCAL,
+    TNF_MIGRATE_FAIL, TNF_MIGRATED,
 };
 use support::harness::VmmHarness;
 
@@ -140,5 +142,82 @@ fn placement_decisions_are_counted_per_vm_kind_and_node_pair() {
     .into();
     assert_eq!(reading.moves, expected);
     assert!(reading.faults.is_empty(), "{:?}", reading.faults);
+    assert_eq!(reading.dropped, 0);
+}
+
+/// The raw arguments of a placement tracepoint, run through its raw program's handler:
+/// `kind` from `src_cpu` to `dst_cpu` (a C int; -1 for none), with the moved and the other task
+/// the test's own (`current` flags) or null.
+fn raw_decision(h: &mut VmmHarness, kind: NumaMoveKind, src_cpu: i32, dst_cpu: i32, current: u64) {
+    let cpu = |c: i32| u64::from(c.cast_unsigned());
+    h.run(
+        PROG_NUMA_HARNESS,
+        None,
+        &[
+            HARNESS_NUMA_PLACEMENT_RAW,
+            u64::from(kind as u32),
+            cpu(src_cpu),
+            cpu(dst_cpu),
+            current,
+        ],
+    );
+}
+
+/// The BTF and raw placement programs get task pointers and CPU ids instead of the classic
+/// record's tgids and nodes. Their handlers read the tgid from a real task (the test's own, at
+/// the offset this kernel's BTF gives) and name each CPU's node from the CPU places the agent
+/// wrote (a fixture two-node topology), as the classic records do with `cpu_to_node`.
+#[test]
+fn raw_placement_arguments_are_read_from_the_task_and_the_cpu_places() {
+    const TEST: &str = "raw_placement_arguments_are_read_from_the_task_and_the_cpu_places";
+    let Some(mut h) = VmmHarness::open(TEST, 42) else {
+        return;
+    };
+    // The handlers read the current task's tgid: this test process is the watched VMM.
+    let me = std::process::id();
+    let failed = h.session.families_mut().vmm_watch_mut().insert(me);
+    assert!(failed.is_empty(), "cannot watch {failed:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/topology/dual-socket");
+    let topology = Topology::read(&root).expect("fixture topology");
+    h.session
+        .families_mut()
+        .places_mut()
+        .write(&topology)
+        .expect("writing CPU places");
+    let (moved, other, both) = (
+        HARNESS_MOVED_IS_CURRENT,
+        HARNESS_OTHER_IS_CURRENT,
+        HARNESS_MOVED_IS_CURRENT | HARNESS_OTHER_IS_CURRENT,
+    );
+    // CPU 1 is on node 0, CPU 5 on node 1; CPU 4000 is not described.
+    raw_decision(&mut h, NumaMoveKind::Move, 1, 5, moved);
+    raw_decision(&mut h, NumaMoveKind::Move, 4000, 1, moved);
+    // A null task counts nothing.
+    raw_decision(&mut h, NumaMoveKind::Move, 1, 5, 0);
+    // Both tasks the VM's: once each way.
+    raw_decision(&mut h, NumaMoveKind::Swap, 1, 5, both);
+    // Only the other task the VM's: it moved from the destination to the source.
+    raw_decision(&mut h, NumaMoveKind::Swap, 5, 1, other);
+    // Only the task that stuck counts, never the candidate; no candidate CPU is no node.
+    raw_decision(&mut h, NumaMoveKind::Stick, 1, 5, both);
+    raw_decision(&mut h, NumaMoveKind::Stick, 5, -1, moved);
+
+    let reading = h.session.families().numa.counters().read();
+    let id = |kind, from_node, to_node| NumaMoveId {
+        pid: me,
+        kind,
+        from_node,
+        to_node,
+    };
+    let expected: std::collections::HashMap<NumaMoveId, u64> = [
+        (id(MoveKind::Move, Some(0), Some(1)), 1),
+        (id(MoveKind::Move, None, Some(0)), 1),
+        (id(MoveKind::Swap, Some(0), Some(1)), 2),
+        (id(MoveKind::Swap, Some(1), Some(0)), 1),
+        (id(MoveKind::Stick, Some(0), Some(1)), 1),
+        (id(MoveKind::Stick, Some(1), None), 1),
+    ]
+    .into();
+    assert_eq!(reading.moves, expected);
     assert_eq!(reading.dropped, 0);
 }

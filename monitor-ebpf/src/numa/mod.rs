@@ -4,3 +4,4 @@
 mod account;
 mod harness;
 mod programs;
+mod raw_programs;

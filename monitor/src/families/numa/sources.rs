@@ -2,22 +2,28 @@
 //! `task_numa_fault()` itself: fentry first (no kprobe support needed, cheaper per call), a
 //! kprobe where BPF trampolines do not work. Where neither is allowed, the fault figures come
 //! from procfs instead ([`super::balancing`]), which is not a hook and so not in this table.
-//! The scheduler's placement decisions have classic tracepoints of their own.
+//! The scheduler's placement decisions have tracepoints of their own, hooked as BTF, raw or
+//! classic tracepoints like the scheduler's (the raw arguments are task pointers and CPU ids).
 
 use monitor_common::{
     FIELD_ABSENT,
     numa::{
-        GLOBAL_SCHED_MOVE_NUMA_LAYOUT, GLOBAL_SCHED_STICK_NUMA_LAYOUT,
-        GLOBAL_SCHED_SWAP_NUMA_LAYOUT, NUMA_FAULT_FUNCTION, NumaMoveLayout, PROG_SCHED_MOVE_NUMA,
-        PROG_SCHED_STICK_NUMA, PROG_SCHED_SWAP_NUMA, PROG_TASK_NUMA_FAULT_FENTRY,
-        PROG_TASK_NUMA_FAULT_KPROBE,
+        GLOBAL_NUMA_TASK_FIELDS, GLOBAL_SCHED_MOVE_NUMA_LAYOUT, GLOBAL_SCHED_STICK_NUMA_LAYOUT,
+        GLOBAL_SCHED_SWAP_NUMA_LAYOUT, NUMA_FAULT_FUNCTION, NumaMoveLayout, NumaTaskFields,
+        PROG_SCHED_MOVE_NUMA, PROG_SCHED_MOVE_NUMA_BTF, PROG_SCHED_MOVE_NUMA_RAW,
+        PROG_SCHED_STICK_NUMA, PROG_SCHED_STICK_NUMA_BTF, PROG_SCHED_STICK_NUMA_RAW,
+        PROG_SCHED_SWAP_NUMA, PROG_SCHED_SWAP_NUMA_BTF, PROG_SCHED_SWAP_NUMA_RAW,
+        PROG_TASK_NUMA_FAULT_FENTRY, PROG_TASK_NUMA_FAULT_KPROBE,
     },
 };
 
 use crate::{
-    bpf::hooks::{Attempt, Global, Hook, SourceSpec},
+    bpf::hooks::{Attempt, Global, Hook, SourceSpec, every_kind},
     family::HostView,
-    host::tracefs::{TraceFs, sized},
+    host::{
+        btf::KernelBtf,
+        tracefs::{TraceFs, sized},
+    },
 };
 
 /// Hinting faults per VM by CPU node and memory node.
@@ -37,14 +43,29 @@ pub const STICK_NUMA: &str = "sched_stick_numa";
 /// The hook table.
 #[must_use]
 pub fn table(host: &HostView) -> Vec<SourceSpec> {
-    let placement = |name, event, program, global| {
-        SourceSpec::one(
+    let fields = task_fields(&host.btf);
+    let placement = |name, event, args, (btf, raw, classic), global| {
+        // What the raw programs need: the task fields, and the argument list they read.
+        let raw_needs = fields.clone().and_then(|fields| {
+            host.btf
+                .as_ref()
+                .map_err(Clone::clone)?
+                .expect_args(event, args)?;
+            Ok(vec![Global::new(GLOBAL_NUMA_TASK_FIELDS, &fields)])
+        });
+        SourceSpec::new(
             name,
-            Attempt::tracepoint(
-                "sched",
+            every_kind(
+                &host.btf,
                 event,
-                program,
-                move_layout(&host.tracefs, event).map(|l| vec![Global::new(global, &l)]),
+                (btf, raw),
+                raw_needs,
+                Attempt::tracepoint(
+                    "sched",
+                    event,
+                    classic,
+                    move_layout(&host.tracefs, event).map(|l| vec![Global::new(global, &l)]),
+                ),
             ),
         )
     };
@@ -64,25 +85,52 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
                 },
             ],
         ),
+        // (task, src_cpu, dst_cpu)
         placement(
             MOVE_NUMA,
             "sched_move_numa",
-            PROG_SCHED_MOVE_NUMA,
+            3,
+            (
+                PROG_SCHED_MOVE_NUMA_BTF,
+                PROG_SCHED_MOVE_NUMA_RAW,
+                PROG_SCHED_MOVE_NUMA,
+            ),
             GLOBAL_SCHED_MOVE_NUMA_LAYOUT,
         ),
+        // (src_task, src_cpu, dst_task, dst_cpu)
         placement(
             SWAP_NUMA,
             "sched_swap_numa",
-            PROG_SCHED_SWAP_NUMA,
+            4,
+            (
+                PROG_SCHED_SWAP_NUMA_BTF,
+                PROG_SCHED_SWAP_NUMA_RAW,
+                PROG_SCHED_SWAP_NUMA,
+            ),
             GLOBAL_SCHED_SWAP_NUMA_LAYOUT,
         ),
+        // The same since Linux 5.7; before, (task, src_cpu, dst_cpu), which the raw programs do
+        // not read: the argument count sends those kernels to the classic program.
         placement(
             STICK_NUMA,
             "sched_stick_numa",
-            PROG_SCHED_STICK_NUMA,
+            4,
+            (
+                PROG_SCHED_STICK_NUMA_BTF,
+                PROG_SCHED_STICK_NUMA_RAW,
+                PROG_SCHED_STICK_NUMA,
+            ),
             GLOBAL_SCHED_STICK_NUMA_LAYOUT,
         ),
     ]
+}
+
+/// Where this kernel keeps a task's tgid, from its BTF.
+fn task_fields(btf: &Result<KernelBtf, String>) -> Result<NumaTaskFields, String> {
+    let btf = btf.as_ref().map_err(Clone::clone)?;
+    Ok(NumaTaskFields {
+        tgid: btf.offset("task_struct", "tgid", 4)?,
+    })
 }
 
 /// Where a placement record keeps the moved task's tgid and its two nodes, and for a swap the
