@@ -235,12 +235,14 @@ fn requests_in_flight_end_with_their_process() {
     };
     assert_eq!(in_flight(&mut h), Some(1));
     // The process exits (or its pid goes to another process): its totals go, and so does its
-    // request in flight.
-    h.0.session
-        .families_mut()
-        .block
-        .counters_mut()
-        .retain(|pid| pid != p);
+    // request in flight, in the window that finds it gone and after.
+    let totals =
+        h.0.session
+            .families_mut()
+            .block
+            .counters_mut()
+            .read_retaining(|pid| pid != p, &[]);
+    assert_eq!(totals.in_flight.get(&(p, dev_id)), None, "{totals:#?}");
     assert_eq!(in_flight(&mut h), None);
     // Completed late, when a new process may have the pid, it is counted for no one.
     h.complete(dev, 100, now + 100_000);
@@ -296,8 +298,7 @@ fn a_request_whose_completion_is_missed_expires_and_is_counted_once() {
     assert_eq!(totals.expired.get(&(p, dev_id)), Some(&1));
     // The process goes: its expired count goes with its other totals, the host total stays.
     let counters = h.0.session.families_mut().block.counters_mut();
-    counters.retain(|pid| pid != p);
-    let totals = counters.read(&[]);
+    let totals = counters.read_retaining(|pid| pid != p, &[]);
     assert_eq!(totals.expired.get(&(p, dev_id)), None);
     assert_eq!(totals.expired_total, 1);
 }

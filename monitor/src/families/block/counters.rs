@@ -206,8 +206,22 @@ impl BlockCounters {
 
     /// Reads every counter and the requests in flight, and maps the drives of `vmms`.
     pub fn read(&mut self, vmms: &[Vmm]) -> BlockTotals {
+        self.read_retaining(|_| true, vmms)
+    }
+
+    /// [`Self::read`], after removing the totals and the requests in flight of processes for
+    /// which `keep(pid)` is false (exited VMs, and pids now another process's), found in the same
+    /// one read of each map. A request of theirs that completes later is then counted for no
+    /// one: left pending, it would count as in flight for up to [`expiry::EXPIRE_AFTER`], then
+    /// as expired, and its completion for whichever process has the pid by then.
+    pub fn read_retaining(&mut self, keep: impl Fn(u32) -> bool, vmms: &[Vmm]) -> BlockTotals {
         let mut stats = HashMap::new();
+        let mut stale = Vec::new();
         for (raw, value) in self.stats.entries() {
+            if !keep(raw.tgid) {
+                stale.push(raw);
+                continue;
+            }
             let Some(op) = BlockOp::decode(raw.op) else {
                 continue;
             };
@@ -218,7 +232,9 @@ impl BlockCounters {
             };
             stats.insert(key, OpTotals::from(&value));
         }
-        let in_flight = self.in_flight();
+        self.stats.remove_keys(&stale);
+        self.expired.retain(|(pid, _), _| keep(*pid));
+        let in_flight = self.in_flight(&keep);
         self.drives.retain(|id, _| vmms.iter().any(|v| v.id == *id));
         let mut drives = HashMap::new();
         for vmm in vmms {
@@ -270,10 +286,10 @@ impl BlockCounters {
     }
 
     /// Counts the pending requests per (VMM, device), after removing those pending for too
-    /// long.
-    fn in_flight(&mut self) -> HashMap<(u32, DevId), u64> {
+    /// long and those of processes `keep` refuses.
+    fn in_flight(&mut self, keep: &impl Fn(u32) -> bool) -> HashMap<(u32, DevId), u64> {
         let mut in_flight: HashMap<(u32, DevId), u64> = HashMap::new();
-        let live = self.age();
+        let live = self.age(keep);
         let now = monotonic_ns();
         for entry in live {
             // What a request the device no longer has would need to be traced back (how old,
@@ -302,15 +318,23 @@ impl BlockCounters {
     /// CPU, so this is not done on every rescan.
     pub fn age_if_due(&mut self) {
         if self.aged_at.elapsed() >= AGE_BETWEEN_SAMPLES {
-            self.age();
+            self.age(&|_| true);
         }
     }
 
-    /// Removes the requests pending longer than [`expiry::EXPIRE_AFTER`] from the kernel map,
-    /// counting each as expired for its (VMM, device), and returns the others.
-    fn age(&mut self) -> Vec<(RequestKey, PendingRequest)> {
+    /// Removes from the kernel map the requests of processes `keep` refuses (counted for no
+    /// one) and those pending longer than [`expiry::EXPIRE_AFTER`] (each counted as expired for
+    /// its VMM and device); returns the others.
+    fn age(&mut self, keep: &impl Fn(u32) -> bool) -> Vec<(RequestKey, PendingRequest)> {
         self.aged_at = Instant::now();
-        let entries = self.pending.entries();
+        let (entries, orphaned): (Vec<_>, Vec<_>) = self
+            .pending
+            .entries()
+            .into_iter()
+            .partition(|(_, pending)| keep(pending.tgid));
+        let orphaned: Vec<RequestKey> = orphaned.into_iter().map(|(key, _)| key).collect();
+        // Completed meanwhile is fine.
+        self.pending.remove_keys(&orphaned);
         let aged = expiry::age(entries, monotonic_ns(), |(_, pending)| pending.submit_ns);
         for entry in aged.expired {
             // A request that completed since the map was read was counted as completed: only
@@ -326,30 +350,6 @@ impl BlockCounters {
         aged.live
     }
 
-    /// Removes the totals and the requests in flight of processes for which `keep(pid)` is
-    /// false (exited VMs, and pids now another process's). A request of theirs that completes
-    /// later is then counted for no one: left pending, it would count as in flight for up to
-    /// [`expiry::EXPIRE_AFTER`], then as expired, and its completion for whichever process has
-    /// the pid by then.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
-        let stale: Vec<BlockKey> = self
-            .stats
-            .all_keys()
-            .into_iter()
-            .filter(|k| !keep(k.tgid))
-            .collect();
-        self.stats.remove_keys(&stale);
-        self.expired.retain(|(pid, _), _| keep(*pid));
-        let orphaned: Vec<RequestKey> = self
-            .pending
-            .entries()
-            .into_iter()
-            .filter(|(_, pending)| !keep(pending.tgid))
-            .map(|(key, _)| key)
-            .collect();
-        // Completed meanwhile is fine.
-        self.pending.remove_keys(&orphaned);
-    }
 }
 
 /// The (VMM, device) a pending request is counted for: the device is in the entry, as the key

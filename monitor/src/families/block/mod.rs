@@ -79,8 +79,7 @@ impl Family for Block {
     }
 
     fn sample(&mut self, vms: &Vms<'_>) -> BlockTotals {
-        self.counters.retain(|pid| vms.keeps(pid));
-        self.counters.read(vms.vmms)
+        self.counters.read_retaining(|pid| vms.keeps(pid), vms.vmms)
     }
 
     fn window(&self, pair: &Pair<'_, BlockTotals>, snapshot: &mut Snapshot) {
