@@ -261,6 +261,57 @@ fn a_frame_unlike_its_key_becomes_the_next_key() {
     assert_eq!(key_frames_read_back(&reader, &windows), [0, 1, 31]);
 }
 
+/// Frames of random hexadecimal text: each compresses to about half on its own, and none
+/// resembles another.
+fn unlike_frames(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..count)
+        .map(|_| {
+            (0..8_192)
+                .map(|_| b"0123456789abcdef"[rng.usize(..16)])
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn frames_that_never_resemble_their_key_pause_the_delta_attempts() {
+    let windows = unlike_frames(100, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        delta_kinds: vec![1],
+        key_frame_interval: 30,
+        ..Config::default()
+    };
+    let mut writer = Writer::open(dir.path(), config).unwrap();
+    for (i, frame) in (0..).zip(&windows) {
+        writer.append(i, 1, frame).unwrap();
+    }
+    // Frame 0 is a key; 1 and 2 miss theirs and become keys; 3 misses and starts a pause of 30
+    // frames compressed on their own (3–32); 33 is a new key, and 34–36 miss again (36 pauses
+    // 36–65), as do 67–69 after the key at 66. Without the pause, every frame after the first
+    // would have been compressed twice: 99 attempts.
+    assert_eq!(writer.delta_attempts(), 9);
+    writer.close().unwrap();
+    // Every frame reads back, and none is a delta frame.
+    let reader = Reader::open(dir.path()).unwrap();
+    let all: Vec<usize> = (0..windows.len()).collect();
+    assert_eq!(key_frames_read_back(&reader, &windows), all);
+}
+
+#[test]
+fn deltas_resume_after_a_pause_once_frames_resemble_their_key_again() {
+    // Four frames unlike each other, then windows that repeat the one before.
+    let mut windows = unlike_frames(4, 11);
+    windows.extend(windows_of_json(70));
+    let dir = tempfile::tempdir().unwrap();
+    let reader = record_windows(dir.path(), &windows, 30);
+    // The pause starts at frame 3 and covers 30 frames; frame 33 is the next key, the frames
+    // after it are deltas again until the interval makes frame 63 a key.
+    let keys: Vec<usize> = (0..=33).chain([63]).collect();
+    assert_eq!(key_frames_read_back(&reader, &windows), keys);
+}
+
 /// The figures behind the default `key_frame_interval`: mean bytes per frame over ten minutes
 /// of windows, for several intervals.
 #[test]

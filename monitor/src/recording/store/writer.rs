@@ -45,7 +45,8 @@ pub struct Config {
     /// own; the ones between are compressed against it. The first frame of a kind in each
     /// segment is a key frame too, so a segment never depends on another, and so is a frame
     /// whose delta would take more than two thirds of its key frame's bytes (the key no longer
-    /// looks like the frames). Reading a delta frame
+    /// looks like the frames); after three such frames in a row, this many frames are
+    /// compressed on their own before a key is tried again. Reading a delta frame
     /// reads its key frame as well; damage to a key frame loses the frames compressed against
     /// it (at most `key_frame_interval - 1`). At least 1 (1: no delta frames).
     pub key_frame_interval: u32,
@@ -111,6 +112,26 @@ struct Active {
 /// against a key that no longer resembles them, 85–95 %.
 const REKEY_ABOVE_PERCENT: usize = 67;
 
+/// Delta frames in a row that did not resemble their key, after which the frames of their kind
+/// are compressed on their own, none of them a key, for `key_frame_interval` frames before a
+/// new key is tried. Each such attempt costs a delta compression, then the frame's own, then
+/// preparing it as the next key: three times a plain frame's work. Windows of a hundred similar
+/// VMs are like that: each already repeats itself a hundred times, and at level 1 a delta
+/// against the window before took 81 KB where the window alone took 72–83 KB, so every window of
+/// a flight recorder was compressed twice and prepared as a dictionary for nothing. One miss
+/// is a recording's small first window; a third in a row means the kind's frames do not repeat
+/// their predecessors.
+const MISSES_BEFORE_PAUSE: u32 = 3;
+
+/// How delta compression is going for one kind in `delta_kinds`.
+struct DeltaOutlook {
+    kind: u16,
+    /// Delta attempts in a row whose frame did not resemble its key.
+    misses: u32,
+    /// Frames still to compress on their own before deltas are tried again.
+    paused_for: u32,
+}
+
 /// The latest key frame of a kind in `delta_kinds`, in the active segment.
 struct KeyFrame {
     kind: u16,
@@ -165,6 +186,10 @@ pub struct Writer {
     compressor: zstd::bulk::Compressor<'static>,
     /// Key frames of the active segment, one per kind in `delta_kinds` that has one.
     keys: Vec<KeyFrame>,
+    /// One per kind in `delta_kinds` that has had a frame.
+    outlooks: Vec<DeltaOutlook>,
+    /// Delta compressions tried since opening (tests check the pause with it).
+    delta_attempts: u64,
     /// The stored payload of the frame being appended.
     stored: Vec<u8>,
     frame: Vec<u8>,
@@ -214,6 +239,8 @@ impl Writer {
             config,
             compressor,
             keys: Vec::new(),
+            outlooks: Vec::new(),
+            delta_attempts: 0,
             stored: Vec::new(),
             frame: Vec::new(),
             last_sync: Instant::now(),
@@ -355,16 +382,69 @@ impl Writer {
         self.written
     }
 
+    /// Delta compressions tried since opening.
+    #[cfg(test)]
+    pub(super) fn delta_attempts(&self) -> u64 {
+        self.delta_attempts
+    }
+
+    /// The delta outlook of `kind`, new on its first frame.
+    fn outlook(&mut self, kind: u16) -> &mut DeltaOutlook {
+        let at = self
+            .outlooks
+            .iter()
+            .position(|o| o.kind == kind)
+            .unwrap_or_else(|| {
+                self.outlooks.push(DeltaOutlook {
+                    kind,
+                    misses: 0,
+                    paused_for: 0,
+                });
+                self.outlooks.len() - 1
+            });
+        &mut self.outlooks[at]
+    }
+
+    /// Whether the frame of `kind` being encoded falls in a pause of its deltas
+    /// ([`MISSES_BEFORE_PAUSE`]); counts it against the pause.
+    fn delta_paused(&mut self, kind: u16) -> bool {
+        let outlook = self.outlook(kind);
+        let paused = outlook.paused_for > 0;
+        outlook.paused_for = outlook.paused_for.saturating_sub(1);
+        paused
+    }
+
+    /// Notes whether a delta of `kind` resembled its key; returns whether deltas of the kind
+    /// pause from this frame on.
+    fn note_delta(&mut self, kind: u16, resembled: bool) -> bool {
+        let pause = self.config.key_frame_interval;
+        let outlook = self.outlook(kind);
+        if resembled {
+            outlook.misses = 0;
+            return false;
+        }
+        outlook.misses += 1;
+        if outlook.misses < MISSES_BEFORE_PAUSE {
+            return false;
+        }
+        outlook.misses = 0;
+        // This frame is the first of the pause.
+        outlook.paused_for = pause.saturating_sub(1);
+        true
+    }
+
     /// Compresses `payload` into `self.stored`: against the key frame of its kind when one is
     /// due, on its own otherwise. Returns the frame flags and what the frame is to its kind.
     fn encode(&mut self, kind: u16, payload: &[u8]) -> Result<(u16, Role), Error> {
         self.stored.clear();
         let delta_kind = self.config.delta_kinds.contains(&kind);
+        let mut paused = delta_kind && self.delta_paused(kind);
         let key = self
             .keys
             .iter()
             .find(|k| k.kind == kind && k.frames < self.config.key_frame_interval);
-        if let Some(key) = key.filter(|_| delta_kind) {
+        if let Some(key) = key.filter(|_| delta_kind && !paused) {
+            self.delta_attempts += 1;
             let mut compressed = Vec::with_capacity(zstd::zstd_safe::compress_bound(payload.len()));
             // The key frame's payload is raw content to zstd unless it starts with the magic of
             // a zstd dictionary; the reader hands it to zstd the same way, so either way the
@@ -377,10 +457,14 @@ impl Writer {
             // A delta frame that would take most of its key's bytes says the key no
             // longer looks like the frames (the first window of a recording, before advice or
             // a VM's histograms fill in, is often much smaller than the ones that follow). This
-            // frame becomes the key instead, so the frames after it compress well again.
-            let resembles_key = compressed.len() * 100 <= key.stored_len * REKEY_ABOVE_PERCENT;
-            if delta.is_ok() && resembles_key {
-                self.stored.extend_from_slice(&key.at.encode());
+            // frame becomes the key instead, so the frames after it compress well again, unless
+            // that keeps happening ([`MISSES_BEFORE_PAUSE`]).
+            let resembles_key =
+                delta.is_ok() && compressed.len() * 100 <= key.stored_len * REKEY_ABOVE_PERCENT;
+            let key_ref = key.at.encode();
+            paused = self.note_delta(kind, resembles_key);
+            if resembles_key {
+                self.stored.extend_from_slice(&key_ref);
                 if self.stored.len() + compressed.len() < payload.len() {
                     self.stored.extend_from_slice(&compressed);
                     return Ok((FLAG_ZSTD | FLAG_DELTA, Role::Delta));
@@ -394,7 +478,11 @@ impl Writer {
             .compressor
             .compress(payload)
             .map_err(|e| Error::io(&self.dir, "compressing a frame", e))?;
-        let role = if delta_kind { Role::Key } else { Role::Plain };
+        let role = if delta_kind && !paused {
+            Role::Key
+        } else {
+            Role::Plain
+        };
         // Tiny or incompressible payloads (events, marks) are stored as they are.
         if compressed.len() < payload.len() {
             self.stored.extend_from_slice(&compressed);
