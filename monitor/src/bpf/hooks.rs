@@ -184,6 +184,23 @@ impl Attempt {
     }
 }
 
+/// What the raw-argument programs of `event` need from this kernel: the struct offsets they
+/// read (`fields`, from its BTF, handed to them as the global `global`), and `event` passing
+/// the `args` raw arguments they read (older kernels pass others, and keep the classic program).
+pub fn raw_needs<T: Pod>(
+    btf: &Result<KernelBtf, String>,
+    event: &str,
+    args: usize,
+    global: &'static str,
+    fields: &Result<T, String>,
+) -> Result<Vec<Global>, String> {
+    let fields = fields.as_ref().map_err(Clone::clone)?;
+    btf.as_ref()
+        .map_err(Clone::clone)?
+        .expect_args(event, args)?;
+    Ok(vec![Global::new(global, fields)])
+}
+
 /// The ways to run a tracepoint that has programs of every kind, best first: the BTF tracepoint
 /// `programs.0` (it also needs the kernel's own BTF, which types its arguments), the raw
 /// tracepoint `programs.1`, both with `raw_needs` (what they need from this kernel: offsets read

@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use crate::{
-    bpf::hooks::{Attempt, Global, SourceSpec, every_kind},
+    bpf::hooks::{Attempt, Global, SourceSpec, every_kind, raw_needs},
     family::HostView,
     host::{
         btf::KernelBtf,
@@ -132,13 +132,8 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
             };
             let needs = layout.map(|l| vec![Global::new(global, &l)]);
             // The raw programs read the request first: the queue came first before Linux 5.11.
-            let raw_needs = fields.clone().and_then(|fields| {
-                host.btf
-                    .as_ref()
-                    .map_err(Clone::clone)?
-                    .expect_args(name, args)?;
-                Ok(vec![Global::new(GLOBAL_BLOCK_REQUEST_FIELDS, &fields)])
-            });
+            let raw_needs =
+                raw_needs(&host.btf, name, args, GLOBAL_BLOCK_REQUEST_FIELDS, &fields);
             let classic = Attempt::tracepoint("block", name, classic, needs);
             SourceSpec::new(name, every_kind(&host.btf, name, raw, raw_needs, classic))
         })

@@ -18,7 +18,7 @@ use monitor_common::{
 };
 
 use crate::{
-    bpf::hooks::{Attempt, Global, Hook, SourceSpec, every_kind},
+    bpf::hooks::{Attempt, Global, Hook, SourceSpec, every_kind, raw_needs},
     family::HostView,
     host::{
         btf::KernelBtf,
@@ -46,13 +46,7 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
     let fields = task_fields(&host.btf);
     let placement = |name, event, args, (btf, raw, classic), global| {
         // What the raw programs need: the task fields, and the argument list they read.
-        let raw_needs = fields.clone().and_then(|fields| {
-            host.btf
-                .as_ref()
-                .map_err(Clone::clone)?
-                .expect_args(event, args)?;
-            Ok(vec![Global::new(GLOBAL_NUMA_TASK_FIELDS, &fields)])
-        });
+        let raw_needs = raw_needs(&host.btf, event, args, GLOBAL_NUMA_TASK_FIELDS, &fields);
         SourceSpec::new(
             name,
             every_kind(

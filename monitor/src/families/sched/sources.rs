@@ -14,7 +14,7 @@ use monitor_common::sched::{
 
 use super::layout;
 use crate::{
-    bpf::hooks::{Attempt, Global, SourceSpec, every_kind},
+    bpf::hooks::{Attempt, Global, SourceSpec, every_kind, raw_needs},
     family::HostView,
     host::btf::KernelBtf,
 };
@@ -52,15 +52,8 @@ pub fn table(host: &HostView) -> Vec<SourceSpec> {
     let tracefs = &host.tracefs;
     let fields = task_fields(&host.btf);
     // What the raw programs of `event` need: the task fields, and the argument list they read.
-    let raw_needs = |event: &str, args: usize| {
-        fields.clone().and_then(|fields| {
-            host.btf
-                .as_ref()
-                .map_err(Clone::clone)?
-                .expect_args(event, args)?;
-            Ok(vec![Global::new(GLOBAL_SCHED_TASK_FIELDS, &fields)])
-        })
-    };
+    let raw_needs =
+        |event: &str, args: usize| raw_needs(&host.btf, event, args, GLOBAL_SCHED_TASK_FIELDS, &fields);
     vec![
         SourceSpec::new(
             SWITCH,
