@@ -124,22 +124,36 @@ fn placement_decisions_are_counted_per_vm_kind_and_node_pair() {
     // Not a watched VMM.
     decision(&mut h, NumaMoveKind::Move, stranger, 0, 1, 0);
 
+    assert_moves(
+        &h,
+        me,
+        &[
+            (MoveKind::Move, Some(0), Some(1), 2),
+            (MoveKind::Move, Some(1), Some(0), 1),
+            (MoveKind::Swap, Some(1), Some(0), 2),
+            (MoveKind::Swap, Some(0), Some(1), 1),
+            (MoveKind::Stick, Some(1), Some(0), 1),
+            (MoveKind::Stick, Some(1), None, 1),
+        ],
+    );
+}
+
+/// Asserts that the placement decisions counted are exactly `expected` (kind, from node, to
+/// node, count), all of process `pid`, and that no fault and no drop was counted.
+fn assert_moves(h: &VmmHarness, pid: u32, expected: &[(MoveKind, Option<u32>, Option<u32>, u64)]) {
     let reading = h.session.families().numa.counters().read();
-    let id = |kind, from_node, to_node| NumaMoveId {
-        pid: me,
-        kind,
-        from_node,
-        to_node,
-    };
-    let expected: std::collections::HashMap<NumaMoveId, u64> = [
-        (id(MoveKind::Move, Some(0), Some(1)), 2),
-        (id(MoveKind::Move, Some(1), Some(0)), 1),
-        (id(MoveKind::Swap, Some(1), Some(0)), 2),
-        (id(MoveKind::Swap, Some(0), Some(1)), 1),
-        (id(MoveKind::Stick, Some(1), Some(0)), 1),
-        (id(MoveKind::Stick, Some(1), None), 1),
-    ]
-    .into();
+    let expected: std::collections::HashMap<NumaMoveId, u64> = expected
+        .iter()
+        .map(|&(kind, from_node, to_node, count)| {
+            let id = NumaMoveId {
+                pid,
+                kind,
+                from_node,
+                to_node,
+            };
+            (id, count)
+        })
+        .collect();
     assert_eq!(reading.moves, expected);
     assert!(reading.faults.is_empty(), "{:?}", reading.faults);
     assert_eq!(reading.dropped, 0);
@@ -202,22 +216,16 @@ fn raw_placement_arguments_are_read_from_the_task_and_the_cpu_places() {
     raw_decision(&mut h, NumaMoveKind::Stick, 1, 5, both);
     raw_decision(&mut h, NumaMoveKind::Stick, 5, -1, moved);
 
-    let reading = h.session.families().numa.counters().read();
-    let id = |kind, from_node, to_node| NumaMoveId {
-        pid: me,
-        kind,
-        from_node,
-        to_node,
-    };
-    let expected: std::collections::HashMap<NumaMoveId, u64> = [
-        (id(MoveKind::Move, Some(0), Some(1)), 1),
-        (id(MoveKind::Move, None, Some(0)), 1),
-        (id(MoveKind::Swap, Some(0), Some(1)), 2),
-        (id(MoveKind::Swap, Some(1), Some(0)), 1),
-        (id(MoveKind::Stick, Some(0), Some(1)), 1),
-        (id(MoveKind::Stick, Some(1), None), 1),
-    ]
-    .into();
-    assert_eq!(reading.moves, expected);
-    assert_eq!(reading.dropped, 0);
+    assert_moves(
+        &h,
+        me,
+        &[
+            (MoveKind::Move, Some(0), Some(1), 1),
+            (MoveKind::Move, None, Some(0), 1),
+            (MoveKind::Swap, Some(0), Some(1), 2),
+            (MoveKind::Swap, Some(1), Some(0), 1),
+            (MoveKind::Stick, Some(0), Some(1), 1),
+            (MoveKind::Stick, Some(1), None, 1),
+        ],
+    );
 }
