@@ -37,3 +37,16 @@ pub const VMM_CHANGE_SLOTS: u32 = 4096;
 pub const fn change_slot(tgid: u32) -> u32 {
     tgid & (VMM_CHANGE_SLOTS - 1)
 }
+
+/// Ring buffer (`BPF_MAP_TYPE_RINGBUF`) of the processes of the host that exec'd a program,
+/// one `u32` tgid a record, written by the `sched_process_exec` programs for every process, watched
+/// or not. Discovery inspects these instead of listing `/proc` on every scan: a VMM is started
+/// by an exec, so the listing (whose cost grows with every process of the host) becomes a slow
+/// safety net. The agent drains the ring once a scan; the programs never wake it.
+pub const PROCESS_EXECS_MAP: &str = "PROCESS_EXECS";
+/// The ring's size in bytes: 4,096 records (an 8-byte header and the tgid padded to 8 bytes),
+/// execs a scan may see before some are lost. A multiple of any page size up to 64 KiB.
+pub const PROCESS_EXECS_BYTES: u32 = 64 * 1024;
+/// Array of one u64, mapped by the agent: the execs the ring had no room for. When it moves,
+/// discovery lists `/proc` to find what it missed.
+pub const PROCESS_EXECS_LOST_MAP: &str = "PROCESS_EXECS_LOST";

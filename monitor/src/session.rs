@@ -254,10 +254,11 @@ impl Session {
         snapshot
     }
 
-    /// A discovery scan that follows the kernel's lifecycle counters where they count, read
-    /// just before it so that no change after the read goes unseen.
+    /// A discovery scan that follows the kernel's lifecycle counters and the processes it saw
+    /// exec where they count, read just before it so that no change after the read goes unseen.
     fn scan(&mut self) -> ScanResult {
         let changes = self.families.vmm_changes(self.discovery.vmm_pids());
+        self.discovery.note_execs(self.families.process_execs());
         self.discovery.scan_following(changes)
     }
 

@@ -100,3 +100,63 @@ fn a_watched_process_is_marked_changed_and_an_unwatched_one_is_not() {
         }
     }
 }
+
+/// Drains the ring of processes that exec'd; `None` when some were lost since the last drain.
+fn execs(session: &mut Session) -> Option<Vec<u32>> {
+    session.families_mut().process_execs()
+}
+
+#[test]
+fn every_exec_of_the_host_reaches_discovery_and_an_overflow_says_so() {
+    if let Some(reason) = support::missing_prerequisite(false, &[]) {
+        support::skip(TEST, &reason);
+        return;
+    }
+    for kind in HookKind::ALL {
+        let config = Config {
+            hook_kinds: vec![kind],
+            ..Config::default()
+        };
+        let mut session = Session::open(&config).expect("opening a session");
+        // Whatever exec'd since the programs were attached, and an overflow if the host is busy.
+        execs(&mut session);
+        execs(&mut session);
+
+        // Processes nobody watches: each exec is told, by its process id.
+        let children: Vec<u32> = (0..3)
+            .map(|_| {
+                let mut child = Command::new("/bin/true").spawn().expect("/bin/true");
+                let pid = child.id();
+                assert!(child.wait().expect("/bin/true").success());
+                pid
+            })
+            .collect();
+        let told = execs(&mut session).expect("no exec lost: the ring holds 4,096");
+        for pid in &children {
+            assert!(
+                told.contains(pid),
+                "{kind}: exec of {pid} not told: {told:?}"
+            );
+        }
+        if kind != HookKind::ALL[0] {
+            continue;
+        }
+        // More execs than the ring holds: the drain says some are missing (discovery then lists
+        // /proc), and the next one is whole again.
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 4200 ]; do /bin/true; i=$((i+1)); done",
+            ])
+            .status()
+            .expect("sh");
+        assert!(status.success());
+        assert_eq!(execs(&mut session), None, "{kind}: an overflow went unsaid");
+        Command::new("/bin/true").status().expect("/bin/true");
+        let after = execs(&mut session).expect("whole again after the overflow was said");
+        assert!(
+            !after.is_empty(),
+            "{kind}: the exec after the overflow was not told"
+        );
+    }
+}

@@ -3,8 +3,10 @@
 //! in the ending thread's, the last one included), or it exec'd (`sched_process_exec`). Each
 //! marks the process changed for discovery (`vmms::mark_changed`), which then re-reads only
 //! that VMM's `/proc` entries. Every event of the host runs these programs, so the first thing
-//! they do is the watched-process test; they read no argument, only the current task's ids, so
-//! the BTF, raw and classic programs are one handler.
+//! they do is the watched-process test; an exec is the exception: every process that exec'd
+//! goes to the ring discovery inspects new processes from (`vmms::note_exec`), since a VMM
+//! starts so. They read no argument, only the current task's ids, so the BTF, raw and classic
+//! programs are one handler.
 
 #![expect(clippy::inline_always)]
 
@@ -17,12 +19,15 @@ use crate::{
     raw_programs,
     record::current_tgid_tid,
     tracepoint_program,
-    vmms::{is_vmm, mark_changed},
+    vmms::{is_vmm, mark_changed, note_exec},
 };
 
 #[inline(always)]
 fn on_lifecycle(event: WatchedEvent) {
     let (tgid, _) = current_tgid_tid();
+    if matches!(event, WatchedEvent::Exec) {
+        note_exec(tgid);
+    }
     if !is_vmm(tgid) {
         return;
     }

@@ -47,7 +47,10 @@ use monitor_common::{
         TLB_DROPS_MAP, TLB_HOST_MAP, TLB_REASON_SLOTS, TLB_VMM_CAPACITY, TLB_VMM_MAP, TlbCount,
         TlbKey,
     },
-    vmms::{VMM_CHANGE_SLOTS, VMM_CHANGES_MAP, VMM_WATCH_MAP, VMM_WATCH_WORDS},
+    vmms::{
+        PROCESS_EXECS_BYTES, PROCESS_EXECS_LOST_MAP, PROCESS_EXECS_MAP, VMM_CHANGE_SLOTS,
+        VMM_CHANGES_MAP, VMM_WATCH_MAP, VMM_WATCH_WORDS,
+    },
 };
 
 /// The host the capacities are chosen for: a 2 × 64-core machine running 1,000 VMs.
@@ -71,6 +74,8 @@ pub enum Kind {
         preallocated: bool,
     },
     PerCpuHash,
+    /// A ring buffer: `capacity` is its size in bytes.
+    RingBuf,
 }
 
 impl Kind {
@@ -82,6 +87,7 @@ impl Kind {
             Self::Array | Self::MappedArray => 2,
             Self::PerCpuHash => 5,
             Self::PerCpuArray => 6,
+            Self::RingBuf => 27,
         }
     }
 
@@ -107,6 +113,7 @@ impl Kind {
                 preallocated: false,
             } => "hash, not preallocated",
             Self::PerCpuHash => "per-CPU hash",
+            Self::RingBuf => "ring buffer (capacity in bytes)",
         }
     }
 }
@@ -355,6 +362,18 @@ pub const MAPS: &[MapSize] = &[
         VMM_CHANGE_SLOTS,
         "change counter (processes by pid modulo)",
     ),
+    map::<(), ()>(
+        PROCESS_EXECS_MAP,
+        Kind::RingBuf,
+        PROCESS_EXECS_BYTES,
+        "16 bytes: a process that exec'd, until the next scan",
+    ),
+    map::<u32, u64>(
+        PROCESS_EXECS_LOST_MAP,
+        Kind::MappedArray,
+        1,
+        "execs the ring had no room for",
+    ),
     map::<u32, u32>(
         DIAGNOSTICS_LOGGED_MAP,
         Kind::Array,
@@ -398,6 +417,8 @@ impl MapSize {
                     buckets + element * entries.min(capacity)
                 }
             }
+            // The data pages and the two pages of the producer and consumer positions.
+            Kind::RingBuf => capacity.next_multiple_of(PAGE) + 2 * PAGE,
             Kind::PerCpuHash => {
                 let buckets = capacity.next_power_of_two() * HTAB_BUCKET;
                 buckets + capacity * (HTAB_ELEM_HEADER + key + 8 + value * cpus)

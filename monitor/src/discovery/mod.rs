@@ -6,7 +6,12 @@
 //! remembers vCPU→thread evidence that is only sometimes visible, and keeps the work of a scan
 //! proportional to what changed rather than to everything on the host:
 //!
-//! - every scan lists `/proc` (one directory read); a VMM gone from the listing has exited;
+//! - a scan lists `/proc` (one directory read, whose cost grows with every process of the
+//!   host) only when it cannot tell what is new otherwise: while the kernel programs say which
+//!   processes exec'd a program ([`Discovery::note_execs`]; a VMM starts so) and count the
+//!   known VMMs' changes, the listing is the safety net, once every [`LIST_EVERY`] scans and
+//!   while a VMM is new (its pre-6.4 vhost kernel threads are found by listing); a VMM gone
+//!   from the listing, or whose `stat` is gone when its counter moved, has exited;
 //! - each known VMM's `stat` and thread list are read on every scan, unless the kernel programs
 //!   say what changed ([`Discovery::scan_following`]): the process lifecycle programs count,
 //!   per watched process, the threads it created and ended, its end and its execs, and a VMM is
@@ -16,12 +21,12 @@
 //!   scans (the safety net). A pid reused by a new process is noticed by the old process's
 //!   exit, counted for the pid;
 //! - a process is inspected (its `stat` and file descriptors) when it is new in the listing,
-//!   while it is young (less than 5 s since it started, by its start time, or since it was
-//!   seen to exec another program), when the kernel programs saw it run a vCPU
-//!   ([`Discovery::note_kvm_activity`]), and otherwise once every [`RECHECK_OTHERS_EVERY`]
-//!   scans, or about [`RECHECK_OTHERS_PER_SCAN`] processes a scan on a host with many, spread
-//!   over pids (the safety net for a process that creates a VM long after it started and has
-//!   not run it yet);
+//!   when the kernel programs saw it exec, while it is young (less than 5 s since it started,
+//!   by its start time, or since it was seen to exec another program), when the kernel
+//!   programs saw it run a vCPU ([`Discovery::note_kvm_activity`]), and otherwise, in a
+//!   listing, once every [`RECHECK_OTHERS_EVERY`] scans, or about [`RECHECK_OTHERS_PER_SCAN`]
+//!   processes a scan on a host with many, spread over pids (the safety net for a process that
+//!   creates a VM long after it started and has not run it yet);
 //! - kernel threads are inspected like other processes (only their `stat`); the pre-6.4 vhost
 //!   workers among them are handed to their VMMs ([`ScanResult::vhost_workers`]);
 //! - a known VMM's file descriptors (its vCPUs) are re-read when its thread list changes (a
@@ -158,6 +163,12 @@ pub const RECHECK_OTHERS_PER_SCAN: u64 = 8;
 /// A known VMM's file descriptors and thread names are all read again once every this many
 /// scans, spread over pids, whatever else says they changed.
 pub const REFRESH_VMM_EVERY: u64 = 10;
+/// While the kernel programs say what exec'd and what changed, `/proc` is listed once every
+/// this many scans (module docs). Listing 2,100 processes took 0.8 ms of system time, every
+/// window; what the listing alone finds is a process that neither exec'd nor ran a vCPU (a VMM
+/// forked by a daemon, paused), and every process's exit, already seen in the kernel's counts
+/// for a VMM.
+pub const LIST_EVERY: u64 = 10;
 
 /// What one scan has seen so far.
 #[derive(Debug, Default)]
@@ -186,7 +197,20 @@ pub struct Discovery {
     pending_hints: Vec<(u32, u32, u32)>,
     /// Pids the kernel programs saw running a vCPU, to inspect at the next scan.
     active: HashSet<u32>,
+    /// The processes that exec'd since the last scan, when the kernel programs said
+    /// ([`Self::note_execs`]); `None` when they could not, and the next scan lists `/proc`.
+    execs: Option<Vec<u32>>,
+    /// Processes not known as VMMs that were young when last seen: inspected on each scan
+    /// whether `/proc` is listed or not, until they are not young any more.
+    young: HashSet<u32>,
     scans: u64,
+    /// Scans that listed `/proc`; the safety net's turns are counted in these.
+    listings: u64,
+    /// The scan that last listed `/proc`, and the last one in which a VMM appeared.
+    listed_in: Option<u64>,
+    appeared_in: Option<u64>,
+    /// When this scan started: how young a process is, is measured against one instant.
+    now: Instant,
     /// The host's uptime at the start of this scan, which dates processes' start times.
     uptime: Option<f64>,
     /// A process that is not a VMM is checked again on every scan while it is this young
@@ -212,7 +236,13 @@ impl Discovery {
             not_vmm: HashMap::new(),
             pending_hints: Vec::new(),
             active: HashSet::new(),
+            execs: None,
+            young: HashSet::new(),
             scans: 0,
+            listings: 0,
+            listed_in: None,
+            appeared_in: None,
+            now: Instant::now(),
             uptime: None,
             young_for: Duration::from_secs(5),
             young_scans: 3,
@@ -254,17 +284,41 @@ impl Discovery {
         }
     }
 
+    /// Records the processes that exec'd a program since the last scan, as the kernel
+    /// programs saw them, or `None` when some may be missing (the programs are not attached,
+    /// their ring overflowed): the next scan inspects these instead of listing `/proc`, unless
+    /// the listing is due anyway ([`LIST_EVERY`]).
+    pub fn note_execs(&mut self, pids: Option<Vec<u32>>) {
+        self.execs = pids;
+    }
+
     /// Whether a process not known as a VMM is inspected this scan, before anything of it is
-    /// read: when it is new in the listing, young, seen by the kernel, or its turn has come.
-    fn due_for_check(&mut self, pid: u32) -> bool {
+    /// read: when it is new, exec'd, young, seen by the kernel, or (in a listing) its turn has
+    /// come.
+    fn due_for_check(&mut self, pid: u32, listing: bool) -> bool {
         let Some(entry) = self.not_vmm.get_mut(&pid) else {
             return true;
         };
         entry.scans += 1;
-        (entry.seen_young && entry.scans < self.young_scans)
-            || entry.since.elapsed() < self.young_for
+        let entry = &self.not_vmm[&pid];
+        self.is_young(entry)
             || self.active.contains(&pid)
-            || (self.scans + u64::from(pid)).is_multiple_of(self.recheck_period)
+            || self.execs.as_ref().is_some_and(|e| e.contains(&pid))
+            || (listing && (self.listings + u64::from(pid)).is_multiple_of(self.recheck_period))
+    }
+
+    /// Whether this scan lists `/proc`: always, unless the kernel programs said what exec'd and
+    /// count the VMMs' changes; then on the safety net's turn and while a VMM is new.
+    fn listing_due(&self) -> bool {
+        let young_scans = self.young_scans.max(1);
+        self.execs.is_none()
+            || self.changes.is_none()
+            || self
+                .listed_in
+                .is_none_or(|at| self.scans.saturating_sub(at) >= LIST_EVERY)
+            || self
+                .appeared_in
+                .is_some_and(|at| self.scans.saturating_sub(at) <= young_scans)
     }
 
     /// Whether the process `stat` shows is not the one `not_vmm` remembers for its pid: the pid
@@ -279,8 +333,11 @@ impl Discovery {
         if reused || exec {
             let mut entry = self.not_vmm_entry(id, comm);
             if exec {
-                entry.since = Instant::now();
+                entry.since = self.now;
                 entry.seen_young = true;
+            }
+            if entry.seen_young {
+                self.young.insert(id.pid);
             }
             self.not_vmm.insert(id.pid, entry);
         }
@@ -289,6 +346,9 @@ impl Discovery {
     fn note_not_vmm(&mut self, id: VmmId, comm: &Untrusted) {
         if !self.not_vmm.contains_key(&id.pid) {
             let entry = self.not_vmm_entry(id, comm);
+            if entry.seen_young {
+                self.young.insert(id.pid);
+            }
             self.not_vmm.insert(id.pid, entry);
         }
     }
@@ -298,7 +358,7 @@ impl Discovery {
     /// counted from when kvmtop first saw them (2,000 idle processes took a second of system
     /// time in a five-second snapshot).
     fn not_vmm_entry(&self, id: VmmId, comm: &Untrusted) -> NotVmm {
-        let now = Instant::now();
+        let now = self.now;
         // Checked: an uptime that is not a number of seconds (read from /proc, so untrusted)
         // dates nothing rather than panicking.
         let age = self.uptime.and_then(|up| {
@@ -357,39 +417,21 @@ impl Discovery {
     pub fn scan_following(&mut self, changes: Option<HashMap<u32, u64>>) -> ScanResult {
         self.changes = changes;
         self.scans += 1;
+        self.now = Instant::now();
         self.uptime = crate::host::proc::uptime(self.proc.path());
-        let others = u64::try_from(self.not_vmm.len()).unwrap_or(u64::MAX);
-        self.recheck_period = self
-            .recheck_every
-            .max(others / RECHECK_OTHERS_PER_SCAN)
-            .max(1);
-        let mut problems = Vec::new();
-        let pids = match self.proc.pids() {
-            Ok(pids) => pids,
-            Err(e) => {
-                problems.push(format!("listing processes: {e}"));
+        let listing = self.listing_due();
+        let mut pass = Pass::default();
+        if listing {
+            if let Err(e) = self.scan_listed(&mut pass) {
+                self.execs = None;
                 return ScanResult {
                     vmms: self.sorted_vmms(),
-                    problems,
+                    problems: vec![format!("listing processes: {e}")],
                     ..ScanResult::default()
                 };
             }
-        };
-        let mut pass = Pass {
-            problems,
-            ..Pass::default()
-        };
-        let known_pids: HashMap<u32, VmmId> = self.known.keys().map(|id| (id.pid, *id)).collect();
-        for pid in pids {
-            if let Some(&id) = known_pids.get(&pid)
-                && !self.vmm_due(id)
-            {
-                pass.alive.insert(id);
-            } else if known_pids.contains_key(&pid) || self.due_for_check(pid) {
-                self.scan_pid(pid, &mut pass);
-            } else {
-                pass.others.insert(pid);
-            }
+        } else {
+            self.scan_changed(&mut pass);
         }
         let Pass {
             alive,
@@ -409,8 +451,20 @@ impl Discovery {
         for id in &exited {
             self.known.remove(id);
         }
-        self.not_vmm.retain(|pid, _| others.contains(pid));
+        if listing {
+            self.not_vmm.retain(|pid, _| others.contains(pid));
+        }
+        let young: Vec<u32> = self.young.drain().collect();
+        for pid in young {
+            if self.not_vmm.get(&pid).is_some_and(|e| self.is_young(e)) {
+                self.young.insert(pid);
+            }
+        }
+        if !appeared.is_empty() {
+            self.appeared_in = Some(self.scans);
+        }
         self.active.clear();
+        self.execs = None;
         if !denied.is_empty() {
             let n = denied.len();
             denied.truncate(3);
@@ -437,6 +491,75 @@ impl Discovery {
             problems,
             vhost_workers: self.vhost_workers(),
         }
+    }
+
+    /// Lists `/proc` and inspects what is due among the processes listed: every process is
+    /// seen, so a VMM missing from the listing has exited.
+    fn scan_listed(&mut self, pass: &mut Pass) -> Result<(), ProcError> {
+        let pids = self.proc.pids()?;
+        self.listings += 1;
+        self.listed_in = Some(self.scans);
+        // The safety net's turns come in listings: spread so that a process is rechecked about
+        // once every `recheck_every` scans, or `RECHECK_OTHERS_PER_SCAN` a scan on average
+        // when there are many.
+        let cadence = if self.execs.is_some() && self.changes.is_some() {
+            LIST_EVERY
+        } else {
+            1
+        };
+        let others = u64::try_from(self.not_vmm.len()).unwrap_or(u64::MAX);
+        self.recheck_period = self
+            .recheck_every
+            .div_ceil(cadence)
+            .max(others / (RECHECK_OTHERS_PER_SCAN * cadence))
+            .max(1);
+        let known_pids: HashMap<u32, VmmId> = self.known.keys().map(|id| (id.pid, *id)).collect();
+        for pid in pids {
+            if let Some(&id) = known_pids.get(&pid)
+                && !self.vmm_due(id)
+            {
+                pass.alive.insert(id);
+            } else if known_pids.contains_key(&pid) || self.due_for_check(pid, true) {
+                self.scan_pid(pid, pass);
+            } else {
+                pass.others.insert(pid);
+            }
+        }
+        Ok(())
+    }
+
+    /// A scan without the listing: the known VMMs, read when due, and the processes that are
+    /// new, young or seen running a vCPU. Nothing here grows with the host's other processes.
+    fn scan_changed(&mut self, pass: &mut Pass) {
+        let mut ids: Vec<VmmId> = self.known.keys().copied().collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            if self.vmm_due(id) {
+                self.scan_pid(id.pid, pass);
+            } else {
+                pass.alive.insert(id);
+            }
+        }
+        let mut candidates: Vec<u32> = (self.execs.iter().flatten())
+            .chain(&self.active)
+            .chain(&self.young)
+            .copied()
+            .filter(|pid| ids.binary_search_by_key(pid, |id| id.pid).is_err())
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for pid in candidates {
+            if self.due_for_check(pid, false) {
+                self.scan_pid(pid, pass);
+            }
+        }
+    }
+
+    /// Whether a process not known as a VMM is young: new to kvmtop by its first scans, or
+    /// started (or exec'd) less than `young_for` ago.
+    fn is_young(&self, entry: &NotVmm) -> bool {
+        (entry.seen_young && entry.scans < self.young_scans)
+            || self.now.saturating_duration_since(entry.since) < self.young_for
     }
 
     /// The vhost kernel threads of each known VMM, from the kernel threads listed.

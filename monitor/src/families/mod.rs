@@ -131,6 +131,12 @@ macro_rules! families {
                 self.vmm_changes.read(pids)
             }
 
+            /// The processes that exec'd since the last call, for discovery; `None` when some
+            /// may be missing.
+            pub fn process_execs(&mut self) -> Option<Vec<u32>> {
+                self.vmm_changes.execs()
+            }
+
             /// The watched-VMM bitmap, e.g. for tests that add synthetic processes.
             pub fn vmm_watch_mut(&mut self) -> &mut VmmWatch {
                 &mut self.vmm_watch

@@ -1,12 +1,13 @@
 //! The watched-VMM bitmap that the host-wide programs (NUMA faults, TLB flushes, block requests,
-//! process lifecycle) test first, kept in step with discovery, and the change counters the
-//! lifecycle programs keep for discovery.
+//! process lifecycle) test first, kept in step with discovery, and what the lifecycle programs
+//! keep for discovery: the VMMs' change counters and the ring of processes that exec'd.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, MapData, RingBuf};
 use monitor_common::vmms::{
-    VMM_CHANGE_SLOTS, VMM_CHANGES_MAP, VMM_WATCH_MAP, VMM_WATCH_WORDS, change_slot, watch_slot,
+    PROCESS_EXECS_LOST_MAP, PROCESS_EXECS_MAP, VMM_CHANGE_SLOTS, VMM_CHANGES_MAP, VMM_WATCH_MAP,
+    VMM_WATCH_WORDS, change_slot, watch_slot,
 };
 
 use crate::{
@@ -100,6 +101,16 @@ pub struct VmmChanges {
     counters: Result<MappedArray, String>,
     /// `Ok` while every lifecycle source is attached, else why discovery cannot rely on them.
     live: Result<(), String>,
+    execs: Result<ExecRing, String>,
+}
+
+/// The ring of processes that exec'd (`PROCESS_EXECS`) and the count of those it had no room
+/// for; both are read through memory mappings.
+struct ExecRing {
+    ring: RingBuf<MapData>,
+    lost: MappedArray,
+    /// The lost count as last read.
+    lost_seen: u64,
 }
 
 impl VmmChanges {
@@ -107,9 +118,29 @@ impl VmmChanges {
     pub fn start(kernel: &mut Kernel) -> anyhow::Result<Self> {
         let counters = MappedArray::new(kernel.take_map(VMM_CHANGES_MAP)?, VMM_CHANGE_SLOTS)
             .map_err(|e| format!("the change counters ({VMM_CHANGES_MAP}) cannot be mapped: {e}"));
+        let execs = kernel
+            .take_map::<RingBuf<MapData>>(PROCESS_EXECS_MAP)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|ring| {
+                let lost = kernel
+                    .take_map(PROCESS_EXECS_LOST_MAP)
+                    .map_err(|e| format!("{e:#}"))?;
+                let lost = MappedArray::new(lost, 1)
+                    .map_err(|e| format!("{PROCESS_EXECS_LOST_MAP} cannot be mapped: {e}"))?;
+                let lost_seen = lost.get(0).unwrap_or(0);
+                Ok(ExecRing {
+                    ring,
+                    lost,
+                    lost_seen,
+                })
+            });
+        if let Err(why) = &execs {
+            log::info!("discovery lists /proc on every scan: the exec ring: {why}");
+        }
         Ok(Self {
             counters,
             live: Err("the lifecycle sources are not attached yet".to_owned()),
+            execs,
         })
     }
 
@@ -125,6 +156,25 @@ impl VmmChanges {
     /// Whether discovery can follow changes, or why not.
     pub fn live(&self) -> &Result<(), String> {
         &self.live
+    }
+
+    /// The processes that exec'd since the last call, or `None` when some may be missing: the
+    /// programs are not attached, the ring cannot be read, or it overflowed since the last
+    /// call. Discovery then lists `/proc`.
+    pub fn execs(&mut self) -> Option<Vec<u32>> {
+        self.live.as_ref().ok()?;
+        let execs = self.execs.as_mut().ok()?;
+        let mut pids = Vec::new();
+        while let Some(record) = execs.ring.next() {
+            if let Some(tgid) = record.first_chunk::<4>() {
+                pids.push(u32::from_ne_bytes(*tgid));
+            }
+        }
+        // Read after the drain: an exec lost from now on is counted for the next call.
+        let lost = execs.lost.get(0)?;
+        let complete = lost == execs.lost_seen;
+        execs.lost_seen = lost;
+        complete.then_some(pids)
     }
 
     /// The counter of each of `pids` (by pid), or `None` when the counters do not count (a
