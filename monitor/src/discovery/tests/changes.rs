@@ -5,10 +5,15 @@ use super::*;
 
 /// A VMM with one vCPU, pid 3000.
 fn one_vcpu_vmm(proc: &FakeProc, start_time: u64) -> FakeProcess {
-    let p = proc.process(3000, "minivmm", start_time);
+    vmm_at(proc, 3000, start_time)
+}
+
+/// A VMM with one vCPU at `pid` (its vCPU thread `pid + 1`).
+fn vmm_at(proc: &FakeProc, pid: u32, start_time: u64) -> FakeProcess {
+    let p = proc.process(pid, "minivmm", start_time);
     p.cmdline(&["/usr/bin/minivmm", "--vcpus", "1"])
-        .thread(3000, "minivmm", PF_MAIN, FUTEX)
-        .thread(3001, "vcpu0", PF_VCPU_THREAD, &kvm_run(9))
+        .thread(pid, "minivmm", PF_MAIN, FUTEX)
+        .thread(pid + 1, "vcpu0", PF_VCPU_THREAD, &kvm_run(9))
         .fd(8, "anon_inode:kvm-vm")
         .fd(9, "anon_inode:kvm-vcpu:0");
     p
@@ -121,17 +126,6 @@ fn a_reused_pid_is_noticed_by_the_old_processes_exit() {
     assert_eq!(discovery.scan_following(counted(8)).exited, [new]);
 }
 
-/// A VMM with one vCPU at `pid`, not counted by the kernel (read on every scan).
-fn other_vmm(proc: &FakeProc, pid: u32) -> FakeProcess {
-    let p = proc.process(pid, "minivmm", 100);
-    p.cmdline(&["/usr/bin/minivmm", "--vcpus", "1"])
-        .thread(pid, "minivmm", PF_MAIN, FUTEX)
-        .thread(pid + 1, "vcpu0", PF_VCPU_THREAD, &kvm_run(9))
-        .fd(8, "anon_inode:kvm-vm")
-        .fd(9, "anon_inode:kvm-vcpu:0");
-    p
-}
-
 /// A scan told that `execs` exec'd since the last one, with pid 3000's counter at `count`.
 fn told(discovery: &mut Discovery, count: u64, execs: &[u32]) -> ScanResult {
     discovery.note_execs(Some(execs.to_vec()));
@@ -145,19 +139,26 @@ fn settle_told(discovery: &mut Discovery, count: u64) {
     }
 }
 
+/// Discovery told of execs, without the slow refresh, with the VMM at pid 3000 found (by the
+/// first scan's listing: nothing has been listed yet) and settled at counter 7.
+fn told_and_settled(proc: &FakeProc) -> (Discovery, VmmId) {
+    let mut discovery = proc.discovery();
+    discovery.refresh_every = 1_000;
+    let p = one_vcpu_vmm(proc, 100).id();
+    assert_eq!(told(&mut discovery, 7, &[]).appeared, [p]);
+    settle_told(&mut discovery, 7);
+    (discovery, p)
+}
+
 #[test]
 fn told_what_exec_d_a_scan_inspects_that_and_lists_proc_only_as_the_safety_net() {
     let proc = FakeProc::new();
-    let mut discovery = proc.discovery();
-    discovery.refresh_every = 1_000;
-    let p = one_vcpu_vmm(&proc, 100);
-    // The first scan lists: nothing has been listed yet.
-    assert_eq!(told(&mut discovery, 7, &[]).appeared, [p.id()]);
-    settle_told(&mut discovery, 7);
+    let (mut discovery, _) = told_and_settled(&proc);
 
+    // The other VMMs are not counted by the kernel (read on every scan).
     // A VMM that did not exec (forked by a daemon) and has run no vCPU yet: found by the next
     // listing, the safety net's, within LIST_EVERY scans and not before.
-    let forked = other_vmm(&proc, 4000).id();
+    let forked = vmm_at(&proc, 4000, 100).id();
     let scans = (1..=LIST_EVERY)
         .find(|_| !told(&mut discovery, 7, &[]).appeared.is_empty())
         .expect("listed within LIST_EVERY scans");
@@ -172,18 +173,18 @@ fn told_what_exec_d_a_scan_inspects_that_and_lists_proc_only_as_the_safety_net()
     settle_told(&mut discovery, 7);
 
     // A VMM that exec'd: inspected in the scan told of it.
-    let exec_d = other_vmm(&proc, 5000).id();
+    let exec_d = vmm_at(&proc, 5000, 100).id();
     assert_eq!(told(&mut discovery, 7, &[5000]).appeared, [exec_d]);
     settle_told(&mut discovery, 7);
 
     // One the kernel saw run a vCPU: inspected in the next scan.
-    let running = other_vmm(&proc, 6000).id();
+    let running = vmm_at(&proc, 6000, 100).id();
     discovery.note_kvm_activity(6000);
     assert_eq!(told(&mut discovery, 7, &[]).appeared, [running]);
     settle_told(&mut discovery, 7);
 
     // When the execs may be incomplete (the ring overflowed), the scan lists.
-    let unseen = other_vmm(&proc, 7000).id();
+    let unseen = vmm_at(&proc, 7000, 100).id();
     discovery.note_execs(None);
     assert_eq!(discovery.scan_following(counted(7)).appeared, [unseen]);
 }
@@ -191,11 +192,7 @@ fn told_what_exec_d_a_scan_inspects_that_and_lists_proc_only_as_the_safety_net()
 #[test]
 fn a_process_that_exec_d_is_young_and_inspected_on_each_scan_without_a_listing() {
     let proc = FakeProc::new();
-    let mut discovery = proc.discovery();
-    discovery.refresh_every = 1_000;
-    one_vcpu_vmm(&proc, 100);
-    told(&mut discovery, 7, &[]);
-    settle_told(&mut discovery, 7);
+    let (mut discovery, _) = told_and_settled(&proc);
     // A wrapper exec'd (no uptime in this tree: it dates from when it was seen, so young for
     // `young_for`), then creates its VM a few scans later, with no exec told and no listing.
     let wrapper = proc.process(8000, "launcher", 100);
@@ -212,11 +209,7 @@ fn a_process_that_exec_d_is_young_and_inspected_on_each_scan_without_a_listing()
 #[test]
 fn without_a_listing_a_vmm_exits_by_its_counter_or_at_the_safety_nets_listing() {
     let proc = FakeProc::new();
-    let mut discovery = proc.discovery();
-    discovery.refresh_every = 1_000;
-    let p = one_vcpu_vmm(&proc, 100).id();
-    told(&mut discovery, 7, &[]);
-    settle_told(&mut discovery, 7);
+    let (mut discovery, p) = told_and_settled(&proc);
     // Its exit counted: gone at the scan after the one that saw the count move (the
     // tracepoint fires while the process is still in /proc).
     assert!(told(&mut discovery, 8, &[]).exited.is_empty());
