@@ -48,6 +48,8 @@ pub const BENCH_NAMES: &[Names] = &[floor::NAMES];
 pub const SHARED_MAPS: &[&str] = &[
     vmms::VMM_WATCH_MAP,
     vmms::VMM_CHANGES_MAP,
+    vmms::PROCESS_EXECS_MAP,
+    vmms::PROCESS_EXECS_LOST_MAP,
     places::CPU_PLACES_MAP,
     diagnostics::DIAGNOSTICS_LOGGED_MAP,
     diagnostics::LOG_RING_MAP,
