@@ -3,7 +3,7 @@
 //! past its clearing threshold (the firing threshold moved by `clear_margin`), so that a value
 //! hovering around a threshold neither flickers nor lingers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Evaluation, Recommendation, Target, evaluate, sort_recommendations};
 use crate::advice::config::Thresholds;
@@ -80,7 +80,9 @@ impl Engine {
             .into_iter()
             .map(|r| (Key::of(&r), r))
             .collect();
-        let mut seen = Vec::new();
+        // A set: with a recommendation per vCPU of a hundred VMs, a list made the pass below
+        // compare every track with every key.
+        let mut seen = HashSet::new();
         for rec in strict.recommendations {
             let key = Key::of(&rec);
             let track = self.tracks.entry(key.clone()).or_insert_with(|| Track {
@@ -93,7 +95,7 @@ impl Engine {
             track.cleared = 0;
             track.active |= track.held >= fire_after;
             track.last = rec;
-            seen.push(key);
+            seen.insert(key);
         }
         self.tracks.retain(|key, track| {
             if seen.contains(key) {
