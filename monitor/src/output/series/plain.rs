@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use smallvec::SmallVec;
 
 use super::text;
 
@@ -26,8 +28,12 @@ pub struct Series {
     order: Vec<usize>,
     /// Each series' label values, in the order of `names`: sorted like this, the series come
     /// out in the registry's order (by label values, label by label in name order).
-    values: BTreeMap<Vec<String>, f64>,
+    values: BTreeMap<LabelValues, f64>,
 }
+
+/// A series' label values. They order as a `Vec<String>` would; up to four values of up to 24
+/// bytes each, most of them, take no heap allocation.
+type LabelValues = SmallVec<[CompactString; 4]>;
 
 impl Series {
     /// A counter family; the values callers pass to [`Series::with_label_values`] follow
@@ -75,7 +81,11 @@ impl Series {
             "label values of {}",
             self.name
         );
-        let key = self.order.iter().map(|&i| values[i].to_owned()).collect();
+        let key = self
+            .order
+            .iter()
+            .map(|&i| CompactString::new(values[i]))
+            .collect();
         Sample(self.values.entry(key).or_insert(0.0))
     }
 
@@ -95,7 +105,7 @@ impl Series {
                 self.names
                     .iter()
                     .copied()
-                    .zip(values.iter().map(String::as_str)),
+                    .zip(values.iter().map(CompactString::as_str)),
                 None,
                 value,
             );
@@ -122,7 +132,7 @@ impl Series {
                             .map(|(name, value)| {
                                 let mut pair = LabelPair::default();
                                 pair.set_name((*name).to_owned());
-                                pair.set_value(value);
+                                pair.set_value(value.into());
                                 pair
                             })
                             .collect(),
