@@ -5,6 +5,7 @@
 //! sampling, windowing — over all of them in list order. Order matters only for windows: a
 //! family may read what an earlier one filled in (numa reads the vCPU placement sched found).
 
+pub mod by_pid;
 pub mod places;
 pub mod vmms;
 

@@ -495,8 +495,13 @@ mod tests {
         let signed: std::collections::BTreeMap<i64, u8> = [(-3, 1), (i64::MAX, 2)].into();
         let flags: std::collections::BTreeMap<bool, u128> = [(true, u128::MAX)].into();
         // Strings with and without characters to escape, written byte for byte as serde_json
-        // writes them.
-        let texts = ["plain ünïcode", "tab\there \"quoted\" \\ \u{1}\u{7f}", ""];
+        // writes them; a secret after an escape too.
+        let texts = [
+            "plain ünïcode",
+            "tab\there \"quoted\" \\ \u{1}\u{7f}",
+            "",
+            "\"json\"\tpassword=x",
+        ];
         let document = (numbered, signed, flags, [1.5_f64, -0.0], true, texts);
         let ours = String::from_utf8(to_json(&document).unwrap()).unwrap();
         let theirs = String::from_utf8(serde_json::to_vec(&document).unwrap()).unwrap();

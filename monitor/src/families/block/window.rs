@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    counters::{BlockOp, BlockTotals, OpTotals},
+    counters::{BlockCounterKey, BlockOp, BlockTotals, OpTotals},
     sources::RQ_ISSUE,
 };
 use crate::{
     bpf::hooks::Sources,
     discovery::Vmm,
+    families::by_pid::ByPid,
     family::Pair,
     host::block::DevId,
     model::{
@@ -23,19 +24,27 @@ use crate::{
 /// Fills the block figures of `snapshot`: the host's sources, and each VM's devices and drives
 /// (a VM new in the window counts from zero).
 pub fn fill(pair: &Pair<'_, BlockTotals>, sources: &Sources, snapshot: &mut Snapshot) {
+    let stats = ByPid::new(&pair.now.stats, |key, _| key.pid);
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
-        vm.families.block = self::vm(span.vmm, pair.now, pair.before_for(span), pair.seconds);
+        let mine = stats.of(span.pid());
+        vm.families.block = self::vm(span.vmm, mine, pair.now, pair.before_for(span), pair.seconds);
     }
     snapshot.families.block = host(pair.now, pair.before, sources);
 }
 
-/// A VM's figures. `before` is `None` for a VM new in this window (everything counts).
-#[must_use]
-pub fn vm(vmm: &Vmm, now: &BlockTotals, before: Option<&BlockTotals>, seconds: f64) -> VmBlock {
+/// A VM's figures, given its own counters of `now` (`mine`). `before` is `None` for a VM new in
+/// this window (everything counts).
+fn vm(
+    vmm: &Vmm,
+    mine: &[(&BlockCounterKey, &OpTotals)],
+    now: &BlockTotals,
+    before: Option<&BlockTotals>,
+    seconds: f64,
+) -> VmBlock {
     let pid = vmm.id.pid;
     // Device → operation → (window, running).
     let mut per_device: BTreeMap<DevId, BTreeMap<BlockOp, (OpTotals, OpTotals)>> = BTreeMap::new();
-    for (key, running) in now.stats.iter().filter(|(k, _)| k.pid == pid) {
+    for &(key, running) in mine {
         let window = match before.and_then(|b| b.stats.get(key)) {
             Some(earlier) => running.since(earlier),
             None => running.clone(),
@@ -249,14 +258,15 @@ mod tests {
         };
         let before = expired(&[(dev, 2)], 7);
         let now = expired(&[(dev, 5)], 12);
-        let block = vm(&vmm(), &now, Some(&before), 2.0);
+        // No request counted, only expired ones.
+        let block = vm(&vmm(), &[], &now, Some(&before), 2.0);
         let device = &block.devices[0];
         assert_eq!(
             (device.expired, device.cumulative_expired, device.requests),
             (3, 5, 0)
         );
         // A VM new in the window counts everything.
-        assert_eq!(vm(&vmm(), &now, None, 2.0).devices[0].expired, 5);
+        assert_eq!(vm(&vmm(), &[], &now, None, 2.0).devices[0].expired, 5);
         let host = host(&now, &before, &Sources::new());
         assert_eq!(host.expired, LostEvents { count: 5, total: 12 });
         assert_eq!(

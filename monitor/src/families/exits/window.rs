@@ -12,6 +12,7 @@ use super::{
 };
 use crate::{
     bpf::hooks::{Sources, attached},
+    families::by_pid::ByPid,
     family::Pair,
     model::{
         LostEvents,
@@ -37,9 +38,12 @@ struct KeyWindow {
 /// from zero), and the state of every source.
 pub fn fill(pair: &Pair<'_, ExitTotals>, sources: &Sources, snapshot: &mut Snapshot) {
     let mut events: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let counts = ByPid::new(&pair.now.counts, |key, _| key.pid);
+    let details_now = ByPid::new(&pair.now.details, |key, _| key.pid);
+    let details_before = ByPid::new(&pair.before.details, |key, _| key.pid);
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
         let before = pair.before_for(span);
-        let windows = key_windows(pair.now, before, span.pid());
+        let windows = key_windows(counts.of(span.pid()), pair.now, before);
         for w in &windows {
             *events.entry(w.key.reason.source().as_str()).or_default() += w.count;
             if let Some((latency, _)) = &w.latency {
@@ -53,7 +57,12 @@ pub fn fill(pair: &Pair<'_, ExitTotals>, sources: &Sources, snapshot: &mut Snaps
                 }
             }
         }
-        let details = detail_groups(pair.now, before, span.pid(), pair.seconds);
+        let earlier_details = if before.is_some() {
+            details_before.of(span.pid())
+        } else {
+            &[]
+        };
+        let details = detail_groups(details_now.of(span.pid()), earlier_details, pair.seconds);
         for group in &details {
             *events
                 .entry(sources::detail_source(group.kind))
@@ -82,13 +91,15 @@ pub fn fill(pair: &Pair<'_, ExitTotals>, sources: &Sources, snapshot: &mut Snaps
     };
 }
 
-/// The counters of one VMM process over the window. `before` is `None` for a VM that is new
-/// in this window (everything counts).
-fn key_windows(now: &ExitTotals, before: Option<&ExitTotals>, pid: u32) -> Vec<KeyWindow> {
-    now.counts
-        .iter()
-        .filter(|(key, _)| key.pid == pid)
-        .map(|(key, &cumulative)| {
+/// The counters of one VMM process over the window, from its counts in `now` (`mine`).
+/// `before` is `None` for a VM that is new in this window (everything counts).
+fn key_windows(
+    mine: &[(&ExitCounterKey, &u64)],
+    now: &ExitTotals,
+    before: Option<&ExitTotals>,
+) -> Vec<KeyWindow> {
+    mine.iter()
+        .map(|&(key, &cumulative)| {
             let earlier = before.and_then(|b| b.counts.get(key)).copied().unwrap_or(0);
             let latency = now.latency.get(key).map(|running| {
                 let window = match before.and_then(|b| b.latency.get(key)) {
@@ -107,22 +118,18 @@ fn key_windows(now: &ExitTotals, before: Option<&ExitTotals>, pid: u32) -> Vec<K
         .collect()
 }
 
+/// One VM's detail counters over the window, from its counters in the later reading and in the
+/// earlier one (none for a VM new in the window).
 fn detail_groups(
-    now: &ExitTotals,
-    before: Option<&ExitTotals>,
-    pid: u32,
+    now: &[(&DetailCounterKey, &u64)],
+    before: &[(&DetailCounterKey, &u64)],
     seconds: f64,
 ) -> Vec<model::DetailGroup> {
-    let mine = |totals: &ExitTotals| -> HashMap<DetailCounterKey, u64> {
-        totals
-            .details
-            .iter()
-            .filter(|(k, _)| k.pid == pid)
-            .map(|(k, &n)| (*k, n))
-            .collect()
+    let mine = |entries: &[(&DetailCounterKey, &u64)]| -> HashMap<DetailCounterKey, u64> {
+        entries.iter().map(|&(k, &n)| (*k, n)).collect()
     };
     let running = mine(now);
-    let earlier = before.map(mine).unwrap_or_default();
+    let earlier = mine(before);
     let window: HashMap<DetailCounterKey, u64> = running
         .iter()
         .map(|(k, &n)| (*k, n.saturating_sub(earlier.get(k).copied().unwrap_or(0))))

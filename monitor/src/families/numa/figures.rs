@@ -107,13 +107,13 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
 
 type Moves = HashMap<NumaMoveId, u64>;
 
-/// The placement decisions about process `pid` between two readings (`before` is `None` for a
-/// VM new in the window), and since counting began.
+/// The placement decisions about a VM between two readings, from its counters in the later one
+/// (`mine`) and the earlier one (`None` for a VM new in the window), and since counting began.
 #[must_use]
-pub fn placement(pid: u32, now: &Moves, before: Option<&Moves>) -> PlacementDecisions {
+pub fn placement(mine: &[(&NumaMoveId, &u64)], before: Option<&Moves>) -> PlacementDecisions {
     let mut figures = PlacementDecisions::default();
     let mut by_node: BTreeMap<(MoveKind, Option<u32>, Option<u32>), u64> = BTreeMap::new();
-    for (id, &count) in now.iter().filter(|(id, _)| id.pid == pid) {
+    for &(id, &count) in mine {
         let was = before.and_then(|b| b.get(id)).copied().unwrap_or(0);
         let window = count.saturating_sub(was);
         let (slot, total) = match id.kind {
@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use crate::{
         discovery::{ThreadRole, Vmm, VmmId, VmmKind, VmmThread},
-        families::numa::BalancingReader,
+        families::{by_pid::ByPid, numa::BalancingReader},
     };
 
     fn fixture(name: &str) -> std::path::PathBuf {
@@ -290,7 +290,8 @@ mod tests {
             },
             9,
         );
-        let p = placement(7, &now, Some(&before));
+        let mine = ByPid::new(&now, |id, _| id.pid);
+        let p = placement(mine.of(7), Some(&before));
         assert_eq!((p.moves, p.swaps, p.stuck), (3, 1, 4));
         assert_eq!(p.cumulative, [5, 1, 4]);
         assert_eq!(p.by_node.len(), 3);
@@ -303,7 +304,7 @@ mod tests {
                 count: 4
             }
         );
-        let fresh = placement(7, &now, None);
+        let fresh = placement(mine.of(7), None);
         assert_eq!(fresh.moves, 5, "a VM new in the window counts from zero");
     }
 

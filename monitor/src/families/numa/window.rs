@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     bpf::hooks::{Sources, attached},
+    families::by_pid::ByPid,
     family::Pair,
     model::{
         LostEvents, Snapshot, SourceState, Vm,
@@ -38,6 +39,8 @@ pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snaps
     // Moves, swaps, stuck.
     let mut decisions = [0u64; 3];
     let mut active = 0;
+    let faults_of = ByPid::new(&pair.now.faults, |id, _| id.pid);
+    let moves_of = ByPid::new(&pair.now.moves, |id, _| id.pid);
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
         let guest_bytes = span
             .vmm
@@ -47,7 +50,7 @@ pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snaps
             .and_then(|m| m.size_bytes);
         let before = pair.before_for(span);
         let faults = faults_attached
-            .then(|| faults(vm.pid, &pair.now.faults, before.map(|b| &b.faults)));
+            .then(|| faults(faults_of.of(vm.pid), before.map(|b| &b.faults)));
         fault_events += faults.as_ref().map_or(0, |f| f.faults);
         // Only read while the hook is refused (the map is empty otherwise).
         let balancing = pair.now.balancing.get(&vm.pid).map(|reading| {
@@ -55,7 +58,7 @@ pub fn fill(pair: &Pair<'_, NumaTotals>, sources: &Sources, snapshot: &mut Snaps
             figures::balancing(reading, &span.vmm.vcpus)
         });
         let placement = placement_attached.then(|| {
-            figures::placement(vm.pid, &pair.now.moves, before.map(|b| &b.moves))
+            figures::placement(moves_of.of(vm.pid), before.map(|b| &b.moves))
         });
         if let Some(p) = &placement {
             for (sum, n) in decisions.iter_mut().zip([p.moves, p.swaps, p.stuck]) {
@@ -184,9 +187,14 @@ fn memory_figures(placement: &MemoryPlacement, guest_bytes: Option<u64>) -> Memo
 
 type Faults = HashMap<NumaFaultId, NumaFaultCounts>;
 
-fn faults(pid: u32, now: &Faults, before: Option<&Faults>) -> NumaFaultFigures {
+/// A VM's fault figures, from its counters in the later reading (`mine`) and the earlier one
+/// (`None` for a VM new in the window).
+fn faults(
+    mine: &[(&NumaFaultId, &NumaFaultCounts)],
+    before: Option<&Faults>,
+) -> NumaFaultFigures {
     let mut by_node: BTreeMap<(Option<u32>, u32), NumaFaultCounts> = BTreeMap::new();
-    for (id, counts) in now.iter().filter(|(id, _)| id.pid == pid) {
+    for &(id, counts) in mine {
         let was = before
             .and_then(|b| b.get(id))
             .copied()
@@ -294,13 +302,14 @@ mod tests {
         now.insert(key(Some(0), 1), counts(5, 5, 0, 1));
         now.insert(key(Some(1), 1), counts(4, 4, 4, 0));
         now.insert(key(None, 0), counts(1, 512, 0, 512));
-        let f = faults(7, &now, Some(&before));
+        let mine = ByPid::new(&now, |id, _| id.pid);
+        let f = faults(mine.of(7), Some(&before));
         assert_eq!(
             (f.faults, f.pages, f.local_pages, f.remote_pages),
             (8, 519, 4, 515)
         );
         assert_eq!(f.migrated_pages, 513);
         assert_eq!(f.by_node.len(), 3);
-        assert_eq!(faults(8, &now, None).faults, 0);
+        assert_eq!(faults(mine.of(8), None).faults, 0);
     }
 }

@@ -15,6 +15,7 @@ use super::{
 use crate::{
     bpf::hooks::{Sources, attached},
     discovery::Vmm,
+    families::by_pid::ByPid,
     family::Pair,
     host::topology::{MigrationClass, Topology},
     model::{
@@ -64,9 +65,10 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
     };
     let vmms: HashMap<u32, &Vmm> = pair.vms.iter().map(|v| (v.pid(), v.vmm)).collect();
     let contender_span = &pair.now.contender_span;
+    let threads_of = ByPid::new(&pair.now.threads, |_, thread| thread.pid);
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
         let before = pair.before_for(span);
-        let threads = thread_windows(pair.now, before, vm.pid, seconds * 1e9);
+        let threads = thread_windows(threads_of.of(vm.pid), before, vm.pid, seconds * 1e9);
         for vcpu in &mut vm.vcpus {
             let Some(thread) = vcpu
                 .tid
@@ -101,20 +103,18 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
     snapshot.families.sched = host(pair.now, pair.before, ctx);
 }
 
-/// The window of each thread of `pid`. A thread the earlier reading has was watched for the
-/// whole window (`window_ns`); one it lacks was watched from when its entry was created, which
-/// was during the window.
+/// The window of each thread of `pid`, from its threads in the later reading (`mine`). A thread
+/// the earlier reading has was watched for the whole window (`window_ns`); one it lacks was
+/// watched from when its entry was created, which was during the window.
 fn thread_windows<'a>(
-    now: &'a SchedTotals,
+    mine: &[(&u32, &'a ThreadTotals)],
     before: Option<&SchedTotals>,
     pid: u32,
     window_ns: f64,
 ) -> Vec<ThreadWindow<'a>> {
-    let mut threads: Vec<ThreadWindow> = now
-        .threads
-        .values()
-        .filter(|t| t.pid == pid)
-        .map(|running| {
+    let mut threads: Vec<ThreadWindow> = mine
+        .iter()
+        .map(|&(_, running)| {
             let earlier = before
                 .and_then(|b| b.threads.get(&running.tid))
                 .filter(|e| e.pid == pid);
@@ -310,7 +310,8 @@ mod tests {
         let mut now = SchedTotals::default();
         now.threads.insert(1, thread(1, 200 * MS, 5_000 * MS));
         now.threads.insert(2, thread(2, 250 * MS, 500 * MS));
-        let windows = thread_windows(&now, Some(&before), 1, 1e9);
+        let mine = ByPid::new(&now.threads, |_, t| t.pid);
+        let windows = thread_windows(mine.of(1), Some(&before), 1, 1e9);
         let steal = |threads: &[&ThreadWindow]| figures(threads, 1.0, all).steal.unwrap();
         assert!((steal(&[&windows[0]]) - 0.1).abs() < 1e-9);
         assert!((steal(&[&windows[1]]) - 0.5).abs() < 1e-9);
@@ -318,7 +319,7 @@ mod tests {
         assert!((both - 350.0 / 1_500.0).abs() < 1e-9, "{both}");
         // Without an earlier reading, a thread watched for longer than the window counts the
         // window.
-        let first = thread_windows(&now, None, 1, 1e9);
+        let first = thread_windows(mine.of(1), None, 1, 1e9);
         assert!((first[0].watched_ns - 1e9).abs() < 1e-3);
         assert!((first[1].watched_ns - 5e8).abs() < 1e-3);
     }
@@ -327,7 +328,7 @@ mod tests {
     fn migrations_need_only_sched_switch() {
         let mut now = SchedTotals::default();
         now.threads.insert(1, thread(1, 0, 1_000 * MS));
-        let windows = thread_windows(&now, None, 1, 1e9);
+        let windows = thread_windows(ByPid::new(&now.threads, |_, t| t.pid).of(1), None, 1, 1e9);
         let migrations = |switch, wait| {
             figures(&[&windows[0]], 1.0, Available { switch, wait })
                 .migrations

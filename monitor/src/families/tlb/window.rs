@@ -9,6 +9,7 @@ use super::{
 use crate::{
     bpf::hooks::Sources,
     discovery::Vmm,
+    families::by_pid::ByPid,
     family::Pair,
     model::{
         LostEvents,
@@ -25,8 +26,10 @@ use crate::{
 /// counts its own counters from zero).
 pub fn fill(pair: &Pair<'_, TlbTotals>, sources: &Sources, snapshot: &mut Snapshot) {
     let mut pv_events = 0;
+    let counters = ByPid::new(&pair.now.vmm, |key, _| key.pid);
     for (span, vm) in pair.vms.iter().zip(&mut snapshot.vms) {
-        let tlb = self::vm(span.vmm, pair.now, pair.before, span.new, pair.seconds);
+        let mine = counters.of(span.pid());
+        let tlb = self::vm(span.vmm, mine, pair.now, pair.before, span.new, pair.seconds);
         pv_events += tlb.pv_flushes.checks;
         vm.families.tlb = tlb;
     }
@@ -39,15 +42,20 @@ type KeyWindows = Vec<(TlbCounterKey, BTreeMap<u32, Flushes>, u64)>;
 /// A VM's figures between the readings `earlier` and `now`. `new` when the VM did not exist at
 /// `earlier` (its pid was another process or none): its own counters then count in full. The
 /// host's per-CPU counters are not the VM's, so they always count from `earlier`.
-#[must_use]
-pub fn vm(vmm: &Vmm, now: &TlbTotals, earlier: &TlbTotals, new: bool, seconds: f64) -> VmTlb {
+/// `mine` are the VM's own counters of `now`.
+fn vm(
+    vmm: &Vmm,
+    mine: &[(&TlbCounterKey, &BTreeMap<u32, Flushes>)],
+    now: &TlbTotals,
+    earlier: &TlbTotals,
+    new: bool,
+    seconds: f64,
+) -> VmTlb {
     let pid = vmm.id.pid;
     let before = (!new).then_some(earlier);
-    let windows: KeyWindows = now
-        .vmm
+    let windows: KeyWindows = mine
         .iter()
-        .filter(|(key, _)| key.pid == pid)
-        .map(|(key, cpus)| {
+        .map(|&(key, cpus)| {
             let earlier = before.and_then(|b| b.vmm.get(key));
             let window = cpus
                 .iter()
@@ -323,7 +331,9 @@ mod tests {
         };
         now.vmm.insert(key, [(2, flushes(7))].into());
 
-        let new = vm(&vmm(), &now, &earlier, true, 10.0);
+        let mine = ByPid::new(&now.vmm, |key, _| key.pid);
+        let mine = mine.of(vmm().id.pid);
+        let new = vm(&vmm(), mine, &now, &earlier, true, 10.0);
         let on_cpus = new
             .received_on_vcpu_cpus
             .expect("the vCPUs' CPUs are known");
@@ -333,7 +343,7 @@ mod tests {
         // The same VM seen at `earlier` too: its counters count from there.
         let mut earlier_with_vm = earlier.clone();
         earlier_with_vm.vmm.insert(key, [(2, flushes(5))].into());
-        let known = vm(&vmm(), &now, &earlier_with_vm, false, 10.0);
+        let known = vm(&vmm(), mine, &now, &earlier_with_vm, false, 10.0);
         assert_eq!(known.received_on_vcpu_cpus.map(|c| c.count), Some(30));
         assert_eq!(known.received.count, 2);
     }
