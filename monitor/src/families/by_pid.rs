@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 /// The entries of a map whose keys (or values) name a VMM process, grouped by that process
 /// once a window, so that each VM's figures take only its own entries. Filtering the whole map
-/// for every VM made a window's work grow with the square of the VMs: at 100 VMs, some
-/// 200,000 entries visited a window.
+/// for every VM made a window's work grow with the square of the VMs: every VM's entries
+/// visited once for each VM.
 pub struct ByPid<'a, K, V> {
     groups: HashMap<u32, Vec<(&'a K, &'a V)>>,
 }
