@@ -152,11 +152,13 @@ fn every_exec_of_the_host_reaches_discovery_and_an_overflow_says_so() {
             .expect("sh");
         assert!(status.success());
         assert_eq!(execs(&mut session), None, "{kind}: an overflow went unsaid");
-        Command::new("/bin/true").status().expect("/bin/true");
+        let mut child = Command::new("/bin/true").spawn().expect("/bin/true");
+        let pid = child.id();
+        assert!(child.wait().expect("/bin/true").success());
         let after = execs(&mut session).expect("whole again after the overflow was said");
         assert!(
-            !after.is_empty(),
-            "{kind}: the exec after the overflow was not told"
+            after.contains(&pid),
+            "{kind}: the exec of {pid} after the overflow was not told: {after:?}"
         );
     }
 }
