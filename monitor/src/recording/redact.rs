@@ -2,23 +2,19 @@
 //! and attached to tickets, while texts taken from QEMU command lines (drive files, options
 //! quoted as evidence) can carry passwords: `-object secret,data=…`, `password=` of network
 //! disks, an RBD `key=`, a `user:password@` in a URL, `"password": "…"` in a `json:` filename.
-//! Every string of a frame goes through [`secrets`] as it is written ([`to_json`]); what looks
-//! like a secret becomes [`REDACTED`].
+//! Every string of a frame, keys included, that has a byte a secret needs goes through
+//! [`secrets`] once it is written ([`to_json`]); what looks like a secret becomes [`REDACTED`].
 
 use std::{borrow::Cow, io};
 
 use serde::Serialize;
-use serde_json::ser::{CharEscape, Formatter};
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 
 /// What a secret value is replaced with.
 pub const REDACTED: &str = "(redacted)";
 
 /// `item` as compact JSON with every string, keys included, redacted, and every float but
 /// absolute times to [`SIGNIFICANT_DIGITS`].
-///
-/// The strings are redacted as the serializer writes them, so no tree of the whole document is
-/// built first: at a hundred VMs a window's JSON is a few hundred kilobytes, written every
-/// second by the flight recorder.
 pub fn to_json(item: &impl Serialize) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64 << 10);
     to_json_into(item, &mut out)?;
@@ -27,9 +23,59 @@ pub fn to_json(item: &impl Serialize) -> serde_json::Result<Vec<u8>> {
 
 /// [`to_json`] into `out`, after what it holds. A writer that keeps its buffer from one window
 /// to the next writes a window of a hundred VMs (over a megabyte) without growing it again.
+///
+/// The JSON is written as `serde_json` writes it, then the strings that can hold a secret are
+/// found in it and redacted where they stand. A secret needs an `=`, an `@` or a quote, and in
+/// compact JSON those bytes (a quote escaped) occur only inside strings, so one vectorized
+/// search finds the few strings to look at. At a hundred VMs a window has some sixty thousand
+/// strings, almost all of them keys and names without those bytes: holding each back to look at
+/// it as it was written took as long as writing the whole document.
 pub fn to_json_into(item: &impl Serialize, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    let mut serializer = serde_json::Serializer::with_formatter(out, Redacting::default());
-    item.serialize(&mut serializer)
+    let from = out.len();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut *out, Rounding::default());
+    item.serialize(&mut serializer)?;
+    redact_written(out, from).map_err(serde_json::Error::io)
+}
+
+/// Redacts in place every string of the compact JSON in `out[from..]` in which [`secrets`]
+/// finds a secret; the others are left byte for byte.
+fn redact_written(out: &mut Vec<u8>, from: usize) -> io::Result<()> {
+    let mut at = from;
+    // `=` and `@` occur in JSON only inside strings, and so does a backslash: the escape of a
+    // quote (and of other characters, which only costs a look at their string). The search
+    // starts outside any string, and goes on after the closing quote of each string it looked
+    // at, so the byte it finds is the first of its string to be one of these: no escaped quote
+    // comes before it, and the nearest quote before it opens the string.
+    while let Some(hit) = memchr::memchr3(b'=', b'@', b'\\', &out[at..]).map(|i| at + i) {
+        let open = memchr::memrchr(b'"', &out[at..hit])
+            .map(|q| at + q)
+            .ok_or_else(|| io::Error::other("a secret's marker outside any JSON string"))?;
+        let close = closing_quote(out, hit)?;
+        let text: Cow<'_, str> = serde_json::from_slice(&out[open..=close])?;
+        let Cow::Owned(clean) = secrets(&text) else {
+            at = close + 1;
+            continue;
+        };
+        let written = serde_json::to_vec(&clean)?;
+        at = open + written.len();
+        out.splice(open..=close, written);
+    }
+    Ok(())
+}
+
+/// The quote closing the JSON string that holds the byte at `inside`, which is not the second
+/// byte of an escape.
+fn closing_quote(json: &[u8], inside: usize) -> io::Result<usize> {
+    let mut i = inside;
+    while i < json.len() {
+        match json[i] {
+            // An escape: the byte after it is part of it (`\"`, `\\`, `\u…`).
+            b'\\' => i += 2,
+            b'"' => return Ok(i),
+            _ => i += 1,
+        }
+    }
+    Err(io::Error::other("a JSON string without its closing quote"))
 }
 
 /// Significant digits a recording keeps of a float. The model's floats are ratios of counts
@@ -47,17 +93,25 @@ const ABSOLUTE_TIME_SUFFIX: &str = "_unix_seconds";
 /// 10²²) gives the decimal correctly rounded by one IEEE operation. Outside that range (below
 /// 10⁻¹⁶, or from 10²⁹ on) the value is kept as it is; an exact half may round either way.
 fn rounded(value: f64) -> f64 {
-    const EXACT_POWERS: i32 = 22;
     if value == 0.0 || !value.is_finite() {
         return value;
     }
-    #[allow(clippy::cast_possible_truncation)] // |log10| of a finite double is below 400
-    let exponent = value.abs().log10().floor() as i32;
-    let shift = SIGNIFICANT_DIGITS - 1 - exponent;
-    if shift.abs() > EXACT_POWERS {
+    // The decimal exponent by comparison with the powers of ten, not `log10`: a window has
+    // tens of thousands of floats, and a logarithm took most of rounding one.
+    let decades_up_to = DECADES.partition_point(|decade| *decade <= value.abs());
+    let Some(exponent) = decades_up_to
+        .checked_sub(1)
+        .filter(|i| *i < DECADES.len() - 1)
+    else {
         return value;
-    }
-    let power = 10_f64.powi(shift.abs());
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        reason = "an index into a table of 46"
+    )]
+    let shift = SIGNIFICANT_DIGITS - 1 - (exponent as i32 + LOWEST_DECADE);
+    let power = EXACT_POWERS[shift.unsigned_abs() as usize];
     if shift >= 0 {
         (value * power).round() / power
     } else {
@@ -65,42 +119,27 @@ fn rounded(value: f64) -> f64 {
     }
 }
 
-/// Formatter methods that write a value into the held-back string inside a string (as
-/// `Display` writes it, which for these types is what `serde_json` writes), and as the compact
-/// formatter does elsewhere.
-macro_rules! buffered_in_strings {
-    ($($method:ident: $type:ty),+ $(,)?) => {
-        $(
-            fn $method<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: $type) -> io::Result<()> {
-                if self.in_string {
-                    use std::fmt::Write as _;
-                    // Writing to a String cannot fail.
-                    let _ = write!(self.string, "{value}");
-                    Ok(())
-                } else {
-                    serde_json::ser::CompactFormatter.$method(writer, value)
-                }
-            }
-        )+
-    };
-}
+/// The exponent of [`DECADES`]' first power of ten.
+const LOWEST_DECADE: i32 = -16;
 
-/// Writes compact JSON, holding each string back until it ends: the string as the serializer
-/// meant it (its fragments and escaped characters put back together) is redacted, then
-/// written escaped. Floats are rounded ([`rounded`]) unless their key names an absolute time.
+/// The powers of ten a value to round may lie between: from 10⁻¹⁶ (scaled by 10²² to seven
+/// digits) to 10²⁹ (scaled by 10⁻²²).
+const DECADES: [f64; 46] = [
+    1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3,
+    1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+    1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29,
+];
+
+/// The powers of ten a double holds exactly.
+const EXACT_POWERS: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Writes compact JSON as [`CompactFormatter`] does, but with floats rounded ([`rounded`]) unless
+/// the key before them names an absolute time.
 #[derive(Default)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent states, each set by its own callback of the serializer"
-)]
-struct Redacting {
-    /// Whether a string is being written.
-    in_string: bool,
-    /// The string being written, unescaped; its buffer is kept for the next one.
-    string: String,
-    /// Whether the string being written had an escaped character: without one, the text as
-    /// held is already what JSON writes between the quotes.
-    escaped: bool,
+struct Rounding {
     /// Whether an object key is being written.
     in_key: bool,
     /// Whether the last object key written names an absolute time: the value being written is
@@ -108,12 +147,20 @@ struct Redacting {
     absolute_time: bool,
 }
 
-impl Formatter for Redacting {
-    fn begin_string<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
-        self.in_string = true;
-        self.escaped = false;
-        self.string.clear();
-        Ok(())
+impl Formatter for Rounding {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.in_key = true;
+        self.absolute_time = false;
+        CompactFormatter.begin_object_key(writer, first)
+    }
+
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.in_key = false;
+        CompactFormatter.end_object_key(writer)
     }
 
     fn write_string_fragment<W: ?Sized + io::Write>(
@@ -121,12 +168,12 @@ impl Formatter for Redacting {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        if self.in_string {
-            self.string.push_str(fragment);
-            Ok(())
-        } else {
-            writer.write_all(fragment.as_bytes())
+        if self.in_key {
+            // A key with an escaped character has several fragments; the last one decides
+            // (the suffix has no character to escape).
+            self.absolute_time = fragment.ends_with(ABSOLUTE_TIME_SUFFIX);
         }
+        writer.write_all(fragment.as_bytes())
     }
 
     fn write_char_escape<W: ?Sized + io::Write>(
@@ -134,54 +181,10 @@ impl Formatter for Redacting {
         writer: &mut W,
         char_escape: CharEscape,
     ) -> io::Result<()> {
-        if !self.in_string {
-            // Only strings have escapes; written as the default formatter would.
-            return serde_json::ser::CompactFormatter.write_char_escape(writer, char_escape);
-        }
-        self.escaped = true;
-        self.string.push(match char_escape {
-            CharEscape::Quote => '"',
-            CharEscape::ReverseSolidus => '\\',
-            CharEscape::Solidus => '/',
-            CharEscape::Backspace => '\u{8}',
-            CharEscape::FormFeed => '\u{c}',
-            CharEscape::LineFeed => '\n',
-            CharEscape::CarriageReturn => '\r',
-            CharEscape::Tab => '\t',
-            CharEscape::AsciiControl(byte) => char::from(byte),
-        });
-        Ok(())
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.in_key = true;
-        serde_json::ser::CompactFormatter.begin_object_key(writer, first)
-    }
-
-    fn end_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.in_key = false;
-        serde_json::ser::CompactFormatter.end_object_key(writer)
-    }
-
-    fn end_string<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.in_string = false;
         if self.in_key {
-            self.absolute_time = self.string.ends_with(ABSOLUTE_TIME_SUFFIX);
+            self.absolute_time = false;
         }
-        match secrets(&self.string) {
-            // Nothing redacted, nothing to escape (almost every string): written as it came.
-            Cow::Borrowed(_) if !self.escaped => {
-                writer.write_all(b"\"")?;
-                writer.write_all(self.string.as_bytes())?;
-                writer.write_all(b"\"")
-            }
-            // A `&str` serializes as one escaped JSON string, quotes included.
-            clean => serde_json::to_writer(&mut *writer, &*clean).map_err(io::Error::other),
-        }
+        CompactFormatter.write_char_escape(writer, char_escape)
     }
 
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
@@ -190,59 +193,50 @@ impl Formatter for Redacting {
         } else {
             rounded(value)
         };
-        if self.in_string {
-            // A float map key (the model has none) is written as `serde_json` writes one.
-            let mut digits = Vec::new();
-            serde_json::ser::CompactFormatter.write_f64(&mut digits, value)?;
-            self.string.push_str(&String::from_utf8_lossy(&digits));
-            Ok(())
-        } else {
-            serde_json::ser::CompactFormatter.write_f64(writer, value)
-        }
+        CompactFormatter.write_f64(writer, value)
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
         self.write_f64(writer, f64::from(value))
-    }
-
-    // A map key that is a number or a bool is written between `begin_string` and `end_string`
-    // as the value itself: it goes into the held-back string like a fragment.
-    buffered_in_strings! {
-        write_bool: bool,
-        write_i8: i8,
-        write_i16: i16,
-        write_i32: i32,
-        write_i64: i64,
-        write_i128: i128,
-        write_u8: u8,
-        write_u16: u16,
-        write_u32: u32,
-        write_u64: u64,
-        write_u128: u128,
     }
 }
 
 /// `text` with the values of secret-looking options and URL passwords replaced.
 #[must_use]
 pub fn secrets(text: &str) -> Cow<'_, str> {
-    // Cheap test first, one pass: almost every string (keys, numbers as text, names) has none
-    // of these, and a window of a hundred VMs has some hundred thousand strings, most of them
-    // too short for a vectorized search to pay.
-    if !text.bytes().any(|b| matches!(b, b'=' | b'@' | b'"')) {
+    if !has_secret_marker(text) {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
+    // Built only once a word changes, from the words before it.
+    let mut out: Option<String> = None;
+    let mut at = 0;
     for word in text.split_inclusive(char::is_whitespace) {
-        let clean = word_secrets(word);
-        changed |= matches!(clean, Cow::Owned(_));
-        out.push_str(&clean);
+        // Texts with a marker are mostly prose around it (libvirt XML quoted in advice, a
+        // command line): a word without one has no value to redact.
+        let clean = if has_secret_marker(word) {
+            word_secrets(word)
+        } else {
+            Cow::Borrowed(word)
+        };
+        match (&mut out, clean) {
+            (Some(out), clean) => out.push_str(&clean),
+            (None, Cow::Owned(clean)) => {
+                let mut changed = String::with_capacity(text.len() + REDACTED.len());
+                changed.push_str(&text[..at]);
+                changed.push_str(&clean);
+                out = Some(changed);
+            }
+            (None, Cow::Borrowed(_)) => {}
+        }
+        at += word.len();
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(text)
-    }
+    out.map_or(Cow::Borrowed(text), Cow::Owned)
+}
+
+/// Whether `text` has a byte that every secret [`secrets`] finds comes with: the `=` of an
+/// option, the `@` of a URL's credentials, the `"` of a JSON key.
+fn has_secret_marker(text: &str) -> bool {
+    text.bytes().any(|b| matches!(b, b'=' | b'@' | b'"'))
 }
 
 /// One whitespace-free word (with its trailing whitespace).
@@ -478,6 +472,30 @@ mod tests {
                 "-object secret,id=s,data=(redacted)"
             ])
         );
+    }
+
+    /// The strings with a secret are found in the written JSON whatever comes before them:
+    /// strings ending in an escaped backslash or quote, escaped quotes around a JSON key, and
+    /// bytes already in the buffer, which are left as they are.
+    #[test]
+    fn secrets_are_found_after_escapes_and_after_what_the_buffer_held() {
+        let document = (
+            ["a\\", "\\\"", "password=x", "\\"],
+            "{\"user\":\"me\",\"password\":\"p\\\"w\"}",
+            ["\\\\=", "a@b", "http://me:pw@host/"],
+        );
+        let held = b"held=1 \"password=x";
+        let mut out = held.to_vec();
+        to_json_into(&document, &mut out).unwrap();
+        let (before, written) = out.split_at(held.len());
+        assert_eq!(before, held);
+        let theirs = String::from_utf8(serde_json::to_vec(&document).unwrap()).unwrap();
+        let expected = theirs
+            .replace("password=x", "password=(redacted)")
+            .replace(r#"\"p\\\"w\""#, r#"\"(redacted)\""#)
+            .replace("me:pw@", "me:(redacted)@");
+        assert_ne!(expected, theirs);
+        assert_eq!(String::from_utf8(written.to_vec()).unwrap(), expected);
     }
 
     /// Written as `serde_json` writes compact JSON, but for the secrets and the floats' digits:
