@@ -11,6 +11,11 @@
 //!   faster than that matters: the fault figures move once per scan pass of the VM's memory,
 //!   which NUMA balancing makes at most every second (`numa_balancing_scan_period_min_ms`) and,
 //!   for a VM of several GiB, every several seconds to a minute;
+//! - while NUMA balancing is off (`kernel.numa_balancing` is 0, as it always is on a one-node
+//!   host), nothing these statistics hold moves: hinting faults, the migrations they cause and
+//!   scan passes all come from balancing. The period is then [`PERIOD_FACTOR_WHILE_OFF`] times
+//!   longer; a second reading still tells a VM balanced before from one balanced now
+//!   ([`VmBalancing::active`]), and balancing switched on shortens it again at the next pass;
 //! - one pass reads at most [`MAX_THREADS_PER_PASS`] threads, the VMs with the oldest readings
 //!   first, so on a large host the reads spread over the passes (and the period stretches)
 //!   instead of landing in one window. A single VM with more threads is still read whole.
@@ -27,11 +32,16 @@ use std::{
 
 use crate::{
     discovery::{Vmm, VmmId},
-    host::proc::numa_sched::{self, ThreadNumaStats},
+    host::{
+        proc::numa_sched::{self, ThreadNumaStats},
+        read::read_u64,
+    },
 };
 
 /// How old a VM's reading gets before it is read again.
 pub const READ_PERIOD: Duration = Duration::from_secs(10);
+/// How many times longer a VM's reading lasts while NUMA balancing is off (module docs).
+pub const PERIOD_FACTOR_WHILE_OFF: u32 = 6;
 /// Threads read in one pass at most (unless one VM has more).
 pub const MAX_THREADS_PER_PASS: usize = 256;
 
@@ -127,10 +137,17 @@ impl BalancingReader {
     pub fn refresh(&mut self, proc_root: &Path, vmms: &[Vmm]) -> usize {
         self.vms.retain(|id, _| vmms.iter().any(|v| v.id == *id));
         let now = Instant::now();
+        // Unreadable (a procfs root without it) counts as on: the period stays as it is.
+        let off = read_u64(&proc_root.join("sys/kernel/numa_balancing")) == Some(0);
+        let period = if off {
+            self.period * PERIOD_FACTOR_WHILE_OFF
+        } else {
+            self.period
+        };
         let mut due: Vec<(Option<Instant>, &Vmm)> = vmms
             .iter()
             .map(|v| (self.vms.get(&v.id).map(|b| b.latest.at), v))
-            .filter(|(at, _)| at.is_none_or(|at| now.duration_since(at) >= self.period))
+            .filter(|(at, _)| at.is_none_or(|at| now.duration_since(at) >= period))
             .collect();
         // Never read first, then the oldest readings.
         due.sort_by_key(|(at, vmm)| (*at, vmm.id.pid));

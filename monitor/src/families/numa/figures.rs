@@ -258,6 +258,29 @@ mod tests {
         assert_eq!(reader.readings().len(), 1);
     }
 
+    /// While `kernel.numa_balancing` is 0 a reading lasts several periods;
+    /// switched on, the period is back at the next pass.
+    #[test]
+    fn a_vm_is_read_less_often_while_numa_balancing_is_off() {
+        let proc = tempfile::tempdir().unwrap();
+        for tid in [4242, 4250] {
+            let dir = proc.path().join(format!("4242/task/{tid}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(fixture("two-node").join(format!("4242/task/{tid}/sched")), dir.join("sched")).unwrap();
+        }
+        let sysctl = proc.path().join("sys/kernel/numa_balancing");
+        std::fs::create_dir_all(sysctl.parent().unwrap()).unwrap();
+        std::fs::write(&sysctl, "0\n").unwrap();
+        let period = Duration::from_secs(1);
+        let mut reader = BalancingReader::new(period, 256);
+        let vmms = [vmm()];
+        assert_eq!(reader.refresh(proc.path(), &vmms), 4, "a VM never read is read");
+        std::thread::sleep(period + Duration::from_millis(50));
+        assert_eq!(reader.refresh(proc.path(), &vmms), 0, "off: not due after one period");
+        std::fs::write(&sysctl, "1\n").unwrap();
+        assert_eq!(reader.refresh(proc.path(), &vmms), 4, "on: due after one period");
+    }
+
     #[test]
     fn a_kernel_without_numa_balancing_is_told_apart() {
         let proc = tempfile::tempdir().unwrap();
