@@ -132,6 +132,9 @@ pub struct MapSize {
     pub needed: u64,
     /// How `needed` follows from the reference host.
     pub basis: &'static str,
+    /// For a map keyed by thread × CPU: the CPUs a thread is counted on in `needed`. A host with
+    /// fewer CPUs gives a thread fewer entries, and the map is loaded that much smaller.
+    pub cpus_per_thread: Option<u64>,
 }
 
 const fn map<K, V>(name: &'static str, kind: Kind, capacity: u32, key: &'static str) -> MapSize {
@@ -144,12 +147,19 @@ const fn map<K, V>(name: &'static str, kind: Kind, capacity: u32, key: &'static 
         key,
         needed: capacity as u64,
         basis: "fixed",
+        cpus_per_thread: None,
     }
 }
 
 const fn needs(mut map: MapSize, needed: u64, basis: &'static str) -> MapSize {
     map.needed = needed;
     map.basis = basis;
+    map
+}
+
+/// `map`, keyed by thread × CPU with `needed` counting each thread on `cpus` CPUs.
+const fn by_thread_and_cpu(mut map: MapSize, cpus: u64) -> MapSize {
+    map.cpus_per_thread = Some(cpus);
     map
 }
 
@@ -252,15 +262,18 @@ pub const MAPS: &[MapSize] = &[
         THREADS,
         "36,000 vCPU and helper threads",
     ),
-    needs(
-        map::<ThreadCpuKey, u64>(
-            SCHED_CPU_TIME_MAP,
-            HASH_ON_DEMAND,
-            SCHED_CPU_TIME_CAPACITY,
-            "watched thread × CPU it ran on",
+    by_thread_and_cpu(
+        needs(
+            map::<ThreadCpuKey, u64>(
+                SCHED_CPU_TIME_MAP,
+                HASH_ON_DEMAND,
+                SCHED_CPU_TIME_CAPACITY,
+                "watched thread × CPU it ran on",
+            ),
+            THREADS * 8,
+            "36,000 threads × 8 CPUs",
         ),
-        THREADS * 8,
-        "36,000 threads × 8 CPUs",
+        8,
     ),
     needs(
         map::<ContenderKey, ContenderStat>(
@@ -449,14 +462,19 @@ impl MapSize {
 
     /// The capacity the map is loaded with on a host of `cpus` CPUs: the reference capacity
     /// for [`REFERENCE_CPUS`] or more, in proportion below, and never less than for
-    /// [`SMALLEST_SIZED_CPUS`] — a small host may still run many small VMs.
+    /// [`SMALLEST_SIZED_CPUS`] — a small host may still run many small VMs. A map keyed by
+    /// thread × CPU is smaller still on a host with fewer CPUs than it counts a thread on: a
+    /// thread there has at most an entry per CPU of the host.
     #[must_use]
     pub fn loaded_capacity(&self, cpus: u64) -> u32 {
         if !self.scales() {
             return self.capacity;
         }
-        let cpus = cpus.clamp(SMALLEST_SIZED_CPUS, REFERENCE_CPUS);
-        let scaled = (u64::from(self.capacity) * cpus).div_ceil(REFERENCE_CPUS);
+        let clamped = cpus.clamp(SMALLEST_SIZED_CPUS, REFERENCE_CPUS);
+        let mut scaled = (u64::from(self.capacity) * clamped).div_ceil(REFERENCE_CPUS);
+        if let Some(per_thread) = self.cpus_per_thread.filter(|n| cpus.max(1) < *n) {
+            scaled = (scaled * cpus.max(1)).div_ceil(per_thread);
+        }
         u32::try_from(scaled).unwrap_or(self.capacity)
     }
 }

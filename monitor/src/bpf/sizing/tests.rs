@@ -2,6 +2,7 @@ use std::collections::BTreeSet;
 
 use super::{MAPS, REFERENCE_CPUS, host_cpus, loaded_capacity_of, markdown};
 use monitor_common::exits::EXITS_COUNTS_MAP;
+use monitor_common::sched::SCHED_CPU_TIME_MAP;
 
 /// Maps the reference host needs more entries of than they hold: their events beyond are
 /// counted as dropped. Each is a known gap, not an oversight.
@@ -118,6 +119,14 @@ fn maps_read_whole_are_sized_for_the_host() {
         capacity / 8,
         "a floor for small hosts"
     );
+    // Keyed by thread × CPU: no more than the host's CPUs per thread.
+    let cpu_time = MAPS.iter().find(|m| m.name == SCHED_CPU_TIME_MAP).unwrap();
+    assert_eq!(cpu_time.cpus_per_thread, Some(8));
+    assert_eq!(cpu_time.loaded_capacity(16), cpu_time.capacity / 8);
+    assert_eq!(cpu_time.loaded_capacity(8), cpu_time.capacity / 8);
+    assert_eq!(cpu_time.loaded_capacity(2), cpu_time.capacity / 32);
+    assert_eq!(cpu_time.loaded_capacity(1), cpu_time.capacity / 64);
+    assert_eq!(cpu_time.loaded_capacity(0), cpu_time.capacity / 64);
     // Preallocated maps and arrays keep their compiled size.
     for map in MAPS.iter().filter(|m| !m.scales()) {
         assert_eq!(map.loaded_capacity(2), map.capacity, "{}", map.name);
