@@ -29,7 +29,7 @@ pub fn to_json(item: &impl Serialize) -> serde_json::Result<Vec<u8>> {
 /// compact JSON those bytes (a quote escaped) occur only inside strings, so one vectorized
 /// search finds the few strings to look at. At a hundred VMs a window has some sixty thousand
 /// strings, almost all of them keys and names without those bytes: holding each back to look at
-/// it as it was written took as long as writing the whole document.
+/// it as it was written added three quarters of the time writing the document takes.
 pub fn to_json_into(item: &impl Serialize, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let from = out.len();
     let mut serializer = serde_json::Serializer::with_formatter(&mut *out, Rounding::default());
@@ -96,8 +96,8 @@ fn rounded(value: f64) -> f64 {
     if value == 0.0 || !value.is_finite() {
         return value;
     }
-    // The decimal exponent by comparison with the powers of ten, not `log10`: a window has
-    // tens of thousands of floats, and a logarithm took most of rounding one.
+    // The decimal exponent by comparison with the powers of ten rather than `log10`: exact at
+    // the powers themselves, and a little cheaper for the thousands of floats of a window.
     let decades_up_to = DECADES.partition_point(|decade| *decade <= value.abs());
     let Some(exponent) = decades_up_to
         .checked_sub(1)
