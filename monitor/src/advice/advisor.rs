@@ -35,10 +35,11 @@ type ThreadRates = HashMap<(u32, u32), (Option<f64>, Option<f64>)>;
 
 /// A VM's configuration facts are read again once every this many windows (spread over pids),
 /// or as soon as its vCPUs or threads change: they read a `status` file per thread and the
-/// mount table (at every ten windows, 100 VMs cost 25 `status` and 9 `mounts` reads a second,
-/// a `mounts` taking as long as 3–4 `status`), and change only when an operator reconfigures
-/// the VM. Advice that depends on them (pinning, memory backing) follows a change within this
-/// many windows, as it does the host's ([`STABLE_FACTS_REFRESH_EVERY`]).
+/// mount table (at every ten windows, 100 VMs cost 9 `mounts` reads a second and about 25
+/// `status` reads, the 45 measured less the TLB family's 20; a `mounts` takes as long as 3–4
+/// `status`), and change only when an operator reconfigures the VM. Advice that depends on
+/// them (pinning, memory backing) follows a change within this many windows, as it does the
+/// host's ([`STABLE_FACTS_REFRESH_EVERY`]).
 const FACTS_REFRESH_EVERY: u64 = 30;
 
 /// The host's stable facts (CPUs, nodes, governors, KVM's parameters, `/proc/cpuinfo`) are read
