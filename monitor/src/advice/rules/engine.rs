@@ -72,31 +72,49 @@ impl Engine {
     /// hysteresis. The inputs out of reach are those of this evaluation.
     pub fn evaluate(&mut self, inputs: &Inputs) -> Evaluation {
         let strict = evaluate(inputs, &self.thresholds);
-        let relaxed = evaluate(inputs, &self.relaxed);
         let fire_after = self.thresholds.fire_after.max(1);
         let clear_after = self.thresholds.clear_after.max(1);
-        let mut holding: HashMap<Key, Recommendation> = relaxed
-            .recommendations
-            .into_iter()
-            .map(|r| (Key::of(&r), r))
-            .collect();
         // A set: with a recommendation per vCPU of a hundred VMs, a list made the pass below
         // compare every track with every key.
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_capacity(strict.recommendations.len());
         for rec in strict.recommendations {
             let key = Key::of(&rec);
-            let track = self.tracks.entry(key.clone()).or_insert_with(|| Track {
-                held: 0,
-                active: false,
-                cleared: 0,
-                last: rec.clone(),
-            });
-            track.held = track.held.saturating_add(1);
-            track.cleared = 0;
-            track.active |= track.held >= fire_after;
-            track.last = rec;
+            match self.tracks.get_mut(&key) {
+                Some(track) => {
+                    track.held = track.held.saturating_add(1);
+                    track.cleared = 0;
+                    track.active |= track.held >= fire_after;
+                    track.last = rec;
+                }
+                None => {
+                    self.tracks.insert(
+                        key.clone(),
+                        Track {
+                            held: 1,
+                            active: fire_after <= 1,
+                            cleared: 0,
+                            last: rec,
+                        },
+                    );
+                }
+            }
             seen.insert(key);
         }
+        // The clearing thresholds matter only for a rule in force whose firing condition no
+        // longer holds: most windows have none, and the rules are not applied a second time.
+        let clearing = self
+            .tracks
+            .iter()
+            .any(|(key, track)| track.active && !seen.contains(key));
+        let mut holding: HashMap<Key, Recommendation> = if clearing {
+            evaluate(inputs, &self.relaxed)
+                .recommendations
+                .into_iter()
+                .map(|r| (Key::of(&r), r))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         self.tracks.retain(|key, track| {
             if seen.contains(key) {
                 return true;
