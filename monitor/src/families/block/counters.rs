@@ -32,8 +32,10 @@ use crate::{
 };
 
 /// How often requests are aged between samples (on discovery's rescans), so missed
-/// completions do not pile up in the kernel map over a long window.
-const AGE_BETWEEN_SAMPLES: Duration = Duration::from_secs(1);
+/// completions do not pile up in the kernel map over a long window. Longer than the usual 1 s
+/// window: every sample ages them already, and each aging walks the whole preallocated map
+/// (32,768 buckets), which at 1 s the rescan just after a sample did a second time each window.
+const AGE_BETWEEN_SAMPLES: Duration = Duration::from_secs(2);
 
 /// The operation of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -75,7 +75,14 @@ pub struct ExitCounters {
     /// programs write `run_fds` only while asked, so once a take after the asking stopped has
     /// emptied it, there is nothing to read.
     asked_at_last_take: bool,
+    /// Reads since the pending-exit maps were last swept for exited processes.
+    reads_since_pending_sweep: u32,
 }
+
+/// Every how many reads the pending-exit maps are swept even though no process left: an exit
+/// opens its interval also when its counter was dropped (a full map), so a process can leave a
+/// pending entry without a counter that would tell of its end.
+const PENDING_SWEEP_EVERY: u32 = 30;
 
 impl ExitCounters {
     /// Attaches the programs whose tracepoints this kernel has and takes the maps.
@@ -98,6 +105,7 @@ impl ExitCounters {
             fd_asking: kernel.take_map(EXITS_FD_ASKING_MAP)?,
             asked: BTreeSet::new(),
             asked_at_last_take: false,
+            reads_since_pending_sweep: 0,
         })
     }
 
@@ -173,14 +181,22 @@ impl ExitCounters {
         for (map, stale) in self.details.iter_mut().zip(&stale.details) {
             map.remove_keys(stale);
         }
-        for map in &mut self.pending {
-            let stale: Vec<u32> = map
-                .entries()
-                .into_iter()
-                .filter(|(_, p)| !keep(p.key.tgid))
-                .map(|(tid, _)| tid)
-                .collect();
-            map.remove_keys(&stale);
+        // The pending-exit maps are preallocated at their full capacity, and a read walks every
+        // bucket: they are swept when a process left (every process with an exit has a counter
+        // until it leaves), and on a slow safety net.
+        self.reads_since_pending_sweep += 1;
+        let left = !stale.counts.is_empty() || !stale.latency.is_empty();
+        if left || self.reads_since_pending_sweep >= PENDING_SWEEP_EVERY {
+            self.reads_since_pending_sweep = 0;
+            for map in &mut self.pending {
+                let stale: Vec<u32> = map
+                    .entries()
+                    .into_iter()
+                    .filter(|(_, p)| !keep(p.key.tgid))
+                    .map(|(tid, _)| tid)
+                    .collect();
+                map.remove_keys(&stale);
+            }
         }
         let removed = stale.counts.iter().map(|k| k.tgid).collect();
         (totals, removed)
