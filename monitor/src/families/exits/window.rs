@@ -26,12 +26,14 @@ pub const TOP_DETAILS: usize = 5;
 
 /// One counter over the window.
 #[derive(Clone, Debug)]
-struct KeyWindow {
+struct KeyWindow<'a> {
     key: ExitCounterKey,
     count: u64,
     cumulative: u64,
-    /// (window, running) latency histograms, when the source measures one.
-    latency: Option<(Histogram, Histogram)>,
+    /// (window, running) latency histograms, when the source measures one. The running one is
+    /// borrowed from the reading: a histogram is half a kilobyte, and a VM's keys are gathered
+    /// per vCPU and per VM.
+    latency: Option<(Histogram, &'a Histogram)>,
 }
 
 /// Fills the exit figures of `snapshot`: each VM's and vCPU's (a VM new in the window counts
@@ -93,11 +95,11 @@ pub fn fill(pair: &Pair<'_, ExitTotals>, sources: &Sources, snapshot: &mut Snaps
 
 /// The counters of one VMM process over the window, from its counts in `now` (`mine`).
 /// `before` is `None` for a VM that is new in this window (everything counts).
-fn key_windows(
+fn key_windows<'a>(
     mine: &[(&ExitCounterKey, &u64)],
-    now: &ExitTotals,
+    now: &'a ExitTotals,
     before: Option<&ExitTotals>,
-) -> Vec<KeyWindow> {
+) -> Vec<KeyWindow<'a>> {
     mine.iter()
         .map(|&(key, &cumulative)| {
             let earlier = before.and_then(|b| b.counts.get(key)).copied().unwrap_or(0);
@@ -106,7 +108,7 @@ fn key_windows(
                     Some(earlier) => running.since(earlier),
                     None => running.clone(),
                 };
-                (window, running.clone())
+                (window, running)
             });
             KeyWindow {
                 key: *key,
@@ -179,7 +181,7 @@ fn fill_vm(
         .filter_map(|v| Some((v.tid?, v.index?)))
         .collect();
     // Threads that ran KVM_RUN, by vCPU index where known.
-    let mut per_thread: BTreeMap<(Option<u32>, u32), Vec<KeyWindow>> = BTreeMap::new();
+    let mut per_thread: BTreeMap<(Option<u32>, u32), Vec<&KeyWindow>> = BTreeMap::new();
     for entry in windows {
         let index = entry
             .key
@@ -188,15 +190,15 @@ fn fill_vm(
         per_thread
             .entry((index, entry.key.tid))
             .or_default()
-            .push(entry.clone());
+            .push(entry);
     }
     let known: Vec<(Option<u32>, Option<u32>)> =
         vm.vcpus.iter().map(|v| (v.index, v.tid)).collect();
     for v in &mut vm.vcpus {
-        let entries: Vec<KeyWindow> = per_thread
+        let entries: Vec<&KeyWindow> = per_thread
             .iter()
             .filter(|((index, tid), _)| (index.is_some() && *index == v.index) || Some(*tid) == v.tid)
-            .flat_map(|(_, e)| e.iter().cloned())
+            .flat_map(|(_, e)| e.iter().copied())
             .collect();
         let tid = v.tid.or_else(|| entries.first().map(|e| e.key.tid));
         *v = vcpu(v.index, tid, &entries, seconds, sources);
@@ -211,7 +213,8 @@ fn fill_vm(
                 .push(vcpu(*index, Some(*tid), entries, seconds, sources));
         }
     }
-    let mut exits = exits(windows, seconds, sources);
+    let all: Vec<&KeyWindow> = windows.iter().collect();
+    let mut exits = exits(&all, seconds, sources);
     exits.details = details;
     vm.families.exits = exits;
 }
@@ -219,7 +222,7 @@ fn fill_vm(
 fn vcpu(
     index: Option<u32>,
     tid: Option<u32>,
-    entries: &[KeyWindow],
+    entries: &[&KeyWindow],
     seconds: f64,
     sources: &Sources,
 ) -> model::Vcpu {
@@ -262,7 +265,7 @@ fn vcpu(
 }
 
 /// Aggregates counters by reason.
-fn exits(entries: &[KeyWindow], seconds: f64, sources: &Sources) -> Exits {
+fn exits(entries: &[&KeyWindow], seconds: f64, sources: &Sources) -> Exits {
     #[derive(Default)]
     struct Sum {
         count: u64,
