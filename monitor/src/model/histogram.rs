@@ -8,8 +8,8 @@ use super::running::Running;
 
 /// Intervals in nanoseconds, bucketed by floor(log2(ns)) (see `monitor_common::latency`).
 /// Serialized (only in recordings, as a running total) with its non-empty buckets alone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "Sparse", try_from = "Sparse")]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Sparse")]
 pub struct Histogram {
     pub count: u64,
     pub sum_ns: u64,
@@ -30,7 +30,7 @@ impl Default for Histogram {
 }
 
 /// A [`Histogram`] as stored: its non-empty buckets as `[index, count]` pairs.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Sparse {
     count: u64,
     sum_ns: u64,
@@ -38,17 +38,32 @@ struct Sparse {
     buckets: Vec<(usize, u64)>,
 }
 
-impl From<Histogram> for Sparse {
-    fn from(h: Histogram) -> Self {
-        Self {
-            count: h.count,
-            sum_ns: h.sum_ns,
-            max_ns: h.max_ns,
-            buckets: (h.buckets.iter().enumerate())
+/// Written as [`Sparse`] without building one: a window of 100 VMs writes some 1,500
+/// histograms, and a copy and a bucket list for each showed in the flight recorder's profile.
+impl Serialize for Histogram {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut sparse = serializer.serialize_struct("Sparse", 4)?;
+        sparse.serialize_field("count", &self.count)?;
+        sparse.serialize_field("sum_ns", &self.sum_ns)?;
+        sparse.serialize_field("max_ns", &self.max_ns)?;
+        sparse.serialize_field("buckets", &NonEmptyBuckets(&self.buckets))?;
+        sparse.end()
+    }
+}
+
+/// The non-empty buckets of a histogram as `[index, count]` pairs, as [`Sparse`] holds them.
+struct NonEmptyBuckets<'a>(&'a [u64; HIST_BUCKETS]);
+
+impl Serialize for NonEmptyBuckets<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .enumerate()
                 .filter(|&(_, &n)| n > 0)
-                .map(|(i, &n)| (i, n))
-                .collect(),
-        }
+                .map(|(i, &n)| (i, n)),
+        )
     }
 }
 
@@ -258,5 +273,24 @@ mod tests {
         let h = of(&[500, 1_000, 5_000]);
         assert_eq!(h.count_below_pow2(10), 2); // < 1024 ns
         assert_eq!(h.count_below_pow2(13), 3); // < 8192 ns
+    }
+
+    #[test]
+    fn a_histogram_is_stored_with_its_nonempty_buckets_and_read_back_whole() {
+        let h = of(&[500, 1_000, 5_000, 5_000]);
+        let written = serde_json::to_string(&h).unwrap();
+        assert_eq!(
+            written,
+            r#"{"count":4,"sum_ns":11500,"max_ns":5000,"buckets":[[8,1],[9,1],[12,2]]}"#
+        );
+        let read: Histogram = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, h);
+        assert_eq!(
+            serde_json::to_string(&Histogram::default()).unwrap(),
+            r#"{"count":0,"sum_ns":0,"max_ns":0,"buckets":[]}"#
+        );
+        let beyond =
+            format!(r#"{{"count":1,"sum_ns":1,"max_ns":1,"buckets":[[{HIST_BUCKETS},1]]}}"#);
+        assert!(serde_json::from_str::<Histogram>(&beyond).is_err());
     }
 }
