@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Evaluation, Recommendation, Target, evaluate, sort_recommendations};
+use super::{Evaluation, Recommendation, Target, evaluate_unsorted, sort_recommendations};
 use crate::advice::config::Thresholds;
 use crate::advice::inputs::Inputs;
 
@@ -71,7 +71,7 @@ impl Engine {
     /// Applies the rules to `inputs` and returns the recommendations in force after
     /// hysteresis. The inputs out of reach are those of this evaluation.
     pub fn evaluate(&mut self, inputs: &Inputs) -> Evaluation {
-        let strict = evaluate(inputs, &self.thresholds);
+        let strict = evaluate_unsorted(inputs, &self.thresholds);
         let fire_after = self.thresholds.fire_after.max(1);
         let clear_after = self.thresholds.clear_after.max(1);
         // A set: with a recommendation per vCPU of a hundred VMs, a list made the pass below
@@ -107,7 +107,7 @@ impl Engine {
             .iter()
             .any(|(key, track)| track.active && !seen.contains(key));
         let mut holding: HashMap<Key, Recommendation> = if clearing {
-            evaluate(inputs, &self.relaxed)
+            evaluate_unsorted(inputs, &self.relaxed)
                 .recommendations
                 .into_iter()
                 .map(|r| (Key::of(&r), r))

@@ -200,18 +200,24 @@ fn order(id: &str) -> Option<usize> {
     catalog().iter().position(|r| r.id == id)
 }
 
-/// Catalogue order, then target order.
+/// Catalogue order, then target order. Two stable sorts, so that a rule's place in the
+/// catalogue (a search of it) is found once per recommendation, not twice per comparison:
+/// a window of 100 VMs has some 300 recommendations.
 pub(crate) fn sort_recommendations(recs: &mut [Recommendation]) {
-    recs.sort_by(|a, b| {
-        order(a.id)
-            .cmp(&order(b.id))
-            .then_with(|| a.target.cmp(&b.target))
-    });
+    recs.sort_by(|a, b| a.target.cmp(&b.target));
+    recs.sort_by_cached_key(|r| order(r.id));
 }
 
 /// Applies every rule once, without hysteresis.
 #[must_use]
 pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Evaluation {
+    let mut evaluation = evaluate_unsorted(inputs, thresholds);
+    sort_recommendations(&mut evaluation.recommendations);
+    evaluation
+}
+
+/// [`evaluate`], the recommendations in no particular order (the engine orders those it keeps).
+pub(crate) fn evaluate_unsorted(inputs: &Inputs, thresholds: &Thresholds) -> Evaluation {
     let mut ctx = Ctx::new(inputs, thresholds);
     cpu::evaluate(&mut ctx);
     halt::evaluate(&mut ctx);
@@ -222,8 +228,7 @@ pub fn evaluate(inputs: &Inputs, thresholds: &Thresholds) -> Evaluation {
     host::evaluate(&mut ctx);
     // C9 qualifies the latency rules, so it runs after them.
     halt::c9(&mut ctx);
-    let mut recommendations = ctx.out;
-    sort_recommendations(&mut recommendations);
+    let recommendations = ctx.out;
     let mut unavailable = ctx.unavailable;
     unavailable.sort_by(|a, b| {
         order(a.rule)
