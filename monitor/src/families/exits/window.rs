@@ -25,7 +25,7 @@ use crate::{
 pub const TOP_DETAILS: usize = 5;
 
 /// One counter over the window.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct KeyWindow<'a> {
     key: ExitCounterKey,
     count: u64,
