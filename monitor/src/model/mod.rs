@@ -107,6 +107,11 @@ pub struct Snapshot {
     /// these are.
     pub skipped_events: BTreeMap<String, LostEvents>,
     /// Tuning advice in force after this window, each with its evidence (see `kvmtop explain`).
+    #[serde(
+        serialize_with = "advice::recorded::write",
+        deserialize_with = "advice::recorded::read"
+    )]
+    #[schemars(with = "Vec<advice::Recommendation>")]
     pub recommendations: Vec<advice::Recommendation>,
     /// Rule inputs that could not be measured this window, so those rules stayed quiet.
     pub advice_inputs_missing: Vec<advice::Unavailable>,

@@ -6,6 +6,10 @@
 //! Such fields carry `#[serde(default, skip_serializing_if = "recorded::not_recording")]` and
 //! `#[schemars(skip)]`; they are written only inside [`with_running_totals`], and read back when
 //! present (a recording without them reads them as zero).
+//!
+//! A recording also leaves out what a window would otherwise repeat: a recommendation whose
+//! texts are those of an earlier recommendation of its rule in the same window is written
+//! without them (see `advice::recorded`).
 
 use std::cell::Cell;
 
@@ -29,7 +33,13 @@ pub fn with_running_totals<T>(serialize: impl FnOnce() -> T) -> T {
 /// Whether a running total is left out: everywhere but inside [`with_running_totals`].
 #[must_use]
 pub fn not_recording<T>(_total: &T) -> bool {
-    !RECORDING.with(Cell::get)
+    !recording()
+}
+
+/// Whether what is being serialized on this thread goes into a recording.
+#[must_use]
+pub fn recording() -> bool {
+    RECORDING.with(Cell::get)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Tuning advice as presenters see it: the rules' descriptions, and what a rule produces — a
 //! recommendation that always carries the evidence behind it.
 
+pub mod recorded;
+
 use std::{
     collections::HashSet,
     fmt,
