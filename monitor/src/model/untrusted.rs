@@ -26,19 +26,25 @@ pub const REPLACEMENT: char = '\u{FFFD}';
     Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
-pub struct Untrusted(String);
+pub struct Untrusted(Cow<'static, str>);
 
 impl Untrusted {
     #[must_use]
     pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
+        Self(Cow::Owned(text.into()))
+    }
+
+    /// A text compiled into kvmtop (a rule's diagnosis, an evidence name): kept without a copy.
+    #[must_use]
+    pub const fn from_static(text: &'static str) -> Self {
+        Self(Cow::Borrowed(text))
     }
 
     /// Bytes read from the kernel (`/proc/PID/comm`, `cmdline`): invalid UTF-8 is repaired
     /// (U+FFFD), so every consumer, Prometheus labels included, gets valid UTF-8.
     #[must_use]
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self(String::from_utf8_lossy(bytes).into_owned())
+        Self(Cow::Owned(String::from_utf8_lossy(bytes).into_owned()))
     }
 
     /// The exact text, for output that escapes it itself (JSON, Prometheus label values).
@@ -79,13 +85,19 @@ impl fmt::Display for Untrusted {
 
 impl From<String> for Untrusted {
     fn from(text: String) -> Self {
+        Self(Cow::Owned(text))
+    }
+}
+
+impl From<Cow<'static, str>> for Untrusted {
+    fn from(text: Cow<'static, str>) -> Self {
         Self(text)
     }
 }
 
 impl From<&str> for Untrusted {
     fn from(text: &str) -> Self {
-        Self(text.to_owned())
+        Self(Cow::Owned(text.to_owned()))
     }
 }
 

@@ -55,7 +55,7 @@ pub(super) fn top<K: Copy + Ord>(
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     rows.into_iter()
         .take(TOP)
-        .map(|(k, v)| ctx.measured(&label(k), v, Comparison::Above, 0.0))
+        .map(|(k, v)| ctx.measured(label(k), v, Comparison::Above, 0.0))
         .collect()
 }
 
@@ -229,7 +229,7 @@ fn e9(ctx: &mut Ctx<'_>) {
             .filter(|(_, p99)| **p99 > t.e9_exit_p99_ns)
             .map(|(reason, p99)| {
                 ctx.measured(
-                    &format!("p99 ns of {reason} exits"),
+                    format!("p99 ns of {reason} exits"),
                     *p99,
                     Comparison::Above,
                     t.e9_exit_p99_ns,

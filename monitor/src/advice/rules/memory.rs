@@ -46,7 +46,12 @@ const M1_RECENT: [&str; 2] = [
 
 /// Judges `faults` hinting faults of which `remote` were remote, over the window; `names`
 /// label the share and the rate in the evidence.
-fn m1_check(ctx: &Ctx<'_>, faults: f64, remote: f64, names: [&str; 2]) -> Option<Vec<Evidence>> {
+fn m1_check(
+    ctx: &Ctx<'_>,
+    faults: f64,
+    remote: f64,
+    names: [&'static str; 2],
+) -> Option<Vec<Evidence>> {
     let t = ctx.t;
     let window = ctx.window.filter(|w| *w > 0.0)?;
     let per_min = faults / window * 60.0;

@@ -16,6 +16,8 @@ mod memory;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::config::Thresholds;
@@ -132,8 +134,14 @@ impl<'a> Ctx<'a> {
         &self.out
     }
 
-    /// A measurement over the window.
-    pub fn measured(&self, name: &str, value: f64, cmp: Comparison, threshold: f64) -> Evidence {
+    /// A measurement over the window; a name written in the rule is kept without a copy.
+    pub fn measured(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: f64,
+        cmp: Comparison,
+        threshold: f64,
+    ) -> Evidence {
         Evidence::measured(name, value, cmp, threshold, self.window)
     }
 }

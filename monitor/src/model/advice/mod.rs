@@ -4,6 +4,7 @@
 pub mod recorded;
 
 use std::{
+    borrow::Cow,
     collections::HashSet,
     fmt,
     sync::{Mutex, OnceLock},
@@ -254,15 +255,15 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// A configuration fact (no window).
+    /// A configuration fact (no window). A name written in a rule is kept without a copy.
     pub fn fact(
-        name: impl Into<Untrusted>,
+        name: impl Into<Cow<'static, str>>,
         value: impl Into<Value>,
         comparison: Comparison,
         threshold: impl Into<Value>,
     ) -> Self {
         Self {
-            name: name.into(),
+            name: Untrusted::from(name.into()),
             value: value.into(),
             threshold: threshold.into(),
             comparison,
@@ -272,7 +273,7 @@ impl Evidence {
 
     /// A measurement over `window` seconds.
     pub fn measured(
-        name: impl Into<Untrusted>,
+        name: impl Into<Cow<'static, str>>,
         value: f64,
         comparison: Comparison,
         threshold: f64,
@@ -398,13 +399,15 @@ impl Recommendation {
             severity,
             target,
             evidence: vec![first],
-            diagnosis: rule.diagnosis.into(),
+            // The rule's own texts are borrowed: a busy host has hundreds of recommendations
+            // in force, rebuilt every window.
+            diagnosis: Untrusted::from_static(rule.diagnosis),
             change: Change {
-                libvirt: rule.change.libvirt.map(Untrusted::from),
-                qemu: rule.change.qemu.map(Untrusted::from),
-                host: rule.change.host.map(Untrusted::from),
+                libvirt: rule.change.libvirt.map(Untrusted::from_static),
+                qemu: rule.change.qemu.map(Untrusted::from_static),
+                host: rule.change.host.map(Untrusted::from_static),
             },
-            expected_effect: rule.effect.into(),
+            expected_effect: Untrusted::from_static(rule.effect),
             source: rule.sources,
             holding: false,
         }
