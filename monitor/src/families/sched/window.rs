@@ -84,18 +84,23 @@ pub fn fill(pair: &Pair<'_, SchedTotals>, ctx: &Context<'_>, snapshot: &mut Snap
         let of_class = |class| -> Vec<&ThreadWindow> {
             threads.iter().filter(|t| t.window.class == class).collect()
         };
-        vm.families.sched = VmSched {
-            vcpus: figures(&of_class(ThreadClass::Vcpu), seconds, available),
-            classes: ThreadClass::ALL
-                .into_iter()
-                .filter_map(|class| {
-                    let members = of_class(class);
-                    (!members.is_empty()).then(|| ClassSched {
-                        class,
-                        figures: figures(&members, seconds, available),
-                    })
+        let classes: Vec<ClassSched> = ThreadClass::ALL
+            .into_iter()
+            .filter_map(|class| {
+                let members = of_class(class);
+                (!members.is_empty()).then(|| ClassSched {
+                    class,
+                    figures: figures(&members, seconds, available),
                 })
-                .collect(),
+            })
+            .collect();
+        let vcpus = classes
+            .iter()
+            .find(|c| c.class == ThreadClass::Vcpu)
+            .map_or_else(|| figures(&[], seconds, available), |c| c.figures.clone());
+        vm.families.sched = VmSched {
+            vcpus,
+            classes,
             contenders: contenders::listed(vm, &vmms, contender_span, ctx.proc_root, ctx.names),
             contenders_seconds: contender_span.seconds,
         };
