@@ -8,8 +8,10 @@
 //! half of rendering `/metrics`. A [`Series`] keeps each series' label values and value, and
 //! [`Gathered`] orders families and series as the crate's registry does, so the exposition is
 //! the same text; [`super::text`] writes it without the crate's messages.
-
-use std::collections::BTreeMap;
+//!
+//! Series are kept in the order they are asked for and sorted once, when written: kept in a
+//! sorted map instead, every one of a window's thousands of series moved its neighbours' label
+//! values about as it went in.
 
 use compact_str::CompactString;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -26,9 +28,17 @@ pub struct Series {
     names: Vec<&'static str>,
     /// For each sorted name, its position in the label values callers pass.
     order: Vec<usize>,
-    /// Each series' label values, in the order of `names`: sorted like this, the series come
-    /// out in the registry's order (by label values, label by label in name order).
-    values: BTreeMap<LabelValues, f64>,
+    /// Each call's label values, in the order of `names`, and what it did, in call order.
+    /// Sorted by label values, the series come out in the registry's order (label by label in
+    /// name order).
+    updates: Vec<(LabelValues, Update)>,
+}
+
+/// What one [`Series::with_label_values`] call did to its series.
+#[derive(Clone, Copy)]
+enum Update {
+    Add(f64),
+    Set(f64),
 }
 
 /// A series' label values. They order as a `Vec<String>` would; up to four values of up to 24
@@ -63,13 +73,13 @@ impl Series {
             kind,
             names: order.iter().map(|&i| labels[i]).collect(),
             order,
-            values: BTreeMap::new(),
+            updates: Vec::new(),
         }
     }
 
     /// The series with these label values (in the order the family's labels were given),
     /// created at 0 on first use; values for the same labels again reach the same series, so
-    /// adding sums them.
+    /// adding sums them and setting replaces what came before.
     ///
     /// # Panics
     /// When the number of values is not the number of labels: a programming error, as the
@@ -86,7 +96,32 @@ impl Series {
             .iter()
             .map(|&i| CompactString::new(values[i]))
             .collect();
-        Sample(self.values.entry(key).or_insert(0.0))
+        self.updates.push((key, Update::Add(0.0)));
+        let (_, update) = self.updates.last_mut().expect("just pushed");
+        Sample(update)
+    }
+
+    /// Each series once, by label values, with the updates made to it applied in call order.
+    fn series(&self) -> Vec<(&LabelValues, f64)> {
+        let mut order: Vec<usize> = (0..self.updates.len()).collect();
+        // Stable: updates to one series stay in call order.
+        order.sort_by(|&a, &b| self.updates[a].0.cmp(&self.updates[b].0));
+        let mut series: Vec<(&LabelValues, f64)> = Vec::with_capacity(order.len());
+        for i in order {
+            let (values, update) = &self.updates[i];
+            let value = match series.last_mut() {
+                Some((last, value)) if *last == values => value,
+                _ => {
+                    series.push((values, 0.0));
+                    &mut series.last_mut().expect("just pushed").1
+                }
+            };
+            match *update {
+                Update::Add(n) => *value += n,
+                Update::Set(n) => *value = n,
+            }
+        }
+        series
     }
 
     /// Appends the family's text exposition to `out`, as the crate's `TextEncoder` writes it.
@@ -97,7 +132,7 @@ impl Series {
             "gauge"
         };
         text::write_header(out, self.name, self.help, kind);
-        for (values, &value) in &self.values {
+        for (values, value) in self.series() {
             text::write_sample(
                 out,
                 self.name,
@@ -122,7 +157,7 @@ impl Series {
         let names = &self.names;
         let kind = self.kind;
         family.set_metric(
-            self.values
+            self.series()
                 .into_iter()
                 .map(|(values, value)| {
                     let mut metric = Metric::from_label(
@@ -132,7 +167,7 @@ impl Series {
                             .map(|(name, value)| {
                                 let mut pair = LabelPair::default();
                                 pair.set_name((*name).to_owned());
-                                pair.set_value(value.into());
+                                pair.set_value(value.to_string());
                                 pair
                             })
                             .collect(),
@@ -155,17 +190,17 @@ impl Series {
 }
 
 /// One series' value.
-pub struct Sample<'a>(&'a mut f64);
+pub struct Sample<'a>(&'a mut Update);
 
 impl Sample<'_> {
     /// Adds to a counter (or a gauge summed over several parts, e.g. a VM's vCPUs).
     pub fn inc_by(self, value: impl Into<SampleValue>) {
-        *self.0 += value.into().0;
+        *self.0 = Update::Add(value.into().0);
     }
 
     /// Sets a gauge.
     pub fn set(self, value: impl Into<SampleValue>) {
-        *self.0 = value.into().0;
+        *self.0 = Update::Set(value.into().0);
     }
 }
 
@@ -196,7 +231,7 @@ pub struct Gathered {
 impl Gathered {
     /// Adds a family; one without series is left out (the registry leaves those out).
     pub fn add(&mut self, series: Series) {
-        if !series.values.is_empty() {
+        if !series.updates.is_empty() {
             self.families.push(series);
         }
     }
@@ -273,6 +308,24 @@ mod tests {
         let expected = text(&registry.gather());
         assert!(expected.contains(r#"demo_z_total{kind="b",pid="20",vm="web-2"} 7"#));
         assert_eq!(written(gathered.into_families()), expected);
+    }
+
+    #[test]
+    fn updates_to_one_series_apply_in_call_order_whatever_comes_between() {
+        let mut gauge = Series::gauge("demo_g", "A gauge.", &["vm"]);
+        gauge.with_label_values(&["b"]).inc_by(2);
+        gauge.with_label_values(&["a"]).set(1);
+        gauge.with_label_values(&["b"]).set(5);
+        gauge.with_label_values(&["c"]);
+        gauge.with_label_values(&["b"]).inc_by(1.5);
+        gauge.with_label_values(&["a"]).inc_by(1);
+        let mut gathered = Gathered::default();
+        gathered.add(gauge);
+        assert_eq!(
+            written(gathered.into_families()),
+            "# HELP demo_g A gauge.\n# TYPE demo_g gauge\ndemo_g{vm=\"a\"} 2\n\
+             demo_g{vm=\"b\"} 6.5\ndemo_g{vm=\"c\"} 0\n"
+        );
     }
 
     #[test]
