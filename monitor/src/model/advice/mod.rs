@@ -3,20 +3,12 @@
 
 pub mod recorded;
 
-use std::{
-    borrow::Cow,
-    collections::HashSet,
-    fmt,
-    sync::{Mutex, OnceLock},
-};
+use std::{borrow::Cow, fmt};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Untrusted,
-    interned::{self, StaticText},
-};
+use super::{Untrusted, interned::StaticText};
 
 /// A reference: the document and the section within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -73,26 +65,6 @@ pub struct RuleInfo {
     pub change: StaticChange,
     pub effect: &'static str,
     pub sources: &'static [Source],
-}
-
-/// For `#[serde(deserialize_with)]` on a `&'static [Source]` field: each distinct list is
-/// kept once, like the texts, and is bounded like them.
-fn sources<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static [Source], D::Error> {
-    static LISTS: OnceLock<Mutex<HashSet<&'static [Source]>>> = OnceLock::new();
-    let list = Vec::<Source>::deserialize(d)?;
-    let mut lists = LISTS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(kept) = lists.get(list.as_slice()) {
-        return Ok(kept);
-    }
-    if !interned::room_for(lists.len()) {
-        return Ok(&[]);
-    }
-    let kept: &'static [Source] = Box::leak(list.into_boxed_slice());
-    lists.insert(kept);
-    Ok(kept)
 }
 
 /// An input a rule needed but did not have, so the rule stayed quiet.
@@ -350,37 +322,23 @@ impl Change {
 
 /// One piece of advice. It cannot exist without evidence: the only constructor takes the
 /// first item, and the list is private.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Read back only from recordings, by `recorded::read`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Recommendation {
     /// The rule id (`C1`, `E4`, …).
-    #[serde(deserialize_with = "super::interned::text")]
     pub id: StaticText,
-    #[serde(deserialize_with = "super::interned::text")]
     pub title: StaticText,
     pub severity: Severity,
     pub target: Target,
-    #[serde(deserialize_with = "some_evidence")]
     evidence: Vec<Evidence>,
     pub diagnosis: Untrusted,
     pub change: Change,
     pub expected_effect: Untrusted,
     /// The references behind the rule (one or more).
-    #[serde(deserialize_with = "sources")]
     pub source: &'static [Source],
     /// The condition is no longer past its firing threshold but not yet past its clearing
     /// one; the evidence then shows the clearing thresholds.
     pub holding: bool,
-}
-
-/// A recording read back keeps the rule that a recommendation has evidence.
-fn some_evidence<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Evidence>, D::Error> {
-    let evidence = Vec::<Evidence>::deserialize(d)?;
-    if evidence.is_empty() {
-        return Err(serde::de::Error::custom(
-            "a recommendation without evidence",
-        ));
-    }
-    Ok(evidence)
 }
 
 impl Recommendation {

@@ -12,9 +12,14 @@
 //! start anywhere), and what is read back is what was recorded, whatever the reader's own rule
 //! catalogue says. Outside recordings every recommendation carries its texts.
 
+use std::{
+    collections::HashSet,
+    sync::{Mutex, OnceLock},
+};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::SerializeSeq};
 
-use super::{Change, Evidence, Recommendation, Severity, Source, Target, some_evidence, sources};
+use super::{Change, Evidence, Recommendation, Severity, Source, Target};
 use crate::model::{
     Untrusted,
     interned::{self, StaticText},
@@ -68,7 +73,8 @@ pub fn read<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Recommenda
                 })?,
             _ => {
                 return Err(D::Error::custom(format!(
-                    "recommendation {} has neither all its texts nor where to take them from",
+                    "recommendation {} carries neither all its texts alone nor only where to \
+                     take them from",
                     item.id
                 )));
             }
@@ -187,6 +193,35 @@ impl Texts {
             source: recommendation.source,
         }
     }
+}
+
+/// For `#[serde(deserialize_with)]` on a `&'static [Source]` field: each distinct list is
+/// kept once, like the texts, and is bounded like them.
+fn sources<'de, D: Deserializer<'de>>(d: D) -> Result<&'static [Source], D::Error> {
+    static LISTS: OnceLock<Mutex<HashSet<&'static [Source]>>> = OnceLock::new();
+    let list = Vec::<Source>::deserialize(d)?;
+    let mut lists = LISTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(kept) = lists.get(list.as_slice()) {
+        return Ok(kept);
+    }
+    if !interned::room_for(lists.len()) {
+        return Ok(&[]);
+    }
+    let kept: &'static [Source] = Box::leak(list.into_boxed_slice());
+    lists.insert(kept);
+    Ok(kept)
+}
+
+/// A recording read back keeps the rule that a recommendation has evidence.
+fn some_evidence<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Evidence>, D::Error> {
+    let evidence = Vec::<Evidence>::deserialize(d)?;
+    if evidence.is_empty() {
+        return Err(D::Error::custom("a recommendation without evidence"));
+    }
+    Ok(evidence)
 }
 
 fn optional_sources<'de, D: Deserializer<'de>>(
@@ -339,10 +374,16 @@ mod tests {
             list[0].as_object_mut().unwrap().remove("change");
         });
         assert!(
-            err.contains("recommendation T1 has neither all its texts nor where to take them from"),
+            err.contains(
+                "recommendation T1 carries neither all its texts alone nor only where to take \
+                 them from"
+            ),
             "{err}"
         );
         let err = refused(&|list| list[0]["texts_of"] = 0.into());
-        assert!(err.contains("neither all its texts"), "{err}");
+        assert!(
+            err.contains("recommendation T1 carries neither all its texts alone"),
+            "{err}"
+        );
     }
 }

@@ -189,7 +189,7 @@ impl Series {
     }
 }
 
-/// One series' value.
+/// One call's update to its series: an addition, or a value that replaces what came before.
 pub struct Sample<'a>(&'a mut Update);
 
 impl Sample<'_> {
