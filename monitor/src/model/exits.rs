@@ -234,6 +234,7 @@ pub struct Exits {
     /// Halts that ended in the window (`kvm_vcpu_wakeup`).
     pub halts: u64,
     /// Sorted by count, largest first.
+    #[serde(deserialize_with = "read_reasons")]
     pub by_reason: Vec<ReasonCount>,
     /// What the exits were about, per kind: the largest values and the rest (a VM's only; empty
     /// for a vCPU).
@@ -260,12 +261,29 @@ pub struct ReasonCount {
     /// closing event is not seen (e.g. `kvm_entry` unavailable).
     pub latency: Option<LatencySummary>,
     /// What the latency measures, for this reason's source.
-    #[serde(deserialize_with = "super::interned::text")]
+    #[serde(
+        default,
+        deserialize_with = "super::interned::text",
+        skip_serializing_if = "super::recorded::derived"
+    )]
+    // Always there outside recordings, which the schema does not describe.
+    #[schemars(!default, !skip_serializing_if)]
     pub latency_meaning: StaticText,
     /// Running latency histogram (for Prometheus histograms).
     #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
     #[schemars(skip)]
     pub cumulative_latency: Option<Histogram>,
+}
+
+/// Reads the reasons, each meaning a recording left out taken from its source.
+fn read_reasons<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ReasonCount>, D::Error> {
+    let mut reasons = Vec::<ReasonCount>::deserialize(d)?;
+    for reason in &mut reasons {
+        if reason.latency_meaning.is_empty() {
+            reason.latency_meaning = reason.source.latency_meaning();
+        }
+    }
+    Ok(reasons)
 }
 
 impl Exits {

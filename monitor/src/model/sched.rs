@@ -99,13 +99,26 @@ pub struct SchedFigures {
     pub cumulative: SchedCumulative,
 }
 
+/// What a migration can cross, the keys of [`Migrations::by_class`]: every class is present,
+/// at 0 when no thread moved that way.
+pub const MIGRATION_CLASSES: [&str; 5] = [
+    "same_core",
+    "same_llc",
+    "cross_llc",
+    "cross_node",
+    "unknown",
+];
+
 /// Migrations over the window, by what they crossed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Migrations {
     pub count: u64,
     pub rate: f64,
     /// `same_core` (SMT sibling), `same_llc`, `cross_llc`, `cross_node`, `unknown`.
-    #[serde(deserialize_with = "super::interned::text_keys")]
+    #[serde(
+        serialize_with = "super::recorded::write_moved_classes",
+        deserialize_with = "super::recorded::read_classes"
+    )]
     pub by_class: BTreeMap<&'static str, MigrationCount>,
 }
 
@@ -122,7 +135,10 @@ pub struct SchedCumulative {
     pub run_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
-    #[serde(deserialize_with = "super::interned::text_keys")]
+    #[serde(
+        serialize_with = "super::recorded::write_moved_classes",
+        deserialize_with = "super::recorded::read_classes"
+    )]
     pub migrations: BTreeMap<&'static str, u64>,
     pub wait: Histogram,
 }

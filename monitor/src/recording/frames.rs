@@ -126,6 +126,13 @@ mod tests {
         let start = snapshot.window.start_unix_seconds;
         assert_eq!(back.window.start_unix_seconds.to_bits(), start.to_bits());
         assert_eq!(encode_window(&back), payload);
+        // What the recording left for its reader to fill in (migration classes without a move,
+        // what each exit latency measures) is back: the window prints as `snapshot` prints it.
+        assert!(!String::from_utf8_lossy(&payload).contains("latency_meaning"));
+        assert_eq!(
+            String::from_utf8(redact::to_json(&back).unwrap()).unwrap(),
+            String::from_utf8(redact::to_json(&snapshot).unwrap()).unwrap()
+        );
     }
 
     #[test]

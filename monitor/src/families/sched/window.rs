@@ -290,6 +290,14 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// A recording leaves out the classes without a move and its reader adds back those the
+    /// model names: the two lists must be the same.
+    #[test]
+    fn every_class_counted_is_one_the_model_names() {
+        let counted = MigrationCounts::CLASSES.map(class_name);
+        assert_eq!(counted, crate::model::sched::MIGRATION_CLASSES);
+    }
+
     fn thread(tid: u32, wait_ns: u64, watched_ns: u64) -> ThreadTotals {
         let mut raw = ThreadSched::new(1);
         raw.wait = LatencyHist {

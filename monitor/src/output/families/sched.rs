@@ -8,7 +8,10 @@ use std::io::Write;
 use super::Presenter;
 use crate::{
     format,
-    model::{Snapshot, Vcpu, Vm, sched::SchedCumulative},
+    model::{
+        Snapshot, Vcpu, Vm,
+        sched::{MIGRATION_CLASSES, SchedCumulative},
+    },
     output::series::{
         Context, histograms, ns_to_s,
         plain::{Gathered, Series},
@@ -16,14 +19,6 @@ use crate::{
     },
 };
 
-/// Migration classes, all exported (at 0 when none happened) so queries find every series.
-const CLASSES: [&str; 5] = [
-    "same_core",
-    "same_llc",
-    "cross_llc",
-    "cross_node",
-    "unknown",
-];
 
 pub struct Sched;
 
@@ -97,7 +92,8 @@ impl Presenter for Sched {
                         .inc_by(n);
                 }
                 if sched.figures.migrations.is_some() {
-                    for class in CLASSES {
+                    // Every class, at 0 when none happened, so queries find every series.
+                    for class in MIGRATION_CLASSES {
                         migrations
                             .with_label_values(&vcpu_label_values(
                                 level,
