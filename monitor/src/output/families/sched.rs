@@ -19,7 +19,6 @@ use crate::{
     },
 };
 
-
 pub struct Sched;
 
 impl Presenter for Sched {
