@@ -52,7 +52,7 @@ pub(crate) fn qemu(pid: u32, args: &[&str], vcpu_tids: &[u32]) -> Vmm {
             .into(),
         uuid: None,
         comm: "qemu-system-x86".into(),
-        qemu: Some(cmd),
+        qemu: Some(cmd.into()),
         vcpus,
         threads,
     }

@@ -1,6 +1,7 @@
 //! Reading one VMM: what it is (once, when it appears) and its vCPUs and threads (every scan).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::model::Untrusted;
 
@@ -44,7 +45,7 @@ impl Discovery {
                 cmd.warnings
                     .push("the command line was cut at the read limit".to_owned());
             }
-            cmd
+            Arc::new(cmd)
         });
         let kind = if is_qemu {
             VmmKind::Qemu
@@ -161,7 +162,7 @@ impl Discovery {
             pid,
             &fds.vcpus,
             &infos,
-            known.vmm.qemu.as_ref(),
+            known.vmm.qemu.as_deref(),
             &mut known.memory,
             |tid| {
                 if !probe {

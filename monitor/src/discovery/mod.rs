@@ -47,6 +47,7 @@ mod threads;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -100,7 +101,9 @@ pub struct Vmm {
     /// QEMU's `-uuid`, lowercase; `None` when absent or malformed.
     pub uuid: Option<String>,
     pub comm: Untrusted,
-    pub qemu: Option<QemuCommandLine>,
+    /// Shared rather than owned: every window hands each VMM to the families and advice, and a
+    /// libvirt command line takes a few microseconds to copy (some hundred allocations).
+    pub qemu: Option<Arc<QemuCommandLine>>,
     /// Sorted by index; one per `kvm-vcpu` fd.
     pub vcpus: Vec<Vcpu>,
     /// Every thread of the process, sorted by tid.

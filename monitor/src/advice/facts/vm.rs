@@ -176,7 +176,7 @@ impl VmFacts {
         let affinity = |tid: u32| {
             roots.and_then(|r| status_list(&r.proc, pid, Some(tid), "Cpus_allowed_list"))
         };
-        let cmd = vmm.qemu.as_ref();
+        let cmd = vmm.qemu.as_deref();
         let mounts = roots.and_then(|r| hugetlbfs_mounts(&r.proc, pid));
         let vcpus = u32::try_from(vmm.vcpus.len())
             .ok()
