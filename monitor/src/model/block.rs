@@ -33,8 +33,12 @@ pub struct HostBlock {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VmBlock {
     /// Host block devices the VM's requests went to, or its drives sit on; busiest first.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub devices: Vec<BlockDevice>,
     /// The VM's drives (QEMU only), in command-line order.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub drives: Vec<DriveInfo>,
 }
 

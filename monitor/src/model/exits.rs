@@ -215,10 +215,13 @@ impl DetailGroup {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VcpuTime {
     /// Handling hardware exits (`kvm_exit` → `kvm_entry`).
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub handling_exits: Option<f64>,
     /// In the VMM after a userspace exit, until the next `KVM_RUN`.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub in_vmm: Option<f64>,
     /// Halted in the kernel, waiting for an interrupt.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub halted: Option<f64>,
 }
 
@@ -226,39 +229,59 @@ pub struct VcpuTime {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Exits {
     /// State of each exit source for this VM in the window.
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub sources: BTreeMap<String, SourceState>,
     /// Hardware exits in the window (`kvm_exit`).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub total: u64,
     /// Returns to the VMM in the window (userspace exits).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub userspace_total: u64,
     /// Halts that ended in the window (`kvm_vcpu_wakeup`).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub halts: u64,
     /// Sorted by count, largest first.
     #[serde(deserialize_with = "read_reasons")]
     pub by_reason: Vec<ReasonCount>,
     /// What the exits were about, per kind: the largest values and the rest (a VM's only; empty
     /// for a vCPU).
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub details: Vec<DetailGroup>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ReasonCount {
     pub source: ExitSource,
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub isa: Option<Isa>,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub code: u64,
     pub reason: String,
     /// Events in the window.
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub count: u64,
     /// Events per second over the window.
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub rate: f64,
     /// Events since kvmtop started counting this VM (for Prometheus counters).
     #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
     #[schemars(skip)]
     pub cumulative: u64,
     /// This reason's share of its source's events in the window (0–1).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub share: f64,
     /// Handling latency over the window (see `latency_meaning`); null when the interval's
     /// closing event is not seen (e.g. `kvm_entry` unavailable).
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub latency: Option<LatencySummary>,
     /// What the latency measures, for this reason's source.
     #[serde(

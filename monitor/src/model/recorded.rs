@@ -12,7 +12,10 @@
 //! without them (see `advice::recorded`); a field its reader derives from the others is left out
 //! ([`derived`]); and the migration classes no thread moved through, most of them in most windows
 //! (five per vCPU, class and VM, twice with the running totals: about a seventh of the JSON of a
-//! window of 96 idle VMs), are left for the reader to fill in at 0.
+//! window of 96 idle VMs), are left for the reader to fill in at 0. So are the absent values
+//! ([`absent`]) and the zero counts and empty lists ([`unset`]) of the figures most windows
+//! leave at that: a switch count of a thread that never blocked, the latency of a source this
+//! host does not fire, a vCPU's NUMA preference on a host with one node.
 
 use std::{cell::Cell, collections::BTreeMap};
 
@@ -48,6 +51,27 @@ pub fn not_recording<T>(_total: &T) -> bool {
 #[must_use]
 pub fn derived<T>(_field: &T) -> bool {
     recording()
+}
+
+/// Whether an absent value is left out: inside [`with_running_totals`] only. A missing
+/// `Option` field reads back as `None`.
+#[must_use]
+pub fn absent<T>(value: &Option<T>) -> bool {
+    value.is_none() && recording()
+}
+
+/// Whether a zero or empty value is left out: inside [`with_running_totals`] only. Such fields
+/// carry `#[serde(default)]`, so a missing one reads back as its default; the schema, which
+/// describes snapshots, keeps them required (`#[schemars(!default, !skip_serializing_if)]`).
+#[must_use]
+pub fn unset<T: Default + PartialEq>(value: &T) -> bool {
+    recording() && *value == T::default()
+}
+
+/// Whether an empty list is left out: as [`unset`], for lists of what cannot be compared.
+#[must_use]
+pub fn empty<T>(list: &[T]) -> bool {
+    list.is_empty() && recording()
 }
 
 /// Whether what is being serialized on this thread goes into a recording.
@@ -109,6 +133,49 @@ mod tests {
         let recorded = with_running_totals(|| serde_json::to_string(&figures).unwrap());
         assert_eq!(recorded, r#"{"count":3,"cumulative":40}"#);
         assert_eq!(serde_json::to_string(&figures).unwrap(), plain);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Sparse {
+        #[serde(skip_serializing_if = "absent")]
+        latency: Option<u64>,
+        #[serde(default, skip_serializing_if = "unset")]
+        count: u64,
+        #[serde(default, skip_serializing_if = "unset")]
+        rate: f64,
+        #[serde(default, skip_serializing_if = "empty")]
+        buckets: Vec<u64>,
+    }
+
+    #[test]
+    fn absent_zero_and_empty_values_are_left_out_of_recordings_and_read_back_as_such() {
+        let idle = Sparse {
+            latency: None,
+            count: 0,
+            rate: 0.0,
+            buckets: Vec::new(),
+        };
+        let plain = serde_json::to_string(&idle).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"latency":null,"count":0,"rate":0.0,"buckets":[]}"#
+        );
+        let recorded = with_running_totals(|| serde_json::to_string(&idle).unwrap());
+        assert_eq!(recorded, "{}");
+        assert_eq!(serde_json::from_str::<Sparse>(&recorded).unwrap(), idle);
+        // What is set is written, a latency of 0 included (known, unlike an absent one).
+        let busy = Sparse {
+            latency: Some(0),
+            count: 4,
+            rate: 0.5,
+            buckets: vec![1],
+        };
+        let recorded = with_running_totals(|| serde_json::to_string(&busy).unwrap());
+        assert_eq!(
+            recorded,
+            r#"{"latency":0,"count":4,"rate":0.5,"buckets":[1]}"#
+        );
+        assert_eq!(serde_json::from_str::<Sparse>(&recorded).unwrap(), busy);
     }
 
     #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]

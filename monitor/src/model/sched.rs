@@ -71,27 +71,43 @@ pub struct HostSched {
 /// Scheduling figures of one thread, or of a group of threads added up, over the window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SchedFigures {
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub threads: u32,
     /// Run-queue wait (runnable, not running) as a share of the threads' wall time: the steal
     /// a guest sees on a vCPU. 0-1, the mean over the threads; null without `sched_switch` and
     /// `sched_wakeup`.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub steal: Option<f64>,
     /// On-CPU time as a share of the threads' wall time, the mean over the threads; null
     /// without `sched_switch`.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub on_cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub wait_ns: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub run_ns: u64,
     /// The waits that ended in the window.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub wait: Option<LatencySummary>,
     /// Their log2 histogram: the non-empty buckets `[floor_ns, 2 × floor_ns)`.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub wait_buckets: Vec<Bucket>,
     /// Switches out while blocking (sleep, I/O).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub voluntary_switches: u64,
     /// Switches out while runnable (preempted).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub involuntary_switches: u64,
     /// Runs started on another host CPU than the thread's previous run (counted by
     /// `sched_switch` at switch-in: a thread moved several times while it waited migrates
     /// once); null without `sched_switch`.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub migrations: Option<Migrations>,
     /// Running totals, for Prometheus counters.
     #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
@@ -112,7 +128,11 @@ pub const MIGRATION_CLASSES: [&str; 5] = [
 /// Migrations over the window, by what they crossed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Migrations {
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub count: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub rate: f64,
     /// `same_core` (SMT sibling), `same_llc`, `cross_llc`, `cross_node`, `unknown`.
     #[serde(
@@ -124,22 +144,31 @@ pub struct Migrations {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MigrationCount {
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub count: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub rate: f64,
 }
 
 /// Running totals since kvmtop started watching the threads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedCumulative {
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
     pub wait_ns: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
     pub run_ns: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
     pub voluntary_switches: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
     pub involuntary_switches: u64,
     #[serde(
         serialize_with = "super::recorded::write_moved_classes",
         deserialize_with = "super::recorded::read_classes"
     )]
     pub migrations: BTreeMap<&'static str, u64>,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
     pub wait: Histogram,
 }
 
@@ -154,15 +183,21 @@ pub struct VcpuSched {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Placement {
     /// The host CPU the thread runs on or last ran on, and that CPU's NUMA node.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub cpu: Option<u32>,
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub node: Option<u32>,
     /// The host CPU it ran on longest in the window, the share of its on-CPU time spent there,
     /// and that CPU's node.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub dominant_cpu: Option<u32>,
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub dominant_cpu_share: Option<f64>,
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub dominant_node: Option<u32>,
     /// The share of the VM's resident memory on other nodes than this vCPU's (its dominant
     /// CPU's node, else its current one): 0 when everything is local.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub remote_memory_share: Option<f64>,
 }
 
@@ -173,9 +208,13 @@ pub struct VmSched {
     pub vcpus: SchedFigures,
     /// Each thread class of the VMM present, in a fixed order (vcpu, main, iothread, worker,
     /// vhost, other).
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub classes: Vec<ClassSched>,
     /// Who held the CPU when the VM's threads got it after waiting, most wait first, over the
     /// last `contenders_seconds`.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub contenders: Vec<ContenderFigures>,
     /// The span the contenders cover, in seconds: the window in a snapshot; in the live modes
     /// (`top`, `serve`, `record`) the contender map is read about every 5 s and the windows in

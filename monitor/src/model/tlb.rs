@@ -40,11 +40,19 @@ pub struct CpuTlb {
 /// Flushes over the window and what they covered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlushCount {
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub count: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub rate: f64,
     /// Pages of the ranged flushes.
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub pages: u64,
     /// Flushes of a whole address space (no page count).
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub full_flushes: u64,
     /// Events since kvmtop started counting (for Prometheus counters).
     #[serde(default, skip_serializing_if = "super::recorded::not_recording")]
@@ -62,15 +70,24 @@ pub struct VmTlb {
     /// vCPU threads included: each one interrupted the guest.
     pub received: FlushCount,
     /// Every flush reason seen in the VMM's threads, largest first.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub by_reason: Vec<TlbReasonCount>,
     /// Received shootdowns per thread, largest first; `vcpu` is the vCPU the thread runs.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub received_by_thread: Vec<ThreadShootdowns>,
     /// Received shootdowns per host CPU.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub received_by_cpu: Vec<CpuShootdowns>,
     /// The host CPUs the VM's vCPU threads may run on (their affinity); empty while unknown.
+    #[serde(default, skip_serializing_if = "super::recorded::empty")]
+    #[schemars(!default, !skip_serializing_if)]
     pub vcpu_cpus: Vec<u32>,
     /// Shootdowns received on those CPUs by any task (not only this VM's): the interruptions its
     /// vCPUs can suffer from the rest of the host. Null while `vcpu_cpus` is unknown.
+    #[serde(skip_serializing_if = "super::recorded::absent")]
     pub received_on_vcpu_cpus: Option<FlushCount>,
     /// KVM's paravirtual TLB flushes for this guest (`kvm_pv_tlb_flush`).
     pub pv_flushes: PvFlushes,
@@ -108,8 +125,14 @@ pub struct CpuShootdowns {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PvFlushes {
     /// Steal-time updates KVM checked for a pending flush.
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub checks: u64,
     /// Flushes KVM performed on the guest's behalf.
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub flushed: u64,
+    #[serde(default, skip_serializing_if = "super::recorded::unset")]
+    #[schemars(!default, !skip_serializing_if)]
     pub flushed_rate: f64,
 }
