@@ -2,12 +2,16 @@
 //! observation is optional, so a signal that is not collected (yet) is simply absent, and
 //! the rules that need it stay quiet and list it as out of reach.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::Serialize;
 
 use super::facts::{HostFacts, VmFacts, VmStat};
 use crate::model::{HostState, Untrusted};
+
+/// Events per second by reason name, the names borrowed from the snapshot's (copied only for
+/// the few reasons it does not name itself).
+pub type ByReason = BTreeMap<Cow<'static, str>, f64>;
 
 /// Everything one evaluation looks at.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -113,7 +117,7 @@ pub struct VmObservations {
     /// Hardware exits per second by the kernel's reason name (`IO_INSTRUCTION`, `npf`), summed
     /// over vCPUs. A reason missing from a present map had no exits. When `None`, VM-wide
     /// rates are summed from the vCPUs' maps if every vCPU has one.
-    pub exit_rates: Option<BTreeMap<String, f64>>,
+    pub exit_rates: Option<ByReason>,
     /// Port I/O exits per second by port.
     pub pio_rates: Option<BTreeMap<u16, f64>>,
     /// All port I/O exits per second as `kvm_pio` counts them: the measure of E1 on hosts where
@@ -122,7 +126,7 @@ pub struct VmObservations {
     /// MSR writes per second by MSR index.
     pub msr_write_rates: Option<BTreeMap<u32, f64>>,
     /// 99th percentile of `kvm_exit` → `kvm_entry` by reason name, ns.
-    pub exit_p99_ns: Option<BTreeMap<String, f64>>,
+    pub exit_p99_ns: Option<ByReason>,
     /// IPIs the guest sent per second (`kvm_apic_ipi`).
     pub guest_ipis_per_s: Option<f64>,
     /// NUMA hinting faults of the VM's process in the window.
@@ -150,9 +154,9 @@ pub struct VmObservations {
 pub struct VcpuObservations {
     pub index: u32,
     /// Hardware exits per second by reason name.
-    pub exit_rates: Option<BTreeMap<String, f64>>,
+    pub exit_rates: Option<ByReason>,
     /// Returns to the VMM per second by `KVM_EXIT_*` name (`IO`, `MMIO`).
-    pub userspace_exit_rates: Option<BTreeMap<String, f64>>,
+    pub userspace_exit_rates: Option<ByReason>,
     /// MMIO writes completed in the kernel per second (`kvm_fast_mmio`).
     pub fast_mmio_per_s: Option<f64>,
     /// Share of the vCPU's time spent between `kvm_exit` and `kvm_entry`.
@@ -172,7 +176,7 @@ pub struct VcpuObservations {
 }
 
 /// The rate of the first of `names` present in `rates`; 0 when the map has none of them.
-pub(crate) fn rate_in(rates: &BTreeMap<String, f64>, names: &[&str]) -> f64 {
+pub(crate) fn rate_in(rates: &ByReason, names: &[&str]) -> f64 {
     names
         .iter()
         .filter_map(|n| rates.get(*n))

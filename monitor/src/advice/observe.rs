@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::inputs::{BlockObservation, VcpuObservations, VmObservations};
+use super::inputs::{BlockObservation, ByReason, VcpuObservations, VmObservations};
 use crate::{
     host::proc::ThreadAccounting,
     model::{self, DetailGroup, Exits, block::VmBlock},
@@ -40,7 +40,7 @@ pub fn vm_observations(
     threads: &BTreeMap<u32, (Option<f64>, Option<f64>)>,
 ) -> VmObservations {
     let hardware_live = vm.families.exits.is_live(ExitSource::KvmExit);
-    let exit_p99_ns: BTreeMap<String, f64> = vm
+    let exit_p99_ns: ByReason = vm
         .families
         .exits
         .by_reason
@@ -155,7 +155,7 @@ fn block_observations(block: &VmBlock) -> Option<BTreeMap<String, BlockObservati
 }
 
 /// Rates by reason name of one source.
-fn rates(exits: &Exits, source: ExitSource) -> BTreeMap<String, f64> {
+fn rates(exits: &Exits, source: ExitSource) -> ByReason {
     exits
         .by_reason
         .iter()

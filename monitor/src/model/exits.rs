@@ -1,7 +1,7 @@
 //! VM exits over a window: counts and rates by source and reason, handling latency, what the
 //! exits were about (ports, MSRs, guest pages, …), and where each vCPU's time went.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::{Deserialize, Serialize};
 use schemars::JsonSchema;
@@ -229,9 +229,9 @@ pub struct VcpuTime {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Exits {
     /// State of each exit source for this VM in the window.
-    #[serde(default, skip_serializing_if = "super::recorded::unset")]
-    #[schemars(!default, !skip_serializing_if)]
-    pub sources: BTreeMap<String, SourceState>,
+    // Keyed by the sources' static names: every vCPU of every VM has such a map each window.
+    #[serde(deserialize_with = "super::interned::text_keys")]
+    pub sources: BTreeMap<StaticText, SourceState>,
     /// Hardware exits in the window (`kvm_exit`).
     #[serde(default, skip_serializing_if = "super::recorded::unset")]
     #[schemars(!default, !skip_serializing_if)]
@@ -262,7 +262,9 @@ pub struct ReasonCount {
     #[serde(default, skip_serializing_if = "super::recorded::unset")]
     #[schemars(!default, !skip_serializing_if)]
     pub code: u64,
-    pub reason: String,
+    // Borrowed for the reasons this kvmtop names (nearly all), not copied per reason, vCPU and
+    // window.
+    pub reason: Cow<'static, str>,
     /// Events in the window.
     #[serde(default, skip_serializing_if = "super::recorded::unset")]
     #[schemars(!default, !skip_serializing_if)]

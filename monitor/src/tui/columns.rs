@@ -468,7 +468,7 @@ mod tests {
         vm.families
             .exits
             .sources
-            .insert("kvm_exit".into(), crate::model::SourceState::Silent);
+            .insert("kvm_exit", crate::model::SourceState::Silent);
         assert_eq!(shown(&vm, &snapshot), (format::rate(user), user));
         snapshot.vms[0] = vm;
         let mut history = crate::tui::history::History::default();

@@ -298,7 +298,7 @@ mod tests {
         let template = web.families.exits.by_reason[0].clone();
         for k in 0..10_u32 {
             let mut reason = template.clone();
-            reason.reason = format!("R{k}");
+            reason.reason = format!("R{k}").into();
             reason.rate = f64::from(k);
             web.families.exits.by_reason.push(reason);
         }

@@ -306,7 +306,7 @@ fn exits(entries: &[&KeyWindow], seconds: f64, sources: &Sources) -> Exits {
                 source: reason.source(),
                 isa: reason.isa(),
                 code: reason.code(),
-                reason: reason.name().into_owned(),
+                reason: reason.name(),
                 count: sum.count,
                 rate: rate(sum.count, seconds),
                 cumulative: sum.cumulative,
@@ -325,7 +325,7 @@ fn exits(entries: &[&KeyWindow], seconds: f64, sources: &Sources) -> Exits {
                 let attached = sources.get(source.as_str())?;
                 let events = source_totals.get(source).copied().unwrap_or(0);
                 Some((
-                    source.as_str().to_owned(),
+                    source.as_str(),
                     SourceState::from_window(&attached.attachment, events),
                 ))
             })

@@ -88,7 +88,7 @@ fn reason_cells(r: &ReasonCount, details: &[DetailGroup]) -> [String; 8] {
             .map_or_else(|| "-".to_owned(), |l| format::duration_ns(pick(l)))
     };
     [
-        r.reason.clone(),
+        r.reason.to_string(),
         r.source.as_str().to_owned(),
         format::rate(r.rate),
         format::share(Some(r.share)),

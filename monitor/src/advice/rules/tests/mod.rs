@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::advice::facts::{HostFacts, VcpuThread, VmFacts};
 use crate::advice::inputs::{
-    BlockObservation, HostObservations, Inputs, VcpuObservations, VmInputs, VmObservations,
+    BlockObservation, ByReason, HostObservations, Inputs, VcpuObservations, VmInputs,
+    VmObservations,
 };
 use crate::advice::testutil::{fixture, qemu};
 
@@ -89,8 +90,13 @@ fn inputs(host: HostFacts, vms: Vec<VmInputs>) -> Inputs {
 
 /// A rate map for the `Option` fields of the observations.
 #[expect(clippy::unnecessary_wraps, reason = "assigned to Option fields")]
-fn rates(pairs: &[(&str, f64)]) -> Option<BTreeMap<String, f64>> {
-    Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect())
+fn rates(pairs: &[(&str, f64)]) -> Option<ByReason> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned().into(), *v))
+            .collect(),
+    )
 }
 
 /// The recommendations of rule `id`.
