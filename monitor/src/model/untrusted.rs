@@ -10,10 +10,10 @@
 //! [`DISPLAY_CHARS`] characters. Discovery wraps such strings the moment they are read, so no
 //! presenter can print them raw by accident.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, cmp::Ordering, fmt, hash, sync::Arc};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Characters shown of an untrusted text at most; longer ones end in `…`.
 pub const DISPLAY_CHARS: usize = 256;
@@ -26,38 +26,121 @@ pub const REPLACEMENT: char = '\u{FFFD}';
     Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
-pub struct Untrusted(Cow<'static, str>);
+pub struct Untrusted(Text);
+
+/// The text of an [`Untrusted`]: compiled into kvmtop, or shared by every copy. Names are
+/// copied into each window's model (a VM's, its threads', its contenders'), so a copy costs a
+/// reference count rather than an allocation.
+#[derive(Clone)]
+enum Text {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Static(text) => text,
+            Self::Shared(text) => text,
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Self::Static("")
+    }
+}
+
+// Compared, ordered, hashed and printed by the text alone, however it is held.
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl hash::Hash for Text {
+    fn hash<H: hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::Shared(String::deserialize(deserializer)?.into()))
+    }
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> Cow<'static, str> {
+        String::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        String::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
 
 impl Untrusted {
     #[must_use]
     pub fn new(text: impl Into<String>) -> Self {
-        Self(Cow::Owned(text.into()))
+        Self(Text::Shared(text.into().into()))
     }
 
     /// A text compiled into kvmtop (a rule's diagnosis, an evidence name): kept without a copy.
     #[must_use]
     pub const fn from_static(text: &'static str) -> Self {
-        Self(Cow::Borrowed(text))
+        Self(Text::Static(text))
     }
 
     /// Bytes read from the kernel (`/proc/PID/comm`, `cmdline`): invalid UTF-8 is repaired
     /// (U+FFFD), so every consumer, Prometheus labels included, gets valid UTF-8.
     #[must_use]
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self(Cow::Owned(String::from_utf8_lossy(bytes).into_owned()))
+        Self::new(String::from_utf8_lossy(bytes))
     }
 
     /// The exact text, for output that escapes it itself (JSON, Prometheus label values).
     /// Never write it to a terminal.
     #[must_use]
     pub fn exact(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The text as a terminal may show it.
     #[must_use]
     pub fn display(&self) -> Cow<'_, str> {
-        sanitize(&self.0)
+        sanitize(self.exact())
     }
 
     /// The texts shown one after the other, `separator` between them.
@@ -72,7 +155,7 @@ impl Untrusted {
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.exact().is_empty()
     }
 }
 
@@ -85,31 +168,34 @@ impl fmt::Display for Untrusted {
 
 impl From<String> for Untrusted {
     fn from(text: String) -> Self {
-        Self(Cow::Owned(text))
+        Self::new(text)
     }
 }
 
 impl From<Cow<'static, str>> for Untrusted {
     fn from(text: Cow<'static, str>) -> Self {
-        Self(text)
+        match text {
+            Cow::Borrowed(text) => Self::from_static(text),
+            Cow::Owned(text) => Self::new(text),
+        }
     }
 }
 
 impl From<&str> for Untrusted {
     fn from(text: &str) -> Self {
-        Self(Cow::Owned(text.to_owned()))
+        Self(Text::Shared(text.into()))
     }
 }
 
 impl PartialEq<str> for Untrusted {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        self.exact() == other
     }
 }
 
 impl PartialEq<&str> for Untrusted {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        self.exact() == *other
     }
 }
 
