@@ -7,6 +7,7 @@
 
 pub mod by_pid;
 pub mod places;
+pub mod small_map;
 pub mod vmms;
 
 use anyhow::Context as _;

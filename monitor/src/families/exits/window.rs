@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     bpf::hooks::{Sources, attached},
-    families::by_pid::ByPid,
+    families::{by_pid::ByPid, small_map::inserted},
     family::Pair,
     model::{
         LostEvents,
@@ -319,17 +319,14 @@ fn exits(entries: &[&KeyWindow], seconds: f64, sources: &Sources) -> Exits {
         .collect();
     by_reason.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     Exits {
-        sources: ExitSource::ALL
-            .iter()
-            .filter_map(|source| {
-                let attached = sources.get(source.as_str())?;
-                let events = source_totals.get(source).copied().unwrap_or(0);
-                Some((
-                    source.as_str(),
-                    SourceState::from_window(&attached.attachment, events),
-                ))
-            })
-            .collect(),
+        sources: inserted(ExitSource::ALL.iter().filter_map(|source| {
+            let attached = sources.get(source.as_str())?;
+            let events = source_totals.get(source).copied().unwrap_or(0);
+            Some((
+                source.as_str(),
+                SourceState::from_window(&attached.attachment, events),
+            ))
+        })),
         total: source_totals[&ExitSource::KvmExit],
         userspace_total: source_totals[&ExitSource::Userspace],
         halts: source_totals[&ExitSource::Halt],

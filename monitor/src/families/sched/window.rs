@@ -15,7 +15,7 @@ use super::{
 use crate::{
     bpf::hooks::{Sources, attached},
     discovery::Vmm,
-    families::by_pid::ByPid,
+    families::{by_pid::ByPid, small_map::inserted},
     family::Pair,
     host::topology::{MigrationClass, Topology},
     model::{
@@ -180,18 +180,16 @@ fn figures(threads: &[&ThreadWindow], seconds: f64, available: Available) -> Sch
     out.migrations = available.switch.then(|| Migrations {
         count: migrations.total(),
         rate: rate(migrations.total(), seconds),
-        by_class: migrations
-            .iter()
-            .map(|(class, count)| {
-                let rate = rate(count, seconds);
-                (class_name(class), MigrationCount { count, rate })
-            })
-            .collect(),
+        by_class: inserted(migrations.iter().map(|(class, count)| {
+            let rate = rate(count, seconds);
+            (class_name(class), MigrationCount { count, rate })
+        })),
     });
-    cumulative.migrations = running_migrations
-        .iter()
-        .map(|(class, n)| (class_name(class), n))
-        .collect();
+    cumulative.migrations = inserted(
+        running_migrations
+            .iter()
+            .map(|(class, n)| (class_name(class), n)),
+    );
     out.cumulative = cumulative;
     out
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::{
     bpf::{Kernel, batch::Batched},
     discovery::Vmm,
+    families::small_map::inserted,
     host::proc::{status_list, thread_exited},
 };
 
@@ -241,12 +242,13 @@ fn decode_key(raw: &TlbKey) -> Option<TlbCounterKey> {
 /// The CPUs of a per-CPU value that counted anything. The index is the CPU id: aya returns one
 /// value per possible CPU, in order.
 fn by_cpu(per_cpu: &PerCpuValues<TlbCount>) -> BTreeMap<u32, Flushes> {
-    per_cpu
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.events > 0)
-        .filter_map(|(cpu, c)| Some((u32::try_from(cpu).ok()?, Flushes::from(c))))
-        .collect()
+    inserted(
+        per_cpu
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.events > 0)
+            .filter_map(|(cpu, c)| Some((u32::try_from(cpu).ok()?, Flushes::from(c)))),
+    )
 }
 
 /// The CPUs a thread may run on (its affinity), as last read, for each thread it was read for.
