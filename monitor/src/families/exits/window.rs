@@ -175,18 +175,21 @@ fn fill_vm(
     seconds: f64,
     sources: &Sources,
 ) {
-    let tid_to_index: HashMap<u32, u32> = vm
-        .vcpus
-        .iter()
-        .filter_map(|v| Some((v.tid?, v.index?)))
-        .collect();
+    // A VM has a few vCPUs: looked up in its list rather than in a map built each window.
+    let index_of = |tid: u32| {
+        vm.vcpus
+            .iter()
+            .filter(|v| v.tid == Some(tid))
+            .filter_map(|v| v.index)
+            .next_back()
+    };
     // Threads that ran KVM_RUN, by vCPU index where known.
     let mut per_thread: BTreeMap<(Option<u32>, u32), Vec<&KeyWindow>> = BTreeMap::new();
     for entry in windows {
         let index = entry
             .key
             .vcpu_id
-            .or_else(|| tid_to_index.get(&entry.key.tid).copied());
+            .or_else(|| index_of(entry.key.tid));
         per_thread
             .entry((index, entry.key.tid))
             .or_default()

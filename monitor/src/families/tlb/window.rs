@@ -1,6 +1,6 @@
 //! Two readings of the TLB totals → the TLB figures of a snapshot window.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     counters::{Flushes, TlbCounterKey, TlbEvent, TlbReason, TlbTotals},
@@ -9,7 +9,7 @@ use super::{
 use crate::{
     bpf::hooks::Sources,
     discovery::Vmm,
-    families::by_pid::ByPid,
+    families::{by_pid::ByPid, small_map::inserted},
     family::Pair,
     model::{
         LostEvents,
@@ -57,16 +57,13 @@ fn vm(
         .iter()
         .map(|&(key, cpus)| {
             let earlier = before.and_then(|b| b.vmm.get(key));
-            let window = cpus
-                .iter()
-                .map(|(cpu, running)| {
-                    let start = earlier
-                        .and_then(|e| e.get(cpu))
-                        .copied()
-                        .unwrap_or_default();
-                    (*cpu, running.since(&start))
-                })
-                .collect();
+            let window = inserted(cpus.iter().map(|(cpu, running)| {
+                let start = earlier
+                    .and_then(|e| e.get(cpu))
+                    .copied()
+                    .unwrap_or_default();
+                (*cpu, running.since(&start))
+            }));
             let cumulative = cpus.values().map(|f| f.events).sum();
             (*key, window, cumulative)
         })
@@ -113,8 +110,9 @@ fn vm(
         })
         .collect();
 
-    let vcpu_cpus = now.vcpu_cpus.get(&pid).cloned().unwrap_or_default();
-    let received_on_vcpu_cpus = received_on(&vcpu_cpus, now, earlier, seconds);
+    let no_cpus = BTreeSet::new();
+    let vcpu_cpus = now.vcpu_cpus.get(&pid).unwrap_or(&no_cpus);
+    let received_on_vcpu_cpus = received_on(vcpu_cpus, now, earlier, seconds);
 
     let pick = |reason| by_reason.get(&reason).copied().unwrap_or_default();
     let mut reasons: Vec<TlbReasonCount> = by_reason
@@ -138,7 +136,7 @@ fn vm(
         by_reason: reasons,
         received_by_thread,
         received_by_cpu,
-        vcpu_cpus: vcpu_cpus.into_iter().collect(),
+        vcpu_cpus: vcpu_cpus.iter().copied().collect(),
         received_on_vcpu_cpus,
         pv_flushes: pv,
     }
@@ -146,17 +144,20 @@ fn vm(
 
 /// Received shootdowns per thread, busiest first, with the vCPU each thread runs.
 fn by_thread_list(vmm: &Vmm, by_thread: BTreeMap<u32, u64>, seconds: f64) -> Vec<ThreadShootdowns> {
-    let vcpu_of: HashMap<u32, u32> = vmm
-        .vcpus
-        .iter()
-        .filter_map(|v| Some((v.tid?, v.index)))
-        .collect();
+    // A VM has a few vCPUs: looked up in its list rather than in a map built each window.
+    let vcpu_of = |tid: u32| {
+        vmm.vcpus
+            .iter()
+            .filter(|v| v.tid == Some(tid))
+            .map(|v| v.index)
+            .next_back()
+    };
     let mut threads: Vec<ThreadShootdowns> = by_thread
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .map(|(tid, count)| ThreadShootdowns {
             tid,
-            vcpu: vcpu_of.get(&tid).copied(),
+            vcpu: vcpu_of(tid),
             count,
             rate: rate(count, seconds),
         })
