@@ -108,6 +108,11 @@ fn on_mount(path: &str, mounts: &[String]) -> bool {
     })
 }
 
+/// Whether guest memory is backed by files (`-mem-path`, `memory-backend-file`).
+fn memory_in_files(cmd: &QemuCommandLine) -> bool {
+    cmd.mem_path.is_some() || cmd.memory_backends.iter().any(|b| b.mem_path.is_some())
+}
+
 fn memory_backing(cmd: &QemuCommandLine, mounts: Option<&[String]>) -> MemoryBacking {
     let huge_path = |path: &str| match mounts {
         Some(m) => on_mount(path, m),
@@ -177,7 +182,11 @@ impl VmFacts {
             roots.and_then(|r| status_list(&r.proc, pid, Some(tid), "Cpus_allowed_list"))
         };
         let cmd = vmm.qemu.as_deref();
-        let mounts = roots.and_then(|r| hugetlbfs_mounts(&r.proc, pid));
+        // The mount table (the host's whole table, long on a busy host) only tells whether a
+        // guest memory file lies on hugetlbfs: it is read for guests with such a file alone.
+        let mounts = roots
+            .filter(|_| cmd.is_some_and(memory_in_files))
+            .and_then(|r| hugetlbfs_mounts(&r.proc, pid));
         let vcpus = u32::try_from(vmm.vcpus.len())
             .ok()
             .filter(|n| *n > 0)
