@@ -1,6 +1,6 @@
 //! Each VM's entries of a map keyed by process, found without a pass over every VM's entries.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 /// The entries of a map whose keys (or values) name a VMM process, grouped by that process
 /// once a window, so that each VM's figures take only its own entries. Filtering the whole map
@@ -39,7 +39,8 @@ mod tests {
 
     #[test]
     fn each_process_gets_its_own_entries_and_only_those() {
-        let map: HashMap<(u32, u8), u64> = [((1, 0), 10), ((2, 0), 20), ((1, 1), 11)].into();
+        let map: HashMap<(u32, u8), u64> =
+            HashMap::from_iter([((1, 0), 10), ((2, 0), 20), ((1, 1), 11)]);
         let by_pid = ByPid::new(&map, |key, _| key.0);
         let mut one: Vec<u64> = by_pid.of(1).iter().map(|(_, v)| **v).collect();
         one.sort_unstable();

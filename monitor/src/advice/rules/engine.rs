@@ -3,7 +3,7 @@
 //! past its clearing threshold (the firing threshold moved by `clear_margin`), so that a value
 //! hovering around a threshold neither flickers nor lingers.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::{Evaluation, Recommendation, Target, evaluate_unsorted, sort_recommendations};
 use crate::advice::config::Thresholds;

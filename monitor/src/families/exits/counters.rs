@@ -4,7 +4,8 @@
 //! The kernel keeps running totals; this module sums the CPUs of the per-CPU maps, decodes raw keys into domain
 //! values at the boundary, and removes the keys of processes that no longer exist.
 
-use std::collections::{BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeSet;
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use monitor_common::{

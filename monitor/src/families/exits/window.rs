@@ -2,7 +2,8 @@
 //! rates by source and reason, handling latency, what the exits were about, and where each
 //! vCPU's time went.
 
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 
 use super::{
     counters::{ExitCounterKey, ExitTotals},

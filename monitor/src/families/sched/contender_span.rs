@@ -7,8 +7,8 @@
 //! ranked once per read, and the windows in between show the list of the last span again. The
 //! run-queue wait of each window stays per window: it comes from the per-thread counters.
 
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::{
-    collections::{HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -322,11 +322,11 @@ mod tests {
 
     #[test]
     fn totals_that_went_back_count_whole_and_forgotten_vms_leave() {
-        let before = HashMap::from([
+        let before = HashMap::from_iter([
             ((1, Contender::Process(5)), totals(10, 10_000)),
             ((2, Contender::Idle), totals(4, 400)),
         ]);
-        let now = HashMap::from([
+        let now = HashMap::from_iter([
             // Its key was removed and created again (a reused pid).
             ((1, Contender::Process(5)), totals(2, 300)),
             ((2, Contender::Idle), totals(6, 700)),
@@ -337,7 +337,7 @@ mod tests {
         // Without an earlier reading every total counts.
         let first = ContenderSpan::between(&now, None, 0.0);
         assert_eq!(first.vms[&2], [(Contender::Idle, totals(6, 700))]);
-        span.forget(&HashSet::from([1]));
+        span.forget(&HashSet::from_iter([1]));
         assert_eq!(span.vms.keys().collect::<Vec<_>>(), [&2]);
     }
 }

@@ -6,8 +6,8 @@
 //! out) is not always the one that held the CPU longest while it waited, nor is its process in
 //! the tracepoint record; the one giving the CPU back is the last of them, and it is.
 
+use foldhash::{HashMap, HashSet};
 use std::{
-    collections::{HashMap, HashSet},
     hash::BuildHasher,
     path::Path,
     sync::{
@@ -89,7 +89,7 @@ impl ExitedContenders {
 #[must_use]
 pub fn listed<S: BuildHasher>(
     vm: &model::Vm,
-    vmms: &HashMap<u32, &Vmm, S>,
+    vmms: &std::collections::HashMap<u32, &Vmm, S>,
     span: &ContenderSpan,
     proc_root: &Path,
     process_names: &ProcessNames,
@@ -183,6 +183,8 @@ impl ProcessNames {
 
 #[cfg(test)]
 mod tests {
+    use foldhash::{HashMapExt, HashSetExt};
+
     use super::*;
 
     #[test]
@@ -221,7 +223,7 @@ mod tests {
         let proc_root = tempfile::tempdir().unwrap();
         let listed = listed(
             web,
-            &HashMap::from([(8, &other_vm)]),
+            &HashMap::from_iter([(8, &other_vm)]),
             &span,
             proc_root.path(),
             &ProcessNames::default(),
@@ -251,7 +253,7 @@ mod tests {
         let mut exited = ExitedContenders::default();
         let none = HashSet::new();
         let alive = |pid: u32| pid == 10;
-        let all = || HashSet::from([0, 10, 20, CONTENDER_OTHER]);
+        let all = || HashSet::from_iter([0, 10, 20, CONTENDER_OTHER]);
         // No reading yet: nothing to check.
         assert!(!exited.due(0));
         assert!(exited.due(1));
@@ -259,12 +261,12 @@ mod tests {
         // Found gone: kept until a reading has seen its final totals.
         assert!(exited.check(all(), &none, alive).is_empty());
         assert!(exited.due(2));
-        assert_eq!(exited.check(all(), &none, alive), HashSet::from([20]));
+        assert_eq!(exited.check(all(), &none, alive), HashSet::from_iter([20]));
         // Removed: not asked for again; idle and "other" are never removed.
         assert!(exited.due(3));
         assert!(
             exited
-                .check(HashSet::from([0, 10, CONTENDER_OTHER]), &none, alive)
+                .check(HashSet::from_iter([0, 10, CONTENDER_OTHER]), &none, alive)
                 .is_empty()
         );
     }
@@ -273,42 +275,42 @@ mod tests {
     fn a_pid_seen_again_or_a_check_skipped_starts_over() {
         let mut exited = ExitedContenders::default();
         let none = HashSet::new();
-        assert!(exited.check(HashSet::from([20, 30]), &none, |_| false).is_empty());
+        assert!(exited.check(HashSet::from_iter([20, 30]), &none, |_| false).is_empty());
         // 20 is back (a reused pid): it stays, and must be found gone twice again.
         assert_eq!(
-            exited.check(HashSet::from([20, 30]), &none, |pid| pid == 20),
-            HashSet::from([30])
+            exited.check(HashSet::from_iter([20, 30]), &none, |pid| pid == 20),
+            HashSet::from_iter([30])
         );
-        assert!(exited.check(HashSet::from([20]), &none, |_| false).is_empty());
+        assert!(exited.check(HashSet::from_iter([20]), &none, |_| false).is_empty());
         exited.clear();
-        assert!(exited.check(HashSet::from([20]), &none, |_| false).is_empty());
+        assert!(exited.check(HashSet::from_iter([20]), &none, |_| false).is_empty());
         assert_eq!(
-            exited.check(HashSet::from([20]), &none, |_| false),
-            HashSet::from([20])
+            exited.check(HashSet::from_iter([20]), &none, |_| false),
+            HashSet::from_iter([20])
         );
     }
 
     #[test]
     fn known_vmms_are_not_looked_up_and_never_leave() {
         let mut exited = ExitedContenders::default();
-        let vmms = HashSet::from([10, 11]);
+        let vmms = HashSet::from_iter([10, 11]);
         let lookup = |pid: u32| {
             assert!(!vmms.contains(&pid), "VMM {pid} looked up in procfs");
             false
         };
         for _ in 0..3 {
-            exited.check(HashSet::from([10, 11, 20]), &vmms, lookup);
+            exited.check(HashSet::from_iter([10, 11, 20]), &vmms, lookup);
         }
         // A VMM discovery no longer sees is looked up like any process.
-        let left = HashSet::from([10]);
+        let left = HashSet::from_iter([10]);
         assert!(
             exited
-                .check(HashSet::from([10, 11]), &left, |_| false)
+                .check(HashSet::from_iter([10, 11]), &left, |_| false)
                 .is_empty()
         );
         assert_eq!(
-            exited.check(HashSet::from([10, 11]), &left, |_| false),
-            HashSet::from([11])
+            exited.check(HashSet::from_iter([10, 11]), &left, |_| false),
+            HashSet::from_iter([11])
         );
     }
 }

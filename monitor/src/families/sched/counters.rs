@@ -5,8 +5,9 @@
 //! The kernel keeps running totals per thread; this module sums the CPUs, adds the interval in
 //! progress, and decodes raw keys at the boundary.
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
 };

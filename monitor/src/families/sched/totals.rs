@@ -1,7 +1,8 @@
 //! Running scheduling totals of watched threads, decoded from the kernel's entries.
 
-use std::collections::HashMap;
 
+
+use foldhash::HashMap;
 use monitor_common::{
     places::MIGRATION_CLASSES,
     sched::{CPU_UNKNOWN, ThreadSched},
@@ -189,6 +190,8 @@ impl Monotonic {
 mod tests {
     use monitor_common::{histogram::LatencyHist, places::MigrationClass as Raw};
 
+    use foldhash::HashMapExt;
+
     use super::*;
 
     #[test]
@@ -223,7 +226,7 @@ mod tests {
             raw.run_ns = run_ns;
             let mut t = ThreadTotals::decode(11, ThreadClass::Vcpu, &raw, 0);
             t.watched_ns = watched_ns;
-            HashMap::from([(11, t)])
+            HashMap::from_iter([(11, t)])
         };
         let mut monotonic = Monotonic::default();
         let run_of = |m: &mut Monotonic, run_ns, watched_ns| {

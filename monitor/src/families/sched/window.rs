@@ -1,8 +1,9 @@
 //! Two readings → the scheduling figures of a window: per vCPU (with its placement), per VM,
 //! per thread class, and who the VM's threads waited behind.
 
+use foldhash::{HashMap};
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::Path,
 };
 

@@ -5,8 +5,9 @@
 //! needs, decodes raw keys into domain values at the boundary, and removes the keys of processes
 //! and threads that no longer exist.
 
+use foldhash::{HashMap, HashMapExt};
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
