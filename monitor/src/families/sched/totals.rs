@@ -1,7 +1,5 @@
 //! Running scheduling totals of watched threads, decoded from the kernel's entries.
 
-
-
 use foldhash::HashMap;
 use monitor_common::{
     places::MIGRATION_CLASSES,
