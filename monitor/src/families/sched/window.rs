@@ -1,7 +1,7 @@
 //! Two readings → the scheduling figures of a window: per vCPU (with its placement), per VM,
 //! per thread class, and who the VM's threads waited behind.
 
-use foldhash::{HashMap};
+use foldhash::HashMap;
 use std::{
     collections::BTreeMap,
     path::Path,
