@@ -64,7 +64,9 @@ enum Task {
         /// Run only one part: `throughput`, the guest-throughput pairs (about 3 minutes),
         /// written to `target/bench/throughput.json`; or `recording`, `kvmtop record` beside the
         /// demo guests for the window (bytes per VM-second, the recorder's CPU), written to
-        /// `target/bench/recording.json`.
+        /// `target/bench/recording.json`; or `sched`, the scheduling programs' two phases and
+        /// the split of their cost (about 1 minute at `--seconds 5`), written to
+        /// `target/bench/sched.json`.
         #[arg(long, value_enum, conflicts_with = "scale")]
         only: Option<bench::Only>,
         /// Instead of the per-event bench: `kvmtop serve --interval 1 --metrics-detail full`

@@ -58,6 +58,9 @@ pub enum Only {
     Throughput,
     /// `kvmtop record` beside the demo guests: bytes per VM-second and the recorder's CPU.
     Recording,
+    /// The scheduling programs' two phases (host switches alone, then with busy guests) and
+    /// the split of their cost into unwatched and watched events.
+    Sched,
 }
 
 pub use scale::Options as ScaleOptions;
@@ -102,12 +105,6 @@ pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
         table::print_wrapped("  kvmtop's hooks:", &list.join(", "));
     }
     phase.finish(hooks.is_ok());
-    match only {
-        Some(Only::Throughput) => {
-            return throughput_alone(&binary, &out_dir, hooks.as_deref().unwrap_or_default());
-        }
-        Some(Only::Recording) | None => {}
-    }
     let setting = Setting {
         binary: &binary,
         out_dir: &out_dir,
@@ -115,6 +112,11 @@ pub fn run(seconds: u64, only: Option<Only>) -> Result<()> {
         floor_runner: floor_runner.as_deref().map_err(String::as_str),
         hooks: hooks.as_deref().unwrap_or_default(),
     };
+    match only {
+        Some(Only::Throughput) => return throughput_alone(&binary, &out_dir, setting.hooks),
+        Some(Only::Sched) => return sched_alone(&setting),
+        Some(Only::Recording) | None => {}
+    }
     let phase = Phase::start(&format!("exits: benchmark ({seconds}s window)"));
     let before = load_average();
     let result = measure(&setting);
@@ -192,6 +194,26 @@ fn throughput_alone(binary: &Path, out_dir: &Path, hooks: &[floors::Hook]) -> Re
     cost_table::print_throughput(&throughput);
     let path = out_dir.join("throughput.json");
     std::fs::write(&path, serde_json::to_string_pretty(&throughput)? + "\n")?;
+    println!("written to {}", path.display());
+    Ok(())
+}
+
+/// `--only sched`: the scheduling phases, their table and split, and `sched.json`.
+fn sched_alone(setting: &Setting<'_>) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Sched {
+        phases: Vec<phase_report::PhaseReport>,
+        sched_split: split::SchedSplit,
+    }
+    let phases = phases::run_sched(setting);
+    let sched_split = split::sched(&phases);
+    phase_table::print(&phases, &sched_split);
+    let path = setting.out_dir.join("sched.json");
+    let report = Sched {
+        phases,
+        sched_split,
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
 }

@@ -166,9 +166,18 @@ const PLANS: [Plan; 4] = [
 
 /// Runs every phase; one that fails is reported unavailable and the others still run.
 pub fn run_all(setting: &Setting<'_>) -> Vec<PhaseReport> {
+    run(PLANS.iter(), setting)
+}
+
+/// Runs the two scheduling phases (`--only sched`).
+pub fn run_sched(setting: &Setting<'_>) -> Vec<PhaseReport> {
+    let sched = |plan: &&Plan| [SCHED_HOST, SCHED_GUESTS].contains(&plan.name);
+    run(PLANS.iter().filter(sched), setting)
+}
+
+fn run<'p>(plans: impl Iterator<Item = &'p Plan>, setting: &Setting<'_>) -> Vec<PhaseReport> {
     let seconds = setting.seconds;
-    PLANS
-        .iter()
+    plans
         .map(|plan| {
             let header = Phase::start(&format!(
                 "{}: {} ({seconds}s window)",
