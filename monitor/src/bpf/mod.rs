@@ -8,14 +8,12 @@
 pub mod batch;
 pub mod hooks;
 pub mod mapped;
+mod prog_info;
 
 mod diagnostics;
 pub mod sizing;
 
-use std::{
-    collections::BTreeMap,
-    os::fd::{AsFd as _, AsRawFd as _},
-};
+use std::{collections::BTreeMap, os::fd::AsFd as _};
 
 use anyhow::Context as _;
 use aya::{
@@ -24,7 +22,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint, TracePoint},
 };
 
-use crate::{host::proc::own_fd_info, privileges};
+use crate::privileges;
 
 /// The object built from `monitor-ebpf` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -261,8 +259,8 @@ impl Kernel {
         self.ebpf
             .programs()
             .filter_map(|(name, program)| {
-                let fd = program.fd().ok()?.as_fd().as_raw_fd();
-                Some((name.to_owned(), own_fd_info(fd, "recursion_misses")?))
+                let fd = program.fd().ok()?;
+                Some((name.to_owned(), prog_info::recursion_misses(fd.as_fd())?))
             })
             .collect()
     }

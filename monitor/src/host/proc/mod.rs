@@ -178,14 +178,6 @@ pub fn host_identity(proc_root: &Path) -> (String, String) {
     (read("hostname"), read("osrelease"))
 }
 
-/// A numeric field of `/proc/self/fdinfo/FD`, one of this process's own file descriptors (a
-/// BPF program's `recursion_misses`, `run_cnt`, …).
-#[must_use]
-pub fn own_fd_info(fd: i32, name: &str) -> Option<u64> {
-    let text = read_prefix(Path::new(&format!("/proc/self/fdinfo/{fd}")), 16 * 1024)?;
-    fd_info_field(&text, name)
-}
-
 /// A setting of the running kernel, `/proc/sys/<name>` (e.g. `kernel/osrelease`), trimmed.
 /// Always the live kernel's, whatever procfs root kvmtop was pointed at: what it decides
 /// concerns the kernel kvmtop's own system calls go to.
@@ -198,15 +190,6 @@ pub fn live_sysctl(name: &str) -> Option<String> {
 #[must_use]
 pub fn own_thread_count() -> Option<usize> {
     Some(fs::read_dir("/proc/self/task").ok()?.count())
-}
-
-/// A numeric `name:\tvalue` line of a `/proc/PID/fdinfo/FD` file.
-fn fd_info_field(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 pub(crate) fn task_dir(proc_root: &Path, pid: u32, tid: u32) -> std::path::PathBuf {
@@ -272,17 +255,5 @@ mod tests {
         drop(done_tx);
         thread.join().unwrap();
         assert!(!is_process(Path::new("/nonexistent"), me));
-    }
-
-    #[test]
-    fn reads_fdinfo_fields() {
-        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_cnt:\t7\nrecursion_misses:\t12\n";
-        assert_eq!(fd_info_field(text, "recursion_misses"), Some(12));
-        assert_eq!(fd_info_field(text, "run_cnt"), Some(7));
-        assert_eq!(fd_info_field(text, "verified_insns"), None);
-        assert_eq!(
-            fd_info_field("recursion_misses:\tlots\n", "recursion_misses"),
-            None
-        );
     }
 }
