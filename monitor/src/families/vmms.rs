@@ -182,9 +182,14 @@ impl VmmChanges {
     pub fn read(&mut self, pids: impl IntoIterator<Item = u32>) -> Option<HashMap<u32, u64>> {
         self.live.as_ref().ok()?;
         let counters = self.counters.as_ref().ok()?;
-        pids.into_iter()
-            .map(|pid| Some((pid, counters.get(change_slot(pid) as usize)?)))
-            .collect()
+        let pids = pids.into_iter();
+        // Sized up front: collected through `Option`, the map grew from nothing, a rehash and
+        // an allocation at every doubling, every window.
+        let mut changes = HashMap::with_capacity(pids.size_hint().0);
+        for pid in pids {
+            changes.insert(pid, counters.get(change_slot(pid) as usize)?);
+        }
+        Some(changes)
     }
 }
 
