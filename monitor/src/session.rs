@@ -78,7 +78,7 @@ pub struct Session {
     view: HostView,
     kernel: Kernel,
     discovery: Discovery,
-    /// What the scan made while the programs loaded found wrong, reported with the next scan.
+    /// The problems of the first scan, made while the programs loaded: reported with the next.
     first_scan_problems: Vec<String>,
     families: Families,
     identities: Identities,
