@@ -1,6 +1,6 @@
 //! The live table in a real terminal (tmux): it shows a running guest, and every way out — `q`,
 //! Ctrl-C, SIGTERM — leaves the terminal as it found it (main screen, canonical mode, line
-//! endings), with exit status 0.
+//! endings), with exit status 0; `NO_COLOR` leaves no colour on the screen and keeps emphasis.
 
 mod support;
 
@@ -83,6 +83,102 @@ fn closing_the_terminal_ends_kvmtop() {
             support::EXIT_LIMIT
         );
         thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `NO_COLOR` set takes every colour off the live view and keeps its emphasis (bold, reversed),
+/// which carries the meaning; the same view without it has colours, so the check can tell. What
+/// reaches the terminal is checked, whichever layer drops the colours: kvmtop draws without them,
+/// and crossterm, which writes the frames, also leaves colour out when `NO_COLOR` is set.
+#[test]
+fn no_color_leaves_emphasis_and_no_colour() {
+    const TEST: &str = "no_color_leaves_emphasis_and_no_colour";
+    const NAME: &str = "kvmtop-e2e-nocolor";
+    if let Some(reason) = support::missing_prerequisite(true, &["tmux"]) {
+        return support::skip(TEST, &reason);
+    }
+    let (guest, _) = support::start_portio(NAME);
+    let pid = guest.pid().to_string();
+    for no_color in [false, true] {
+        let tmux = Tmux::start();
+        let environment = if no_color { "NO_COLOR=1 " } else { "" };
+        tmux.type_line(&format!(
+            "{environment}{} --interval 0.5",
+            env!("CARGO_BIN_EXE_kvmtop")
+        ));
+        tmux.wait_until("the guest's row with its I/O exits", |t| {
+            t.alternate_screen()
+                && t.screen()
+                    .lines()
+                    .any(|row| row.contains(NAME) && row.contains(&pid) && row.contains("IO "))
+        });
+        let styled = tmux.styled_screen();
+        let style = Style::of(&styled);
+        assert!(
+            style.emphasis,
+            "no bold or reversed cell (NO_COLOR {no_color}):\n{styled:?}"
+        );
+        if no_color {
+            assert!(
+                style.colours.is_empty(),
+                "colours with NO_COLOR set: {:?}\n{styled:?}",
+                style.colours
+            );
+        } else {
+            assert!(
+                !style.colours.is_empty(),
+                "no colour without NO_COLOR, so the check above could not fail:\n{styled:?}"
+            );
+        }
+        tmux.key("q");
+        tmux.wait_until("kvmtop to leave the alternate screen", |t| {
+            !t.alternate_screen()
+        });
+    }
+}
+
+/// What the SGR sequences of a styled screen set.
+struct Style {
+    /// The sequences' colour parameters (foreground or background, of any palette).
+    colours: Vec<String>,
+    /// Whether any sets bold or reversed.
+    emphasis: bool,
+}
+
+impl Style {
+    fn of(styled: &str) -> Self {
+        let mut style = Self {
+            colours: Vec::new(),
+            emphasis: false,
+        };
+        for sequence in styled.split("\x1b[").skip(1) {
+            let Some((parameters, _)) = sequence.split_once('m') else {
+                continue;
+            };
+            if !parameters.bytes().all(|b| b.is_ascii_digit() || b == b';') {
+                continue;
+            }
+            let mut codes = parameters.split(';').map(|p| p.parse::<u16>().unwrap_or(0));
+            while let Some(code) = codes.next() {
+                match code {
+                    1 | 7 => style.emphasis = true,
+                    30..=37 | 40..=47 | 90..=97 | 100..=107 => {
+                        style.colours.push(code.to_string());
+                    }
+                    // 38;5;N or 38;2;R;G;B (and 48 for the background).
+                    38 | 48 => {
+                        let rest: Vec<u16> = match codes.next() {
+                            Some(5) => codes.by_ref().take(1).collect(),
+                            Some(2) => codes.by_ref().take(3).collect(),
+                            _ => Vec::new(),
+                        };
+                        style.colours.push(format!("{code};{rest:?}"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        style
     }
 }
 

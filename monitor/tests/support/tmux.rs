@@ -70,6 +70,12 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", "t"])
     }
 
+    /// The screen with the escape sequences that set each cell's colours and emphasis (tmux
+    /// writes them as SGR sequences, `ESC [ … m`).
+    pub fn styled_screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-e", "-t", "t"])
+    }
+
     pub fn alternate_screen(&self) -> bool {
         self.run(&["display-message", "-p", "-t", "t", "#{alternate_on}"])
             .trim()
