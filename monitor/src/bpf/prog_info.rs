@@ -21,21 +21,31 @@ pub fn recursion_misses(fd: BorrowedFd<'_>) -> Option<u64> {
     attr.info.bpf_fd = u32::try_from(fd.as_raw_fd()).ok()?;
     attr.info.info_len = u32::try_from(size_of::<bpf_prog_info>()).ok()?;
     attr.info.info = std::ptr::from_mut(&mut info) as u64;
-    // SAFETY: the kernel reads `attr` and writes at most `info_len` bytes to `info`, which is
-    // that large, and the length it wrote to `attr.info.info_len`.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-            std::ptr::from_mut(&mut attr),
-            size_of::<bpf_attr>(),
-        )
-    };
+    // SAFETY: the kernel writes at most `info_len` bytes to `info`, which is that large, and
+    // the length it wrote to `attr.info.info_len`.
+    let ret = unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) };
     // SAFETY: reading back the union member the command uses.
     let written = unsafe { attr.info.info_len } as usize;
     // An older kernel writes a shorter struct, without the field.
     let end = std::mem::offset_of!(bpf_prog_info, recursion_misses) + size_of::<u64>();
     (ret == 0 && written >= end).then_some(info.recursion_misses)
+}
+
+/// Runs `cmd` on `attr`, the whole union passed.
+///
+/// # Safety
+/// Every pointer in `attr` must be null or valid for what the command reads and writes there.
+unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> libc::c_long {
+    // SAFETY: the kernel reads `size_of::<bpf_attr>()` bytes of `attr` and writes into it;
+    // the pointers in it are the caller's promise.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            size_of::<bpf_attr>(),
+        )
+    }
 }
 
 // Where `include/uapi/linux/bpf.h` puts the field, after `run_time_ns` and `run_cnt`.
@@ -79,14 +89,7 @@ mod tests {
         attr.__bindgen_anon_3.insns = insns.as_ptr() as u64;
         attr.__bindgen_anon_3.license = license.as_ptr() as u64;
         // SAFETY: the kernel reads the instructions and the license, both alive for the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_PROG_LOAD as libc::c_long,
-                std::ptr::from_mut(&mut attr),
-                size_of::<bpf_attr>(),
-            )
-        };
+        let fd = unsafe { bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) };
         assert!(
             fd >= 0,
             "BPF_PROG_LOAD: {}",
