@@ -25,16 +25,8 @@ fn live_table_shows_the_guest_and_every_exit_restores_the_terminal() {
 
     for (round, way_out) in ["q", "ctrl-c", "sigterm"].into_iter().enumerate() {
         tmux.type_line(&format!("{kvmtop} --interval 0.5"));
-        // The guest's row, with its pid and a non-zero exit rate (shown from the second frame).
         let pid = guest.pid().to_string();
-        tmux.wait_until("the guest's row with its I/O exits", |t| {
-            let screen = t.screen();
-            t.alternate_screen()
-                && screen.contains("USER/s")
-                && screen
-                    .lines()
-                    .any(|row| row.contains(VM_NAME) && row.contains(&pid) && row.contains("IO "))
-        });
+        wait_for_guest_row(&tmux, VM_NAME, &pid);
         match way_out {
             "q" => tmux.run(&["send-keys", "-t", "t", "q"]),
             "ctrl-c" => tmux.run(&["send-keys", "-t", "t", "C-c"]),
@@ -106,12 +98,7 @@ fn no_color_leaves_emphasis_and_no_colour() {
             "{environment}{} --interval 0.5",
             env!("CARGO_BIN_EXE_kvmtop")
         ));
-        tmux.wait_until("the guest's row with its I/O exits", |t| {
-            t.alternate_screen()
-                && t.screen()
-                    .lines()
-                    .any(|row| row.contains(NAME) && row.contains(&pid) && row.contains("IO "))
-        });
+        wait_for_guest_row(&tmux, NAME, &pid);
         let styled = tmux.styled_screen();
         let style = Style::of(&styled);
         assert!(
@@ -135,6 +122,19 @@ fn no_color_leaves_emphasis_and_no_colour() {
             !t.alternate_screen()
         });
     }
+}
+
+/// Waits for the live view to show the guest `name`'s row, with its pid and I/O exits (a rate,
+/// shown from the second frame).
+fn wait_for_guest_row(tmux: &Tmux, name: &str, pid: &str) {
+    tmux.wait_until("the guest's row with its I/O exits", |t| {
+        let screen = t.screen();
+        t.alternate_screen()
+            && screen.contains("USER/s")
+            && screen
+                .lines()
+                .any(|row| row.contains(name) && row.contains(pid) && row.contains("IO "))
+    });
 }
 
 /// What the SGR sequences of a styled screen set.

@@ -65,7 +65,7 @@ enum Task {
         /// written to `target/bench/throughput.json`; or `recording`, `kvmtop record` beside the
         /// demo guests for the window (bytes per VM-second, the recorder's CPU), written to
         /// `target/bench/recording.json`; or `sched`, the scheduling programs' two phases and
-        /// the split of their cost (about 1 minute at `--seconds 5`), written to
+        /// the split of their cost (about 3 minutes at `--seconds 5`), written to
         /// `target/bench/sched.json`.
         #[arg(long, value_enum, conflicts_with = "scale")]
         only: Option<bench::Only>,
