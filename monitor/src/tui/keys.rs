@@ -4,7 +4,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
-use super::state::{App, Overlay};
+use super::state::{App, Overlay, View};
 
 /// What the event loop does after a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +40,12 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
-        "A VM's views",
+        "A VM's views, the advice",
         &[
             ("Tab  v", "exits → vCPUs → I/O"),
+            ("↑ ↓  j k", "scroll"),
+            ("PgUp PgDn", "a page up / down"),
+            ("< >  r", "vCPUs: sort, reverse"),
             ("Esc ← Bksp", "back to the list"),
         ],
     ),
@@ -111,10 +114,13 @@ impl App {
             KeyCode::Tab | KeyCode::Char('v') => self.toggle_vm_view(),
             KeyCode::Char('a') => self.toggle_advice(),
             KeyCode::Char('i') => self.open_io(),
-            KeyCode::Down | KeyCode::Char('j') => self.select_next(),
-            KeyCode::Up | KeyCode::Char('k') => self.select_previous(),
-            KeyCode::PageDown => self.move_selection(PAGE),
-            KeyCode::PageUp => self.move_selection(-PAGE),
+            KeyCode::Down | KeyCode::Char('j') => self.step(1),
+            KeyCode::Up | KeyCode::Char('k') => self.step(-1),
+            KeyCode::PageDown => self.page(1),
+            KeyCode::PageUp => self.page(-1),
+            KeyCode::Char('>' | '.') if self.view == View::Vcpus => self.sort_vcpus_by_next(1),
+            KeyCode::Char('<' | ',') if self.view == View::Vcpus => self.sort_vcpus_by_next(-1),
+            KeyCode::Char('r') if self.view == View::Vcpus => self.reverse_vcpu_sort(),
             KeyCode::Char('>' | '.') => self.sort_by_next(1),
             KeyCode::Char('<' | ',') => self.sort_by_next(-1),
             KeyCode::Char('r') => self.reverse_sort(),
@@ -134,10 +140,34 @@ impl App {
         }
         match mouse.kind {
             MouseEventKind::Down(MouseButton::Left) => self.click(mouse.row),
-            MouseEventKind::ScrollDown => self.select_next(),
-            MouseEventKind::ScrollUp => self.select_previous(),
+            MouseEventKind::ScrollDown => self.step(1),
+            MouseEventKind::ScrollUp => self.step(-1),
             _ => {}
         }
+    }
+
+    /// ↑↓ (and the wheel): the next or previous VM in the list; a VM's view or the advice
+    /// scrolls.
+    fn step(&mut self, step: isize) {
+        if self.scrolls() {
+            self.scroll(step);
+        } else {
+            self.move_selection(step);
+        }
+    }
+
+    /// The page keys: ten VMs in the list; a VM's view or the advice scrolls by what it shows.
+    fn page(&mut self, direction: isize) {
+        if self.scrolls() {
+            let page = isize::try_from(self.table_page()).unwrap_or(isize::MAX);
+            self.scroll(direction.saturating_mul(page));
+        } else {
+            self.move_selection(direction * PAGE);
+        }
+    }
+
+    fn scrolls(&self) -> bool {
+        self.view != View::Vms
     }
 }
 

@@ -7,6 +7,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use super::{
     columns::{self, SortValue, VmColumn},
     history::{History, Point},
+    vcpu_columns::VcpuSort,
 };
 use crate::model::{Snapshot, Vm};
 
@@ -22,6 +23,8 @@ pub struct App {
     pub sort: Sort,
     /// The VM list's filter: the one applied, and the one being typed.
     pub filter: Filter,
+    /// How a VM's view shows its table: scrolled how far, and the vCPUs in which order.
+    pub drill: Drill,
     /// Space in the live view: the figures stay as they are; the newest window waits in `held`.
     pub paused: bool,
     held: Option<Snapshot>,
@@ -78,12 +81,40 @@ pub struct Filter {
     pub editing: Option<String>,
 }
 
-/// Where the last frame put the VM list's rows.
+/// How a VM's view (exits, vCPUs, I/O) shows its table, and the advice view its list. A VM of
+/// 64 vCPUs, or a host of 100 VMs' advice, has more rows than a terminal: ↑↓ and the page keys
+/// scroll them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drill {
+    /// Rows of the table scrolled past; back to 0 on every change of view.
+    pub offset: usize,
+    /// The vCPU table's order, kept from VM to VM.
+    pub vcpu_sort: VcpuSort,
+}
+
+/// Where the last frame put the VM list's rows, and how much of a VM's table it showed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Drawn {
     /// The screen rows of the list's body (the first data row and how many), and the index of
     /// the VM on the first.
     pub rows: Option<(u16, u16, usize)>,
+    /// A VM's view or the advice: its table's rows, and how many of them the frame had room for.
+    pub table: Option<TableFit>,
+}
+
+/// How much of a table a frame showed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableFit {
+    pub rows: usize,
+    pub shown: usize,
+}
+
+impl TableFit {
+    /// The furthest the table can be scrolled: its last row at the bottom.
+    #[must_use]
+    pub fn max_offset(self) -> usize {
+        self.rows.saturating_sub(self.shown)
+    }
 }
 
 /// The longest filter the input line takes, in characters.
@@ -120,6 +151,7 @@ impl App {
                 reversed: false,
             },
             filter: Filter::default(),
+            drill: Drill::default(),
             paused: false,
             held: None,
             held_windows: 0,
@@ -181,13 +213,49 @@ impl App {
     /// Enter: from the list into the selected VM's exits.
     pub fn open(&mut self) {
         if self.view == View::Vms && self.selected_vm().is_some() {
-            self.view = View::VmExits;
+            self.show_view(View::VmExits);
         }
+    }
+
+    /// Shows `view`, its table from the top.
+    fn show_view(&mut self, view: View) {
+        self.view = view;
+        self.drill.offset = 0;
+    }
+
+    /// ↑↓ and the page keys in a VM's view or the advice: scrolls its table by `step` rows, no
+    /// further than its last row at the bottom of the last frame's table.
+    pub fn scroll(&mut self, step: isize) {
+        let max = self.drawn.table.map_or(0, TableFit::max_offset);
+        self.drill.offset = self
+            .drill
+            .offset
+            .min(max)
+            .saturating_add_signed(step)
+            .min(max);
+    }
+
+    /// Rows a page key scrolls a table: what the last frame showed of it.
+    #[must_use]
+    pub fn table_page(&self) -> usize {
+        self.drawn.table.map_or(1, |t| t.shown.max(1))
+    }
+
+    /// `<`/`>` in the vCPU view: sorts its table by the previous/next column, from the top.
+    pub fn sort_vcpus_by_next(&mut self, step: isize) {
+        self.drill.vcpu_sort.step(step);
+        self.drill.offset = 0;
+    }
+
+    /// `r` in the vCPU view: reverses its order, from the top.
+    pub fn reverse_vcpu_sort(&mut self) {
+        self.drill.vcpu_sort.reversed = !self.drill.vcpu_sort.reversed;
+        self.drill.offset = 0;
     }
 
     /// Tab: cycle through a VM's views: exits, vCPUs, I/O.
     pub fn toggle_vm_view(&mut self) {
-        self.view = match self.view {
+        let view = match self.view {
             View::VmExits => View::Vcpus,
             View::Vcpus => View::Io,
             View::Io => View::VmExits,
@@ -195,22 +263,23 @@ impl App {
             View::Vms => View::Vms,
             View::Advice => View::Advice,
         };
+        self.show_view(view);
     }
 
     /// i: the selected VM's I/O view.
     pub fn open_io(&mut self) {
         if self.selected_vm().is_some() {
-            self.view = View::Io;
+            self.show_view(View::Io);
         }
     }
 
     /// a: the recommendations, or back from them.
     pub fn toggle_advice(&mut self) {
-        self.view = if self.view == View::Advice {
+        self.show_view(if self.view == View::Advice {
             View::Vms
         } else {
             View::Advice
-        };
+        });
     }
 
     /// Backspace/←: back to the list. Returns false when already there.

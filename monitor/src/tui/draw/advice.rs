@@ -12,28 +12,79 @@ use ratatui::{
 use crate::{
     model::Snapshot,
     model::advice::{Recommendation, Severity},
+    tui::state::TableFit,
 };
 
-pub fn draw(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
+/// Draws the recommendations, scrolled past `offset` rows (as wrapped) but never beyond the last
+/// at the bottom; returns how many rows they take and how many the frame showed.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot, offset: usize) -> TableFit {
     let mut advice: Vec<&Recommendation> = snapshot.recommendations.iter().collect();
     advice.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
-    let lines: Vec<Line<'static>> = if advice.is_empty() {
-        vec![Line::from(
-            "no recommendation in force: nothing observed crosses a rule's threshold",
-        )]
-    } else {
-        advice.iter().flat_map(|r| lines(r)).collect()
-    };
     let title = format!(
         " tuning advice ({}) — kvmtop explain RULE for details ",
         advice.len()
     );
-    frame.render_widget(
-        Paragraph::new(lines)
+    let block = Block::bordered().title(title);
+    if advice.is_empty() {
+        frame.render_widget(
+            Paragraph::new(
+                "no recommendation in force: nothing observed crosses a rule's threshold",
+            )
             .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(title)),
+            .block(block),
+            area,
+        );
+        return TableFit::default();
+    }
+    let inner = block.inner(area);
+    let texts: Vec<Vec<Line<'static>>> = advice.iter().map(|r| lines(r)).collect();
+    // Rows each recommendation takes once wrapped to the pane, to know which are in view.
+    let heights: Vec<usize> = texts
+        .iter()
+        .map(|t| {
+            Paragraph::new(t.clone())
+                .wrap(Wrap { trim: false })
+                .line_count(inner.width)
+        })
+        .collect();
+    let rows: usize = heights.iter().sum();
+    let fit = TableFit {
+        rows,
+        shown: rows.min(usize::from(inner.height)),
+    };
+    let offset = offset.min(fit.max_offset());
+    let block = if fit.shown < rows {
+        let at_row = |row: usize| {
+            let mut end = 0;
+            heights
+                .iter()
+                .position(|h| {
+                    end += h;
+                    row < end
+                })
+                .unwrap_or(heights.len() - 1)
+        };
+        let (first, last) = (at_row(offset), at_row(offset + fit.shown - 1));
+        block.title_top(
+            Line::from(format!(
+                " {}–{} of {} ↑↓ ",
+                first + 1,
+                last + 1,
+                advice.len()
+            ))
+            .right_aligned(),
+        )
+    } else {
+        block
+    };
+    frame.render_widget(
+        Paragraph::new(texts.concat())
+            .wrap(Wrap { trim: false })
+            .scroll((u16::try_from(offset).unwrap_or(u16::MAX), 0))
+            .block(block),
         area,
     );
+    fit
 }
 
 fn lines(r: &Recommendation) -> Vec<Line<'static>> {

@@ -11,6 +11,7 @@ use ratatui::{
 use crate::{
     format,
     model::{DetailCount, DetailGroup, DetailKind, ReasonCount, Vm},
+    tui::state::TableFit,
 };
 
 /// Detail values listed per kind on one line.
@@ -18,7 +19,9 @@ const DETAILS_PER_LINE: usize = 3;
 
 use super::fit::Column;
 
-pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
+/// Draws the VM's exits, the reasons' table scrolled past `offset` rows; returns how much of it
+/// the frame showed.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm, offset: usize) -> TableFit {
     let title = format!(" {} (pid {}) — exits ", vm.name, vm.pid);
     let reasons: Vec<&ReasonCount> = vm.families.exits.seen().collect();
     if reasons.is_empty() && vm.families.exits.details.is_empty() {
@@ -26,7 +29,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
             Paragraph::new("no exits in this window").block(Block::bordered().title(title)),
             area,
         );
-        return;
+        return TableFit::default();
     }
     let details = detail_lines(&vm.families.exits.details);
     let top = super::with_notes(frame, area, " exit details (events/s) ", details);
@@ -34,15 +37,14 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
         .iter()
         .map(|r| reason_cells(r, &vm.families.exits.details).to_vec())
         .collect();
-    let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2)).block(
-        Block::bordered()
-            .title(title)
-            .title_bottom(crate::tui::columns::word_ellipsized(
-                &latency_note(&reasons),
-                usize::from(top.width.saturating_sub(4)),
-            )),
-    );
-    frame.render_widget(table, top);
+    let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2));
+    let block = Block::bordered()
+        .title(title)
+        .title_bottom(crate::tui::columns::word_ellipsized(
+            &latency_note(&reasons),
+            usize::from(top.width.saturating_sub(4)),
+        ));
+    super::fit::render_scrolled(frame, top, table, block, rows.len(), offset)
 }
 
 /// The columns, and which stay on a narrow terminal: the reason, its rate and tail latency.

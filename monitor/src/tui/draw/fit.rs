@@ -4,12 +4,17 @@
 //! between words, ending in "…".
 
 use ratatui::{
-    layout::Constraint,
+    Frame,
+    layout::{Constraint, Rect},
     style::{Modifier, Style},
-    widgets::{Row, Table},
+    text::Line,
+    widgets::{Block, Row, Table, TableState},
 };
 
-use crate::tui::columns::{width_of, word_ellipsized};
+use crate::tui::{
+    columns::{width_of, word_ellipsized},
+    state::TableFit,
+};
 
 /// A column: its title and its priority (lower stays longer on a narrow terminal).
 pub struct Column {
@@ -23,14 +28,34 @@ const LAST_MIN: usize = 12;
 /// A table of `rows` (one text per column) within `width` (inside the borders).
 #[must_use]
 pub fn table(columns: &[Column], rows: &[Vec<String>], width: u16) -> Table<'static> {
-    let last = columns.len() - 1;
-    let natural: Vec<usize> = columns
+    table_marked(columns, rows, width, None)
+}
+
+/// [`table`], with the title of column `marked.0` followed by the mark `marked.1` (the sort
+/// column's ▼ or ▲).
+#[must_use]
+pub fn table_marked(
+    columns: &[Column],
+    rows: &[Vec<String>],
+    width: u16,
+    marked: Option<(usize, char)>,
+) -> Table<'static> {
+    let header: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| {
+        .map(|(i, c)| match marked {
+            Some((at, mark)) if at == i => format!("{}{mark}", c.title),
+            _ => c.title.to_owned(),
+        })
+        .collect();
+    let last = columns.len() - 1;
+    let natural: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, title)| {
             rows.iter()
                 .map(|r| width_of(&r[i]))
-                .chain([width_of(c.title)])
+                .chain([width_of(title)])
                 .max()
                 .unwrap_or(0)
         })
@@ -43,7 +68,8 @@ pub fn table(columns: &[Column], rows: &[Vec<String>], width: u16) -> Table<'sta
         }
     };
     let mut by_priority: Vec<usize> = (0..columns.len()).collect();
-    by_priority.sort_by_key(|&i| columns[i].priority);
+    // The sort column stays whatever the width: the order would make no sense without it.
+    by_priority.sort_by_key(|&i| (marked.is_none_or(|(at, _)| at != i), columns[i].priority));
     let mut taken = Vec::new();
     let mut used = 0;
     for i in by_priority {
@@ -73,7 +99,6 @@ pub fn table(columns: &[Column], rows: &[Vec<String>], width: u16) -> Table<'sta
                 .map(|(&i, &w)| word_ellipsized(&cells[i], w)),
         )
     };
-    let header: Vec<String> = columns.iter().map(|c| c.title.to_owned()).collect();
     #[expect(
         clippy::cast_possible_truncation,
         reason = "within the terminal's width"
@@ -84,6 +109,41 @@ pub fn table(columns: &[Column], rows: &[Vec<String>], width: u16) -> Table<'sta
         .collect();
     Table::new(rows.iter().map(|r| pick(r)), constraints)
         .header(pick(&header).style(Style::new().add_modifier(Modifier::BOLD)))
+}
+
+/// Draws `table` of `rows` data rows in `block` over `area`, scrolled past `offset` rows but
+/// never beyond its last row at the bottom. When not every row fits, the top border says which
+/// are shown. Returns how much of the table the frame showed, for the scroll keys.
+pub fn render_scrolled(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    table: Table<'static>,
+    block: Block<'static>,
+    rows: usize,
+    offset: usize,
+) -> TableFit {
+    // Inside the borders, below the header row.
+    let room = usize::from(area.height.saturating_sub(3));
+    let fit = TableFit {
+        rows,
+        shown: rows.min(room),
+    };
+    let offset = offset.min(fit.max_offset());
+    let block = if fit.shown < rows {
+        block.title_top(
+            Line::from(format!(
+                " {}–{} of {rows} ↑↓ ",
+                offset + 1,
+                offset + fit.shown
+            ))
+            .right_aligned(),
+        )
+    } else {
+        block
+    };
+    let mut state = TableState::default().with_offset(offset);
+    frame.render_stateful_widget(table.block(block), area, &mut state);
+    fit
 }
 
 #[cfg(test)]

@@ -69,6 +69,12 @@ fn keys(app: &App, width: u16) -> Line<'static> {
             ),
         ]),
     }
+    if app.view == View::Vcpus {
+        segments.push(key(
+            " < > ",
+            format!(" sort: {}", app.drill.vcpu_sort.column.title()),
+        ));
+    }
     if app.replay.is_none() {
         segments.push(key(
             " Space ",

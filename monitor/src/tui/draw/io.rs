@@ -14,11 +14,14 @@ use ratatui::{
 use crate::{
     format,
     model::{Untrusted, Vm, block::VmBlock},
+    tui::state::TableFit,
 };
 
 use super::fit::Column;
 
-pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
+/// Draws the VM's I/O, the devices' table scrolled past `offset` rows; returns how much of it
+/// the frame showed.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm, offset: usize) -> TableFit {
     let notes = notes(vm);
     let top = super::with_notes(frame, area, " drives, TLB shootdowns ", notes);
     let rows = rows(&vm.families.block);
@@ -29,14 +32,13 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
                 .block(Block::bordered().title(title)),
             top,
         );
-    } else {
-        let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2)).block(
-            Block::bordered()
-                .title(title)
-                .title_bottom(" latency: issue → completion; queue: submission → issue "),
-        );
-        frame.render_widget(table, top);
+        return TableFit::default();
     }
+    let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2));
+    let block = Block::bordered()
+        .title(title)
+        .title_bottom(" latency: issue → completion; queue: submission → issue ");
+    super::fit::render_scrolled(frame, top, table, block, rows.len(), offset)
 }
 
 /// The columns, and which stay on a narrow terminal: rates and tail latency first.

@@ -25,7 +25,8 @@ use ratatui::{
 
 use super::state::{App, Drawn, Overlay, View};
 
-/// Draws the view; returns where the VM list's rows went, for the mouse.
+/// Draws the view; returns where the VM list's rows went, for the mouse, and how much of a VM's
+/// table it showed, for the scroll keys.
 pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
     let mut header = match &app.snapshot {
         Some(snapshot) => header::lines(snapshot, app, frame.area().width),
@@ -53,17 +54,19 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
         match (app.view, app.selected_vm()) {
             (View::VmExits, Some(vm)) => {
                 let rest = chart::over(frame, body, app, vm);
-                exits::draw(frame, rest, vm);
+                drawn.table = Some(exits::draw(frame, rest, vm, app.drill.offset));
             }
             (View::Vcpus, Some(vm)) => {
                 let rest = chart::over(frame, body, app, vm);
-                vcpus::draw(frame, rest, vm);
+                drawn.table = Some(vcpus::draw(frame, rest, vm, &app.drill));
             }
             (View::Io, Some(vm)) => {
                 let rest = chart::over(frame, body, app, vm);
-                io::draw(frame, rest, vm);
+                drawn.table = Some(io::draw(frame, rest, vm, app.drill.offset));
             }
-            (View::Advice, _) => advice::draw(frame, body, snapshot),
+            (View::Advice, _) => {
+                drawn.table = Some(advice::draw(frame, body, snapshot, app.drill.offset));
+            }
             _ => drawn.rows = vms::draw(frame, body, app, snapshot),
         }
     }

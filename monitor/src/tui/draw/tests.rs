@@ -383,3 +383,149 @@ fn the_sparkline_follows_the_sort_column() {
     assert!(by_steal.contains("▇▇███ "), "{by_steal}");
     assert_ne!(by_exits, by_steal);
 }
+
+/// Renders as the event loop does, keeping what the frame showed for the next keys.
+fn render_keeping(app: &mut App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    let mut drawn = app.drawn;
+    terminal
+        .draw(|frame| {
+            drawn = draw(frame, app);
+        })
+        .unwrap();
+    app.drawn = drawn;
+    terminal.backend().to_string()
+}
+
+/// The screen line below the vCPU table's header.
+fn first_vcpu_row(screen: &str) -> &str {
+    let mut lines = screen.lines().skip_while(|l| !l.contains("│vCPU"));
+    lines.next();
+    lines.next().unwrap_or_default()
+}
+
+/// A VM of 64 vCPUs has more than a terminal's rows: the table says which it shows, scrolls to
+/// its last and no further, sorts by a column (marked, from the top), and starts from the top
+/// again in another view.
+#[test]
+fn a_big_vms_vcpus_scroll_and_sort() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let press = |app: &mut App, code| app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    let mut snapshot = fixture::snapshot();
+    let template = snapshot.vms[0].vcpus[0].clone();
+    snapshot.vms[0].vcpus = (0..64)
+        .map(|i| {
+            let mut vcpu = template.clone();
+            vcpu.index = Some(i);
+            vcpu.tid = Some(10_000 + i);
+            if let Some(sched) = vcpu.sched.as_mut() {
+                sched.figures.steal = Some(if i == 41 { 0.9 } else { 0.01 });
+            }
+            vcpu
+        })
+        .collect();
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(snapshot);
+    app.open();
+    app.toggle_vm_view();
+    let screen = render_keeping(&mut app, 80, 24);
+    let shown = app.drawn.table.expect("a table drawn").shown;
+    assert!((3..64).contains(&shown), "{shown} rows\n{screen}");
+    assert!(
+        screen.contains(&format!(" 1–{shown} of 64 ↑↓ ")),
+        "{screen}"
+    );
+    assert!(first_vcpu_row(&screen).contains("10000"), "{screen}");
+    assert!(!screen.contains("10063"), "{screen}");
+
+    for _ in 0..=(64 / shown) {
+        press(&mut app, KeyCode::PageDown);
+    }
+    press(&mut app, KeyCode::Down);
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(screen.contains("10063"), "the last vCPU\n{screen}");
+    assert!(
+        screen.contains(&format!(" {}–64 of 64 ", 65 - shown)),
+        "{screen}"
+    );
+    press(&mut app, KeyCode::Up);
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(
+        screen.contains(&format!(" {}–63 of 64 ", 64 - shown)),
+        "one up from the end, however far down was pressed\n{screen}"
+    );
+
+    while app.drill.vcpu_sort.column != crate::tui::vcpu_columns::VcpuColumn::Steal {
+        press(&mut app, KeyCode::Char('>'));
+    }
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(screen.contains("STEAL▼"), "{screen}");
+    let top = first_vcpu_row(&screen);
+    assert!(top.contains("10041") && top.contains("90%"), "{screen}");
+    assert!(screen.contains(&format!(" 1–{shown} of 64 ")), "{screen}");
+    press(&mut app, KeyCode::Char('r'));
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(screen.contains("STEAL▲"), "{screen}");
+    assert!(first_vcpu_row(&screen).contains("10000"), "{screen}");
+
+    press(&mut app, KeyCode::PageDown);
+    press(&mut app, KeyCode::Tab);
+    render_keeping(&mut app, 80, 24);
+    assert_eq!(app.drill.offset, 0, "another view starts at its top");
+    assert_eq!(
+        app.drill.vcpu_sort.column,
+        crate::tui::vcpu_columns::VcpuColumn::Steal,
+        "the vCPUs' order stays"
+    );
+}
+
+/// In the list, ↑↓ still select VMs; `<` `>` sort the list, not the vCPUs.
+#[test]
+fn the_lists_keys_are_the_lists() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut app = app();
+    render_keeping(&mut app, 80, 24);
+    let first = app.selected_pid;
+    app.key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
+    assert_ne!(app.selected_pid, first);
+    app.key(KeyEvent::new(KeyCode::Char('>'), KeyModifiers::NONE));
+    assert_ne!(app.sort.column, crate::tui::columns::VmColumn::Exits);
+    assert_eq!(
+        app.drill.vcpu_sort,
+        crate::tui::vcpu_columns::VcpuSort::default()
+    );
+}
+
+/// A host's many recommendations: the advice view says which are in view and scrolls to the
+/// last, wrapped lines and all.
+#[test]
+fn many_recommendations_scroll() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut snapshot = fixture::snapshot();
+    let one = snapshot.recommendations[0].clone();
+    snapshot.recommendations = (0..40)
+        .map(|i| {
+            let mut r = one.clone();
+            r.target = crate::model::advice::Target::Vm {
+                pid: 20_000 + i,
+                name: crate::model::Untrusted::new(format!("vm{i}")),
+            };
+            r
+        })
+        .collect();
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(snapshot);
+    app.toggle_advice();
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(screen.contains(" of 40 ↑↓ "), "{screen}");
+    assert!(screen.contains("20000"), "{screen}");
+    let fit = app.drawn.table.expect("the advice drawn");
+    assert!(fit.rows > 40 * 4 && fit.shown < fit.rows, "{fit:?}");
+    for _ in 0..=(fit.rows / fit.shown) {
+        app.key(KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE));
+    }
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(screen.contains("–40 of 40 ↑↓ "), "{screen}");
+    assert!(screen.contains("20039"), "the last one\n{screen}");
+    assert!(!screen.contains("20000"), "{screen}");
+}

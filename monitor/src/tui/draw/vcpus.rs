@@ -7,109 +7,42 @@ use ratatui::{Frame, layout::Rect, text::Line, widgets::Block};
 use crate::{
     format,
     model::{
-        ExitSource, Vcpu, Vm,
+        Vm,
         sched::{ContenderKind, VmSched},
+    },
+    tui::{
+        state::{Drill, TableFit},
+        vcpu_columns::{ALL, VcpuSort},
     },
 };
 
 use super::fit::Column;
 
-pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm) {
+/// Draws the VM's vCPUs in the order `drill` says, scrolled as far as it says; returns how much
+/// of the table the frame showed.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, vm: &Vm, drill: &Drill) -> TableFit {
     let notes = notes(vm);
     let top = super::with_notes(frame, area, " threads, contenders, memory ", notes);
-    let rows: Vec<Vec<String>> = vm.vcpus.iter().map(row).collect();
-    let table = super::fit::table(&COLUMNS, &rows, top.width.saturating_sub(2)).block(
-        Block::bordered()
-            .title(format!(" {} (pid {}) — vCPUs ", vm.name, vm.pid))
-            .title_bottom(" shares of the window: in exits, in the VMM, halted, steal "),
-    );
-    frame.render_widget(table, top);
-}
-
-/// The columns, and which stay on a narrow terminal: where the time went and the steal first.
-const COLUMNS: [Column; 12] = [
-    Column {
-        title: "vCPU",
-        priority: 0,
-    },
-    Column {
-        title: "TID",
-        priority: 9,
-    },
-    Column {
-        title: "EXITS/s",
-        priority: 1,
-    },
-    Column {
-        title: "USER/s",
-        priority: 5,
-    },
-    Column {
-        title: "HALT/s",
-        priority: 8,
-    },
-    Column {
-        title: "IN EXIT",
-        priority: 3,
-    },
-    Column {
-        title: "IN VMM",
-        priority: 4,
-    },
-    Column {
-        title: "HALTED",
-        priority: 6,
-    },
-    Column {
-        title: "STEAL",
-        priority: 2,
-    },
-    Column {
-        title: "MIGR/s",
-        priority: 10,
-    },
-    Column {
-        title: "CPU(NODE)",
-        priority: 11,
-    },
-    Column {
-        title: "TOP REASON",
-        priority: 7,
-    },
-];
-
-fn row(vcpu: &Vcpu) -> Vec<String> {
-    let unknown = || "?".to_owned();
-    let sched = vcpu.sched.as_ref();
-    let place = sched.map(|s| &s.placement);
-    let cpu = match (
-        place.and_then(|p| p.dominant_cpu.or(p.cpu)),
-        place.and_then(|p| p.dominant_node.or(p.node)),
-    ) {
-        (Some(cpu), Some(node)) => format!("{cpu}({node})"),
-        (Some(cpu), None) => cpu.to_string(),
-        _ => "-".to_owned(),
-    };
-    vec![
-        vcpu.index.map_or_else(unknown, |i| i.to_string()),
-        vcpu.tid.map_or_else(unknown, |t| t.to_string()),
-        format::rate(vcpu.exits.rate_of(ExitSource::KvmExit)),
-        format::rate(vcpu.exits.rate_of(ExitSource::Userspace)),
-        format::rate(vcpu.exits.rate_of(ExitSource::Halt)),
-        format::share(vcpu.time.handling_exits),
-        format::share(vcpu.time.in_vmm),
-        format::share(vcpu.time.halted),
-        format::share(sched.and_then(|s| s.figures.steal)),
-        sched
-            .and_then(|s| s.figures.migrations.as_ref())
-            .map_or_else(|| "-".to_owned(), |m| format::rate(m.rate)),
-        cpu,
-        vcpu.exits
-            .seen()
-            .next()
-            .map(|r| format!("{} {}", r.reason, format::rate(r.rate)))
-            .unwrap_or_default(),
-    ]
+    let sort = drill.vcpu_sort;
+    let rows: Vec<Vec<String>> = sort
+        .sorted(&vm.vcpus)
+        .into_iter()
+        .map(|vcpu| ALL.iter().map(|c| c.text(vcpu)).collect())
+        .collect();
+    let columns = ALL.map(|c| Column {
+        title: c.title(),
+        priority: c.priority(),
+    });
+    // The sort column is marked ▼ (▲ reversed), as in the VM list; by vCPU index, unmarked.
+    let marked = (sort != VcpuSort::default()).then(|| {
+        let at = ALL.iter().position(|&c| c == sort.column).unwrap_or(0);
+        (at, if sort.reversed { '▲' } else { '▼' })
+    });
+    let table = super::fit::table_marked(&columns, &rows, top.width.saturating_sub(2), marked);
+    let block = Block::bordered()
+        .title(format!(" {} (pid {}) — vCPUs ", vm.name, vm.pid))
+        .title_bottom(" shares of the window: in exits, in the VMM, halted, steal ");
+    super::fit::render_scrolled(frame, top, table, block, rows.len(), drill.offset)
 }
 
 /// Thread classes, contenders and memory placement, one line each.
