@@ -1,6 +1,7 @@
 //! The live table in a real terminal (tmux): it shows a running guest, and every way out — `q`,
 //! Ctrl-C, SIGTERM — leaves the terminal as it found it (main screen, canonical mode, line
-//! endings), with exit status 0; `NO_COLOR` leaves no colour on the screen and keeps emphasis.
+//! endings), with exit status 0; `NO_COLOR` leaves no colour on the screen and keeps emphasis; a
+//! VM of more vCPUs than the terminal has rows scrolls to its last and sorts.
 
 mod support;
 
@@ -399,4 +400,97 @@ fn assert_no_cut_words(screen: &str, when: &str) {
 /// Tokens that start with a digit yet are names: "0x80", a uuid, a version "6.18.0".
 fn hexadecimal_or_name(token: &str) -> bool {
     token.starts_with("0x") || token.contains('-') || token.matches('.').count() > 1
+}
+
+/// A VM of 24 vCPUs at 80×24 (an idle guest: its vCPUs halt): the vCPU view shows the first
+/// few and says so, the page keys reach the last vCPU and stop there, and `r` reverses the
+/// vCPUs' order, from the top.
+#[test]
+fn a_wide_vms_vcpus_scroll_to_the_last_and_sort() {
+    const TEST: &str = "a_wide_vms_vcpus_scroll_to_the_last_and_sort";
+    const NAME: &str = "kvmtop-e2e-wide";
+    const VCPUS: u32 = 24;
+    if let Some(reason) = support::missing_prerequisite(true, &["tmux"]) {
+        return support::skip(TEST, &reason);
+    }
+    let _guest = guests::Guest::start(
+        &guests::GuestSpec::new(guests::GuestKind::Idle)
+            .name(NAME)
+            .vcpus(VCPUS),
+    )
+    .expect("starting an idle guest of 24 vCPUs");
+    let tmux = Tmux::start_sized(80, 24);
+    tmux.type_line(&format!("{} --interval 0.5", env!("CARGO_BIN_EXE_kvmtop")));
+    // Only this guest in the list (other tests' guests may run beside it), then its vCPUs.
+    tmux.wait_until("the wide guest's row", |t| t.screen().contains(NAME));
+    tmux.key("/");
+    tmux.run(&["send-keys", "-t", "t", "-l", NAME]);
+    tmux.key("Enter");
+    tmux.wait_until("only the wide guest", |t| {
+        t.screen().contains(&format!("filter: {NAME}  1 of 1 VMs"))
+    });
+    tmux.key("Tab");
+    let of = format!(" of {VCPUS} ↑↓ ");
+    tmux.wait_until(
+        "the vCPU view of all 24 vCPUs, saying which it shows",
+        |t| {
+            let screen = t.screen();
+            screen.contains("— vCPUs") && screen.contains(" 1–") && screen.contains(&of)
+        },
+    );
+    let screen = tmux.screen();
+    let first = vcpu_rows(&screen);
+    assert_eq!(first.first().map(String::as_str), Some("0"), "{screen}");
+    assert!(!first.contains(&"23".to_owned()), "{screen}");
+    let shown = first.len();
+    assert!(
+        screen.contains(&format!(" 1–{shown} of {VCPUS} ↑↓ ")),
+        "{shown} rows shown\n{screen}"
+    );
+
+    // Further than the end: the last vCPU at the bottom, and no further.
+    for _ in 0..=(VCPUS as usize / shown) {
+        tmux.key("PageDown");
+    }
+    tmux.key("Down");
+    tmux.wait_until("the last vCPU at the bottom", |t| {
+        let screen = t.screen();
+        vcpu_rows(&screen).last().map(String::as_str) == Some("23")
+            && screen.contains(&format!(
+                " {}–{VCPUS} of {VCPUS} ↑↓ ",
+                VCPUS as usize - shown + 1
+            ))
+    });
+    tmux.key("Up");
+    tmux.wait_until("one row up from the end", |t| {
+        vcpu_rows(&t.screen()).last().map(String::as_str) == Some("22")
+    });
+
+    // r: the vCPUs the other way round, from the top.
+    tmux.key("r");
+    tmux.wait_until("vCPU 23 first, marked ▲", |t| {
+        let screen = t.screen();
+        screen.contains("vCPU▲")
+            && vcpu_rows(&screen).first().map(String::as_str) == Some("23")
+            && screen.contains(&format!(" 1–{shown} of {VCPUS} ↑↓ "))
+    });
+    tmux.key("q");
+    tmux.wait_until("kvmtop to quit", |t| !t.alternate_screen());
+}
+
+/// The vCPU indices in the vCPU table's rows, top to bottom.
+fn vcpu_rows(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .skip_while(|l| !l.starts_with("│vCPU"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('└'))
+        .filter_map(|l| {
+            let first = l.trim_start_matches('│').split_whitespace().next()?;
+            first
+                .chars()
+                .all(|c| c.is_ascii_digit())
+                .then(|| first.to_owned())
+        })
+        .collect()
 }
