@@ -402,12 +402,13 @@ fn hexadecimal_or_name(token: &str) -> bool {
     token.starts_with("0x") || token.contains('-') || token.matches('.').count() > 1
 }
 
-/// A VM of 24 vCPUs at 80×24 (an idle guest: its vCPUs halt): the vCPU view shows the first
+/// At 80×24, a VM of 24 vCPUs (an idle guest: its vCPUs halt): the vCPU view shows the first
 /// few and says so, the page keys reach the last vCPU and stop there, and `r` reverses the
-/// vCPUs' order, from the top.
+/// vCPUs' order, from the top. The sources pane, with more sources than rows on this host,
+/// scrolls down to its last family.
 #[test]
-fn a_wide_vms_vcpus_scroll_to_the_last_and_sort() {
-    const TEST: &str = "a_wide_vms_vcpus_scroll_to_the_last_and_sort";
+fn wide_tables_scroll_and_sort_at_80x24() {
+    const TEST: &str = "wide_tables_scroll_and_sort_at_80x24";
     const NAME: &str = "kvmtop-e2e-wide";
     const VCPUS: u32 = 24;
     if let Some(reason) = support::missing_prerequisite(true, &["tmux"]) {
@@ -474,6 +475,23 @@ fn a_wide_vms_vcpus_scroll_to_the_last_and_sort() {
             && vcpu_rows(&screen).first().map(String::as_str) == Some("23")
             && screen.contains(&format!(" 1–{shown} of {VCPUS} ↑↓ "))
     });
+
+    // The sources pane: the first family at the top, the last (block) reached by the page keys.
+    tmux.key("s");
+    tmux.wait_until("the sources pane, saying which rows it shows", |t| {
+        let screen = t.screen();
+        screen.contains("kernel sources") && screen.contains(" 1–") && screen.contains(" ↑↓ ")
+    });
+    assert!(!pane_rows(&tmux.screen()).iter().any(|f| f == "block"));
+    for _ in 0..4 {
+        tmux.key("PageDown");
+    }
+    tmux.wait_until("the block sources at the bottom of the pane", |t| {
+        let rows = pane_rows(&t.screen());
+        rows.last().map(String::as_str) == Some("block")
+            && rows.first().map(String::as_str) != Some("exits")
+    });
+    tmux.key("Escape");
     tmux.key("q");
     tmux.wait_until("kvmtop to quit", |t| !t.alternate_screen());
 }
@@ -491,6 +509,26 @@ fn vcpu_rows(screen: &str) -> Vec<String> {
                 .chars()
                 .all(|c| c.is_ascii_digit())
                 .then(|| first.to_owned())
+        })
+        .collect()
+}
+
+/// The family of each row of the sources pane, top to bottom. The pane sits inside the view's
+/// border: each row starts with that border's character (`│`, or a corner where the view's
+/// own panes meet), then the pane's.
+fn pane_rows(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains("FAMILY"))
+        .skip(1)
+        .map(|l| l.chars().skip(1).collect::<String>())
+        .take_while(|inner| !inner.starts_with('└'))
+        .filter_map(|inner| {
+            let family = inner.chars().skip(1).collect::<String>();
+            let family = family.split_whitespace().next()?.to_owned();
+            ["exits", "sched", "numa", "tlb", "block"]
+                .contains(&family.as_str())
+                .then_some(family)
         })
         .collect()
 }

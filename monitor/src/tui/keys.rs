@@ -20,7 +20,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         &[
             ("q  Ctrl-C", "quit"),
             ("?", "this help"),
-            ("s", "kernel sources, losses"),
+            ("s", "kernel sources, losses (↑↓)"),
             ("Esc", "close, back, clear filter"),
             ("a", "tuning advice in force"),
             ("Space", "pause live figures"),
@@ -98,8 +98,12 @@ impl App {
                 KeyCode::Esc => self.overlay = None,
                 KeyCode::Char('?') if overlay == Overlay::Help => self.overlay = None,
                 KeyCode::Char('s') if overlay == Overlay::Sources => self.overlay = None,
-                KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
-                KeyCode::Char('s') => self.overlay = Some(Overlay::Sources),
+                KeyCode::Char('?') => self.open_overlay(Overlay::Help),
+                KeyCode::Char('s') => self.open_overlay(Overlay::Sources),
+                KeyCode::Down | KeyCode::Char('j') => self.scroll_pane(1, false),
+                KeyCode::Up | KeyCode::Char('k') => self.scroll_pane(-1, false),
+                KeyCode::PageDown => self.scroll_pane(1, true),
+                KeyCode::PageUp => self.scroll_pane(-1, true),
                 _ => {}
             }
             return Flow::Continue;
@@ -126,15 +130,24 @@ impl App {
             KeyCode::Char('r') => self.reverse_sort(),
             KeyCode::Char('/') => self.start_filter(),
             KeyCode::Char(' ') => self.toggle_pause(),
-            KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
-            KeyCode::Char('s') => self.overlay = Some(Overlay::Sources),
+            KeyCode::Char('?') => self.open_overlay(Overlay::Help),
+            KeyCode::Char('s') => self.open_overlay(Overlay::Sources),
             _ => {}
         }
         Flow::Continue
     }
 
-    /// A click selects the VM row under it; the wheel moves the selection.
+    /// A click selects the VM row under it; the wheel moves the selection, or scrolls a VM's
+    /// view, the advice or the sources pane.
     pub fn mouse(&mut self, mouse: MouseEvent) {
+        if self.overlay == Some(Overlay::Sources) {
+            match mouse.kind {
+                MouseEventKind::ScrollDown => self.scroll_pane(1, false),
+                MouseEventKind::ScrollUp => self.scroll_pane(-1, false),
+                _ => {}
+            }
+            return;
+        }
         if self.captures_keys() {
             return;
         }

@@ -33,6 +33,8 @@ pub struct App {
     held_windows: usize,
     /// A pane over the view (help, sources), while open.
     pub overlay: Option<Overlay>,
+    /// Rows of the sources pane scrolled past (a host has more sources than 80×24 has rows).
+    pub pane_offset: usize,
     /// Where the VM list's rows were last drawn, for mouse clicks.
     pub drawn: Drawn,
     /// Colours on (off when `NO_COLOR` is set); emphasis stays either way.
@@ -100,6 +102,8 @@ pub struct Drawn {
     pub rows: Option<(u16, u16, usize)>,
     /// A VM's view or the advice: its table's rows, and how many of them the frame had room for.
     pub table: Option<TableFit>,
+    /// The same for the sources pane, while open.
+    pub pane: Option<TableFit>,
 }
 
 /// How much of a table a frame showed.
@@ -156,6 +160,7 @@ impl App {
             held: None,
             held_windows: 0,
             overlay: None,
+            pane_offset: 0,
             drawn: Drawn::default(),
             colour: colour_allowed(std::env::var_os("NO_COLOR").as_deref()),
             history: History::default(),
@@ -230,6 +235,29 @@ impl App {
         self.drill.offset = self
             .drill
             .offset
+            .min(max)
+            .saturating_add_signed(step)
+            .min(max);
+    }
+
+    /// Opens `overlay` (or another in its place), from its top.
+    pub fn open_overlay(&mut self, overlay: Overlay) {
+        self.overlay = Some(overlay);
+        self.pane_offset = 0;
+    }
+
+    /// ↑↓ and the page keys over the sources pane: scrolls it by `step` rows (a page: what the
+    /// last frame showed of it), no further than its last row at the bottom.
+    pub fn scroll_pane(&mut self, step: isize, page: bool) {
+        let fit = self.drawn.pane.unwrap_or_default();
+        let step = if page {
+            step.saturating_mul(isize::try_from(fit.shown.max(1)).unwrap_or(isize::MAX))
+        } else {
+            step
+        };
+        let max = fit.max_offset();
+        self.pane_offset = self
+            .pane_offset
             .min(max)
             .saturating_add_signed(step)
             .min(max);

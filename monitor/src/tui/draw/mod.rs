@@ -75,7 +75,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
     }
     match (app.overlay, &app.snapshot) {
         (Some(Overlay::Help), _) => overlay::help(frame, body),
-        (Some(Overlay::Sources), Some(snapshot)) => overlay::sources(frame, body, snapshot),
+        (Some(Overlay::Sources), Some(snapshot)) => {
+            drawn.pane = Some(overlay::sources(frame, body, snapshot, app.pane_offset));
+        }
         _ => {}
     }
     drawn

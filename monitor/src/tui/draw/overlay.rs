@@ -1,4 +1,5 @@
-//! Panes over the view: the help (every key) and the kernel sources (state, hook, losses).
+//! Panes over the view: the help (every key) and the kernel sources (state, hook, losses),
+//! which scroll when a host's sources outnumber the terminal's rows.
 
 use ratatui::{
     Frame,
@@ -10,7 +11,10 @@ use ratatui::{
 
 use crate::{
     model::{Snapshot, SourceState, untrusted::sanitize},
-    tui::keys::{HELP, HELP_LEFT_GROUPS},
+    tui::{
+        keys::{HELP, HELP_LEFT_GROUPS},
+        state::TableFit,
+    },
 };
 
 /// A pane over the middle of `area`, `height` rows tall at most (borders included).
@@ -74,8 +78,9 @@ pub fn help(frame: &mut Frame<'_>, area: Rect) {
 }
 
 /// Every kernel source: its family, state (with why when unavailable), where it is hooked and
-/// what it lost in the window.
-pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
+/// what it lost in the window; scrolled past `offset` rows when they do not all fit. Returns
+/// how much of the list the frame showed.
+pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot, offset: usize) -> TableFit {
     // The hook or the reason takes what the other columns leave, ended by "…" where cut.
     let room = usize::from(area.width.saturating_sub(2 + 2 + 6 + 18 + 11 + 6 + 4));
     let fit = |text: String| crate::tui::columns::word_ellipsized(&text, room);
@@ -127,8 +132,9 @@ pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
             Cell::from("no completion seen"),
         ]));
     }
+    let count = rows.len();
     #[expect(clippy::cast_possible_truncation, reason = "a few dozen sources")]
-    let area = pane(area, rows.len() as u16 + 3);
+    let area = pane(area, count as u16 + 3);
     let table = Table::new(
         rows,
         [
@@ -148,10 +154,10 @@ pub fn sources(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot) {
             "HOOK (or why unavailable)",
         ])
         .style(Style::new().add_modifier(Modifier::BOLD)),
-    )
-    .block(Block::bordered().title(" kernel sources — Esc or s closes "));
+    );
     frame.render_widget(Clear, area);
-    frame.render_widget(table, area);
+    let block = Block::bordered().title(" kernel sources — Esc or s closes ");
+    super::fit::render_scrolled(frame, area, table, block, count, offset)
 }
 
 /// A hook within `room` columns, shortened at its separators rather than inside a name:

@@ -529,3 +529,60 @@ fn many_recommendations_scroll() {
     assert!(screen.contains("20039"), "the last one\n{screen}");
     assert!(!screen.contains("20000"), "{screen}");
 }
+
+/// A host's 28 sources do not fit the sources pane at 80×24: it says which rows it shows and
+/// scrolls (keys and wheel) down to the last, the expired requests, and no further.
+#[test]
+fn the_sources_pane_scrolls() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+    let mut snapshot = fixture::snapshot();
+    for i in 0..14 {
+        snapshot
+            .families
+            .sched
+            .sources
+            .insert(format!("extra_{i:02}"), crate::model::SourceState::Live);
+    }
+    let mut app = App::new(Duration::from_secs(1));
+    app.update(snapshot);
+    app.key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE));
+    let screen = render_keeping(&mut app, 80, 24);
+    let fit = app.drawn.pane.expect("the pane drawn");
+    assert_eq!(
+        fit.rows, 29,
+        "28 sources and the expired requests\n{screen}"
+    );
+    assert!(
+        screen.contains(&format!(" 1–{} of 29 ↑↓ ", fit.shown)),
+        "{screen}"
+    );
+    assert!(!screen.contains("(requests)"), "{screen}");
+    for _ in 0..=(fit.rows / fit.shown) {
+        app.key(KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE));
+    }
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(screen.contains("(requests)"), "{screen}");
+    assert!(
+        screen.contains(&format!(" {}–29 of 29 ↑↓ ", 30 - fit.shown)),
+        "{screen}"
+    );
+    app.mouse(MouseEvent {
+        kind: MouseEventKind::ScrollUp,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    });
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(
+        screen.contains(&format!(" {}–28 of 29 ↑↓ ", 29 - fit.shown)),
+        "{screen}"
+    );
+    // Closed and opened again: from the top.
+    app.key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE));
+    app.key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE));
+    let screen = render_keeping(&mut app, 80, 24);
+    assert!(
+        screen.contains(&format!(" 1–{} of 29 ↑↓ ", fit.shown)),
+        "{screen}"
+    );
+}
