@@ -119,6 +119,13 @@ impl TableFit {
     pub fn max_offset(self) -> usize {
         self.rows.saturating_sub(self.shown)
     }
+
+    /// `offset` moved by `step` rows, no further than [`Self::max_offset`].
+    #[must_use]
+    pub fn scrolled(self, offset: usize, step: isize) -> usize {
+        let max = self.max_offset();
+        offset.min(max).saturating_add_signed(step).min(max)
+    }
 }
 
 /// The longest filter the input line takes, in characters.
@@ -231,13 +238,8 @@ impl App {
     /// ↑↓ and the page keys in a VM's view or the advice: scrolls its table by `step` rows, no
     /// further than its last row at the bottom of the last frame's table.
     pub fn scroll(&mut self, step: isize) {
-        let max = self.drawn.table.map_or(0, TableFit::max_offset);
-        self.drill.offset = self
-            .drill
-            .offset
-            .min(max)
-            .saturating_add_signed(step)
-            .min(max);
+        let fit = self.drawn.table.unwrap_or_default();
+        self.drill.offset = fit.scrolled(self.drill.offset, step);
     }
 
     /// Opens `overlay` (or another in its place), from its top.
@@ -255,12 +257,7 @@ impl App {
         } else {
             step
         };
-        let max = fit.max_offset();
-        self.pane_offset = self
-            .pane_offset
-            .min(max)
-            .saturating_add_signed(step)
-            .min(max);
+        self.pane_offset = fit.scrolled(self.pane_offset, step);
     }
 
     /// Rows a page key scrolls a table: what the last frame showed of it.
