@@ -431,40 +431,45 @@ fn wide_tables_scroll_and_sort_at_80x24() {
         t.screen().contains(&format!("filter: {NAME}  1 of 1 VMs"))
     });
     tmux.key("Tab");
-    let of = format!(" of {VCPUS} ↑↓ ");
+    // The history charts may open above the table as the windows come in (when the view has
+    // the room), so the table's height is read from each screen, never assumed.
     tmux.wait_until(
         "the vCPU view of all 24 vCPUs, saying which it shows",
         |t| {
             let screen = t.screen();
-            screen.contains("— vCPUs") && screen.contains(" 1–") && screen.contains(&of)
+            screen.contains("— vCPUs") && shown_range(&screen).is_some_and(|(first, _)| first == 1)
         },
     );
     let screen = tmux.screen();
-    let first = vcpu_rows(&screen);
-    assert_eq!(first.first().map(String::as_str), Some("0"), "{screen}");
-    assert!(!first.contains(&"23".to_owned()), "{screen}");
-    let shown = first.len();
-    assert!(
-        screen.contains(&format!(" 1–{shown} of {VCPUS} ↑↓ ")),
-        "{shown} rows shown\n{screen}"
-    );
+    let rows = vcpu_rows(&screen);
+    assert_eq!(rows.first().map(String::as_str), Some("0"), "{screen}");
+    assert!(!rows.contains(&"23".to_owned()), "{screen}");
+    assert_eq!(shown_range(&screen), Some((1, rows.len())), "{screen}");
 
-    // Further than the end: the last vCPU at the bottom, and no further.
-    for _ in 0..=(VCPUS as usize / shown) {
+    // Page down to the end, then one row further: the last vCPU stays at the bottom, so one row
+    // up shows the one before it there (had the offset gone past the end, it would not).
+    let at_end = |screen: &str| {
+        vcpu_rows(screen).last().map(String::as_str) == Some("23")
+            && shown_range(screen).is_some_and(|(_, last)| last == VCPUS as usize)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !at_end(&tmux.screen()) {
+        assert!(
+            Instant::now() < deadline,
+            "the page keys never reached the last vCPU:\n{}",
+            tmux.screen()
+        );
         tmux.key("PageDown");
+        thread::sleep(Duration::from_millis(300));
     }
     tmux.key("Down");
-    tmux.wait_until("the last vCPU at the bottom", |t| {
-        let screen = t.screen();
-        vcpu_rows(&screen).last().map(String::as_str) == Some("23")
-            && screen.contains(&format!(
-                " {}–{VCPUS} of {VCPUS} ↑↓ ",
-                VCPUS as usize - shown + 1
-            ))
-    });
+    thread::sleep(Duration::from_millis(300));
+    tmux.wait_until("the last vCPU still at the bottom", |t| at_end(&t.screen()));
     tmux.key("Up");
     tmux.wait_until("one row up from the end", |t| {
-        vcpu_rows(&t.screen()).last().map(String::as_str) == Some("22")
+        let screen = t.screen();
+        vcpu_rows(&screen).last().map(String::as_str) == Some("22")
+            && shown_range(&screen).is_some_and(|(_, last)| last == VCPUS as usize - 1)
     });
 
     // r: the vCPUs the other way round, from the top.
@@ -473,7 +478,7 @@ fn wide_tables_scroll_and_sort_at_80x24() {
         let screen = t.screen();
         screen.contains("vCPU▲")
             && vcpu_rows(&screen).first().map(String::as_str) == Some("23")
-            && screen.contains(&format!(" 1–{shown} of {VCPUS} ↑↓ "))
+            && shown_range(&screen).is_some_and(|(first, _)| first == 1)
     });
 
     // The sources pane: the first family at the top, the last (block) reached by the page keys.
@@ -531,4 +536,12 @@ fn pane_rows(screen: &str) -> Vec<String> {
                 .then_some(family)
         })
         .collect()
+}
+
+/// The rows the vCPU table says it shows, " 3–11 of 24 ↑↓ " in its top border: (3, 11).
+fn shown_range(screen: &str) -> Option<(usize, usize)> {
+    let line = screen.lines().find(|l| l.contains("— vCPUs"))?;
+    let range = line.split(" of ").next()?.rsplit(' ').next()?;
+    let (first, last) = range.split_once('–')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
 }
