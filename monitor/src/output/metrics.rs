@@ -13,6 +13,8 @@
 //! a name alone may repeat); what else kvmtop knows of the VM is in one `kvmtop_vm_info` series
 //! to join on, as the libvirt exporters do.
 
+mod host;
+
 use prometheus::proto::MetricFamily;
 
 pub use crate::output::series::Level;
@@ -142,9 +144,10 @@ fn gather(snapshot: &Snapshot, context: Context<'_>) -> anyhow::Result<Expositio
     })
 }
 
-/// The metric families that belong to no signal family: the VMs' identities, the health of the
-/// kernel sources and the advice in force.
+/// The metric families that belong to no signal family: the host, the VMs' identities, the
+/// health of the kernel sources and the advice in force.
 fn register_agent(gathered: &mut Gathered, snapshot: &Snapshot) {
+    host::register(gathered, snapshot);
     register_vms(gathered, snapshot);
     register_health(gathered, snapshot);
     gathered.add(recommendations(snapshot));

@@ -34,6 +34,46 @@ const REGENERATE: &str =
 /// (a port-I/O guest and a disk reader), why. The e2e test `metrics_reference_e2e` requires
 /// every metric without that reason.
 pub const NOTES: &[(&str, &str, Option<&str>)] = &[
+    (
+        "kvmtop_host_info",
+        "Always: one series, its labels empty where a setting could not be read.",
+        None,
+    ),
+    (
+        "kvmtop_host_cpus",
+        "When `/sys/devices/system/cpu/online` is readable.",
+        None,
+    ),
+    (
+        "kvmtop_host_cpu_busy_ratio",
+        "When `/proc/stat` is readable, from the second reading on.",
+        None,
+    ),
+    (
+        "kvmtop_host_memory_bytes",
+        "When `/proc/meminfo` is readable.",
+        None,
+    ),
+    (
+        "kvmtop_host_memory_available_bytes",
+        "When `/proc/meminfo` is readable.",
+        None,
+    ),
+    (
+        "kvmtop_host_swap_bytes",
+        "When `/proc/meminfo` is readable (0 without swap).",
+        None,
+    ),
+    (
+        "kvmtop_host_swap_free_bytes",
+        "When `/proc/meminfo` is readable (0 without swap).",
+        None,
+    ),
+    (
+        "kvmtop_host_ksm_pages_sharing",
+        "When the kernel has KSM (`/sys/kernel/mm/ksm`).",
+        None,
+    ),
     ("kvmtop_vm_info", "One series per VM kvmtop watches.", None),
     ("kvmtop_vm_vcpus", "One series per VM kvmtop watches.", None),
     (
