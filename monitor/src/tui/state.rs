@@ -94,7 +94,8 @@ pub struct Drill {
     pub vcpu_sort: VcpuSort,
 }
 
-/// Where the last frame put the VM list's rows, and how much of a VM's table it showed.
+/// Where the last frame put the VM list's rows, and how much of a scrolled table (a VM's view,
+/// the advice, the sources pane) it showed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Drawn {
     /// The screen rows of the list's body (the first data row and how many), and the index of
