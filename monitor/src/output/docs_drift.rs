@@ -192,7 +192,8 @@ const NOT_COLUMNS: &[&str] = &[
 
 #[test]
 fn every_column_the_docs_name_is_drawn() {
-    // The list's columns are named in `tui/columns.rs`, the VM views' in `tui/draw/`.
+    // The list's columns are named in `tui/columns.rs`, the vCPU view's in
+    // `tui/vcpu_columns.rs`, the other views' in `tui/draw/`.
     let tui = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui");
     let drawn: String = [tui.clone(), tui.join("draw")]
         .iter()
