@@ -366,14 +366,15 @@ fn frozen_part(screen: &str) -> String {
 }
 
 /// Every token on the screen that starts with a digit is a whole number, rate, share, size or
-/// duration ("101k", "12%", "2.5µs", "9.4MiB", "4242", "2(0)", "10:42:07"), and nothing runs over
-/// a pane's right border: no word or number was cut.
+/// duration ("101k", "12%", "2.5µs", "9.4MiB", "4242", "2(0)", "10:42:07", either end of a
+/// range of rows "1–9"), and nothing runs over a pane's right border: no word or number was
+/// cut.
 fn assert_no_cut_words(screen: &str, when: &str) {
     const UNITS: [&str; 13] = [
         "", "k", "M", "%", "ns", "µs", "ms", "s", "B", "KiB", "MiB", "GiB", "TiB",
     ];
     for line in screen.lines() {
-        for token in line.split(|c: char| c.is_whitespace() || "│┌┐└┘─,;()/×=:".contains(c))
+        for token in line.split(|c: char| c.is_whitespace() || "│┌┐└┘─,;()/×=:–".contains(c))
         {
             let token = token.trim_matches(|c: char| "▼▲…+-".contains(c));
             if !token.starts_with(|c: char| c.is_ascii_digit()) {
