@@ -53,7 +53,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot, offset: usiz
         shown: rows.min(usize::from(inner.height)),
     };
     let offset = offset.min(fit.max_offset());
-    let block = if fit.shown < rows {
+    let block = if (1..rows).contains(&fit.shown) {
         let at_row = |row: usize| {
             let mut end = 0;
             heights

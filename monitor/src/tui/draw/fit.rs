@@ -129,7 +129,7 @@ pub fn render_scrolled(
         shown: rows.min(room),
     };
     let offset = offset.min(fit.max_offset());
-    let block = if fit.shown < rows {
+    let block = if (1..rows).contains(&fit.shown) {
         block.title_top(
             Line::from(format!(
                 " {}–{} of {rows} ↑↓ ",

@@ -586,3 +586,19 @@ fn the_sources_pane_scrolls() {
         "{screen}"
     );
 }
+
+/// A terminal too small for a scrolled table's rows draws what it can, without a range to show.
+#[test]
+fn scrolled_tables_in_a_tiny_terminal() {
+    let mut app = app();
+    app.toggle_advice();
+    for height in 1..8 {
+        render_keeping(&mut app, 30, height);
+    }
+    app.toggle_advice();
+    app.open();
+    app.toggle_vm_view();
+    for height in 1..8 {
+        render_keeping(&mut app, 30, height);
+    }
+}
