@@ -64,16 +64,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, snapshot: &Snapshot, offset: usiz
                 })
                 .unwrap_or(heights.len() - 1)
         };
-        let (first, last) = (at_row(offset), at_row(offset + fit.shown - 1));
-        block.title_top(
-            Line::from(format!(
-                " {}–{} of {} ↑↓ ",
-                first + 1,
-                last + 1,
-                advice.len()
-            ))
-            .right_aligned(),
-        )
+        block.title_top(super::fit::range_title(
+            at_row(offset),
+            at_row(offset + fit.shown - 1),
+            advice.len(),
+        ))
     } else {
         block
     };

@@ -130,20 +130,20 @@ pub fn render_scrolled(
     };
     let offset = offset.min(fit.max_offset());
     let block = if (1..rows).contains(&fit.shown) {
-        block.title_top(
-            Line::from(format!(
-                " {}–{} of {rows} ↑↓ ",
-                offset + 1,
-                offset + fit.shown
-            ))
-            .right_aligned(),
-        )
+        block.title_top(range_title(offset, offset + fit.shown - 1, rows))
     } else {
         block
     };
     let mut state = TableState::default().with_offset(offset);
     frame.render_stateful_widget(table.block(block), area, &mut state);
     fit
+}
+
+/// What a scrolled table shows, for the right of its top border: items `first` to `last`
+/// (counted from 0) of `of`, "1–9 of 64 ↑↓".
+#[must_use]
+pub fn range_title(first: usize, last: usize, of: usize) -> Line<'static> {
+    Line::from(format!(" {}–{} of {of} ↑↓ ", first + 1, last + 1)).right_aligned()
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ use ratatui::{
 
 use super::state::{App, Drawn, Overlay, View};
 
-/// Draws the view; returns where the VM list's rows went, for the mouse, and how much of a VM's
-/// table it showed, for the scroll keys.
+/// Draws the view; returns where the VM list's rows went, for the mouse, and how much of a
+/// scrolled table (a VM's view, the advice, the sources pane) it showed, for the scroll keys.
 pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
     let mut header = match &app.snapshot {
         Some(snapshot) => header::lines(snapshot, app, frame.area().width),
