@@ -325,6 +325,30 @@ fn every_view_whole(tmux: &Tmux, size: &str, busy_pid: u32) {
             assert!(screen.contains(&format!("(pid {pid})")), "{screen}");
         }
     }
+    // c takes the charts off the VM's views, their rows going to the table; c brings them back.
+    let charted = |screen: &str| screen.contains("exits/s ━ IO");
+    let table_top = |screen: &str| screen.lines().position(|l| l.contains("│REASON"));
+    tmux.key("Enter");
+    tmux.wait_until(&format!("the exits view with its charts ({size})"), |t| {
+        charted(&t.screen())
+    });
+    let with = table_top(&tmux.screen());
+    tmux.key("c");
+    tmux.wait_until(&format!("the exits table without charts ({size})"), |t| {
+        let screen = t.screen();
+        !charted(&screen) && table_top(&screen).is_some()
+    });
+    let without = tmux.screen();
+    assert!(
+        table_top(&without) < with,
+        "the table did not move up ({size}):\n{without}"
+    );
+    assert_no_cut_words(&without, &format!("{size} after c"));
+    tmux.key("c");
+    tmux.wait_until(&format!("the charts back ({size})"), |t| {
+        charted(&t.screen())
+    });
+    tmux.key("Escape");
 }
 
 /// The header's host lines agree with the kernel's own view: the online CPUs (`sysconf`), and on

@@ -43,8 +43,8 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         "A VM's views, the advice",
         &[
             ("Tab  v", "exits → vCPUs → I/O"),
-            ("↑ ↓  j k", "scroll"),
-            ("PgUp PgDn", "a page up / down"),
+            ("↑ ↓  j k", "scroll (PgUp PgDn: a page)"),
+            ("c", "charts off / on"),
             ("< >  r", "vCPUs: sort, reverse"),
             ("Esc ← Bksp", "back to the list"),
         ],
@@ -128,6 +128,7 @@ impl App {
             KeyCode::Char('>' | '.') => self.sort_by_next(1),
             KeyCode::Char('<' | ',') => self.sort_by_next(-1),
             KeyCode::Char('r') => self.reverse_sort(),
+            KeyCode::Char('c') => self.toggle_charts(),
             KeyCode::Char('/') => self.start_filter(),
             KeyCode::Char(' ') => self.toggle_pause(),
             KeyCode::Char('?') => self.open_overlay(Overlay::Help),

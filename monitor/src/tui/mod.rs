@@ -6,7 +6,8 @@
 //! Keys (every one is in [`keys::HELP`], which `?` shows): ↑↓ select a VM (or a mouse click),
 //! Enter opens its exits, Tab cycles through its exits, vCPUs and I/O (i opens I/O directly),
 //! a shows the tuning advice, `<`/`>` sort by the previous/next column and r reverses (in the
-//! vCPU view, its vCPUs), ↑↓ and the page keys scroll a VM's view, `/` filters by name, pid or
+//! vCPU view, its vCPUs), ↑↓ and the page keys scroll a VM's view, c turns its history charts
+//! off and on, `/` filters by name, pid or
 //! uuid, Space pauses, s lists the kernel sources, Esc closes a pane,
 //! goes back or clears the filter (it never quits), q or Ctrl-C quit. A replay's own keys
 //! (Space play/pause, time, speed, the timeline) are offered to its feed first: see [`replay`].

@@ -41,6 +41,9 @@ pub struct App {
     pub colour: bool,
     /// Each VM's recent windows, for the sparklines and charts; kept while paused too.
     pub history: History,
+    /// Whether a VM's views draw its history charts above their table (`c` turns them off and
+    /// on): on a small terminal they take rows a big VM's table needs.
+    pub charts: bool,
 }
 
 /// Which screen is shown.
@@ -172,6 +175,7 @@ impl App {
             drawn: Drawn::default(),
             colour: colour_allowed(std::env::var_os("NO_COLOR").as_deref()),
             history: History::default(),
+            charts: true,
         }
     }
 
@@ -290,6 +294,14 @@ impl App {
             View::Advice => View::Advice,
         };
         self.show_view(view);
+    }
+
+    /// `c` in a VM's views: hides the history charts, or shows them again, in every VM's views
+    /// until pressed again.
+    pub fn toggle_charts(&mut self) {
+        if matches!(self.view, View::VmExits | View::Vcpus | View::Io) {
+            self.charts = !self.charts;
+        }
     }
 
     /// i: the selected VM's I/O view.

@@ -83,5 +83,9 @@ fn keys(app: &App, width: u16) -> Line<'static> {
         segments.push(key(" D ", " dump".into()));
         segments.push(key(" m ", " mark".into()));
     }
+    // Last: on a narrow terminal it gives way to the keys above (the help lists it).
+    if matches!(app.view, View::VmExits | View::Vcpus | View::Io) {
+        segments.push(key(" c ", " charts".into()));
+    }
     fitted_line(segments, width)
 }

@@ -53,15 +53,15 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
     if let Some(snapshot) = &app.snapshot {
         match (app.view, app.selected_vm()) {
             (View::VmExits, Some(vm)) => {
-                let rest = chart::over(frame, body, app, vm);
+                let rest = charts_over(frame, body, app, vm);
                 drawn.table = Some(exits::draw(frame, rest, vm, app.drill.offset));
             }
             (View::Vcpus, Some(vm)) => {
-                let rest = chart::over(frame, body, app, vm);
+                let rest = charts_over(frame, body, app, vm);
                 drawn.table = Some(vcpus::draw(frame, rest, vm, &app.drill));
             }
             (View::Io, Some(vm)) => {
-                let rest = chart::over(frame, body, app, vm);
+                let rest = charts_over(frame, body, app, vm);
                 drawn.table = Some(io::draw(frame, rest, vm, app.drill.offset));
             }
             (View::Advice, _) => {
@@ -81,6 +81,16 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Drawn {
         _ => {}
     }
     drawn
+}
+
+/// A VM's history charts over `body` unless the operator turned them off (`c`); the space left
+/// for the view's table.
+fn charts_over(frame: &mut Frame<'_>, body: Rect, app: &App, vm: &crate::model::Vm) -> Rect {
+    if app.charts {
+        chart::over(frame, body, app, vm)
+    } else {
+        body
+    }
 }
 
 /// The last touch to a frame, after the feed has drawn too: without colour (`NO_COLOR`) every

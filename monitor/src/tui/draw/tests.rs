@@ -366,6 +366,41 @@ fn history_as_sparklines_and_charts_at_80x24_and_200x50() {
     snapshot_at_both_sizes(&views, app_with_history);
 }
 
+/// `c` takes the charts off a VM's views, in every view and for every VM until pressed again,
+/// and gives their rows to the table; the list has no charts and ignores it.
+#[test]
+fn c_turns_the_charts_off_and_on() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let press = |app: &mut App, code| app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    // The exits chart's title, and the table's header row.
+    let charted = |screen: &str| screen.contains("exits/s");
+    let table_top = |screen: &str| screen.lines().position(|l| l.contains("│REASON")).unwrap();
+    let mut app = app_with_history();
+    press(&mut app, KeyCode::Char('c'));
+    assert!(app.charts, "the list has no charts to turn off");
+    app.open();
+    let with = render_keeping(&mut app, 80, 24);
+    assert!(charted(&with), "{with}");
+    assert!(
+        render(&app, 200, 50).contains(" c  charts"),
+        "named in a wide footer"
+    );
+    press(&mut app, KeyCode::Char('c'));
+    let without = render_keeping(&mut app, 80, 24);
+    assert!(!charted(&without), "{without}");
+    assert!(table_top(&without) < table_top(&with), "{with}\n{without}");
+    // Off in the other views and after going back to the list, until pressed again.
+    press(&mut app, KeyCode::Tab);
+    assert!(!render_keeping(&mut app, 80, 24).contains("steal % per vCPU"));
+    press(&mut app, KeyCode::Esc);
+    app.open();
+    assert!(!charted(&render_keeping(&mut app, 80, 24)));
+    press(&mut app, KeyCode::Char('c'));
+    assert!(charted(&render_keeping(&mut app, 80, 24)));
+    press(&mut app, KeyCode::Tab);
+    assert!(render_keeping(&mut app, 80, 24).contains("steal % per vCPU"));
+}
+
 #[test]
 fn the_sparkline_follows_the_sort_column() {
     let mut app = app_with_history();
