@@ -72,7 +72,7 @@ enum Task {
         /// Instead of the per-event bench: `kvmtop serve --interval 1 --metrics-detail full`
         /// with many mini VMMs (2 vCPUs each, kept lightly busy), one configuration per
         /// `--scale-vmms` count and one more at the largest with `--scale-idle` idle processes.
-        /// For each: the agent's CPU % and peak RSS over the window, every scrape's latency (one
+        /// For each: the agent's CPU % (in all and by thread) and peak RSS over the window, every scrape's latency (one
         /// a second, or every `--scale-scrape-every` seconds) and whether it parses, its system calls per second (perf trace or strace,
         /// 10 s after the window), `kvmtop snapshot --duration 5`'s wall time (after serve
         /// stopped), and whether every VM and vCPU thread is right. About 2 minutes per configuration at the default window;

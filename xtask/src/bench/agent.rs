@@ -19,6 +19,46 @@ pub fn read(pid: u32) -> Option<Usage> {
     })
 }
 
+/// CPU time so far of each of the process's threads, added up by thread name (`sampler`,
+/// `flight`, `tokio-rt-worker`, …), in milliseconds. A thread that ended before the read is not
+/// in it: its time shows only in [`read`]'s total.
+pub fn cpu_ms_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(stat), Ok(comm)) = (
+            std::fs::read_to_string(path.join("stat")),
+            std::fs::read_to_string(path.join("comm")),
+        ) else {
+            continue;
+        };
+        if let Some(ms) = cpu_ms(&stat) {
+            *by_name.entry(comm.trim_end().to_owned()).or_insert(0.0) += ms;
+        }
+    }
+    by_name
+}
+
+/// Percent of one core each thread name took over `seconds`, from two [`cpu_ms_by_thread`]
+/// readings; names under 0.005 % are left out.
+pub fn percent_by_thread(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    seconds: f64,
+) -> std::collections::BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, ms)| {
+            let spent = ms - before.get(name).copied().unwrap_or(0.0);
+            (name.clone(), spent / (seconds * 10.0))
+        })
+        .filter(|(_, percent)| *percent >= 0.005)
+        .collect()
+}
+
 fn cpu_ms(stat: &str) -> Option<f64> {
     // The command name (field 2) may contain spaces and parentheses; fields after the last ')'
     // start at field 3, so utime and stime (fields 14 and 15) are at indices 11 and 12.
@@ -48,6 +88,23 @@ fn clock_ticks_per_second() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_shares_are_the_differences_over_the_window() {
+        let before = [("sampler".to_owned(), 1000.0), ("flight".to_owned(), 400.0)].into();
+        let after = [
+            ("sampler".to_owned(), 1600.0),
+            ("flight".to_owned(), 400.001),
+            ("control".to_owned(), 30.0),
+        ]
+        .into();
+        let shares = percent_by_thread(&before, &after, 60.0);
+        assert_eq!(shares.len(), 2, "{shares:?}");
+        assert!((shares["sampler"] - 1.0).abs() < 1e-9);
+        assert!((shares["control"] - 0.05).abs() < 1e-9);
+        // The bench's own process: at least this thread, by its name.
+        assert!(!cpu_ms_by_thread(std::process::id()).is_empty());
+    }
 
     #[test]
     fn parses_proc_files() {

@@ -91,6 +91,10 @@ pub struct Measured {
     pub window_seconds: Option<f64>,
     /// utime + stime over the window, percent of one core.
     pub agent_cpu_percent: Option<f64>,
+    /// The same by thread name: `sampler` (discovery, the maps, the window's model, advice),
+    /// `flight` (the flight recorder's encoding, compression and writes), `tokio-rt-worker`
+    /// (`/metrics`), … Threads that ended within the window are left out.
+    pub agent_cpu_percent_by_thread: std::collections::BTreeMap<String, f64>,
     /// `VmHWM` at the end of the window: the peak since start-up, parsing the kernel's BTF
     /// included.
     pub peak_rss_mib: Option<f64>,
@@ -403,6 +407,15 @@ fn right_cell(c: &Measured) -> String {
 /// Where the syscalls go, what was wrong, and other VMs present.
 fn notes(c: &Measured) -> Vec<String> {
     let mut notes = Vec::new();
+    if !c.agent_cpu_percent_by_thread.is_empty() {
+        let mut threads: Vec<(&String, &f64)> = c.agent_cpu_percent_by_thread.iter().collect();
+        threads.sort_by(|a, b| b.1.total_cmp(a.1));
+        let threads: Vec<String> = threads
+            .iter()
+            .map(|(name, percent)| format!("{name} {percent:.2} %"))
+            .collect();
+        notes.push(format!("agent CPU by thread: {}", threads.join(", ")));
+    }
     notes.push(format!(
         "{} processes on the host; load average {} before, {} after; agent RSS at the end {} MiB",
         c.host_processes

@@ -95,6 +95,7 @@ fn with_serve(
     );
 
     let before = agent::read(pid).context("kvmtop serve exited")?;
+    let threads_before = agent::cpu_ms_by_thread(pid);
     let started = Instant::now();
     let mut bodies = Vec::new();
     let mut latencies = Vec::new();
@@ -123,9 +124,12 @@ fn with_serve(
         sleep_until(started + Duration::from_secs(tick));
     }
     let after = agent::read(pid).context("kvmtop serve exited")?;
+    let threads_after = agent::cpu_ms_by_thread(pid);
     let elapsed = started.elapsed().as_secs_f64();
     measured.window_seconds = Some(elapsed);
     measured.agent_cpu_percent = Some((after.cpu_ms - before.cpu_ms) / (elapsed * 10.0));
+    measured.agent_cpu_percent_by_thread =
+        agent::percent_by_thread(&threads_before, &threads_after, elapsed);
     #[allow(clippy::cast_precision_loss)]
     let rss = after.peak_rss_kib as f64 / 1024.0;
     measured.peak_rss_mib = Some(rss);
