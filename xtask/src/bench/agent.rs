@@ -1,4 +1,6 @@
-//! The agent's own cost, from procfs: CPU time and peak resident memory.
+//! The agent's own cost, from procfs: CPU time (in all and by thread) and peak resident memory.
+
+use std::collections::BTreeMap;
 
 /// What the last successful read of /proc/PID showed.
 #[derive(Clone, Copy, Debug, Default)]
@@ -22,8 +24,8 @@ pub fn read(pid: u32) -> Option<Usage> {
 /// CPU time so far of each of the process's threads, added up by thread name (`sampler`,
 /// `flight`, `tokio-rt-worker`, …), in milliseconds. A thread that ended before the read is not
 /// in it: its time shows only in [`read`]'s total.
-pub fn cpu_ms_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
-    let mut by_name = std::collections::BTreeMap::new();
+pub fn cpu_ms_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_name;
     };
@@ -45,10 +47,10 @@ pub fn cpu_ms_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
 /// Percent of one core each thread name took over `seconds`, from two [`cpu_ms_by_thread`]
 /// readings; names under 0.005 % are left out.
 pub fn percent_by_thread(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
     seconds: f64,
-) -> std::collections::BTreeMap<String, f64> {
+) -> BTreeMap<String, f64> {
     after
         .iter()
         .map(|(name, ms)| {

@@ -373,7 +373,7 @@ fn c_turns_the_charts_off_and_on() {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     let press = |app: &mut App, code| app.key(KeyEvent::new(code, KeyModifiers::NONE));
     // The exits chart's title, and the table's header row.
-    let charted = |screen: &str| screen.contains("exits/s");
+    let charted = |screen: &str| screen.contains("┌ exits/s");
     let table_top = |screen: &str| screen.lines().position(|l| l.contains("│REASON")).unwrap();
     let mut app = app_with_history();
     press(&mut app, KeyCode::Char('c'));
