@@ -16,6 +16,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../monitor-ebpf");
+    // The kernel programs are always built with the release profile. Its link-time
+    // optimization is for the agent: across the BPF target's `core` it changes the programs'
+    // code, which is verified and measured (`cargo xtask bench`) as built without it.
+    // SAFETY: a build script is single-threaded here; the variable is read by the cargo
+    // aya_build spawns, not by this process.
+    unsafe {
+        std::env::set_var("CARGO_PROFILE_RELEASE_LTO", "false");
+        std::env::set_var("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    }
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "monitor-ebpf",
