@@ -309,11 +309,12 @@ fn every_view_whole(tmux: &Tmux, size: &str, busy_pid: u32) {
         ("Enter", "exits/s ━ IO"),
         ("Tab", "— vCPUs"),
         ("Tab", "— block I/O"),
-        ("Escape", "VMs"),
+        // The list's own title (" 3 VMs "), not the header's "3 VMs ·" that every view shows.
+        ("Escape", " VMs ─"),
         ("a", "tuning advice"),
-        ("a", "VMs"),
+        ("a", " VMs ─"),
         ("s", "kernel sources"),
-        ("Escape", "VMs"),
+        ("Escape", " VMs ─"),
     ] {
         tmux.key(key);
         tmux.wait_until(&format!("{shows} after {key} ({size})"), |t| {
@@ -325,23 +326,26 @@ fn every_view_whole(tmux: &Tmux, size: &str, busy_pid: u32) {
             assert!(screen.contains(&format!("(pid {pid})")), "{screen}");
         }
     }
+    // The sources pane lies over the list, whose title shows around it: wait for the pane to go,
+    // so the next key is not sent straight after Esc (the two bytes read together are Alt+key).
+    tmux.wait_until(&format!("the sources pane closed ({size})"), |t| {
+        !t.screen().contains("kernel sources")
+    });
     // c takes the charts off the VM's views, their rows going to the table; c brings them back.
     let charted = |screen: &str| screen.contains("exits/s ━ IO");
     let table_top = |screen: &str| screen.lines().position(|l| l.contains("│REASON"));
+    // Each position is read from the very screen that met its wait.
     tmux.key("Enter");
-    tmux.wait_until(&format!("the exits view with its charts ({size})"), |t| {
-        charted(&t.screen())
+    let with = tmux.wait_for_screen(&format!("the exits view with its charts ({size})"), |s| {
+        charted(s) && table_top(s).is_some()
     });
-    let with = table_top(&tmux.screen());
     tmux.key("c");
-    tmux.wait_until(&format!("the exits table without charts ({size})"), |t| {
-        let screen = t.screen();
-        !charted(&screen) && table_top(&screen).is_some()
+    let without = tmux.wait_for_screen(&format!("the exits table without charts ({size})"), |s| {
+        !charted(s) && table_top(s).is_some()
     });
-    let without = tmux.screen();
     assert!(
-        table_top(&without) < with,
-        "the table did not move up ({size}):\n{without}"
+        table_top(&without) < table_top(&with),
+        "the table did not move up ({size}):\nwith charts:\n{with}\nwithout:\n{without}"
     );
     assert_no_cut_words(&without, &format!("{size} after c"));
     tmux.key("c");

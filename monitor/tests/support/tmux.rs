@@ -66,7 +66,26 @@ impl Tmux {
         self.run(&["send-keys", "-t", "t", key]);
     }
 
+    /// The screen once it holds still. tmux applies a program's output in pieces, so a single
+    /// capture can catch a redraw half done: new charts above the old table, a number half
+    /// overwritten. Two equal captures in a row are past any redraw; kvmtop redraws at most every
+    /// sampling interval, so they come at once. If the screen never holds still (a program that
+    /// redraws without pause), the last capture is returned.
     pub fn screen(&self) -> String {
+        let mut last = self.raw_screen();
+        for _ in 0..20 {
+            thread::sleep(Duration::from_millis(20));
+            let next = self.raw_screen();
+            if next == last {
+                return next;
+            }
+            last = next;
+        }
+        last
+    }
+
+    /// One capture of the screen, as it is at this instant.
+    fn raw_screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "t"])
     }
 
@@ -93,6 +112,23 @@ impl Tmux {
     pub fn record_output(&self, file: &Path) {
         let command = format!("cat >> '{}'", file.display());
         self.run(&["pipe-pane", "-o", "-t", "t", &command]);
+    }
+
+    /// Waits until the screen meets `condition` and returns that screen, so that what the caller
+    /// reads next is what was checked, not a later redraw.
+    pub fn wait_for_screen(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_mins(1);
+        loop {
+            let screen = self.screen();
+            if condition(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
