@@ -57,13 +57,15 @@ pub const PROG_BLOCK_RQ_COMPLETE_RAW: &str = "blk_done_raw";
 pub const PROG_BLOCK_HARNESS: &str = "block_harness";
 /// tgid of the submitter, dev, request id, rwbs (its first two bytes, little-endian), bytes, ns,
 /// and 1 to key the request by its id alone, as the raw-argument programs key it by its address
-/// (the device then is in the pending entry only, and issue and completion pass dev 0). Ignored
-/// unless the tgid is a watched VMM, as in the real program.
+/// (the device then is in the pending entry only, and issue and completion pass dev 0), and 1 to
+/// keep an existing entry as an insert does (kernels before 6.5). Ignored unless the tgid is a
+/// watched VMM, as in the real program.
 pub const HARNESS_SUBMIT: u64 = 1;
 /// tgid of the current task, dev, request id, rwbs, bytes, ns, and 1 when submissions are only
 /// seen at insert/issue (kernels before 6.5).
 pub const HARNESS_ISSUE: u64 = 2;
-/// 0 (unused), dev, request id, ns.
+/// 0 (unused), dev, request id, ns, and 1 to make the removal of the request's entry fail, as
+/// the kernel may refuse it (see [`PendingRequest::COMPLETED`]).
 pub const HARNESS_COMPLETE: u64 = 3;
 
 /// Read-only globals: one [`BlockRqLayout`] per program, and the [`SubmitMode`] as u32.
@@ -230,7 +232,7 @@ impl RequestKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingRequest {
-    /// The submitting process.
+    /// The submitting process, or [`PendingRequest::COMPLETED`].
     pub tgid: u32,
     /// [`BlockOp`] as u32.
     pub op: u32,
@@ -243,6 +245,22 @@ pub struct PendingRequest {
     pub submit_ns: u64,
     /// 0 until the request is issued to the driver.
     pub issue_ns: u64,
+}
+
+impl PendingRequest {
+    /// `tgid` of an entry whose request has completed and been counted, but which the kernel
+    /// refused to remove: since Linux 6.15 a hash map's bucket lock is a resilient spinlock, and
+    /// a delete returns `ETIMEDOUT` or `EDEADLK` instead of waiting on a lock held too long. The
+    /// completion marks its entry first, so such an entry is neither in flight nor expired, and
+    /// the next request at its key, or the agent, replaces or removes it. No VMM has pid 0 (the
+    /// idle task's).
+    pub const COMPLETED: u32 = 0;
+
+    /// Whether this entry's request has completed (see [`Self::COMPLETED`]).
+    #[must_use]
+    pub const fn is_completed(&self) -> bool {
+        self.tgid == Self::COMPLETED
+    }
 }
 
 /// Key of `BLOCK_STATS`.

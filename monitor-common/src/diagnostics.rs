@@ -20,8 +20,11 @@ pub enum Condition {
     BlockMapFull = 3,
     /// A struct field a BTF or raw program reads at this kernel's offset could not be read.
     StructReadFailed = 4,
+    /// The kernel refused to add or remove a block request's entry for a reason other than a
+    /// full map (a bucket lock held past its timeout, Linux 6.15 and later).
+    BlockMapRefused = 5,
 }
 
 impl Condition {
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 }

@@ -44,6 +44,10 @@ pub fn report(condition: Condition) {
             &ctx,
             "block: a map is full; further requests that need a new entry are dropped and counted"
         ),
+        Condition::BlockMapRefused => aya_log_ebpf::warn!(
+            &ctx,
+            "block: the kernel refused to add or remove a request's entry (its lock held too long); a request it refused to track is counted as dropped, a completed one is counted and its entry removed later"
+        ),
         Condition::StructReadFailed => aya_log_ebpf::warn!(
             &ctx,
             "a kernel struct field could not be read at this kernel's offset; the event is counted with the field unknown"

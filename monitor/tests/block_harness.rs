@@ -39,6 +39,23 @@ impl Harness {
         self.submit_keyed(pid, dev, rq, rwbs, bytes, at, true);
     }
 
+    /// A read of 4 KiB inserted into a queue on a kernel without `block_io_start`: an existing
+    /// entry (the request requeued) keeps its submission time.
+    fn insert_by_address(&mut self, pid: u32, dev: u32, rq: u64, at: u64) {
+        let args = [
+            HARNESS_SUBMIT,
+            pid.into(),
+            dev.into(),
+            rq,
+            rwbs_arg("RS"),
+            4_096,
+            at,
+            1,
+            1,
+        ];
+        self.0.run(PROG_BLOCK_HARNESS, None, &args);
+    }
+
     #[expect(
         clippy::too_many_arguments,
         reason = "the harness operation's arguments"
@@ -62,6 +79,7 @@ impl Harness {
             bytes,
             at,
             u64::from(by_address),
+            0,
         ];
         self.0.run(PROG_BLOCK_HARNESS, None, &args);
     }
@@ -86,7 +104,17 @@ impl Harness {
         self.0.run(
             PROG_BLOCK_HARNESS,
             None,
-            &[HARNESS_COMPLETE, 0, dev.into(), sector, at],
+            &[HARNESS_COMPLETE, 0, dev.into(), sector, at, 0],
+        );
+    }
+
+    /// A completion whose entry the kernel refuses to remove (a bucket lock held past its
+    /// timeout).
+    fn complete_unremoved(&mut self, dev: u32, sector: u64, at: u64) {
+        self.0.run(
+            PROG_BLOCK_HARNESS,
+            None,
+            &[HARNESS_COMPLETE, 0, dev.into(), sector, at, 1],
         );
     }
 
@@ -371,4 +399,84 @@ fn a_request_known_by_address_completes_without_reading_its_device() {
         "the issue was seen"
     );
     assert_eq!(h.read().in_flight.get(&(p, dev_id)), None);
+}
+
+/// Since Linux 6.15 the kernel may refuse to remove a map entry (a bucket lock held past its
+/// timeout). A completion whose entry stays is counted once, never in flight nor expired, and
+/// the key's next request, on either kind of kernel, is tracked and counted as any other.
+#[test]
+fn a_completed_request_whose_entry_the_kernel_keeps_is_counted_once() {
+    let Some(mut h) = Harness::open(
+        "a_completed_request_whose_entry_the_kernel_keeps_is_counted_once",
+        70,
+    ) else {
+        return;
+    };
+    let p = h.0.pid;
+    let dev = dev_of(MAJOR, 0xE_0000 + (p & 0xFFFF));
+    let dev_id = DevId::from_kernel(dev);
+    let rq = 0xBEEF_0000 + u64::from(p);
+    let now = kvmtop::host::clock::monotonic_ns();
+    let reads = |h: &mut Harness| {
+        h.block(p)
+            .get(&(dev_id, BlockOp::Read))
+            .map(|reads| (reads.requests(), reads.latency.buckets))
+    };
+    h.submit_by_address(p, dev, rq, "RS", 4_096, now);
+    h.issue(0, 0, rq, 4_096, now + 1_000, false);
+    h.complete_unremoved(0, rq, now + 21_000);
+    assert_eq!(reads(&mut h), Some((1, buckets(&[20_000]))));
+    let totals = h.read();
+    assert_eq!(totals.in_flight.get(&(p, dev_id)), None, "{totals:#?}");
+    // A request at the key that no VMM submitted (a kworker's, say) counts nothing.
+    h.issue(0, 0, rq, 4_096, now + 30_000, false);
+    h.complete_unremoved(0, rq, now + 40_000);
+    assert_eq!(reads(&mut h), Some((1, buckets(&[20_000]))));
+
+    // The key's next VMM request replaces the kept entry at submission...
+    h.submit_by_address(p, dev, rq, "RS", 4_096, now + 50_000);
+    assert_eq!(h.read().in_flight.get(&(p, dev_id)), Some(&1));
+    h.issue(0, 0, rq, 4_096, now + 51_000, false);
+    h.complete_unremoved(0, rq, now + 91_000);
+    assert_eq!(reads(&mut h), Some((2, buckets(&[20_000, 40_000]))));
+    // ... and, without `block_io_start`, at an insert (which keeps a live entry)...
+    h.complete_unremoved(0, rq, now + 95_000);
+    h.insert_by_address(p, dev, rq, now + 100_000);
+    h.insert_by_address(p, dev, rq, now + 110_000);
+    h.issue(0, 0, rq, 4_096, now + 120_000, false);
+    h.complete_unremoved(0, rq, now + 200_000);
+    assert_eq!(reads(&mut h), Some((3, buckets(&[20_000, 40_000, 80_000]))),);
+    let queued = h.block(p)[&(dev_id, BlockOp::Read)].queue.buckets;
+    assert_eq!(
+        queued,
+        buckets(&[1_000, 1_000, 20_000]),
+        "queued from the first insert"
+    );
+    // ... or at an issue in the VMM's context (a request known by its start sector here, as
+    // the harness gives an issue's device with its key).
+    h.issue(p, dev, 8, 4_096, now + 300_000, true);
+    h.complete_unremoved(dev, 8, now + 310_000);
+    h.issue(p, dev, 8, 4_096, now + 400_000, true);
+    h.complete(dev, 8, now + 560_000);
+    assert_eq!(
+        reads(&mut h),
+        Some((5, buckets(&[20_000, 40_000, 80_000, 10_000, 160_000])))
+    );
+
+    // A kept entry as old as an expired request is removed without being counted as expired.
+    let long_ago = now - 2 * u64::try_from(EXPIRE_AFTER.as_nanos()).unwrap();
+    let old = rq + 0x1000;
+    h.submit_by_address(p, dev, old, "RS", 4_096, long_ago);
+    h.complete_unremoved(0, old, long_ago + 10_000);
+    let totals = h.read();
+    assert_eq!(totals.in_flight.get(&(p, dev_id)), None, "{totals:#?}");
+    assert_eq!(totals.expired.get(&(p, dev_id)), None, "{totals:#?}");
+    assert_eq!(reads(&mut h).map(|(n, _)| n), Some(6));
+    // The refusal is logged once per load, not per completion.
+    let messages = h.0.session.kernel_mut().diagnostics();
+    let refused = messages
+        .iter()
+        .filter(|m| m.starts_with("block: the kernel refused"))
+        .count();
+    assert_eq!(refused, 1, "{messages:?}");
 }

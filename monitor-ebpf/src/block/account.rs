@@ -17,10 +17,11 @@ use monitor_common::{
         BLOCK_PENDING_CAPACITY, BLOCK_STATS_CAPACITY, BlockKey, BlockStats, PendingRequest,
         RequestKey,
     },
+    diagnostics::Condition,
     histogram::{LatencyHist, bucket_of},
 };
 
-use crate::atomic::atomic_add;
+use crate::{atomic::atomic_add, diagnostics::report};
 
 #[map(name = "BLOCK_PENDING")]
 static BLOCK_PENDING: HashMap<RequestKey, PendingRequest> =
@@ -71,6 +72,12 @@ pub fn issue_pending(key: &RequestKey, now: u64, bytes: impl FnOnce() -> u32) ->
     let Some(pending) = BLOCK_PENDING.get_ptr_mut(key) else {
         return false;
     };
+    // SAFETY: as below.
+    if unsafe { (*pending).is_completed() } {
+        // An earlier request at this key, counted: this one was not submitted by a VMM, or on
+        // kernels without `block_io_start` is tracked from here by the caller.
+        return false;
+    }
     let bytes = bytes();
     // SAFETY: this request's entry; its events are serialised by the block layer.
     unsafe {
@@ -100,30 +107,62 @@ pub fn issue_untracked(tgid: u32, request: &Request, now: u64) {
     track(request.key, &pending, BPF_ANY);
 }
 
-/// Starts tracking a request. A full map is counted: the request is then lost to every figure.
-/// An existing entry kept under `BPF_NOEXIST` is the caller's intent, not a loss.
+/// Starts tracking a request. A request the map refuses is counted: it is then lost to every
+/// figure. An existing entry kept under `BPF_NOEXIST` is the caller's intent, not a loss, unless
+/// it is a completed request's (see `PendingRequest::COMPLETED`), which this one replaces.
 #[inline(always)]
 fn track(key: RequestKey, pending: &PendingRequest, flags: u32) {
-    if let Err(errno) = BLOCK_PENDING.insert(key, pending, u64::from(flags))
-        && errno != -EEXIST
-    {
-        drop_one();
+    match BLOCK_PENDING.insert(key, pending, u64::from(flags)) {
+        Ok(()) => {}
+        Err(EEXIST) => {
+            if let Some(existing) = BLOCK_PENDING.get_ptr_mut(key) {
+                // SAFETY: this key's entry; its request's events are serialised by the block
+                // layer, and a completed one has no more.
+                unsafe {
+                    if (*existing).is_completed() {
+                        *existing = *pending;
+                    }
+                }
+            }
+        }
+        Err(E2BIG) => drop_one(Condition::BlockMapFull),
+        Err(_) => drop_one(Condition::BlockMapRefused),
     }
 }
 
-/// `EEXIST` from the kernel's errno-base.h: the key exists and `BPF_NOEXIST` kept it.
-const EEXIST: i32 = 17;
+/// From the kernel's errno-base.h, as negative map helper results: the key exists and
+/// `BPF_NOEXIST` kept it; the map is full.
+const EEXIST: i32 = -17;
+const E2BIG: i32 = -7;
 
 /// A request completed: its intervals go to its submitter's totals, under the device kept since
 /// its submission (the key may not name one).
 #[inline(always)]
 pub fn on_complete(key: &RequestKey, now: u64) {
-    let Some(pending) = BLOCK_PENDING.get_ptr(key) else {
+    complete(key, now, |key| BLOCK_PENDING.remove(key).is_ok());
+}
+
+/// [`on_complete`] with the removal of the entry given, so the harness can make it fail.
+#[inline(always)]
+pub fn complete(key: &RequestKey, now: u64, remove: impl FnOnce(&RequestKey) -> bool) {
+    let Some(entry) = BLOCK_PENDING.get_ptr_mut(key) else {
         return;
     };
-    // SAFETY: as in `issue_pending`; copied out before the entry is deleted.
-    let pending = unsafe { *pending };
-    let _ = BLOCK_PENDING.remove(key);
+    // SAFETY: as in `issue_pending`; copied out before the entry is marked and removed.
+    let pending = unsafe { *entry };
+    if pending.is_completed() {
+        // An earlier request at this key, counted, whose entry the kernel kept; this one was
+        // never tracked.
+        remove(key);
+        return;
+    }
+    // Marked before the removal: the kernel may refuse that (a bucket lock held past its
+    // timeout), and the entry must not then stay in flight.
+    // SAFETY: as above.
+    unsafe { (*entry).tgid = PendingRequest::COMPLETED };
+    if !remove(key) {
+        report(Condition::BlockMapRefused);
+    }
     let stats_key = BlockKey {
         tgid: pending.tgid,
         dev: pending.dev,
@@ -131,7 +170,7 @@ pub fn on_complete(key: &RequestKey, now: u64) {
         pad: 0,
     };
     let Some(stats) = stats_for(&stats_key) else {
-        drop_one();
+        drop_one(Condition::BlockMapFull);
         return;
     };
     // SAFETY: a map value; the fields are only ever changed with atomic adds (and the racy
@@ -191,10 +230,10 @@ unsafe fn record(hist: *mut LatencyHist, ns: u64) {
 }
 
 #[inline(always)]
-fn drop_one() {
+fn drop_one(why: Condition) {
     if let Some(drops) = BLOCK_DROPS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot owned by this CPU while the program runs.
         unsafe { *drops += 1 };
     }
-    crate::diagnostics::report(monitor_common::diagnostics::Condition::BlockMapFull);
+    report(why);
 }

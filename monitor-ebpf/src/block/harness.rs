@@ -10,7 +10,7 @@ use monitor_common::block::{
     HARNESS_COMPLETE, HARNESS_ISSUE, HARNESS_SUBMIT, RequestKey, op_of_rwbs,
 };
 
-use super::account::{Request, issue_pending, issue_untracked, on_complete, on_submit};
+use super::account::{Request, complete, issue_pending, issue_untracked, on_complete, on_submit};
 use crate::{record::low32, vmms::is_vmm};
 
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
@@ -35,7 +35,7 @@ pub fn block_harness(ctx: RawTracePointContext) -> i32 {
             } else {
                 key()
             };
-            on_submit(tgid, &request(key), arg(6), false);
+            on_submit(tgid, &request(key), arg(6), arg(8) != 0);
         }
         HARNESS_ISSUE => {
             let request = request(key());
@@ -44,6 +44,7 @@ pub fn block_harness(ctx: RawTracePointContext) -> i32 {
                 issue_untracked(tgid, &request, arg(6));
             }
         }
+        HARNESS_COMPLETE if arg(5) != 0 => complete(&key(), arg(4), |_| false),
         HARNESS_COMPLETE => on_complete(&key(), arg(4)),
         _ => {}
     }

@@ -329,15 +329,29 @@ impl BlockCounters {
     /// its VMM and device); returns the others.
     fn age(&mut self, keep: &impl Fn(u32) -> bool) -> Vec<(RequestKey, PendingRequest)> {
         self.aged_at = Instant::now();
-        let (entries, orphaned): (Vec<_>, Vec<_>) = self
-            .pending
-            .entries()
-            .into_iter()
-            .partition(|(_, pending)| keep(pending.tgid));
-        let orphaned: Vec<RequestKey> = orphaned.into_iter().map(|(key, _)| key).collect();
+        let (mut entries, mut orphaned, mut completed) = (Vec::new(), Vec::new(), Vec::new());
+        for entry in self.pending.entries() {
+            if entry.1.is_completed() {
+                completed.push(entry);
+            } else if keep(entry.1.tgid) {
+                entries.push(entry);
+            } else {
+                orphaned.push(entry.0);
+            }
+        }
         // Completed meanwhile is fine.
         self.pending.remove_keys(&orphaned);
-        let aged = expiry::age(entries, monotonic_ns(), |(_, pending)| pending.submit_ns);
+        let now = monotonic_ns();
+        // Requests counted at their completion, whose entry the kernel refused to remove: in
+        // flight for no one, and removed once as old as an expired request, when a new request
+        // taking the key between this read and the removal is as unlikely as below.
+        let stale: Vec<RequestKey> = expiry::age(completed, now, |(_, done)| done.submit_ns)
+            .expired
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        self.pending.remove_keys(&stale);
+        let aged = expiry::age(entries, now, |(_, pending)| pending.submit_ns);
         for entry in aged.expired {
             // A request that completed since the map was read was counted as completed: only
             // the ones removed here are lost. (A completion that has read its entry but not yet
