@@ -24,36 +24,36 @@ const MAJOR: u32 = 4095;
 
 struct Harness(VmmHarness);
 
+/// How a submission keys its request, and whether it keeps an existing entry.
+#[derive(Clone, Copy)]
+enum Submission {
+    /// By device and start sector, as the classic programs key it.
+    BySector,
+    /// By its address, as the raw-argument programs key it.
+    ByAddress,
+    /// By its address, at an insert (kernels before 6.5), keeping an existing live entry.
+    InsertByAddress,
+}
+
 impl Harness {
     fn open(test: &str, pid_offset: u32) -> Option<Self> {
         VmmHarness::open(test, pid_offset).map(Self)
     }
 
     fn submit(&mut self, pid: u32, dev: u32, sector: u64, rwbs: &str, bytes: u64, at: u64) {
-        self.submit_keyed(pid, dev, sector, rwbs, bytes, at, false);
+        self.submit_keyed(pid, dev, sector, rwbs, bytes, at, Submission::BySector);
     }
 
     /// A submission as the raw-argument programs make it: the request keyed by its address
     /// alone, its device kept in the pending entry.
     fn submit_by_address(&mut self, pid: u32, dev: u32, rq: u64, rwbs: &str, bytes: u64, at: u64) {
-        self.submit_keyed(pid, dev, rq, rwbs, bytes, at, true);
+        self.submit_keyed(pid, dev, rq, rwbs, bytes, at, Submission::ByAddress);
     }
 
     /// A read of 4 KiB inserted into a queue on a kernel without `block_io_start`: an existing
     /// entry (the request requeued) keeps its submission time.
     fn insert_by_address(&mut self, pid: u32, dev: u32, rq: u64, at: u64) {
-        let args = [
-            HARNESS_SUBMIT,
-            pid.into(),
-            dev.into(),
-            rq,
-            rwbs_arg("RS"),
-            4_096,
-            at,
-            1,
-            1,
-        ];
-        self.0.run(PROG_BLOCK_HARNESS, None, &args);
+        self.submit_keyed(pid, dev, rq, "RS", 4_096, at, Submission::InsertByAddress);
     }
 
     #[expect(
@@ -68,8 +68,13 @@ impl Harness {
         rwbs: &str,
         bytes: u64,
         at: u64,
-        by_address: bool,
+        how: Submission,
     ) {
+        let (by_address, keep_first) = match how {
+            Submission::BySector => (false, false),
+            Submission::ByAddress => (true, false),
+            Submission::InsertByAddress => (true, true),
+        };
         let args = [
             HARNESS_SUBMIT,
             pid.into(),
@@ -79,7 +84,7 @@ impl Harness {
             bytes,
             at,
             u64::from(by_address),
-            0,
+            u64::from(keep_first),
         ];
         self.0.run(PROG_BLOCK_HARNESS, None, &args);
     }
