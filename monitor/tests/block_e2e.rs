@@ -114,12 +114,13 @@ fn observe(guest: &Guest, disk: &LoopDisk, kernel: Kernel, beside: Beside) -> Ob
     wait_until_idle(disk);
     let reads_at_end = completed_reads(disk);
     let snapshot = support::end_window(&mut kvmtop);
-    let late_reads = late_reads(disk, reads_at_end, in_flight_on(&snapshot, disk.name()));
     bpftrace.interrupt_and_wait(support::EXIT_LIMIT);
     biolatency.interrupt_and_wait(support::EXIT_LIMIT);
     if let Some(mut competitor) = competitor {
         competitor.interrupt_and_wait(support::EXIT_LIMIT);
     }
+    // After every observer's window.
+    let late_reads = late_reads(disk, reads_at_end, in_flight_on(&snapshot, disk.name()));
     Observations {
         snapshot,
         bpftrace: bpftrace.stdout_text(),
