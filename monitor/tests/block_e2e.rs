@@ -150,10 +150,10 @@ const LATE_LIMIT: Duration = Duration::from_secs(5);
 /// Reads the kernel completes on `disk` after the window, waiting (up to [`LATE_LIMIT`]) for as
 /// many as the `in_flight` requests kvmtop ended it with. [`wait_until_idle`] cannot see every
 /// completion still on its way: blk-mq marks a request complete (out of `inflight`) before its
-/// completion runs, in a softirq of the same CPU, and a vCPU of this host preempted for longer
-/// than [`SETTLE`] holds it there. Such a request is still in flight, as kvmtop says, and the
-/// kernel counts it once it completes; a completion kvmtop missed is counted by the kernel before
-/// the window ends, and no late read makes up for it.
+/// completion runs, in a softirq of the same CPU, and a CPU stalled for longer than [`SETTLE`]
+/// (a vCPU its host preempts, say) would hold it there. Such a request is still in flight, as
+/// kvmtop says, and the kernel counts it once it completes; a completion kvmtop missed is
+/// counted by the kernel before the window ends, and no late read makes up for it.
 fn late_reads(disk: &LoopDisk, reads_at_end: u64, in_flight: u64) -> u64 {
     if in_flight == 0 {
         return 0;
