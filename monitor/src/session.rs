@@ -78,11 +78,49 @@ pub struct Session {
     view: HostView,
     kernel: Kernel,
     discovery: Discovery,
-    /// The problems of the first scan, made while the programs loaded: reported with the next.
-    first_scan_problems: Vec<String>,
+    /// Problems of scans between samples, until a sample reports them.
+    unreported: Unreported,
     families: Families,
     identities: Identities,
     wall_clock: WallClock,
+}
+
+/// Problems found by scans no sample has reported yet: the first scan's, made while the programs
+/// loaded, and those of the rescans between samples. A window reports its later sample's
+/// problems, so the first sample's are reported again with the second: nothing found before or
+/// within a window is left out of it.
+#[derive(Debug, Default)]
+struct Unreported {
+    problems: Vec<String>,
+    sampled: bool,
+}
+
+impl Unreported {
+    fn new(first_scan: Vec<String>) -> Self {
+        Self {
+            problems: first_scan,
+            sampled: false,
+        }
+    }
+
+    /// Keeps the problems of a scan that is not a sample.
+    fn found(&mut self, problems: Vec<String>) {
+        self.problems.extend(problems);
+    }
+
+    /// The problems a sample reports: those kept since the last sample, then `latest` (its
+    /// own), each once.
+    fn report_with(&mut self, latest: Vec<String>) -> Vec<String> {
+        let mut problems = std::mem::take(&mut self.problems);
+        problems.extend(latest);
+        let mut seen = HashSet::new();
+        problems.retain(|problem| seen.insert(problem.clone()));
+        if !self.sampled {
+            self.sampled = true;
+            self.problems.clone_from(&problems);
+        }
+        problems
+    }
 }
 
 /// Running totals at one instant.
@@ -153,7 +191,7 @@ impl Session {
         Ok(Self {
             host: read_host(&config.proc_root),
             discovery,
-            first_scan_problems: first_scan.problems,
+            unreported: Unreported::new(first_scan.problems),
             view,
             kernel,
             families,
@@ -187,6 +225,7 @@ impl Session {
     /// follow new threads while the guests run (a thread is seen inside `KVM_RUN` only then).
     pub fn rescan(&mut self) {
         let scan = self.scan();
+        self.unreported.found(scan.problems);
         self.identities.track(&scan.vmms);
         let vms = Vms::new(&scan.vmms, &scan.vhost_workers, &self.identities.reused);
         for problem in self.families.follow(&vms) {
@@ -215,13 +254,14 @@ impl Session {
             log::warn!("kernel programs: {message}");
             scan.problems.push(format!("kernel programs: {message}"));
         }
+        let problems = self.unreported.report_with(scan.problems);
         Sample {
             at,
             wall,
             vmms: scan.vmms,
             totals,
             skipped: self.kernel.skipped_events(),
-            problems: scan.problems,
+            problems,
         }
     }
 
@@ -281,10 +321,7 @@ impl Session {
     fn scan(&mut self) -> ScanResult {
         let changes = self.families.vmm_changes(self.discovery.vmm_pids());
         self.discovery.note_execs(self.families.process_execs());
-        let mut scan = self.discovery.scan_following(changes);
-        scan.problems
-            .splice(0..0, self.first_scan_problems.drain(..));
-        scan
+        self.discovery.scan_following(changes)
     }
 
     /// Tells discovery which thread runs which vCPU, from what the kernel programs saw.
@@ -416,6 +453,33 @@ mod tests {
             hook: Hook::tracepoint("block", program),
             program,
         }
+    }
+
+    fn texts(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn every_problem_found_before_or_within_a_window_is_reported_with_it_once() {
+        let mut unreported = Unreported::new(texts(&["first scan"]));
+        // The first sample: the first window's earlier end, whose problems no window reports.
+        let first = unreported.report_with(texts(&["first sample"]));
+        assert_eq!(first, texts(&["first scan", "first sample"]));
+        // Rescans within the first window, one finding a problem twice.
+        unreported.found(texts(&["pid 7 vanished"]));
+        unreported.found(texts(&["pid 7 vanished", "first scan"]));
+        let second = unreported.report_with(texts(&["second sample"]));
+        assert_eq!(
+            second,
+            texts(&[
+                "first scan",
+                "first sample",
+                "pid 7 vanished",
+                "second sample"
+            ])
+        );
+        // The next window starts empty.
+        assert_eq!(unreported.report_with(Vec::new()), Vec::<String>::new());
     }
 
     #[test]

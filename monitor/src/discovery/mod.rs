@@ -455,7 +455,21 @@ impl Discovery {
             .collect();
         exited.sort_unstable();
         for id in &exited {
-            self.known.remove(id);
+            if let Some(gone) = self.known.remove(id) {
+                log::debug!("VMM exited: pid {} ({})", id.pid, gone.vmm.name);
+            }
+        }
+        for id in &appeared {
+            if let Some(new) = self.known.get(id) {
+                log::debug!(
+                    "VMM found: pid {} ({}), {} vCPUs, in scan {}{}",
+                    id.pid,
+                    new.vmm.name,
+                    new.vmm.vcpus.len(),
+                    self.scans,
+                    if listing { " (listing /proc)" } else { "" }
+                );
+            }
         }
         if listing {
             self.not_vmm.retain(|pid, _| others.contains(pid));
@@ -647,6 +661,9 @@ impl Discovery {
         }
         if fds.vms == 0 {
             // Not a VMM, or one that closed its VM (then reported as exited).
+            if known || !fds.vcpus.is_empty() {
+                log::debug!("pid {pid} ({}): no KVM VM file open: not a VMM", stat.comm);
+            }
             self.note_not_vmm(id, &stat.comm);
             pass.others.insert(pid);
             return;
