@@ -54,7 +54,7 @@ use serde::Serialize;
 
 use crate::model::Untrusted;
 
-use procfs::{KvmFds, MAX_FDS};
+use procfs::{KvmFds, MAX_FDS, ProcStat};
 pub use procfs::{ProcError, ProcRoot};
 pub use qemu::QemuCommandLine;
 use threads::{TaskInfo, VcpuMemory};
@@ -601,26 +601,16 @@ impl Discovery {
         let stat = match self.proc.stat(pid) {
             Ok(stat) => stat,
             Err(ProcError::Gone) => return,
-            Err(e) => return pass.problems.push(format!("pid {pid}: {e}")),
+            Err(e) => {
+                // A known VMM is kept as it was rather than reported as a false exit.
+                if let Some(&id) = self.known.keys().find(|id| id.pid == pid) {
+                    pass.alive.insert(id);
+                }
+                return pass.problems.push(format!("pid {pid}: {e}"));
+            }
         };
         if stat.is_kernel_thread() {
-            // Never a VMM; remembered so that it is not read again on every scan, and by name,
-            // since a vhost worker is one.
-            let id = VmmId {
-                pid,
-                start_time: stat.start_time,
-            };
-            self.restart_if_new(id, &stat.comm);
-            self.note_not_vmm(id, &stat.comm);
-            if let Some(entry) = self.not_vmm.get_mut(&pid) {
-                entry.vhost_owner = stat
-                    .comm
-                    .exact()
-                    .strip_prefix("vhost-")
-                    .and_then(|owner| owner.parse().ok());
-            }
-            pass.others.insert(pid);
-            return;
+            return self.note_kernel_thread(pid, &stat, pass);
         }
         let id = VmmId {
             pid,
@@ -703,6 +693,25 @@ impl Discovery {
             // Gone between identification and refresh: it never really appeared.
             self.known.remove(&id);
         }
+    }
+
+    /// A kernel thread is never a VMM: remembered so that it is not read again on every scan,
+    /// and by name, since a vhost worker is one.
+    fn note_kernel_thread(&mut self, pid: u32, stat: &ProcStat, pass: &mut Pass) {
+        let id = VmmId {
+            pid,
+            start_time: stat.start_time,
+        };
+        self.restart_if_new(id, &stat.comm);
+        self.note_not_vmm(id, &stat.comm);
+        if let Some(entry) = self.not_vmm.get_mut(&pid) {
+            entry.vhost_owner = stat
+                .comm
+                .exact()
+                .strip_prefix("vhost-")
+                .and_then(|owner| owner.parse().ok());
+        }
+        pass.others.insert(pid);
     }
 
     /// The KVM file descriptors of process `id`: read for a process being checked, and for a

@@ -51,6 +51,36 @@ fn appearing_exiting_and_vanishing() {
 }
 
 #[test]
+fn a_known_vmm_whose_stat_cannot_be_read_is_kept_not_exited() {
+    let proc = FakeProc::new();
+    let mut discovery = proc.discovery();
+    let p = proc.process(3000, "qemu-system-x86", 100);
+    p.cmdline(&["qemu-system-x86_64"])
+        .thread(3000, "qemu-system-x86", PF_MAIN, PPOLL);
+    qemu_fds(&p);
+    assert_eq!(discovery.scan().appeared, [p.id()]);
+
+    write(&p.dir.join("stat"), "3000 no parens");
+    let scan = discovery.scan();
+    assert_eq!(scan.exited, []);
+    assert_eq!(scan.vmms.len(), 1, "{:?}", scan.vmms);
+    assert!(
+        scan.problems[0].contains("/3000/stat"),
+        "{:?}",
+        scan.problems
+    );
+
+    // Readable again: the same VMM, neither exited nor new.
+    write(
+        &p.dir.join("stat"),
+        stat_line(3000, "qemu-system-x86", PF_MAIN, 100),
+    );
+    let scan = discovery.scan();
+    assert_eq!((scan.appeared, scan.exited), (vec![], vec![]));
+    assert_eq!(scan.vmms[0].id, p.id());
+}
+
+#[test]
 fn a_listed_pid_that_became_a_vcpu_thread_is_not_another_vm() {
     let proc = FakeProc::new();
     let vm = proc.process(3000, "churn7", 500);
