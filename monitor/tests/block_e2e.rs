@@ -147,7 +147,9 @@ fn start_biolatency(disk: &LoopDisk) -> Observed {
 /// The completions on a device no BPF program was run for: ftrace's count over a window
 /// (`traced`) less biolatency's, whose BTF tracepoint programs skip none.
 fn unseen_by_bpf(traced: u64, biolatency: &str) -> u64 {
-    traced.saturating_sub(total(&parse_biolatency(biolatency)))
+    let seen = total(&parse_biolatency(biolatency));
+    eprintln!("completions on the device: ftrace {traced}, biolatency {seen}");
+    traced.saturating_sub(seen)
 }
 
 /// The requests kvmtop ended the window with in flight on the device `name`, over every VM.
@@ -371,12 +373,6 @@ fn check_device(device: &Value, seen: &Observations, seconds: f64, beside: Besid
     let reads = read_requests(device);
     let reference = parse_biolatency(&seen.biolatency);
     let unseen = unseen_by_bpf(seen.traced_completions, &seen.biolatency);
-    eprintln!(
-        "completions: ftrace {}, biolatency {}; the device's reads {}",
-        seen.traced_completions,
-        total(&reference),
-        seen.completed_reads
-    );
     assert_device_reads(reads, seen.completed_reads, unseen, device, &seen.snapshot);
     if beside == Beside::Alone {
         // bpftrace's classic tracepoint programs would lose events to a competing tracer; alone
