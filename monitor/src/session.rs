@@ -103,9 +103,14 @@ impl Unreported {
         }
     }
 
-    /// Keeps the problems of a scan that is not a sample.
+    /// Keeps the problems of a scan that is not a sample, each once: `snapshot` rescans four
+    /// times a second, for as long as its window lasts.
     fn found(&mut self, problems: Vec<String>) {
-        self.problems.extend(problems);
+        for problem in problems {
+            if !self.problems.contains(&problem) {
+                self.problems.push(problem);
+            }
+        }
     }
 
     /// The problems a sample reports: those kept since the last sample, then `latest` (its
@@ -468,6 +473,8 @@ mod tests {
         // Rescans within the first window, one finding a problem twice.
         unreported.found(texts(&["pid 7 vanished"]));
         unreported.found(texts(&["pid 7 vanished", "first scan"]));
+        // Kept once however often a rescan finds it.
+        assert_eq!(unreported.problems.len(), 3, "{:?}", unreported.problems);
         let second = unreported.report_with(texts(&["second sample"]));
         assert_eq!(
             second,
